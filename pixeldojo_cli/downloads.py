@@ -1,0 +1,287 @@
+"""Getting outputs onto disk: streamed, resumable, atomic, names sanitised.
+
+A file is streamed into a hidden temporary file in the destination folder and
+renamed to its final name only when complete and of the announced size, so a
+final name never holds a partial file. A connection that drops mid-body is
+retried, resuming with `Range` where the server honours it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mimetypes
+import os
+import re
+import tempfile
+import time
+import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import unquote, urlsplit
+
+import httpx
+
+from pixeldojo_cli.errors import DownloadError, ExpiredError, WriteError
+from pixeldojo_cli.results import Job
+from pixeldojo_cli.transport import Transport
+
+# (file index, bytes so far, total or None)
+ProgressCallback = Callable[[int, int, int | None], None]
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_CHUNK = 1024 * 1024
+_KNOWN_TYPES = {
+    "image/png": "png",
+    "image/jpeg": "jpg",
+    "image/webp": "webp",
+    "image/gif": "gif",
+    "video/mp4": "mp4",
+    "video/webm": "webm",
+    "video/quicktime": "mov",
+    "audio/mpeg": "mp3",
+    "audio/wav": "wav",
+}
+
+
+def sanitize_component(name: str, fallback: str = "output") -> str:
+    """One safe file-name component: no separators, no `..`, no control chars.
+
+    Keeps letters, digits, `.`, `_` and `-`; never starts with a dot; at most
+    100 characters. Whatever the server sends, the result stays in its folder.
+    """
+    text = unicodedata.normalize("NFKD", unquote(str(name)))
+    text = _SAFE.sub("_", text.encode("ascii", "ignore").decode("ascii"))
+    text = text.strip("._-")[:100].strip("._-")
+    return text or fallback
+
+
+def extension_for(url: str, content_type: str | None) -> str:
+    """The output's extension: from the URL path, else the Content-Type, else `bin`."""
+    path = unquote(urlsplit(url).path)
+    suffix = Path(path).suffix.lstrip(".").lower()
+    if suffix and suffix.isalnum() and len(suffix) <= 5:
+        return "jpg" if suffix == "jpeg" else suffix
+    mime = (content_type or "").split(";")[0].strip().lower()
+    if mime in _KNOWN_TYPES:
+        return _KNOWN_TYPES[mime]
+    guessed = mimetypes.guess_extension(mime) if mime else None
+    return guessed.lstrip(".") if guessed else "bin"
+
+
+def output_path(folder: Path, job_id: str, index: int, ext: str) -> Path:
+    """`<folder>/<jobId>-<n>.<ext>`, always inside `folder`."""
+    name = f"{sanitize_component(job_id, 'job')}-{index}.{sanitize_component(ext, 'bin')}"
+    path = folder / name
+    if path.resolve().parent != folder.resolve():  # belt and braces
+        raise WriteError(f"Refusing to write {name!r} outside {folder}.")
+    return path
+
+
+@dataclass(frozen=True)
+class DownloadedFile:
+    path: Path
+    size: int
+    sha256: str
+    url: str
+
+
+def _content_length(response: httpx.Response) -> int | None:
+    try:
+        value = int(response.headers.get("content-length", ""))
+    except ValueError:
+        return None
+    return value if value >= 0 else None
+
+
+def _range_start(response: httpx.Response) -> int | None:
+    match = re.match(r"bytes (\d+)-\d+/(\d+|\*)", response.headers.get("content-range", ""))
+    return int(match.group(1)) if match else None
+
+
+class _PartFile:
+    """The hidden temporary file a download streams into."""
+
+    def __init__(self, folder: Path, stem: str) -> None:
+        try:
+            fd, name = tempfile.mkstemp(dir=folder, prefix=f".{stem}.", suffix=".part")
+        except OSError as exc:
+            raise WriteError(f"Cannot write in {folder}: {exc.strerror or exc}.") from exc
+        self.path = Path(name)
+        self.handle: IO[bytes] = os.fdopen(fd, "wb")
+        self.size = 0
+        self.hasher = hashlib.sha256()
+
+    def restart(self) -> None:
+        self.handle.seek(0)
+        self.handle.truncate()
+        self.size = 0
+        self.hasher = hashlib.sha256()
+
+    def write(self, chunk: bytes) -> None:
+        try:
+            self.handle.write(chunk)
+        except OSError as exc:
+            raise WriteError(f"Cannot write {self.path.name}: {exc.strerror or exc}.") from exc
+        self.size += len(chunk)
+        self.hasher.update(chunk)
+
+    def commit(self, final: Path) -> None:
+        self.handle.flush()
+        os.fsync(self.handle.fileno())
+        self.handle.close()
+        os.chmod(self.path, 0o644)
+        os.replace(self.path, final)
+
+    def discard(self) -> None:
+        if not self.handle.closed:
+            self.handle.close()
+        self.path.unlink(missing_ok=True)
+
+
+def download_file(
+    transport: Transport,
+    url: str,
+    folder: Path,
+    job_id: str,
+    index: int,
+    *,
+    on_progress: ProgressCallback | None = None,
+    max_attempts: int = 5,
+    sleep: Callable[[float], None] = time.sleep,
+) -> DownloadedFile:
+    """Download one output to `<folder>/<jobId>-<index>.<ext>`, atomically."""
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in ("http", "https"):
+        raise DownloadError(f"Refusing to download a {scheme or 'schemeless'} URL: {url[:80]}")
+    part = _PartFile(folder, f"{sanitize_component(job_id, 'job')}-{index}")
+    try:
+        final = _stream_into(transport, url, part, folder, job_id, index, on_progress,
+                             max_attempts, sleep)
+        part.commit(final)
+        return DownloadedFile(path=final, size=part.size, sha256=part.hasher.hexdigest(), url=url)
+    finally:
+        part.discard()
+
+
+def _stream_into(
+    transport: Transport,
+    url: str,
+    part: _PartFile,
+    folder: Path,
+    job_id: str,
+    index: int,
+    on_progress: ProgressCallback | None,
+    max_attempts: int,
+    sleep: Callable[[float], None],
+) -> Path:
+    final: Path | None = None
+    total: int | None = None
+    last_error = ""
+    for attempt in range(1, max_attempts + 1):
+        headers = {"Range": f"bytes={part.size}-"} if part.size and total else None
+        try:
+            with transport.stream(url, headers=headers) as response:
+                if response.status_code in (404, 410):
+                    raise ExpiredError(
+                        f"Output {index} of job {job_id} is gone (HTTP {response.status_code}).",
+                        status=response.status_code,
+                    )
+                if response.status_code == 206 and _range_start(response) == part.size:
+                    pass  # resuming where we stopped
+                elif response.status_code == 200:
+                    part.restart()
+                    total = _content_length(response)
+                else:
+                    raise DownloadError(
+                        f"Output {index} of job {job_id}: HTTP {response.status_code}."
+                    )
+                if final is None:
+                    ext = extension_for(url, response.headers.get("content-type"))
+                    final = output_path(folder, job_id, index, ext)
+                for chunk in response.iter_bytes(_CHUNK):
+                    part.write(chunk)
+                    if on_progress is not None:
+                        on_progress(index, part.size, total)
+            if total is None or part.size == total:
+                return final
+            last_error = f"got {part.size} of {total} bytes"
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            last_error = f"{type(exc).__name__}: {exc}"
+        if attempt < max_attempts:
+            sleep(min(8.0, 0.25 * 2**attempt))
+    raise DownloadError(f"Output {index} of job {job_id} failed after {max_attempts} tries: {last_error}.")
+
+
+def download_outputs(
+    transport: Transport,
+    job: Job,
+    folder: Path,
+    *,
+    concurrency: int = 4,
+    on_progress: ProgressCallback | None = None,
+) -> list[DownloadedFile]:
+    """Download every output of `job` into `folder`, a few at a time, in order."""
+    ensure_folder(folder)
+    urls = job.output_urls
+    if not urls:
+        return []
+    workers = max(1, min(concurrency, len(urls)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+        futures = [
+            pool.submit(download_file, transport, url, folder, job.id, n, on_progress=on_progress)
+            for n, url in enumerate(urls, start=1)
+        ]
+        return [future.result() for future in futures]
+
+
+def ensure_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise WriteError(f"Cannot create the output folder {folder}: {exc.strerror or exc}.") from exc
+    if not folder.is_dir():
+        raise WriteError(f"The output path {folder} is not a folder.")
+
+
+def write_json_atomic(path: Path, value: Any) -> None:
+    """Write JSON to `path` through a temporary file and a rename."""
+    name: str | None = None
+    try:
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(value, handle, indent=2, ensure_ascii=False, default=str)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(name, 0o644)
+        os.replace(name, path)
+    except OSError as exc:
+        if name is not None:
+            Path(name).unlink(missing_ok=True)
+        raise WriteError(f"Cannot write {path}: {exc.strerror or exc}.") from exc
+
+
+def write_metadata(
+    folder: Path, job: Job, model: str, inputs: dict[str, Any], files: list[DownloadedFile]
+) -> Path:
+    """`<jobId>.json` beside the outputs: the job, the model and the inputs."""
+    ensure_folder(folder)
+    path = folder / f"{sanitize_component(job.id, 'job')}.json"
+    write_json_atomic(
+        path,
+        {
+            "jobId": job.id,
+            "model": model,
+            "inputs": inputs,
+            "job": job.raw,
+            "files": [
+                {"path": f.path.name, "size": f.size, "sha256": f.sha256, "url": f.url}
+                for f in files
+            ],
+        },
+    )
+    return path

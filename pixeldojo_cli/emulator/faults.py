@@ -1,0 +1,102 @@
+"""Faults the emulator can inject, one rule at a time, for tests and pipelines.
+
+A rule matches requests by origin (`api` or `files`), method and a regular
+expression searched in the path, fires `count` times (-1: for ever), and does
+one thing:
+
+- `status`: answer with an HTTP error (`status`, API `code`, `retry_after`);
+- `reset`: read the request, then close the connection without answering
+  (for a POST: the body reached the server, the client never hears back);
+- `truncate`: send the headers and `after_bytes` of the body, then close;
+- `delay`: sleep `delay` seconds before handling the request normally;
+- `redirect`: answer `status` (301/302/307) with `Location: location`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+KINDS = ("status", "reset", "truncate", "delay", "redirect")
+_DEFAULT_CODES = {
+    400: "validation_error",
+    401: "unauthorized",
+    402: "insufficient_credits",
+    404: "not_found",
+    410: "expired",
+    429: "rate_limit_exceeded",
+}
+
+
+@dataclass
+class Fault:
+    kind: str
+    path: str = ""
+    method: str | None = None
+    target: str = "api"
+    count: int = 1
+    status: int = 500
+    code: str | None = None
+    message: str | None = None
+    retry_after: str | None = None
+    after_bytes: int = 0
+    delay: float = 0.0
+    location: str = ""
+    body: bytes | None = None
+    content_type: str = "application/json"
+    fired: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown fault kind {self.kind!r}; one of {', '.join(KINDS)}")
+        if self.target not in ("api", "files"):
+            raise ValueError("target is 'api' or 'files'")
+        re.compile(self.path)
+
+    @property
+    def error_code(self) -> str:
+        if self.code:
+            return self.code
+        return _DEFAULT_CODES.get(self.status, "internal_error")
+
+    def matches(self, target: str, method: str, path: str) -> bool:
+        if target != self.target or (self.method and self.method.upper() != method):
+            return False
+        return re.search(self.path, path) is not None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fault:
+        """A rule from JSON (the standalone server's `POST /_emulator/faults`)."""
+        allowed = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "fired"}
+        if isinstance(allowed.get("body"), str):
+            allowed["body"] = allowed["body"].encode()
+        return cls(**allowed)
+
+
+class FaultPlan:
+    """The rules in force; the first live match fires. Thread-safe."""
+
+    def __init__(self, faults: list[Fault] | tuple[Fault, ...] = ()) -> None:
+        self._faults = list(faults)
+        self._lock = threading.Lock()
+
+    def add(self, fault: Fault) -> Fault:
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def take(self, target: str, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.count != 0 and fault.matches(target, method, path):
+                    if fault.count > 0:
+                        fault.count -= 1
+                    fault.fired += 1
+                    return fault
+        return None

@@ -1,0 +1,575 @@
+"""A PixelDojo-compatible API on loopback, from the standard library alone.
+
+Two origins: the API (`http://HOST:PORT/api/v1`) and a file server on another
+port for the outputs, which never needs (or wants) the key. Every request is
+recorded in `Emulator.requests` so tests can assert on what reached the
+server. This module never imports the client or the CLI: it must not be able
+to share their bugs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import secrets
+import threading
+import time
+import urllib.request
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pixeldojo_cli.emulator import png
+from pixeldojo_cli.emulator.catalogue import build_catalogue, charge_for
+from pixeldojo_cli.emulator.faults import Fault, FaultPlan
+
+API_PREFIX = "/api/v1"
+FAIL_MARKER = "#fail"  # a prompt containing it makes the job fail
+_MAX_BODY = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    target: str  # "api" or "files"
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    @property
+    def authorization(self) -> str | None:
+        return self.headers.get("authorization")
+
+
+@dataclass
+class EmulatedJob:
+    id: str
+    model: dict[str, Any]
+    inputs: dict[str, Any]
+    owner: str
+    created: float
+    latency: float
+    fails: bool
+    cost: float
+    webhook_url: str | None
+    webhook: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def done_at(self) -> float:
+        return self.created + self.latency
+
+    def status(self, now: float) -> str:
+        if now < self.created + self.latency * 0.25:
+            return "pending"
+        if now < self.done_at:
+            return "processing"
+        return "failed" if self.fails else "completed"
+
+
+def _iso(at: float) -> str:
+    return datetime.fromtimestamp(at, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+class APIProblem(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.headers = headers or {}
+
+
+class Emulator:
+    """The emulated API. Start it, point a client at `base_url`, stop it.
+
+    Knobs: `latency` (seconds from submit to a terminal state; a quarter of it
+    pending, the rest processing), `failure_rate` (0..1, or a prompt with
+    `#fail`), `ttl` (seconds outputs live after completion), `credits`,
+    `rate_limit` (requests/min per key; 0 = off), `key` (accept only this key),
+    `faults` (see `faults.py`), `image_size` (long side of output PNGs).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        files_port: int = 0,
+        latency: float = 2.0,
+        failure_rate: float = 0.0,
+        ttl: float = 24 * 3600,
+        credits: float = 1000.0,
+        rate_limit: int = 60,
+        key: str | None = None,
+        faults: list[Fault] | tuple[Fault, ...] = (),
+        image_size: int = 256,
+        submit_status: int = 200,
+        webhook_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1"),
+        seed: int | None = None,
+    ) -> None:
+        self.host = host
+        self.latency = latency
+        self.failure_rate = failure_rate
+        self.ttl = ttl
+        self.credits = credits
+        self.rate_limit = rate_limit
+        self.key = key
+        self.faults = FaultPlan(faults)
+        self.image_size = image_size
+        self.submit_status = submit_status
+        self.webhook_hosts = webhook_hosts
+        self.catalogue = build_catalogue()
+        self.jobs: dict[str, EmulatedJob] = {}
+        self.requests: list[RecordedRequest] = []
+        self.webhook_deliveries: list[dict[str, Any]] = []
+        self._random = random.Random(seed)
+        self._windows: dict[str, deque[float]] = {}
+        self._lock = threading.RLock()
+        self._timers: list[threading.Timer] = []
+        self._api = self._make_server(port, "api")
+        self._files = self._make_server(files_port, "files")
+        self._threads: list[threading.Thread] = []
+
+    # --- lifecycle -----------------------------------------------------------
+
+    def _make_server(self, port: int, target: str) -> ThreadingHTTPServer:
+        handler = type(f"{target.title()}Handler", (_Handler,), {"emulator": self, "target": target})
+        server = ThreadingHTTPServer((self.host, port), handler)
+        server.daemon_threads = True
+        return server
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._url_host}:{self._api.server_address[1]}{API_PREFIX}"
+
+    @property
+    def files_url(self) -> str:
+        return f"http://{self._url_host}:{self._files.server_address[1]}"
+
+    @property
+    def _url_host(self) -> str:
+        return f"[{self.host}]" if ":" in self.host else self.host
+
+    def start(self) -> Emulator:
+        for server in (self._api, self._files):
+            thread = threading.Thread(target=server.serve_forever, daemon=True,
+                                      kwargs={"poll_interval": 0.05})
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for server in (self._api, self._files):
+            server.shutdown()
+            server.server_close()
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- helpers for tests ---------------------------------------------------
+
+    def add_fault(self, kind: str, **kwargs: Any) -> Fault:
+        return self.faults.add(Fault(kind, **kwargs))
+
+    def requests_to(self, method: str | None = None, path: str = "", target: str = "api") -> list[RecordedRequest]:
+        """Recorded requests on `target` whose path matches the regex `path`."""
+        with self._lock:
+            return [
+                r for r in self.requests
+                if r.target == target and (method is None or r.method == method)
+                and re.search(path, r.path)
+            ]
+
+    def record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    # --- rate limit ----------------------------------------------------------
+
+    def check_rate(self, who: str) -> dict[str, str]:
+        """Count a request; raise the 429 problem when the window is full."""
+        if not self.rate_limit:
+            return {}
+        now = time.monotonic()
+        with self._lock:
+            window = self._windows.setdefault(who, deque())
+            while window and window[0] <= now - 60:
+                window.popleft()
+            reset = time.time() + (window[0] + 60 - now if window else 60)
+            if len(window) >= self.rate_limit:
+                wait = max(1, math.ceil(window[0] + 60 - now))
+                raise APIProblem(429, "rate_limit_exceeded",
+                                 f"Rate limit exceeded: {self.rate_limit} requests per minute.",
+                                 {"Retry-After": str(wait), **self._rate_headers(0, reset)})
+            window.append(now)
+            return self._rate_headers(self.rate_limit - len(window), reset)
+
+    def _rate_headers(self, remaining: int, reset: float) -> dict[str, str]:
+        return {"X-RateLimit-Limit": str(self.rate_limit),
+                "X-RateLimit-Remaining": str(max(0, remaining)),
+                "X-RateLimit-Reset": str(math.ceil(reset))}
+
+    # --- the API -------------------------------------------------------------
+
+    def authenticate(self, authorization: str | None, required: bool) -> str:
+        match = re.fullmatch(r"Bearer\s+(\S+)\s*", authorization or "")
+        if match is None:
+            if required:
+                raise APIProblem(401, "unauthorized", "Missing or invalid API key.")
+            return "anonymous"
+        key = match.group(1)
+        if self.key is not None and key != self.key:
+            raise APIProblem(401, "unauthorized", "Missing or invalid API key.")
+        return key
+
+    def model(self, model_id: str) -> dict[str, Any]:
+        model = self.catalogue.get(model_id)
+        if model is None:
+            raise APIProblem(404, "not_found", f"Model '{model_id}' not found.")
+        return model
+
+    def list_models(self, query: dict[str, list[str]]) -> dict[str, Any]:
+        modality = (query.get("modality") or [None])[0]
+        detailed = (query.get("detailed") or ["false"])[0] == "true"
+        models = []
+        for model in self.catalogue.values():
+            if modality and model["modality"] != modality:
+                continue
+            entry = dict(model) if detailed else {k: v for k, v in model.items() if k != "requestSchema"}
+            models.append(entry)
+        return {"models": models, "total": len(models),
+                "modalities": sorted({m["modality"] for m in self.catalogue.values()})}
+
+    def validate(self, model: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
+        schema = model["requestSchema"]
+        props: dict[str, Any] = schema["properties"]
+        inputs = {k: v for k, v in body.items() if k != "webhook_url"}
+        for name, value in inputs.items():
+            spec = props.get(name)
+            if spec is None:
+                raise APIProblem(400, "validation_error", f"Unknown parameter '{name}'.")
+            problem = _check(spec, value)
+            if problem:
+                raise APIProblem(400, "validation_error", f"Invalid '{name}': {problem}.")
+        for name in schema.get("required", []):
+            if name not in inputs or inputs[name] in ("", None):
+                raise APIProblem(400, "validation_error", f"'{name}' is required.")
+        return inputs
+
+    def submit(self, model_id: str, body: Any, owner: str) -> dict[str, Any]:
+        model = self.model(model_id)
+        if not isinstance(body, dict):
+            raise APIProblem(400, "invalid_json", "The request body must be a JSON object.")
+        inputs = self.validate(model, body)
+        webhook_url = body.get("webhook_url")
+        if webhook_url is not None and not (isinstance(webhook_url, str) and webhook_url.startswith(("http://", "https://"))):
+            raise APIProblem(400, "validation_error", "webhook_url must be an http(s) URL.")
+        cost = charge_for(model, inputs)
+        with self._lock:
+            if self.credits < cost:
+                raise APIProblem(402, "insufficient_credits",
+                                 f"This job costs {cost:g} credits; {self.credits:g} remaining.")
+            self.credits = round(self.credits - cost, 4)
+            fails = FAIL_MARKER in str(inputs.get("prompt", "")) or self._random.random() < self.failure_rate
+            job = EmulatedJob(id=f"job_{secrets.token_hex(8)}", model=model, inputs=inputs, owner=owner,
+                              created=time.time(), latency=self.latency, fails=fails, cost=cost,
+                              webhook_url=webhook_url)
+            self.jobs[job.id] = job
+            remaining = self.credits
+        if webhook_url:
+            job.webhook = {"url": webhook_url, "status": "pending", "attempts": 0}
+            timer = threading.Timer(max(0.0, job.latency), self.deliver_webhook, (job.id,))
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
+        return {"jobId": job.id, "status": "pending", "statusUrl": f"{self.base_url}/jobs/{job.id}",
+                "creditCost": cost, "creditsRemaining": remaining}
+
+    def job(self, job_id: str, owner: str) -> EmulatedJob:
+        job = self.jobs.get(job_id)
+        if job is None or job.owner != owner:
+            raise APIProblem(404, "not_found", f"Job '{job_id}' not found.")
+        return job
+
+    def expired(self, job: EmulatedJob, now: float) -> bool:
+        return job.status(now) in ("completed", "failed") and now >= job.done_at + self.ttl
+
+    def output_urls(self, job: EmulatedJob) -> list[str]:
+        count = job.inputs.get("num_outputs", 1) if job.model["modality"] == "image" else 1
+        return [f"{self.files_url}/outputs/{job.id}/{n}.png" for n in range(1, count + 1)]
+
+    def job_json(self, job: EmulatedJob, now: float) -> dict[str, Any]:
+        status = job.status(now)
+        data: dict[str, Any] = {
+            "jobId": job.id, "status": status, "model": job.model["apiId"],
+            "createdAt": _iso(job.created), "creditCost": job.cost,
+            "statusUrl": f"{self.base_url}/jobs/{job.id}",
+        }
+        if status == "completed":
+            urls = self.output_urls(job)
+            if job.model["modality"] == "video":
+                data["output"] = {"video": urls[0]}
+            else:
+                data["output"] = {"images": urls}
+            data["completedAt"] = _iso(job.done_at)
+            data["expiresAt"] = _iso(job.done_at + self.ttl)
+        elif status == "failed":
+            data["error"] = {"code": "generation_failed", "message": "The model failed to generate an output."}
+            data["completedAt"] = _iso(job.done_at)
+        if job.webhook:
+            data["webhook"] = dict(job.webhook)
+        return data
+
+    def get_job(self, job_id: str, owner: str) -> dict[str, Any]:
+        job, now = self.job(job_id, owner), time.time()
+        if self.expired(job, now):
+            raise APIProblem(410, "expired", f"Job '{job_id}' has expired.")
+        return self.job_json(job, now)
+
+    def list_jobs(self, owner: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        try:
+            limit = max(1, min(100, int((query.get("limit") or ["20"])[0])))
+        except ValueError as exc:
+            raise APIProblem(400, "validation_error", "limit must be an integer.") from exc
+        now = time.time()
+        with self._lock:
+            mine = [j for j in self.jobs.values() if j.owner == owner and not self.expired(j, now)]
+        mine.sort(key=lambda j: j.created, reverse=True)
+        return {"jobs": [self.job_json(j, now) for j in mine[:limit]], "total": len(mine)}
+
+    def deliver_webhook(self, job_id: str, replay: bool = False) -> dict[str, Any]:
+        job = self.jobs[job_id]
+        url = job.webhook_url or ""
+        payload = json.dumps({"event": f"job.{job.status(time.time())}", "replay": replay,
+                              "job": self.job_json(job, time.time())}).encode()
+        record: dict[str, Any] = {"jobId": job_id, "url": url, "replay": replay, "at": _iso(time.time())}
+        host = urlsplit(url).hostname or ""
+        if host not in self.webhook_hosts:
+            record.update(status="skipped", reason=f"host {host!r} is not in webhook_hosts")
+        else:
+            request = urllib.request.Request(url, data=payload, method="POST", headers={
+                "Content-Type": "application/json", "User-Agent": "pixeldojo-emulator",
+                "X-PixelDojo-Event": "job.webhook"})
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                    record.update(status="delivered", httpStatus=response.status)
+            except Exception as exc:  # any failure is the receiver's, recorded not raised
+                record.update(status="failed", reason=str(exc))
+        with self._lock:
+            job.webhook = {"url": url, "status": record["status"],
+                           "attempts": job.webhook.get("attempts", 0) + 1, "lastAttemptAt": record["at"]}
+            self.webhook_deliveries.append(record)
+        return record
+
+    def replay_webhook(self, job_id: str, owner: str) -> dict[str, Any]:
+        job = self.job(job_id, owner)
+        now = time.time()
+        if self.expired(job, now):
+            raise APIProblem(410, "expired", f"Job '{job_id}' has expired.")
+        if job.status(now) not in ("completed", "failed"):
+            raise APIProblem(400, "validation_error", "The job has not finished yet.")
+        if not job.webhook_url:
+            raise APIProblem(400, "validation_error", "The job was submitted without a webhook_url.")
+        record = self.deliver_webhook(job_id, replay=True)
+        return {"jobId": job_id, "replayed": True, "webhook": dict(job.webhook), "delivery": record}
+
+    def output_file(self, job_id: str, index: int) -> bytes:
+        job = self.jobs.get(job_id)
+        now = time.time()
+        if job is None or job.status(now) != "completed" or index < 1 or index > len(self.output_urls(job)):
+            raise APIProblem(404, "not_found", "No such file.")
+        if self.expired(job, now):
+            raise APIProblem(410, "expired", "This file has expired.")
+        seed = job.inputs.get("seed")
+        width, height = png.size_for(job.inputs.get("aspect_ratio"), self.image_size)
+        return png.render(str(job.inputs.get("prompt", "")), seed if isinstance(seed, int) else 0,
+                          index, width, height)
+
+
+def _check(spec: dict[str, Any], value: Any) -> str | None:
+    kind = spec.get("type")
+    ok = {
+        "string": isinstance(value, str),
+        "integer": isinstance(value, int) and not isinstance(value, bool),
+        "number": isinstance(value, int | float) and not isinstance(value, bool),
+        "boolean": isinstance(value, bool),
+        "array": isinstance(value, list),
+    }.get(str(kind), True)
+    if not ok:
+        return f"expected {kind}"
+    if "enum" in spec and value not in spec["enum"]:
+        return "must be one of " + ", ".join(map(str, spec["enum"]))
+    if kind in ("integer", "number"):
+        if "minimum" in spec and value < spec["minimum"]:
+            return f"must be >= {spec['minimum']}"
+        if "maximum" in spec and value > spec["maximum"]:
+            return f"must be <= {spec['maximum']}"
+    if kind == "string" and spec.get("minLength") and len(value) < spec["minLength"]:
+        return "must not be empty"
+    if kind == "array":
+        if "maxItems" in spec and len(value) > spec["maxItems"]:
+            return f"at most {spec['maxItems']} items"
+        if any(not isinstance(v, str) for v in value):
+            return "items must be strings"
+    return None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: Emulator
+    target: str
+    protocol_version = "HTTP/1.1"
+    server_version = "PixelDojoEmulator/1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet by default
+        return
+
+    def do_GET(self) -> None:
+        self._handle("GET")
+
+    def do_POST(self) -> None:
+        self._handle("POST")
+
+    def do_HEAD(self) -> None:
+        self._handle("HEAD")
+
+    # --- plumbing ------------------------------------------------------------
+
+    def _read_body(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        return self.rfile.read(min(length, _MAX_BODY)) if length > 0 else b""
+
+    def _send(self, status: int, body: bytes, content_type: str = "application/json",
+              headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
+        self._send(status, json.dumps(data).encode(), headers=headers)
+
+    def _send_problem(self, problem: APIProblem, headers: dict[str, str] | None = None) -> None:
+        body = {"error": {"code": problem.code, "message": problem.message, "status": problem.status}}
+        self._send_json(problem.status, body, {**(headers or {}), **problem.headers})
+
+    def _abort(self) -> None:
+        self.close_connection = True
+        try:
+            self.connection.shutdown(2)
+        except OSError:
+            pass
+
+    def _handle(self, method: str) -> None:
+        emulator = self.emulator
+        split = urlsplit(self.path)
+        path = unquote(split.path)
+        body = self._read_body() if method == "POST" else b""
+        emulator.record(RecordedRequest(self.target, method, path, {k.lower(): v for k, v in self.headers.items()},
+                                        body, time.time()))
+        fault = emulator.faults.take(self.target, method, path)
+        if fault is not None and fault.kind == "delay":
+            time.sleep(fault.delay)
+            fault = None
+        if fault is not None and self._apply_fault(fault):
+            return
+        try:
+            if self.target == "files":
+                self._serve_file(path, fault)
+            else:
+                self._serve_api(method, path, parse_qs(split.query), body)
+        except APIProblem as problem:
+            self._send_problem(problem)
+
+    def _apply_fault(self, fault: Fault) -> bool:
+        """Act out a fault; False when it is one the normal path must carry out."""
+        if fault.kind == "reset":
+            self._abort()
+            return True
+        if fault.kind == "redirect":
+            self._send(fault.status or 302, b"", headers={"Location": fault.location})
+            return True
+        if fault.kind == "status":
+            headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            if fault.body is not None:
+                self._send(fault.status, fault.body, fault.content_type, headers)
+            else:
+                message = fault.message or f"Injected fault: HTTP {fault.status}."
+                self._send_problem(APIProblem(fault.status, fault.error_code, message), headers)
+            return True
+        return False  # truncate: handled while sending the body
+
+    def _serve_api(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> None:
+        emulator = self.emulator
+        if not path.startswith(API_PREFIX + "/"):
+            raise APIProblem(404, "not_found", f"No route for {path}.")
+        route = path[len(API_PREFIX):].rstrip("/")
+        parts = route.strip("/").split("/")
+        is_models = parts[0] == "models" and not (len(parts) == 3 and parts[2] == "run")
+        who = emulator.authenticate(self.headers.get("Authorization"), required=not is_models)
+        rate_headers = emulator.check_rate(who)
+        if method == "GET" and parts == ["models"]:
+            result: Any = emulator.list_models(query)
+        elif method == "GET" and len(parts) == 2 and parts[0] == "models":
+            result = emulator.model(parts[1])
+        elif method == "GET" and len(parts) == 3 and parts[0] == "models" and parts[2] == "schema":
+            result = {"apiId": parts[1], "schema": emulator.model(parts[1])["requestSchema"]}
+        elif method == "POST" and len(parts) == 3 and parts[0] == "models" and parts[2] == "run":
+            try:
+                parsed = json.loads(body or b"null")
+            except ValueError as exc:
+                raise APIProblem(400, "invalid_json", "Invalid JSON in request body.") from exc
+            result = emulator.submit(parts[1], parsed, who)
+            self._send_json(emulator.submit_status, result, rate_headers)
+            return
+        elif method == "GET" and parts == ["jobs"]:
+            result = emulator.list_jobs(who, query)
+        elif method == "GET" and len(parts) == 2 and parts[0] == "jobs":
+            result = emulator.get_job(parts[1], who)
+        elif method == "POST" and len(parts) == 3 and parts[0] == "jobs" and parts[2] == "webhook":
+            result = emulator.replay_webhook(parts[1], who)
+        else:
+            raise APIProblem(404, "not_found", f"No route for {method} {path}.")
+        self._send_json(200, result, rate_headers)
+
+    def _serve_file(self, path: str, fault: Fault | None) -> None:
+        match = re.fullmatch(r"/outputs/([A-Za-z0-9_]+)/(\d+)\.png", path)
+        if match is None:
+            raise APIProblem(404, "not_found", "No such file.")
+        data = self.emulator.output_file(match.group(1), int(match.group(2)))
+        start = 0
+        range_match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", "").strip())
+        if range_match and int(range_match.group(1)) < len(data):
+            start = int(range_match.group(1))
+        status = 206 if start else 200
+        headers = {"Accept-Ranges": "bytes", "Cache-Control": "no-store"}
+        if start:
+            headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
+        payload = data[start:]
+        if fault is None or fault.kind != "truncate":
+            self._send(status, payload, "image/png", headers)
+            return
+        self.send_response(status)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(payload[: fault.after_bytes])
+        self.wfile.flush()
+        self._abort()

@@ -1,0 +1,328 @@
+"""The error tree, and the one table that maps an error to the CLI's exit code.
+
+Every failure the library can raise is a `PixelDojoError`. API errors get one
+class per error code of the API reference; local failures (no key, bad input,
+a job that failed, a wait that timed out, the network) have their own classes.
+The CLI never decides an exit code anywhere else: it asks `exit_code_for()`.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import IntEnum
+from typing import Any
+
+
+class ExitCode(IntEnum):
+    """The contract's exit codes (CONTRACT.md, "Exit codes")."""
+
+    OK = 0
+    UNEXPECTED = 1
+    USAGE = 2
+    AUTH = 3
+    CREDITS = 4
+    JOB_FAILED = 5
+    NOT_FOUND = 6
+    EXPIRED = 7
+    RATE_LIMITED = 8
+    TIMEOUT = 9
+    NETWORK = 10
+    INTERRUPTED = 130
+
+
+# The one table: error code -> exit code. API codes first, then the local ones.
+EXIT_CODES: dict[str, ExitCode] = {
+    "unauthorized": ExitCode.AUTH,
+    "invalid_json": ExitCode.USAGE,
+    "validation_error": ExitCode.USAGE,
+    "not_found": ExitCode.NOT_FOUND,
+    "insufficient_credits": ExitCode.CREDITS,
+    "credit_error": ExitCode.NETWORK,
+    "submission_failed": ExitCode.NETWORK,
+    "expired": ExitCode.EXPIRED,
+    "rate_limit_exceeded": ExitCode.RATE_LIMITED,
+    "internal_error": ExitCode.NETWORK,
+    # local codes
+    "usage_error": ExitCode.USAGE,
+    "config_error": ExitCode.USAGE,
+    "missing_api_key": ExitCode.AUTH,
+    "job_failed": ExitCode.JOB_FAILED,
+    "wait_timeout": ExitCode.TIMEOUT,
+    "network_error": ExitCode.NETWORK,
+    "timeout": ExitCode.NETWORK,
+    "submission_uncertain": ExitCode.NETWORK,
+    "bad_response": ExitCode.NETWORK,
+    "server_error": ExitCode.NETWORK,
+    "download_failed": ExitCode.NETWORK,
+    "write_failed": ExitCode.UNEXPECTED,
+    "interrupted": ExitCode.INTERRUPTED,
+}
+
+# When an error body carries no code, the HTTP status decides.
+_STATUS_CODES: dict[int, str] = {
+    400: "validation_error",
+    401: "unauthorized",
+    403: "unauthorized",
+    402: "insufficient_credits",
+    404: "not_found",
+    410: "expired",
+    429: "rate_limit_exceeded",
+}
+
+
+class PixelDojoError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    code: str = "error"
+    default_hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = self.default_hint if hint is None else hint
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return EXIT_CODES.get(self.code, ExitCode.UNEXPECTED)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `{"error": {...}}` document printed under `--json`."""
+        return {
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "exit_code": int(self.exit_code),
+            }
+        }
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
+
+
+# --- local errors -----------------------------------------------------------
+
+
+class UsageError(PixelDojoError):
+    """Bad input caught before anything was sent: flags, `-p` values, schema check."""
+
+    code = "usage_error"
+
+
+class ConfigError(PixelDojoError):
+    """The config file cannot be read or written."""
+
+    code = "config_error"
+
+
+class MissingAPIKeyError(PixelDojoError):
+    code = "missing_api_key"
+    default_hint = (
+        "Provide a key with `pixeldojo auth login`, the PIXELDOJO_API_KEY environment "
+        "variable, or --api-key; or try the tool with --emulator (no key needed)."
+    )
+
+
+class JobFailedError(PixelDojoError):
+    """The job reached status `failed`."""
+
+    code = "job_failed"
+
+    def __init__(self, message: str, *, job_id: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.job_id = job_id
+
+
+class WaitTimeoutError(PixelDojoError):
+    """`--timeout` passed while the job was still running."""
+
+    code = "wait_timeout"
+
+    def __init__(self, message: str, *, job_id: str) -> None:
+        super().__init__(message, hint=f"Resume with: pixeldojo jobs wait {job_id}")
+        self.job_id = job_id
+
+
+class NetworkError(PixelDojoError):
+    """The server could not be reached, or the connection broke."""
+
+    code = "network_error"
+    default_hint = "Check your connection and the base URL, then try again."
+
+
+class RequestTimeoutError(NetworkError):
+    code = "timeout"
+
+
+class SubmissionUncertainError(NetworkError):
+    """A `POST .../run` failed after its body was sent: it may have been taken."""
+
+    code = "submission_uncertain"
+    default_hint = (
+        "The job may have been created and charged: check `pixeldojo jobs list` "
+        "before submitting again."
+    )
+
+
+class BadResponseError(PixelDojoError):
+    """The server answered with something that is not the API's shape."""
+
+    code = "bad_response"
+    default_hint = "Check the base URL points at the PixelDojo API (`pixeldojo auth status`)."
+
+
+class DownloadError(PixelDojoError):
+    code = "download_failed"
+    default_hint = "Retry with `pixeldojo download <job id>` before the outputs expire."
+
+
+class WriteError(PixelDojoError):
+    """An output or metadata file could not be written."""
+
+    code = "write_failed"
+    default_hint = "Check the output folder exists, is writable and has free space."
+
+
+# --- API errors -------------------------------------------------------------
+
+
+class APIError(PixelDojoError):
+    """An error answer from the API, with its HTTP status."""
+
+    code = "server_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        hint: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        if code is not None:
+            self.code = code
+        self.status = status
+        self.retry_after = retry_after
+
+
+class AuthenticationError(APIError):
+    code = "unauthorized"
+    default_hint = "Check the key (`pixeldojo auth status`) or get a new one at https://pixeldojo.ai/api-platform/api-keys."
+
+
+class InvalidJSONError(APIError):
+    code = "invalid_json"
+
+
+class ValidationError(APIError):
+    code = "validation_error"
+    default_hint = "See the model's parameters with `pixeldojo models show <model>`."
+
+
+class NotFoundError(APIError):
+    code = "not_found"
+    default_hint = "List model ids with `pixeldojo models`, recent jobs with `pixeldojo jobs list`."
+
+
+class InsufficientCreditsError(APIError):
+    code = "insufficient_credits"
+    default_hint = "Top up at https://pixeldojo.ai/api-platform, or lower num_outputs/duration."
+
+
+class ExpiredError(APIError):
+    code = "expired"
+    default_hint = "Outputs are deleted 24 hours after completion; run the job again."
+
+
+class RateLimitError(APIError):
+    code = "rate_limit_exceeded"
+    default_hint = "Wait a minute and try again, or lower `rate_limit` for this profile."
+
+
+class ServerError(APIError):
+    """5xx answers: `credit_error`, `submission_failed`, `internal_error`, or none."""
+
+    code = "server_error"
+    default_hint = "The service had a problem; try again shortly."
+
+
+class CreditError(ServerError):
+    code = "credit_error"
+
+
+class SubmissionFailedError(ServerError):
+    code = "submission_failed"
+
+
+class InternalServerError(ServerError):
+    code = "internal_error"
+
+
+_API_ERROR_CLASSES: dict[str, type[APIError]] = {
+    cls.code: cls
+    for cls in (
+        AuthenticationError,
+        InvalidJSONError,
+        ValidationError,
+        NotFoundError,
+        InsufficientCreditsError,
+        ExpiredError,
+        RateLimitError,
+        CreditError,
+        SubmissionFailedError,
+        InternalServerError,
+    )
+}
+
+
+def _code_and_message(body: Any) -> tuple[str | None, str | None]:
+    """Pull (code, message) from any of the error body shapes the API may use."""
+    if not isinstance(body, dict):
+        return None, None
+    err = body.get("error")
+    if isinstance(err, dict):
+        code, message = err.get("code"), err.get("message")
+    else:
+        code = body.get("code")
+        message = err if isinstance(err, str) else body.get("message")
+    return (
+        code if isinstance(code, str) and code else None,
+        message if isinstance(message, str) and message else None,
+    )
+
+
+def error_from_response(
+    status: int, text: str, *, retry_after: float | None = None
+) -> APIError:
+    """Build the right `APIError` from an error response's status and body text.
+
+    Accepts `{"error": {"code", "message"}}`, `{"error": "...", "code": "..."}`
+    and plain text; the status decides when the body names no code.
+    """
+    try:
+        body: Any = json.loads(text) if text else None
+    except ValueError:
+        body = None
+    code, message = _code_and_message(body)
+    if code is None:
+        code = _STATUS_CODES.get(status, "internal_error" if status >= 500 else None)
+    if message is None:
+        plain = " ".join(text.split())[:200] if body is None and text else ""
+        message = plain if plain and not plain.startswith("<") else f"HTTP {status}"
+    cls = _API_ERROR_CLASSES.get(code or "", ServerError if status >= 500 else APIError)
+    err = cls(message, status=status, code=code, retry_after=retry_after)
+    if code not in EXIT_CODES:
+        # An unknown code: keep it for the message, let the status pick the exit code.
+        err.code = _STATUS_CODES.get(status, "server_error" if status >= 500 else "usage_error")
+        err.message = f"{message} ({code})" if code else message
+    return err
+
+
+def exit_code_for(exc: BaseException) -> ExitCode:
+    """The exit code for any exception: ours by the table, anything else is a bug (1)."""
+    if isinstance(exc, PixelDojoError):
+        return exc.exit_code
+    if isinstance(exc, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    return ExitCode.UNEXPECTED

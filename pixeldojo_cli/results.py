@@ -1,0 +1,268 @@
+"""Typed results and the tolerant parsing that builds them.
+
+Pure functions over decoded JSON: no HTTP here, so every shape the API may
+answer with (CONTRACT.md, "Tolerance") can be tested and fuzzed directly.
+Anything that cannot be made into a result raises `BadResponseError`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pixeldojo_cli.errors import BadResponseError
+
+TERMINAL_STATUSES = frozenset({"completed", "failed"})
+DEFAULT_OUTPUT_LIFETIME = timedelta(hours=24)
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class Cost:
+    """A model's price: `default` credits per image (or per second for video)."""
+
+    default: float | None
+    kind: str = "fixed"
+    by_resolution: dict[str, float] = field(default_factory=dict)
+    raw: Any = None
+
+    @property
+    def per_second(self) -> bool:
+        return "second" in self.kind
+
+    def describe(self) -> str:
+        """`1`, `1.5/s`, `1.5 (0.5 MP=1, 1 MP=1.5)`: short enough for a table cell."""
+        if self.default is None:
+            return "?"
+        text = f"{self.default:g}" + ("/s" if self.per_second else "")
+        if self.by_resolution:
+            text += " (" + ", ".join(f"{k}={v:g}" for k, v in self.by_resolution.items()) + ")"
+        return text
+
+
+def parse_cost(value: Any) -> Cost:
+    """`creditCost` as a number or as an object (`{"default", "type", ...}`)."""
+    number = _number(value)
+    if number is not None:
+        return Cost(default=number, raw=value)
+    if not isinstance(value, dict):
+        return Cost(default=None, raw=value)
+    default = _number(value.get("default"))
+    if default is None:
+        default = _number(value.get("amount"))
+    if default is None:
+        default = _number(value.get("perSecond"))
+    kind = _str(value.get("type")) or ("per_second" if "perSecond" in value else "fixed")
+    table: dict[str, float] = {}
+    raw_table = value.get("byResolution") or value.get("resolutions")
+    if isinstance(raw_table, dict):
+        for key, price in raw_table.items():
+            price_number = _number(price)
+            if isinstance(key, str) and price_number is not None:
+                table[key] = price_number
+    return Cost(default=default, kind=kind, by_resolution=table, raw=value)
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    name: str
+    description: str
+    modality: str
+    cost: Cost
+    features: tuple[str, ...]
+    request_schema: dict[str, Any] | None
+    raw: dict[str, Any]
+
+
+def _features(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list):
+        return tuple(str(v).lower() for v in value if isinstance(v, str))
+    if isinstance(value, dict):  # {"lora": true, "editing": false}
+        return tuple(str(k).lower() for k, v in value.items() if v)
+    return ()
+
+
+def parse_model(value: Any) -> Model:
+    """One model from `GET /models` or `GET /models/{apiId}` (`apiId` or `id`)."""
+    if isinstance(value, dict) and isinstance(value.get("model"), dict):
+        value = {**value["model"], **{k: v for k, v in value.items() if k != "model"}}
+    if not isinstance(value, dict):
+        raise BadResponseError("A model in the response is not an object.")
+    model_id = _str(value.get("apiId")) or _str(value.get("id"))
+    if model_id is None:
+        raise BadResponseError("A model in the response has no `apiId`.")
+    modality = _str(value.get("modality")) or _str(value.get("type")) or "unknown"
+    schema = value.get("requestSchema") or value.get("schema") or value.get("inputSchema")
+    return Model(
+        id=model_id,
+        name=_str(value.get("name")) or model_id,
+        description=_str(value.get("description")) or "",
+        modality=modality.lower(),
+        cost=parse_cost(value.get("creditCost", value.get("cost"))),
+        features=_features(value.get("features")),
+        request_schema=schema if isinstance(schema, dict) else None,
+        raw=value,
+    )
+
+
+def parse_model_list(value: Any) -> list[Model]:
+    """`{"models": [...], "total": N}` or a bare list. Bad entries are skipped."""
+    items = value.get("models", value.get("data")) if isinstance(value, dict) else value
+    if not isinstance(items, list):
+        raise BadResponseError("The model list response has no `models` list.")
+    models: list[Model] = []
+    for item in items:
+        try:
+            models.append(parse_model(item))
+        except BadResponseError:
+            continue
+    return models
+
+
+def parse_schema(value: Any) -> dict[str, Any]:
+    """`{"schema": {JSON Schema}}` or a bare JSON Schema."""
+    if isinstance(value, dict) and isinstance(value.get("schema"), dict):
+        return dict(value["schema"])
+    if isinstance(value, dict) and isinstance(value.get("requestSchema"), dict):
+        return dict(value["requestSchema"])
+    if isinstance(value, dict):
+        return value
+    raise BadResponseError("The schema response is not a JSON object.")
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    number = _number(value)
+    if number is not None and 0 < number < 1e13:
+        seconds = number / 1000 if number > 1e11 else number  # epoch ms or s
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
+
+
+def _urls_in(value: Any) -> list[str]:
+    """Every URL in an output value: a string, a list, or objects with `url`."""
+    if isinstance(value, str):
+        return [value] if value else []
+    if isinstance(value, dict):
+        url = value.get("url") or value.get("uri")
+        return [url] if isinstance(url, str) and url else []
+    if isinstance(value, list):
+        return [url for item in value for url in _urls_in(item)]
+    return []
+
+
+_OUTPUT_KEYS = ("images", "image", "videos", "video", "audio", "files", "urls", "url")
+
+
+def extract_output_urls(job: dict[str, Any]) -> list[str]:
+    """Output URLs wherever the API put them, in order, without duplicates."""
+    found: list[str] = []
+    output = job.get("output")
+    if isinstance(output, dict):
+        for key in _OUTPUT_KEYS:
+            found += _urls_in(output.get(key))
+    else:
+        found += _urls_in(output)
+    found += _urls_in(job.get("assets"))
+    found += _urls_in(job.get("outputs"))
+    return list(dict.fromkeys(found))
+
+
+def _error_text(value: Any) -> str | None:
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, dict):
+        message, code = _str(value.get("message")), _str(value.get("code"))
+        if message and code:
+            return f"{message} ({code})"
+        return message or code
+    return None
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    status: str
+    output_urls: list[str]
+    raw: dict[str, Any]
+    credit_cost: float | None = None
+    credits_remaining: float | None = None
+    expires_at: datetime | None = None
+    completed_at: datetime | None = None
+    error: str | None = None
+    model: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    def output_expiry(self) -> datetime | None:
+        """`expiresAt` when the API gives it, else 24 h after completion."""
+        if self.expires_at is not None:
+            return self.expires_at
+        if self.completed_at is not None:
+            return self.completed_at + DEFAULT_OUTPUT_LIFETIME
+        return None
+
+
+def parse_job(value: Any) -> Job:
+    """A job from the submit answer, `GET /jobs/{id}` or an entry of `GET /jobs`."""
+    if isinstance(value, dict) and isinstance(value.get("job"), dict):
+        value = value["job"]
+    if not isinstance(value, dict):
+        raise BadResponseError("The job response is not a JSON object.")
+    job_id = _str(value.get("jobId")) or _str(value.get("id"))
+    if job_id is None:
+        raise BadResponseError("The job response has no `jobId`.")
+    status = (_str(value.get("status")) or "unknown").lower()
+    return Job(
+        id=job_id,
+        status=status,
+        output_urls=extract_output_urls(value),
+        raw=value,
+        credit_cost=_number(value.get("creditCost")),
+        credits_remaining=_number(value.get("creditsRemaining")),
+        expires_at=_parse_time(value.get("expiresAt")),
+        completed_at=_parse_time(value.get("completedAt")),
+        error=_error_text(value.get("error")),
+        model=_str(value.get("model")) or _str(value.get("apiId")),
+    )
+
+
+def parse_job_list(value: Any) -> list[Job]:
+    """`GET /jobs`: `{"jobs": [...]}` (or `data`/`items`) or a bare list."""
+    items = value
+    if isinstance(value, dict):
+        items = next(
+            (value[k] for k in ("jobs", "data", "items") if isinstance(value.get(k), list)),
+            None,
+        )
+    if not isinstance(items, list):
+        raise BadResponseError("The job list response has no `jobs` list.")
+    jobs: list[Job] = []
+    for item in items:
+        try:
+            jobs.append(parse_job(item))
+        except BadResponseError:
+            continue
+    return jobs

@@ -1,0 +1,292 @@
+"""A model's inputs: `-p key=value` parsing, coercion by the schema, the check
+that runs before anything is spent, and the estimated credit cost.
+
+Everything here is pure (no HTTP), so it is fuzzed directly: any string in
+gives either a typed value or a `UsageError` out.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pixeldojo_cli.errors import UsageError
+from pixeldojo_cli.results import Model
+
+# Body fields that are not model inputs: the API takes them beside the inputs.
+RESERVED_FIELDS = frozenset({"webhook_url"})
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
+_TRUE = {"true", "1", "yes", "on", "y"}
+_FALSE = {"false", "0", "no", "off", "n"}
+
+
+@dataclass(frozen=True)
+class Parameter:
+    name: str
+    type: str
+    required: bool = False
+    default: Any = None
+    enum: tuple[Any, ...] | None = None
+    description: str = ""
+    minimum: float | None = None
+    maximum: float | None = None
+    items_type: str | None = None
+
+
+def _type_of(spec: Mapping[str, Any]) -> str:
+    kind = spec.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    if isinstance(kind, str):
+        return kind
+    if "enum" in spec:
+        return "string"
+    return "any"
+
+
+def _bound(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def parameters(schema: Mapping[str, Any] | None) -> list[Parameter]:
+    """The schema's input parameters, required ones first, in schema order."""
+    if not schema:
+        return []
+    props = schema.get("properties")
+    if not isinstance(props, Mapping):
+        return []
+    required = schema.get("required")
+    required_names = {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
+    params = []
+    for name, spec in props.items():
+        if not isinstance(name, str) or not isinstance(spec, Mapping):
+            continue
+        enum = spec.get("enum")
+        items = spec.get("items")
+        params.append(
+            Parameter(
+                name=name,
+                type=_type_of(spec),
+                required=name in required_names,
+                default=spec.get("default"),
+                enum=tuple(enum) if isinstance(enum, list) and enum else None,
+                description=str(spec.get("description") or ""),
+                minimum=_bound(spec.get("minimum")),
+                maximum=_bound(spec.get("maximum")),
+                items_type=_type_of(items) if isinstance(items, Mapping) else None,
+            )
+        )
+    return sorted(params, key=lambda p: not p.required)
+
+
+def _unknown(name: str, known: Iterable[str]) -> UsageError:
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    hint = f"Did you mean {close[0]!r}?" if close else ""
+    listing = ", ".join(known) if len(known) <= 12 else ", ".join(known[:12]) + ", ..."
+    return UsageError(
+        f"Unknown parameter {name!r}. {hint}".strip(),
+        hint=f"This model takes: {listing}." if known else "This model declares no parameters.",
+    )
+
+
+def coerce_scalar(kind: str | None, raw: str, name: str) -> Any:
+    """`raw` (a `-p` value) as the JSON type `kind`; a `UsageError` if it is not one."""
+    text = raw.strip()
+    if kind == "integer":
+        if not _INT.fullmatch(text):
+            raise UsageError(f"{name} must be an integer, got {raw!r}.")
+        return int(text)
+    if kind == "number":
+        if not _FLOAT.fullmatch(text):
+            raise UsageError(f"{name} must be a number, got {raw!r}.")
+        value = float(text)
+        if not math.isfinite(value):
+            raise UsageError(f"{name} must be a finite number, got {raw!r}.")
+        return int(value) if _INT.fullmatch(text) else value
+    if kind == "boolean":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise UsageError(f"{name} must be true or false, got {raw!r}.")
+    if kind in ("object", "array"):
+        raise UsageError(f"{name} takes JSON: use -p '{name}:=...'.")
+    return raw
+
+
+def parse_assignment(text: str) -> tuple[str, str, bool]:
+    """`key=value` -> (key, value, False); `key:=json` -> (key, json, True)."""
+    match = re.match(r"([^=:]+)(:?)=(.*)\Z", text, re.DOTALL)
+    if not match or not match.group(1).strip():
+        raise UsageError(
+            f"Expected KEY=VALUE or KEY:=JSON after -p, got {text[:60]!r}.",
+            hint="For example: -p aspect_ratio=16:9 -p num_outputs:=2",
+        )
+    return match.group(1).strip(), match.group(3), bool(match.group(2))
+
+
+def _json_literal(name: str, raw: str) -> Any:
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except ValueError as exc:
+        raise UsageError(f"The value of {name} is not valid JSON: {exc}.") from exc
+
+
+def _reject_constant(value: str) -> Any:
+    raise ValueError(f"{value} is not allowed")
+
+
+def build_inputs(
+    schema: Mapping[str, Any] | None,
+    *,
+    prompt: str | None = None,
+    assignments: Iterable[str] = (),
+    base: Mapping[str, Any] | None = None,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """Merge `--input`, PROMPT, `-p` and `--seed` into one inputs object.
+
+    Precedence: `-p` and `--seed` override `--input`; PROMPT fills `prompt`.
+    `-p` values are coerced to the schema's type; an array parameter given
+    several times collects the values. Unknown names are errors here.
+    """
+    params = {p.name: p for p in parameters(schema)}
+    open_schema = not params or (schema or {}).get("additionalProperties") is True
+    inputs: dict[str, Any] = dict(base or {})
+    if prompt is not None:
+        inputs["prompt"] = prompt
+    repeated: set[str] = set()
+    for text in assignments:
+        name, raw, is_json = parse_assignment(text)
+        param = params.get(name)
+        if param is None and not open_schema and name not in RESERVED_FIELDS:
+            raise _unknown(name, params)
+        if is_json:
+            value = _json_literal(name, raw)
+        elif param is not None and param.type == "array":
+            value = coerce_scalar(param.items_type, raw, name)
+            value = [*inputs.get(name, []), value] if name in repeated else [value]
+            repeated.add(name)
+        else:
+            value = coerce_scalar(param.type if param else None, raw, name)
+        inputs[name] = value
+    if seed is not None:
+        inputs["seed"] = seed
+    return inputs
+
+
+def _type_ok(kind: str | None, value: Any) -> bool:
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        )
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "array":
+        return isinstance(value, list)
+    if kind == "object":
+        return isinstance(value, dict)
+    return True
+
+
+def _check_value(param: Parameter, value: Any) -> str | None:
+    if not _type_ok(param.type, value):
+        return f"{param.name} must be of type {param.type}, got {json.dumps(value)[:40]}."
+    if param.enum is not None and value not in param.enum:
+        allowed = ", ".join(str(v) for v in param.enum)
+        close = difflib.get_close_matches(str(value), [str(v) for v in param.enum], n=1)
+        extra = f" Did you mean {close[0]!r}?" if close else ""
+        return f"{param.name} must be one of: {allowed}; got {value!r}.{extra}"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if param.minimum is not None and value < param.minimum:
+            return f"{param.name} must be at least {param.minimum:g}, got {value}."
+        if param.maximum is not None and value > param.maximum:
+            return f"{param.name} must be at most {param.maximum:g}, got {value}."
+    if param.type == "array" and param.items_type:
+        for item in value:
+            if not _type_ok(param.items_type, item):
+                return f"Every item of {param.name} must be of type {param.items_type}."
+    return None
+
+
+def validate_inputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any]) -> None:
+    """Check inputs against the schema before anything is spent.
+
+    Raises `UsageError` for an unknown parameter (with a suggestion), a wrong
+    type, a value not allowed, or a missing required value.
+    """
+    params = {p.name: p for p in parameters(schema)}
+    if not params:
+        return
+    open_schema = (schema or {}).get("additionalProperties") is True
+    for name, value in inputs.items():
+        param = params.get(name)
+        if param is None:
+            if not open_schema and name not in RESERVED_FIELDS:
+                raise _unknown(name, params)
+            continue
+        problem = _check_value(param, value)
+        if problem:
+            raise UsageError(problem, hint="See `pixeldojo models show <model>` for the parameters.")
+    missing = [p.name for p in params.values() if p.required and p.name not in inputs]
+    if missing:
+        example = "PROMPT" if missing == ["prompt"] else f"-p {missing[0]}=..."
+        raise UsageError(
+            f"Missing required input: {', '.join(missing)}.",
+            hint=f"Give it as {example}.",
+        )
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[\s_]", "", text).lower()
+
+
+def estimate_cost(model: Model, schema: Mapping[str, Any] | None, inputs: Mapping[str, Any]) -> float | None:
+    """Credits this request should cost, from the model's price and the inputs.
+
+    Per image for image models (times `num_outputs`), per second for video
+    (times `duration`), by resolution where the price says so. An estimate:
+    the API's `creditCost` in the submit answer is the truth.
+    """
+    cost = model.cost
+    if cost.default is None:
+        return None
+    defaults = {p.name: p.default for p in parameters(schema) if p.default is not None}
+    values = {**defaults, **inputs}
+    unit = cost.default
+    if cost.by_resolution:
+        for key in ("resolution", "megapixels", "image_size", "size"):
+            chosen = values.get(key)
+            if chosen is None:
+                continue
+            table = {_norm(k): v for k, v in cost.by_resolution.items()}
+            if _norm(str(chosen)) in table:
+                unit = table[_norm(str(chosen))]
+                break
+    count = 1.0
+    if cost.per_second:
+        duration = values.get("duration")
+        if isinstance(duration, bool) or not isinstance(duration, int | float):
+            return None
+        count = float(duration)
+    else:
+        outputs = values.get("num_outputs", values.get("num_images", 1))
+        if isinstance(outputs, int) and not isinstance(outputs, bool) and outputs > 0:
+            count = float(outputs)
+    return round(unit * count, 4)

@@ -1,0 +1,224 @@
+"""Settings and where they come from: flag > environment > config file > default.
+
+One function, `resolve_settings()`, decides every setting and remembers its
+source (so `auth status` can say where the key came from). The config file is
+TOML in `platformdirs.user_config_dir("pixeldojo")`, read with tomllib and
+written atomically with tomli-w, mode 0600 in a 0700 folder.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+import tempfile
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pixeldojo_cli.errors import ConfigError
+
+APP_NAME = "pixeldojo"
+DEFAULT_BASE_URL = "https://pixeldojo.ai/api/v1"
+DEFAULT_PROFILE = "default"
+DEFAULT_RATE_LIMIT = 60.0
+
+ENV_API_KEY = "PIXELDOJO_API_KEY"
+ENV_BASE_URL = "PIXELDOJO_BASE_URL"
+ENV_PROFILE = "PIXELDOJO_PROFILE"
+ENV_OUTPUT_DIR = "PIXELDOJO_OUTPUT_DIR"
+
+# Non-secret keys `config set` accepts, with their parsers (see `parse_setting`).
+CONFIG_KEYS: dict[str, str] = {
+    "output_dir": "path",
+    "base_url": "url",
+    "poll_interval": "seconds",
+    "max_poll_interval": "seconds",
+    "rate_limit": "per_minute",
+}
+
+
+def config_dir() -> Path:
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir(APP_NAME, appauthor=False))
+
+
+def config_path() -> Path:
+    return config_dir() / "config.toml"
+
+
+def data_dir() -> Path:
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir(APP_NAME, appauthor=False))
+
+
+def cache_dir() -> Path:
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir(APP_NAME, appauthor=False))
+
+
+def load_config(path: Path | None = None) -> dict[str, Any]:
+    """The config file as a dict; `{}` when it does not exist.
+
+    A malformed or unreadable file is a `ConfigError` naming the file (and the
+    line, for TOML errors), never a traceback.
+    """
+    path = path or config_path()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"Cannot read the config file {path}: {exc.strerror or exc}.") from exc
+    try:
+        parsed = tomllib.loads(data.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"The config file {path} is not valid TOML: {exc}.",
+            hint=f"Fix or remove it (`rm {path}`), then try again.",
+        ) from exc
+    return parsed
+
+
+def insecure_permissions_warning(path: Path | None = None) -> str | None:
+    """A warning when the config file can be read by group or others (POSIX)."""
+    path = path or config_path()
+    if os.name != "posix":
+        return None
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return f"{path} is readable by other users; fix it with: chmod 600 {path}"
+    return None
+
+
+def save_config(config: Mapping[str, Any], path: Path | None = None) -> Path:
+    """Write the config atomically: temp file in the same folder, fsync, rename."""
+    import tomli_w
+
+    path = path or config_path()
+    folder = path.parent
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(folder, 0o700)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".config.", suffix=".toml.part")
+    except OSError as exc:
+        raise ConfigError(f"Cannot write in {folder}: {exc.strerror or exc}.") from exc
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(tomli_w.dumps(dict(config)).encode("utf-8"))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise ConfigError(f"Cannot write the config file {path}: {exc.strerror or exc}.") from exc
+    return path
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A resolved value and where it came from: `flag`, `env:NAME`, `config:PATH`, `default`."""
+
+    value: Any
+    source: str
+
+
+def _table(config: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
+    node: Any = config
+    for key in keys:
+        node = node.get(key) if isinstance(node, Mapping) else None
+    return node if isinstance(node, Mapping) else {}
+
+
+def pick(
+    flag: Any,
+    env: Mapping[str, str],
+    env_name: str | None,
+    config_sources: list[tuple[Mapping[str, Any], str]],
+    key: str,
+    default: Any,
+) -> Setting:
+    """The precedence rule itself: flag > environment > config tables > default."""
+    if flag is not None and flag != "":
+        return Setting(flag, "flag")
+    if env_name and env.get(env_name):
+        return Setting(env[env_name], f"env:{env_name}")
+    for table, where in config_sources:
+        if table.get(key) not in (None, ""):
+            return Setting(table[key], where)
+    return Setting(default, "default")
+
+
+@dataclass(frozen=True)
+class Settings:
+    profile: Setting
+    api_key: Setting
+    base_url: Setting
+    output_dir: Setting
+    rate_limit: Setting
+    poll_interval: Setting
+    max_poll_interval: Setting
+    config_file: Path
+
+
+def resolve_settings(
+    *,
+    api_key: str | None = None,
+    base_url: str | None = None,
+    profile: str | None = None,
+    output_dir: str | None = None,
+    env: Mapping[str, str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    path: Path | None = None,
+) -> Settings:
+    """Every setting, resolved once by the same rule. Flags are the arguments."""
+    env = os.environ if env is None else env
+    path = path or config_path()
+    config = load_config(path) if config is None else config
+    chosen_profile = pick(profile, env, ENV_PROFILE, [], "profile", DEFAULT_PROFILE)
+    where = f"config:{path}"
+    profile_table = _table(config, "profiles", str(chosen_profile.value))
+    defaults = _table(config, "defaults")
+    both = [(profile_table, where), (defaults, where)]
+    return Settings(
+        profile=chosen_profile,
+        api_key=pick(api_key, env, ENV_API_KEY, [(profile_table, where)], "api_key", None),
+        base_url=pick(base_url, env, ENV_BASE_URL, both, "base_url", DEFAULT_BASE_URL),
+        output_dir=pick(output_dir, env, ENV_OUTPUT_DIR, [(defaults, where)], "output_dir", "."),
+        rate_limit=pick(None, env, None, both, "rate_limit", DEFAULT_RATE_LIMIT),
+        poll_interval=pick(None, env, None, both, "poll_interval", None),
+        max_poll_interval=pick(None, env, None, both, "max_poll_interval", None),
+        config_file=path,
+    )
+
+
+def parse_setting(key: str, raw: str) -> Any:
+    """Validate a `config set KEY VALUE` value; returns the typed value."""
+    kind = CONFIG_KEYS.get(key)
+    if kind is None:
+        raise ConfigError(
+            f"Unknown setting {key!r}. Known: {', '.join(sorted(CONFIG_KEYS))}.",
+            hint="API keys are set with `pixeldojo auth login`.",
+        )
+    if kind == "url":
+        if not raw.startswith(("http://", "https://")):
+            raise ConfigError(f"{key} must be an http(s) URL, got {raw!r}.")
+        return raw.rstrip("/")
+    if kind in ("seconds", "per_minute"):
+        try:
+            number = float(raw)
+        except ValueError:
+            number = math.nan
+        if not math.isfinite(number) or number <= 0:
+            raise ConfigError(f"{key} must be a positive number, got {raw!r}.")
+        return number
+    return raw

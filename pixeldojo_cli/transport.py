@@ -1,0 +1,340 @@
+"""HTTP plumbing under the client: the rate limiter, retries, Retry-After, and
+an Authorization header that only ever goes to the API's own origin.
+
+Retry rules (CONTRACT.md, "HTTP behaviour"):
+- a GET is retried on connection errors, timeouts, 429 and 5xx;
+- a request that may create something (`POST .../run`) is retried only when
+  the server certainly did not take it: a 429, or a connection that failed
+  before the request was sent. Never after a timeout or a 5xx.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from pixeldojo_cli.errors import (
+    NetworkError,
+    RateLimitError,
+    RequestTimeoutError,
+    ServerError,
+    SubmissionUncertainError,
+    error_from_response,
+)
+from pixeldojo_cli.redact import mask_key
+
+Trace = Callable[[str], None]
+Origin = tuple[str, str, int]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+# Errors raised before a single byte of the request left this machine.
+_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Errors after which the server may have received (and acted on) the request.
+_MAYBE_SENT = (
+    httpx.ReadTimeout,
+    httpx.WriteTimeout,
+    httpx.ReadError,
+    httpx.WriteError,
+    httpx.RemoteProtocolError,
+)
+
+
+def origin_of(url: httpx.URL | str) -> Origin:
+    """(scheme, host, port) with the scheme's default port filled in."""
+    url = httpx.URL(url)
+    port = url.port or _DEFAULT_PORTS.get(url.scheme, 0)
+    return (url.scheme, url.host.lower(), port)
+
+
+class OriginBoundAuth(httpx.Auth):
+    """Bearer auth that attaches the key only to requests for one origin.
+
+    httpx itself drops Authorization when a redirect leaves the origin; this
+    also keeps it off first requests to other hosts (output file servers,
+    a `statusUrl` elsewhere).
+    """
+
+    def __init__(self, api_key: str, origin: Origin) -> None:
+        self._api_key = api_key
+        self._origin = origin
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if origin_of(request.url) == self._origin:
+            request.headers["Authorization"] = f"Bearer {self._api_key}"
+        yield request
+
+    def __repr__(self) -> str:
+        return f"OriginBoundAuth(key={mask_key(self._api_key)}, origin={self._origin!r})"
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if seconds != seconds:  # NaN
+        return None
+    return max(0.0, seconds)
+
+
+class RateLimiter:
+    """A sliding-window limiter: at most `per_minute` requests in any 60 s.
+
+    Thread-safe; one per `Client`, shared by every endpoint. A 429 lowers the
+    rate by a quarter (the server knows better than our default) and pauses
+    until the server's `Retry-After`; `X-RateLimit-Remaining: 0` pauses until the reset.
+    """
+
+    window = 60.0
+
+    def __init__(
+        self,
+        per_minute: float = 60,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.per_minute = max(1, int(per_minute))
+        self._clock = clock
+        self._sleep = sleep
+        self._sent: deque[float] = deque()
+        self._not_before = 0.0
+        self._lock = threading.Lock()
+
+    def _delay_locked(self, now: float) -> float:
+        while self._sent and self._sent[0] <= now - self.window:
+            self._sent.popleft()
+        delay = max(0.0, self._not_before - now)
+        if len(self._sent) >= self.per_minute:
+            delay = max(delay, self._sent[0] + self.window - now)
+        return delay
+
+    def acquire(self) -> None:
+        """Block until one more request fits, then count it."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                delay = self._delay_locked(now)
+                if delay <= 0:
+                    self._sent.append(now)
+                    return
+            self._sleep(delay)
+
+    def pause(self, seconds: float) -> None:
+        """Send nothing for `seconds` (Retry-After, or a reset header)."""
+        with self._lock:
+            self._not_before = max(self._not_before, self._clock() + seconds)
+
+    def on_rate_limited(self, retry_after: float | None) -> None:
+        # Slow down, but not below the lowest limit public material mentions (10/min).
+        with self._lock:
+            self.per_minute = max(min(self.per_minute, 10), int(self.per_minute * 0.75))
+        self.pause(retry_after if retry_after is not None else self.window / self.per_minute)
+
+    def observe(self, headers: httpx.Headers) -> None:
+        """Follow `X-RateLimit-Limit/Remaining/Reset` when the server sends them."""
+        limit = _header_number(headers, "x-ratelimit-limit")
+        if limit is not None and limit >= 1:
+            with self._lock:
+                self.per_minute = min(self.per_minute, int(limit))
+        remaining = _header_number(headers, "x-ratelimit-remaining")
+        reset = _header_number(headers, "x-ratelimit-reset")
+        if remaining is not None and remaining <= 0 and reset is not None:
+            # Reset is either an epoch timestamp or seconds from now.
+            seconds = reset - time.time() if reset > 1e9 else reset
+            self.pause(min(max(0.0, seconds), self.window))
+
+
+def _header_number(headers: httpx.Headers, name: str) -> float | None:
+    try:
+        value = float(headers.get(name, ""))
+    except ValueError:
+        return None
+    return value if value == value else None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How many attempts, and how long between them (jittered exponential)."""
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_retry_after: float = 120.0
+
+    def backoff(self, attempt: int) -> float:
+        """Delay before retry number `attempt` (1-based): half fixed, half random."""
+        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+class Transport:
+    """One `httpx.Client` plus the limiter, the retry loop and the trace."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None,
+        *,
+        rate_limit: float = 60,
+        timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        trace: Trace | None = None,
+        user_agent: str = "pixeldojo-cli",
+        sleep: Callable[[float], None] = time.sleep,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.base_url = httpx.URL(base_url.rstrip("/") + "/")
+        self.origin = origin_of(self.base_url)
+        self.has_key = bool(api_key)
+        self.retry = retry or RetryPolicy()
+        self.limiter = RateLimiter(rate_limit, sleep=sleep)
+        self._trace = trace
+        self._sleep = sleep
+        self._key = api_key
+        auth = OriginBoundAuth(api_key, self.origin) if api_key else None
+        self.http = http or httpx.Client(
+            auth=auth,
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers={"User-Agent": user_agent, "Accept": "application/json"},
+            follow_redirects=False,
+        )
+        if http is not None and auth is not None:
+            self.http.auth = auth
+
+    def close(self) -> None:
+        self.http.close()
+
+    def url(self, path: str) -> httpx.URL:
+        """An API URL: `path` relative to the base URL (`models/x` -> .../api/v1/models/x)."""
+        return self.base_url.join(path.lstrip("/"))
+
+    # --- tracing -------------------------------------------------------------
+
+    def _trace_request(self, request: httpx.Request) -> None:
+        if self._trace is None:
+            return
+        has_auth = "authorization" in request.headers
+        auth = f" (Authorization: Bearer {mask_key(self._key)})" if has_auth else ""
+        self._trace(f"> {request.method} {request.url}{auth}")
+
+    def _trace_response(self, response: httpx.Response, started: float) -> None:
+        if self._trace is not None:
+            elapsed = (time.monotonic() - started) * 1000
+            self._trace(f"< {response.status_code} {response.reason_phrase} ({elapsed:.0f} ms)")
+
+    # --- the retry loop ------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path_or_url: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        creates: bool = False,
+        timeout: float | None = None,
+    ) -> httpx.Response:
+        """Send one API request and return its successful (2xx) response.
+
+        `creates=True` marks a request that must not be repeated once the
+        server may have seen it (submitting a job costs credits).
+        """
+        url = self.url(path_or_url) if "://" not in path_or_url else httpx.URL(path_or_url)
+        request = self.http.build_request(
+            method,
+            url,
+            json=json,
+            params=params,
+            timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+        )
+        attempt = 0
+        while True:
+            attempt += 1
+            last = attempt >= self.retry.max_attempts
+            self.limiter.acquire()
+            self._trace_request(request)
+            started = time.monotonic()
+            try:
+                response = self.http.send(request)
+            except _NOT_SENT as exc:
+                if last:
+                    raise NetworkError(f"Could not connect to {url.host}: {exc}") from exc
+                self._wait_before_retry(attempt, None, f"connection failed ({exc})")
+                continue
+            except _MAYBE_SENT as exc:
+                if creates:
+                    raise SubmissionUncertainError(
+                        f"The connection broke after the request was sent ({type(exc).__name__})."
+                    ) from exc
+                if last:
+                    cls = RequestTimeoutError if isinstance(exc, httpx.TimeoutException) else NetworkError
+                    raise cls(f"{method} {url.path} failed: {type(exc).__name__}: {exc}") from exc
+                self._wait_before_retry(attempt, None, type(exc).__name__)
+                continue
+            except httpx.HTTPError as exc:
+                raise NetworkError(f"{method} {url} failed: {exc}") from exc
+            self._trace_response(response, started)
+            self.limiter.observe(response.headers)
+            if response.is_success:
+                return response
+            error = error_from_response(
+                response.status_code,
+                response.text,
+                retry_after=parse_retry_after(response.headers.get("retry-after")),
+            )
+            if isinstance(error, RateLimitError):
+                self.limiter.on_rate_limited(error.retry_after)
+                if last or (error.retry_after or 0) > self.retry.max_retry_after:
+                    raise error
+                self._wait_before_retry(attempt, error.retry_after, "rate limited (429)")
+                continue
+            retriable_5xx = response.status_code >= 500 or isinstance(error, ServerError)
+            if retriable_5xx and not creates and not last:
+                self._wait_before_retry(attempt, error.retry_after, f"HTTP {response.status_code}")
+                continue
+            if retriable_5xx and creates:
+                error.hint = SubmissionUncertainError.default_hint
+            raise error
+
+    def _wait_before_retry(self, attempt: int, retry_after: float | None, why: str) -> None:
+        delay = retry_after if retry_after is not None else self.retry.backoff(attempt)
+        if self._trace is not None:
+            self._trace(f"  {why}; retrying in {delay:.1f} s (attempt {attempt + 1})")
+        if retry_after is not None:
+            # The limiter already pauses every request until then; sleep here too so
+            # that the attempt count means what it says.
+            self.limiter.pause(retry_after)
+        else:
+            self._sleep(delay)
+
+    @contextmanager
+    def stream(
+        self, url: str, *, headers: dict[str, str] | None = None
+    ) -> Iterator[httpx.Response]:
+        """A streamed GET of any URL (an output file). Redirects are followed;
+        httpx drops Authorization whenever a redirect leaves the API origin."""
+        self._trace_request(self.http.build_request("GET", url, headers=headers))
+        started = time.monotonic()
+        with self.http.stream("GET", url, headers=headers, follow_redirects=True) as response:
+            self._trace_response(response, started)
+            yield response
