@@ -1,12 +1,12 @@
 """The PixelDojo client: a small library over httpx, with no typer and no rich.
 
-    from pixeldojo_cli.client import Client
+from pixeldojo_cli.client import Client
 
-    with Client(api_key="...") as client:
-        job = client.run("flux-dev", {"prompt": "a lighthouse at dusk"})
-        for job in client.wait(job.id):
-            print(job.status)
-        print(job.output_urls)
+with Client(api_key="...") as client:
+    job = client.run("flux-dev", {"prompt": "a lighthouse at dusk"})
+    for job in client.wait(job.id):
+        print(job.status)
+    print(job.output_urls)
 """
 
 from __future__ import annotations
@@ -217,4 +217,3 @@ class Client:
             if job.is_terminal:
                 return
             interval = min(interval * 2, max_poll_interval)
-

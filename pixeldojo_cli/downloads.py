@@ -159,8 +159,9 @@ def download_file(
         raise DownloadError(f"Refusing to download a {scheme or 'schemeless'} URL: {url[:80]}")
     part = _PartFile(folder, f"{sanitize_component(job_id, 'job')}-{index}")
     try:
-        final = _stream_into(transport, url, part, folder, job_id, index, on_progress,
-                             max_attempts, sleep)
+        final = _stream_into(
+            transport, url, part, folder, job_id, index, on_progress, max_attempts, sleep
+        )
         part.commit(final)
         return DownloadedFile(path=final, size=part.size, sha256=part.hasher.hexdigest(), url=url)
     finally:
@@ -213,7 +214,9 @@ def _stream_into(
             last_error = f"{type(exc).__name__}: {exc}"
         if attempt < max_attempts:
             sleep(min(8.0, 0.25 * 2**attempt))
-    raise DownloadError(f"Output {index} of job {job_id} failed after {max_attempts} tries: {last_error}.")
+    raise DownloadError(
+        f"Output {index} of job {job_id} failed after {max_attempts} tries: {last_error}."
+    )
 
 
 def download_outputs(
@@ -242,7 +245,9 @@ def ensure_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise WriteError(f"Cannot create the output folder {folder}: {exc.strerror or exc}.") from exc
+        raise WriteError(
+            f"Cannot create the output folder {folder}: {exc.strerror or exc}."
+        ) from exc
     if not folder.is_dir():
         raise WriteError(f"The output path {folder} is not a folder.")
 

@@ -292,9 +292,7 @@ def _code_and_message(body: Any) -> tuple[str | None, str | None]:
     )
 
 
-def error_from_response(
-    status: int, text: str, *, retry_after: float | None = None
-) -> APIError:
+def error_from_response(status: int, text: str, *, retry_after: float | None = None) -> APIError:
     """Build the right `APIError` from an error response's status and body text.
 
     Accepts `{"error": {"code", "message"}}`, `{"error": "...", "code": "..."}`

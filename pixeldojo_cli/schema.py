@@ -65,7 +65,9 @@ def parameters(schema: Mapping[str, Any] | None) -> list[Parameter]:
     if not isinstance(props, Mapping):
         return []
     required = schema.get("required")
-    required_names = {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
+    required_names = (
+        {r for r in required if isinstance(r, str)} if isinstance(required, list) else set()
+    )
     params = []
     for name, spec in props.items():
         if not isinstance(name, str) or not isinstance(spec, Mapping):
@@ -190,9 +192,7 @@ def _type_ok(kind: str | None, value: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "number":
         return (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
+            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
         )
     if kind == "boolean":
         return isinstance(value, bool)
@@ -243,7 +243,9 @@ def validate_inputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any])
             continue
         problem = _check_value(param, value)
         if problem:
-            raise UsageError(problem, hint="See `pixeldojo models show <model>` for the parameters.")
+            raise UsageError(
+                problem, hint="See `pixeldojo models show <model>` for the parameters."
+            )
     missing = [p.name for p in params.values() if p.required and p.name not in inputs]
     if missing:
         example = "PROMPT" if missing == ["prompt"] else f"-p {missing[0]}=..."
@@ -257,7 +259,9 @@ def _norm(text: str) -> str:
     return re.sub(r"[\s_]", "", text).lower()
 
 
-def estimate_cost(model: Model, schema: Mapping[str, Any] | None, inputs: Mapping[str, Any]) -> float | None:
+def estimate_cost(
+    model: Model, schema: Mapping[str, Any] | None, inputs: Mapping[str, Any]
+) -> float | None:
     """Credits this request should cost, from the model's price and the inputs.
 
     Per image for image models (times `num_outputs`), per second for video

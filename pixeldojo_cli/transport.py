@@ -183,7 +183,7 @@ class RetryPolicy:
 
     def backoff(self, attempt: int) -> float:
         """Delay before retry number `attempt` (1-based): half fixed, half random."""
-        ceiling = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
@@ -287,7 +287,11 @@ class Transport:
                         f"The connection broke after the request was sent ({type(exc).__name__})."
                     ) from exc
                 if last:
-                    cls = RequestTimeoutError if isinstance(exc, httpx.TimeoutException) else NetworkError
+                    cls = (
+                        RequestTimeoutError
+                        if isinstance(exc, httpx.TimeoutException)
+                        else NetworkError
+                    )
                     raise cls(f"{method} {url.path} failed: {type(exc).__name__}: {exc}") from exc
                 self._wait_before_retry(attempt, None, type(exc).__name__)
                 continue

@@ -9,6 +9,7 @@ to share their bugs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -137,7 +138,9 @@ class Emulator:
     # --- lifecycle -----------------------------------------------------------
 
     def _make_server(self, port: int, target: str) -> ThreadingHTTPServer:
-        handler = type(f"{target.title()}Handler", (_Handler,), {"emulator": self, "target": target})
+        handler = type(
+            f"{target.title()}Handler", (_Handler,), {"emulator": self, "target": target}
+        )
         server = ThreadingHTTPServer((self.host, port), handler)
         server.daemon_threads = True
         return server
@@ -156,8 +159,9 @@ class Emulator:
 
     def start(self) -> Emulator:
         for server in (self._api, self._files):
-            thread = threading.Thread(target=server.serve_forever, daemon=True,
-                                      kwargs={"poll_interval": 0.05})
+            thread = threading.Thread(
+                target=server.serve_forever, daemon=True, kwargs={"poll_interval": 0.05}
+            )
             thread.start()
             self._threads.append(thread)
         return self
@@ -180,12 +184,16 @@ class Emulator:
     def add_fault(self, kind: str, **kwargs: Any) -> Fault:
         return self.faults.add(Fault(kind, **kwargs))
 
-    def requests_to(self, method: str | None = None, path: str = "", target: str = "api") -> list[RecordedRequest]:
+    def requests_to(
+        self, method: str | None = None, path: str = "", target: str = "api"
+    ) -> list[RecordedRequest]:
         """Recorded requests on `target` whose path matches the regex `path`."""
         with self._lock:
             return [
-                r for r in self.requests
-                if r.target == target and (method is None or r.method == method)
+                r
+                for r in self.requests
+                if r.target == target
+                and (method is None or r.method == method)
                 and re.search(path, r.path)
             ]
 
@@ -207,16 +215,21 @@ class Emulator:
             reset = time.time() + (window[0] + 60 - now if window else 60)
             if len(window) >= self.rate_limit:
                 wait = max(1, math.ceil(window[0] + 60 - now))
-                raise APIProblem(429, "rate_limit_exceeded",
-                                 f"Rate limit exceeded: {self.rate_limit} requests per minute.",
-                                 {"Retry-After": str(wait), **self._rate_headers(0, reset)})
+                raise APIProblem(
+                    429,
+                    "rate_limit_exceeded",
+                    f"Rate limit exceeded: {self.rate_limit} requests per minute.",
+                    {"Retry-After": str(wait), **self._rate_headers(0, reset)},
+                )
             window.append(now)
             return self._rate_headers(self.rate_limit - len(window), reset)
 
     def _rate_headers(self, remaining: int, reset: float) -> dict[str, str]:
-        return {"X-RateLimit-Limit": str(self.rate_limit),
-                "X-RateLimit-Remaining": str(max(0, remaining)),
-                "X-RateLimit-Reset": str(math.ceil(reset))}
+        return {
+            "X-RateLimit-Limit": str(self.rate_limit),
+            "X-RateLimit-Remaining": str(max(0, remaining)),
+            "X-RateLimit-Reset": str(math.ceil(reset)),
+        }
 
     # --- the API -------------------------------------------------------------
 
@@ -238,16 +251,23 @@ class Emulator:
         return model
 
     def list_models(self, query: dict[str, list[str]]) -> dict[str, Any]:
-        modality = (query.get("modality") or [None])[0]
+        modality = (query.get("modality") or [""])[0]
         detailed = (query.get("detailed") or ["false"])[0] == "true"
         models = []
         for model in self.catalogue.values():
             if modality and model["modality"] != modality:
                 continue
-            entry = dict(model) if detailed else {k: v for k, v in model.items() if k != "requestSchema"}
+            entry = (
+                dict(model)
+                if detailed
+                else {k: v for k, v in model.items() if k != "requestSchema"}
+            )
             models.append(entry)
-        return {"models": models, "total": len(models),
-                "modalities": sorted({m["modality"] for m in self.catalogue.values()})}
+        return {
+            "models": models,
+            "total": len(models),
+            "modalities": sorted({m["modality"] for m in self.catalogue.values()}),
+        }
 
     def validate(self, model: dict[str, Any], body: dict[str, Any]) -> dict[str, Any]:
         schema = model["requestSchema"]
@@ -271,18 +291,34 @@ class Emulator:
             raise APIProblem(400, "invalid_json", "The request body must be a JSON object.")
         inputs = self.validate(model, body)
         webhook_url = body.get("webhook_url")
-        if webhook_url is not None and not (isinstance(webhook_url, str) and webhook_url.startswith(("http://", "https://"))):
+        if webhook_url is not None and not (
+            isinstance(webhook_url, str) and webhook_url.startswith(("http://", "https://"))
+        ):
             raise APIProblem(400, "validation_error", "webhook_url must be an http(s) URL.")
         cost = charge_for(model, inputs)
         with self._lock:
             if self.credits < cost:
-                raise APIProblem(402, "insufficient_credits",
-                                 f"This job costs {cost:g} credits; {self.credits:g} remaining.")
+                raise APIProblem(
+                    402,
+                    "insufficient_credits",
+                    f"This job costs {cost:g} credits; {self.credits:g} remaining.",
+                )
             self.credits = round(self.credits - cost, 4)
-            fails = FAIL_MARKER in str(inputs.get("prompt", "")) or self._random.random() < self.failure_rate
-            job = EmulatedJob(id=f"job_{secrets.token_hex(8)}", model=model, inputs=inputs, owner=owner,
-                              created=time.time(), latency=self.latency, fails=fails, cost=cost,
-                              webhook_url=webhook_url)
+            fails = (
+                FAIL_MARKER in str(inputs.get("prompt", ""))
+                or self._random.random() < self.failure_rate
+            )
+            job = EmulatedJob(
+                id=f"job_{secrets.token_hex(8)}",
+                model=model,
+                inputs=inputs,
+                owner=owner,
+                created=time.time(),
+                latency=self.latency,
+                fails=fails,
+                cost=cost,
+                webhook_url=webhook_url,
+            )
             self.jobs[job.id] = job
             remaining = self.credits
         if webhook_url:
@@ -291,8 +327,13 @@ class Emulator:
             timer.daemon = True
             self._timers.append(timer)
             timer.start()
-        return {"jobId": job.id, "status": "pending", "statusUrl": f"{self.base_url}/jobs/{job.id}",
-                "creditCost": cost, "creditsRemaining": remaining}
+        return {
+            "jobId": job.id,
+            "status": "pending",
+            "statusUrl": f"{self.base_url}/jobs/{job.id}",
+            "creditCost": cost,
+            "creditsRemaining": remaining,
+        }
 
     def job(self, job_id: str, owner: str) -> EmulatedJob:
         job = self.jobs.get(job_id)
@@ -310,8 +351,11 @@ class Emulator:
     def job_json(self, job: EmulatedJob, now: float) -> dict[str, Any]:
         status = job.status(now)
         data: dict[str, Any] = {
-            "jobId": job.id, "status": status, "model": job.model["apiId"],
-            "createdAt": _iso(job.created), "creditCost": job.cost,
+            "jobId": job.id,
+            "status": status,
+            "model": job.model["apiId"],
+            "createdAt": _iso(job.created),
+            "creditCost": job.cost,
             "statusUrl": f"{self.base_url}/jobs/{job.id}",
         }
         if status == "completed":
@@ -323,7 +367,10 @@ class Emulator:
             data["completedAt"] = _iso(job.done_at)
             data["expiresAt"] = _iso(job.done_at + self.ttl)
         elif status == "failed":
-            data["error"] = {"code": "generation_failed", "message": "The model failed to generate an output."}
+            data["error"] = {
+                "code": "generation_failed",
+                "message": "The model failed to generate an output.",
+            }
             data["completedAt"] = _iso(job.done_at)
         if job.webhook:
             data["webhook"] = dict(job.webhook)
@@ -349,24 +396,45 @@ class Emulator:
     def deliver_webhook(self, job_id: str, replay: bool = False) -> dict[str, Any]:
         job = self.jobs[job_id]
         url = job.webhook_url or ""
-        payload = json.dumps({"event": f"job.{job.status(time.time())}", "replay": replay,
-                              "job": self.job_json(job, time.time())}).encode()
-        record: dict[str, Any] = {"jobId": job_id, "url": url, "replay": replay, "at": _iso(time.time())}
+        payload = json.dumps(
+            {
+                "event": f"job.{job.status(time.time())}",
+                "replay": replay,
+                "job": self.job_json(job, time.time()),
+            }
+        ).encode()
+        record: dict[str, Any] = {
+            "jobId": job_id,
+            "url": url,
+            "replay": replay,
+            "at": _iso(time.time()),
+        }
         host = urlsplit(url).hostname or ""
         if host not in self.webhook_hosts:
             record.update(status="skipped", reason=f"host {host!r} is not in webhook_hosts")
         else:
-            request = urllib.request.Request(url, data=payload, method="POST", headers={
-                "Content-Type": "application/json", "User-Agent": "pixeldojo-emulator",
-                "X-PixelDojo-Event": "job.webhook"})
+            request = urllib.request.Request(
+                url,
+                data=payload,
+                method="POST",
+                headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": "pixeldojo-emulator",
+                    "X-PixelDojo-Event": "job.webhook",
+                },
+            )
             try:
-                with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
+                with urllib.request.urlopen(request, timeout=5) as response:
                     record.update(status="delivered", httpStatus=response.status)
             except Exception as exc:  # any failure is the receiver's, recorded not raised
                 record.update(status="failed", reason=str(exc))
         with self._lock:
-            job.webhook = {"url": url, "status": record["status"],
-                           "attempts": job.webhook.get("attempts", 0) + 1, "lastAttemptAt": record["at"]}
+            job.webhook = {
+                "url": url,
+                "status": record["status"],
+                "attempts": job.webhook.get("attempts", 0) + 1,
+                "lastAttemptAt": record["at"],
+            }
             self.webhook_deliveries.append(record)
         return record
 
@@ -378,21 +446,33 @@ class Emulator:
         if job.status(now) not in ("completed", "failed"):
             raise APIProblem(400, "validation_error", "The job has not finished yet.")
         if not job.webhook_url:
-            raise APIProblem(400, "validation_error", "The job was submitted without a webhook_url.")
+            raise APIProblem(
+                400, "validation_error", "The job was submitted without a webhook_url."
+            )
         record = self.deliver_webhook(job_id, replay=True)
         return {"jobId": job_id, "replayed": True, "webhook": dict(job.webhook), "delivery": record}
 
     def output_file(self, job_id: str, index: int) -> bytes:
         job = self.jobs.get(job_id)
         now = time.time()
-        if job is None or job.status(now) != "completed" or index < 1 or index > len(self.output_urls(job)):
+        if (
+            job is None
+            or job.status(now) != "completed"
+            or index < 1
+            or index > len(self.output_urls(job))
+        ):
             raise APIProblem(404, "not_found", "No such file.")
         if self.expired(job, now):
             raise APIProblem(410, "expired", "This file has expired.")
         seed = job.inputs.get("seed")
         width, height = png.size_for(job.inputs.get("aspect_ratio"), self.image_size)
-        return png.render(str(job.inputs.get("prompt", "")), seed if isinstance(seed, int) else 0,
-                          index, width, height)
+        return png.render(
+            str(job.inputs.get("prompt", "")),
+            seed if isinstance(seed, int) else 0,
+            index,
+            width,
+            height,
+        )
 
 
 def _check(spec: dict[str, Any], value: Any) -> str | None:
@@ -450,8 +530,13 @@ class _Handler(BaseHTTPRequestHandler):
             length = 0
         return self.rfile.read(min(length, _MAX_BODY)) if length > 0 else b""
 
-    def _send(self, status: int, body: bytes, content_type: str = "application/json",
-              headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -465,23 +550,31 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(data).encode(), headers=headers)
 
     def _send_problem(self, problem: APIProblem, headers: dict[str, str] | None = None) -> None:
-        body = {"error": {"code": problem.code, "message": problem.message, "status": problem.status}}
+        body = {
+            "error": {"code": problem.code, "message": problem.message, "status": problem.status}
+        }
         self._send_json(problem.status, body, {**(headers or {}), **problem.headers})
 
     def _abort(self) -> None:
         self.close_connection = True
-        try:
+        with contextlib.suppress(OSError):
             self.connection.shutdown(2)
-        except OSError:
-            pass
 
     def _handle(self, method: str) -> None:
         emulator = self.emulator
         split = urlsplit(self.path)
         path = unquote(split.path)
         body = self._read_body() if method == "POST" else b""
-        emulator.record(RecordedRequest(self.target, method, path, {k.lower(): v for k, v in self.headers.items()},
-                                        body, time.time()))
+        emulator.record(
+            RecordedRequest(
+                self.target,
+                method,
+                path,
+                {k.lower(): v for k, v in self.headers.items()},
+                body,
+                time.time(),
+            )
+        )
         fault = emulator.faults.take(self.target, method, path)
         if fault is not None and fault.kind == "delay":
             time.sleep(fault.delay)
@@ -518,7 +611,7 @@ class _Handler(BaseHTTPRequestHandler):
         emulator = self.emulator
         if not path.startswith(API_PREFIX + "/"):
             raise APIProblem(404, "not_found", f"No route for {path}.")
-        route = path[len(API_PREFIX):].rstrip("/")
+        route = path[len(API_PREFIX) :].rstrip("/")
         parts = route.strip("/").split("/")
         is_models = parts[0] == "models" and not (len(parts) == 3 and parts[2] == "run")
         who = emulator.authenticate(self.headers.get("Authorization"), required=not is_models)

@@ -1,0 +1,82 @@
+"""`pixeldojo emulator serve`: the embedded emulator as a standalone server."""
+
+from __future__ import annotations
+
+import threading
+from typing import Annotated
+
+import typer
+
+from pixeldojo_cli.cli.state import get_state
+
+app = typer.Typer(
+    help="Run the embedded PixelDojo emulator for your own scripts and CI.", no_args_is_help=True
+)
+
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+@app.command(
+    "serve",
+    epilog=(
+        "Examples:\n\n"
+        "  pixeldojo emulator serve --port 8765\n\n"
+        "  PIXELDOJO_BASE_URL=http://127.0.0.1:8765/api/v1 PIXELDOJO_API_KEY=test "
+        'pixeldojo run flux-dev "a test"\n\n'
+        "  pixeldojo emulator serve --key secret-test-key   # anything else gets 401"
+    ),
+)
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="API port (0: any free port).", min=0, max=65535)] = 0,
+    files_port: Annotated[
+        int, typer.Option(help="Output-file port (0: any free port).", min=0, max=65535)
+    ] = 0,
+    key: Annotated[
+        str | None, typer.Option(help="Accept only this API key (default: any non-empty key).")
+    ] = None,
+    latency: Annotated[float, typer.Option(help="Seconds from submit to completion.", min=0)] = 3.0,
+    credits: Annotated[float, typer.Option(help="Starting credit balance.", min=0)] = 1000.0,
+    rate_limit: Annotated[
+        int, typer.Option(help="Requests per minute per key (0: off).", min=0)
+    ] = 60,
+    ttl: Annotated[
+        float, typer.Option(help="Seconds outputs live after completion.", min=0)
+    ] = 86400.0,
+    failure_rate: Annotated[
+        float, typer.Option(help="Share of jobs that fail (0..1).", min=0, max=1)
+    ] = 0.0,
+) -> None:
+    """Serve the emulated API until Ctrl-C, and print the base URL to use."""
+    from pixeldojo_cli.emulator import FAIL_MARKER, Emulator
+
+    state = get_state(ctx)
+    with state.guard():
+        if host not in _LOOPBACK:
+            state.render.warn(f"Listening on {host}: the emulator is meant for loopback only.")
+        emulator = Emulator(
+            host=host,
+            port=port,
+            files_port=files_port,
+            key=key,
+            latency=latency,
+            credits=credits,
+            rate_limit=rate_limit,
+            ttl=ttl,
+            failure_rate=failure_rate,
+        )
+        emulator.start()
+        state.render.result(f"PIXELDOJO_BASE_URL={emulator.base_url}")
+        state.render.info(
+            f"PixelDojo emulator: API {emulator.base_url}, files {emulator.files_url}.\n"
+            f"{'Any non-empty key works' if key is None else 'Only the --key given works'}; "
+            f"a prompt containing "
+            f"{FAIL_MARKER!r} makes the job fail. Ctrl-C stops it."
+        )
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            state.render.info("Emulator stopped.")
+        finally:
+            emulator.stop()

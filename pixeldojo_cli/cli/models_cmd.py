@@ -1,0 +1,173 @@
+"""`pixeldojo models`: the catalogue, one model's parameters, its raw schema."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from pixeldojo_cli.cli.state import get_state
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.results import Model
+
+
+class ModelType(StrEnum):
+    image = "image"
+    video = "video"
+
+
+class Feature(StrEnum):
+    lora = "lora"
+    editing = "editing"
+    audio = "audio"
+
+
+app = typer.Typer(
+    help="List models, show a model's parameters, print its input schema.",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+
+TypeOption = Annotated[
+    ModelType | None, typer.Option("--type", "-t", help="Only image or video models.")
+]
+FeatureOption = Annotated[
+    Feature | None, typer.Option("--feature", "-f", help="Only models with this feature.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+LIST_EXAMPLES = """\
+Examples:
+
+  pixeldojo models
+
+  pixeldojo models --type video
+
+  pixeldojo models --feature lora --json | jq -r '.[].id'
+"""
+
+
+def model_summary(model: Model) -> dict[str, Any]:
+    """The JSON form of a model in `models --json`."""
+    return {
+        "id": model.id,
+        "name": model.name,
+        "type": model.modality,
+        "description": model.description,
+        "creditCost": model.cost.raw,
+        "features": list(model.features),
+    }
+
+
+def _list(
+    ctx: typer.Context, model_type: ModelType | None, feature: Feature | None, json_output: bool
+) -> None:
+    state = get_state(ctx)
+    with state.guard(json_output=json_output):
+        client = state.client()
+        models = client.list_models(modality=model_type.value if model_type else None)
+        if feature is not None:
+            models = [m for m in models if feature.value in m.features]
+        if json_output:
+            state.render.json([model_summary(m) for m in models])
+            return
+        rows = [
+            [m.id, m.name, m.modality, m.cost.describe(), ", ".join(m.features)] for m in models
+        ]
+        state.render.table(["ID", "NAME", "TYPE", "CREDITS", "FEATURES"], rows)
+        state.render.note(f"{len(models)} model(s). Details: pixeldojo models show <id>")
+
+
+@app.callback(epilog=LIST_EXAMPLES)
+def models_root(
+    ctx: typer.Context,
+    model_type: TypeOption = None,
+    feature: FeatureOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List the models (id, name, type, credit cost, features)."""
+    if ctx.invoked_subcommand is None:
+        _list(ctx, model_type, feature, json_output)
+
+
+@app.command("list", epilog=LIST_EXAMPLES)
+def list_models(
+    ctx: typer.Context,
+    model_type: TypeOption = None,
+    feature: FeatureOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List the models (id, name, type, credit cost, features)."""
+    _list(ctx, model_type, feature, json_output)
+
+
+def _allowed(values: tuple[Any, ...] | None, minimum: float | None, maximum: float | None) -> str:
+    if values:
+        return ", ".join(str(v) for v in values)
+    if minimum is not None or maximum is not None:
+        low = "" if minimum is None else f"{minimum:g}"
+        high = "" if maximum is None else f"{maximum:g}"
+        return f"{low}..{high}"
+    return ""
+
+
+@app.command(
+    "show",
+    epilog=(
+        "Examples:\n\n  pixeldojo models show flux-dev\n\n"
+        "  pixeldojo models show seedance-1.5 --json"
+    ),
+)
+def show(
+    ctx: typer.Context,
+    model_id: Annotated[str, typer.Argument(metavar="MODEL", help="Model id, e.g. flux-dev.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Show a model's details and its input parameters."""
+    from pixeldojo_cli.schema import parameters
+
+    state = get_state(ctx)
+    with state.guard(json_output=json_output):
+        client = state.client()
+        model, schema = client.model_with_schema(model_id)
+        if json_output:
+            state.render.json({**model_summary(model), "requestSchema": schema})
+            return
+        render = state.render
+        render.result(f"{model.name} ({model.id})")
+        if model.description:
+            render.result(model.description)
+        render.result(
+            f"Type: {model.modality}    Credits: {model.cost.describe()}"
+            + (f"    Features: {', '.join(model.features)}" if model.features else "")
+        )
+        render.result("")
+        rows = [
+            [
+                p.name + (" *" if p.required else ""),
+                p.type if p.type != "array" else f"array of {p.items_type or 'any'}",
+                "" if p.default is None else json.dumps(p.default),
+                _allowed(p.enum, p.minimum, p.maximum),
+                p.description,
+            ]
+            for p in parameters(schema)
+        ]
+        render.table(["PARAMETER", "TYPE", "DEFAULT", "ALLOWED", "DESCRIPTION"], rows)
+        render.note(f'* required. Example: pixeldojo run {model.id} "your prompt" -p key=value')
+
+
+@app.command(
+    "schema",
+    epilog="Example:\n\n  pixeldojo models schema flux-dev > flux-dev.schema.json",
+)
+def schema(
+    ctx: typer.Context,
+    model_id: Annotated[str, typer.Argument(metavar="MODEL", help="Model id, e.g. flux-dev.")],
+) -> None:
+    """Print the model's raw request schema (JSON Schema) on stdout."""
+    state = get_state(ctx)
+    with state.guard(json_output=True):
+        state.render.json(state.client().get_schema(model_id))

@@ -1,0 +1,212 @@
+"""Everything the CLI draws: results on stdout, people's lines on stderr.
+
+stdout carries results only (file paths, JSON, tables); stderr carries
+status, progress, hints and errors. Rich is used for terminals; pipes get
+plain text with no escape codes. Rich's progress machinery is imported only
+when a progress display is actually drawn.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from pixeldojo_cli.errors import PixelDojoError
+
+
+def dump_json(value: Any) -> str:
+    """The CLI's JSON: indented, UTF-8, anything unknown as a string."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def _is_tty(stream: TextIO) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def color_wanted(no_color_flag: bool, stream: TextIO) -> bool:
+    """Colour only for a terminal, and never with --no-color, NO_COLOR or TERM=dumb.
+    FORCE_COLOR turns it on even for a pipe."""
+    if no_color_flag or os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    if os.environ.get("TERM") == "dumb":
+        return False
+    return _is_tty(stream)
+
+
+class Renderer:
+    """The one place that writes to the user. `quiet` silences info lines."""
+
+    def __init__(
+        self, *, quiet: bool = False, no_color: bool = False, verbose: bool = False
+    ) -> None:
+        self.quiet = quiet
+        self.no_color = no_color
+        self.verbose = verbose
+        self._stderr_console: Console | None = None
+        self._stdout_console: Console | None = None
+
+    # --- streams -------------------------------------------------------------
+
+    @property
+    def stdout(self) -> TextIO:
+        return sys.stdout
+
+    @property
+    def stderr(self) -> TextIO:
+        return sys.stderr
+
+    def stderr_is_terminal(self) -> bool:
+        return _is_tty(self.stderr) and os.environ.get("TERM") != "dumb"
+
+    def stdout_is_terminal(self) -> bool:
+        return _is_tty(self.stdout)
+
+    def _console(self, stream: TextIO) -> Console:
+        from rich.console import Console
+
+        color = color_wanted(self.no_color, stream)
+        return Console(
+            file=stream,
+            no_color=not color,
+            color_system="auto" if color else None,
+            highlight=False,
+            soft_wrap=True,
+            force_terminal=True if color and not _is_tty(stream) else None,
+        )
+
+    @property
+    def err_console(self) -> Console:
+        if self._stderr_console is None or self._stderr_console.file is not self.stderr:
+            self._stderr_console = self._console(self.stderr)
+        return self._stderr_console
+
+    @property
+    def out_console(self) -> Console:
+        if self._stdout_console is None or self._stdout_console.file is not self.stdout:
+            self._stdout_console = self._console(self.stdout)
+        return self._stdout_console
+
+    # --- results (stdout) ----------------------------------------------------
+
+    def result(self, line: str) -> None:
+        """One line of result (a path, a URL, an id) on stdout."""
+        self.stdout.write(line + "\n")
+        self.stdout.flush()
+
+    def json(self, value: Any) -> None:
+        self.result(dump_json(value))
+
+    def table(
+        self, columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None
+    ) -> None:
+        """A table on stdout: Rich for a terminal, tab-separated lines for a pipe."""
+        if not self.stdout_is_terminal():
+            for row in rows:
+                self.result("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+            return
+        from rich.table import Table
+
+        table = Table(title=title, show_edge=False, header_style="bold", pad_edge=False)
+        for column in columns:
+            table.add_column(column, overflow="fold")
+        for row in rows:
+            table.add_row(*row)
+        self.out_console.print(table)
+
+    # --- people (stderr) -----------------------------------------------------
+
+    def info(self, message: str) -> None:
+        """A status line for people; silenced by --quiet."""
+        if not self.quiet:
+            self.err_console.print(message, markup=False)
+
+    def note(self, message: str, style: str = "dim") -> None:
+        if not self.quiet:
+            self.err_console.print(message, style=style, markup=False)
+
+    def warn(self, message: str) -> None:
+        self.err_console.print(f"warning: {message}", style="yellow", markup=False)
+
+    def trace(self, line: str) -> None:
+        self.err_console.print(line, style="dim", markup=False)
+
+    def error(self, exc: PixelDojoError, *, json_output: bool = False) -> None:
+        """The error on stderr (one sentence, then what to do next); under --json, on stdout too."""
+        code = f" ({exc.code})" if exc.code else ""
+        self.err_console.print(f"error: {exc.message}{code}", style="bold red", markup=False)
+        if exc.hint:
+            self.err_console.print(exc.hint, markup=False)
+        if json_output:
+            self.json(exc.to_json())
+
+    # --- progress ------------------------------------------------------------
+
+    def progress_mode(self, requested: str = "auto") -> str:
+        """`rich` for a terminal, `plain` lines otherwise, `none` with --quiet."""
+        if self.quiet or requested == "none":
+            return "none"
+        if requested in ("rich", "plain"):
+            return requested
+        return "rich" if self.stderr_is_terminal() else "plain"
+
+    @contextmanager
+    def job_progress(self, job_id: str, mode: str) -> Iterator[JobProgress]:
+        """A live display of one job's status while it runs."""
+        if mode != "rich":
+            yield JobProgress(self, job_id, mode, None)
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=self.err_console,
+            transient=True,
+        )
+        with progress:
+            yield JobProgress(self, job_id, mode, progress)
+
+
+class JobProgress:
+    """Status updates for one job: a Rich spinner line, or one plain line per change."""
+
+    def __init__(self, renderer: Renderer, job_id: str, mode: str, progress: Any) -> None:
+        self._renderer = renderer
+        self._job_id = job_id
+        self._mode = mode
+        self._progress = progress
+        self._task = progress.add_task(f"{job_id}: submitted") if progress is not None else None
+        self._started = time.monotonic()
+        self._last: str | None = None
+
+    def update(self, status: str) -> None:
+        if status == self._last:
+            return
+        self._last = status
+        elapsed = time.monotonic() - self._started
+        if self._progress is not None:
+            self._progress.update(self._task, description=f"{self._job_id}: {status}")
+        elif self._mode == "plain":
+            self._renderer.info(f"{self._job_id}: {status} ({elapsed:.0f}s)")
+
+    def downloading(self, count: int) -> None:
+        if self._progress is not None:
+            self._progress.update(
+                self._task, description=f"{self._job_id}: downloading {count} file(s)"
+            )
+        elif self._mode == "plain":
+            self._renderer.info(f"{self._job_id}: downloading {count} file(s)")

@@ -1,0 +1,291 @@
+"""`pixeldojo run`: check inputs, submit, wait, download."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from pixeldojo_cli.cli.state import AppState, get_state, parse_duration, positive
+from pixeldojo_cli.errors import ExitCode, JobFailedError, UsageError
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.results import Job
+
+RUN_HELP = """\
+Submit a job, wait for it, and download its outputs.
+
+PROMPT fills the model's `prompt` input. Other inputs come from -p KEY=VALUE
+(coerced to the type the model's schema gives), -p KEY:=JSON (a JSON literal),
+or --input FILE (a JSON object; `-` reads stdin; -p wins over it). Inputs are
+checked against the schema before anything is spent.
+
+Each downloaded file's path is printed on stdout, one per line; status goes to
+stderr. Files are named <jobId>-<n>.<ext>, with <jobId>.json beside them.
+"""
+
+RUN_EXAMPLES = """\
+Examples:
+
+  pixeldojo run flux-1.1-pro "A sunset" -p aspect_ratio=16:9 --seed 42
+
+  pixeldojo run flux-dev "a red fox" -p num_outputs=2 -o out/ --json
+
+  pixeldojo run seedance-1.5 "waves at night" -p duration=4 --dry-run
+"""
+
+
+class ProgressMode(StrEnum):
+    auto = "auto"
+    rich = "rich"
+    plain = "plain"
+    none = "none"
+
+
+def read_input_file(path: str) -> dict[str, Any]:
+    """`--input FILE` (or `-`): a JSON object of inputs."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"Cannot read --input {path}: {exc.strerror or exc}.") from exc
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--input {path} is not UTF-8 text.") from exc
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"--input {path} is not valid JSON: {exc}.") from exc
+    if not isinstance(value, dict):
+        raise UsageError(f"--input {path} must hold a JSON object of inputs.")
+    return value
+
+
+def _check_webhook_url(url: str | None) -> None:
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise UsageError(f"--webhook-url must be an http(s) URL, got {url[:60]!r}.")
+
+
+def _credits(value: float | None) -> str:
+    return "?" if value is None else f"{value:g}"
+
+
+def wait_for_job(
+    state: AppState,
+    client: Client,
+    job: Job,
+    *,
+    poll_interval: float,
+    max_poll_interval: float,
+    timeout: float | None,
+    progress_mode: str,
+) -> Job:
+    """Wait until the job is terminal, drawing progress. Ctrl-C exits 130 with a
+    hint; the job keeps running on the server."""
+    mode = state.render.progress_mode(progress_mode)
+    try:
+        with state.render.job_progress(job.id, mode) as progress:
+            progress.update(job.status)
+            for update in client.wait(
+                job.id,
+                poll_interval=poll_interval,
+                max_poll_interval=max_poll_interval,
+                timeout=timeout,
+            ):
+                job = update
+                progress.update(job.status)
+    except KeyboardInterrupt:
+        state.render.err_console.print(
+            f"\nInterrupted. Job {job.id} keeps running on the server.\n"
+            f"Resume with: pixeldojo jobs wait {job.id}",
+            markup=False,
+        )
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+    return job
+
+
+def finish_job(
+    state: AppState,
+    client: Client,
+    job: Job,
+    *,
+    model_id: str,
+    inputs: dict[str, Any],
+    folder: Path,
+    download: bool,
+    json_output: bool,
+) -> None:
+    """A terminal job: fail with exit 5, or save its outputs and print the paths."""
+    from pixeldojo_cli.downloads import download_outputs, write_metadata
+
+    if job.status == "failed":
+        raise JobFailedError(
+            f"Job {job.id} failed: {job.error or 'no reason given'}.",
+            job_id=job.id,
+            hint="Nothing to download. Check the inputs and try again.",
+        )
+    if not job.output_urls:
+        state.render.warn(f"Job {job.id} completed without any output URL.")
+    if not download:
+        if json_output:
+            state.render.json({**job.raw, "files": []})
+        else:
+            for url in job.output_urls:
+                state.render.result(url)
+        return
+    files = download_outputs(client.transport, job, folder)
+    write_metadata(folder, job, model_id, inputs, files)
+    if json_output:
+        state.render.json({**job.raw, "files": [str(f.path) for f in files]})
+    else:
+        for f in files:
+            state.render.result(str(f.path))
+
+
+def run(
+    ctx: typer.Context,
+    model_id: Annotated[
+        str,
+        typer.Argument(metavar="MODEL", help="Model id, e.g. flux-dev (see `pixeldojo models`)."),
+    ],
+    prompt: Annotated[
+        str | None, typer.Argument(help="The prompt (fills the `prompt` input).")
+    ] = None,
+    params: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            "-p",
+            metavar="KEY=VALUE",
+            help="An input; KEY:=JSON for a JSON literal. Repeatable.",
+        ),
+    ] = None,
+    input_file: Annotated[
+        str | None,
+        typer.Option("--input", "-i", metavar="FILE", help="JSON object of inputs; - reads stdin."),
+    ] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Shortcut for -p seed=N.")] = None,
+    webhook_url: Annotated[
+        str | None,
+        typer.Option("--webhook-url", metavar="URL", help="The API POSTs the finished job here."),
+    ] = None,
+    output_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--output-dir",
+            "-o",
+            metavar="DIR",
+            help="Where outputs go (or PIXELDOJO_OUTPUT_DIR; default: current folder).",
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the request and its estimated cost; submit nothing."),
+    ] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Print the job id and return at once.")
+    ] = False,
+    no_download: Annotated[
+        bool, typer.Option("--no-download", help="Print output URLs instead of downloading.")
+    ] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help='Print one JSON object: the job plus "files".')
+    ] = False,
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout", metavar="DURATION", help="Stop waiting after e.g. 90s, 10m, 1h (exit 9)."
+        ),
+    ] = None,
+    poll_interval: Annotated[
+        float | None,
+        typer.Option("--poll-interval", metavar="SECONDS", help="First poll delay [default: 2]."),
+    ] = None,
+    max_poll_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--max-poll-interval", metavar="SECONDS", help="Longest poll delay [default: 30]."
+        ),
+    ] = None,
+    progress: Annotated[
+        ProgressMode,
+        typer.Option("--progress", help="Progress display on stderr.", case_sensitive=False),
+    ] = ProgressMode.auto,
+) -> None:
+    state = get_state(ctx)
+    with state.guard(json_output=json_output):
+        from pixeldojo_cli.errors import MissingAPIKeyError
+        from pixeldojo_cli.schema import build_inputs, estimate_cost, validate_inputs
+
+        wait_timeout = parse_duration(timeout)
+        settings = state.settings(output_dir=output_dir)
+        first_poll = positive(poll_interval, "--poll-interval") or float(
+            settings.poll_interval.value or 2.0
+        )
+        max_poll = positive(max_poll_interval, "--max-poll-interval") or float(
+            settings.max_poll_interval.value or 30.0
+        )
+        _check_webhook_url(webhook_url)
+        base_inputs = read_input_file(input_file) if input_file else None
+        client = state.client()
+        if not client.api_key and not dry_run:
+            raise MissingAPIKeyError("No API key is set.")
+
+        model, schema = client.model_with_schema(model_id)
+        inputs = build_inputs(
+            schema, prompt=prompt, assignments=params or [], base=base_inputs, seed=seed
+        )
+        validate_inputs(schema, inputs)
+        estimate = estimate_cost(model, schema, inputs)
+
+        if dry_run:
+            body = {**inputs, **({"webhook_url": webhook_url} if webhook_url else {})}
+            if json_output:
+                state.render.json(
+                    {
+                        "model": model.id,
+                        "body": body,
+                        "estimatedCredits": estimate,
+                        "submitted": False,
+                    }
+                )
+            else:
+                state.render.json(body)
+                state.render.info(
+                    f"Estimated cost: {_credits(estimate)} credit(s). Nothing was submitted."
+                )
+            return
+
+        job = client.run(model.id, inputs, webhook_url=webhook_url)
+        state.render.info(
+            f"Submitted {job.id} ({model.id}): {_credits(job.credit_cost or estimate)} credit(s), "
+            f"{_credits(job.credits_remaining)} remaining."
+        )
+        if no_wait:
+            if json_output:
+                state.render.json(job.raw)
+            else:
+                state.render.result(job.id)
+            return
+        job = wait_for_job(
+            state,
+            client,
+            job,
+            poll_interval=first_poll,
+            max_poll_interval=max_poll,
+            timeout=wait_timeout,
+            progress_mode=progress.value,
+        )
+        finish_job(
+            state,
+            client,
+            job,
+            model_id=model.id,
+            inputs=inputs,
+            folder=state.output_dir(output_dir),
+            download=not no_download,
+            json_output=json_output,
+        )

@@ -1,0 +1,168 @@
+"""Per-invocation state: the global flags, settings, the client, the emulator,
+and `guard()`, the one place where an error becomes a message and an exit code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from pixeldojo_cli.cli.render import Renderer
+from pixeldojo_cli.errors import ExitCode, PixelDojoError, UsageError
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.emulator import Emulator
+    from pixeldojo_cli.settings import Settings
+
+EMULATOR_KEY = "emulator-key"
+_TRUTHY = {"1", "true", "yes", "on"}
+
+
+def emulator_requested(flag: bool) -> bool:
+    return flag or os.environ.get("PIXELDOJO_EMULATOR", "").strip().lower() in _TRUTHY
+
+
+@dataclass
+class AppState:
+    """What the root callback parsed; commands ask it for settings and a client."""
+
+    api_key: str | None = None
+    base_url: str | None = None
+    profile: str | None = None
+    verbose: bool = False
+    quiet: bool = False
+    no_color: bool = False
+    use_emulator: bool = False
+    render: Renderer = field(default_factory=Renderer)
+    _settings: Settings | None = None
+    _emulator: Emulator | None = None
+    _clients: list[Client] = field(default_factory=list)
+
+    def settings(self, *, output_dir: str | None = None) -> Settings:
+        from pixeldojo_cli.settings import resolve_settings
+
+        if self._settings is None or output_dir is not None:
+            self._settings = resolve_settings(
+                api_key=self.api_key,
+                base_url=self.base_url,
+                profile=self.profile,
+                output_dir=output_dir,
+            )
+        return self._settings
+
+    def output_dir(self, flag: str | None) -> Path:
+        return Path(str(self.settings(output_dir=flag).output_dir.value)).expanduser()
+
+    def _start_emulator(self) -> Emulator:
+        if self._emulator is None:
+            from pixeldojo_cli.emulator import Emulator
+
+            self._emulator = Emulator(latency=1.5).start()
+            self.render.note(
+                f"Using the embedded emulator at {self._emulator.base_url} (no key, no credits)."
+            )
+        return self._emulator
+
+    def client(self) -> Client:
+        """A client from the resolved settings (or pointed at the embedded emulator)."""
+        from pixeldojo_cli.client import Client
+
+        settings = self.settings()
+        if self.use_emulator:
+            base_url = self._start_emulator().base_url
+            # Never hand a real key to the emulator: only an explicit --api-key goes there.
+            api_key: str | None = self.api_key or EMULATOR_KEY
+        else:
+            base_url = str(settings.base_url.value)
+            api_key = settings.api_key.value
+        try:
+            rate = float(settings.rate_limit.value)
+        except (TypeError, ValueError):
+            rate = 60.0
+        client = Client(
+            api_key=api_key,
+            base_url=base_url,
+            rate_limit=rate,
+            trace=self.render.trace if self.verbose else None,
+        )
+        self._clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
+        self._clients.clear()
+        if self._emulator is not None:
+            self._emulator.stop()
+            self._emulator = None
+
+    @contextmanager
+    def guard(self, *, json_output: bool = False) -> Iterator[None]:
+        """Run a command body: our errors become one message and their exit code;
+        anything else is a bug, reported as such (exit 1)."""
+        try:
+            yield
+        except PixelDojoError as exc:
+            self.render.error(exc, json_output=json_output)
+            raise typer.Exit(int(exc.exit_code)) from None
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            if self.verbose:
+                self.render.err_console.print(traceback.format_exc(), markup=False)
+            bug = PixelDojoError(
+                f"Unexpected error: {type(exc).__name__}: {exc}",
+                hint="This is a bug in pixeldojo-cli: please report it (rerun with -v for more).",
+            )
+            bug.code = "unexpected"
+            self.render.error(bug, json_output=json_output)
+            raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
+
+
+def get_state(ctx: typer.Context) -> AppState:
+    state = ctx.find_root().obj
+    if not isinstance(state, AppState):  # a command invoked without the root callback
+        state = AppState()
+        ctx.find_root().obj = state
+    return state
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms]?)")
+_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600}
+
+
+def parse_duration(text: str | None, *, option: str = "--timeout") -> float | None:
+    """`90`, `90s`, `10m`, `1h`, `1h30m` -> seconds. None stays None."""
+    if text is None:
+        return None
+    compact = text.strip().lower().replace(" ", "")
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(compact):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNIT[match.group(2)]
+        pos = match.end()
+    if not compact or pos != len(compact) or total <= 0 or total > 7 * 86400:
+        raise UsageError(
+            f"{option} takes a duration like 90, 90s, 10m or 1h; got {text!r}.",
+        )
+    return total
+
+
+def positive(value: float | None, option: str) -> float | None:
+    if value is not None and not (value > 0 and value < 86400):
+        raise UsageError(f"{option} must be a positive number of seconds, got {value}.")
+    return value
+
+
+def as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
