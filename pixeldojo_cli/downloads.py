@@ -33,7 +33,6 @@ from pixeldojo_cli.transport import Transport
 ProgressCallback = Callable[[int, int, int | None], None]
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_CHUNK = 1024 * 1024
 _KNOWN_TYPES = {
     "image/png": "png",
     "image/jpeg": "jpg",
@@ -203,7 +202,7 @@ def _stream_into(
                 if final is None:
                     ext = extension_for(url, response.headers.get("content-type"))
                     final = output_path(folder, job_id, index, ext)
-                for chunk in response.iter_bytes(_CHUNK):
+                for chunk in response.iter_bytes():  # unbuffered: a cut keeps what arrived
                     part.write(chunk)
                     if on_progress is not None:
                         on_progress(index, part.size, total)

@@ -5,18 +5,22 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import FAST, TEST_KEY, Invoke, make_invoker
-
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.emulator.png import PNG_SIGNATURE
+
+from conftest import FAST, TEST_KEY, Invoke, make_invoker
 
 
 def posts(emulator: Emulator) -> list[dict[str, object]]:
     return [json.loads(r.body) for r in emulator.requests_to("POST", r"/run$")]
 
 
-def test_run_prints_only_file_paths_and_writes_the_emulators_pngs(cli: Invoke, emulator: Emulator) -> None:
-    result = cli("run", "flux-1.1-pro", "A sunset", "-p", "aspect_ratio=16:9", "--seed", "42", *FAST)
+def test_run_prints_only_file_paths_and_writes_the_emulators_pngs(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    result = cli(
+        "run", "flux-1.1-pro", "A sunset", "-p", "aspect_ratio=16:9", "--seed", "42", *FAST
+    )
     assert result.exit_code == 0, result.stderr
     paths = result.stdout.splitlines()
     assert len(paths) == 1
@@ -27,7 +31,9 @@ def test_run_prints_only_file_paths_and_writes_the_emulators_pngs(cli: Invoke, e
     assert Path(paths[0]).name == f"{job_id}-1.png"
 
 
-def test_run_writes_metadata_json_beside_the_outputs(cli: Invoke, emulator: Emulator, tmp_path: Path) -> None:
+def test_run_writes_metadata_json_beside_the_outputs(
+    cli: Invoke, emulator: Emulator, tmp_path: Path
+) -> None:
     result = cli("run", "flux-dev", "a fox", "-p", "num_outputs=2", "-o", "out", *FAST)
     assert result.exit_code == 0, result.stderr
     job_id = next(iter(emulator.jobs))
@@ -68,7 +74,9 @@ def test_no_download_prints_urls(cli: Invoke, emulator: Emulator, tmp_path: Path
     assert not list(tmp_path.glob("job_*"))
 
 
-def test_dry_run_prints_body_and_estimate_and_submits_nothing(cli: Invoke, emulator: Emulator) -> None:
+def test_dry_run_prints_body_and_estimate_and_submits_nothing(
+    cli: Invoke, emulator: Emulator
+) -> None:
     result = cli("run", "seedance-1.5", "waves", "-p", "duration=4", "--dry-run", "--json")
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
@@ -86,8 +94,18 @@ def test_dry_run_needs_no_key(emulator: Emulator) -> None:
 
 def test_p_values_are_coerced_to_the_schema_types(cli: Invoke, emulator: Emulator) -> None:
     result = cli(
-        "run", "flux-2-dev", "x", "-p", "num_outputs=2", "-p", "lora_scale=1.5",
-        "-p", "image_urls=http://a/1.png", "-p", "image_urls=http://a/2.png", "--no-wait",
+        "run",
+        "flux-2-dev",
+        "x",
+        "-p",
+        "num_outputs=2",
+        "-p",
+        "lora_scale=1.5",
+        "-p",
+        "image_urls=http://a/1.png",
+        "-p",
+        "image_urls=http://a/2.png",
+        "--no-wait",
     )
     assert result.exit_code == 0, result.stderr
     assert posts(emulator)[0] == {
@@ -106,7 +124,9 @@ def test_boolean_and_number_values_are_coerced(cli: Invoke, emulator: Emulator) 
     assert [p.get("raw", p.get("guidance")) for p in posts(emulator)] == [True, 4.5]
 
 
-def test_p_json_literal_and_input_file_with_p_overriding(cli: Invoke, emulator: Emulator, tmp_path: Path) -> None:
+def test_p_json_literal_and_input_file_with_p_overriding(
+    cli: Invoke, emulator: Emulator, tmp_path: Path
+) -> None:
     (tmp_path / "in.json").write_text(json.dumps({"prompt": "from file", "num_outputs": 3}))
     result = cli("run", "flux-dev", "--input", "in.json", "-p", "num_outputs:=1", "--no-wait")
     assert result.exit_code == 0, result.stderr
@@ -120,12 +140,16 @@ def test_input_from_stdin(cli: Invoke, emulator: Emulator) -> None:
 
 
 def test_seed_and_webhook_url_shortcuts_go_into_the_body(cli: Invoke, emulator: Emulator) -> None:
-    result = cli("run", "flux-dev", "x", "--seed", "7", "--webhook-url", "http://127.0.0.1:9/h", "--no-wait")
+    result = cli(
+        "run", "flux-dev", "x", "--seed", "7", "--webhook-url", "http://127.0.0.1:9/h", "--no-wait"
+    )
     assert result.exit_code == 0, result.stderr
     assert posts(emulator)[0] == {"prompt": "x", "seed": 7, "webhook_url": "http://127.0.0.1:9/h"}
 
 
-def test_unknown_parameter_exits_2_with_a_suggestion_and_no_post(cli: Invoke, emulator: Emulator) -> None:
+def test_unknown_parameter_exits_2_with_a_suggestion_and_no_post(
+    cli: Invoke, emulator: Emulator
+) -> None:
     result = cli("run", "flux-dev", "x", "-p", "aspect_ration=16:9")
     assert result.exit_code == 2
     assert "Did you mean 'aspect_ratio'?" in result.stderr
@@ -206,7 +230,9 @@ def test_unknown_model_exits_6(cli: Invoke, emulator: Emulator) -> None:
 
 
 def test_submission_failed_exits_10_after_exactly_one_post(cli: Invoke, emulator: Emulator) -> None:
-    emulator.add_fault("status", method="POST", path=r"/run$", status=500, code="submission_failed", count=-1)
+    emulator.add_fault(
+        "status", method="POST", path=r"/run$", status=500, code="submission_failed", count=-1
+    )
     result = cli("run", "flux-dev", "x", *FAST)
     assert result.exit_code == 10
     assert "submission_failed" in result.stderr
@@ -214,7 +240,9 @@ def test_submission_failed_exits_10_after_exactly_one_post(cli: Invoke, emulator
     assert len(emulator.requests_to("POST", r"/run$")) == 1
 
 
-def test_connection_reset_after_the_post_was_sent_is_not_retried(cli: Invoke, emulator: Emulator) -> None:
+def test_connection_reset_after_the_post_was_sent_is_not_retried(
+    cli: Invoke, emulator: Emulator
+) -> None:
     emulator.add_fault("reset", method="POST", path=r"/run$", count=-1)
     result = cli("run", "flux-dev", "x", *FAST)
     assert result.exit_code == 10
@@ -245,7 +273,9 @@ def test_persistent_5xx_on_polls_exits_10(cli: Invoke, emulator: Emulator) -> No
     assert "internal_error" in result.stderr or "502" in result.stderr
 
 
-def test_no_request_to_the_output_origin_carries_authorization(cli: Invoke, emulator: Emulator) -> None:
+def test_no_request_to_the_output_origin_carries_authorization(
+    cli: Invoke, emulator: Emulator
+) -> None:
     result = cli("run", "flux-dev", "x", "-p", "num_outputs=3", *FAST)
     assert result.exit_code == 0, result.stderr
     file_requests = emulator.requests_to(target="files")
@@ -262,7 +292,9 @@ def test_timeout_exits_9_with_the_resume_command(make_emulator: object) -> None:
     assert f"pixeldojo jobs wait {job_id}" in result.stderr
 
 
-def test_bad_timeout_is_a_usage_error_before_anything_is_sent(cli: Invoke, emulator: Emulator) -> None:
+def test_bad_timeout_is_a_usage_error_before_anything_is_sent(
+    cli: Invoke, emulator: Emulator
+) -> None:
     result = cli("run", "flux-dev", "x", "--timeout", "soon")
     assert result.exit_code == 2
     assert "--timeout" in result.stderr
