@@ -233,9 +233,10 @@ class Transport:
     def _trace_request(self, request: httpx.Request) -> None:
         if self._trace is None:
             return
-        has_auth = "authorization" in request.headers
-        auth = f" (Authorization: Bearer {mask_key(self._key)})" if has_auth else ""
-        self._trace(f"> {request.method} {request.url}{auth}")
+        # Auth is applied while sending, so ask the same rule the auth flow uses.
+        carries_key = self._key is not None and origin_of(request.url) == self.origin
+        auth = "Authorization: Bearer " + mask_key(self._key) if carries_key else "no Authorization"
+        self._trace(f"> {request.method} {request.url} ({auth})")
 
     def _trace_response(self, response: httpx.Response, started: float) -> None:
         if self._trace is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 from typing import Annotated
 
@@ -14,6 +15,10 @@ app = typer.Typer(
 )
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command(
@@ -74,6 +79,8 @@ def serve(
             f"a prompt containing "
             f"{FAIL_MARKER!r} makes the job fail. Ctrl-C stops it."
         )
+        # A CI step stops it with `kill`: treat SIGTERM like Ctrl-C and shut down cleanly.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:

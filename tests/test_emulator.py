@@ -1,0 +1,183 @@
+"""The emulator speaks the published API: checked with plain httpx, not our client."""
+
+from __future__ import annotations
+
+import json
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import pytest
+
+from pixeldojo_cli.emulator import Emulator
+
+from conftest import TEST_KEY
+
+AUTH = {"Authorization": f"Bearer {TEST_KEY}"}
+
+
+def submit(emulator: Emulator, body: dict[str, Any], model: str = "flux-dev") -> httpx.Response:
+    return httpx.post(f"{emulator.base_url}/models/{model}/run", json=body, headers=AUTH)
+
+
+def wait_done(emulator: Emulator, job_id: str) -> dict[str, Any]:
+    for _ in range(200):
+        job: dict[str, Any] = httpx.get(f"{emulator.base_url}/jobs/{job_id}", headers=AUTH).json()
+        if job["status"] in ("completed", "failed"):
+            return job
+        time.sleep(0.02)
+    raise AssertionError("job never finished")
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    length, kind = struct.unpack(">I4s", data[8:16])
+    assert kind == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    crc = struct.unpack(">I", data[16 + length : 20 + length])[0]
+    assert crc == zlib.crc32(data[12 : 16 + length])
+    return width, height
+
+
+def test_catalogue_has_32_image_and_4_video_models(emulator: Emulator) -> None:
+    body = httpx.get(f"{emulator.base_url}/models").json()
+    kinds = [m["modality"] for m in body["models"]]
+    assert (kinds.count("image"), kinds.count("video"), body["total"]) == (32, 4, 36)
+    video = httpx.get(f"{emulator.base_url}/models", params={"modality": "video"}).json()
+    assert {m["modality"] for m in video["models"]} == {"video"}
+
+
+def test_schema_endpoint_answers_a_json_schema(emulator: Emulator) -> None:
+    schema = httpx.get(f"{emulator.base_url}/models/flux-dev/schema").json()["schema"]
+    assert schema["type"] == "object" and "prompt" in schema["properties"]
+    assert "prompt" in schema["required"]
+
+
+def test_job_goes_pending_processing_completed_with_a_valid_png(
+    make_emulator: Callable[..., Emulator],
+) -> None:
+    emulator = make_emulator(latency=0.4)
+    answer = submit(emulator, {"prompt": "a fox", "aspect_ratio": "16:9"})
+    assert answer.status_code == 200
+    job_id = answer.json()["jobId"]
+    seen = []
+    for _ in range(100):
+        status = httpx.get(f"{emulator.base_url}/jobs/{job_id}", headers=AUTH).json()["status"]
+        if not seen or seen[-1] != status:
+            seen.append(status)
+        if status == "completed":
+            break
+        time.sleep(0.02)
+    assert seen == ["pending", "processing", "completed"]
+    job = wait_done(emulator, job_id)
+    assert job["expiresAt"]
+    [url] = job["output"]["images"]
+    image = httpx.get(url)  # no key: the file origin never needs one
+    width, height = png_size(image.content)
+    assert width > height  # 16:9
+
+
+def test_same_prompt_and_seed_give_the_same_picture(emulator: Emulator) -> None:
+    first = wait_done(emulator, submit(emulator, {"prompt": "x", "seed": 7}).json()["jobId"])
+    again = wait_done(emulator, submit(emulator, {"prompt": "x", "seed": 7}).json()["jobId"])
+    other = wait_done(emulator, submit(emulator, {"prompt": "x", "seed": 8}).json()["jobId"])
+    get = lambda job: httpx.get(job["output"]["images"][0]).content  # noqa: E731
+    assert get(first) == get(again) != get(other)
+
+
+def test_missing_or_wrong_key_is_401_unauthorized(make_emulator: Callable[..., Emulator]) -> None:
+    emulator = make_emulator(key="only-this-key")
+    no_key = httpx.get(f"{emulator.base_url}/jobs")
+    wrong = httpx.get(f"{emulator.base_url}/jobs", headers=AUTH)
+    assert (no_key.status_code, wrong.status_code) == (401, 401)
+    assert wrong.json()["error"]["code"] == "unauthorized"
+
+
+def test_credits_run_out_with_402_insufficient_credits(
+    make_emulator: Callable[..., Emulator],
+) -> None:
+    emulator = make_emulator(credits=1.5)
+    assert submit(emulator, {"prompt": "a"}).status_code == 200
+    answer = submit(emulator, {"prompt": "b"})
+    assert answer.status_code == 402
+    assert answer.json()["error"]["code"] == "insufficient_credits"
+
+
+def test_bad_json_and_bad_inputs_are_400(emulator: Emulator) -> None:
+    bad_json = httpx.post(f"{emulator.base_url}/models/flux-dev/run", content=b"{", headers=AUTH)
+    bad_input = submit(emulator, {"prompt": "a", "aspect_ratio": "7:3"})
+    assert bad_json.json()["error"]["code"] == "invalid_json"
+    assert bad_input.json()["error"]["code"] == "validation_error"
+    assert submit(emulator, {}, model="no-such-model").status_code == 404
+
+
+def test_rate_limit_answers_429_with_retry_after(make_emulator: Callable[..., Emulator]) -> None:
+    emulator = make_emulator(rate_limit=3)
+    answers = [httpx.get(f"{emulator.base_url}/jobs", headers=AUTH) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[-1].json()["error"]["code"] == "rate_limit_exceeded"
+    assert int(answers[-1].headers["Retry-After"]) >= 1
+    assert answers[0].headers["X-RateLimit-Limit"] == "3"
+
+
+def test_outputs_expire_with_410(make_emulator: Callable[..., Emulator]) -> None:
+    emulator = make_emulator(latency=0.05, ttl=0.3)
+    job = wait_done(emulator, submit(emulator, {"prompt": "a"}).json()["jobId"])
+    time.sleep(0.4)
+    assert httpx.get(job["output"]["images"][0]).status_code == 410
+    gone = httpx.get(f"{emulator.base_url}/jobs/{job['jobId']}", headers=AUTH)
+    assert (gone.status_code, gone.json()["error"]["code"]) == (410, "expired")
+
+
+def test_prompt_with_fail_marker_fails_the_job(emulator: Emulator) -> None:
+    job = wait_done(emulator, submit(emulator, {"prompt": "boom #fail"}).json()["jobId"])
+    assert job["status"] == "failed" and job["error"]
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    received: list[dict[str, Any]] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server.shutdown()
+    server.server_close()
+
+
+def test_webhook_is_posted_on_completion_and_on_replay(
+    emulator: Emulator, receiver: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, received = receiver
+    job_id = submit(emulator, {"prompt": "a", "webhook_url": url}).json()["jobId"]
+    wait_done(emulator, job_id)
+    for _ in range(100):
+        if received:
+            break
+        time.sleep(0.02)
+    replay = httpx.post(f"{emulator.base_url}/jobs/{job_id}/webhook", headers=AUTH)
+    assert replay.status_code == 200
+    assert [r["replay"] for r in received] == [False, True]
+    assert received[0]["job"]["status"] == "completed"
+
+
+def test_5xx_burst_fault_then_normal(make_emulator: Callable[..., Emulator]) -> None:
+    emulator = make_emulator()
+    emulator.add_fault("status", status=503, count=2)
+    codes = [httpx.get(f"{emulator.base_url}/jobs", headers=AUTH).status_code for _ in range(3)]
+    assert codes == [503, 503, 200]
