@@ -202,12 +202,18 @@ def run(
     ] = None,
     poll_interval: Annotated[
         float | None,
-        typer.Option("--poll-interval", metavar="SECONDS", help="First poll delay in seconds (default 2; doubles each poll)."),
+        typer.Option(
+            "--poll-interval",
+            metavar="SECONDS",
+            help="First poll delay in seconds (default 2; doubles each poll).",
+        ),
     ] = None,
     max_poll_interval: Annotated[
         float | None,
         typer.Option(
-            "--max-poll-interval", metavar="SECONDS", help="Longest poll delay in seconds (default 30)."
+            "--max-poll-interval",
+            metavar="SECONDS",
+            help="Longest poll delay in seconds (default 30).",
         ),
     ] = None,
     progress: Annotated[
