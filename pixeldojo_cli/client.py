@@ -35,11 +35,12 @@ from pixeldojo_cli.results import (
     parse_model_list,
     parse_schema,
 )
-from pixeldojo_cli.settings import DEFAULT_BASE_URL
+from pixeldojo_cli.settings import (
+    DEFAULT_BASE_URL,
+    DEFAULT_MAX_POLL_INTERVAL,
+    DEFAULT_POLL_INTERVAL,
+)
 from pixeldojo_cli.transport import RetryPolicy, Trace, Transport
-
-DEFAULT_POLL_INTERVAL = 2.0
-DEFAULT_MAX_POLL_INTERVAL = 30.0
 
 
 def _segment(value: str, what: str) -> str:

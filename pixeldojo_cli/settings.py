@@ -24,6 +24,8 @@ APP_NAME = "pixeldojo"
 DEFAULT_BASE_URL = "https://pixeldojo.ai/api/v1"
 DEFAULT_PROFILE = "default"
 DEFAULT_RATE_LIMIT = 60.0
+DEFAULT_POLL_INTERVAL = 2.0
+DEFAULT_MAX_POLL_INTERVAL = 30.0
 
 ENV_API_KEY = "PIXELDOJO_API_KEY"
 ENV_BASE_URL = "PIXELDOJO_BASE_URL"
@@ -194,11 +196,31 @@ def resolve_settings(
         api_key=pick(api_key, env, ENV_API_KEY, [(profile_table, where)], "api_key", None),
         base_url=pick(base_url, env, ENV_BASE_URL, both, "base_url", DEFAULT_BASE_URL),
         output_dir=pick(output_dir, env, ENV_OUTPUT_DIR, [(defaults, where)], "output_dir", "."),
-        rate_limit=pick(None, env, None, both, "rate_limit", DEFAULT_RATE_LIMIT),
-        poll_interval=pick(None, env, None, both, "poll_interval", None),
-        max_poll_interval=pick(None, env, None, both, "max_poll_interval", None),
+        rate_limit=_typed(
+            pick(None, env, None, both, "rate_limit", DEFAULT_RATE_LIMIT), "rate_limit"
+        ),
+        poll_interval=_typed(
+            pick(None, env, None, both, "poll_interval", DEFAULT_POLL_INTERVAL), "poll_interval"
+        ),
+        max_poll_interval=_typed(
+            pick(None, env, None, both, "max_poll_interval", DEFAULT_MAX_POLL_INTERVAL),
+            "max_poll_interval",
+        ),
         config_file=path,
     )
+
+
+def _typed(setting: Setting, key: str) -> Setting:
+    """A value from the config file is checked as `config set` would have checked it."""
+    if not setting.source.startswith("config:"):
+        return setting
+    try:
+        return Setting(parse_setting(key, str(setting.value)), setting.source)
+    except ConfigError as exc:
+        where = setting.source[len("config:") :]
+        raise ConfigError(
+            f"In {where}: {exc.message}", hint=f"Fix it with `pixeldojo config set {key} VALUE`."
+        ) from None
 
 
 def parse_setting(key: str, raw: str) -> Any:

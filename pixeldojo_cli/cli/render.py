@@ -57,6 +57,20 @@ class Renderer:
         self.verbose = verbose
         self._stderr_console: Console | None = None
         self._stdout_console: Console | None = None
+        self._secrets: set[str] = set()
+
+    def add_secret(self, secret: str | None) -> None:
+        """Never print `secret` whole: errors and traces show it masked."""
+        if secret:
+            self._secrets.add(secret)
+
+    def scrub(self, text: str) -> str:
+        """`text` with every known secret masked (last 4 characters at most)."""
+        from pixeldojo_cli.redact import redact
+
+        for secret in self._secrets:
+            text = redact(text, secret)
+        return text
 
     # --- streams -------------------------------------------------------------
 
@@ -141,16 +155,19 @@ class Renderer:
         self.err_console.print(f"warning: {message}", style="yellow", markup=False)
 
     def trace(self, line: str) -> None:
-        self.err_console.print(line, style="dim", markup=False)
+        self.err_console.print(self.scrub(line), style="dim", markup=False)
 
     def error(self, exc: PixelDojoError, *, json_output: bool = False) -> None:
         """The error on stderr (one sentence, then what to do next); under --json, on stdout too."""
         code = f" ({exc.code})" if exc.code else ""
-        self.err_console.print(f"error: {exc.message}{code}", style="bold red", markup=False)
+        message = self.scrub(exc.message)
+        self.err_console.print(f"error: {message}{code}", style="bold red", markup=False)
         if exc.hint:
-            self.err_console.print(exc.hint, markup=False)
+            self.err_console.print(self.scrub(exc.hint), markup=False)
         if json_output:
-            self.json(exc.to_json())
+            document = exc.to_json()
+            document["error"]["message"] = message
+            self.json(document)
 
     # --- progress ------------------------------------------------------------
 

@@ -229,10 +229,10 @@ def run(
         wait_timeout = parse_duration(timeout)
         settings = state.settings(output_dir=output_dir)
         first_poll = positive(poll_interval, "--poll-interval") or float(
-            settings.poll_interval.value or 2.0
+            settings.poll_interval.value
         )
         max_poll = positive(max_poll_interval, "--max-poll-interval") or float(
-            settings.max_poll_interval.value or 30.0
+            settings.max_poll_interval.value
         )
         _check_webhook_url(webhook_url)
         base_inputs = read_input_file(input_file) if input_file else None

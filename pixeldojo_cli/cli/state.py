@@ -46,9 +46,10 @@ class AppState:
     _settings: Settings | None = None
     _emulator: Emulator | None = None
     _clients: list[Client] = field(default_factory=list)
+    _checked_permissions: bool = False
 
     def settings(self, *, output_dir: str | None = None) -> Settings:
-        from pixeldojo_cli.settings import resolve_settings
+        from pixeldojo_cli.settings import insecure_permissions_warning, resolve_settings
 
         if self._settings is None or output_dir is not None:
             self._settings = resolve_settings(
@@ -57,7 +58,18 @@ class AppState:
                 profile=self.profile,
                 output_dir=output_dir,
             )
+            if not self._checked_permissions:
+                self._checked_permissions = True
+                warning = insecure_permissions_warning(self._settings.config_file)
+                if warning:
+                    self.render.warn(warning)
         return self._settings
+
+    def use_profile(self, name: str | None) -> None:
+        """A subcommand's own `--profile` wins over the global one."""
+        if name is not None:
+            self.profile = name
+            self._settings = None
 
     def output_dir(self, flag: str | None) -> Path:
         return Path(str(self.settings(output_dir=flag).output_dir.value)).expanduser()
@@ -72,26 +84,26 @@ class AppState:
             )
         return self._emulator
 
-    def client(self) -> Client:
-        """A client from the resolved settings (or pointed at the embedded emulator)."""
+    def client(self, *, api_key: str | None = None) -> Client:
+        """A client from the resolved settings (or pointed at the embedded emulator).
+
+        `api_key` overrides the resolved key (`auth login` checks a new one).
+        """
         from pixeldojo_cli.client import Client
 
         settings = self.settings()
         if self.use_emulator:
             base_url = self._start_emulator().base_url
             # Never hand a real key to the emulator: only an explicit --api-key goes there.
-            api_key: str | None = self.api_key or EMULATOR_KEY
+            api_key = api_key or self.api_key or EMULATOR_KEY
         else:
             base_url = str(settings.base_url.value)
-            api_key = settings.api_key.value
-        try:
-            rate = float(settings.rate_limit.value)
-        except (TypeError, ValueError):
-            rate = 60.0
+            api_key = api_key or settings.api_key.value
+        self.render.add_secret(api_key)
         client = Client(
             api_key=api_key,
             base_url=base_url,
-            rate_limit=rate,
+            rate_limit=float(settings.rate_limit.value),
             trace=self.render.trace if self.verbose else None,
         )
         self._clients.append(client)

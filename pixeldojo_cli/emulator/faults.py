@@ -44,7 +44,7 @@ class Fault:
     after_bytes: int = 0
     delay: float = 0.0
     location: str = ""
-    body: bytes | None = None
+    body: bytes | str | None = None
     content_type: str = "application/json"
     fired: int = field(default=0, init=False)
 
@@ -54,6 +54,11 @@ class Fault:
         if self.target not in ("api", "files"):
             raise ValueError("target is 'api' or 'files'")
         re.compile(self.path)
+
+    @property
+    def body_bytes(self) -> bytes | None:
+        """The raw body to answer with (a str is sent as UTF-8)."""
+        return self.body.encode() if isinstance(self.body, str) else self.body
 
     @property
     def error_code(self) -> str:
@@ -70,8 +75,6 @@ class Fault:
     def from_dict(cls, data: dict[str, Any]) -> Fault:
         """A rule from JSON (the standalone server's `POST /_emulator/faults`)."""
         allowed = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "fired"}
-        if isinstance(allowed.get("body"), str):
-            allowed["body"] = allowed["body"].encode()
         return cls(**allowed)
 
 

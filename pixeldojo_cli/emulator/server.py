@@ -599,8 +599,8 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         if fault.kind == "status":
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
-            if fault.body is not None:
-                self._send(fault.status, fault.body, fault.content_type, headers)
+            if fault.body_bytes is not None:
+                self._send(fault.status, fault.body_bytes, fault.content_type, headers)
             else:
                 message = fault.message or f"Injected fault: HTTP {fault.status}."
                 self._send_problem(APIProblem(fault.status, fault.error_code, message), headers)

@@ -1,0 +1,231 @@
+"""`pixeldojo auth`: save, check and remove the API key of a profile."""
+
+from __future__ import annotations
+
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from pixeldojo_cli.cli.state import AppState, get_state
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.errors import PixelDojoError
+    from pixeldojo_cli.settings import Setting
+
+app = typer.Typer(help="Save, check and remove your PixelDojo API key.", no_args_is_help=True)
+
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        help="Profile to use (default: --profile before the command, PIXELDOJO_PROFILE, "
+        "or `default`).",
+        show_default=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
+def stdin_is_terminal() -> bool:
+    """Whether the key can be asked for interactively (tests replace this)."""
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _read_key(with_token: bool) -> str:
+    from pixeldojo_cli.errors import UsageError
+
+    if with_token:
+        key = sys.stdin.read().strip()
+    elif stdin_is_terminal():
+        key = str(typer.prompt("Paste your PixelDojo API key", hide_input=True)).strip()
+    else:
+        raise UsageError(
+            "No terminal to ask for the key on.",
+            hint='Pipe the key in instead: echo "$PIXELDOJO_API_KEY" | pixeldojo auth login '
+            "--with-token",
+        )
+    if not key:
+        raise UsageError("The key is empty.", hint="Get one from your PixelDojo API settings.")
+    if any(ch.isspace() for ch in key) or not key.isprintable():
+        raise UsageError("That does not look like an API key: it has spaces or control characters.")
+    return key
+
+
+def _key_source(setting: Setting) -> str:
+    """Where the key came from, in words: the flag, a variable, or the file's path."""
+    source = str(setting.source)
+    if source == "flag":
+        return "the --api-key flag"
+    if source.startswith("env:"):
+        return f"the {source[4:]} environment variable"
+    if source.startswith("config:"):
+        return source[len("config:") :]
+    return "the built-in default"
+
+
+def _verify(state: AppState, api_key: str | None = None) -> None:
+    """A cheap authenticated request: `GET /jobs?limit=1`. Raises on a rejected key."""
+    state.client(api_key=api_key).list_jobs(limit=1)
+
+
+@app.command(
+    "login",
+    epilog=(
+        "Examples:\n\n"
+        "  pixeldojo auth login\n\n"
+        '  echo "$PIXELDOJO_API_KEY" | pixeldojo auth login --with-token\n\n'
+        "  pixeldojo --profile work auth login"
+    ),
+)
+def login(
+    ctx: typer.Context,
+    with_token: Annotated[
+        bool, typer.Option("--with-token", help="Read the key from standard input (for scripts).")
+    ] = False,
+    no_verify: Annotated[
+        bool,
+        typer.Option("--no-verify", help="Save without checking the key against the API first."),
+    ] = False,
+    profile: ProfileOption = None,
+) -> None:
+    """Save an API key in the config file, after checking that the API accepts it.
+
+    The key is asked for with hidden input, or read from standard input with
+    --with-token. A key the API rejects is not saved (exit 3).
+    """
+    from pixeldojo_cli.errors import UsageError
+    from pixeldojo_cli.redact import mask_key
+    from pixeldojo_cli.settings import load_config, save_config
+
+    state = get_state(ctx)
+    state.use_profile(profile)
+    with state.guard():
+        if state.use_emulator:
+            raise UsageError(
+                "The emulator needs no key, so there is nothing to log in to.",
+                hint="Drop --emulator (and PIXELDOJO_EMULATOR) to save a key for the real API.",
+            )
+        settings = state.settings()
+        config = load_config(settings.config_file)  # a malformed file stops us here
+        key = _read_key(with_token)
+        state.render.add_secret(key)
+        if not no_verify:
+            _verify(state, key)
+        name = str(settings.profile.value)
+        profiles = config.setdefault("profiles", {})
+        if not isinstance(profiles, dict):
+            raise UsageError(f"{settings.config_file}: `profiles` must be a table.")
+        table = profiles.setdefault(name, {})
+        table["api_key"] = key
+        if settings.base_url.source == "flag":  # an explicit --base-url belongs with its key
+            table["base_url"] = str(settings.base_url.value)
+        path = save_config(config, settings.config_file)
+        checked = "" if no_verify else ", accepted by the API"
+        state.render.info(f"Saved key {mask_key(key)} for profile {name!r}{checked}, in {path}.")
+        if settings.api_key.source.startswith("env:"):
+            state.render.warn(
+                "PIXELDOJO_API_KEY is set in this environment and still wins over the saved key."
+            )
+
+
+def _status(state: AppState, verify: bool) -> tuple[dict[str, Any], PixelDojoError | None]:
+    from pixeldojo_cli.errors import MissingAPIKeyError, PixelDojoError
+    from pixeldojo_cli.redact import mask_key
+
+    settings = state.settings()
+    key = settings.api_key.value
+    report: dict[str, Any] = {
+        "profile": settings.profile.value,
+        "key": mask_key(key) if key else None,
+        "keySource": _key_source(settings.api_key) if key else None,
+        "baseUrl": settings.base_url.value,
+        "configFile": str(settings.config_file),
+        "accepted": None,
+    }
+    if state.use_emulator:
+        report["baseUrl"] = "(embedded emulator)"
+    if not key:
+        return report, MissingAPIKeyError(f"No API key for profile {settings.profile.value!r}.")
+    if verify:
+        try:
+            _verify(state)
+        except PixelDojoError as exc:
+            if exc.exit_code == 3:
+                report["accepted"] = False
+            return report, exc
+        report["accepted"] = True
+    return report, None
+
+
+@app.command(
+    "status",
+    epilog="Examples:\n\n  pixeldojo auth status\n\n  pixeldojo auth status --json --offline",
+)
+def status(
+    ctx: typer.Context,
+    json_output: JsonOption = False,
+    offline: Annotated[
+        bool, typer.Option("--offline", help="Do not ask the API whether it accepts the key.")
+    ] = False,
+    profile: ProfileOption = None,
+) -> None:
+    """Show the key in use (masked), where it came from, and whether the API accepts it.
+
+    Exit 3 when there is no key or the API rejects it.
+    """
+    state = get_state(ctx)
+    state.use_profile(profile)
+    with state.guard(json_output=json_output):
+        report, problem = _status(state, verify=not offline)
+        render = state.render
+        if json_output:
+            render.json({**report, **(problem.to_json() if problem else {})})
+        else:
+            accepted = {True: "yes", False: "no (rejected)", None: "not checked"}
+            rows = [
+                ("Profile", str(report["profile"])),
+                ("Key", report["key"] or "(none)"),
+                ("Key from", report["keySource"] or "-"),
+                ("Base URL", str(report["baseUrl"])),
+                ("Config file", report["configFile"]),
+                ("Accepted", accepted[report["accepted"]]),
+            ]
+            for label, value in rows:
+                render.result(f"{label + ':':13}{value}")
+        if problem is not None:
+            render.error(problem)  # the one line and its hint, on stderr
+            raise typer.Exit(int(problem.exit_code))
+
+
+@app.command(
+    "logout",
+    epilog="Examples:\n\n  pixeldojo auth logout\n\n  pixeldojo auth logout --profile work",
+)
+def logout(ctx: typer.Context, profile: ProfileOption = None) -> None:
+    """Remove a profile's saved key; the rest of the config file stays as it was."""
+    from pixeldojo_cli.settings import ENV_API_KEY, load_config, save_config
+
+    state = get_state(ctx)
+    state.use_profile(profile)
+    with state.guard():
+        settings = state.settings()
+        name = str(settings.profile.value)
+        config = load_config(settings.config_file)
+        profiles: Any = config.get("profiles")
+        table: Any = profiles.get(name) if isinstance(profiles, dict) else None
+        if not isinstance(table, dict) or "api_key" not in table:
+            state.render.info(f"No key is saved for profile {name!r}; nothing to do.")
+        else:
+            del table["api_key"]
+            if not table:
+                del profiles[name]
+                if not profiles:
+                    del config["profiles"]
+            save_config(config, settings.config_file)
+            state.render.info(f"Removed the key of profile {name!r} from {settings.config_file}.")
+        if settings.api_key.source == f"env:{ENV_API_KEY}":
+            state.render.warn(f"{ENV_API_KEY} is still set in this environment and will be used.")

@@ -1,0 +1,170 @@
+"""`pixeldojo config`: the non-secret settings in the config file."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from pixeldojo_cli.cli.state import AppState, get_state
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.settings import Setting
+
+app = typer.Typer(
+    help="Read and change the non-secret settings (output_dir, base_url, poll intervals, "
+    "rate_limit). Keys are managed with `pixeldojo auth`.",
+    no_args_is_help=True,
+)
+
+KeyArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="KEY",
+        help="output_dir, base_url, poll_interval, max_poll_interval or rate_limit.",
+    ),
+]
+
+# base_url belongs to a profile (each profile may talk to its own API); the rest are defaults.
+_PROFILE_KEYS = frozenset({"base_url"})
+
+
+def _check_key(key: str) -> None:
+    from pixeldojo_cli.errors import ConfigError
+    from pixeldojo_cli.settings import CONFIG_KEYS
+
+    if key == "api_key":
+        raise ConfigError(
+            "The API key is not a config setting.",
+            hint="Use `pixeldojo auth login` to save it, `pixeldojo auth status` to see it.",
+        )
+    if key not in CONFIG_KEYS:
+        from difflib import get_close_matches
+
+        close = get_close_matches(key, list(CONFIG_KEYS), n=1)
+        guess = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(
+            f"Unknown setting {key!r}.{guess}",
+            hint=f"Settings: {', '.join(sorted(CONFIG_KEYS))}.",
+        )
+
+
+def _table_path(state: AppState, key: str) -> tuple[str, ...]:
+    if key in _PROFILE_KEYS:
+        return ("profiles", str(state.settings().profile.value))
+    return ("defaults",)
+
+
+def _describe_source(setting: Setting) -> str:
+    source = str(setting.source)
+    if source.startswith("config:"):
+        return "config file"
+    if source.startswith("env:"):
+        return source[4:]
+    return source
+
+
+@app.command("path", epilog='Example:\n\n  $EDITOR "$(pixeldojo config path)"')
+def path(ctx: typer.Context) -> None:
+    """Print where the config file lives (it may not exist yet)."""
+    from pixeldojo_cli.settings import config_path
+
+    state = get_state(ctx)
+    with state.guard():
+        state.render.result(str(config_path()))
+
+
+@app.command("get", epilog="Example:\n\n  pixeldojo config get output_dir")
+def get(ctx: typer.Context, key: KeyArgument) -> None:
+    """Print a setting's value in effect (flag > environment > config file > default)."""
+    state = get_state(ctx)
+    with state.guard():
+        _check_key(key)
+        setting: Setting = getattr(state.settings(), key)
+        state.render.result("" if setting.value is None else str(setting.value))
+        state.render.note(f"from: {_describe_source(setting)}")
+
+
+@app.command(
+    "set",
+    epilog=(
+        "Examples:\n\n  pixeldojo config set output_dir ~/Pictures/pixeldojo\n\n"
+        "  pixeldojo --profile staging config set base_url https://staging.example/api/v1"
+    ),
+)
+def set_(ctx: typer.Context, key: KeyArgument, value: Annotated[str, typer.Argument()]) -> None:
+    """Save a setting in the config file, after checking its value."""
+    from pixeldojo_cli.settings import load_config, parse_setting, save_config
+
+    state = get_state(ctx)
+    with state.guard():
+        _check_key(key)
+        typed = parse_setting(key, value)
+        file = state.settings().config_file
+        config = load_config(file)
+        node: dict[str, Any] = config
+        for part in _table_path(state, key):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                from pixeldojo_cli.errors import ConfigError
+
+                raise ConfigError(f"{file}: {part!r} should be a table.")
+            node = child
+        node[key] = typed
+        save_config(config, file)
+        state.render.info(f"{key} = {typed!r} saved in {file}.")
+
+
+@app.command("unset", epilog="Example:\n\n  pixeldojo config unset output_dir")
+def unset(ctx: typer.Context, key: KeyArgument) -> None:
+    """Remove a setting from the config file (its default applies again)."""
+    from pixeldojo_cli.settings import load_config, save_config
+
+    state = get_state(ctx)
+    with state.guard():
+        _check_key(key)
+        file = state.settings().config_file
+        config = load_config(file)
+        node: Any = config
+        for part in _table_path(state, key):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and key in node:
+            del node[key]
+            save_config(config, file)
+            state.render.info(f"{key} removed from {file}.")
+        else:
+            state.render.info(f"{key} is not set in {file}; nothing to do.")
+
+
+@app.command(
+    "list", epilog="Examples:\n\n  pixeldojo config list\n\n  pixeldojo config list --json"
+)
+def list_(
+    ctx: typer.Context,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Every setting in effect, and where its value comes from."""
+    from pixeldojo_cli.settings import CONFIG_KEYS
+
+    state = get_state(ctx)
+    with state.guard(json_output=json_output):
+        settings = state.settings()
+        values = {key: getattr(settings, key) for key in CONFIG_KEYS}
+        if json_output:
+            state.render.json(
+                {
+                    "profile": settings.profile.value,
+                    "configFile": str(settings.config_file),
+                    "settings": {
+                        key: {"value": s.value, "source": _describe_source(s)}
+                        for key, s in values.items()
+                    },
+                }
+            )
+            return
+        rows = [
+            [key, "" if s.value is None else str(s.value), _describe_source(s)]
+            for key, s in values.items()
+        ]
+        state.render.table(["KEY", "VALUE", "SOURCE"], rows)
+        state.render.note(f"Profile {settings.profile.value!r}; file {settings.config_file}")
