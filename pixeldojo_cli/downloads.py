@@ -16,9 +16,9 @@ import re
 import tempfile
 import time
 import unicodedata
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
@@ -86,6 +86,50 @@ class DownloadedFile:
     size: int
     sha256: str
     url: str
+    skipped: bool = False  # already on disk, complete, not downloaded again
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1024 * 1024), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def still_intact(record: DownloadedFile) -> bool:
+    """The recorded file is on disk with the recorded size and SHA-256."""
+    try:
+        return (
+            record.path.is_file()
+            and record.path.stat().st_size == record.size
+            and file_sha256(record.path) == record.sha256
+        )
+    except OSError:
+        return False
+
+
+def recorded_files(folder: Path, job_id: str) -> dict[int, DownloadedFile]:
+    """What `<jobId>.json` in `folder` says was downloaded, by output number."""
+    path = folder / f"{sanitize_component(job_id, 'job')}.json"
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        entries = meta["files"] if isinstance(meta, dict) else []
+    except (OSError, ValueError, KeyError):
+        return {}
+    found: dict[int, DownloadedFile] = {}
+    for n, entry in enumerate(entries if isinstance(entries, list) else [], start=1):
+        try:
+            name = sanitize_component(str(entry["path"]))
+            found[n] = DownloadedFile(
+                path=folder / name,
+                size=int(entry["size"]),
+                sha256=str(entry["sha256"]),
+                url=str(entry.get("url", "")),
+            )
+        except (KeyError, TypeError, ValueError):
+            continue
+    return found
 
 
 def _content_length(response: httpx.Response) -> int | None:
@@ -225,19 +269,51 @@ def download_outputs(
     *,
     concurrency: int = 4,
     on_progress: ProgressCallback | None = None,
+    existing: Mapping[int, DownloadedFile] | None = None,
+    on_saved: Callable[[int, DownloadedFile], None] | None = None,
 ) -> list[DownloadedFile]:
-    """Download every output of `job` into `folder`, a few at a time, in order."""
+    """Download every output of `job` into `folder`, a few at a time, in order.
+
+    An output listed in `existing` whose file is still intact is not
+    downloaded again (it comes back with `skipped=True`). `on_saved` is called
+    in the calling thread for each file as it lands, so a failure of one file
+    never loses the record of the others; the first failure is then raised.
+    """
     ensure_folder(folder)
     urls = job.output_urls
     if not urls:
         return []
-    workers = max(1, min(concurrency, len(urls)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
-        futures = [
-            pool.submit(download_file, transport, url, folder, job.id, n, on_progress=on_progress)
-            for n, url in enumerate(urls, start=1)
-        ]
-        return [future.result() for future in futures]
+    here = folder.resolve()
+    saved = {
+        n: replace(record, skipped=True)
+        for n, record in (existing or {}).items()
+        if n <= len(urls) and record.path.resolve().parent == here and still_intact(record)
+    }
+    for n, record in saved.items():
+        if on_saved is not None:
+            on_saved(n, record)
+    todo = [(n, url) for n, url in enumerate(urls, start=1) if n not in saved]
+    failure: BaseException | None = None
+    if todo:
+        workers = max(1, min(concurrency, len(todo)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
+            futures = {
+                pool.submit(
+                    download_file, transport, url, folder, job.id, n, on_progress=on_progress
+                ): n
+                for n, url in todo
+            }
+            for future in as_completed(futures):
+                try:
+                    saved[futures[future]] = future.result()
+                except Exception as exc:
+                    failure = failure or exc
+                    continue
+                if on_saved is not None:
+                    on_saved(futures[future], saved[futures[future]])
+    if failure is not None:
+        raise failure
+    return [saved[n] for n in range(1, len(urls) + 1)]
 
 
 def ensure_folder(folder: Path) -> None:

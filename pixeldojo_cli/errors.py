@@ -108,6 +108,10 @@ class UsageError(PixelDojoError):
     code = "usage_error"
 
 
+class JobNotFinishedError(UsageError):
+    """Asked for the outputs of a job that is still running."""
+
+
 class ConfigError(PixelDojoError):
     """The config file cannot be read or written."""
 

@@ -211,6 +211,7 @@ class Job:
     completed_at: datetime | None = None
     error: str | None = None
     model: str | None = None
+    created_at: datetime | None = None
 
     @property
     def is_terminal(self) -> bool:
@@ -246,6 +247,7 @@ def parse_job(value: Any) -> Job:
         completed_at=_parse_time(value.get("completedAt")),
         error=_error_text(value.get("error")),
         model=_str(value.get("model")) or _str(value.get("apiId")),
+        created_at=_parse_time(value.get("createdAt") or value.get("created_at")),
     )
 
 

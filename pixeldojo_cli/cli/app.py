@@ -7,7 +7,16 @@ from typing import Annotated
 import typer
 
 from pixeldojo_cli import __version__
-from pixeldojo_cli.cli import auth_cmd, config_cmd, emulator_cmd, models_cmd, run_cmd
+from pixeldojo_cli.cli import (
+    auth_cmd,
+    config_cmd,
+    download_cmd,
+    emulator_cmd,
+    jobs_cmd,
+    models_cmd,
+    run_cmd,
+    webhook_cmd,
+)
 from pixeldojo_cli.cli.render import Renderer
 from pixeldojo_cli.cli.state import AppState, emulator_requested
 
@@ -41,6 +50,9 @@ app.command(
     epilog=run_cmd.RUN_EXAMPLES,
     no_args_is_help=True,
 )(run_cmd.run)
+app.add_typer(jobs_cmd.app, name="jobs")
+app.command("download", help=download_cmd.HELP, epilog=download_cmd.EXAMPLES)(download_cmd.download)
+app.add_typer(webhook_cmd.app, name="webhook")
 app.add_typer(auth_cmd.app, name="auth")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(emulator_cmd.app, name="emulator")

@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -180,6 +180,51 @@ class Renderer:
         return "rich" if self.stderr_is_terminal() else "plain"
 
     @contextmanager
+    def download_progress(
+        self, job_id: str, count: int, mode: str
+    ) -> Iterator[Callable[[int, int, int | None], None]]:
+        """Per-file progress bars on a terminal; nothing for pipes (paths say it all)."""
+        if mode != "rich" or count == 0:
+            yield _NoProgress()
+            return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TransferSpeedColumn,
+        )
+
+        progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            console=self.err_console,
+            transient=True,
+        )
+        with progress:
+            yield DownloadBars(progress, job_id, count)
+
+    @contextmanager
+    def jobs_progress(self, mode: str) -> Iterator[JobsBoard]:
+        """A live line per job while several jobs run (`jobs wait A B C`)."""
+        if mode != "rich":
+            yield JobsBoard(self, mode, None)
+            return
+        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        progress = Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=self.err_console,
+            transient=True,
+        )
+        with progress:
+            yield JobsBoard(self, mode, progress)
+
+    @contextmanager
     def job_progress(self, job_id: str, mode: str) -> Iterator[JobProgress]:
         """A live display of one job's status while it runs."""
         if mode != "rich":
@@ -196,6 +241,41 @@ class Renderer:
         )
         with progress:
             yield JobProgress(self, job_id, mode, progress)
+
+
+class _NoProgress:
+    def __call__(self, index: int, done: int, total: int | None) -> None:
+        pass
+
+
+class DownloadBars:
+    """One Rich bar per file, fed from the download threads (Rich locks for us)."""
+
+    def __init__(self, progress: Any, job_id: str, count: int) -> None:
+        self._progress = progress
+        self._tasks = {
+            n: progress.add_task(f"{job_id}-{n}", total=None) for n in range(1, count + 1)
+        }
+
+    def __call__(self, index: int, done: int, total: int | None) -> None:
+        task = self._tasks.get(index)
+        if task is not None:
+            self._progress.update(task, completed=done, total=total)
+
+
+class JobsBoard:
+    """Status lines for several jobs: one JobProgress each, on one display."""
+
+    def __init__(self, renderer: Renderer, mode: str, progress: Any) -> None:
+        self._renderer = renderer
+        self._mode = mode
+        self._progress = progress
+        self._jobs: dict[str, JobProgress] = {}
+
+    def update(self, job_id: str, status: str) -> None:
+        if job_id not in self._jobs:
+            self._jobs[job_id] = JobProgress(self._renderer, job_id, self._mode, self._progress)
+        self._jobs[job_id].update(status)
 
 
 class JobProgress:

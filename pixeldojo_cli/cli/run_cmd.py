@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pixeldojo_cli.cli.outputs import finished_outputs, wait_for_job
 from pixeldojo_cli.cli.state import AppState, get_state, parse_duration, positive
-from pixeldojo_cli.errors import ExitCode, JobFailedError, UsageError
+from pixeldojo_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.client import Client
     from pixeldojo_cli.results import Job
 
 RUN_HELP = """\
@@ -71,78 +71,6 @@ def _check_webhook_url(url: str | None) -> None:
 
 def _credits(value: float | None) -> str:
     return "?" if value is None else f"{value:g}"
-
-
-def wait_for_job(
-    state: AppState,
-    client: Client,
-    job: Job,
-    *,
-    poll_interval: float,
-    max_poll_interval: float,
-    timeout: float | None,
-    progress_mode: str,
-) -> Job:
-    """Wait until the job is terminal, drawing progress. Ctrl-C exits 130 with a
-    hint; the job keeps running on the server."""
-    mode = state.render.progress_mode(progress_mode)
-    try:
-        with state.render.job_progress(job.id, mode) as progress:
-            progress.update(job.status)
-            for update in client.wait(
-                job.id,
-                poll_interval=poll_interval,
-                max_poll_interval=max_poll_interval,
-                timeout=timeout,
-            ):
-                job = update
-                progress.update(job.status)
-    except KeyboardInterrupt:
-        state.render.err_console.print(
-            f"\nInterrupted. Job {job.id} keeps running on the server.\n"
-            f"Resume with: pixeldojo jobs wait {job.id}",
-            markup=False,
-        )
-        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
-    return job
-
-
-def finish_job(
-    state: AppState,
-    client: Client,
-    job: Job,
-    *,
-    model_id: str,
-    inputs: dict[str, Any],
-    folder: Path,
-    download: bool,
-    json_output: bool,
-) -> None:
-    """A terminal job: fail with exit 5, or save its outputs and print the paths."""
-    from pixeldojo_cli.downloads import download_outputs, write_metadata
-
-    if job.status == "failed":
-        raise JobFailedError(
-            f"Job {job.id} failed: {job.error or 'no reason given'}.",
-            job_id=job.id,
-            hint="Nothing to download. Check the inputs and try again.",
-        )
-    if not job.output_urls:
-        state.render.warn(f"Job {job.id} completed without any output URL.")
-    if not download:
-        if json_output:
-            state.render.json({**job.raw, "files": []})
-        else:
-            for url in job.output_urls:
-                state.render.result(url)
-        return
-    files = download_outputs(client.transport, job, folder)
-    write_metadata(folder, job, model_id, inputs, files)
-    if json_output:
-        state.render.json({**job.raw, "files": [str(f.path) for f in files]})
-    else:
-        for f in files:
-            state.render.result(str(f.path))
 
 
 def run(
@@ -266,6 +194,8 @@ def run(
             return
 
         job = client.run(model.id, inputs, webhook_url=webhook_url)
+        folder = state.output_dir(output_dir)
+        _record_submission(state, job, model.id, inputs, estimate, folder)
         state.render.info(
             f"Submitted {job.id} ({model.id}): {_credits(job.credit_cost or estimate)} credit(s), "
             f"{_credits(job.credits_remaining)} remaining."
@@ -285,13 +215,44 @@ def run(
             timeout=wait_timeout,
             progress_mode=progress.value,
         )
-        finish_job(
+        paths = finished_outputs(
             state,
             client,
             job,
-            model_id=model.id,
+            folder=folder,
+            model=model.id,
             inputs=inputs,
-            folder=state.output_dir(output_dir),
             download=not no_download,
-            json_output=json_output,
         )
+        if json_output:
+            state.render.json({**job.raw, "files": paths if not no_download else []})
+        else:
+            for path in paths:
+                state.render.result(path)
+
+
+def _record_submission(
+    state: AppState,
+    job: Job,
+    model: str,
+    inputs: dict[str, Any],
+    estimate: float | None,
+    folder: Path,
+) -> None:
+    """Into the ledger before any waiting, so `download --pending` can save it later."""
+    ledger = state.ledger()
+    if ledger is None:
+        return
+    base_url, profile = state.ledger_scope()
+    try:
+        ledger.record_submission(
+            job,
+            base_url=base_url,
+            profile=profile,
+            model=model,
+            inputs=inputs,
+            estimated_credits=estimate,
+            output_dir=folder,
+        )
+    except Exception as exc:  # recording must never cost the user the job itself
+        state.render.warn(f"Could not record job {job.id} in the ledger: {exc}")

@@ -21,7 +21,11 @@ from pixeldojo_cli.errors import ExitCode, PixelDojoError, UsageError
 if TYPE_CHECKING:
     from pixeldojo_cli.client import Client
     from pixeldojo_cli.emulator import Emulator
+    from pixeldojo_cli.ledger import Ledger
     from pixeldojo_cli.settings import Settings
+
+# Remind about unsaved outputs that expire within this many hours.
+REMINDER_HOURS = 6
 
 EMULATOR_KEY = "emulator-key"
 _TRUTHY = {"1", "true", "yes", "on"}
@@ -47,6 +51,10 @@ class AppState:
     _emulator: Emulator | None = None
     _clients: list[Client] = field(default_factory=list)
     _checked_permissions: bool = False
+    _ledger: Ledger | None = None
+    _ledger_failed: bool = False
+    json_output: bool = False
+    remind: bool = True
 
     def settings(self, *, output_dir: str | None = None) -> Settings:
         from pixeldojo_cli.settings import insecure_permissions_warning, resolve_settings
@@ -109,10 +117,64 @@ class AppState:
         self._clients.append(client)
         return client
 
+    # --- the job ledger --------------------------------------------------------
+
+    def ledger_scope(self) -> tuple[str, str]:
+        """(base URL, profile): the ledger keeps each API's and profile's jobs apart."""
+        settings = self.settings()
+        return str(settings.base_url.value).rstrip("/"), str(settings.profile.value)
+
+    def ledger(self) -> Ledger | None:
+        """The job ledger, or None under the embedded emulator (its jobs die with
+        the process) or when it cannot be opened (a warning, never a failed run)."""
+        if self.use_emulator or self._ledger_failed:
+            return None
+        if self._ledger is None:
+            from pixeldojo_cli.ledger import Ledger
+
+            try:
+                self._ledger = Ledger()
+            except PixelDojoError as exc:
+                self._ledger_failed = True
+                self.render.warn(f"{exc.message} Jobs are not being recorded.")
+                return None
+        return self._ledger
+
+    def _remind_unsaved(self) -> None:
+        """One line when paid outputs are about to expire unsaved."""
+        from datetime import timedelta
+
+        from pixeldojo_cli.ledger import ledger_path
+
+        if self.quiet or self.json_output or self.use_emulator or not self.remind:
+            return
+        try:
+            if not ledger_path().exists():
+                return
+            base_url, profile = self.ledger_scope()
+            ledger = self.ledger()
+            if ledger is None:
+                return
+            soon = ledger.expiring_soon(
+                base_url=base_url, profile=profile, within=timedelta(hours=REMINDER_HOURS)
+            )
+        except Exception:  # a reminder must never turn a success into a failure
+            return
+        if soon:
+            profile_flag = "" if profile == "default" else f"--profile {profile} "
+            self.render.warn(
+                f"{len(soon)} job(s) have outputs that expire within {REMINDER_HOURS} h and "
+                f"were never downloaded. Save them with: pixeldojo {profile_flag}download --pending"
+            )
+
     def close(self) -> None:
+        self._remind_unsaved()
         for client in self._clients:
             client.close()
         self._clients.clear()
+        if self._ledger is not None:
+            self._ledger.close()
+            self._ledger = None
         if self._emulator is not None:
             self._emulator.stop()
             self._emulator = None
@@ -121,6 +183,7 @@ class AppState:
     def guard(self, *, json_output: bool = False) -> Iterator[None]:
         """Run a command body: our errors become one message and their exit code;
         anything else is a bug, reported as such (exit 1)."""
+        self.json_output = self.json_output or json_output
         try:
             yield
         except PixelDojoError as exc:

@@ -91,7 +91,9 @@ class Emulator:
     pending, the rest processing), `failure_rate` (0..1, or a prompt with
     `#fail`), `ttl` (seconds outputs live after completion), `credits`,
     `rate_limit` (requests/min per key; 0 = off), `key` (accept only this key),
-    `faults` (see `faults.py`), `image_size` (long side of output PNGs).
+    `faults` (see `faults.py`), `image_size` (long side of output PNGs),
+    `output_name` (the last part of output URLs instead of `N.png`: to test how a
+    client treats hostile names such as `..%2F..%2Fx.png`).
     """
 
     def __init__(
@@ -111,6 +113,7 @@ class Emulator:
         submit_status: int = 200,
         webhook_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1"),
         seed: int | None = None,
+        output_name: str | None = None,
     ) -> None:
         self.host = host
         self.latency = latency
@@ -123,6 +126,7 @@ class Emulator:
         self.image_size = image_size
         self.submit_status = submit_status
         self.webhook_hosts = webhook_hosts
+        self.output_name = output_name
         self.catalogue = build_catalogue()
         self.jobs: dict[str, EmulatedJob] = {}
         self.requests: list[RecordedRequest] = []
@@ -346,7 +350,11 @@ class Emulator:
 
     def output_urls(self, job: EmulatedJob) -> list[str]:
         count = job.inputs.get("num_outputs", 1) if job.model["modality"] == "image" else 1
-        return [f"{self.files_url}/outputs/{job.id}/{n}.png" for n in range(1, count + 1)]
+
+        def name(n: int) -> str:
+            return f"{n}.png" if self.output_name is None else f"{n}/{self.output_name}"
+
+        return [f"{self.files_url}/outputs/{job.id}/{name(n)}" for n in range(1, count + 1)]
 
     def job_json(self, job: EmulatedJob, now: float) -> dict[str, Any]:
         status = job.status(now)
@@ -641,7 +649,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, result, rate_headers)
 
     def _serve_file(self, path: str, fault: Fault | None) -> None:
-        match = re.fullmatch(r"/outputs/([A-Za-z0-9_]+)/(\d+)\.png", path)
+        match = re.fullmatch(r"/outputs/([A-Za-z0-9_]+)/(\d+)(?:\.png|/.*)", path)
         if match is None:
             raise APIProblem(404, "not_found", "No such file.")
         data = self.emulator.output_file(match.group(1), int(match.group(2)))

@@ -1,0 +1,323 @@
+"""The local job ledger: every job this CLI submitted, so no paid output is lost.
+
+SQLite (standard library) in WAL mode in `platformdirs.user_data_dir("pixeldojo")`.
+Each write is one short `BEGIN IMMEDIATE` transaction and the connection waits
+up to 30 s for a lock, so several CLI processes can record jobs at once.
+Jobs are keyed by (base URL, job id): the same id on another API is another job.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from pixeldojo_cli.errors import WriteError
+from pixeldojo_cli.results import DEFAULT_OUTPUT_LIFETIME, Job
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    base_url TEXT NOT NULL,
+    id TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    model TEXT NOT NULL,
+    inputs TEXT NOT NULL,
+    estimated_credits REAL,
+    charged_credits REAL,
+    submitted_at TEXT NOT NULL,
+    status TEXT NOT NULL,
+    expires_at TEXT,
+    output_urls TEXT NOT NULL DEFAULT '[]',
+    output_dir TEXT NOT NULL,
+    lost INTEGER NOT NULL DEFAULT 0,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (base_url, id)
+);
+CREATE TABLE IF NOT EXISTS files (
+    base_url TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    url TEXT NOT NULL,
+    downloaded_at TEXT NOT NULL,
+    PRIMARY KEY (base_url, job_id, n)
+);
+CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at);
+"""
+
+
+def ledger_path() -> Path:
+    """`jobs.sqlite3` in the user's data folder."""
+    from pixeldojo_cli.settings import data_dir
+
+    return data_dir() / "jobs.sqlite3"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+@dataclass(frozen=True)
+class LedgerFile:
+    n: int
+    path: str
+    size: int
+    sha256: str
+    url: str
+
+
+@dataclass(frozen=True)
+class LedgerJob:
+    """One job as the ledger knows it."""
+
+    base_url: str
+    id: str
+    profile: str
+    model: str
+    inputs: dict[str, Any]
+    estimated_credits: float | None
+    charged_credits: float | None
+    submitted_at: datetime
+    status: str
+    expires_at: datetime | None
+    output_urls: list[str]
+    output_dir: str
+    lost: bool
+    files: tuple[LedgerFile, ...] = ()
+
+    @property
+    def downloaded(self) -> bool:
+        """Every known output is on disk (as far as the ledger knows)."""
+        return bool(self.files) and len(self.files) >= max(1, len(self.output_urls))
+
+    def deadline(self) -> datetime:
+        """When the outputs go: `expiresAt`, else at the earliest 24 h after submission."""
+        return self.expires_at or self.submitted_at + DEFAULT_OUTPUT_LIFETIME
+
+    def needs_saving(self) -> bool:
+        """Paid for, not failed, not yet on disk and not given up on."""
+        return self.status != "failed" and not self.downloaded and not self.lost
+
+
+class Ledger:
+    """The job ledger. Open it, record, query; each write is its own transaction."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or ledger_path()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+            self._setup()
+        except (OSError, sqlite3.Error) as exc:
+            raise WriteError(f"Cannot open the job ledger {self.path}: {exc}.") from exc
+
+    def _setup(self) -> None:
+        """WAL mode and the tables, retried: SQLite answers "locked" at once, without
+        waiting, when two processes switch a new database to WAL together."""
+        for attempt in range(40):
+            try:
+                self._db.execute("PRAGMA busy_timeout = 30000")
+                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                    self._db.execute("PRAGMA journal_mode = WAL")
+                self._db.execute("PRAGMA synchronous = NORMAL")
+                if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    with self._write() as db:
+                        for statement in _SCHEMA.split(";"):
+                            if statement.strip():
+                                db.execute(statement)
+                        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                return
+            except sqlite3.OperationalError as exc:
+                if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 39:
+                    raise
+                time.sleep(0.05 + 0.01 * attempt)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- writes --------------------------------------------------------------
+
+    def record_submission(
+        self,
+        job: Job,
+        *,
+        base_url: str,
+        profile: str,
+        model: str,
+        inputs: dict[str, Any],
+        estimated_credits: float | None,
+        output_dir: Path,
+    ) -> None:
+        """Record a job the moment the API accepted it, before any waiting."""
+        now = _iso(_now())
+        with self._write() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO jobs (base_url, id, profile, model, inputs,"
+                " estimated_credits, charged_credits, submitted_at, status, expires_at,"
+                " output_urls, output_dir, lost, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                (
+                    base_url,
+                    job.id,
+                    profile,
+                    model,
+                    json.dumps(inputs, default=str),
+                    estimated_credits,
+                    job.credit_cost,
+                    now,
+                    job.status,
+                    _iso(job.output_expiry()),
+                    json.dumps(job.output_urls),
+                    str(output_dir.resolve()),
+                    now,
+                ),
+            )
+
+    def update_job(self, base_url: str, job: Job) -> None:
+        """What the API last said about a job we know (unknown jobs are ignored)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET status = ?, expires_at = COALESCE(?, expires_at),"
+                " output_urls = CASE WHEN ? = '[]' THEN output_urls ELSE ? END,"
+                " charged_credits = COALESCE(?, charged_credits), updated_at = ?"
+                " WHERE base_url = ? AND id = ?",
+                (
+                    job.status,
+                    _iso(job.output_expiry()),
+                    json.dumps(job.output_urls),
+                    json.dumps(job.output_urls),
+                    job.credit_cost,
+                    _iso(_now()),
+                    base_url,
+                    job.id,
+                ),
+            )
+
+    def record_files(self, base_url: str, job_id: str, files: Sequence[LedgerFile]) -> None:
+        """Each downloaded file's path, size and SHA-256."""
+        now = _iso(_now())
+        with self._write() as db:
+            db.executemany(
+                "INSERT OR REPLACE INTO files"
+                " (base_url, job_id, n, path, size, sha256, url, downloaded_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [(base_url, job_id, f.n, f.path, f.size, f.sha256, f.url, now) for f in files],
+            )
+
+    def mark_lost(self, base_url: str, job_id: str) -> None:
+        """The outputs expired before they were saved: stop offering to save them."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET lost = 1, updated_at = ? WHERE base_url = ? AND id = ?",
+                (_iso(_now()), base_url, job_id),
+            )
+
+    # --- reads ---------------------------------------------------------------
+
+    def _files(self, base_url: str, job_id: str) -> tuple[LedgerFile, ...]:
+        rows = self._db.execute(
+            "SELECT n, path, size, sha256, url FROM files"
+            " WHERE base_url = ? AND job_id = ? ORDER BY n",
+            (base_url, job_id),
+        ).fetchall()
+        return tuple(LedgerFile(*row) for row in rows)
+
+    def _job(self, row: sqlite3.Row | tuple[Any, ...]) -> LedgerJob:
+        (base_url, job_id, profile, model, inputs, estimated, charged, submitted, status,
+         expires, urls, output_dir, lost) = row  # fmt: skip
+        return LedgerJob(
+            base_url=base_url,
+            id=job_id,
+            profile=profile,
+            model=model,
+            inputs=json.loads(inputs),
+            estimated_credits=estimated,
+            charged_credits=charged,
+            submitted_at=datetime.fromisoformat(submitted),
+            status=status,
+            expires_at=_parse_time(expires),
+            output_urls=json.loads(urls),
+            output_dir=output_dir,
+            lost=bool(lost),
+            files=self._files(base_url, job_id),
+        )
+
+    _COLUMNS = (
+        "base_url, id, profile, model, inputs, estimated_credits, charged_credits,"
+        " submitted_at, status, expires_at, output_urls, output_dir, lost"
+    )
+
+    def get(self, base_url: str, job_id: str) -> LedgerJob | None:
+        row = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM jobs WHERE base_url = ? AND id = ?", (base_url, job_id)
+        ).fetchone()
+        return None if row is None else self._job(row)
+
+    def jobs(
+        self, *, base_url: str | None = None, profile: str | None = None, limit: int | None = None
+    ) -> list[LedgerJob]:
+        """Newest first; optionally only one API and profile."""
+        query = f"SELECT {self._COLUMNS} FROM jobs WHERE 1 = 1"
+        args: list[Any] = []
+        if base_url is not None:
+            query += " AND base_url = ?"
+            args.append(base_url)
+        if profile is not None:
+            query += " AND profile = ?"
+            args.append(profile)
+        query += " ORDER BY submitted_at DESC, rowid DESC"
+        if limit:
+            query += " LIMIT ?"
+            args.append(limit)
+        return [self._job(row) for row in self._db.execute(query, args).fetchall()]
+
+    def unsaved(self, *, base_url: str, profile: str) -> list[LedgerJob]:
+        """Jobs whose outputs were never downloaded, oldest first."""
+        return [
+            j for j in reversed(self.jobs(base_url=base_url, profile=profile)) if j.needs_saving()
+        ]
+
+    def expiring_soon(
+        self, *, base_url: str, profile: str, within: timedelta, now: datetime | None = None
+    ) -> list[LedgerJob]:
+        """Unsaved jobs whose outputs go within `within` (and have not gone yet)."""
+        now = now or _now()
+        return [
+            job
+            for job in self.unsaved(base_url=base_url, profile=profile)
+            if now < job.deadline() <= now + within
+        ]
