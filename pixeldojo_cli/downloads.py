@@ -14,6 +14,7 @@ import mimetypes
 import os
 import re
 import tempfile
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Mapping
@@ -78,6 +79,10 @@ def output_path(folder: Path, job_id: str, index: int, ext: str) -> Path:
     if path.resolve().parent != folder.resolve():  # belt and braces
         raise WriteError(f"Refusing to write {name!r} outside {folder}.")
     return path
+
+
+class _Cancelled(Exception):
+    """Raised inside a download thread once the user has pressed Ctrl-C."""
 
 
 @dataclass(frozen=True)
@@ -294,23 +299,36 @@ def download_outputs(
             on_saved(n, record)
     todo = [(n, url) for n, url in enumerate(urls, start=1) if n not in saved]
     failure: BaseException | None = None
+    cancel = threading.Event()
+
+    def progress(index: int, done: int, total: int | None) -> None:
+        if cancel.is_set():  # Ctrl-C in the main thread: stop at the next chunk
+            raise _Cancelled
+        if on_progress is not None:
+            on_progress(index, done, total)
+
     if todo:
         workers = max(1, min(concurrency, len(todo)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download") as pool:
             futures = {
                 pool.submit(
-                    download_file, transport, url, folder, job.id, n, on_progress=on_progress
+                    download_file, transport, url, folder, job.id, n, on_progress=progress
                 ): n
                 for n, url in todo
             }
-            for future in as_completed(futures):
-                try:
-                    saved[futures[future]] = future.result()
-                except Exception as exc:
-                    failure = failure or exc
-                    continue
-                if on_saved is not None:
-                    on_saved(futures[future], saved[futures[future]])
+            try:
+                for future in as_completed(futures):
+                    try:
+                        saved[futures[future]] = future.result()
+                    except Exception as exc:
+                        failure = failure or exc
+                        continue
+                    if on_saved is not None:
+                        on_saved(futures[future], saved[futures[future]])
+            except KeyboardInterrupt:
+                cancel.set()
+                pool.shutdown(wait=True, cancel_futures=True)
+                raise
     if failure is not None:
         raise failure
     return [saved[n] for n in range(1, len(urls) + 1)]

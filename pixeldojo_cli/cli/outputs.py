@@ -161,15 +161,23 @@ def save_outputs(
             ledger.record_files(base_url, job.id, [entry])
 
     mode = state.render.progress_mode()
-    with state.render.download_progress(job.id, len(job.output_urls), mode) as progress:
-        files = download_outputs(
-            client.transport,
-            job,
-            folder,
-            existing=existing,
-            on_progress=progress,
-            on_saved=on_saved,
+    try:
+        with state.render.download_progress(job.id, len(job.output_urls), mode) as progress:
+            files = download_outputs(
+                client.transport,
+                job,
+                folder,
+                existing=existing,
+                on_progress=progress,
+                on_saved=on_saved,
+            )
+    except KeyboardInterrupt:
+        state.render.err_console.print(
+            f"\nInterrupted while downloading job {job.id}; no partial file was left under "
+            f"a final name.\nResume with: pixeldojo download {job.id}",
+            markup=False,
         )
+        raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
     write_metadata(folder, job, model, inputs, files)
     return files
 

@@ -177,6 +177,8 @@ class Renderer:
             return "none"
         if requested in ("rich", "plain"):
             return requested
+        if os.environ.get("CI"):  # CI logs keep every frame of a live display: lines read better
+            return "plain"
         return "rich" if self.stderr_is_terminal() else "plain"
 
     @contextmanager

@@ -189,8 +189,11 @@ class AppState:
         except PixelDojoError as exc:
             self.render.error(exc, json_output=json_output)
             raise typer.Exit(int(exc.exit_code)) from None
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort):
             raise
+        except KeyboardInterrupt:
+            self.render.err_console.print("\nInterrupted.", markup=False)
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except Exception as exc:
             if self.verbose:
                 self.render.err_console.print(traceback.format_exc(), markup=False)
