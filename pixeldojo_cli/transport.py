@@ -187,6 +187,10 @@ class RetryPolicy:
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+# The policy a Transport gets when none is given (tests swap in a faster one).
+DEFAULT_RETRY = RetryPolicy()
+
+
 class Transport:
     """One `httpx.Client` plus the limiter, the retry loop and the trace."""
 
@@ -206,7 +210,7 @@ class Transport:
         self.base_url = httpx.URL(base_url.rstrip("/") + "/")
         self.origin = origin_of(self.base_url)
         self.has_key = bool(api_key)
-        self.retry = retry or RetryPolicy()
+        self.retry = retry or DEFAULT_RETRY
         self.limiter = RateLimiter(rate_limit, sleep=sleep)
         self._trace = trace
         self._sleep = sleep

@@ -87,3 +87,13 @@ def run_subprocess_env(emulator: Emulator | None = None, **extra: str) -> dict[s
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture
+def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same number of attempts, without the seconds of backoff between them."""
+    from pixeldojo_cli import transport
+
+    monkeypatch.setattr(
+        transport, "DEFAULT_RETRY", transport.RetryPolicy(base_delay=0.01, max_delay=0.02)
+    )

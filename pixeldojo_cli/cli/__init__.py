@@ -28,4 +28,30 @@ def main() -> None:
         signal.signal(signal.SIGINT, _first_interrupt)
     from pixeldojo_cli.cli.app import app
 
-    app(args=hoist_global_options(sys.argv[1:]), prog_name="pixeldojo")
+    args = hoist_global_options(sys.argv[1:])
+    if "--json" not in args:
+        app(args=args, prog_name="pixeldojo")
+        return
+    # Under --json, a bad flag is reported as JSON on stdout too, like every other error.
+    import typer
+
+    try:
+        code = app(args=args, prog_name="pixeldojo", standalone_mode=False)
+    except typer.TyperException as exc:
+        sys.exit(_json_usage_error(exc))
+    except typer.Abort:
+        sys.exit(INTERRUPTED)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _json_usage_error(exc: Exception) -> int:
+    """Print a command-line usage error for people (stderr) and scripts (stdout)."""
+    from pixeldojo_cli.cli.render import dump_json
+
+    format_message = getattr(exc, "format_message", None)
+    message = format_message() if callable(format_message) else str(exc)
+    exit_code = getattr(exc, "exit_code", 2)
+    sys.stderr.write(f"error: {message} (usage_error)\nTry 'pixeldojo --help'.\n")
+    document = {"error": {"code": "usage_error", "message": message, "exit_code": exit_code}}
+    sys.stdout.write(dump_json(document) + "\n")
+    return int(exit_code)

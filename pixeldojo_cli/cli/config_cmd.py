@@ -64,23 +64,35 @@ def _describe_source(setting: Setting) -> str:
     return source
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+
 @app.command("path", epilog='Example:\n\n  $EDITOR "$(pixeldojo config path)"')
-def path(ctx: typer.Context) -> None:
+def path(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Print where the config file lives (it may not exist yet)."""
     from pixeldojo_cli.settings import config_path
 
     state = get_state(ctx)
-    with state.guard():
-        state.render.result(str(config_path()))
+    with state.guard(json_output=json_output):
+        where = config_path()
+        if json_output:
+            state.render.json({"path": str(where), "exists": where.exists()})
+        else:
+            state.render.result(str(where))
 
 
 @app.command("get", epilog="Example:\n\n  pixeldojo config get output_dir")
-def get(ctx: typer.Context, key: KeyArgument) -> None:
+def get(ctx: typer.Context, key: KeyArgument, json_output: JsonOption = False) -> None:
     """Print a setting's value in effect (flag > environment > config file > default)."""
     state = get_state(ctx)
-    with state.guard():
+    with state.guard(json_output=json_output):
         _check_key(key)
         setting: Setting = getattr(state.settings(), key)
+        if json_output:
+            state.render.json(
+                {"key": key, "value": setting.value, "source": _describe_source(setting)}
+            )
+            return
         state.render.result("" if setting.value is None else str(setting.value))
         state.render.note(f"from: {_describe_source(setting)}")
 
@@ -139,10 +151,7 @@ def unset(ctx: typer.Context, key: KeyArgument) -> None:
 @app.command(
     "list", epilog="Examples:\n\n  pixeldojo config list\n\n  pixeldojo config list --json"
 )
-def list_(
-    ctx: typer.Context,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
-) -> None:
+def list_(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Every setting in effect, and where its value comes from."""
     from pixeldojo_cli.settings import CONFIG_KEYS
 

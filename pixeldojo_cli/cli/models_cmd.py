@@ -166,6 +166,9 @@ def show(
 def schema(
     ctx: typer.Context,
     model_id: Annotated[str, typer.Argument(metavar="MODEL", help="Model id, e.g. flux-dev.")],
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Accepted for symmetry: the output is always JSON.")
+    ] = False,
 ) -> None:
     """Print the model's raw request schema (JSON Schema) on stdout."""
     state = get_state(ctx)
