@@ -130,3 +130,31 @@ def test_emulator_serve_prints_the_base_url_and_serves_a_whole_run(tmp_path: Pat
     finally:
         server.send_signal(signal.SIGTERM)
         assert server.wait(timeout=10) == 0
+
+
+def leaf_sections() -> dict[str, str]:
+    """docs/cli.md (generated from the app, kept fresh by a test): one section per command."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
+    sections = re.split(r"\n#{2,4} ", text)[1:]
+    return {s.splitlines()[0].strip("`"): s for s in sections if "**Commands**" not in s}
+
+
+def test_every_command_has_a_summary_a_description_and_examples() -> None:
+    leaves = leaf_sections()
+    assert len(leaves) >= 18
+    for name, section in leaves.items():
+        description = [
+            line for line in section.split("**Usage**")[0].splitlines()[1:] if line.strip()
+        ]
+        assert len(description) >= 2, f"{name}: a summary and a longer description"
+        examples = section.split("Example")[-1] if "Example" in section else ""
+        assert examples.count("pixeldojo ") >= 1, f"{name}: at least one example"
+
+
+def test_no_arguments_shows_the_command_list() -> None:
+    done = pixeldojo()
+    assert "Commands" in done.stdout + done.stderr
+    for command in ("run", "models", "jobs", "download", "auth", "config", "emulator"):
+        assert command in done.stdout + done.stderr

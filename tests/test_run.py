@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.emulator.png import PNG_SIGNATURE
 
@@ -312,3 +314,32 @@ def test_video_model_output_is_downloaded(cli: Invoke, emulator: Emulator) -> No
     result = cli("run", "seedance-1.5", "waves", "-p", "duration=2", *FAST)
     assert result.exit_code == 0, result.stderr
     assert Path(result.stdout.strip()).read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_open_shows_the_first_output_when_there_is_a_display(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import typer
+
+    opened: list[str] = []
+    monkeypatch.setattr(typer, "launch", lambda path, **kw: opened.append(path) or 0)
+    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.setenv("DISPLAY", ":0")
+    result = cli("run", "flux-dev", "x", "-p", "num_outputs=2", "--open", *FAST)
+    assert result.exit_code == 0, result.output
+    assert opened == [result.stdout.splitlines()[0]]
+
+
+def test_open_without_a_display_only_says_where_the_file_is(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import typer
+
+    opened: list[str] = []
+    monkeypatch.setattr(typer, "launch", lambda path, **kw: opened.append(path) or 0)
+    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = cli("run", "flux-dev", "x", "--open", *FAST)
+    assert result.exit_code == 0 and opened == []
+    assert "no display" in result.stderr and result.stdout.strip() in result.stderr

@@ -206,7 +206,11 @@ def status(
     epilog="Examples:\n\n  pixeldojo auth logout\n\n  pixeldojo auth logout --profile work",
 )
 def logout(ctx: typer.Context, profile: ProfileOption = None) -> None:
-    """Remove a profile's saved key; the rest of the config file stays as it was."""
+    """Remove a profile's saved key; the rest of the config file stays as it was.
+
+    Other profiles and settings are kept. A key in PIXELDOJO_API_KEY is not
+    touched (you are warned that it still applies).
+    """
     from pixeldojo_cli.settings import ENV_API_KEY, load_config, save_config
 
     state = get_state(ctx)

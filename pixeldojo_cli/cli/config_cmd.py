@@ -69,7 +69,11 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout."
 
 @app.command("path", epilog='Example:\n\n  $EDITOR "$(pixeldojo config path)"')
 def path(ctx: typer.Context, json_output: JsonOption = False) -> None:
-    """Print where the config file lives (it may not exist yet)."""
+    """Print where the config file lives (it may not exist yet).
+
+    `$XDG_CONFIG_HOME/pixeldojo/config.toml` on Linux; the platform's config
+    folder elsewhere.
+    """
     from pixeldojo_cli.settings import config_path
 
     state = get_state(ctx)
@@ -83,7 +87,10 @@ def path(ctx: typer.Context, json_output: JsonOption = False) -> None:
 
 @app.command("get", epilog="Example:\n\n  pixeldojo config get output_dir")
 def get(ctx: typer.Context, key: KeyArgument, json_output: JsonOption = False) -> None:
-    """Print a setting's value in effect (flag > environment > config file > default)."""
+    """Print a setting's value in effect (flag > environment > config file > default).
+
+    The value goes to stdout; where it came from goes to stderr.
+    """
     state = get_state(ctx)
     with state.guard(json_output=json_output):
         _check_key(key)
@@ -105,7 +112,11 @@ def get(ctx: typer.Context, key: KeyArgument, json_output: JsonOption = False) -
     ),
 )
 def set_(ctx: typer.Context, key: KeyArgument, value: Annotated[str, typer.Argument()]) -> None:
-    """Save a setting in the config file, after checking its value."""
+    """Save a setting in the config file, after checking its value.
+
+    base_url is saved for the current profile; the others under [defaults].
+    The file is rewritten atomically and stays private (0600).
+    """
     from pixeldojo_cli.settings import load_config, parse_setting, save_config
 
     state = get_state(ctx)
@@ -129,7 +140,10 @@ def set_(ctx: typer.Context, key: KeyArgument, value: Annotated[str, typer.Argum
 
 @app.command("unset", epilog="Example:\n\n  pixeldojo config unset output_dir")
 def unset(ctx: typer.Context, key: KeyArgument) -> None:
-    """Remove a setting from the config file (its default applies again)."""
+    """Remove a setting from the config file (its default applies again).
+
+    Nothing else in the file changes.
+    """
     from pixeldojo_cli.settings import load_config, save_config
 
     state = get_state(ctx)
@@ -152,7 +166,10 @@ def unset(ctx: typer.Context, key: KeyArgument) -> None:
     "list", epilog="Examples:\n\n  pixeldojo config list\n\n  pixeldojo config list --json"
 )
 def list_(ctx: typer.Context, json_output: JsonOption = False) -> None:
-    """Every setting in effect, and where its value comes from."""
+    """Every setting in effect, and where its value comes from.
+
+    Sources: a flag, an environment variable, the config file, or the default.
+    """
     from pixeldojo_cli.settings import CONFIG_KEYS
 
     state = get_state(ctx)

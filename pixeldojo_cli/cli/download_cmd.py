@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pixeldojo_cli.cli.jobs_cmd import worst_exit
-from pixeldojo_cli.cli.outputs import finished_outputs, record_status
+from pixeldojo_cli.cli.outputs import OPEN_HELP, finished_outputs, open_first, record_status
 from pixeldojo_cli.cli.state import AppState, get_state
 from pixeldojo_cli.errors import ExpiredError, JobNotFinishedError, PixelDojoError, UsageError
 
@@ -71,7 +71,12 @@ def _download_one(
 
 
 def _by_ids(
-    state: AppState, job_ids: list[str], output_dir: str | None, force: bool, json_output: bool
+    state: AppState,
+    job_ids: list[str],
+    output_dir: str | None,
+    force: bool,
+    json_output: bool,
+    open_output: bool,
 ) -> int:
     client = state.client()
     codes: list[int] = []
@@ -91,6 +96,8 @@ def _by_ids(
                 state.render.result(path)
     if json_output:
         state.render.json(documents)
+    if open_output:
+        open_first(state, [path for doc in documents for path in doc.get("files", [])])
     return worst_exit(codes)
 
 
@@ -177,6 +184,7 @@ def download(
     json_output: Annotated[
         bool, typer.Option("--json", help="Print a JSON list: one entry per job.")
     ] = False,
+    open_output: Annotated[bool, typer.Option("--open", help=OPEN_HELP)] = False,
 ) -> None:
     state = get_state(ctx)
     with state.guard(json_output=json_output):
@@ -186,7 +194,7 @@ def download(
             state.remind = False  # the sweep itself says what it saved and what was lost
             code = _sweep(state, output_dir, json_output)
         elif job_ids:
-            code = _by_ids(state, job_ids, output_dir, force, json_output)
+            code = _by_ids(state, job_ids, output_dir, force, json_output, open_output)
         else:
             raise UsageError("Nothing to download.", hint="Give one or more job ids, or --pending.")
         if code:

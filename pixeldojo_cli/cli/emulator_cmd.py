@@ -53,7 +53,12 @@ def serve(
         float, typer.Option(help="Share of jobs that fail (0..1).", min=0, max=1)
     ] = 0.0,
 ) -> None:
-    """Serve the emulated API until Ctrl-C, and print the base URL to use."""
+    """Serve the emulated API until Ctrl-C, and print the base URL to use.
+
+    Prints `PIXELDOJO_BASE_URL=...` on stdout so a pipeline can `export` it.
+    Any non-empty key works unless --key is given; a prompt containing `#fail`
+    makes the job fail. SIGTERM stops it cleanly too.
+    """
     from pixeldojo_cli.emulator import FAIL_MARKER, Emulator
 
     state = get_state(ctx)

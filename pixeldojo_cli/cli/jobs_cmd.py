@@ -163,7 +163,11 @@ def list_jobs(
     epilog="Examples:\n\n  pixeldojo jobs show job_123\n\n  pixeldojo jobs show job_123 --json",
 )
 def show(ctx: typer.Context, job_id: JobIdArgument, json_output: JsonOption = False) -> None:
-    """Show one job: status, cost, expiry, output URLs and the files saved here."""
+    """Show one job: status, cost, expiry, output URLs and the files saved here.
+
+    Asks the API (`GET /jobs/{id}`) and adds what the local ledger knows:
+    the files this machine downloaded, with their sizes.
+    """
     from pixeldojo_cli.cli.outputs import record_status
 
     state = get_state(ctx)

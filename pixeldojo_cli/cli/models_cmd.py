@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pixeldojo_cli.cli.complete import complete_model
 from pixeldojo_cli.cli.state import get_state
 
 if TYPE_CHECKING:
@@ -69,6 +70,13 @@ def _list(
     with state.guard(json_output=json_output):
         client = state.client()
         models = client.list_models(modality=model_type.value if model_type else None)
+        if model_type is None and not state.use_emulator:
+            from pixeldojo_cli.completion import save_models
+
+            save_models(
+                str(client.base_url),
+                [{"id": m.id, "name": m.name, "type": m.modality} for m in models],
+            )
         if feature is not None:
             models = [m for m in models if feature.value in m.features]
         if json_output:
@@ -88,7 +96,11 @@ def models_root(
     feature: FeatureOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List the models (id, name, type, credit cost, features)."""
+    """List the models (id, name, type, credit cost, features).
+
+    Prices are credits per output, per second of video, or by resolution.
+    Piped, the table is tab-separated; --json gives the full cost objects.
+    """
     if ctx.invoked_subcommand is None:
         _list(ctx, model_type, feature, json_output)
 
@@ -100,7 +112,11 @@ def list_models(
     feature: FeatureOption = None,
     json_output: JsonOption = False,
 ) -> None:
-    """List the models (id, name, type, credit cost, features)."""
+    """List the models (id, name, type, credit cost, features).
+
+    Prices are credits per output, per second of video, or by resolution.
+    Piped, the table is tab-separated; --json gives the full cost objects.
+    """
     _list(ctx, model_type, feature, json_output)
 
 
@@ -123,10 +139,19 @@ def _allowed(values: tuple[Any, ...] | None, minimum: float | None, maximum: flo
 )
 def show(
     ctx: typer.Context,
-    model_id: Annotated[str, typer.Argument(metavar="MODEL", help="Model id, e.g. flux-dev.")],
+    model_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL", help="Model id, e.g. flux-dev.", autocompletion=complete_model
+        ),
+    ],
     json_output: JsonOption = False,
 ) -> None:
-    """Show a model's details and its input parameters."""
+    """Show a model's details and its input parameters.
+
+    Each parameter with its type, default, allowed values and description: what
+    `run -p NAME=VALUE` accepts. Needs no key where the API allows it.
+    """
     from pixeldojo_cli.schema import parameters
 
     state = get_state(ctx)
@@ -165,12 +190,21 @@ def show(
 )
 def schema(
     ctx: typer.Context,
-    model_id: Annotated[str, typer.Argument(metavar="MODEL", help="Model id, e.g. flux-dev.")],
+    model_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="MODEL", help="Model id, e.g. flux-dev.", autocompletion=complete_model
+        ),
+    ],
     json_output: Annotated[
         bool, typer.Option("--json", help="Accepted for symmetry: the output is always JSON.")
     ] = False,
 ) -> None:
-    """Print the model's raw request schema (JSON Schema) on stdout."""
+    """Print the model's raw request schema (JSON Schema) on stdout.
+
+    The same schema `run` checks inputs against before anything is spent;
+    useful to validate inputs in your own tools.
+    """
     state = get_state(ctx)
     with state.guard(json_output=True):
         state.render.json(state.client().get_schema(model_id))

@@ -215,3 +215,26 @@ def finished_outputs(
             "(--force fetches them anyway)."
         )
     return [str(f.path) for f in files]
+
+
+OPEN_HELP = "Open the first output with the system viewer (when there is a display)."
+
+
+def has_display() -> bool:
+    """macOS and Windows always; elsewhere an X11 or Wayland session."""
+    import os
+    import sys
+
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def open_first(state: AppState, paths: list[str]) -> None:
+    """`--open`: show the first saved file; never fails the command."""
+    if not paths:
+        return
+    if not has_display():
+        state.render.warn(f"--open: no display here; the file is at {paths[0]}")
+        return
+    typer.launch(paths[0])

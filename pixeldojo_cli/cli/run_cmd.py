@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pixeldojo_cli.cli.outputs import finished_outputs, wait_for_job
+from pixeldojo_cli.cli.complete import complete_model, complete_param
+from pixeldojo_cli.cli.outputs import OPEN_HELP, finished_outputs, open_first, wait_for_job
 from pixeldojo_cli.cli.state import AppState, get_state, parse_duration, positive
 from pixeldojo_cli.errors import UsageError
 
@@ -77,10 +78,15 @@ def run(
     ctx: typer.Context,
     model_id: Annotated[
         str,
-        typer.Argument(metavar="MODEL", help="Model id, e.g. flux-dev (see `pixeldojo models`)."),
+        typer.Argument(
+            metavar="MODEL",
+            help="Model id, e.g. flux-dev (see `pixeldojo models`).",
+            autocompletion=complete_model,
+        ),
     ],
     prompt: Annotated[
-        str | None, typer.Argument(help="The prompt (fills the `prompt` input).")
+        str | None,
+        typer.Argument(metavar="PROMPT", help="The prompt (fills the `prompt` input)."),
     ] = None,
     params: Annotated[
         list[str] | None,
@@ -89,6 +95,7 @@ def run(
             "-p",
             metavar="KEY=VALUE",
             help="An input; KEY:=JSON for a JSON literal. Repeatable.",
+            autocompletion=complete_param,
         ),
     ] = None,
     input_file: Annotated[
@@ -122,6 +129,7 @@ def run(
     json_output: Annotated[
         bool, typer.Option("--json", help='Print one JSON object: the job plus "files".')
     ] = False,
+    open_output: Annotated[bool, typer.Option("--open", help=OPEN_HELP)] = False,
     timeout: Annotated[
         str | None,
         typer.Option(
@@ -169,6 +177,10 @@ def run(
             raise MissingAPIKeyError("No API key is set.")
 
         model, schema = client.model_with_schema(model_id)
+        if not state.use_emulator:
+            from pixeldojo_cli.completion import save_schema
+
+            save_schema(str(client.base_url), model.id, schema)
         inputs = build_inputs(
             schema, prompt=prompt, assignments=params or [], base=base_inputs, seed=seed
         )
@@ -229,6 +241,8 @@ def run(
         else:
             for path in paths:
                 state.render.result(path)
+        if open_output and not no_download:
+            open_first(state, paths)
 
 
 def _record_submission(

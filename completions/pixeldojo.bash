@@ -1,0 +1,11 @@
+_pixeldojo_completion() {
+    local IFS=$'
+'
+    COMPREPLY=( $( env COMP_WORDS="${COMP_WORDS[*]}" \
+                   COMP_CWORD=$COMP_CWORD \
+                   _PIXELDOJO_COMPLETE=complete_bash $1 ) )
+    return 0
+}
+
+complete -o default -F _pixeldojo_completion pixeldojo
+

@@ -1,0 +1,1 @@
+complete --command pixeldojo --no-files --arguments "(env _PIXELDOJO_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) pixeldojo)" --condition "env _PIXELDOJO_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) pixeldojo"

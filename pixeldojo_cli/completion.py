@@ -1,0 +1,142 @@
+"""Shell completion of model ids and `-p` parameter names, from a small cache.
+
+Completion runs on every TAB, so it must be quick: it reads JSON files in the
+user cache folder (written whenever `models` or `run` fetch the catalogue or a
+schema, kept 24 h) and only when they are missing or old asks the API once,
+with the standard library and a short timeout. It never imports httpx.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+CACHE_TTL = 24 * 3600.0
+FETCH_TIMEOUT = 3.0
+
+
+def _cache_path(kind: str, base_url: str, model_id: str | None = None) -> Path:
+    from pixeldojo_cli.settings import cache_dir
+
+    tag = hashlib.sha256(base_url.rstrip("/").encode()).hexdigest()[:12]
+    suffix = f"-{re.sub(r'[^A-Za-z0-9._-]', '_', model_id)[:100]}" if model_id else ""
+    return cache_dir() / f"{kind}-{tag}{suffix}.json"
+
+
+def _write(path: Path, value: Any) -> None:
+    """Best effort: a cache that cannot be written is only a slower TAB."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(value, handle)
+        os.replace(tmp, path)
+    except OSError:
+        return
+
+
+def _read(path: Path, max_age: float | None) -> Any:
+    try:
+        if max_age is not None and time.time() - path.stat().st_mtime > max_age:
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def save_models(base_url: str, models: list[dict[str, str]]) -> None:
+    """Remember the catalogue: `[{"id", "name", "type"}, ...]`."""
+    _write(_cache_path("models", base_url), models)
+
+
+def save_schema(base_url: str, model_id: str, schema: dict[str, Any]) -> None:
+    _write(_cache_path("schema", base_url, model_id), schema)
+
+
+def _fetch(url: str, api_key: str | None) -> Any:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if api_key:  # `url` is built from the API's own base URL
+        request.add_header("Authorization", f"Bearer {api_key}")
+    try:
+        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
+            return json.loads(response.read())
+    except (OSError, ValueError):
+        return None
+
+
+def cached_models(base_url: str, api_key: str | None = None) -> list[dict[str, str]]:
+    """The catalogue from the cache; fetched once when missing or older than 24 h;
+    an old cache still beats nothing when the API cannot be reached."""
+    from pixeldojo_cli.results import parse_model_list
+
+    fresh = _read(_cache_path("models", base_url), CACHE_TTL)
+    if isinstance(fresh, list):
+        return fresh
+    answer = _fetch(f"{base_url.rstrip('/')}/models", api_key)
+    if answer is not None:
+        try:
+            models = [
+                {"id": m.id, "name": m.name, "type": m.modality} for m in parse_model_list(answer)
+            ]
+        except Exception:
+            models = []
+        if models:
+            save_models(base_url, models)
+            return models
+    stale = _read(_cache_path("models", base_url), None)
+    return stale if isinstance(stale, list) else []
+
+
+def cached_schema(base_url: str, model_id: str, api_key: str | None = None) -> dict[str, Any]:
+    from pixeldojo_cli.results import parse_schema
+
+    fresh = _read(_cache_path("schema", base_url, model_id), CACHE_TTL)
+    if isinstance(fresh, dict):
+        return fresh
+    answer = _fetch(f"{base_url.rstrip('/')}/models/{model_id}/schema", api_key)
+    try:
+        schema = parse_schema(answer) if answer is not None else {}
+    except Exception:
+        schema = {}
+    if schema:
+        save_schema(base_url, model_id, schema)
+        return schema
+    stale = _read(_cache_path("schema", base_url, model_id), None)
+    return stale if isinstance(stale, dict) else {}
+
+
+def models_matching(models: list[dict[str, str]], incomplete: str) -> list[tuple[str, str]]:
+    """(id, help) pairs whose id starts with what was typed."""
+    return [
+        (str(m.get("id")), f"{m.get('name', '')} ({m.get('type', '')})")
+        for m in models
+        if str(m.get("id", "")).startswith(incomplete)
+    ]
+
+
+def parameters_matching(schema: dict[str, Any], incomplete: str) -> list[tuple[str, str]]:
+    """`name=` for parameter names; after `name=`, that parameter's allowed values."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return []
+    name, sep, value = incomplete.partition("=")
+    if not sep:
+        return [
+            (f"{key}=", str(spec.get("description", "")) if isinstance(spec, dict) else "")
+            for key, spec in properties.items()
+            if key.startswith(name) and key != "webhook_url"
+        ]
+    spec = properties.get(name)
+    if not isinstance(spec, dict):
+        return []
+    choices: list[Any] = list(spec.get("enum") or [])
+    if spec.get("type") == "boolean":
+        choices = ["true", "false"]
+    return [(f"{name}={c}", "") for c in choices if str(c).startswith(value)]

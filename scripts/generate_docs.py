@@ -1,0 +1,89 @@
+"""Regenerate what is derived from the CLI itself: shell completions and docs/cli.md.
+
+    python scripts/generate_docs.py          # rewrite the files
+    python scripts/generate_docs.py --check  # exit 1 if any is stale (the tests do this)
+
+Completion scripts come from Typer's own generator (`_PIXELDOJO_COMPLETE=source_<shell>`);
+they call back into `pixeldojo` for the candidates, so they only change when Typer does.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHELLS = {"bash": "pixeldojo.bash", "zsh": "_pixeldojo", "fish": "pixeldojo.fish"}
+
+
+def completion_script(shell: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PIXELDOJO_", "_PIXELDOJO"))}
+    env["_PIXELDOJO_COMPLETE"] = f"source_{shell}"
+    done = subprocess.run(
+        [sys.executable, "-m", "pixeldojo_cli"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=ROOT,
+    )
+    # zsh reads `#compdef` only from the very first line of a file in $fpath.
+    return done.stdout.lstrip("\n")
+
+
+def cli_reference() -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIXELDOJO_")}
+    env.update(COLUMNS="100", NO_COLOR="1", TERM="dumb")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "typer",
+            "pixeldojo_cli.cli.app",
+            "utils",
+            "docs",
+            "--name",
+            "pixeldojo",
+            "--title",
+            "pixeldojo command reference",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        cwd=ROOT,
+    )
+    return done.stdout
+
+
+def expected_files() -> dict[Path, str]:
+    files = {
+        ROOT / "completions" / name: completion_script(shell) for shell, name in SHELLS.items()
+    }
+    files[ROOT / "docs" / "cli.md"] = cli_reference()
+    return files
+
+
+def main() -> int:
+    check = "--check" in sys.argv[1:]
+    stale = []
+    for path, text in expected_files().items():
+        current = path.read_text(encoding="utf-8") if path.exists() else None
+        if current == text:
+            continue
+        stale.append(path.relative_to(ROOT))
+        if not check:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+    if check and stale:
+        print("stale: " + ", ".join(map(str, stale)) + " (run python scripts/generate_docs.py)")
+        return 1
+    for name in stale:
+        print(f"wrote {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
