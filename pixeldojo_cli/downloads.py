@@ -205,6 +205,13 @@ def download_file(
     scheme = urlsplit(url).scheme.lower()
     if scheme not in ("http", "https"):
         raise DownloadError(f"Refusing to download a {scheme or 'schemeless'} URL: {url[:80]}")
+    if scheme == "http" and transport.base_url.scheme == "https":
+        raise DownloadError(
+            f"Refusing to download output {index} of job {job_id} over plain http from an "
+            f"https API: {url[:100]}",
+            hint="Anyone on the way could change the file. `pixeldojo jobs show ID` prints the "
+            "URL if you want to fetch it yourself.",
+        )
     part = _PartFile(folder, f"{sanitize_component(job_id, 'job')}-{index}")
     try:
         final = _stream_into(
@@ -337,9 +344,10 @@ def download_outputs(
 def ensure_folder(folder: Path) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = getattr(exc, "strerror", None) or exc
         raise WriteError(
-            f"Cannot create the output folder {folder}: {exc.strerror or exc}."
+            f"Cannot create the output folder {str(folder)[:200]!r}: {reason}."
         ) from exc
     if not folder.is_dir():
         raise WriteError(f"The output path {folder} is not a folder.")

@@ -54,7 +54,9 @@ EXIT_CODES: dict[str, ExitCode] = {
     "bad_response": ExitCode.NETWORK,
     "server_error": ExitCode.NETWORK,
     "download_failed": ExitCode.NETWORK,
-    "write_failed": ExitCode.UNEXPECTED,
+    # An output folder that cannot be written (or a full disk) is the user's to fix,
+    # not a bug: it is reported as an input error.
+    "write_failed": ExitCode.USAGE,
     "interrupted": ExitCode.INTERRUPTED,
 }
 

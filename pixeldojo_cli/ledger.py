@@ -9,6 +9,7 @@ Jobs are keyed by (base URL, job id): the same id on another API is another job.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -122,12 +123,30 @@ class Ledger:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or ledger_path()
+        self.moved_aside: Path | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
-            self._setup()
+            try:
+                self._setup()
+            except sqlite3.DatabaseError as exc:
+                if "not a database" not in str(exc) and "malformed" not in str(exc):
+                    raise
+                self._start_afresh()
         except (OSError, sqlite3.Error) as exc:
             raise WriteError(f"Cannot open the job ledger {self.path}: {exc}.") from exc
+
+    def _start_afresh(self) -> None:
+        """A damaged ledger is kept, renamed, for a person to look at; recording
+        goes on in a new one rather than failing every command from now on."""
+        self._db.close()
+        aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+        os.replace(self.path, aside)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        self.moved_aside = aside
+        self._db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        self._setup()
 
     def _setup(self) -> None:
         """WAL mode and the tables, retried: SQLite answers "locked" at once, without

@@ -13,7 +13,8 @@ import os
 import stat
 import tempfile
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,67 @@ def save_config(config: Mapping[str, Any], path: Path | None = None) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise ConfigError(f"Cannot write the config file {path}: {exc.strerror or exc}.") from exc
     return path
+
+
+@contextmanager
+def _config_lock(folder: Path) -> Iterator[None]:
+    """Serialise read-modify-write of the config file between processes (POSIX;
+    elsewhere the atomic rename alone still keeps the file whole)."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        handle = open(folder / ".config.lock", "a+b")  # noqa: SIM115 - held for the block
+    except OSError as exc:
+        raise ConfigError(f"Cannot write in {folder}: {exc.strerror or exc}.") from exc
+    try:
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            yield
+            return
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    finally:
+        handle.close()
+
+
+def update_config(change: Callable[[dict[str, Any]], bool], path: Path | None = None) -> bool:
+    """Load, change and save the config file as one step that no other
+    `pixeldojo` process can interleave with (two logins never lose a key).
+
+    `change` edits the dict in place and says whether it changed anything;
+    the file is rewritten only then. Returns that answer.
+    """
+    path = path or config_path()
+    with _config_lock(path.parent):
+        config = load_config(path)
+        changed = change(config)
+        if changed:
+            save_config(config, path)
+        return changed
+
+
+def config_table(config: dict[str, Any], *keys: str, path: Path | None = None) -> dict[str, Any]:
+    """The table at `keys` (`profiles`, `work`), created when missing."""
+    node = config
+    for key in keys:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{path or config_path()}: {key!r} should be a table, not a value.")
+        node = child
+    return node
+
+
+def prune_empty_tables(config: dict[str, Any]) -> None:
+    """Drop tables left empty by a removal (`[profiles.work]` with nothing in it)."""
+    for key in list(config):
+        value = config[key]
+        if isinstance(value, dict):
+            prune_empty_tables(value)
+            if not value:
+                del config[key]
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 
 from pixeldojo_cli.errors import (
+    BadResponseError,
     NetworkError,
     RateLimitError,
     RequestTimeoutError,
@@ -187,6 +188,9 @@ class RetryPolicy:
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
+# No API answer is this large; a bigger one is refused rather than held in memory.
+MAX_API_BODY = 16 * 2**20
+
 # The policy a Transport gets when none is given (tests swap in a faster one).
 DEFAULT_RETRY = RetryPolicy()
 
@@ -203,6 +207,7 @@ class Transport:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         trace: Trace | None = None,
+        total_timeout: float = 120.0,
         user_agent: str = "pixeldojo-cli",
         sleep: Callable[[float], None] = time.sleep,
         http: httpx.Client | None = None,
@@ -213,6 +218,7 @@ class Transport:
         self.retry = retry or DEFAULT_RETRY
         self.limiter = RateLimiter(rate_limit, sleep=sleep)
         self._trace = trace
+        self.total_timeout = total_timeout
         self._sleep = sleep
         self._key = api_key
         auth = OriginBoundAuth(api_key, self.origin) if api_key else None
@@ -272,15 +278,21 @@ class Transport:
             params=params,
             timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
         )
+        # With `timeout`, one deadline covers every attempt (a --timeout must hold);
+        # without, each attempt gets `total_timeout`.
+        overall = None if timeout is None else time.monotonic() + timeout
         attempt = 0
         while True:
             attempt += 1
             last = attempt >= self.retry.max_attempts
             self.limiter.acquire()
+            if overall is not None and time.monotonic() >= overall:
+                raise RequestTimeoutError(f"{method} {url.path} did not finish in time.")
             self._trace_request(request)
             started = time.monotonic()
+            deadline = overall if overall is not None else started + self.total_timeout
             try:
-                response = self.http.send(request)
+                response = self._send_within(request, deadline)
             except _NOT_SENT as exc:
                 if last:
                     raise NetworkError(f"Could not connect to {url.host}: {exc}") from exc
@@ -324,6 +336,36 @@ class Transport:
             if retriable_5xx and creates:
                 error.hint = SubmissionUncertainError.default_hint
             raise error
+
+    def _send_within(self, request: httpx.Request, deadline: float) -> httpx.Response:
+        """Send, then read the body against a deadline for the whole exchange.
+
+        httpx's timeouts bound each read, so a server trickling a byte at a time
+        could hold a request for ever; this bounds the total, and the size.
+        """
+        response = self.http.send(request, stream=True)
+        try:
+            body = bytearray()
+            # (A response already read in full, e.g. from httpx.MockTransport, has no stream.)
+            chunks = [response.content] if response.is_stream_consumed else response.iter_raw()
+            for chunk in chunks:
+                body += chunk
+                if len(body) > MAX_API_BODY:
+                    raise BadResponseError(
+                        f"The API's answer to {request.method} {request.url.path} is larger "
+                        f"than {MAX_API_BODY // 2**20} MiB; refusing to read it."
+                    )
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("the response took too long", request=request)
+        finally:
+            response.close()
+        return httpx.Response(
+            response.status_code,
+            headers=response.headers,
+            content=bytes(body),
+            request=request,
+            extensions=response.extensions,
+        )
 
     def _wait_before_retry(self, attempt: int, retry_after: float | None, why: str) -> None:
         delay = retry_after if retry_after is not None else self.retry.backoff(attempt)

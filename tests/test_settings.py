@@ -110,3 +110,25 @@ def test_malformed_file_is_one_clear_error_naming_file_and_line(tmp_path: Path) 
         load_config(bad)
     assert str(bad) in caught.value.message
     assert "line 3" in caught.value.message
+
+
+def test_concurrent_config_updates_lose_nothing(isolated_env: Path) -> None:
+    import threading
+    import time
+
+    from pixeldojo_cli.settings import config_table, update_config
+
+    def add(name: str) -> None:
+        def change(config: dict[str, Any]) -> bool:
+            time.sleep(0.01)  # widen the read-modify-write window
+            config_table(config, "profiles", name)["api_key"] = f"key-{name}"
+            return True
+
+        update_config(change)
+
+    threads = [threading.Thread(target=add, args=(f"p{n}",)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(load_config()["profiles"]) == sorted(f"p{n}" for n in range(12))

@@ -99,7 +99,7 @@ def login(
     """
     from pixeldojo_cli.errors import UsageError
     from pixeldojo_cli.redact import mask_key
-    from pixeldojo_cli.settings import load_config, save_config
+    from pixeldojo_cli.settings import config_table, load_config, update_config
 
     state = get_state(ctx)
     state.use_profile(profile)
@@ -116,16 +116,20 @@ def login(
         if not no_verify:
             _verify(state, key)
         name = str(settings.profile.value)
-        profiles = config.setdefault("profiles", {})
-        if not isinstance(profiles, dict):
-            raise UsageError(f"{settings.config_file}: `profiles` must be a table.")
-        table = profiles.setdefault(name, {})
-        table["api_key"] = key
-        if settings.base_url.source == "flag":  # an explicit --base-url belongs with its key
-            table["base_url"] = str(settings.base_url.value)
-        path = save_config(config, settings.config_file)
+        config_table(config, "profiles", name, path=settings.config_file)  # fail before asking
+
+        def save_key(current: dict[str, Any]) -> bool:
+            table = config_table(current, "profiles", name, path=settings.config_file)
+            table["api_key"] = key
+            if settings.base_url.source == "flag":  # an explicit --base-url belongs with it
+                table["base_url"] = str(settings.base_url.value)
+            return True
+
+        update_config(save_key, settings.config_file)
         checked = "" if no_verify else ", accepted by the API"
-        state.render.info(f"Saved key {mask_key(key)} for profile {name!r}{checked}, in {path}.")
+        state.render.info(
+            f"Saved key {mask_key(key)} for profile {name!r}{checked}, in {settings.config_file}."
+        )
         if settings.api_key.source.startswith("env:"):
             state.render.warn(
                 "PIXELDOJO_API_KEY is set in this environment and still wins over the saved key."
@@ -211,25 +215,28 @@ def logout(ctx: typer.Context, profile: ProfileOption = None) -> None:
     Other profiles and settings are kept. A key in PIXELDOJO_API_KEY is not
     touched (you are warned that it still applies).
     """
-    from pixeldojo_cli.settings import ENV_API_KEY, load_config, save_config
+    from pixeldojo_cli.settings import (
+        ENV_API_KEY,
+        config_table,
+        prune_empty_tables,
+        update_config,
+    )
 
     state = get_state(ctx)
     state.use_profile(profile)
     with state.guard():
         settings = state.settings()
         name = str(settings.profile.value)
-        config = load_config(settings.config_file)
-        profiles: Any = config.get("profiles")
-        table: Any = profiles.get(name) if isinstance(profiles, dict) else None
-        if not isinstance(table, dict) or "api_key" not in table:
-            state.render.info(f"No key is saved for profile {name!r}; nothing to do.")
-        else:
-            del table["api_key"]
-            if not table:
-                del profiles[name]
-                if not profiles:
-                    del config["profiles"]
-            save_config(config, settings.config_file)
+
+        def remove_key(config: dict[str, Any]) -> bool:
+            table = config_table(config, "profiles", name, path=settings.config_file)
+            found = table.pop("api_key", None) is not None
+            prune_empty_tables(config)
+            return found
+
+        if update_config(remove_key, settings.config_file):
             state.render.info(f"Removed the key of profile {name!r} from {settings.config_file}.")
+        else:
+            state.render.info(f"No key is saved for profile {name!r}; nothing to do.")
         if settings.api_key.source == f"env:{ENV_API_KEY}":
             state.render.warn(f"{ENV_API_KEY} is still set in this environment and will be used.")

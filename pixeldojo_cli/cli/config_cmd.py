@@ -117,24 +117,20 @@ def set_(ctx: typer.Context, key: KeyArgument, value: Annotated[str, typer.Argum
     base_url is saved for the current profile; the others under [defaults].
     The file is rewritten atomically and stays private (0600).
     """
-    from pixeldojo_cli.settings import load_config, parse_setting, save_config
+    from pixeldojo_cli.settings import config_table, parse_setting, update_config
 
     state = get_state(ctx)
     with state.guard():
         _check_key(key)
         typed = parse_setting(key, value)
         file = state.settings().config_file
-        config = load_config(file)
-        node: dict[str, Any] = config
-        for part in _table_path(state, key):
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                from pixeldojo_cli.errors import ConfigError
+        where = _table_path(state, key)
 
-                raise ConfigError(f"{file}: {part!r} should be a table.")
-            node = child
-        node[key] = typed
-        save_config(config, file)
+        def set_value(config: dict[str, Any]) -> bool:
+            config_table(config, *where, path=file)[key] = typed
+            return True
+
+        update_config(set_value, file)
         state.render.info(f"{key} = {typed!r} saved in {file}.")
 
 
@@ -144,19 +140,20 @@ def unset(ctx: typer.Context, key: KeyArgument) -> None:
 
     Nothing else in the file changes.
     """
-    from pixeldojo_cli.settings import load_config, save_config
+    from pixeldojo_cli.settings import config_table, prune_empty_tables, update_config
 
     state = get_state(ctx)
     with state.guard():
         _check_key(key)
         file = state.settings().config_file
-        config = load_config(file)
-        node: Any = config
-        for part in _table_path(state, key):
-            node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and key in node:
-            del node[key]
-            save_config(config, file)
+        where = _table_path(state, key)
+
+        def remove_value(config: dict[str, Any]) -> bool:
+            found = config_table(config, *where, path=file).pop(key, None) is not None
+            prune_empty_tables(config)
+            return found
+
+        if update_config(remove_value, file):
             state.render.info(f"{key} removed from {file}.")
         else:
             state.render.info(f"{key} is not set in {file}; nothing to do.")

@@ -52,10 +52,11 @@ def read_input_file(path: str) -> dict[str, Any]:
     """`--input FILE` (or `-`): a JSON object of inputs."""
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"Cannot read --input {path}: {exc.strerror or exc}.") from exc
     except UnicodeDecodeError as exc:
-        raise UsageError(f"--input {path} is not UTF-8 text.") from exc
+        raise UsageError(f"--input {path!r} is not UTF-8 text.") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise UsageError(f"Cannot read --input {path[:200]!r}: {reason}.") from exc
     try:
         value = json.loads(text)
     except ValueError as exc:

@@ -138,6 +138,11 @@ class AppState:
                 self._ledger_failed = True
                 self.render.warn(f"{exc.message} Jobs are not being recorded.")
                 return None
+            if self._ledger.moved_aside is not None:
+                self.render.warn(
+                    f"The job ledger was damaged; it was moved to {self._ledger.moved_aside} "
+                    "and a new one started."
+                )
         return self._ledger
 
     def _remind_unsaved(self) -> None:

@@ -9,17 +9,23 @@ one thing:
   (for a POST: the body reached the server, the client never hears back);
 - `truncate`: send the headers and `after_bytes` of the body, then close;
 - `delay`: sleep `delay` seconds before handling the request normally;
+- `trickle`: handle it normally but send the body in small pieces spread over
+  `delay` seconds (a slow server);
 - `redirect`: answer `status` (301/302/307) with `Location: location`.
+
+`probability` (0..1) makes a rule fire on only that share of the requests it
+matches (drawn from the plan's seeded random generator): faults "at 5 %".
 """
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("status", "reset", "truncate", "delay", "redirect")
+KINDS = ("status", "reset", "truncate", "delay", "trickle", "redirect")
 _DEFAULT_CODES = {
     400: "validation_error",
     401: "unauthorized",
@@ -46,6 +52,7 @@ class Fault:
     location: str = ""
     body: bytes | str | None = None
     content_type: str = "application/json"
+    probability: float = 1.0
     fired: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -81,9 +88,12 @@ class Fault:
 class FaultPlan:
     """The rules in force; the first live match fires. Thread-safe."""
 
-    def __init__(self, faults: list[Fault] | tuple[Fault, ...] = ()) -> None:
+    def __init__(
+        self, faults: list[Fault] | tuple[Fault, ...] = (), seed: int | None = None
+    ) -> None:
         self._faults = list(faults)
         self._lock = threading.Lock()
+        self._random = random.Random(seed)
 
     def add(self, fault: Fault) -> Fault:
         with self._lock:
@@ -98,6 +108,8 @@ class FaultPlan:
         with self._lock:
             for fault in self._faults:
                 if fault.count != 0 and fault.matches(target, method, path):
+                    if fault.probability < 1.0 and self._random.random() >= fault.probability:
+                        continue
                     if fault.count > 0:
                         fault.count -= 1
                     fault.fired += 1

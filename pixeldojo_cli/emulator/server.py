@@ -15,6 +15,7 @@ import math
 import random
 import re
 import secrets
+import sys
 import threading
 import time
 import urllib.request
@@ -93,7 +94,9 @@ class Emulator:
     `rate_limit` (requests/min per key; 0 = off), `key` (accept only this key),
     `faults` (see `faults.py`), `image_size` (long side of output PNGs),
     `output_name` (the last part of output URLs instead of `N.png`: to test how a
-    client treats hostile names such as `..%2F..%2Fx.png`).
+    client treats hostile names such as `..%2F..%2Fx.png`), `rate_window` (the
+    rate limit's window in seconds: 60, or shorter to test a limiter quickly),
+    `status_url_base` (put `statusUrl` on another origin).
     """
 
     def __init__(
@@ -114,6 +117,8 @@ class Emulator:
         webhook_hosts: tuple[str, ...] = ("127.0.0.1", "localhost", "::1"),
         seed: int | None = None,
         output_name: str | None = None,
+        rate_window: float = 60.0,
+        status_url_base: str | None = None,
     ) -> None:
         self.host = host
         self.latency = latency
@@ -122,11 +127,13 @@ class Emulator:
         self.credits = credits
         self.rate_limit = rate_limit
         self.key = key
-        self.faults = FaultPlan(faults)
+        self.faults = FaultPlan(faults, seed=seed)
         self.image_size = image_size
         self.submit_status = submit_status
         self.webhook_hosts = webhook_hosts
         self.output_name = output_name
+        self.rate_window = rate_window
+        self.status_url_base = status_url_base
         self.catalogue = build_catalogue()
         self.jobs: dict[str, EmulatedJob] = {}
         self.requests: list[RecordedRequest] = []
@@ -145,7 +152,7 @@ class Emulator:
         handler = type(
             f"{target.title()}Handler", (_Handler,), {"emulator": self, "target": target}
         )
-        server = ThreadingHTTPServer((self.host, port), handler)
+        server = _QuietServer((self.host, port), handler)
         server.daemon_threads = True
         return server
 
@@ -214,11 +221,13 @@ class Emulator:
         now = time.monotonic()
         with self._lock:
             window = self._windows.setdefault(who, deque())
-            while window and window[0] <= now - 60:
+            while window and window[0] <= now - self.rate_window:
                 window.popleft()
-            reset = time.time() + (window[0] + 60 - now if window else 60)
+            reset = time.time() + (
+                window[0] + self.rate_window - now if window else self.rate_window
+            )
             if len(window) >= self.rate_limit:
-                wait = max(1, math.ceil(window[0] + 60 - now))
+                wait = max(1, math.ceil(window[0] + self.rate_window - now))
                 raise APIProblem(
                     429,
                     "rate_limit_exceeded",
@@ -334,7 +343,7 @@ class Emulator:
         return {
             "jobId": job.id,
             "status": "pending",
-            "statusUrl": f"{self.base_url}/jobs/{job.id}",
+            "statusUrl": f"{self.status_url_base or self.base_url}/jobs/{job.id}",
             "creditCost": cost,
             "creditsRemaining": remaining,
         }
@@ -364,7 +373,7 @@ class Emulator:
             "model": job.model["apiId"],
             "createdAt": _iso(job.created),
             "creditCost": job.cost,
-            "statusUrl": f"{self.base_url}/jobs/{job.id}",
+            "statusUrl": f"{self.status_url_base or self.base_url}/jobs/{job.id}",
         }
         if status == "completed":
             urls = self.output_urls(job)
@@ -511,11 +520,23 @@ def _check(spec: dict[str, Any], value: Any) -> str | None:
     return None
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client hanging up mid-answer is routine here (faults, timeouts, Ctrl-C):
+    not worth a traceback on the user's terminal."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+
 class _Handler(BaseHTTPRequestHandler):
     emulator: Emulator
     target: str
     protocol_version = "HTTP/1.1"
     server_version = "PixelDojoEmulator/1"
+    trickle_seconds = 0.0  # > 0 while answering under a `trickle` fault
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet by default
         return
@@ -551,8 +572,18 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        if self.command != "HEAD":
+        if self.command == "HEAD":
+            return
+        trickle = self.trickle_seconds
+        if not trickle or not body:
             self.wfile.write(body)
+            return
+        pieces = max(1, min(len(body), 20))
+        step = -(-len(body) // pieces)
+        for start in range(0, len(body), step):
+            self.wfile.write(body[start : start + step])
+            self.wfile.flush()
+            time.sleep(trickle / pieces)
 
     def _send_json(self, status: int, data: Any, headers: dict[str, str] | None = None) -> None:
         self._send(status, json.dumps(data).encode(), headers=headers)
@@ -584,8 +615,12 @@ class _Handler(BaseHTTPRequestHandler):
             )
         )
         fault = emulator.faults.take(self.target, method, path)
+        self.trickle_seconds = 0.0
         if fault is not None and fault.kind == "delay":
             time.sleep(fault.delay)
+            fault = None
+        elif fault is not None and fault.kind == "trickle":
+            self.trickle_seconds = fault.delay
             fault = None
         if fault is not None and self._apply_fault(fault):
             return

@@ -1,0 +1,96 @@
+"""Soak: many jobs through faults injected at 5 %, and nothing lost, nothing paid twice.
+
+`.ci/run` runs the short form (50 jobs). The full run is 200 jobs:
+
+    PIXELDOJO_SOAK_JOBS=200 python -m pytest -q -m soak tests/test_soak.py
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pixeldojo_cli.emulator import Emulator
+from pixeldojo_cli.ledger import Ledger
+
+from conftest import make_invoker
+
+JOBS = int(os.environ.get("PIXELDOJO_SOAK_JOBS", "50"))
+RATE = 0.05
+
+
+@pytest.mark.soak
+@pytest.mark.usefixtures("fast_retries")
+def test_soak_every_output_on_disk_exactly_once(
+    make_emulator: Callable[..., Emulator], isolated_env: Path, tmp_path: Path
+) -> None:
+    emulator = make_emulator(latency=0.3, rate_limit=0, seed=20261125)
+    for kind, target, extra in [
+        ("status", "api", {"status": 503, "method": "GET"}),
+        ("status", "api", {"status": 429, "retry_after": "0"}),  # any endpoint, POST included
+        ("reset", "api", {"method": "GET"}),
+        ("status", "files", {"status": 503}),
+        ("truncate", "files", {"after_bytes": 100}),
+    ]:
+        emulator.add_fault(kind, target=target, count=-1, probability=RATE, **extra)
+    config = isolated_env / "xdg_config_home" / "pixeldojo" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(
+        "[defaults]\nrate_limit = 100000\npoll_interval = 0.05\nmax_poll_interval = 0.2\n"
+    )
+    cli = make_invoker(emulator)
+
+    started = time.monotonic()
+    submitted, refused = [], 0
+    for n in range(JOBS):
+        result = cli("run", "flux-dev", f"soak {n}", "--no-wait", "-o", "out")
+        if result.exit_code == 0:
+            submitted.append(result.stdout.strip())
+        else:  # only a fault that surely stopped the job may end here: nothing is created
+            assert result.exit_code == 10, result.output
+            refused += 1
+    time.sleep(0.4)
+    for _ in range(5):  # the cron sweep, until nothing is pending
+        sweep = cli("download", "--pending")
+        if "Nothing pending" in sweep.stderr:
+            break
+    elapsed = time.monotonic() - started
+
+    # Every submitted job's output on disk, exactly once, byte for byte.
+    out = tmp_path / "out"
+    pngs = sorted(out.glob("*.png"))
+    assert [p.name for p in pngs] == sorted(f"{job}-1.png" for job in submitted)
+    for png in pngs:
+        job_id = png.name.rsplit("-", 1)[0]
+        assert png.read_bytes() == emulator.output_file(job_id, 1)
+        assert json.loads((out / f"{job_id}.json").read_text())["jobId"] == job_id
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+    # The ledger holds them all, each downloaded.
+    with Ledger() as ledger:
+        rows = ledger.jobs()
+    assert sorted(r.id for r in rows) == sorted(submitted)
+    assert all(r.downloaded for r in rows)
+
+    # Nothing paid twice: one emulator job per prompt, and no job the CLI does not know.
+    prompts = collections.Counter(job.inputs["prompt"] for job in emulator.jobs.values())
+    assert max(prompts.values()) == 1
+    assert sorted(emulator.jobs) == sorted(submitted)
+
+    # The key never went to the file origin.
+    file_requests = emulator.requests_to(target="files")
+    assert file_requests and all(r.authorization is None for r in file_requests)
+
+    fired = sum(fault.fired for fault in emulator.faults._faults)
+    api = len(emulator.requests_to(target="api"))
+    print(
+        f"\nsoak: {JOBS} submits ({refused} refused by a fault, none created), "
+        f"{len(submitted)} jobs saved, {api} API + {len(file_requests)} file requests, "
+        f"{fired} faults fired, {elapsed:.1f} s"
+    )
