@@ -6,54 +6,85 @@ and the spread of wall-clock times over RUNS runs (default 21) after 3 warm-ups.
 
 from __future__ import annotations
 
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 
+# The reference: a bare two-command Typer app with an eager --version, as ours has.
 BARE_TYPER = """
 import typer
 app = typer.Typer()
+def version(value: bool) -> None:
+    if value:
+        print("bare 0")
+        raise typer.Exit()
+@app.callback()
+def main(v: bool = typer.Option(False, "--version", callback=version, is_eager=True)) -> None:
+    pass
 @app.command()
-def main(version: bool = typer.Option(False, "--version")) -> None:
-    print("bare 0")
+def one(name: str) -> None:
+    print(name)
+@app.command()
+def two(count: int = 1) -> None:
+    print(count)
 app()
 """
 
 
-def timed(argv: list[str], runs: int) -> list[float]:
+def timed(argv: list[str], runs: int, env: dict[str, str] | None = None) -> list[float]:
+    full_env = {**os.environ, **(env or {})}
     for _ in range(3):
-        subprocess.run(argv, capture_output=True, check=True)
+        subprocess.run(argv, capture_output=True, check=True, env=full_env)
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        subprocess.run(argv, capture_output=True, check=True)
+        subprocess.run(argv, capture_output=True, check=True, env=full_env)
         times.append((time.perf_counter() - started) * 1000)
     return times
+
+
+def completing(line: str, **env: str) -> dict[str, str]:
+    words = line.split()
+    return {
+        "_PIXELDOJO_COMPLETE": "complete_bash",
+        "COMP_WORDS": line,
+        "COMP_CWORD": str(len(words) - 1),
+        **env,
+    }
 
 
 def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 21
     script = shutil.which("pixeldojo")
-    cases = {
-        "python -c pass": [sys.executable, "-c", "pass"],
-        "bare Typer app --version": [sys.executable, "-c", BARE_TYPER, "--version"],
-        "bare Typer app, pretty_exceptions off": [
-            sys.executable,
-            "-c",
-            BARE_TYPER.replace("Typer()", "Typer(pretty_exceptions_enable=False)"),
-            "--version",
-        ],
-        "python -m pixeldojo_cli --version": [sys.executable, "-m", "pixeldojo_cli", "--version"],
-        "python -m pixeldojo_cli --help": [sys.executable, "-m", "pixeldojo_cli", "--help"],
+    me = [script] if script else [sys.executable, "-m", "pixeldojo_cli"]
+    cases: dict[str, tuple[list[str], dict[str, str] | None]] = {
+        "python -c pass": ([sys.executable, "-c", "pass"], None),
+        "bare two-command Typer app --version": (
+            [sys.executable, "-c", BARE_TYPER, "--version"],
+            None,
+        ),
+        "pixeldojo --version": ([*me, "--version"], None),
+        "pixeldojo --help": ([*me, "--help"], None),
+        "TAB: pixeldojo mo<TAB>": (me, completing("pixeldojo mo")),
+        "TAB: pixeldojo run fl<TAB> (catalogue)": (
+            me,
+            completing("pixeldojo run fl", PIXELDOJO_EMULATOR="1"),
+        ),
     }
-    if script:
-        cases["pixeldojo --version (console script)"] = [script, "--version"]
-    print(f"{'command':40} {'median ms':>10} {'min':>7} {'max':>7}   ({runs} runs)")
-    for name, argv in cases.items():
-        times = timed(argv, runs)
-        print(f"{name:40} {statistics.median(times):10.1f} {min(times):7.1f} {max(times):7.1f}")
+    print(f"{'command':42} {'median ms':>10} {'min':>7} {'max':>7}   ({runs} runs)")
+    reference = None
+    for name, (argv, env) in cases.items():
+        times = timed(argv, runs, env)
+        median = statistics.median(times)
+        if name.startswith("bare"):
+            reference = median
+        ratio = (
+            f"  {median / reference:.2f}x bare Typer" if reference and "bare" not in name else ""
+        )
+        print(f"{name:42} {median:10.1f} {min(times):7.1f} {max(times):7.1f}{ratio}")
 
 
 if __name__ == "__main__":

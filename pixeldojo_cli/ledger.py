@@ -21,6 +21,7 @@ from typing import Any
 
 from pixeldojo_cli.errors import WriteError
 from pixeldojo_cli.results import DEFAULT_OUTPUT_LIFETIME, Job
+from pixeldojo_cli.settings import ledger_path as ledger_path  # re-exported
 
 SCHEMA_VERSION = 1
 
@@ -57,11 +58,6 @@ CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at);
 """
 
 
-def ledger_path() -> Path:
-    """`jobs.sqlite3` in the user's data folder."""
-    from pixeldojo_cli.settings import data_dir
-
-    return data_dir() / "jobs.sqlite3"
 
 
 def _now() -> datetime:

@@ -59,6 +59,12 @@ def data_dir() -> Path:
     return Path(user_data_dir(APP_NAME, appauthor=False))
 
 
+def ledger_path() -> Path:
+    """`jobs.sqlite3` in the user's data folder (here, so that asking where it is
+    does not import sqlite3)."""
+    return data_dir() / "jobs.sqlite3"
+
+
 def cache_dir() -> Path:
     from platformdirs import user_cache_dir
 

@@ -26,9 +26,14 @@ def main() -> None:
     """Console-script entry point."""
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _first_interrupt)
+    args = hoist_global_options(sys.argv[1:])
+    if args == ["--version"]:  # the most scripted call of all: answered without Typer
+        from pixeldojo_cli import __version__
+
+        sys.stdout.write(f"pixeldojo {__version__}\n")
+        return
     from pixeldojo_cli.cli.app import app
 
-    args = hoist_global_options(sys.argv[1:])
     if "--json" not in args:
         app(args=args, prog_name="pixeldojo")
         return

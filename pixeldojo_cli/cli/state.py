@@ -149,7 +149,7 @@ class AppState:
         """One line when paid outputs are about to expire unsaved."""
         from datetime import timedelta
 
-        from pixeldojo_cli.ledger import ledger_path
+        from pixeldojo_cli.settings import ledger_path
 
         if self.quiet or self.json_output or self.use_emulator or not self.remind:
             return
