@@ -143,8 +143,8 @@ class WaitTimeoutError(PixelDojoError):
 
     code = "wait_timeout"
 
-    def __init__(self, message: str, *, job_id: str) -> None:
-        super().__init__(message, hint=f"Resume with: pixeldojo jobs wait {job_id}")
+    def __init__(self, message: str, *, job_id: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint or f"Resume with: pixeldojo jobs wait {job_id}")
         self.job_id = job_id
 
 

@@ -23,7 +23,7 @@ from pixeldojo_cli.errors import WriteError
 from pixeldojo_cli.results import DEFAULT_OUTPUT_LIFETIME, Job
 from pixeldojo_cli.settings import ledger_path as ledger_path  # re-exported
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     output_dir TEXT NOT NULL,
     lost INTEGER NOT NULL DEFAULT 0,
     updated_at TEXT NOT NULL,
+    input_hash TEXT,
     PRIMARY KEY (base_url, id)
 );
 CREATE TABLE IF NOT EXISTS files (
@@ -55,9 +56,11 @@ CREATE TABLE IF NOT EXISTS files (
     PRIMARY KEY (base_url, job_id, n)
 );
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at);
+CREATE INDEX IF NOT EXISTS jobs_by_input ON jobs (base_url, profile, input_hash);
 """
 
-
+# Upgrades from each older schema version (user_version) to the next.
+_MIGRATIONS = {1: "ALTER TABLE jobs ADD COLUMN input_hash TEXT"}
 
 
 def _now() -> datetime:
@@ -155,6 +158,13 @@ class Ledger:
                 self._db.execute("PRAGMA synchronous = NORMAL")
                 if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
                     with self._write() as db:
+                        version = db.execute("PRAGMA user_version").fetchone()[0]
+                        has_tables = db.execute(
+                            "SELECT 1 FROM sqlite_master WHERE name = 'jobs'"
+                        ).fetchone()
+                        while has_tables and 0 < version < SCHEMA_VERSION:
+                            db.execute(_MIGRATIONS[version])
+                            version += 1
                         for statement in _SCHEMA.split(";"):
                             if statement.strip():
                                 db.execute(statement)
@@ -196,15 +206,19 @@ class Ledger:
         inputs: dict[str, Any],
         estimated_credits: float | None,
         output_dir: Path,
+        input_hash: str | None = None,
     ) -> None:
-        """Record a job the moment the API accepted it, before any waiting."""
+        """Record a job the moment the API accepted it, before any waiting.
+
+        `input_hash` identifies the request (`batch` finds it again on a rerun).
+        """
         now = _iso(_now())
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO jobs (base_url, id, profile, model, inputs,"
                 " estimated_credits, charged_credits, submitted_at, status, expires_at,"
-                " output_urls, output_dir, lost, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                " output_urls, output_dir, lost, updated_at, input_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
                 (
                     base_url,
                     job.id,
@@ -219,6 +233,7 @@ class Ledger:
                     json.dumps(job.output_urls),
                     str(output_dir.resolve()),
                     now,
+                    input_hash,
                 ),
             )
 
@@ -319,6 +334,15 @@ class Ledger:
             query += " LIMIT ?"
             args.append(limit)
         return [self._job(row) for row in self._db.execute(query, args).fetchall()]
+
+    def find_by_input(self, *, base_url: str, profile: str, input_hash: str) -> LedgerJob | None:
+        """The newest job submitted for exactly this request, if any."""
+        row = self._db.execute(
+            f"SELECT {self._COLUMNS} FROM jobs WHERE base_url = ? AND profile = ?"
+            " AND input_hash = ? ORDER BY submitted_at DESC, rowid DESC LIMIT 1",
+            (base_url, profile, input_hash),
+        ).fetchone()
+        return None if row is None else self._job(row)
 
     def unsaved(self, *, base_url: str, profile: str) -> list[LedgerJob]:
         """Jobs whose outputs were never downloaded, oldest first."""

@@ -376,3 +376,29 @@ with Ledger() as ledger:
 def test_key_is_not_in_the_ledger(cli: Invoke) -> None:
     submit(cli, "x")
     assert TEST_KEY.encode() not in ledger_path().read_bytes()
+
+
+def test_a_ledger_from_schema_version_1_is_upgraded_in_place(tmp_path: Path) -> None:
+    import sqlite3
+
+    from pixeldojo_cli import ledger as module
+
+    path = tmp_path / "old.sqlite3"
+    old_schema = module._SCHEMA.replace("    input_hash TEXT,\n", "").split(
+        "CREATE INDEX IF NOT EXISTS jobs_by_input"
+    )[0]
+    db = sqlite3.connect(path)
+    for statement in old_schema.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute(
+        "INSERT INTO jobs (base_url, id, profile, model, inputs, submitted_at, status, output_dir,"
+        " updated_at) VALUES ('b', 'job_old', 'default', 'm', '{}', '2026-01-01T00:00:00+00:00',"
+        " 'pending', '/x', '2026-01-01T00:00:00+00:00')"
+    )
+    db.execute("PRAGMA user_version = 1")
+    db.commit()
+    db.close()
+    with Ledger(path) as ledger:
+        assert [j.id for j in ledger.jobs()] == ["job_old"]
+        assert ledger.find_by_input(base_url="b", profile="default", input_hash="h") is None

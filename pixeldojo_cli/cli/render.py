@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
+    from collections import Counter
+
     from rich.console import Console
 
     from pixeldojo_cli.errors import PixelDojoError
@@ -207,6 +209,37 @@ class Renderer:
         )
         with progress:
             yield DownloadBars(progress, job_id, count)
+
+    @contextmanager
+    def batch_progress(
+        self, counts: Callable[[], Counter[str]], total: int
+    ) -> Iterator[Callable[[], None]]:
+        """One bar for a whole batch, with a count per state; a no-op off a terminal
+        (plain mode prints a line per finished job instead)."""
+        if self.progress_mode() != "rich":
+            yield lambda: None
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        progress = Progress(
+            TextColumn("batch"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            console=self.err_console,
+            transient=True,
+        )
+        finished = ("saved", "failed", "error", "skipped", "submitted", "unfinished")
+
+        def refresh() -> None:
+            now = counts()
+            text = " · ".join(f"{n} {state}" for state, n in sorted(now.items()) if n)
+            progress.update(task, completed=sum(now[s] for s in finished), description=text)
+
+        with progress:
+            task = progress.add_task("", total=total)
+            refresh()
+            yield refresh
 
     @contextmanager
     def jobs_progress(self, mode: str) -> Iterator[JobsBoard]:

@@ -28,6 +28,11 @@ checked against the schema before anything is spent.
 
 Each downloaded file's path is printed on stdout, one per line; status goes to
 stderr. Files are named <jobId>-<n>.<ext>, with <jobId>.json beside them.
+
+--batch FILE runs one job per line (a prompt, or a JSON object of inputs that
+wins over -p), at the rate limit, --concurrency at a time, polling them all
+together; --max-credits caps the estimated spend. Rerunning the same command
+skips lines whose job completed or is still running.
 """
 
 RUN_EXAMPLES = """\
@@ -37,7 +42,7 @@ Examples:
 
   pixeldojo run flux-dev "a red fox" -p num_outputs=2 -o out/ --json
 
-  pixeldojo run seedance-1.5 "waves at night" -p duration=4 --dry-run
+  pixeldojo run flux-dev --batch prompts.txt -p aspect_ratio=16:9 --max-credits 50 -o out/
 """
 
 
@@ -157,6 +162,28 @@ def run(
         ProgressMode,
         typer.Option("--progress", help="Progress display on stderr.", case_sensitive=False),
     ] = ProgressMode.auto,
+    batch_file: Annotated[
+        str | None,
+        typer.Option(
+            "--batch",
+            metavar="FILE",
+            help="Many jobs: JSON Lines of inputs or one prompt per line (- for stdin). "
+            "Rerunning skips lines already done.",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option("--concurrency", min=1, max=100, help="With --batch: jobs in flight at once."),
+    ] = 16,
+    max_credits: Annotated[
+        float | None,
+        typer.Option(
+            "--max-credits",
+            metavar="CREDITS",
+            min=0,
+            help="With --batch: stop submitting before the estimated spend passes this.",
+        ),
+    ] = None,
 ) -> None:
     state = get_state(ctx)
     with state.guard(json_output=json_output):
@@ -182,6 +209,35 @@ def run(
             from pixeldojo_cli.completion import save_schema
 
             save_schema(str(client.base_url), model.id, schema)
+        if batch_file is not None:
+            if prompt is not None:
+                raise UsageError("Give a PROMPT or --batch FILE, not both.")
+            from pixeldojo_cli.cli.batch import run_batch
+
+            run_batch(
+                state,
+                client,
+                model,
+                schema,
+                batch_file=batch_file,
+                defaults=build_inputs(
+                    schema, assignments=params or [], base=base_inputs, seed=seed
+                ),
+                folder=state.output_dir(output_dir),
+                concurrency=concurrency,
+                max_credits=max_credits,
+                poll_interval=first_poll,
+                max_poll_interval=max_poll,
+                timeout=wait_timeout,
+                download=not no_download,
+                wait=not no_wait,
+                dry_run=dry_run,
+                json_output=json_output,
+                webhook_url=webhook_url,
+            )
+            return
+        if concurrency != 16 or max_credits is not None:
+            raise UsageError("--concurrency and --max-credits go with --batch.")
         inputs = build_inputs(
             schema, prompt=prompt, assignments=params or [], base=base_inputs, seed=seed
         )

@@ -1,0 +1,181 @@
+"""run --batch: many jobs, polled together, within a budget, resumable without paying twice;
+and the polling budget of a single run."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pixeldojo_cli.emulator import Emulator
+
+from conftest import Invoke, make_invoker
+
+POLL = ("--poll-interval", "0.1", "--max-poll-interval", "0.4")
+
+
+def posts(emulator: Emulator) -> int:
+    return len(emulator.requests_to("POST", r"/run$"))
+
+
+def write(path: str, *lines: str) -> str:
+    Path(path).write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_batch_of_prompts_and_json_lines_saves_every_output(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    batch = write("batch.txt", "a fox", '{"prompt": "a cat", "num_outputs": 2}', "", "an owl")
+    result = cli("run", "flux-dev", "--batch", batch, "-o", "out", *POLL)
+    assert result.exit_code == 0, result.output
+    paths = result.stdout.split()
+    assert len(paths) == 4 and all(Path(p).exists() for p in paths)
+    assert posts(emulator) == 3
+    assert sorted(job.inputs["prompt"] for job in emulator.jobs.values()) == [
+        "a cat",
+        "a fox",
+        "an owl",
+    ]
+    assert re.search(r"saved +3", result.stderr)
+
+
+def test_minus_reads_the_batch_from_stdin(cli: Invoke, emulator: Emulator) -> None:
+    result = cli("run", "flux-dev", "--batch", "-", *POLL, input="one\ntwo\n")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.split()) == 2
+
+
+def test_defaults_from_p_and_each_lines_own_values(cli: Invoke, emulator: Emulator) -> None:
+    batch = write("b.jsonl", '{"prompt": "wide"}', '{"prompt": "square", "aspect_ratio": "1:1"}')
+    result = cli("run", "flux-dev", "--batch", batch, "-p", "aspect_ratio=16:9", *POLL)
+    assert result.exit_code == 0, result.output
+    ratios = {job.inputs["prompt"]: job.inputs["aspect_ratio"] for job in emulator.jobs.values()}
+    assert ratios == {"wide": "16:9", "square": "1:1"}
+
+
+def test_a_bad_line_stops_the_batch_before_anything_is_spent(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    batch = write(
+        "b.jsonl",
+        "fine",
+        '{"prompt": "x", "aspect_ratio": "7:3"}',
+        '{"promt": "typo"}',
+        "{not json",
+    )
+    result = cli("run", "flux-dev", "--batch", batch)
+    assert result.exit_code == 2
+    assert "line 4" in result.stderr and posts(emulator) == 0
+    batch = write("b.jsonl", "fine", '{"prompt": "x", "aspect_ratio": "7:3"}', '{"promt": "typo"}')
+    result = cli("run", "flux-dev", "--batch", batch)
+    assert result.exit_code == 2
+    assert "line 2" in result.stderr and "line 3" in result.stderr and posts(emulator) == 0
+
+
+def test_max_credits_stops_submitting_before_the_estimate_passes_it(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    batch = write("b.txt", *[f"p{n}" for n in range(6)])
+    result = cli("run", "flux-dev", "--batch", batch, "--max-credits", "3.5", "--json", *POLL)
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert posts(emulator) == 3
+    assert sorted(d["state"] for d in lines) == ["saved"] * 3 + ["skipped"] * 3
+    assert all("--max-credits" in d["reason"] for d in lines if d["state"] == "skipped")
+
+
+def test_json_lines_one_per_job_and_the_worst_exit_code(cli: Invoke, emulator: Emulator) -> None:
+    batch = write("b.txt", "good", "bad #fail", "also good")
+    result = cli("run", "flux-dev", "--batch", batch, "--json", *POLL)
+    assert result.exit_code == 5
+    documents = {d["line"]: d for d in map(json.loads, result.stdout.splitlines())}
+    assert documents[1]["state"] == "saved" and documents[1]["files"]
+    assert documents[2]["state"] == "failed" and documents[2]["error"]["exit_code"] == 5
+
+
+def test_identical_lines_are_separate_jobs(cli: Invoke, emulator: Emulator) -> None:
+    batch = write("b.txt", "same", "same")
+    assert cli("run", "flux-dev", "--batch", batch, *POLL).exit_code == 0
+    assert posts(emulator) == 2
+    again = cli("run", "flux-dev", "--batch", batch, *POLL)
+    assert again.exit_code == 0 and posts(emulator) == 2
+
+
+def test_rerunning_a_finished_batch_spends_nothing(cli: Invoke, emulator: Emulator) -> None:
+    batch = write("b.txt", "one", "two", "three")
+    first = cli("run", "flux-dev", "--batch", batch, *POLL)
+    assert first.exit_code == 0, first.output
+    requests = len(emulator.requests)
+    again = cli("run", "flux-dev", "--batch", batch, *POLL)
+    assert again.exit_code == 0
+    assert sorted(again.stdout.split()) == sorted(
+        str(Path(p).resolve()) for p in first.stdout.split()
+    )
+    assert posts(emulator) == 3 and len(emulator.requests_to(target="files")) == 3
+    assert re.search(r"from earlier runs +3", again.stderr)
+    assert len(emulator.requests) - requests <= 1  # the model's schema, nothing else
+
+
+def test_a_batch_cut_short_resumes_without_paying_twice(
+    make_emulator: Callable[..., Emulator],
+) -> None:
+    emulator = make_emulator(latency=1.5)
+    cli = make_invoker(emulator)
+    batch = write("b.txt", *[f"p{n}" for n in range(5)])
+    cut = cli("run", "flux-dev", "--batch", batch, "--concurrency", "3", "--timeout", "0.5", *POLL)
+    assert cut.exit_code == 9
+    assert "Rerun the same command" in cut.stderr
+    submitted = posts(emulator)
+    assert submitted == 3  # the first three were in flight when time ran out
+    resumed = cli("run", "flux-dev", "--batch", batch, "--concurrency", "3", *POLL)
+    assert resumed.exit_code == 0, resumed.output
+    assert posts(emulator) == 5  # only the two never submitted
+    assert len(resumed.stdout.split()) == 5
+    assert sorted(j.inputs["prompt"] for j in emulator.jobs.values()) == [f"p{n}" for n in range(5)]
+
+
+def test_no_wait_batch_prints_ids_and_a_rerun_skips_them(cli: Invoke, emulator: Emulator) -> None:
+    batch = write("b.txt", "a", "b")
+    first = cli("run", "flux-dev", "--batch", batch, "--no-wait")
+    assert first.exit_code == 0 and len(first.stdout.split()) == 2
+    assert all(word.startswith("job_") for word in first.stdout.split())
+    second = cli("run", "flux-dev", "--batch", batch, *POLL)
+    assert second.exit_code == 0 and posts(emulator) == 2
+    assert len(second.stdout.split()) == 2  # waited for and downloaded, not resubmitted
+
+
+def test_prompt_and_batch_together_is_a_usage_error(cli: Invoke, emulator: Emulator) -> None:
+    assert cli("run", "flux-dev", "x", "--batch", write("b.txt", "y")).exit_code == 2
+    assert cli("run", "flux-dev", "x", "--max-credits", "3").exit_code == 2
+    assert posts(emulator) == 0
+
+
+def test_a_batch_polls_many_jobs_with_few_requests(cli: Invoke, emulator: Emulator) -> None:
+    batch = write("b.txt", *[f"p{n}" for n in range(20)])
+    result = cli("run", "flux-dev", "--batch", batch, "--concurrency", "20", *POLL)
+    assert result.exit_code == 0, result.output
+    list_polls = len(emulator.requests_to("GET", r"/jobs$"))
+    single_polls = len(emulator.requests_to("GET", r"/jobs/job_"))
+    assert list_polls >= 1
+    assert list_polls + single_polls < 20  # fewer than one poll per job in all
+    assert not [r for r in emulator.requests if r.path.endswith("/run") and r.method == "GET"]
+
+
+@pytest.mark.parametrize("latency", [0.5, 1.5, 3.0])
+def test_a_single_run_polls_within_budget(
+    make_emulator: Callable[..., Emulator], latency: float
+) -> None:
+    # Time scaled 20x: 0.1 s stands for the 2 s first poll, 1.5 s for the 30 s cap.
+    emulator = make_emulator(latency=latency)
+    result = make_invoker(emulator)(
+        "run", "flux-dev", "x", "--poll-interval", "0.1", "--max-poll-interval", "1.5"
+    )
+    assert result.exit_code == 0, result.output
+    polls = len(emulator.requests_to("GET", r"/jobs/job_"))
+    budget = 2 + math.log2(latency / 0.1) + latency / 1.5
+    assert polls <= budget, (polls, budget)
