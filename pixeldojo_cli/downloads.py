@@ -12,6 +12,7 @@ import hashlib
 import json
 import mimetypes
 import os
+import queue
 import re
 import tempfile
 import threading
@@ -151,7 +152,14 @@ def _range_start(response: httpx.Response) -> int | None:
 
 
 class _PartFile:
-    """The hidden temporary file a download streams into."""
+    """The hidden temporary file a download streams into.
+
+    Hashing and writing happen in a helper thread fed through a short queue, so
+    that they overlap with reading the socket (each releases the GIL); the
+    queue's bound keeps memory flat whatever the file's size.
+    """
+
+    _STOP = object()
 
     def __init__(self, folder: Path, stem: str) -> None:
         try:
@@ -162,22 +170,52 @@ class _PartFile:
         self.handle: IO[bytes] = os.fdopen(fd, "wb")
         self.size = 0
         self.hasher = hashlib.sha256()
+        self._error: OSError | None = None
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=32)
+        self._writer = threading.Thread(target=self._drain, name="download-writer", daemon=True)
+        self._writer.start()
+
+    def _drain(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is self._STOP:
+                return
+            if isinstance(item, threading.Event):
+                item.set()
+            elif isinstance(item, bytes) and self._error is None:
+                try:
+                    self.handle.write(item)
+                except OSError as exc:
+                    self._error = exc
+                else:
+                    self.hasher.update(item)
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            reason = self._error.strerror or self._error
+            raise WriteError(f"Cannot write {self.path.name}: {reason}.")
+
+    def _settle(self) -> None:
+        """Wait until every queued chunk is written and hashed."""
+        done = threading.Event()
+        self._queue.put(done)
+        done.wait()
+        self._raise_if_failed()
 
     def restart(self) -> None:
+        self._settle()
         self.handle.seek(0)
         self.handle.truncate()
         self.size = 0
         self.hasher = hashlib.sha256()
 
     def write(self, chunk: bytes) -> None:
-        try:
-            self.handle.write(chunk)
-        except OSError as exc:
-            raise WriteError(f"Cannot write {self.path.name}: {exc.strerror or exc}.") from exc
+        self._raise_if_failed()
+        self._queue.put(chunk)
         self.size += len(chunk)
-        self.hasher.update(chunk)
 
     def commit(self, final: Path) -> None:
+        self._settle()
         self.handle.flush()
         os.fsync(self.handle.fileno())
         self.handle.close()
@@ -185,6 +223,9 @@ class _PartFile:
         os.replace(self.path, final)
 
     def discard(self) -> None:
+        if self._writer.is_alive():
+            self._queue.put(self._STOP)
+            self._writer.join()
         if not self.handle.closed:
             self.handle.close()
         self.path.unlink(missing_ok=True)

@@ -181,3 +181,24 @@ def test_5xx_burst_fault_then_normal(make_emulator: Callable[..., Emulator]) -> 
     emulator.add_fault("status", status=503, count=2)
     codes = [httpx.get(f"{emulator.base_url}/jobs", headers=AUTH).status_code for _ in range(3)]
     assert codes == [503, 503, 200]
+
+
+def test_a_padded_output_is_a_valid_png_of_the_size_asked_and_resumes(
+    make_emulator: Callable[..., Emulator],
+) -> None:
+    emulator = make_emulator(latency=0.05, output_bytes=3 * 2**20 + 7)
+    job = wait_done(emulator, submit(emulator, {"prompt": "big"}).json()["jobId"])
+    url = job["output"]["images"][0]
+    whole = httpx.get(url).content
+    assert len(whole) >= 3 * 2**20
+    png_size(whole)
+    chunks, at = [], 8
+    while at < len(whole):  # every chunk's CRC is right
+        length = struct.unpack(">I", whole[at : at + 4])[0]
+        kind_and_data = whole[at + 4 : at + 8 + length]
+        assert struct.unpack(">I", whole[at + 8 + length : at + 12 + length])[0] == zlib.crc32(kind_and_data)
+        chunks.append(kind_and_data[:4])
+        at += 12 + length
+    assert chunks[0] == b"IHDR" and chunks[-1] == b"IEND" and b"pdJo" in chunks
+    rest = httpx.get(url, headers={"Range": "bytes=1000-"})
+    assert rest.status_code == 206 and rest.content == whole[1000:]

@@ -96,7 +96,8 @@ class Emulator:
     `output_name` (the last part of output URLs instead of `N.png`: to test how a
     client treats hostile names such as `..%2F..%2Fx.png`), `rate_window` (the
     rate limit's window in seconds: 60, or shorter to test a limiter quickly),
-    `status_url_base` (put `statusUrl` on another origin).
+    `status_url_base` (put `statusUrl` on another origin), `output_bytes` (make
+    every output a valid PNG of about that size, streamed, for download benchmarks).
     """
 
     def __init__(
@@ -119,6 +120,7 @@ class Emulator:
         output_name: str | None = None,
         rate_window: float = 60.0,
         status_url_base: str | None = None,
+        output_bytes: int | None = None,
     ) -> None:
         self.host = host
         self.latency = latency
@@ -134,10 +136,13 @@ class Emulator:
         self.output_name = output_name
         self.rate_window = rate_window
         self.status_url_base = status_url_base
+        self.output_bytes = output_bytes
+        self._padded: dict[tuple[str, int], png.PaddedPNG] = {}
         self.catalogue = build_catalogue()
         self.jobs: dict[str, EmulatedJob] = {}
         self.requests: list[RecordedRequest] = []
         self.webhook_deliveries: list[dict[str, Any]] = []
+        self.rate_limited = 0  # 429 answers given by the rate limit (not by faults)
         self._random = random.Random(seed)
         self._windows: dict[str, deque[float]] = {}
         self._lock = threading.RLock()
@@ -227,6 +232,7 @@ class Emulator:
                 window[0] + self.rate_window - now if window else self.rate_window
             )
             if len(window) >= self.rate_limit:
+                self.rate_limited += 1
                 wait = max(1, math.ceil(window[0] + self.rate_window - now))
                 raise APIProblem(
                     429,
@@ -469,6 +475,16 @@ class Emulator:
         record = self.deliver_webhook(job_id, replay=True)
         return {"jobId": job_id, "replayed": True, "webhook": dict(job.webhook), "delivery": record}
 
+    def output_body(self, job_id: str, index: int) -> bytes | png.PaddedPNG:
+        """What the file origin serves: the picture, or it padded to `output_bytes`."""
+        picture = self.output_file(job_id, index)
+        if self.output_bytes is None:
+            return picture
+        with self._lock:
+            if (job_id, index) not in self._padded:
+                self._padded[(job_id, index)] = png.PaddedPNG(picture, self.output_bytes)
+            return self._padded[(job_id, index)]
+
     def output_file(self, job_id: str, index: int) -> bytes:
         job = self.jobs.get(job_id)
         now = time.time()
@@ -683,11 +699,30 @@ class _Handler(BaseHTTPRequestHandler):
             raise APIProblem(404, "not_found", f"No route for {method} {path}.")
         self._send_json(200, result, rate_headers)
 
+    def _serve_padded(self, data: png.PaddedPNG) -> None:
+        total = len(data)
+        range_match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", "").strip())
+        start = int(range_match.group(1)) if range_match else 0
+        start = start if start < total else 0
+        self.send_response(206 if start else 200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(total - start))
+        self.send_header("Accept-Ranges", "bytes")
+        if start:
+            self.send_header("Content-Range", f"bytes {start}-{total - 1}/{total}")
+        self.end_headers()
+        if self.command != "HEAD":
+            for piece in data.pieces(start):
+                self.wfile.write(piece)
+
     def _serve_file(self, path: str, fault: Fault | None) -> None:
         match = re.fullmatch(r"/outputs/([A-Za-z0-9_]+)/(\d+)(?:\.png|/.*)", path)
         if match is None:
             raise APIProblem(404, "not_found", "No such file.")
-        data = self.emulator.output_file(match.group(1), int(match.group(2)))
+        data = self.emulator.output_body(match.group(1), int(match.group(2)))
+        if isinstance(data, png.PaddedPNG):
+            self._serve_padded(data)
+            return
         start = 0
         range_match = re.fullmatch(r"bytes=(\d+)-", self.headers.get("Range", "").strip())
         if range_match and int(range_match.group(1)) < len(data):
