@@ -11,7 +11,14 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+
+from pixeldojo_cli.completion import save_models
+from pixeldojo_cli.emulator.catalogue import build_catalogue
+
+CACHED_API = "http://127.0.0.1:9/api/v1"  # never reached: the cache answers
+CATALOGUE = list(build_catalogue())
 
 # The reference: a bare two-command Typer app with an eager --version, as ours has.
 BARE_TYPER = """
@@ -60,6 +67,9 @@ def main() -> None:
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 21
     script = shutil.which("pixeldojo")
     me = [script] if script else [sys.executable, "-m", "pixeldojo_cli"]
+    cache_home = tempfile.mkdtemp(prefix="pixeldojo-bench-cache-")
+    os.environ["XDG_CACHE_HOME"] = cache_home
+    save_models(CACHED_API, [{"id": m, "name": m, "type": "image"} for m in CATALOGUE])
     cases: dict[str, tuple[list[str], dict[str, str] | None]] = {
         "python -c pass": ([sys.executable, "-c", "pass"], None),
         "bare two-command Typer app --version": (
@@ -69,7 +79,13 @@ def main() -> None:
         "pixeldojo --version": ([*me, "--version"], None),
         "pixeldojo --help": ([*me, "--help"], None),
         "TAB: pixeldojo mo<TAB>": (me, completing("pixeldojo mo")),
-        "TAB: pixeldojo run fl<TAB> (catalogue)": (
+        "TAB: pixeldojo run fl<TAB> (cached ids)": (
+            me,
+            completing(
+                "pixeldojo run fl", PIXELDOJO_BASE_URL=CACHED_API, XDG_CACHE_HOME=cache_home
+            ),
+        ),
+        "TAB: pixeldojo run fl<TAB> (--emulator)": (
             me,
             completing("pixeldojo run fl", PIXELDOJO_EMULATOR="1"),
         ),

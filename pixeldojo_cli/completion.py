@@ -12,9 +12,7 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,8 @@ def _cache_path(kind: str, base_url: str, model_id: str | None = None) -> Path:
 
 def _write(path: Path, value: Any) -> None:
     """Best effort: a cache that cannot be written is only a slower TAB."""
+    import tempfile
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
@@ -61,6 +61,8 @@ def save_schema(base_url: str, model_id: str, schema: dict[str, Any]) -> None:
 
 
 def _fetch(url: str, api_key: str | None) -> Any:
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
     if api_key:  # `url` is built from the API's own base URL
         request.add_header("Authorization", f"Bearer {api_key}")
@@ -74,11 +76,11 @@ def _fetch(url: str, api_key: str | None) -> Any:
 def cached_models(base_url: str, api_key: str | None = None) -> list[dict[str, str]]:
     """The catalogue from the cache; fetched once when missing or older than 24 h;
     an old cache still beats nothing when the API cannot be reached."""
-    from pixeldojo_cli.results import parse_model_list
-
     fresh = _read(_cache_path("models", base_url), CACHE_TTL)
     if isinstance(fresh, list):
         return fresh
+    from pixeldojo_cli.results import parse_model_list
+
     answer = _fetch(f"{base_url.rstrip('/')}/models", api_key)
     if answer is not None:
         try:
@@ -95,11 +97,11 @@ def cached_models(base_url: str, api_key: str | None = None) -> list[dict[str, s
 
 
 def cached_schema(base_url: str, model_id: str, api_key: str | None = None) -> dict[str, Any]:
-    from pixeldojo_cli.results import parse_schema
-
     fresh = _read(_cache_path("schema", base_url, model_id), CACHE_TTL)
     if isinstance(fresh, dict):
         return fresh
+    from pixeldojo_cli.results import parse_schema
+
     answer = _fetch(f"{base_url.rstrip('/')}/models/{model_id}/schema", api_key)
     try:
         schema = parse_schema(answer) if answer is not None else {}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import stat
-import tempfile
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -110,6 +109,8 @@ def insecure_permissions_warning(path: Path | None = None) -> str | None:
 
 def save_config(config: Mapping[str, Any], path: Path | None = None) -> Path:
     """Write the config atomically: temp file in the same folder, fsync, rename."""
+    import tempfile
+
     import tomli_w
 
     path = path or config_path()

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SHELLS = {"bash": "pixeldojo.bash", "zsh": "_pixeldojo", "fish": "pixeldojo.fish"}
@@ -58,11 +59,45 @@ def cli_reference() -> str:
     return done.stdout
 
 
+def _node(command: Any) -> dict[str, Any]:
+    """A command's completion facts: its short help, the options that take a
+    value, and its subcommands (in the order Typer lists them)."""
+    node: dict[str, Any] = {
+        "help": command.get_short_help_str(),
+        "value_options": sorted(
+            opt
+            for param in command.params
+            if param.param_type_name == "option" and not param.is_flag
+            for opt in param.opts
+        ),
+    }
+    if hasattr(command, "list_commands"):
+        node["commands"] = {
+            name: _node(command.get_command(None, name))
+            for name in command.list_commands(None)
+            if not command.get_command(None, name).hidden
+        }
+    return node
+
+
+def command_tree() -> str:
+    """pixeldojo_cli/cli/commands.json: the command tree the fast TAB path reads
+    instead of building the whole Typer app."""
+    import json
+
+    import typer
+
+    from pixeldojo_cli.cli.app import app
+
+    return json.dumps(_node(typer.main.get_command(app)), indent=1) + "\n"
+
+
 def expected_files() -> dict[Path, str]:
     files = {
         ROOT / "completions" / name: completion_script(shell) for shell, name in SHELLS.items()
     }
     files[ROOT / "docs" / "cli.md"] = cli_reference()
+    files[ROOT / "pixeldojo_cli" / "cli" / "commands.json"] = command_tree()
     return files
 
 

@@ -196,7 +196,9 @@ def test_a_padded_output_is_a_valid_png_of_the_size_asked_and_resumes(
     while at < len(whole):  # every chunk's CRC is right
         length = struct.unpack(">I", whole[at : at + 4])[0]
         kind_and_data = whole[at + 4 : at + 8 + length]
-        assert struct.unpack(">I", whole[at + 8 + length : at + 12 + length])[0] == zlib.crc32(kind_and_data)
+        assert struct.unpack(">I", whole[at + 8 + length : at + 12 + length])[0] == zlib.crc32(
+            kind_and_data
+        )
         chunks.append(kind_and_data[:4])
         at += 12 + length
     assert chunks[0] == b"IHDR" and chunks[-1] == b"IEND" and b"pdJo" in chunks

@@ -26,6 +26,16 @@ def main() -> None:
     """Console-script entry point."""
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _first_interrupt)
+    if "_PIXELDOJO_COMPLETE" in os.environ:  # a TAB: answered without Typer when we can
+        from pixeldojo_cli.cli.fastcomplete import fast_complete
+
+        answer = fast_complete()
+        if answer is not None:
+            text, code = answer
+            if text is not None:
+                sys.stdout.write(text + "\n")
+            sys.stdout.flush()
+            sys.exit(code)
     args = hoist_global_options(sys.argv[1:])
     if args == ["--version"]:  # the most scripted call of all: answered without Typer
         from pixeldojo_cli import __version__

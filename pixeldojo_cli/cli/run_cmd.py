@@ -46,6 +46,11 @@ Examples:
 """
 
 
+# Jobs in flight at once in a batch: enough to keep 60 requests/min busy with
+# jobs of a minute, and within one `GET /jobs?limit=100` poll.
+BATCH_CONCURRENCY = 50
+
+
 class ProgressMode(StrEnum):
     auto = "auto"
     rich = "rich"
@@ -172,9 +177,16 @@ def run(
         ),
     ] = None,
     concurrency: Annotated[
-        int,
-        typer.Option("--concurrency", min=1, max=100, help="With --batch: jobs in flight at once."),
-    ] = 16,
+        int | None,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            max=100,
+            show_default=False,
+            help="With --batch: jobs in flight at once (default 50: enough to keep the rate "
+            "limit busy, few enough for one list poll to see them all).",
+        ),
+    ] = None,
     max_credits: Annotated[
         float | None,
         typer.Option(
@@ -224,7 +236,7 @@ def run(
                     schema, assignments=params or [], base=base_inputs, seed=seed
                 ),
                 folder=state.output_dir(output_dir),
-                concurrency=concurrency,
+                concurrency=concurrency or BATCH_CONCURRENCY,
                 max_credits=max_credits,
                 poll_interval=first_poll,
                 max_poll_interval=max_poll,
@@ -236,7 +248,7 @@ def run(
                 webhook_url=webhook_url,
             )
             return
-        if concurrency != 16 or max_credits is not None:
+        if concurrency is not None or max_credits is not None:
             raise UsageError("--concurrency and --max-credits go with --batch.")
         inputs = build_inputs(
             schema, prompt=prompt, assignments=params or [], base=base_inputs, seed=seed

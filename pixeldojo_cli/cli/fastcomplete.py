@@ -1,0 +1,212 @@
+"""The TAB fast path: command names, model ids and `-p` names without Typer.
+
+Completion runs on every TAB, and building the Typer app (and the pydantic
+machinery Typer coerces parameters with) costs ~100 ms. The common cases are
+answered here from `commands.json` (generated from the app by
+scripts/generate_docs.py, checked for staleness by the tests) in Typer's own
+output formats for bash, zsh and fish. Anything else returns None and Typer
+answers as usual; `PIXELDOJO_SLOW_COMPLETE=1` forces that, and the tests
+compare both paths line by line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+COMPLETE_VAR = "_PIXELDOJO_COMPLETE"
+GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "--no-color", "--emulator"})
+MODEL_COMMANDS = {("run",), ("models", "show"), ("models", "schema")}
+
+Candidates = list[tuple[str, str]]
+
+
+def _tree() -> dict[str, Any]:
+    tree: dict[str, Any] = json.loads(
+        (Path(__file__).with_name("commands.json")).read_text(encoding="utf-8")
+    )
+    return tree
+
+
+def _words(env: Mapping[str, str], shell: str) -> tuple[list[str], str] | None:
+    """(words before the one being completed, the incomplete word), as Typer splits them."""
+    try:
+        if shell == "bash":
+            words = shlex.split(env.get("COMP_WORDS", ""))
+            cword = int(env.get("COMP_CWORD", "0"))
+            return words[1:cword], words[cword] if cword < len(words) else ""
+        line = env.get("_TYPER_COMPLETE_ARGS", "")
+        words = shlex.split(line)[1:]
+    except ValueError:  # an unclosed quote: let Typer decide
+        return None
+    if words and not line.endswith(" "):
+        return words[:-1], words[-1]
+    return words, ""
+
+
+def candidates(args: list[str], incomplete: str, env: Mapping[str, str]) -> Candidates | None:
+    """What to offer, or None when this is a case for Typer."""
+    if incomplete.startswith("-"):
+        return None
+    tree = _tree()
+    root: dict[str, Any] = {"emulator": False, "api_key": None, "base_url": None, "profile": None}
+    node = tree
+    path: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word in GLOBAL_FLAGS:
+            root["emulator"] = root["emulator"] or word == "--emulator"
+        elif word in tree["value_options"]:  # --api-key, --base-url, --profile
+            if i + 1 >= len(args):
+                return None
+            root[word.lstrip("-").replace("-", "_")] = args[i + 1]
+            i += 1
+        elif not rest and word in node.get("commands", {}):
+            node = node["commands"][word]
+            path.append(word)
+        else:
+            rest.append(word)
+        i += 1
+    if "commands" in node:
+        if rest:
+            return None
+        return [(name, sub["help"]) for name, sub in node["commands"].items()
+                if name.startswith(incomplete)]  # fmt: skip
+    return _leaf(tuple(path), node, rest, incomplete, root, env)
+
+
+def _leaf(
+    path: tuple[str, ...],
+    node: dict[str, Any],
+    rest: list[str],
+    incomplete: str,
+    root: dict[str, Any],
+    env: Mapping[str, str],
+) -> Candidates | None:
+    positionals: list[str] = []
+    i = 0
+    while i < len(rest):
+        word = rest[i]
+        if word in node["value_options"]:
+            if i + 1 >= len(rest):  # completing this option's value
+                if path == ("run",) and word in ("-p", "--param") and positionals:
+                    return _parameters(positionals[0], incomplete, root, env)
+                return None
+            i += 2
+            continue
+        if word.startswith("-") and word != "-":
+            if "=" in word:
+                return None
+            i += 1
+            continue
+        positionals.append(word)
+        i += 1
+    if path in MODEL_COMMANDS and not positionals:
+        return _models(incomplete, root, env)
+    return None
+
+
+def _target(root: dict[str, Any], env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    from pixeldojo_cli.settings import resolve_settings
+
+    truthy = {"1", "true", "yes", "on"}
+    if root["emulator"] or env.get("PIXELDOJO_EMULATOR", "").strip().lower() in truthy:
+        return None, None
+    settings = resolve_settings(
+        api_key=root["api_key"], base_url=root["base_url"], profile=root["profile"], env=env
+    )
+    return str(settings.base_url.value), settings.api_key.value
+
+
+def _models(incomplete: str, root: dict[str, Any], env: Mapping[str, str]) -> Candidates:
+    from pixeldojo_cli.completion import cached_models, models_matching
+
+    base_url, key = _target(root, env)
+    if base_url is None:
+        from pixeldojo_cli.emulator.catalogue import build_catalogue
+
+        models = [
+            {"id": m["apiId"], "name": m["name"], "type": m["modality"]}
+            for m in build_catalogue().values()
+        ]
+    else:
+        models = cached_models(base_url, key)
+    return models_matching(models, incomplete)
+
+
+def _parameters(
+    model_id: str, incomplete: str, root: dict[str, Any], env: Mapping[str, str]
+) -> Candidates:
+    from pixeldojo_cli.completion import cached_schema, parameters_matching
+
+    base_url, key = _target(root, env)
+    if base_url is None:
+        from pixeldojo_cli.emulator.catalogue import build_catalogue
+
+        schema = (build_catalogue().get(model_id) or {}).get("requestSchema") or {}
+    else:
+        schema = cached_schema(base_url, model_id, key)
+    return parameters_matching(schema, incomplete)
+
+
+# --- Typer's output formats ------------------------------------------------------
+
+
+def _one_line(text: str) -> str:
+    return re.sub(r"\s", " ", text)
+
+
+def _zsh_escape(text: str) -> str:
+    return (
+        text.replace('"', '""')
+        .replace("'", "''")
+        .replace("$", "\\$")
+        .replace("`", "\\`")
+        .replace(":", r"\\:")
+    )
+
+
+def render(shell: str, items: Candidates, env: Mapping[str, str]) -> tuple[str | None, int]:
+    """(line for stdout or None for nothing at all, exit code), as Typer answers."""
+    if shell == "bash":
+        return "\n".join(value for value, _ in items), 0
+    if shell == "zsh":
+        if not items:
+            return "_files", 0
+        lines = [
+            f'"{_zsh_escape(value)}":"{_zsh_escape(help_)}"' if help_ else f'"{_zsh_escape(value)}"'
+            for value, help_ in items
+        ]
+        return "_arguments '*: :((" + "\n".join(lines) + "))'", 0
+    lines = [f"{value}\t{_one_line(help_)}" if help_ else value for value, help_ in items]
+    action = env.get("_TYPER_COMPLETE_FISH_ACTION", "")
+    if action == "is-args":  # Typer exits with the answer and prints nothing
+        return None, 0 if lines else 1
+    return "\n".join(lines), 0
+
+
+def fast_complete(env: Mapping[str, str] = os.environ) -> tuple[str | None, int] | None:
+    """Answer a completion request, or None to let Typer do it."""
+    request = env.get(COMPLETE_VAR, "")
+    shell = request.removeprefix("complete_")
+    if not request.startswith("complete_") or shell not in ("bash", "zsh", "fish"):
+        return None
+    if env.get("PIXELDOJO_SLOW_COMPLETE"):
+        return None
+    words = _words(env, shell)
+    if words is None:
+        return None
+    try:
+        items = candidates(*words, env)
+    except Exception:  # never break the shell: Typer gets its turn
+        return None
+    if items is None or any("[" in help_ for _, help_ in items):
+        return None  # Rich markup in a help text: Typer renders it
+    return render(shell, items, env)
