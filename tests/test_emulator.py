@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import struct
-import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 
 from pixeldojo_cli.emulator import Emulator
 
@@ -137,27 +133,6 @@ def test_outputs_expire_with_410(make_emulator: Callable[..., Emulator]) -> None
 def test_prompt_with_fail_marker_fails_the_job(emulator: Emulator) -> None:
     job = wait_done(emulator, submit(emulator, {"prompt": "boom #fail"}).json()["jobId"])
     assert job["status"] == "failed" and job["error"]
-
-
-@pytest.fixture
-def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            length = int(self.headers["Content-Length"])
-            received.append(json.loads(self.rfile.read(length)))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    server.shutdown()
-    server.server_close()
 
 
 def test_webhook_is_posted_on_completion_and_on_replay(

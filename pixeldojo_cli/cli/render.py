@@ -242,39 +242,32 @@ class Renderer:
             yield refresh
 
     @contextmanager
-    def jobs_progress(self, mode: str) -> Iterator[JobsBoard]:
-        """A live line per job while several jobs run (`jobs wait A B C`)."""
+    def _status_lines(self, mode: str) -> Iterator[Any]:
+        """Rich's live spinner lines on a terminal (`rich`); None otherwise."""
         if mode != "rich":
-            yield JobsBoard(self, mode, None)
+            yield None
             return
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        progress = Progress(
+        with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
             console=self.err_console,
             transient=True,
-        )
-        with progress:
+        ) as progress:
+            yield progress
+
+    @contextmanager
+    def jobs_progress(self, mode: str) -> Iterator[JobsBoard]:
+        """A live line per job while several jobs run (`jobs wait A B C`)."""
+        with self._status_lines(mode) as progress:
             yield JobsBoard(self, mode, progress)
 
     @contextmanager
     def job_progress(self, job_id: str, mode: str) -> Iterator[JobProgress]:
         """A live display of one job's status while it runs."""
-        if mode != "rich":
-            yield JobProgress(self, job_id, mode, None)
-            return
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-        progress = Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
-            TimeElapsedColumn(),
-            console=self.err_console,
-            transient=True,
-        )
-        with progress:
+        with self._status_lines(mode) as progress:
             yield JobProgress(self, job_id, mode, progress)
 
 
