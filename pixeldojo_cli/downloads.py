@@ -8,6 +8,7 @@ retried, resuming with `Range` where the server honours it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import mimetypes
@@ -231,6 +232,20 @@ class _PartFile:
         self.path.unlink(missing_ok=True)
 
 
+# A temporary file nobody has written to for this long was left by a killed process.
+STALE_PART_SECONDS = 3600
+
+
+def _remove_stale_parts(folder: Path, stem: str) -> None:
+    """Clear what an earlier, killed download of this output left behind. A live
+    download (another process) keeps its file's mtime fresh, so it is spared."""
+    cutoff = time.time() - STALE_PART_SECONDS
+    for leftover in folder.glob(f".{stem}.*.part"):
+        with contextlib.suppress(OSError):
+            if leftover.stat().st_mtime < cutoff:
+                leftover.unlink()
+
+
 def download_file(
     transport: Transport,
     url: str,
@@ -253,7 +268,9 @@ def download_file(
             hint="Anyone on the way could change the file. `pixeldojo jobs show ID` prints the "
             "URL if you want to fetch it yourself.",
         )
-    part = _PartFile(folder, f"{sanitize_component(job_id, 'job')}-{index}")
+    stem = f"{sanitize_component(job_id, 'job')}-{index}"
+    _remove_stale_parts(folder, stem)
+    part = _PartFile(folder, stem)
     try:
         final = _stream_into(
             transport, url, part, folder, job_id, index, on_progress, max_attempts, sleep

@@ -123,3 +123,24 @@ def test_no_job_id_or_extension_escapes_the_folder(job_id: str, ext: str) -> Non
     path = output_path(folder, job_id, 1, ext)
     assert path.parent == folder
     assert sanitize_component(job_id) not in ("", ".", "..")
+
+
+def test_a_temporary_file_left_by_a_killed_download_is_cleared_later(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    import os
+    import time
+
+    emulator = make_emulator()
+    client, job = completed_job(emulator)
+    out = tmp_path / "out"
+    out.mkdir()
+    stale = out / f".{job.id}-1.abc123.part"
+    fresh = out / f".{job.id}-1.def456.part"  # another process, still writing
+    for leftover in (stale, fresh):
+        leftover.write_bytes(b"partial")
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    [saved] = download_outputs(client.transport, job, out)
+    assert not stale.exists() and fresh.exists()
+    assert saved.path.read_bytes() == emulator.output_file(job.id, 1)
