@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from pixeldojo_cli.cli.state import AppState
+from pixeldojo_cli.cli.state import AppState, inputs_object, read_text_argument
 from pixeldojo_cli.errors import (
     ExitCode,
     JobFailedError,
@@ -74,26 +73,14 @@ def read_batch_lines(path: str) -> list[tuple[int, str | dict[str, Any]]]:
     A line starting with `{` is a JSON object of inputs; any other non-blank
     line is a prompt. Returns (line number, prompt or object).
     """
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"--batch {path!r} is not UTF-8 text.") from exc
-    except (OSError, ValueError) as exc:
-        reason = getattr(exc, "strerror", None) or exc
-        raise UsageError(f"Cannot read --batch {path[:200]!r}: {reason}.") from exc
+    text = read_text_argument(path, "--batch")
     entries: list[tuple[int, str | dict[str, Any]]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
         if not line:
             continue
         if line.startswith("{"):
-            try:
-                value = json.loads(line)
-            except ValueError as exc:
-                raise UsageError(f"--batch line {number} is not valid JSON: {exc}.") from exc
-            if not isinstance(value, dict):
-                raise UsageError(f"--batch line {number} must be a JSON object of inputs.")
-            entries.append((number, value))
+            entries.append((number, inputs_object(line, f"--batch line {number}")))
         else:
             entries.append((number, line))
     if not entries:

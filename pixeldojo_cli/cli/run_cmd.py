@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -12,7 +10,14 @@ import typer
 
 from pixeldojo_cli.cli.complete import complete_model, complete_param
 from pixeldojo_cli.cli.outputs import OPEN_HELP, finished_outputs, open_first, wait_for_job
-from pixeldojo_cli.cli.state import AppState, get_state, parse_duration, positive
+from pixeldojo_cli.cli.state import (
+    AppState,
+    get_state,
+    inputs_object,
+    parse_duration,
+    positive,
+    read_text_argument,
+)
 from pixeldojo_cli.errors import UsageError
 
 if TYPE_CHECKING:
@@ -60,20 +65,7 @@ class ProgressMode(StrEnum):
 
 def read_input_file(path: str) -> dict[str, Any]:
     """`--input FILE` (or `-`): a JSON object of inputs."""
-    try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"--input {path!r} is not UTF-8 text.") from exc
-    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        reason = getattr(exc, "strerror", None) or exc
-        raise UsageError(f"Cannot read --input {path[:200]!r}: {reason}.") from exc
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"--input {path} is not valid JSON: {exc}.") from exc
-    if not isinstance(value, dict):
-        raise UsageError(f"--input {path} must hold a JSON object of inputs.")
-    return value
+    return inputs_object(read_text_argument(path, "--input"), f"--input {path}")
 
 
 def _check_webhook_url(url: str | None) -> None:

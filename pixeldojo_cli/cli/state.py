@@ -249,3 +249,30 @@ def positive(value: float | None, option: str) -> float | None:
 
 def as_list(value: Any) -> list[Any]:
     return list(value) if isinstance(value, list | tuple) else []
+
+
+def read_text_argument(path: str, option: str) -> str:
+    """The text of a FILE argument, `-` meaning standard input; a usage error
+    (never a traceback) when it cannot be read."""
+    import sys
+
+    try:
+        return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{option} {path!r} is not UTF-8 text.") from exc
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise UsageError(f"Cannot read {option} {path[:200]!r}: {reason}.") from exc
+
+
+def inputs_object(text: str, where: str) -> dict[str, Any]:
+    """A JSON object of model inputs, or a usage error naming `where` it came from."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{where} is not valid JSON: {exc}.") from exc
+    if not isinstance(value, dict):
+        raise UsageError(f"{where} must be a JSON object of inputs.")
+    return value
