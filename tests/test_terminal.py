@@ -154,7 +154,7 @@ def test_a_second_sigint_exits_at_once(
     env = run_subprocess_env(emulator)
     # A download that hangs: the first Ctrl-C asks the download threads to stop,
     # which they cannot while blocked; the second one must not wait for them.
-    emulator.add_fault("delay", target="files", delay=30, count=-1)
+    emulator.add_fault("delay", target="files", delay=120, count=-1)
     proc = subprocess.Popen(
         [PYTHON, "-m", "pixeldojo_cli", "run", "flux-dev", "x", *FAST],
         stdout=subprocess.PIPE,
@@ -169,9 +169,10 @@ def test_a_second_sigint_exits_at_once(
     proc.send_signal(signal.SIGINT)
     time.sleep(0.3)
     assert proc.poll() is None  # still waiting for the blocked download thread
-    started = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    proc.communicate(timeout=10)
+    try:  # the download stays blocked for 120 s: only an exit at once ends it in time
+        proc.communicate(timeout=10)
+    finally:
+        proc.kill()
     assert proc.returncode == 130
-    assert time.monotonic() - started < 3
     assert not any(p.name.endswith(".png") for p in tmp_path.iterdir())

@@ -9,7 +9,7 @@ one thing:
   (for a POST: the body reached the server, the client never hears back);
 - `truncate`: send the headers and `after_bytes` of the body, then close;
 - `delay`: sleep `delay` seconds before handling the request normally;
-- `trickle`: handle it normally but send the body in small pieces spread over
+- `trickle`: handle it normally but send the body in up to 200 pieces spread over
   `delay` seconds (a slow server);
 - `redirect`: answer `status` (301/302/307) with `Location: location`.
 

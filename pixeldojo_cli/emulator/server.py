@@ -594,7 +594,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not trickle or not body:
             self.wfile.write(body)
             return
-        pieces = max(1, min(len(body), 20))
+        pieces = max(1, min(len(body), 200))
         step = -(-len(body) // pieces)
         for start in range(0, len(body), step):
             self.wfile.write(body[start : start + step])
