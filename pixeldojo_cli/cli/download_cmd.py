@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pixeldojo_cli.cli.jobs_cmd import worst_exit
-from pixeldojo_cli.cli.outputs import OPEN_HELP, finished_outputs, open_first, record_status
+from pixeldojo_cli.cli.outputs import (
+    OPEN_HELP,
+    finished_recorded_job,
+    open_first,
+    record_status,
+)
 from pixeldojo_cli.cli.state import AppState, get_state
 from pixeldojo_cli.errors import ExpiredError, JobNotFinishedError, PixelDojoError, UsageError
 
 if TYPE_CHECKING:
     from pixeldojo_cli.client import Client
-    from pixeldojo_cli.ledger import LedgerJob
 
 HELP = """\
 Download finished jobs' outputs into the output folder.
@@ -37,19 +40,9 @@ Examples:
 """
 
 
-def _folder(state: AppState, local: LedgerJob | None, output_dir: str | None) -> Path:
-    """-o wins; else the folder the job was submitted for; else the usual default."""
-    if output_dir is None and local is not None:
-        return Path(local.output_dir)
-    return state.output_dir(output_dir)
-
-
 def _download_one(
     state: AppState, client: Client, job_id: str, output_dir: str | None, force: bool
 ) -> tuple[Any, list[str]]:
-    ledger = state.ledger()
-    base_url, _ = state.ledger_scope()
-    local = ledger.get(base_url, job_id) if ledger is not None else None
     job = client.get_job(job_id)
     record_status(state, job)
     if not job.is_terminal:
@@ -57,17 +50,7 @@ def _download_one(
             f"Job {job_id} has not finished yet (status: {job.status}).",
             hint=f"Wait for it and download it with: pixeldojo jobs wait {job_id}",
         )
-    paths = finished_outputs(
-        state,
-        client,
-        job,
-        folder=_folder(state, local, output_dir),
-        model=local.model if local else (job.model or "unknown"),
-        inputs=local.inputs if local else {},
-        download=True,
-        force=force,
-    )
-    return job, paths
+    return job, finished_recorded_job(state, client, job, output_dir, download=True, force=force)
 
 
 def _by_ids(

@@ -7,14 +7,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pixeldojo_cli.cli.outputs import finished_outputs, wait_for_jobs
+from pixeldojo_cli.cli.outputs import finished_recorded_job, wait_for_jobs
 from pixeldojo_cli.cli.state import AppState, get_state, parse_duration, positive
 from pixeldojo_cli.errors import PixelDojoError, UsageError
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.client import Client
     from pixeldojo_cli.ledger import LedgerJob
-    from pixeldojo_cli.results import Job
 
 app = typer.Typer(help="List, show and wait for jobs.", no_args_is_help=True)
 
@@ -268,7 +266,9 @@ def wait(
             try:
                 if isinstance(outcome, PixelDojoError):
                     raise outcome
-                paths = _finish(state, client, outcome, output_dir, download=not no_download)
+                paths = finished_recorded_job(
+                    state, client, outcome, output_dir, download=not no_download
+                )
             except PixelDojoError as exc:
                 codes.append(int(exc.exit_code))
                 state.render.error(exc)
@@ -284,27 +284,3 @@ def wait(
         code = worst_exit(codes)
         if code:
             raise typer.Exit(code)
-
-
-def _finish(
-    state: AppState, client: Client, job: Job, output_dir: str | None, *, download: bool
-) -> list[str]:
-    """A finished job's outputs, into the folder recorded at submission unless -o."""
-    from pathlib import Path
-
-    ledger = state.ledger()
-    local = ledger.get(state.ledger_scope()[0], job.id) if ledger is not None else None
-    folder = (
-        Path(local.output_dir)
-        if local is not None and output_dir is None
-        else state.output_dir(output_dir)
-    )
-    return finished_outputs(
-        state,
-        client,
-        job,
-        folder=folder,
-        model=local.model if local else (job.model or "unknown"),
-        inputs=local.inputs if local else {},
-        download=download,
-    )

@@ -217,6 +217,35 @@ def finished_outputs(
     return [str(f.path) for f in files]
 
 
+def finished_recorded_job(
+    state: AppState,
+    client: Client,
+    job: Job,
+    output_dir: str | None,
+    *,
+    download: bool,
+    force: bool = False,
+) -> list[str]:
+    """`finished_outputs` for a job the ledger may know: into the folder it was
+    submitted for unless -o, with the model and inputs recorded for it."""
+    ledger = state.ledger()
+    local = ledger.get(state.ledger_scope()[0], job.id) if ledger is not None else None
+    if output_dir is None and local is not None:
+        folder = Path(local.output_dir)
+    else:
+        folder = state.output_dir(output_dir)
+    return finished_outputs(
+        state,
+        client,
+        job,
+        folder=folder,
+        model=local.model if local else (job.model or "unknown"),
+        inputs=local.inputs if local else {},
+        download=download,
+        force=force,
+    )
+
+
 OPEN_HELP = "Open the first output with the system viewer (when there is a display)."
 
 
