@@ -13,6 +13,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -142,3 +143,50 @@ def parameters_matching(schema: dict[str, Any], incomplete: str) -> list[tuple[s
     if spec.get("type") == "boolean":
         choices = ["true", "false"]
     return [(f"{name}={c}", "") for c in choices if str(c).startswith(value)]
+
+
+def completion_target(
+    *,
+    emulator: bool,
+    api_key: str | None,
+    base_url: str | None,
+    profile: str | None,
+    env: Mapping[str, str] | None = None,
+) -> tuple[str | None, str | None]:
+    """(base URL, key) to complete against; (None, None) for the embedded
+    emulator, whose catalogue is in the package. A broken config file raises."""
+    from pixeldojo_cli.settings import emulator_from_env, resolve_settings
+
+    if emulator or emulator_from_env(env):
+        return None, None
+    settings = resolve_settings(api_key=api_key, base_url=base_url, profile=profile, env=env)
+    return str(settings.base_url.value), settings.api_key.value
+
+
+def model_candidates(
+    base_url: str | None, api_key: str | None, incomplete: str
+) -> list[tuple[str, str]]:
+    """Model ids starting with `incomplete`, with their names as help."""
+    if base_url is None:
+        from pixeldojo_cli.emulator.catalogue import build_catalogue
+
+        models = [
+            {"id": m["apiId"], "name": m["name"], "type": m["modality"]}
+            for m in build_catalogue().values()
+        ]
+    else:
+        models = cached_models(base_url, api_key)
+    return models_matching(models, incomplete)
+
+
+def parameter_candidates(
+    base_url: str | None, api_key: str | None, model_id: str, incomplete: str
+) -> list[tuple[str, str]]:
+    """After `-p`: the model's parameter names (`name=`), then a name's allowed values."""
+    if base_url is None:
+        from pixeldojo_cli.emulator.catalogue import build_catalogue
+
+        schema = (build_catalogue().get(model_id) or {}).get("requestSchema") or {}
+    else:
+        schema = cached_schema(base_url, model_id, api_key)
+    return parameters_matching(schema, incomplete)

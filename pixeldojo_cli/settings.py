@@ -31,6 +31,15 @@ ENV_API_KEY = "PIXELDOJO_API_KEY"
 ENV_BASE_URL = "PIXELDOJO_BASE_URL"
 ENV_PROFILE = "PIXELDOJO_PROFILE"
 ENV_OUTPUT_DIR = "PIXELDOJO_OUTPUT_DIR"
+ENV_EMULATOR = "PIXELDOJO_EMULATOR"
+_TRUTHY = frozenset({"1", "true", "yes", "on"})
+
+
+def emulator_from_env(env: Mapping[str, str] | None = None) -> bool:
+    """Whether PIXELDOJO_EMULATOR asks for the embedded emulator."""
+    env = os.environ if env is None else env
+    return env.get(ENV_EMULATOR, "").strip().lower() in _TRUTHY
+
 
 # Non-secret keys `config set` accepts, with their parsers (see `parse_setting`).
 CONFIG_KEYS: dict[str, str] = {

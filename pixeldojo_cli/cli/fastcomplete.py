@@ -114,46 +114,29 @@ def _leaf(
 
 
 def _target(root: dict[str, Any], env: Mapping[str, str]) -> tuple[str | None, str | None]:
-    from pixeldojo_cli.settings import resolve_settings
+    from pixeldojo_cli.completion import completion_target
 
-    truthy = {"1", "true", "yes", "on"}
-    if root["emulator"] or env.get("PIXELDOJO_EMULATOR", "").strip().lower() in truthy:
-        return None, None
-    settings = resolve_settings(
-        api_key=root["api_key"], base_url=root["base_url"], profile=root["profile"], env=env
+    return completion_target(
+        emulator=root["emulator"],
+        api_key=root["api_key"],
+        base_url=root["base_url"],
+        profile=root["profile"],
+        env=env,
     )
-    return str(settings.base_url.value), settings.api_key.value
 
 
 def _models(incomplete: str, root: dict[str, Any], env: Mapping[str, str]) -> Candidates:
-    from pixeldojo_cli.completion import cached_models, models_matching
+    from pixeldojo_cli.completion import model_candidates
 
-    base_url, key = _target(root, env)
-    if base_url is None:
-        from pixeldojo_cli.emulator.catalogue import build_catalogue
-
-        models = [
-            {"id": m["apiId"], "name": m["name"], "type": m["modality"]}
-            for m in build_catalogue().values()
-        ]
-    else:
-        models = cached_models(base_url, key)
-    return models_matching(models, incomplete)
+    return model_candidates(*_target(root, env), incomplete)
 
 
 def _parameters(
     model_id: str, incomplete: str, root: dict[str, Any], env: Mapping[str, str]
 ) -> Candidates:
-    from pixeldojo_cli.completion import cached_schema, parameters_matching
+    from pixeldojo_cli.completion import parameter_candidates
 
-    base_url, key = _target(root, env)
-    if base_url is None:
-        from pixeldojo_cli.emulator.catalogue import build_catalogue
-
-        schema = (build_catalogue().get(model_id) or {}).get("requestSchema") or {}
-    else:
-        schema = cached_schema(base_url, model_id, key)
-    return parameters_matching(schema, incomplete)
+    return parameter_candidates(*_target(root, env), model_id, incomplete)
 
 
 # --- Typer's output formats ------------------------------------------------------

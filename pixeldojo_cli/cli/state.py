@@ -4,7 +4,6 @@ and `guard()`, the one place where an error becomes a message and an exit code.
 
 from __future__ import annotations
 
-import os
 import re
 import traceback
 from collections.abc import Iterator
@@ -28,11 +27,12 @@ if TYPE_CHECKING:
 REMINDER_HOURS = 6
 
 EMULATOR_KEY = "emulator-key"
-_TRUTHY = {"1", "true", "yes", "on"}
 
 
 def emulator_requested(flag: bool) -> bool:
-    return flag or os.environ.get("PIXELDOJO_EMULATOR", "").strip().lower() in _TRUTHY
+    from pixeldojo_cli.settings import emulator_from_env
+
+    return flag or emulator_from_env()
 
 
 @dataclass
