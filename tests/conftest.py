@@ -4,6 +4,7 @@ emulator on loopback, and a `cli` helper that runs the real CLI against it."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -87,6 +88,20 @@ def run_subprocess_env(emulator: Emulator | None = None, **extra: str) -> dict[s
 
 
 PYTHON = sys.executable
+
+
+def pixeldojo(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`python -m pixeldojo_cli ARGS...` as a separate process, as a user's script runs it."""
+    return subprocess.run(
+        [PYTHON, "-m", "pixeldojo_cli", *args],
+        capture_output=True,
+        text=True,
+        env=env or run_subprocess_env(),
+        cwd=cwd,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture

@@ -10,20 +10,7 @@ from pathlib import Path
 from pixeldojo_cli import __version__
 from pixeldojo_cli.emulator import Emulator
 
-from conftest import FAST, PYTHON, TEST_KEY, Invoke, run_subprocess_env
-
-
-def pixeldojo(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "pixeldojo_cli", *args],
-        capture_output=True,
-        text=True,
-        env=env or run_subprocess_env(),
-        cwd=cwd,
-        timeout=timeout,
-    )
+from conftest import FAST, PYTHON, TEST_KEY, Invoke, pixeldojo, run_subprocess_env
 
 
 def assert_valid_png(path: Path) -> None:

@@ -17,23 +17,10 @@ import pytest
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.ledger import Ledger
 
-from conftest import PYTHON, run_subprocess_env
+from conftest import PYTHON, pixeldojo, run_subprocess_env
 
 ANSI = re.compile(r"\x1b\[")
 FAST = ["--poll-interval", "0.1", "--max-poll-interval", "0.2"]
-
-
-def pixeldojo(
-    *args: str, env: dict[str, str], cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [PYTHON, "-m", "pixeldojo_cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=cwd,
-        timeout=60,
-    )
 
 
 def run_in_pty(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
