@@ -23,9 +23,22 @@ from pixeldojo_cli.errors import WriteError
 from pixeldojo_cli.results import DEFAULT_OUTPUT_LIFETIME, Job
 from pixeldojo_cli.settings import ledger_path as ledger_path  # re-exported
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
-_SCHEMA = """
+_FILES_TABLE = """CREATE TABLE IF NOT EXISTS files (
+    base_url TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 TEXT,
+    url TEXT NOT NULL,
+    downloaded_at TEXT NOT NULL,
+    mtime_ns INTEGER,
+    PRIMARY KEY (base_url, job_id, n)
+)"""
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS jobs (
     base_url TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -44,23 +57,23 @@ CREATE TABLE IF NOT EXISTS jobs (
     input_hash TEXT,
     PRIMARY KEY (base_url, id)
 );
-CREATE TABLE IF NOT EXISTS files (
-    base_url TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    n INTEGER NOT NULL,
-    path TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    sha256 TEXT NOT NULL,
-    url TEXT NOT NULL,
-    downloaded_at TEXT NOT NULL,
-    PRIMARY KEY (base_url, job_id, n)
-);
+{_FILES_TABLE};
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_by_input ON jobs (base_url, profile, input_hash);
 """
 
 # Upgrades from each older schema version (user_version) to the next.
-_MIGRATIONS = {1: "ALTER TABLE jobs ADD COLUMN input_hash TEXT"}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE jobs ADD COLUMN input_hash TEXT",),
+    # v3: SHA-256 became optional (`--checksum`) and the file's time is kept.
+    2: (
+        "ALTER TABLE files RENAME TO files_v2",
+        _FILES_TABLE,
+        "INSERT INTO files (base_url, job_id, n, path, size, sha256, url, downloaded_at)"
+        " SELECT base_url, job_id, n, path, size, sha256, url, downloaded_at FROM files_v2",
+        "DROP TABLE files_v2",
+    ),
+}
 
 
 def _now() -> datetime:
@@ -80,8 +93,9 @@ class LedgerFile:
     n: int
     path: str
     size: int
-    sha256: str
+    sha256: str | None
     url: str
+    mtime_ns: int | None = None
 
 
 @dataclass(frozen=True)
@@ -163,7 +177,8 @@ class Ledger:
                             "SELECT 1 FROM sqlite_master WHERE name = 'jobs'"
                         ).fetchone()
                         while has_tables and 0 < version < SCHEMA_VERSION:
-                            db.execute(_MIGRATIONS[version])
+                            for step in _MIGRATIONS[version]:
+                                db.execute(step)
                             version += 1
                         for statement in _SCHEMA.split(";"):
                             if statement.strip():
@@ -258,14 +273,17 @@ class Ledger:
             )
 
     def record_files(self, base_url: str, job_id: str, files: Sequence[LedgerFile]) -> None:
-        """Each downloaded file's path, size and SHA-256."""
+        """Each downloaded file's path, size, time and (with --checksum) SHA-256."""
         now = _iso(_now())
         with self._write() as db:
             db.executemany(
                 "INSERT OR REPLACE INTO files"
-                " (base_url, job_id, n, path, size, sha256, url, downloaded_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(base_url, job_id, f.n, f.path, f.size, f.sha256, f.url, now) for f in files],
+                " (base_url, job_id, n, path, size, sha256, url, downloaded_at, mtime_ns)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (base_url, job_id, f.n, f.path, f.size, f.sha256, f.url, now, f.mtime_ns)
+                    for f in files
+                ],
             )
 
     def mark_lost(self, base_url: str, job_id: str) -> None:
@@ -280,7 +298,7 @@ class Ledger:
 
     def _files(self, base_url: str, job_id: str) -> tuple[LedgerFile, ...]:
         rows = self._db.execute(
-            "SELECT n, path, size, sha256, url FROM files"
+            "SELECT n, path, size, sha256, url, mtime_ns FROM files"
             " WHERE base_url = ? AND job_id = ? ORDER BY n",
             (base_url, job_id),
         ).fetchall()

@@ -32,7 +32,9 @@ ENV_BASE_URL = "PIXELDOJO_BASE_URL"
 ENV_PROFILE = "PIXELDOJO_PROFILE"
 ENV_OUTPUT_DIR = "PIXELDOJO_OUTPUT_DIR"
 ENV_EMULATOR = "PIXELDOJO_EMULATOR"
+ENV_CHECKSUM = "PIXELDOJO_CHECKSUM"
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
+_FALSY = frozenset({"0", "false", "no", "off"})
 
 
 def emulator_from_env(env: Mapping[str, str] | None = None) -> bool:
@@ -48,6 +50,7 @@ CONFIG_KEYS: dict[str, str] = {
     "poll_interval": "seconds",
     "max_poll_interval": "seconds",
     "rate_limit": "per_minute",
+    "checksum": "bool",
 }
 
 
@@ -247,6 +250,7 @@ class Settings:
     rate_limit: Setting
     poll_interval: Setting
     max_poll_interval: Setting
+    checksum: Setting
     config_file: Path
 
 
@@ -284,12 +288,20 @@ def resolve_settings(
             pick(None, env, None, both, "max_poll_interval", DEFAULT_MAX_POLL_INTERVAL),
             "max_poll_interval",
         ),
+        checksum=_typed(pick(None, env, ENV_CHECKSUM, both, "checksum", False), "checksum"),
         config_file=path,
     )
 
 
 def _typed(setting: Setting, key: str) -> Setting:
-    """A value from the config file is checked as `config set` would have checked it."""
+    """A value from the config file or the environment is checked as `config set`
+    would have checked it."""
+    if setting.source.startswith("env:"):
+        try:
+            return Setting(parse_setting(key, str(setting.value)), setting.source)
+        except ConfigError as exc:
+            name = setting.source[len("env:") :]
+            raise ConfigError(f"In ${name}: {exc.message}") from None
     if not setting.source.startswith("config:"):
         return setting
     try:
@@ -313,6 +325,11 @@ def parse_setting(key: str, raw: str) -> Any:
         if not raw.startswith(("http://", "https://")):
             raise ConfigError(f"{key} must be an http(s) URL, got {raw!r}.")
         return raw.rstrip("/")
+    if kind == "bool":
+        word = raw.strip().lower()
+        if word not in _TRUTHY | _FALSY:
+            raise ConfigError(f"{key} must be true or false, got {raw!r}.")
+        return word in _TRUTHY
     if kind in ("seconds", "per_minute"):
         try:
             number = float(raw)

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pixeldojo_cli import downloads
 from pixeldojo_cli.client import Client
-from pixeldojo_cli.downloads import download_outputs, extension_for, output_path, sanitize_component
+from pixeldojo_cli.downloads import (
+    download_outputs,
+    extension_for,
+    output_path,
+    recorded_files,
+    sanitize_component,
+)
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.errors import DownloadError, ExpiredError
 from pixeldojo_cli.results import Job
@@ -144,3 +155,87 @@ def test_a_temporary_file_left_by_a_killed_download_is_cleared_later(
     [saved] = download_outputs(client.transport, job, out)
     assert not stale.exists() and fresh.exists()
     assert saved.path.read_bytes() == emulator.output_file(job.id, 1)
+
+
+def _files_fetched(emulator: Emulator) -> int:
+    return len(emulator.requests_to("GET", target="files"))
+
+
+def _same_size_edit(path: Path) -> None:
+    """Change the content, keep the size and put the old modification time back."""
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+
+
+def test_by_default_an_unchanged_file_is_kept_by_size_and_time_without_hashing(
+    make_emulator: Callable[..., Emulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, job = completed_job(make_emulator())
+    [saved] = download_outputs(client.transport, job, tmp_path)
+    assert saved.sha256 is None and saved.mtime_ns == saved.path.stat().st_mtime_ns
+    monkeypatch.setattr(downloads, "file_sha256", None)  # a call would fail the test
+    [kept] = download_outputs(client.transport, job, tmp_path, existing={1: saved})
+    assert kept.skipped
+
+
+def test_by_default_a_file_written_since_is_downloaded_again(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emulator = make_emulator()
+    client, job = completed_job(emulator)
+    [saved] = download_outputs(client.transport, job, tmp_path)
+    os.utime(saved.path, ns=(0, saved.path.stat().st_mtime_ns - 10**9))  # e.g. an editor's save
+    [again] = download_outputs(client.transport, job, tmp_path, existing={1: saved})
+    assert not again.skipped and _files_fetched(emulator) == 2
+
+
+def test_with_checksum_an_edit_that_keeps_size_and_time_is_caught(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emulator = make_emulator()
+    client, job = completed_job(emulator)
+    [saved] = download_outputs(client.transport, job, tmp_path, checksum=True)
+    assert saved.sha256 == hashlib.sha256(saved.path.read_bytes()).hexdigest()
+    _same_size_edit(saved.path)
+    [fooled] = download_outputs(client.transport, job, tmp_path, existing={1: saved})
+    assert fooled.skipped  # what the quick check cannot see, as with rsync
+    [repaired] = download_outputs(
+        client.transport, job, tmp_path, existing={1: saved}, checksum=True
+    )
+    assert not repaired.skipped
+    assert repaired.path.read_bytes() == emulator.output_file(job.id, 1)
+
+
+def test_with_checksum_a_file_saved_without_a_hash_is_downloaded_again(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emulator = make_emulator()
+    client, job = completed_job(emulator)
+    [saved] = download_outputs(client.transport, job, tmp_path)
+    [again] = download_outputs(client.transport, job, tmp_path, existing={1: saved}, checksum=True)
+    assert not again.skipped and again.sha256 is not None and _files_fetched(emulator) == 2
+
+
+def test_a_record_with_a_hash_and_no_time_is_checked_by_its_hash(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emulator = make_emulator()
+    client, job = completed_job(emulator)
+    [saved] = download_outputs(client.transport, job, tmp_path, checksum=True)
+    older = replace(saved, mtime_ns=None)  # as recorded before times were kept
+    [kept] = download_outputs(client.transport, job, tmp_path, existing={1: older})
+    assert kept.skipped and kept.mtime_ns == saved.path.stat().st_mtime_ns
+    _same_size_edit(saved.path)
+    [again] = download_outputs(client.transport, job, tmp_path, existing={1: older})
+    assert not again.skipped and _files_fetched(emulator) == 2
+
+
+def test_metadata_from_before_times_were_kept_is_still_read(tmp_path: Path) -> None:
+    (tmp_path / "job_1.json").write_text(
+        json.dumps({"files": [{"path": "job_1-1.png", "size": 3, "sha256": "abc", "url": "u"}]})
+    )
+    [(n, record)] = recorded_files(tmp_path, "job_1").items()
+    assert (n, record.sha256, record.mtime_ns, record.size) == (1, "abc", None, 3)

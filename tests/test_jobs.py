@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import time
@@ -49,16 +50,60 @@ def test_run_records_the_job_before_waiting(cli: Invoke, emulator: Emulator) -> 
     assert job.files == ()
 
 
-def test_a_finished_run_records_each_files_size_and_hash(cli: Invoke) -> None:
+def test_a_finished_run_records_each_files_size_and_time_but_no_hash(cli: Invoke) -> None:
     result = cli("run", "flux-dev", "a fox", *FAST)
     assert result.exit_code == 0, result.output
     with Ledger() as ledger:
         [job] = ledger.jobs()
     [saved] = job.files
-    data = Path(result.stdout.strip()).read_bytes()
-    assert saved.size == len(data)
-    assert saved.sha256 == __import__("hashlib").sha256(data).hexdigest()
-    assert job.status == "completed" and job.expires_at is not None and job.downloaded
+    path = Path(result.stdout.strip())
+    assert saved.size == len(path.read_bytes())
+    assert saved.mtime_ns == path.stat().st_mtime_ns
+    assert saved.sha256 is None
+    [entry] = json.loads(path.with_name(f"{job.id}.json").read_text())["files"]
+    assert "sha256" not in entry and entry["mtimeNs"] == saved.mtime_ns
+
+
+def test_run_with_checksum_records_each_files_sha256(cli: Invoke) -> None:
+    result = cli("run", "flux-dev", "a fox", "--checksum", *FAST)
+    assert result.exit_code == 0, result.output
+    with Ledger() as ledger:
+        [job] = ledger.jobs()
+    [saved] = job.files
+    path = Path(result.stdout.strip())
+    assert saved.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    [entry] = json.loads(path.with_name(f"{job.id}.json").read_text())["files"]
+    assert entry["sha256"] == saved.sha256
+
+
+def test_the_checksum_setting_and_its_variable_turn_hashing_on_and_the_flag_off(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert cli("config", "set", "checksum", "yes").exit_code == 0
+    assert cli("config", "get", "checksum").stdout.strip() == "true"
+    assert cli("run", "flux-dev", "one", *FAST).exit_code == 0
+    assert cli("run", "flux-dev", "two", "--no-checksum", *FAST).exit_code == 0
+    assert cli("config", "unset", "checksum").exit_code == 0
+    monkeypatch.setenv("PIXELDOJO_CHECKSUM", "1")
+    assert cli("run", "flux-dev", "three", *FAST).exit_code == 0
+    with Ledger() as ledger:
+        hashed = {job.inputs["prompt"]: job.files[0].sha256 is not None for job in ledger.jobs()}
+    assert hashed == {"one": True, "two": False, "three": True}
+
+
+@pytest.mark.parametrize(
+    ("how", "value"), [("config", "maybe"), ("env", "maybe")], ids=["config", "env"]
+)
+def test_a_checksum_value_that_is_not_a_boolean_is_exit_2(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch, how: str, value: str
+) -> None:
+    if how == "config":
+        result = cli("config", "set", "checksum", value)
+    else:
+        monkeypatch.setenv("PIXELDOJO_CHECKSUM", value)
+        result = cli("run", "flux-dev", "x", *FAST)
+    assert result.exit_code == 2
+    assert "checksum must be true or false" in result.stderr
 
 
 def test_the_embedded_emulator_writes_no_ledger(tmp_path: Path) -> None:
@@ -379,3 +424,37 @@ def test_a_ledger_from_schema_version_1_is_upgraded_in_place(tmp_path: Path) -> 
     with Ledger(path) as ledger:
         assert [j.id for j in ledger.jobs()] == ["job_old"]
         assert ledger.find_by_input(base_url="b", profile="default", input_hash="h") is None
+
+
+def test_a_ledger_from_schema_version_2_keeps_its_file_hashes(tmp_path: Path) -> None:
+    import sqlite3
+
+    from pixeldojo_cli import ledger as module
+
+    path = tmp_path / "v2.sqlite3"
+    v2_files = (
+        "CREATE TABLE files (base_url TEXT NOT NULL, job_id TEXT NOT NULL, n INTEGER NOT NULL,"
+        " path TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, url TEXT NOT NULL,"
+        " downloaded_at TEXT NOT NULL, PRIMARY KEY (base_url, job_id, n))"
+    )
+    jobs_table = module._SCHEMA.split(";")[0]
+    db = sqlite3.connect(path)
+    db.execute(jobs_table)
+    db.execute(v2_files)
+    db.execute(
+        "INSERT INTO jobs (base_url, id, profile, model, inputs, submitted_at, status, output_dir,"
+        " updated_at) VALUES ('b', 'job_old', 'default', 'm', '{}', '2026-01-01T00:00:00+00:00',"
+        " 'completed', '/x', '2026-01-01T00:00:00+00:00')"
+    )
+    db.execute(
+        "INSERT INTO files VALUES ('b', 'job_old', 1, '/x/job_old-1.png', 3, 'abc', 'u',"
+        " '2026-01-01T00:00:00+00:00')"
+    )
+    db.execute("PRAGMA user_version = 2")
+    db.commit()
+    db.close()
+    with Ledger(path) as ledger:
+        [job] = ledger.jobs()
+        assert [(f.sha256, f.mtime_ns) for f in job.files] == [("abc", None)]
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == module.SCHEMA_VERSION

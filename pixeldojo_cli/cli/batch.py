@@ -165,6 +165,7 @@ class Batch:
         self.wait = wait
         self.json_output = json_output
         self.webhook_url = webhook_url
+        self.checksum = state.wants_checksum()
         self.ledger: Ledger | None = state.ledger()
         self.base_url, self.profile = state.ledger_scope()
         self.spent = 0.0
@@ -357,12 +358,12 @@ class Batch:
         (an SQLite connection belongs to its thread)."""
         from pixeldojo_cli.downloads import download_outputs, write_metadata
 
-        files = download_outputs(self.client.transport, job, self.folder)
+        files = download_outputs(self.client.transport, job, self.folder, checksum=self.checksum)
         write_metadata(self.folder, job, self.model.id, item.inputs, files)
         return files
 
     def collect_downloads(self) -> None:
-        from pixeldojo_cli.ledger import LedgerFile
+        from pixeldojo_cli.cli.outputs import ledger_entry
 
         for future in [f for f in self.downloading if f.done()]:
             item = self.downloading.pop(future)
@@ -377,10 +378,7 @@ class Batch:
                 self.ledger.record_files(
                     self.base_url,
                     item.job_id,
-                    [
-                        LedgerFile(n, str(f.path.resolve()), f.size, f.sha256, f.url)
-                        for n, f in enumerate(files, start=1)
-                    ],
+                    [ledger_entry(n, f) for n, f in enumerate(files, start=1)],
                 )
             self.finish(item, "saved")
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     help="Read and change the non-secret settings (output_dir, base_url, poll intervals, "
-    "rate_limit). Keys are managed with `pixeldojo auth`.",
+    "rate_limit, checksum). Keys are managed with `pixeldojo auth`.",
     no_args_is_help=True,
 )
 
@@ -21,7 +21,7 @@ KeyArgument = Annotated[
     str,
     typer.Argument(
         metavar="KEY",
-        help="output_dir, base_url, poll_interval, max_poll_interval or rate_limit.",
+        help="output_dir, base_url, poll_interval, max_poll_interval, rate_limit or checksum.",
     ),
 ]
 
@@ -64,6 +64,13 @@ def _describe_source(setting: Setting) -> str:
     return source
 
 
+def _shown(value: Any) -> str:
+    """A value as the config file spells it: booleans as true/false."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
@@ -100,7 +107,7 @@ def get(ctx: typer.Context, key: KeyArgument, json_output: JsonOption = False) -
                 {"key": key, "value": setting.value, "source": _describe_source(setting)}
             )
             return
-        state.render.result("" if setting.value is None else str(setting.value))
+        state.render.result(_shown(setting.value))
         state.render.note(f"from: {_describe_source(setting)}")
 
 
@@ -185,9 +192,6 @@ def list_(ctx: typer.Context, json_output: JsonOption = False) -> None:
                 }
             )
             return
-        rows = [
-            [key, "" if s.value is None else str(s.value), _describe_source(s)]
-            for key, s in values.items()
-        ]
+        rows = [[key, _shown(s.value), _describe_source(s)] for key, s in values.items()]
         state.render.table(["KEY", "VALUE", "SOURCE"], rows)
         state.render.note(f"Profile {settings.profile.value!r}; file {settings.config_file}")

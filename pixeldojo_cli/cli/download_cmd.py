@@ -9,6 +9,7 @@ import typer
 from pixeldojo_cli.cli.jobs_cmd import worst_exit
 from pixeldojo_cli.cli.outputs import (
     OPEN_HELP,
+    ChecksumOption,
     finished_recorded_job,
     open_first,
     record_status,
@@ -22,8 +23,9 @@ if TYPE_CHECKING:
 HELP = """\
 Download finished jobs' outputs into the output folder.
 
-Files already there with the recorded size and SHA-256 are kept unless
---force. --pending saves every job in the local ledger whose outputs were
+Files already there with the recorded size and modification time are kept
+unless --force (with --checksum: only if they still match their SHA-256).
+--pending saves every job in the local ledger whose outputs were
 never downloaded and have not expired: run it from cron or a CI step so
 nothing is lost to the 24-hour expiry. Exit 7 when a job's outputs expired.
 """
@@ -164,12 +166,14 @@ def download(
     force: Annotated[
         bool, typer.Option("--force", help="Download again even if the files are there.")
     ] = False,
+    checksum: ChecksumOption = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print a JSON list: one entry per job.")
     ] = False,
     open_output: Annotated[bool, typer.Option("--open", help=OPEN_HELP)] = False,
 ) -> None:
     state = get_state(ctx)
+    state.checksum = checksum
     with state.guard(json_output=json_output):
         if pending and job_ids:
             raise UsageError("Give job ids or --pending, not both.")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pixeldojo_cli.cli.outputs import finished_recorded_job, wait_for_jobs
+from pixeldojo_cli.cli.outputs import ChecksumOption, finished_recorded_job, wait_for_jobs
 from pixeldojo_cli.cli.state import AppState, get_state, parse_duration, positive
 from pixeldojo_cli.errors import PixelDojoError, UsageError
 
@@ -67,7 +67,10 @@ def _local_summary(job: LedgerJob, now: datetime) -> dict[str, Any]:
         "creditCost": job.charged_credits,
         "outputDir": job.output_dir,
         "saved": _saved_state(job, now),
-        "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in job.files],
+        "files": [
+            {"path": f.path, "size": f.size, "sha256": f.sha256, "mtimeNs": f.mtime_ns}
+            for f in job.files
+        ],
         "baseUrl": job.base_url,
         "profile": job.profile,
     }
@@ -219,6 +222,7 @@ def wait(
     no_download: Annotated[
         bool, typer.Option("--no-download", help="Print output URLs instead of downloading.")
     ] = False,
+    checksum: ChecksumOption = None,
     timeout: Annotated[
         str | None,
         typer.Option(metavar="DURATION", help="Stop waiting after e.g. 90s, 10m, 1h (exit 9)."),
@@ -242,6 +246,7 @@ def wait(
     highest of theirs: 0 only when every job completed and was saved.
     """
     state = get_state(ctx)
+    state.checksum = checksum
     with state.guard(json_output=json_output):
         wait_timeout = parse_duration(timeout)
         settings = state.settings(output_dir=output_dir)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -15,6 +15,7 @@ from pixeldojo_cli.errors import ExitCode, JobFailedError, PixelDojoError, WaitT
 if TYPE_CHECKING:
     from pixeldojo_cli.client import Client
     from pixeldojo_cli.downloads import DownloadedFile
+    from pixeldojo_cli.ledger import LedgerFile
     from pixeldojo_cli.results import Job
 
 
@@ -122,6 +123,14 @@ def record_status(state: AppState, job: Job) -> None:
         ledger.update_job(base_url, job)
 
 
+def ledger_entry(n: int, file: DownloadedFile) -> LedgerFile:
+    """How the ledger records output `n` once it is on disk."""
+    from pixeldojo_cli.ledger import LedgerFile
+
+    path = str(file.path.resolve())
+    return LedgerFile(n, path, file.size, file.sha256, file.url, mtime_ns=file.mtime_ns)
+
+
 def save_outputs(
     state: AppState,
     client: Client,
@@ -141,7 +150,6 @@ def save_outputs(
         recorded_files,
         write_metadata,
     )
-    from pixeldojo_cli.ledger import LedgerFile
 
     ledger = state.ledger()
     base_url, _ = state.ledger_scope()
@@ -152,13 +160,18 @@ def save_outputs(
         for record in known.files if known is not None else ():
             existing.setdefault(
                 record.n,
-                DownloadedFile(Path(record.path), record.size, record.sha256, record.url),
+                DownloadedFile(
+                    Path(record.path),
+                    record.size,
+                    record.sha256,
+                    record.url,
+                    mtime_ns=record.mtime_ns,
+                ),
             )
 
     def on_saved(n: int, file: DownloadedFile) -> None:
         if ledger is not None:
-            entry = LedgerFile(n, str(file.path.resolve()), file.size, file.sha256, file.url)
-            ledger.record_files(base_url, job.id, [entry])
+            ledger.record_files(base_url, job.id, [ledger_entry(n, file)])
 
     mode = state.render.progress_mode()
     try:
@@ -170,6 +183,7 @@ def save_outputs(
                 existing=existing,
                 on_progress=progress,
                 on_saved=on_saved,
+                checksum=state.wants_checksum(),
             )
     except KeyboardInterrupt:
         state.render.err_console.print(
@@ -247,6 +261,15 @@ def finished_recorded_job(
 
 
 OPEN_HELP = "Open the first output with the system viewer (when there is a display)."
+
+CHECKSUM_HELP = (
+    "Compute each file's SHA-256 on the way in, and keep a file already there only "
+    "if it still matches. Default: the size and time check rsync uses; setting: checksum."
+)
+ChecksumOption = Annotated[
+    bool | None,
+    typer.Option("--checksum/--no-checksum", help=CHECKSUM_HELP, show_default=False),
+]
 
 
 def has_display() -> bool:

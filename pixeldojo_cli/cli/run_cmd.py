@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pixeldojo_cli.cli.complete import complete_model, complete_param
-from pixeldojo_cli.cli.outputs import OPEN_HELP, finished_outputs, open_first, wait_for_job
+from pixeldojo_cli.cli.outputs import (
+    OPEN_HELP,
+    ChecksumOption,
+    finished_outputs,
+    open_first,
+    wait_for_job,
+)
 from pixeldojo_cli.cli.state import (
     AppState,
     get_state,
@@ -129,6 +135,7 @@ def run(
     no_download: Annotated[
         bool, typer.Option("--no-download", help="Print output URLs instead of downloading.")
     ] = False,
+    checksum: ChecksumOption = None,
     json_output: Annotated[
         bool, typer.Option("--json", help='Print one JSON object: the job plus "files".')
     ] = False,
@@ -190,6 +197,7 @@ def run(
     ] = None,
 ) -> None:
     state = get_state(ctx)
+    state.checksum = checksum
     with state.guard(json_output=json_output):
         from pixeldojo_cli.errors import MissingAPIKeyError
         from pixeldojo_cli.schema import build_inputs, estimate_cost, validate_inputs

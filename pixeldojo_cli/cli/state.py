@@ -55,6 +55,7 @@ class AppState:
     _ledger_failed: bool = False
     json_output: bool = False
     remind: bool = True
+    checksum: bool | None = None  # a command's --checksum/--no-checksum
 
     def settings(self, *, output_dir: str | None = None) -> Settings:
         from pixeldojo_cli.settings import insecure_permissions_warning, resolve_settings
@@ -78,6 +79,12 @@ class AppState:
         if name is not None:
             self.profile = name
             self._settings = None
+
+    def wants_checksum(self) -> bool:
+        """Whether downloads compute and check SHA-256: the flag, else the setting."""
+        if self.checksum is not None:
+            return self.checksum
+        return bool(self.settings().checksum.value)
 
     def output_dir(self, flag: str | None) -> Path:
         return Path(str(self.settings(output_dir=flag).output_dir.value)).expanduser()
