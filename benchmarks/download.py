@@ -2,16 +2,22 @@
 
 Run by hand (not in CI):
 
-    python benchmarks/download.py [SIZE_MIB] [RUNS]     # default 1024 MiB, 3 runs
+    python benchmarks/download.py [SIZE_MIB] [RUNS]     # default 1024 MiB, 11 runs
 
 The emulator serves one output padded to SIZE_MIB (a valid PNG with a big
-ancillary chunk, streamed, never held in memory). Both tools fetch the same URL
-to a fresh folder in turn; whole-process wall time and peak RSS (from wait4)
-are reported, median of RUNS.
+ancillary chunk, streamed, never held in memory). curl, `pixeldojo download`
+and `pixeldojo download --checksum` fetch the same URL to a fresh folder in
+turn, which one goes first rotating run by run, after one warm-up each. Reported:
+whole-process wall time (median of RUNS, fastest-slowest) and peak RSS (wait4).
+
+The package is byte-compiled first, as an installed wheel is, so that an
+editable install under PYTHONDONTWRITEBYTECODE does not pay to compile our own
+modules on every start.
 """
 
 from __future__ import annotations
 
+import compileall
 import os
 import shutil
 import statistics
@@ -40,11 +46,13 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
 
 def main() -> None:
     size_mib = int(sys.argv[1]) if len(sys.argv) > 1 else 1024
-    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 11
     pixeldojo = shutil.which("pixeldojo")
     curl = shutil.which("curl")
     if not pixeldojo or not curl:
         raise SystemExit("needs `pixeldojo` (pip install -e .) and `curl` on PATH")
+    package = Path(__file__).resolve().parent.parent / "pixeldojo_cli"
+    compileall.compile_dir(package, quiet=1)
     with Emulator(latency=0.05, output_bytes=size_mib * 2**20, rate_limit=0) as api:
         client = Client(api_key=KEY, base_url=api.base_url)
         job = client.run("flux-dev", {"prompt": "a big one"})
@@ -61,29 +69,36 @@ def main() -> None:
             "XDG_DATA_HOME": str(scratch / "data"),
             "XDG_CONFIG_HOME": str(scratch / "config"),
         }
-        results: dict[str, list[tuple[float, float]]] = {"curl -o": [], "pixeldojo download": []}
-        for n in range(runs):
-            target = scratch / f"curl-{n}"
-            target.mkdir()
-            results["curl -o"].append(measure([curl, "-s", "-o", str(target / "x.png"), url], env))
-            assert (target / "x.png").stat().st_size == size
-            shutil.rmtree(target)
-            target = scratch / f"pixeldojo-{n}"
-            results["pixeldojo download"].append(
-                measure([pixeldojo, "-q", "download", job.id, "-o", str(target), "--force"], env)
-            )
-            assert (target / f"{job.id}-1.png").stat().st_size == size
-            shutil.rmtree(target)
+        fetch = [pixeldojo, "-q", "download", job.id, "--force", "-o"]
+        commands = {
+            "curl -o": lambda target: [curl, "-s", "-o", str(target / f"{job.id}-1.png"), url],
+            "pixeldojo download": lambda target: [*fetch, str(target)],
+            "  with --checksum": lambda target: [*fetch, str(target), "--checksum"],
+        }
+        results: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
+        for n in range(runs + 1):  # run 0 warms both up and is not counted
+            order = list(commands)[n % len(commands) :] + list(commands)[: n % len(commands)]
+            for name in order:
+                target = scratch / f"run-{n}"
+                target.mkdir()
+                sample = measure(commands[name](target), env)
+                assert (target / f"{job.id}-1.png").stat().st_size == size
+                shutil.rmtree(target)
+                if n:
+                    results[name].append(sample)
         shutil.rmtree(scratch)
-    print(f"{size / 2**20:.0f} MiB over loopback, median of {runs} runs")
-    print(f"{'tool':22} {'seconds':>8} {'MiB/s':>8} {'peak RSS MiB':>13}")
+    print(f"{size / 2**20:.0f} MiB over loopback, median of {runs} runs (fastest-slowest)")
+    print(f"{'tool':22} {'seconds':>8} {'range':>11} {'MiB/s':>8} {'peak RSS MiB':>13}")
     speeds = {}
     for name, samples in results.items():
-        seconds = statistics.median(s for s, _ in samples)
+        times = [s for s, _ in samples]
+        seconds = statistics.median(times)
         rss = max(r for _, r in samples)
         speeds[name] = size / 2**20 / seconds
-        print(f"{name:22} {seconds:8.2f} {speeds[name]:8.0f} {rss:13.1f}")
-    print(f"pixeldojo / curl throughput: {speeds['pixeldojo download'] / speeds['curl -o']:.2f}x")
+        spread = f"{min(times):.2f}-{max(times):.2f}"
+        print(f"{name:22} {seconds:8.2f} {spread:>11} {speeds[name]:8.0f} {rss:13.1f}")
+    for name in list(commands)[1:]:
+        print(f"{name.strip()} / curl throughput: {speeds[name] / speeds['curl -o']:.2f}x")
 
 
 if __name__ == "__main__":
