@@ -25,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pixeldojo_cli.client import Client
@@ -42,6 +43,32 @@ def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{argv[0]} failed: {proc.stderr.read().decode() if proc.stderr else ''}")
     return elapsed, usage.ru_maxrss / 1024  # ru_maxrss is in KiB on Linux
+
+
+Command = Callable[[Path], list[str]]
+
+
+def race(
+    commands: dict[str, Command],
+    runs: int,
+    scratch: Path,
+    env: dict[str, str],
+    name: str,
+    size: int,
+) -> dict[str, list[tuple[float, float]]]:
+    """Each command RUNS times into a fresh folder, rotating which goes first."""
+    results: dict[str, list[tuple[float, float]]] = {tool: [] for tool in commands}
+    for n in range(runs + 1):  # run 0 warms every tool up and is not counted
+        order = list(commands)[n % len(commands) :] + list(commands)[: n % len(commands)]
+        for tool in order:
+            target = scratch / f"run-{n}"
+            target.mkdir()
+            sample = measure(commands[tool](target), env)
+            assert (target / name).stat().st_size == size, f"{tool} wrote a short file"
+            shutil.rmtree(target)
+            if n:
+                results[tool].append(sample)
+    return results
 
 
 def main() -> None:
@@ -70,23 +97,15 @@ def main() -> None:
             "XDG_CONFIG_HOME": str(scratch / "config"),
         }
         fetch = [pixeldojo, "-q", "download", job.id, "--force", "-o"]
-        commands = {
+        commands: dict[str, Command] = {
             "curl -o": lambda target: [curl, "-s", "-o", str(target / f"{job.id}-1.png"), url],
             "pixeldojo download": lambda target: [*fetch, str(target)],
             "  with --checksum": lambda target: [*fetch, str(target), "--checksum"],
         }
-        results: dict[str, list[tuple[float, float]]] = {name: [] for name in commands}
-        for n in range(runs + 1):  # run 0 warms both up and is not counted
-            order = list(commands)[n % len(commands) :] + list(commands)[: n % len(commands)]
-            for name in order:
-                target = scratch / f"run-{n}"
-                target.mkdir()
-                sample = measure(commands[name](target), env)
-                assert (target / f"{job.id}-1.png").stat().st_size == size
-                shutil.rmtree(target)
-                if n:
-                    results[name].append(sample)
-        shutil.rmtree(scratch)
+        try:  # a run that fails must not leave GiBs in tmpfs to slow the next one
+            results = race(commands, runs, scratch, env, f"{job.id}-1.png", size)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     print(f"{size / 2**20:.0f} MiB over loopback, median of {runs} runs (fastest-slowest)")
     print(f"{'tool':22} {'seconds':>8} {'range':>11} {'MiB/s':>8} {'peak RSS MiB':>13}")
     speeds = {}
