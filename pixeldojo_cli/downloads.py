@@ -123,23 +123,26 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def still_intact(record: DownloadedFile, *, checksum: bool = False) -> bool:
-    """The recorded file is on disk as it was saved.
+def intact_since(record: DownloadedFile, *, checksum: bool = False) -> int | None:
+    """The file's modification time (ns) if it is on disk as it was saved, else None.
 
-    By default that is rsync's quick check: the recorded size and modification
-    time. With `checksum`, the content must hash to the recorded SHA-256, and a
-    file saved without one does not count as intact. A record with a SHA-256
-    but no time (written before times were recorded) is checked by its hash.
+    By default "as saved" is rsync's quick check: the recorded size and
+    modification time. With `checksum`, the content must hash to the recorded
+    SHA-256, and a file saved without one does not count. A record with a
+    SHA-256 but no time (written before times were recorded) is checked by
+    its hash.
     """
     try:
         stat = record.path.stat()
         if not record.path.is_file() or stat.st_size != record.size:
-            return False
+            return None
         if checksum or record.mtime_ns is None:
-            return record.sha256 is not None and file_sha256(record.path) == record.sha256
-        return stat.st_mtime_ns == record.mtime_ns
+            same = record.sha256 is not None and file_sha256(record.path) == record.sha256
+        else:
+            same = stat.st_mtime_ns == record.mtime_ns
     except OSError:
-        return False
+        return None
+    return stat.st_mtime_ns if same else None
 
 
 def _optional(entry: Mapping[str, Any], key: str, kind: Callable[[Any], Any]) -> Any:
@@ -415,25 +418,24 @@ def download_outputs(
 ) -> list[DownloadedFile]:
     """Download every output of `job` into `folder`, a few at a time, in order.
 
-    An output listed in `existing` whose file is still intact (`still_intact`,
+    An output listed in `existing` whose file is still intact (`intact_since`,
     with `checksum`) is not downloaded again (it comes back with
-    `skipped=True`). `on_saved` is called
-    in the calling thread for each file as it lands, so a failure of one file
-    never loses the record of the others; the first failure is then raised.
+    `skipped=True`). `on_saved` is called in the calling thread for each file
+    as it lands, so a failure of one file never loses the record of the
+    others; the first failure is then raised.
     """
     ensure_folder(folder)
     urls = job.output_urls
     if not urls:
         return []
     here = folder.resolve()
-    saved = {
-        # re-read the time: a record checked by its hash alone gains one
-        n: replace(record, skipped=True, mtime_ns=record.path.stat().st_mtime_ns)
-        for n, record in (existing or {}).items()
-        if n <= len(urls)
-        and record.path.resolve().parent == here
-        and still_intact(record, checksum=checksum)
-    }
+    saved: dict[int, DownloadedFile] = {}
+    for n, record in (existing or {}).items():
+        if n > len(urls) or record.path.resolve().parent != here:
+            continue
+        mtime_ns = intact_since(record, checksum=checksum)
+        if mtime_ns is not None:  # a record checked by its hash alone gains a time here
+            saved[n] = replace(record, skipped=True, mtime_ns=mtime_ns)
     for n, record in saved.items():
         if on_saved is not None:
             on_saved(n, record)
