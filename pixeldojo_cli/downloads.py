@@ -281,17 +281,21 @@ class _PartFile:
     def commit(self, final: Path) -> DownloadedFile:
         """Flush, rename into place, and say what landed."""
         self._settle()
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
-        os.chmod(self.path, 0o644)
-        os.replace(self.path, final)
+        try:  # a full disk may only show itself at flush or fsync
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            os.chmod(self.path, 0o644)
+            os.replace(self.path, final)
+            mtime_ns = final.stat().st_mtime_ns
+        except OSError as exc:
+            raise WriteError(f"Cannot write {final.name}: {exc.strerror or exc}.") from exc
         return DownloadedFile(
             path=final,
             size=self.size,
             sha256=self.hasher.hexdigest() if self.checksum else None,
             url="",
-            mtime_ns=final.stat().st_mtime_ns,
+            mtime_ns=mtime_ns,
         )
 
     def discard(self) -> None:

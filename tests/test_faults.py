@@ -361,6 +361,23 @@ def test_a_full_disk_is_a_clear_error_and_the_sweep_saves_the_job_later(
     assert saved.exit_code == 0 and saved.stdout.strip().endswith("-1.png")
 
 
+def test_a_disk_that_fills_up_at_fsync_is_a_clear_error_and_no_final_file(
+    emulator: Emulator, cli: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from pixeldojo_cli import downloads
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(downloads.os, "fsync", full)
+    result = cli("run", "flux-dev", "x", "-o", "out", *FAST)
+    assert result.exit_code == 2, result.output
+    assert "No space left on device" in result.stderr and "Traceback" not in result.output
+    assert [p.name for p in Path("out").iterdir() if not p.name.startswith(".")] == []
+
+
 # --- config and ledger --------------------------------------------------------------
 
 
