@@ -25,9 +25,9 @@ Download finished jobs' outputs into the output folder.
 
 Files already there with the recorded size and modification time are kept
 unless --force (with --checksum: only if they still match their SHA-256).
---pending saves every job in the local ledger whose outputs were
-never downloaded and have not expired: run it from cron or a CI step so
-nothing is lost to the 24-hour expiry. Exit 7 when a job's outputs expired.
+--pending saves every job in the local ledger whose outputs were never
+downloaded and have not expired: run it from cron or a CI step so nothing is
+lost to the 24-hour expiry. Exit 7 when a job's outputs expired.
 """
 
 EXAMPLES = """\

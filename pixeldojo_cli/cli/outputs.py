@@ -263,8 +263,9 @@ def finished_recorded_job(
 OPEN_HELP = "Open the first output with the system viewer (when there is a display)."
 
 CHECKSUM_HELP = (
-    "Compute each file's SHA-256 on the way in, and keep a file already there only "
-    "if it still matches. Default: the size and time check rsync uses; setting: checksum."
+    "Compute each file's SHA-256 on the way in, and keep a file already there only if it "
+    "still matches (or PIXELDOJO_CHECKSUM=1, or `config set checksum true`). Default: keep "
+    "it if its size and time are as saved, as rsync does."
 )
 ChecksumOption = Annotated[
     bool | None,
