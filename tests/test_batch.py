@@ -179,3 +179,19 @@ def test_a_single_run_polls_within_budget(
     polls = len(emulator.requests_to("GET", r"/jobs/job_"))
     budget = 2 + math.log2(latency / 0.1) + latency / 1.5
     assert polls <= budget, (polls, budget)
+
+
+def test_a_batch_with_checksum_records_each_outputs_sha256(cli: Invoke, emulator: Emulator) -> None:
+    import hashlib
+
+    from pixeldojo_cli.ledger import Ledger
+
+    batch = write("batch.txt", "a fox", "an owl")
+    result = cli("run", "flux-dev", "--batch", batch, "-o", "out", "--checksum", *POLL)
+    assert result.exit_code == 0, result.output
+    with Ledger() as ledger:
+        files = [f for job in ledger.jobs() for f in job.files]
+    assert len(files) == 2
+    for f in files:
+        assert f.sha256 == hashlib.sha256(Path(f.path).read_bytes()).hexdigest()
+        assert f.mtime_ns == Path(f.path).stat().st_mtime_ns
