@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
+from stat import S_ISREG
 from typing import IO, Any
 from urllib.parse import unquote, urlsplit
 
@@ -133,16 +134,16 @@ def intact_since(record: DownloadedFile, *, checksum: bool = False) -> int | Non
     its hash.
     """
     try:
-        stat = record.path.stat()
-        if not record.path.is_file() or stat.st_size != record.size:
+        info = record.path.stat()
+        if not S_ISREG(info.st_mode) or info.st_size != record.size:
             return None
         if checksum or record.mtime_ns is None:
             same = record.sha256 is not None and file_sha256(record.path) == record.sha256
         else:
-            same = stat.st_mtime_ns == record.mtime_ns
+            same = info.st_mtime_ns == record.mtime_ns
     except OSError:
         return None
-    return stat.st_mtime_ns if same else None
+    return info.st_mtime_ns if same else None
 
 
 def _optional(entry: Mapping[str, Any], key: str, kind: Callable[[Any], Any]) -> Any:
