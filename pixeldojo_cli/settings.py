@@ -296,20 +296,17 @@ def resolve_settings(
 def _typed(setting: Setting, key: str) -> Setting:
     """A value from the config file or the environment is checked as `config set`
     would have checked it."""
-    if setting.source.startswith("env:"):
-        try:
-            return Setting(parse_setting(key, str(setting.value)), setting.source)
-        except ConfigError as exc:
-            name = setting.source[len("env:") :]
-            raise ConfigError(f"In ${name}: {exc.message}") from None
-    if not setting.source.startswith("config:"):
+    source = setting.source
+    if not source.startswith(("env:", "config:")):
         return setting
     try:
-        return Setting(parse_setting(key, str(setting.value)), setting.source)
+        return Setting(parse_setting(key, str(setting.value)), source)
     except ConfigError as exc:
-        where = setting.source[len("config:") :]
+        if source.startswith("env:"):
+            raise ConfigError(f"In ${source[len('env:') :]}: {exc.message}") from None
         raise ConfigError(
-            f"In {where}: {exc.message}", hint=f"Fix it with `pixeldojo config set {key} VALUE`."
+            f"In {source[len('config:') :]}: {exc.message}",
+            hint=f"Fix it with `pixeldojo config set {key} VALUE`.",
         ) from None
 
 
