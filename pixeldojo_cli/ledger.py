@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pixeldojo_cli.errors import WriteError
-from pixeldojo_cli.results import DEFAULT_OUTPUT_LIFETIME, Job
+from pixeldojo_cli.results import DEFAULT_OUTPUT_LIFETIME, FAILED_STATUSES, Job
 from pixeldojo_cli.settings import ledger_path as ledger_path  # re-exported
 
 SCHEMA_VERSION = 3
@@ -128,7 +128,7 @@ class LedgerJob:
 
     def needs_saving(self) -> bool:
         """Paid for, not failed, not yet on disk and not given up on."""
-        return self.status != "failed" and not self.downloaded and not self.lost
+        return self.status not in FAILED_STATUSES and not self.downloaded and not self.lost
 
 
 class Ledger:

@@ -14,7 +14,13 @@ from typing import Any
 
 from pixeldojo_cli.errors import BadResponseError
 
-TERMINAL_STATUSES = frozenset({"completed", "failed"})
+# The published statuses are pending, processing, completed and failed. Known
+# synonyms of the terminal ones end a wait too; anything else counts as running.
+SUCCEEDED_STATUSES = frozenset({"completed", "succeeded", "success", "done", "finished"})
+FAILED_STATUSES = frozenset({"failed", "error", "errored", "canceled", "cancelled", "aborted"})
+EXPIRED_STATUSES = frozenset({"expired"})
+TERMINAL_STATUSES = SUCCEEDED_STATUSES | FAILED_STATUSES | EXPIRED_STATUSES
+RUNNING_STATUSES = frozenset({"pending", "processing", "queued", "running", "starting", "submitted"})
 DEFAULT_OUTPUT_LIFETIME = timedelta(hours=24)
 
 
@@ -214,8 +220,34 @@ class Job:
     created_at: datetime | None = None
 
     @property
-    def is_terminal(self) -> bool:
+    def succeeded(self) -> bool:
+        """Completed: its outputs are there to download."""
+        return self.status in SUCCEEDED_STATUSES
+
+    @property
+    def failed(self) -> bool:
+        """Failed, errored or cancelled: nothing to download, ever."""
+        return self.status in FAILED_STATUSES
+
+    @property
+    def expired(self) -> bool:
+        """The API says the job (and its outputs) are gone."""
+        return self.status in EXPIRED_STATUSES
+
+    @property
+    def settled(self) -> bool:
+        """The job will not change any more: waiting for it is over."""
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def known_status(self) -> bool:
+        """A status the client understands (a published one or a known synonym)."""
+        return self.status in TERMINAL_STATUSES or self.status in RUNNING_STATUSES
+
+    @property
+    def is_terminal(self) -> bool:
+        """Alias of `settled`, kept for library users."""
+        return self.settled
 
     def output_expiry(self) -> datetime | None:
         """`expiresAt` when the API gives it, else 24 h after completion."""
