@@ -20,7 +20,9 @@ SUCCEEDED_STATUSES = frozenset({"completed", "succeeded", "success", "done", "fi
 FAILED_STATUSES = frozenset({"failed", "error", "errored", "canceled", "cancelled", "aborted"})
 EXPIRED_STATUSES = frozenset({"expired"})
 TERMINAL_STATUSES = SUCCEEDED_STATUSES | FAILED_STATUSES | EXPIRED_STATUSES
-RUNNING_STATUSES = frozenset({"pending", "processing", "queued", "running", "starting", "submitted"})
+RUNNING_STATUSES = frozenset(
+    {"pending", "processing", "queued", "running", "starting", "submitted"}
+)
 DEFAULT_OUTPUT_LIFETIME = timedelta(hours=24)
 
 
