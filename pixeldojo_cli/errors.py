@@ -3,13 +3,17 @@
 Every failure the library can raise is a `PixelDojoError`. API errors get one
 class per error code of the API reference; local failures (no key, bad input,
 a job that failed, a wait that timed out, the network) have their own classes.
-The CLI never decides an exit code anywhere else: it asks `exit_code_for()`.
+Each job a command handles ends in one `Outcome` (saved, failed, expired, ...);
+`OUTCOME_EXIT_CODES` says what each means for the exit code and
+`combined_exit_code()` turns several into the one the process exits with. The
+CLI never decides an exit code anywhere else.
 """
 
 from __future__ import annotations
 
 import json
-from enum import IntEnum
+from collections.abc import Iterable
+from enum import IntEnum, StrEnum
 from typing import Any
 
 
@@ -78,24 +82,30 @@ class PixelDojoError(Exception):
     code: str = "error"
     default_hint: str = ""
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, hint: str | None = None, job_id: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = self.default_hint if hint is None else hint
+        # The job this error is about, when one exists: scripts resume with it.
+        self.job_id = job_id
 
     @property
     def exit_code(self) -> ExitCode:
         return EXIT_CODES.get(self.code, ExitCode.UNEXPECTED)
 
     def to_json(self) -> dict[str, Any]:
-        """The `{"error": {...}}` document printed under `--json`."""
-        return {
+        """The `{"error": {...}}` document printed under `--json` (plus `jobId`
+        beside it whenever the error is about a job)."""
+        document: dict[str, Any] = {
             "error": {
                 "code": self.code,
                 "message": self.message,
                 "exit_code": int(self.exit_code),
             }
         }
+        if self.job_id:
+            document["jobId"] = self.job_id
+        return document
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code!r}, message={self.message!r})"
@@ -129,13 +139,12 @@ class MissingAPIKeyError(PixelDojoError):
 
 
 class JobFailedError(PixelDojoError):
-    """The job reached status `failed`."""
+    """The job reached status `failed` (or a synonym: `error`, `canceled`, ...)."""
 
     code = "job_failed"
 
     def __init__(self, message: str, *, job_id: str, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.job_id = job_id
+        super().__init__(message, hint=hint, job_id=job_id)
 
 
 class WaitTimeoutError(PixelDojoError):
@@ -144,8 +153,21 @@ class WaitTimeoutError(PixelDojoError):
     code = "wait_timeout"
 
     def __init__(self, message: str, *, job_id: str, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint or f"Resume with: pixeldojo jobs wait {job_id}")
-        self.job_id = job_id
+        hint = hint or (f"Resume with: pixeldojo jobs wait {job_id}" if job_id else None)
+        super().__init__(message, hint=hint, job_id=job_id or None)
+
+
+class JobsInterruptedError(PixelDojoError):
+    """Ctrl-C (or SIGTERM) while following or saving jobs: they keep running on the
+    server, and the hint says how to pick them up again."""
+
+    code = "interrupted"
+
+    def __init__(self, message: str, *, job_ids: Iterable[str] = (), hint: str | None = None):
+        self.job_ids = list(job_ids)
+        super().__init__(
+            message, hint=hint, job_id=self.job_ids[0] if len(self.job_ids) == 1 else None
+        )
 
 
 class NetworkError(PixelDojoError):
@@ -323,10 +345,77 @@ def error_from_response(status: int, text: str, *, retry_after: float | None = N
     return err
 
 
-def exit_code_for(exc: BaseException) -> ExitCode:
-    """The exit code for any exception: ours by the table, anything else is a bug (1)."""
-    if isinstance(exc, PixelDojoError):
-        return exc.exit_code
-    if isinstance(exc, KeyboardInterrupt):
-        return ExitCode.INTERRUPTED
-    return ExitCode.UNEXPECTED
+# --- outcomes -----------------------------------------------------------------
+
+
+class Outcome(StrEnum):
+    """How one job ended for this command."""
+
+    SAVED = "saved"  # its outputs are on disk
+    LISTED = "listed"  # completed; the URLs were printed instead (--no-download)
+    SUBMITTED = "submitted"  # submitted and not waited for (--no-wait)
+    RUNNING = "running"  # still running; a later `download --pending` gets it
+    FAILED = "failed"  # the job failed on the server
+    EXPIRED = "expired"  # its outputs are gone
+    TIMED_OUT = "timed_out"  # --timeout (or the unknown-status bound) passed
+    NOT_FOUND = "not_found"
+    SKIPPED = "skipped"  # a --batch line not submitted: --max-credits
+    UNCERTAIN = "uncertain"  # a --batch line an earlier run may have submitted
+    INTERRUPTED = "interrupted"
+    ERROR = "error"  # anything else: the error says what
+
+
+# The one table for outcomes: what each one means for the exit code. An outcome
+# that carries an error takes the error's code instead (ERROR always has one).
+OUTCOME_EXIT_CODES: dict[Outcome, ExitCode] = {
+    Outcome.SAVED: ExitCode.OK,
+    Outcome.LISTED: ExitCode.OK,
+    Outcome.SUBMITTED: ExitCode.OK,
+    Outcome.RUNNING: ExitCode.OK,
+    Outcome.FAILED: ExitCode.JOB_FAILED,
+    Outcome.EXPIRED: ExitCode.EXPIRED,
+    Outcome.TIMED_OUT: ExitCode.TIMEOUT,
+    Outcome.NOT_FOUND: ExitCode.NOT_FOUND,
+    # Lines left out by the spend cap: the batch did not do all it was asked to.
+    Outcome.SKIPPED: ExitCode.CREDITS,
+    Outcome.UNCERTAIN: ExitCode.NETWORK,
+    Outcome.INTERRUPTED: ExitCode.INTERRUPTED,
+    Outcome.ERROR: ExitCode.UNEXPECTED,
+}
+
+
+def outcome_of(error: PixelDojoError) -> Outcome:
+    """The outcome an error stands for."""
+    if isinstance(error, JobFailedError):
+        return Outcome.FAILED
+    if isinstance(error, ExpiredError):
+        return Outcome.EXPIRED
+    if isinstance(error, WaitTimeoutError):
+        return Outcome.TIMED_OUT
+    if isinstance(error, NotFoundError):
+        return Outcome.NOT_FOUND
+    if isinstance(error, JobsInterruptedError):
+        return Outcome.INTERRUPTED
+    if isinstance(error, JobNotFinishedError):
+        return Outcome.RUNNING
+    return Outcome.ERROR
+
+
+def outcome_exit_code(outcome: Outcome, error: PixelDojoError | None = None) -> ExitCode:
+    """One job's exit code: its error's, else its outcome's."""
+    return error.exit_code if error is not None else OUTCOME_EXIT_CODES[outcome]
+
+
+def combined_exit_code(
+    codes: Iterable[ExitCode | int], *, settled_failures_ok: bool = False
+) -> ExitCode:
+    """Several jobs, one exit code: the highest, so any trouble shows (0 only when
+    every job is fine; an interruption, 130, wins). With `settled_failures_ok`
+    (the `download --pending` sweep), a job that failed on the server is settled,
+    not a failure of the command."""
+    kept = [
+        ExitCode(code)
+        for code in codes
+        if not (settled_failures_ok and code == ExitCode.JOB_FAILED)
+    ]
+    return max(kept, default=ExitCode.OK)

@@ -294,3 +294,14 @@ def estimate_cost(
         if isinstance(outputs, int) and not isinstance(outputs, bool) and outputs > 0:
             count = float(outputs)
     return round(unit * count, 4)
+
+
+def inputs_object(text: str, where: str) -> dict[str, Any]:
+    """A JSON object of model inputs, or a usage error naming `where` it came from."""
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{where} is not valid JSON: {exc}.") from exc
+    if not isinstance(value, dict):
+        raise UsageError(f"{where} must be a JSON object of inputs.")
+    return value

@@ -82,11 +82,12 @@ def test_max_credits_stops_submitting_before_the_estimate_passes_it(
 ) -> None:
     batch = write("b.txt", *[f"p{n}" for n in range(6)])
     result = cli("run", "flux-dev", "--batch", batch, "--max-credits", "3.5", "--json", *POLL)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 4, result.output  # lines were left out: not a full success
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert posts(emulator) == 3
-    assert sorted(d["state"] for d in lines) == ["saved"] * 3 + ["skipped"] * 3
-    assert all("--max-credits" in d["reason"] for d in lines if d["state"] == "skipped")
+    assert sorted(d["outcome"] for d in lines) == ["saved"] * 3 + ["skipped"] * 3
+    assert all("--max-credits" in d["reason"] for d in lines if d["outcome"] == "skipped")
+    assert "3 line(s) were not submitted" in result.stderr
 
 
 def test_json_lines_one_per_job_and_the_worst_exit_code(cli: Invoke, emulator: Emulator) -> None:
@@ -94,8 +95,9 @@ def test_json_lines_one_per_job_and_the_worst_exit_code(cli: Invoke, emulator: E
     result = cli("run", "flux-dev", "--batch", batch, "--json", *POLL)
     assert result.exit_code == 5
     documents = {d["line"]: d for d in map(json.loads, result.stdout.splitlines())}
-    assert documents[1]["state"] == "saved" and documents[1]["files"]
-    assert documents[2]["state"] == "failed" and documents[2]["error"]["exit_code"] == 5
+    assert documents[1]["outcome"] == "saved" and documents[1]["files"]
+    assert Path(documents[1]["files"][0]["path"]).is_file()
+    assert documents[2]["outcome"] == "failed" and documents[2]["error"]["exit_code"] == 5
 
 
 def test_identical_lines_are_separate_jobs(cli: Invoke, emulator: Emulator) -> None:

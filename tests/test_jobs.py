@@ -272,7 +272,8 @@ def test_jobs_show_prints_the_job_and_the_saved_files(cli: Invoke) -> None:
     shown = cli("jobs", "show", job_id)
     assert "Status:     completed" in shown.stdout and "Saved:" in shown.stdout
     as_json = json.loads(cli("jobs", "show", job_id, "--json").stdout)
-    assert as_json["jobId"] == job_id and as_json["files"] == [str(Path(path).resolve())]
+    assert as_json["jobId"] == job_id and as_json["saved"] is True
+    assert [f["path"] for f in as_json["files"]] == [str(Path(path).resolve())]
 
 
 def test_jobs_wait_waits_for_several_and_exits_with_the_worst(

@@ -53,13 +53,15 @@ def test_run_json_prints_one_object_with_job_id_status_and_files(cli: Invoke) ->
     doc = json.loads(result.stdout)
     assert doc["status"] == "completed"
     assert doc["jobId"].startswith("job_")
-    assert len(doc["files"]) == 1 and Path(doc["files"][0]).is_file()
+    [file] = doc["files"]
+    assert Path(file["path"]).is_absolute() and Path(file["path"]).is_file()
+    assert file["size"] == Path(file["path"]).stat().st_size
 
 
 def test_run_reports_cost_and_remaining_credits_on_stderr(cli: Invoke) -> None:
     result = cli("run", "flux-2-pro", "x", "-p", "resolution=4 MP", *FAST)
     assert result.exit_code == 0, result.stderr
-    assert "2 credit(s), 998 remaining" in result.stderr
+    assert "2 credits, 998 remaining" in result.stderr
 
 
 def test_no_wait_prints_the_job_id_and_returns(cli: Invoke, emulator: Emulator) -> None:
@@ -91,7 +93,7 @@ def test_dry_run_needs_no_key(emulator: Emulator) -> None:
     result = make_invoker(emulator, key=None)("run", "flux-dev", "x", "--dry-run")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"prompt": "x"}
-    assert "Estimated cost: 1 credit(s)" in result.stderr
+    assert "Estimated cost: 1 credit." in result.stderr
 
 
 def test_p_values_are_coerced_to_the_schema_types(cli: Invoke, emulator: Emulator) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pixeldojo_cli.cli.outputs import ChecksumOption, finished_recorded_job, wait_for_jobs
-from pixeldojo_cli.cli.state import AppState, get_state, parse_duration, positive
-from pixeldojo_cli.errors import PixelDojoError, UsageError
+from pixeldojo_cli.cli.outputs import ChecksumOption, print_results
+from pixeldojo_cli.cli.state import AppState, get_state, parse_duration
+from pixeldojo_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from pixeldojo_cli.ledger import LedgerJob
@@ -56,27 +56,8 @@ def _saved_state(local: LedgerJob | None, now: datetime) -> str:
     return "NOT SAVED"
 
 
-def _local_summary(job: LedgerJob, now: datetime) -> dict[str, Any]:
-    return {
-        "jobId": job.id,
-        "model": job.model,
-        "status": job.status,
-        "submittedAt": job.submitted_at.isoformat(),
-        "expiresAt": job.expires_at.isoformat() if job.expires_at else None,
-        "estimatedCredits": job.estimated_credits,
-        "creditCost": job.charged_credits,
-        "outputDir": job.output_dir,
-        "saved": _saved_state(job, now),
-        "files": [
-            {"path": f.path, "size": f.size, "sha256": f.sha256, "mtimeNs": f.mtime_ns}
-            for f in job.files
-        ],
-        "baseUrl": job.base_url,
-        "profile": job.profile,
-    }
-
-
 def _list_local(state: AppState, limit: int, json_output: bool) -> None:
+    from pixeldojo_cli.cli.render import local_job_document
     from pixeldojo_cli.ledger import Ledger, ledger_path
 
     now = datetime.now(UTC)
@@ -88,7 +69,7 @@ def _list_local(state: AppState, limit: int, json_output: bool) -> None:
         with Ledger() as ledger:
             jobs = ledger.jobs(base_url=base_url, profile=profile, limit=limit)
     if json_output:
-        state.render.json([_local_summary(job, now) for job in jobs])
+        state.render.json([local_job_document(job, now) for job in jobs])
         return
     rows = [
         [
@@ -169,17 +150,18 @@ def show(ctx: typer.Context, job_id: JobIdArgument, json_output: JsonOption = Fa
     Asks the API (`GET /jobs/{id}`) and adds what the local ledger knows:
     the files this machine downloaded, with their sizes.
     """
-    from pixeldojo_cli.cli.outputs import record_status
+    from pixeldojo_cli.cli.render import job_document
 
     state = get_state(ctx)
     with state.guard(json_output=json_output):
         job = state.client().get_job(job_id)
-        record_status(state, job)
-        ledger = state.ledger()
-        local = ledger.get(state.ledger_scope()[0], job.id) if ledger is not None else None
+        recorder = state.recorder()
+        recorder.seen(job)
+        local = recorder.get(job.id)
         if json_output:
-            files = [f.path for f in local.files] if local is not None else []
-            state.render.json({**job.raw, "files": files})
+            files = local.files if local is not None else ()
+            saved = local.downloaded if local is not None else None
+            state.render.json(job_document(job, files, saved=saved))
             return
         now = datetime.now(UTC)
         lines = [
@@ -198,11 +180,6 @@ def show(ctx: typer.Context, job_id: JobIdArgument, json_output: JsonOption = Fa
             state.render.result(f"{'Saved:':12}{f.path} ({f.size} bytes)")
         if local is None:
             state.render.note("Not submitted from this machine (or under --emulator).")
-
-
-def worst_exit(codes: list[int]) -> int:
-    """Several jobs, one exit code: the highest, so any trouble shows (0 only if all 0)."""
-    return max(codes, default=0)
 
 
 @app.command(
@@ -237,7 +214,7 @@ def wait(
     ] = None,
     json_output: Annotated[
         bool,
-        typer.Option("--json", help='Print a JSON list: each job plus "files" (or "error").'),
+        typer.Option("--json", help='Print a JSON list: each job with "files" and "outcome".'),
     ] = False,
 ) -> None:
     """Wait for jobs to finish and download their outputs, as `run` does.
@@ -246,46 +223,31 @@ def wait(
     highest of theirs: 0 only when every job completed and was saved.
     """
     state = get_state(ctx)
-    state.checksum = checksum
     with state.guard(json_output=json_output):
-        wait_timeout = parse_duration(timeout)
-        settings = state.settings(output_dir=output_dir)
-        first = positive(poll_interval, "--poll-interval") or float(settings.poll_interval.value)
-        longest = positive(max_poll_interval, "--max-poll-interval") or float(
-            settings.max_poll_interval.value
+        from pixeldojo_cli.engine import JobFlags, wait_and_save
+        from pixeldojo_cli.errors import combined_exit_code
+
+        wait_options, save_options = state.job_options(
+            JobFlags(
+                output_dir=output_dir,
+                poll_interval=poll_interval,
+                max_poll_interval=max_poll_interval,
+                timeout=parse_duration(timeout),
+                checksum=checksum,
+                download=not no_download,
+            )
         )
         client = state.client()
-        unique = list(dict.fromkeys(job_ids))
-        outcomes = wait_for_jobs(
-            state,
-            client,
-            unique,
-            poll_interval=first,
-            max_poll_interval=longest,
-            timeout=wait_timeout,
-            progress_mode="auto",
-        )
-        codes, documents = [], []
-        for job_id in unique:
-            outcome = outcomes[job_id]
-            try:
-                if isinstance(outcome, PixelDojoError):
-                    raise outcome
-                paths = finished_recorded_job(
-                    state, client, outcome, output_dir, download=not no_download
-                )
-            except PixelDojoError as exc:
-                codes.append(int(exc.exit_code))
-                state.render.error(exc)
-                documents.append({"jobId": job_id, **exc.to_json()})
-                continue
-            codes.append(0)
-            documents.append({**outcome.raw, "files": paths if not no_download else []})
-            if not json_output:
-                for path in paths:
-                    state.render.result(path)
-        if json_output:
-            state.render.json(documents)
-        code = worst_exit(codes)
+        with state.render.job_display(state.render.progress_mode()) as notify:
+            results = wait_and_save(
+                client,
+                list(dict.fromkeys(job_ids)),
+                wait_options,
+                save_options,
+                recorder=state.recorder(notify),
+                notify=notify,
+            )
+        print_results(state, results, json_output=json_output)
+        code = combined_exit_code(r.exit_code for r in results)
         if code:
-            raise typer.Exit(code)
+            raise typer.Exit(int(code))

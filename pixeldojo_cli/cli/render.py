@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
@@ -21,12 +22,90 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
+    from pixeldojo_cli.downloads import DownloadedFile
+    from pixeldojo_cli.engine import Event, EventSink, JobResult
     from pixeldojo_cli.errors import PixelDojoError
+    from pixeldojo_cli.ledger import LedgerFile, LedgerJob
+    from pixeldojo_cli.results import Job
 
 
 def dump_json(value: Any) -> str:
     """The CLI's JSON: indented, UTF-8, anything unknown as a string."""
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+# --- the JSON shapes: one per entity, used by every command ------------------
+
+
+def rfc3339(when: datetime | None) -> str | None:
+    """A timestamp as every JSON document here writes it: RFC 3339, UTC, `Z`."""
+    if when is None:
+        return None
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def file_document(file: DownloadedFile | LedgerFile) -> dict[str, Any]:
+    """A saved file: its absolute path, size, SHA-256 (or null) and source URL."""
+    from pathlib import Path
+
+    return {
+        "path": str(Path(file.path).resolve()),
+        "size": file.size,
+        "sha256": file.sha256,
+        "url": file.url,
+    }
+
+
+def job_document(
+    job: Job,
+    files: Sequence[DownloadedFile | LedgerFile] = (),
+    *,
+    saved: bool | None = None,
+) -> dict[str, Any]:
+    """A job: the API's object as returned, plus `jobId`, `files` and, when known,
+    `saved` (every output of it is on disk here)."""
+    document: dict[str, Any] = {**job.raw, "jobId": job.id}
+    document["files"] = [file_document(f) for f in files]
+    if saved is not None:
+        document["saved"] = saved
+    return document
+
+
+def local_job_document(job: LedgerJob, now: datetime) -> dict[str, Any]:
+    """A job as the local ledger knows it (`jobs list --local`): the same keys
+    as the API's job where they exist, plus what only this machine knows."""
+    return {
+        "jobId": job.id,
+        "model": job.model,
+        "status": job.status,
+        "submittedAt": rfc3339(job.submitted_at),
+        "expiresAt": rfc3339(job.expires_at),
+        "estimatedCredits": job.estimated_credits,
+        "creditCost": job.charged_credits,
+        "inputs": job.inputs,
+        "outputDir": job.output_dir,
+        "files": [file_document(f) for f in job.files],
+        "saved": job.downloaded,
+        "expired": not job.downloaded and (job.lost or job.deadline() <= now),
+        "baseUrl": job.base_url,
+        "profile": job.profile,
+    }
+
+
+def result_document(result: JobResult) -> dict[str, Any]:
+    """How one job ended: the job (when it was seen) with its files and
+    `outcome`, plus `error` when there was one."""
+    from pixeldojo_cli.errors import Outcome
+
+    if result.job is not None:
+        saved = result.outcome is Outcome.SAVED
+        document = job_document(result.job, result.files, saved=saved)
+    else:
+        document = {"jobId": result.job_id, "files": []}
+    document["outcome"] = str(result.outcome)
+    if result.error is not None:
+        document["error"] = result.error.to_json()["error"]
+    return document
 
 
 def _is_tty(stream: TextIO) -> bool:
@@ -212,11 +291,11 @@ class Renderer:
 
     @contextmanager
     def batch_progress(
-        self, counts: Callable[[], Counter[str]], total: int
+        self, counts: Callable[[], Counter[str]], total: int, mode: str
     ) -> Iterator[Callable[[], None]]:
         """One bar for a whole batch, with a count per state; a no-op off a terminal
         (plain mode prints a line per finished job instead)."""
-        if self.progress_mode() != "rich":
+        if mode != "rich":
             yield lambda: None
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -229,12 +308,13 @@ class Renderer:
             console=self.err_console,
             transient=True,
         )
-        finished = ("saved", "failed", "error", "skipped", "submitted", "unfinished")
+        unfinished = ("queued", "running")
 
         def refresh() -> None:
             now = counts()
             text = " · ".join(f"{n} {state}" for state, n in sorted(now.items()) if n)
-            progress.update(task, completed=sum(now[s] for s in finished), description=text)
+            done = sum(n for state, n in now.items() if state not in unfinished)
+            progress.update(task, completed=done, description=text)
 
         with progress:
             task = progress.add_task("", total=total)
@@ -247,28 +327,37 @@ class Renderer:
         if mode != "rich":
             yield None
             return
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
-            TimeElapsedColumn(),
+            BarColumn(bar_width=20),
+            _tail_column(),
             console=self.err_console,
             transient=True,
         ) as progress:
             yield progress
 
-    @contextmanager
-    def jobs_progress(self, mode: str) -> Iterator[JobsBoard]:
-        """A live line per job while several jobs run (`jobs wait A B C`)."""
-        with self._status_lines(mode) as progress:
-            yield JobsBoard(self, mode, progress)
+    def notice_sink(self) -> EventSink:
+        """An event sink that shows notices only (no live display)."""
+        return lambda event: self.show_notice(event)
+
+    def show_notice(self, event: Event) -> None:
+        from pixeldojo_cli.engine import Notice
+
+        if isinstance(event, Notice):
+            if event.level == "warning":
+                self.warn(event.message)
+            else:
+                self.info(event.message)
 
     @contextmanager
-    def job_progress(self, job_id: str, mode: str) -> Iterator[JobProgress]:
-        """A live display of one job's status while it runs."""
+    def job_display(self, mode: str) -> Iterator[EventSink]:
+        """The engine's events drawn: a live line per job (with its download bars)
+        on a terminal, one plain line per status change otherwise."""
         with self._status_lines(mode) as progress:
-            yield JobProgress(self, job_id, mode, progress)
+            yield JobDisplay(self, mode, progress).handle
 
 
 class _NoProgress:
@@ -291,19 +380,63 @@ class DownloadBars:
             self._progress.update(task, completed=done, total=total)
 
 
-class JobsBoard:
-    """Status lines for several jobs: one JobProgress each, on one display."""
+def _tail_column() -> Any:
+    """Elapsed time and ETA for a job's line; bytes and speed for a file's."""
+    from rich.filesize import decimal
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class TailColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            if task.fields.get("kind") == "file":
+                done = decimal(int(task.completed))
+                total = f"/{decimal(int(task.total))}" if task.total else ""
+                return Text(f"{done}{total}", style="progress.download")
+            tail = _clock(task.elapsed or 0)
+            eta_until = task.fields.get("eta_until")
+            if eta_until is not None:
+                tail += f" (ETA {_clock(max(0.0, eta_until - time.monotonic()))})"
+            return Text(tail, style="progress.elapsed")
+
+    return TailColumn()
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+class JobDisplay:
+    """The engine's events on stderr: a Rich line per job and per file being
+    downloaded, or a plain line per status change (`job: status (3s)`)."""
 
     def __init__(self, renderer: Renderer, mode: str, progress: Any) -> None:
         self._renderer = renderer
         self._mode = mode
         self._progress = progress
         self._jobs: dict[str, JobProgress] = {}
+        self._files: dict[tuple[str, int], Any] = {}
 
-    def update(self, job_id: str, status: str) -> None:
-        if job_id not in self._jobs:
-            self._jobs[job_id] = JobProgress(self._renderer, job_id, self._mode, self._progress)
-        self._jobs[job_id].update(status)
+    def handle(self, event: Event) -> None:
+        from pixeldojo_cli.engine import FileProgress, JobSeen
+
+        if isinstance(event, JobSeen):
+            job_id = event.job.id
+            if job_id not in self._jobs:
+                self._jobs[job_id] = JobProgress(self._renderer, job_id, self._mode, self._progress)
+            self._jobs[job_id].update(event.job.status, event.eta)
+        elif isinstance(event, FileProgress):
+            self._file(event.job_id, event.index, event.done, event.total)
+        else:
+            self._renderer.show_notice(event)
+
+    def _file(self, job_id: str, index: int, done: int, total: int | None) -> None:
+        if self._progress is None:
+            return
+        key = (job_id, index)
+        if key not in self._files:
+            self._files[key] = self._progress.add_task(f"  {job_id}-{index}", kind="file")
+        self._progress.update(self._files[key], completed=done, total=total)
 
 
 class JobProgress:
@@ -314,24 +447,25 @@ class JobProgress:
         self._job_id = job_id
         self._mode = mode
         self._progress = progress
-        self._task = progress.add_task(f"{job_id}: submitted") if progress is not None else None
+        self._task = (
+            progress.add_task(f"{job_id}: submitted", total=None, eta_until=None)
+            if progress is not None
+            else None
+        )
         self._started = time.monotonic()
         self._last: str | None = None
 
-    def update(self, status: str) -> None:
+    def update(self, status: str, eta: float | None = None) -> None:
+        elapsed = time.monotonic() - self._started
+        left = f", about {eta:.0f}s left" if eta is not None and eta >= 1 else ""
+        if self._progress is not None:
+            eta_until = None if eta is None else time.monotonic() + eta
+            self._progress.update(
+                self._task, description=f"{self._job_id}: {status}", eta_until=eta_until
+            )
+            return
         if status == self._last:
             return
         self._last = status
-        elapsed = time.monotonic() - self._started
-        if self._progress is not None:
-            self._progress.update(self._task, description=f"{self._job_id}: {status}")
-        elif self._mode == "plain":
-            self._renderer.info(f"{self._job_id}: {status} ({elapsed:.0f}s)")
-
-    def downloading(self, count: int) -> None:
-        if self._progress is not None:
-            self._progress.update(
-                self._task, description=f"{self._job_id}: downloading {count} file(s)"
-            )
-        elif self._mode == "plain":
-            self._renderer.info(f"{self._job_id}: downloading {count} file(s)")
+        if self._mode == "plain":
+            self._renderer.info(f"{self._job_id}: {status} ({elapsed:.0f}s{left})")

@@ -3,47 +3,44 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pixeldojo_cli.cli.complete import complete_model, complete_param
-from pixeldojo_cli.cli.outputs import (
-    OPEN_HELP,
-    ChecksumOption,
-    finished_outputs,
-    open_first,
-    wait_for_job,
-)
+from pixeldojo_cli.cli.outputs import OPEN_HELP, ChecksumOption, open_first, result_lines
 from pixeldojo_cli.cli.state import (
     AppState,
     get_state,
     inputs_object,
     parse_duration,
-    positive,
     read_text_argument,
 )
 from pixeldojo_cli.errors import UsageError
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.results import Job
+    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.engine import JobFlags
+    from pixeldojo_cli.results import Model
 
 RUN_HELP = """\
 Submit a job, wait for it, and download its outputs.
 
-PROMPT fills the model's `prompt` input. Other inputs come from -p KEY=VALUE
-(coerced to the type the model's schema gives), -p KEY:=JSON (a JSON literal),
-or --input FILE (a JSON object; `-` reads stdin; -p wins over it). Inputs are
-checked against the schema before anything is spent.
+PROMPT fills the model's `prompt` input; `-` reads it from stdin. Other inputs
+come from -p KEY=VALUE (coerced to the type the model's schema gives),
+-p KEY:=JSON (a JSON literal), or --input FILE (a JSON object; `-` reads stdin;
+-p wins over it). Inputs are checked against the schema before anything is
+spent.
 
 Each downloaded file's path is printed on stdout, one per line; status goes to
 stderr. Files are named <jobId>-<n>.<ext>, with <jobId>.json beside them.
 
 --batch FILE runs one job per line (a prompt, or a JSON object of inputs that
-wins over -p), at the rate limit, --concurrency at a time, polling them all
-together; --max-credits caps the estimated spend. Rerunning the same command
-skips lines whose job completed or is still running.
+wins over -p; blank lines and lines starting with # are skipped), at the rate
+limit, --concurrency at a time, polling them all together; --max-credits caps
+the estimated spend (skipped lines make it exit 4). Rerunning the same command
+skips lines whose job completed or is still running. With --json it prints one
+JSON object per line as each ends (JSON Lines).
 """
 
 RUN_EXAMPLES = """\
@@ -55,11 +52,6 @@ Examples:
 
   pixeldojo run flux-dev --batch prompts.txt -p aspect_ratio=16:9 --max-credits 50 -o out/
 """
-
-
-# Jobs in flight at once in a batch: enough to keep 60 requests/min busy with
-# jobs of a minute, and within one `GET /jobs?limit=100` poll.
-BATCH_CONCURRENCY = 50
 
 
 class ProgressMode(StrEnum):
@@ -79,10 +71,6 @@ def _check_webhook_url(url: str | None) -> None:
         raise UsageError(f"--webhook-url must be an http(s) URL, got {url[:60]!r}.")
 
 
-def _credits(value: float | None) -> str:
-    return "?" if value is None else f"{value:g}"
-
-
 def run(
     ctx: typer.Context,
     model_id: Annotated[
@@ -95,7 +83,9 @@ def run(
     ],
     prompt: Annotated[
         str | None,
-        typer.Argument(metavar="PROMPT", help="The prompt (fills the `prompt` input)."),
+        typer.Argument(
+            metavar="PROMPT", help="The prompt (fills the `prompt` input); - reads stdin."
+        ),
     ] = None,
     params: Annotated[
         list[str] | None,
@@ -197,145 +187,195 @@ def run(
     ] = None,
 ) -> None:
     state = get_state(ctx)
-    state.checksum = checksum
     with state.guard(json_output=json_output):
-        from pixeldojo_cli.errors import MissingAPIKeyError
-        from pixeldojo_cli.schema import build_inputs, estimate_cost, validate_inputs
+        from pixeldojo_cli.engine import JobFlags
 
-        wait_timeout = parse_duration(timeout)
-        settings = state.settings(output_dir=output_dir)
-        first_poll = positive(poll_interval, "--poll-interval") or float(
-            settings.poll_interval.value
+        flags = JobFlags(
+            output_dir=output_dir,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            timeout=parse_duration(timeout),
+            checksum=checksum,
+            download=not no_download,
         )
-        max_poll = positive(max_poll_interval, "--max-poll-interval") or float(
-            settings.max_poll_interval.value
-        )
+        state.job_options(flags)  # every flag checked before anything is asked or spent
         _check_webhook_url(webhook_url)
+        if prompt == "-":
+            prompt = read_prompt_from_stdin()
+        if batch_file is not None and prompt is not None:
+            raise UsageError("Give a PROMPT or --batch FILE, not both.")
+        if batch_file is None and (concurrency is not None or max_credits is not None):
+            raise UsageError("--concurrency and --max-credits go with --batch.")
         base_inputs = read_input_file(input_file) if input_file else None
         client = state.client()
         if not client.api_key and not dry_run:
+            from pixeldojo_cli.errors import MissingAPIKeyError
+
             raise MissingAPIKeyError("No API key is set.")
-
-        model, schema = client.model_with_schema(model_id)
-        if not state.use_emulator:
-            from pixeldojo_cli.completion import save_schema
-
-            save_schema(str(client.base_url), model.id, schema)
+        model, schema = _model_and_schema(state, client, model_id)
         if batch_file is not None:
-            if prompt is not None:
-                raise UsageError("Give a PROMPT or --batch FILE, not both.")
-            from pixeldojo_cli.cli.batch import run_batch
+            from pixeldojo_cli.cli.batch import BatchRequest, run_batch
 
             run_batch(
                 state,
                 client,
                 model,
                 schema,
-                batch_file=batch_file,
-                defaults=build_inputs(
-                    schema, assignments=params or [], base=base_inputs, seed=seed
+                BatchRequest(
+                    batch_file=batch_file,
+                    assignments=tuple(params or ()),
+                    base_inputs=base_inputs,
+                    seed=seed,
+                    concurrency=concurrency,
+                    max_credits=max_credits,
+                    webhook_url=webhook_url,
+                    wait=not no_wait,
+                    dry_run=dry_run,
+                    json_output=json_output,
+                    progress=progress.value,
+                    open_output=open_output,
                 ),
-                folder=state.output_dir(output_dir),
-                concurrency=concurrency or BATCH_CONCURRENCY,
-                max_credits=max_credits,
-                poll_interval=first_poll,
-                max_poll_interval=max_poll,
-                timeout=wait_timeout,
-                download=not no_download,
-                wait=not no_wait,
-                dry_run=dry_run,
-                json_output=json_output,
-                webhook_url=webhook_url,
+                flags,
             )
             return
-        if concurrency is not None or max_credits is not None:
-            raise UsageError("--concurrency and --max-credits go with --batch.")
+        from pixeldojo_cli.schema import build_inputs, estimate_cost, validate_inputs
+
         inputs = build_inputs(
             schema, prompt=prompt, assignments=params or [], base=base_inputs, seed=seed
         )
         validate_inputs(schema, inputs)
         estimate = estimate_cost(model, schema, inputs)
-
         if dry_run:
-            body = {**inputs, **({"webhook_url": webhook_url} if webhook_url else {})}
-            if json_output:
-                state.render.json(
-                    {
-                        "model": model.id,
-                        "body": body,
-                        "estimatedCredits": estimate,
-                        "submitted": False,
-                    }
-                )
-            else:
-                state.render.json(body)
-                state.render.info(
-                    f"Estimated cost: {_credits(estimate)} credit(s). Nothing was submitted."
-                )
+            _print_dry_run(state, model.id, inputs, webhook_url, estimate, json_output)
             return
-
-        job = client.run(model.id, inputs, webhook_url=webhook_url)
-        folder = state.output_dir(output_dir)
-        _record_submission(state, job, model.id, inputs, estimate, folder)
-        state.render.info(
-            f"Submitted {job.id} ({model.id}): {_credits(job.credit_cost or estimate)} credit(s), "
-            f"{_credits(job.credits_remaining)} remaining."
-        )
-        if no_wait:
-            if json_output:
-                state.render.json(job.raw)
-            else:
-                state.render.result(job.id)
-            return
-        job = wait_for_job(
+        _submit_and_follow(
             state,
             client,
-            job,
-            poll_interval=first_poll,
-            max_poll_interval=max_poll,
-            timeout=wait_timeout,
-            progress_mode=progress.value,
+            model.id,
+            inputs,
+            estimate,
+            flags,
+            webhook_url=webhook_url,
+            wait=not no_wait,
+            json_output=json_output,
+            progress=progress.value,
+            open_output=open_output,
         )
-        paths = finished_outputs(
-            state,
-            client,
-            job,
-            folder=folder,
-            model=model.id,
-            inputs=inputs,
-            download=not no_download,
-        )
-        if json_output:
-            state.render.json({**job.raw, "files": paths if not no_download else []})
-        else:
-            for path in paths:
-                state.render.result(path)
-        if open_output and not no_download:
-            open_first(state, paths)
 
 
-def _record_submission(
+def read_prompt_from_stdin() -> str:
+    """`-` as PROMPT: the prompt from standard input (never a silent wait at a terminal)."""
+    import sys
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise UsageError(
+            "PROMPT is - but standard input is a terminal.",
+            hint='Pipe the prompt in: echo "a red fox" | pixeldojo run MODEL -',
+        )
+    text = sys.stdin.read().strip()
+    if not text:
+        raise UsageError("PROMPT is - but standard input was empty.")
+    return text
+
+
+def _model_and_schema(
+    state: AppState, client: Client, model_id: str
+) -> tuple[Model, dict[str, Any]]:
+    model, schema = client.model_with_schema(model_id)
+    if not state.use_emulator:
+        from pixeldojo_cli.completion import save_schema
+
+        save_schema(str(client.base_url), model.id, schema)
+    return model, schema
+
+
+def _print_dry_run(
     state: AppState,
-    job: Job,
-    model: str,
+    model_id: str,
+    inputs: dict[str, Any],
+    webhook_url: str | None,
+    estimate: float | None,
+    json_output: bool,
+) -> None:
+    body = {**inputs, **({"webhook_url": webhook_url} if webhook_url else {})}
+    if json_output:
+        document = {"model": model_id, "body": body, "estimatedCredits": estimate}
+        state.render.json({**document, "submitted": False})
+        return
+    state.render.json(body)
+    state.render.info(f"Estimated cost: {credits_text(estimate)}. Nothing was submitted.")
+
+
+def _submit_and_follow(
+    state: AppState,
+    client: Client,
+    model_id: str,
     inputs: dict[str, Any],
     estimate: float | None,
-    folder: Path,
+    flags: JobFlags,
+    *,
+    webhook_url: str | None,
+    wait: bool,
+    json_output: bool,
+    progress: str,
+    open_output: bool,
 ) -> None:
-    """Into the ledger before any waiting, so `download --pending` can save it later."""
-    ledger = state.ledger()
-    if ledger is None:
+    """Submit one job, then (unless --no-wait) follow it and save its outputs."""
+    from pixeldojo_cli.cli.render import job_document, result_document
+    from pixeldojo_cli.downloads import ensure_folder
+    from pixeldojo_cli.engine import submit, wait_and_save
+
+    wait_options, save_options = state.job_options(flags)
+    folder = save_options.folder_for(None)
+    if save_options.download:
+        ensure_folder(folder)  # an output path that cannot be a folder costs nothing yet
+    recorder = state.recorder()
+    job = submit(
+        client,
+        model_id,
+        inputs,
+        folder=folder,
+        recorder=recorder,
+        webhook_url=webhook_url,
+        estimate=estimate,
+    )
+    state.render.info(
+        f"Submitted {job.id} ({model_id}): {credits_text(job.credit_cost or estimate)}, "
+        f"{credits_text(job.credits_remaining, unit=False)} remaining."
+    )
+    if not wait:
+        if json_output:
+            state.render.json(job_document(job))
+        else:
+            state.render.result(job.id)
         return
-    base_url, profile = state.ledger_scope()
-    try:
-        ledger.record_submission(
-            job,
-            base_url=base_url,
-            profile=profile,
-            model=model,
+    with state.render.job_display(state.render.progress_mode(progress)) as notify:
+        recorder.notify = notify
+        [result] = wait_and_save(
+            client,
+            [job],
+            wait_options,
+            save_options,
+            recorder=recorder,
+            notify=notify,
+            model=model_id,
             inputs=inputs,
-            estimated_credits=estimate,
-            output_dir=folder,
+            look_now=False,
         )
-    except Exception as exc:  # recording must never cost the user the job itself
-        state.render.warn(f"Could not record job {job.id} in the ledger: {exc}")
+    if result.error is not None:
+        raise result.error
+    if json_output:
+        state.render.json(result_document(result))
+    else:
+        for line in result_lines(result):
+            state.render.result(line)
+    if open_output and save_options.download:
+        open_first(state, [str(f.path) for f in result.files])
+
+
+def credits_text(value: float | None, *, unit: bool = True) -> str:
+    """`1 credit`, `2.5 credits`, `? credits` (or the bare number without `unit`)."""
+    number = "?" if value is None else f"{value:g}"
+    if not unit:
+        return number
+    return f"{number} credit" if value == 1 else f"{number} credits"

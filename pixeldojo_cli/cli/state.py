@@ -20,6 +20,7 @@ from pixeldojo_cli.errors import ExitCode, PixelDojoError, UsageError
 if TYPE_CHECKING:
     from pixeldojo_cli.client import Client
     from pixeldojo_cli.emulator import Emulator
+    from pixeldojo_cli.engine import EventSink, JobFlags, Recorder, SaveOptions, WaitOptions
     from pixeldojo_cli.ledger import Ledger
     from pixeldojo_cli.settings import Settings
 
@@ -55,7 +56,6 @@ class AppState:
     _ledger_failed: bool = False
     json_output: bool = False
     remind: bool = True
-    checksum: bool | None = None  # a command's --checksum/--no-checksum
 
     def settings(self, *, output_dir: str | None = None) -> Settings:
         from pixeldojo_cli.settings import insecure_permissions_warning, resolve_settings
@@ -80,14 +80,18 @@ class AppState:
             self.profile = name
             self._settings = None
 
-    def wants_checksum(self) -> bool:
-        """Whether downloads compute and check SHA-256: the flag, else the setting."""
-        if self.checksum is not None:
-            return self.checksum
-        return bool(self.settings().checksum.value)
+    def job_options(self, flags: JobFlags) -> tuple[WaitOptions, SaveOptions]:
+        """The waiting and saving options of one command, resolved once."""
+        from pixeldojo_cli.engine import resolve_options
 
-    def output_dir(self, flag: str | None) -> Path:
-        return Path(str(self.settings(output_dir=flag).output_dir.value)).expanduser()
+        return resolve_options(self.settings(output_dir=flags.output_dir), flags)
+
+    def recorder(self, notify: EventSink | None = None) -> Recorder:
+        """The ledger as the engine uses it, for this API and profile."""
+        from pixeldojo_cli.engine import Recorder
+
+        base_url, profile = self.ledger_scope()
+        return Recorder(self.ledger(), base_url, profile, notify or self.render.notice_sink())
 
     def _start_emulator(self) -> Emulator:
         if self._emulator is None:
@@ -248,16 +252,6 @@ def parse_duration(text: str | None, *, option: str = "--timeout") -> float | No
     return total
 
 
-def positive(value: float | None, option: str) -> float | None:
-    if value is not None and not (value > 0 and value < 86400):
-        raise UsageError(f"{option} must be a positive number of seconds, got {value}.")
-    return value
-
-
-def as_list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else []
-
-
 def read_text_argument(path: str, option: str) -> str:
     """The text of a FILE argument, `-` meaning standard input; a usage error
     (never a traceback) when it cannot be read."""
@@ -273,13 +267,7 @@ def read_text_argument(path: str, option: str) -> str:
 
 
 def inputs_object(text: str, where: str) -> dict[str, Any]:
-    """A JSON object of model inputs, or a usage error naming `where` it came from."""
-    import json
+    """`schema.inputs_object`, imported only when a command reads inputs."""
+    from pixeldojo_cli.schema import inputs_object as parse
 
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise UsageError(f"{where} is not valid JSON: {exc}.") from exc
-    if not isinstance(value, dict):
-        raise UsageError(f"{where} must be a JSON object of inputs.")
-    return value
+    return parse(text, where)

@@ -1,0 +1,424 @@
+"""Many jobs of one model, at the rate limit, followed together, resumable:
+what `run MODEL --batch FILE` does, built on the engine's `Follower` and `save`.
+
+One thread runs the schedule: submit while fewer than `concurrency` jobs are
+in flight (the client's rate limiter paces the POSTs), let the `Follower` poll
+every running job (one `GET /jobs?limit=N` answers for many), and hand each
+completed job to a small pool that runs the engine's `save`. Each line is
+identified by a hash of the model and its inputs, kept in the ledger, so
+running the same batch again skips what completed or is still running: a CI
+retry never pays twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pixeldojo_cli.engine import (
+    EventSink,
+    Follower,
+    JobResult,
+    Recorder,
+    SaveOptions,
+    Settled,
+    WaitOptions,
+    ignore,
+    settle,
+)
+from pixeldojo_cli.errors import (
+    ExitCode,
+    JobsInterruptedError,
+    Outcome,
+    PixelDojoError,
+    UsageError,
+    WaitTimeoutError,
+    combined_exit_code,
+)
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.downloads import DownloadedFile
+    from pixeldojo_cli.results import Job, Model
+
+# Show at most this many input problems before asking the user to fix the file.
+_MAX_PROBLEMS = 5
+# Jobs in flight at once: enough to keep 60 requests/min busy with jobs of a
+# minute, and within one `GET /jobs?limit=100` poll.
+DEFAULT_CONCURRENCY = 50
+_SAVERS = 4
+
+
+@dataclass
+class Line:
+    """One line of the batch file and what became of it."""
+
+    number: int
+    inputs: dict[str, Any]
+    key: str
+    estimate: float | None
+    outcome: Outcome | None = None  # None while queued or in flight
+    job: Job | None = None
+    job_id: str | None = None
+    files: list[DownloadedFile] = field(default_factory=list)
+    error: PixelDojoError | None = None
+    resumed: bool = False
+    note: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.outcome is not None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        result = JobResult(self.job_id or "", self.outcome or Outcome.RUNNING, error=self.error)
+        return result.exit_code
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """What `--batch` adds to a run: pacing, the spend cap, and whether to wait."""
+
+    concurrency: int = DEFAULT_CONCURRENCY
+    max_credits: float | None = None
+    wait: bool = True
+    webhook_url: str | None = None
+
+
+def read_lines(text: str, source: str) -> list[tuple[int, str | dict[str, Any]]]:
+    """A batch file's entries: JSON Lines of input objects, or one prompt per line.
+
+    A line starting with `{` is a JSON object of inputs; a blank line, or one
+    whose first character is `#`, is skipped; any other line is a prompt.
+    Returns (line number, prompt or object).
+    """
+    from pixeldojo_cli.schema import inputs_object
+
+    entries: list[tuple[int, str | dict[str, Any]]] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("{"):
+            entries.append((number, inputs_object(line, f"--batch line {number}")))
+        else:
+            entries.append((number, line))
+    if not entries:
+        raise UsageError(f"--batch {source!r} has no prompts or inputs in it.")
+    return entries
+
+
+def request_key(model_id: str, inputs: dict[str, Any], occurrence: int) -> str:
+    """Identifies one request of a batch: the model, the inputs, and which
+    repetition of identical inputs it is (two identical lines are two jobs)."""
+    canonical = json.dumps({"model": model_id, "inputs": inputs}, sort_keys=True, default=str)
+    return hashlib.sha256(f"{canonical}#{occurrence}".encode()).hexdigest()
+
+
+def plan_lines(
+    model: Model,
+    schema: dict[str, Any],
+    entries: list[tuple[int, str | dict[str, Any]]],
+    defaults: dict[str, Any],
+) -> list[Line]:
+    """Every line's inputs (the line's own values over the -p/--input defaults),
+    checked against the schema before anything is spent."""
+    from pixeldojo_cli.schema import estimate_cost, validate_inputs
+
+    lines: list[Line] = []
+    problems: list[str] = []
+    seen: Counter[str] = Counter()
+    for number, entry in entries:
+        inputs = {**defaults, **(entry if isinstance(entry, dict) else {"prompt": entry})}
+        try:
+            validate_inputs(schema, inputs)
+        except UsageError as exc:
+            problems.append(f"line {number}: {exc.message}")
+            continue
+        base_key = request_key(model.id, inputs, 0)
+        key = request_key(model.id, inputs, seen[base_key])
+        seen[base_key] += 1
+        lines.append(Line(number, inputs, key, estimate_cost(model, schema, inputs)))
+    if problems:
+        more = len(problems) - _MAX_PROBLEMS
+        listed = "; ".join(problems[:_MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
+        raise UsageError(
+            f"{len(problems)} line(s) of the batch are not valid for {model.id}: {listed}.",
+            hint="Nothing was submitted. See the parameters with "
+            f"`pixeldojo models show {model.id}`.",
+        )
+    return lines
+
+
+class Batch:
+    """One batch run: submit, follow together, save, and say how each line ended.
+
+    `on_line` is called (in the calling thread) once per line as it ends;
+    `notify` gets the engine's events.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        model_id: str,
+        lines: list[Line],
+        options: BatchOptions,
+        wait: WaitOptions,
+        save_options: SaveOptions,
+        *,
+        recorder: Recorder,
+        notify: EventSink = ignore,
+        on_line: Callable[[Line], None] = lambda line: None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.client = client
+        self.model_id = model_id
+        self.lines = lines
+        self.options = options
+        self.save_options = save_options
+        self.recorder = recorder
+        self.notify = notify
+        self.on_line = on_line
+        self._sleep = sleep
+        self.follower = Follower(client, wait, notify=notify, recorder=recorder)
+        self.spent = 0.0
+        self._by_job: dict[str, Line] = {}
+        self._saving: dict[Future[JobResult], Line] = {}
+
+    @property
+    def folder(self) -> Path:
+        return self.save_options.folder_for(None)
+
+    # --- resuming
+
+    def resume(self) -> None:
+        """Attach lines that an earlier run of this batch already submitted."""
+        ledger = self.recorder.ledger
+        if ledger is None:
+            return
+        for line in self.lines:
+            try:
+                known = ledger.find_by_input(
+                    base_url=self.recorder.base_url,
+                    profile=self.recorder.profile,
+                    input_hash=line.key,
+                )
+            except Exception:  # a ledger that cannot be read resumes nothing
+                known = None
+            if known is None or known.lost or _failed_status(known.status):
+                continue  # never submitted, or worth another try
+            line.job_id, line.resumed = known.id, True
+            if known.downloaded and all(Path(f.path).exists() for f in known.files):
+                line.files = [_from_ledger(f) for f in known.files]
+                self._finish(line, Outcome.SAVED)
+            else:
+                self._follow(line, known.id)
+
+    # --- the loop
+
+    def run(self) -> None:
+        """Submit and follow every line to its end (or the deadline)."""
+        pool = ThreadPoolExecutor(max_workers=_SAVERS, thread_name_prefix="batch-save")
+        try:
+            self._loop(pool)
+        except KeyboardInterrupt:
+            raise JobsInterruptedError(
+                "Interrupted. Submitted jobs keep running on the server and are in the ledger.",
+                hint="Resume with the same command: finished lines are skipped.",
+            ) from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
+        while True:
+            self._collect_saved()
+            self._submit_what_fits()
+            if not self.options.wait:
+                return
+            if not len(self.follower) and not self._saving and not self.queued():
+                return
+            if len(self.follower) and self.follower.timed_out():
+                self._time_out()
+                return
+            for job_id, ended in self.follower.poll_due().items():
+                self._ended(pool, self._by_job.pop(job_id), ended)
+            pause = self.follower.pause() if len(self.follower) else 0.2
+            if self._saving:
+                wait_for_futures(list(self._saving), timeout=pause, return_when="FIRST_COMPLETED")
+            elif self.queued() and self.in_flight() < self.options.concurrency:
+                continue
+            elif len(self.follower):
+                self._sleep(pause)
+            elif not self.queued():
+                continue
+
+    def queued(self) -> list[Line]:
+        return [line for line in self.lines if not line.done and line.job_id is None]
+
+    def in_flight(self) -> int:
+        return sum(1 for line in self.lines if not line.done and line.job_id is not None)
+
+    def counts(self) -> Counter[str]:
+        """Lines per state: an outcome, or queued / running."""
+        return Counter(
+            str(line.outcome) if line.outcome else ("running" if line.job_id else "queued")
+            for line in self.lines
+        )
+
+    # --- submitting
+
+    def _submit_what_fits(self) -> None:
+        for line in self.queued():
+            if self.options.wait and self.in_flight() >= self.options.concurrency:
+                return
+            if self._over_budget(line):
+                continue
+            self._submit(line)
+
+    def _over_budget(self, line: Line) -> bool:
+        if self.options.max_credits is None:
+            return False
+        cost = line.estimate or 0.0
+        if self.spent + cost <= self.options.max_credits + 1e-9:
+            return False
+        line.note = f"would pass --max-credits {self.options.max_credits:g}"
+        self._finish(line, Outcome.SKIPPED)
+        return True
+
+    def _submit(self, line: Line) -> None:
+        from pixeldojo_cli.engine import submit
+
+        try:
+            job = submit(
+                self.client,
+                self.model_id,
+                line.inputs,
+                folder=self.folder,
+                recorder=self.recorder,
+                notify=self.notify,
+                webhook_url=self.options.webhook_url,
+                estimate=line.estimate,
+                input_hash=line.key,
+            )
+        except PixelDojoError as exc:
+            line.error = exc
+            self._finish(line, Outcome.ERROR)
+            if exc.exit_code in (ExitCode.AUTH, ExitCode.CREDITS):
+                self._stop_submitting(exc)
+            return
+        self.spent += job.credit_cost if job.credit_cost is not None else (line.estimate or 0.0)
+        line.job = job
+        if not self.options.wait:
+            line.job_id = job.id
+            self._finish(line, Outcome.SUBMITTED)
+            return
+        self._follow(line, job)
+
+    def _follow(self, line: Line, job: Job | str) -> None:
+        job_id = job if isinstance(job, str) else job.id
+        line.job_id = job_id
+        self._by_job[job_id] = line
+        self.follower.add(job, look_now=isinstance(job, str))
+
+    def _stop_submitting(self, cause: PixelDojoError) -> None:
+        """No key or no credits: every other submission would fail the same way."""
+        for other in self.queued():
+            other.error = cause
+            self._finish(other, Outcome.ERROR)
+
+    # --- finishing
+
+    def _ended(self, pool: ThreadPoolExecutor, line: Line, ended: Settled) -> None:
+        if isinstance(ended, PixelDojoError) or not ended.succeeded:
+            self._finish_result(
+                line, settle(self.client, ended, line.job_id or "", self.save_options)
+            )
+            return
+        line.job = ended
+        self._saving[pool.submit(self._save, line, ended)] = line
+
+    def _save(self, line: Line, job: Job) -> JobResult:
+        """In a pool thread: the engine's save, which records each file as it lands."""
+        return settle(
+            self.client,
+            job,
+            job.id,
+            self.save_options,
+            recorder=self.recorder,
+            notify=self.notify,
+            model=self.model_id,
+            inputs=line.inputs,
+        )
+
+    def _collect_saved(self) -> None:
+        for future in [f for f in self._saving if f.done()]:
+            line = self._saving.pop(future)
+            try:
+                result = future.result()
+            except JobsInterruptedError:
+                raise KeyboardInterrupt from None
+            self._finish_result(line, result)
+
+    def _finish_result(self, line: Line, result: JobResult) -> None:
+        line.job = result.job or line.job
+        line.files = list(result.files)
+        line.error = result.error
+        self._finish(line, result.outcome)
+
+    def _time_out(self) -> None:
+        """--timeout: what has not finished stays as it is (running jobs keep running
+        and are in the ledger); one line says how to pick it all up again."""
+        self.follower.give_up()
+        left = [line for line in self.lines if not line.done]
+        for line in left:
+            line.error = WaitTimeoutError(
+                f"Line {line.number} had not finished when --timeout was reached.",
+                job_id=line.job_id or "",
+                hint="Rerun the same command to resume: finished lines are skipped.",
+            )
+            line.note = "timeout"
+            self._finish(line, Outcome.TIMED_OUT)
+        running = sum(1 for line in left if line.job_id)
+        self.notify(
+            _warning(
+                f"--timeout reached with {len(left)} line(s) unfinished ({running} still "
+                "running on the server). Rerun the same command to resume: finished lines "
+                "are skipped."
+            )
+        )
+
+    def _finish(self, line: Line, outcome: Outcome) -> None:
+        line.outcome = outcome
+        self.on_line(line)
+
+    def exit_code(self) -> ExitCode:
+        """The worst line's exit code (0 only when every line is fine)."""
+        return combined_exit_code(line.exit_code for line in self.lines)
+
+
+def _failed_status(status: str) -> bool:
+    from pixeldojo_cli.results import FAILED_STATUSES
+
+    return status in FAILED_STATUSES
+
+
+def _from_ledger(record: Any) -> DownloadedFile:
+    from pixeldojo_cli.downloads import DownloadedFile
+
+    return DownloadedFile(
+        Path(record.path), record.size, record.sha256, record.url, mtime_ns=record.mtime_ns
+    )
+
+
+def _warning(message: str) -> Any:
+    from pixeldojo_cli.engine import Notice
+
+    return Notice(message, level="warning")
