@@ -7,6 +7,8 @@ with Client(api_key="...") as client:
     for job in client.wait(job.id):
         print(job.status)
     print(job.output_urls)
+
+The workflow on top (many jobs, saving outputs, the ledger) is `engine.py`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pixeldojo_cli import __version__
 from pixeldojo_cli.errors import (
     BadResponseError,
     MissingAPIKeyError,
-    RequestTimeoutError,
+    PixelDojoError,
     UsageError,
     WaitTimeoutError,
 )
@@ -183,38 +185,37 @@ class Client:
         max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
         timeout: float | None = None,
     ) -> Iterator[Job]:
-        """Poll `GET /jobs/{id}` until the job is terminal, yielding every answer.
+        """Poll `GET /jobs/{id}` until the job settles, yielding every answer.
 
-        Backoff: `poll_interval` first, doubling, capped at `max_poll_interval`.
-        A status the client does not know counts as still running. Raises
-        `WaitTimeoutError` once `timeout` seconds have passed.
+        The engine's `Follower` for one job: `poll_interval` first, doubling,
+        capped at `max_poll_interval`. A status the client does not know counts
+        as still running (for a bounded time). Raises `WaitTimeoutError` once
+        `timeout` seconds have passed. `engine.follow` watches many jobs at once.
         """
+        from pixeldojo_cli.engine import Follower, JobSeen, WaitOptions
+
         self._require_key()
         if poll_interval <= 0 or max_poll_interval <= 0:
             raise UsageError("Poll intervals must be positive.")
-        deadline = None if timeout is None else self._clock() + timeout
-        interval = poll_interval
+        seen: list[Job] = []
+        follower = Follower(
+            self,
+            WaitOptions(poll_interval, max_poll_interval, timeout),
+            notify=lambda event: seen.append(event.job) if isinstance(event, JobSeen) else None,
+            clock=self._clock,
+        )
+        follower.add(job_id, look_now=False)
         while True:
-            request_timeout = None
-            if deadline is not None:
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    raise WaitTimeoutError(
-                        f"Job {job_id} is still running after the timeout.", job_id=job_id
-                    )
-                self._sleep(min(interval, remaining))
-                request_timeout = max(0.1, min(30.0, deadline - self._clock() + 0.5))
-            else:
-                self._sleep(interval)
-            try:
-                job = self.get_job(job_id, timeout=request_timeout)
-            except RequestTimeoutError as exc:
-                if deadline is not None and self._clock() >= deadline:
-                    raise WaitTimeoutError(
-                        f"Job {job_id} is still running after the timeout.", job_id=job_id
-                    ) from exc
-                raise
-            yield job
-            if job.is_terminal:
+            if follower.timed_out():
+                raise WaitTimeoutError(
+                    f"Job {job_id} is still running after the timeout.", job_id=job_id
+                )
+            self._sleep(follower.pause())
+            ended = follower.poll_due()
+            yield from seen
+            seen.clear()
+            outcome = ended.get(job_id)
+            if isinstance(outcome, PixelDojoError):
+                raise outcome
+            if outcome is not None:
                 return
-            interval = min(interval * 2, max_poll_interval)

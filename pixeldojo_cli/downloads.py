@@ -33,24 +33,6 @@ from pixeldojo_cli.errors import DownloadError, ExpiredError, WriteError
 from pixeldojo_cli.results import Job
 from pixeldojo_cli.transport import Transport
 
-
-def _read_in_larger_pieces() -> None:
-    """httpcore reads a response 64 KiB per recv(); every piece then climbs
-    through h11 and httpx's generators in Python. For outputs of hundreds of MiB
-    that per-piece cost dominates: 1 MiB pieces measured 0.51x -> ~0.9x of curl
-    on 1 GiB (benchmarks/download.py). recv() returns what is there, so small
-    answers are not delayed. Applied only when httpcore still has the attribute
-    with its known default, so a future httpcore is left as it is."""
-    try:
-        from httpcore._sync import http11
-    except ImportError:  # pragma: no cover - another httpcore layout
-        return
-    if getattr(http11.HTTP11Connection, "READ_NUM_BYTES", None) == 64 * 1024:
-        http11.HTTP11Connection.READ_NUM_BYTES = 1024 * 1024
-
-
-_read_in_larger_pieces()
-
 # (file index, bytes so far, total or None)
 ProgressCallback = Callable[[int, int, int | None], None]
 

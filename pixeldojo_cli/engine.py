@@ -389,9 +389,12 @@ class Follower:
 
     # --- what is being followed
 
-    def add(self, job: Job | str, *, model: str | None = None, look_now: bool = False) -> None:
+    def add(
+        self, job: Job | str, *, model: str | None = None, look_now: bool | None = None
+    ) -> None:
         """Follow a job: a `Job` just submitted (first poll after its schedule's
-        first delay) or an id (looked at straight away: it may be done)."""
+        first delay) or an id (looked at straight away: it may be done), unless
+        `look_now` says otherwise."""
         now = self._clock()
         job_id = job if isinstance(job, str) else job.id
         known = None if isinstance(job, str) else job
@@ -400,7 +403,9 @@ class Follower:
             age = (datetime.now(UTC) - known.created_at).total_seconds()
             started = now - max(0.0, age)
         schedule = self._schedule_for(model or (known.model if known else None))
-        first = now if look_now or known is None else now + _delay(schedule, now - started, 0)
+        if look_now is None:
+            look_now = known is None
+        first = now if look_now else now + _delay(schedule, now - started, 0)
         self._tracked[job_id] = _Tracked(job_id, started, first, schedule, last=known)
         if known is not None:
             self.notify(JobSeen(known, schedule.eta(now - started)))
@@ -534,7 +539,7 @@ def follow(
     recorder: Recorder | None = None,
     schedule_for: Callable[[str | None], Schedule] | None = None,
     sleep: Callable[[float], None] = time.sleep,
-    look_now: bool = False,
+    look_now: bool | None = None,
 ) -> dict[str, Settled]:
     """Watch jobs until each one settles or the deadline passes.
 
@@ -752,7 +757,7 @@ def wait_and_save(
     schedule_for: Callable[[str | None], Schedule] | None = None,
     model: str | None = None,
     inputs: dict[str, Any] | None = None,
-    look_now: bool = True,
+    look_now: bool | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[JobResult]:
     """Follow jobs to their end, then save each completed one: `run` and

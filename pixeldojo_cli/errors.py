@@ -18,7 +18,7 @@ from typing import Any
 
 
 class ExitCode(IntEnum):
-    """The contract's exit codes (CONTRACT.md, "Exit codes")."""
+    """The exit codes (README, "Exit codes"; the one table users and scripts rely on)."""
 
     OK = 0
     UNEXPECTED = 1

@@ -1,7 +1,7 @@
 """Typed results and the tolerant parsing that builds them.
 
 Pure functions over decoded JSON: no HTTP here, so every shape the API may
-answer with (CONTRACT.md, "Tolerance") can be tested and fuzzed directly.
+answer with (docs/api-tolerance.md) can be tested and fuzzed directly.
 Anything that cannot be made into a result raises `BadResponseError`.
 """
 

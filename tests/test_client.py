@@ -292,7 +292,13 @@ def test_wait_backs_off_2_4_8_then_caps() -> None:
         return httpx.Response(200, json={"jobId": "j", "status": next(statuses)})
 
     client = mock_client(httpx.MockTransport(handler))
-    client._sleep = sleeps.append
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:  # a virtual clock: the schedule, not the wall
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    client._sleep, client._clock = sleep, lambda: now[0]
     final = list(client.wait("j", poll_interval=2, max_poll_interval=30))[-1]
     assert final.status == "completed"
     assert sleeps == [2, 4, 8, 16, 30, 30, 30]

@@ -1,4 +1,4 @@
-"""`pixeldojo run` against the emulator over real sockets: CONTRACT.md, "Commands" and "Exit codes"."""
+"""`pixeldojo run` against the emulator over real sockets: the README's tour and "Exit codes"."""
 
 from __future__ import annotations
 

@@ -360,7 +360,6 @@ def _submit_and_follow(
             notify=notify,
             model=model_id,
             inputs=inputs,
-            look_now=False,
         )
     if result.error is not None:
         raise result.error

@@ -1,6 +1,6 @@
 """The emulator's model catalogue: the 32 image and 4 video models of the
 published API reference, their prices and features, and plausible input
-schemas. Shapes follow the public material (CONTRACT.md, "Tolerance").
+schemas. Shapes follow the public material (docs/api-tolerance.md).
 """
 
 from __future__ import annotations

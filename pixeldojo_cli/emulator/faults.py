@@ -23,7 +23,6 @@ import random
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any
 
 KINDS = ("status", "reset", "truncate", "delay", "trickle", "redirect")
 _DEFAULT_CODES = {
@@ -77,12 +76,6 @@ class Fault:
         if target != self.target or (self.method and self.method.upper() != method):
             return False
         return re.search(self.path, path) is not None
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Fault:
-        """A rule from JSON (the standalone server's `POST /_emulator/faults`)."""
-        allowed = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "fired"}
-        return cls(**allowed)
 
 
 class FaultPlan:
