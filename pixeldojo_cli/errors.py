@@ -32,6 +32,7 @@ class ExitCode(IntEnum):
     TIMEOUT = 9
     NETWORK = 10
     INTERRUPTED = 130
+    TERMINATED = 143  # SIGTERM: handled as Ctrl-C is
 
 
 # The one table: error code -> exit code. API codes first, then the local ones.
@@ -61,6 +62,10 @@ EXIT_CODES: dict[str, ExitCode] = {
     # An output folder that cannot be written (or a full disk) is the user's to fix,
     # not a bug: it is reported as an input error.
     "write_failed": ExitCode.USAGE,
+    # The job ledger is locked by another process for longer than the bounded wait,
+    # or cannot be written (read-only): local and usually passing, like a network
+    # fault, and safe to retry (nothing is submitted that could not be recorded).
+    "ledger_unavailable": ExitCode.NETWORK,
     "interrupted": ExitCode.INTERRUPTED,
 }
 
@@ -91,7 +96,12 @@ class PixelDojoError(Exception):
 
     @property
     def exit_code(self) -> ExitCode:
-        return EXIT_CODES.get(self.code, ExitCode.UNEXPECTED)
+        code = EXIT_CODES.get(self.code, ExitCode.UNEXPECTED)
+        if code is ExitCode.INTERRUPTED:  # 143 once SIGTERM arrived
+            from pixeldojo_cli.interrupts import exit_code as interrupted_exit_code
+
+            return ExitCode(interrupted_exit_code())
+        return code
 
     def to_json(self) -> dict[str, Any]:
         """The `{"error": {...}}` document printed under `--json` (plus `jobId`
@@ -201,6 +211,17 @@ class BadResponseError(PixelDojoError):
 class DownloadError(PixelDojoError):
     code = "download_failed"
     default_hint = "Retry with `pixeldojo download <job id>` before the outputs expire."
+
+
+class LedgerError(PixelDojoError):
+    """The job ledger could not be used: locked by another process for longer than
+    the bounded wait, or read-only. Never a bug (exit 10, like a network fault)."""
+
+    code = "ledger_unavailable"
+    default_hint = (
+        "Another program may be holding the ledger (a backup, a second pixeldojo); "
+        "try again shortly, and check the file and its folder are writable."
+    )
 
 
 class WriteError(PixelDojoError):

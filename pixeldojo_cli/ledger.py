@@ -1,29 +1,56 @@
 """The local job ledger: every job this CLI submitted, so no paid output is lost.
 
 SQLite (standard library) in WAL mode in `platformdirs.user_data_dir("pixeldojo")`.
-Each write is one short `BEGIN IMMEDIATE` transaction and the connection waits
-up to 30 s for a lock, so several CLI processes can record jobs at once.
-Jobs are keyed by (base URL, job id): the same id on another API is another job.
+Each write is one short `BEGIN IMMEDIATE` transaction, so several CLI processes
+can record jobs at once. Jobs are keyed by (base URL, job id): the same id on
+another API is another job.
+
+A ledger that another process holds (a long write, a backup tool, a second
+`pixeldojo`) is waited for, boundedly: SQLite waits `busy_timeout` inside each
+call (short, so Ctrl-C is seen within it) and the call is retried until
+`lock_wait` has passed; then, or when the file or its folder is read-only,
+`LedgerError` (exit 10, never 1). A write that could not be done can be kept
+in `pending-records.jsonl` beside the ledger (`Ledger.apply_or_defer`, `defer`)
+and is replayed into it the next time a `Ledger` is opened.
+
+`run --batch` claims each line here before submitting it (`claim_line`), so
+two processes never submit the same line and a rerun never pays for it twice.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import sqlite3
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, TypeVar
 
-from pixeldojo_cli.errors import WriteError
-from pixeldojo_cli.results import DEFAULT_OUTPUT_LIFETIME, FAILED_STATUSES, Job
+from pixeldojo_cli.errors import LedgerError, PixelDojoError
+from pixeldojo_cli.results import DEFAULT_OUTPUT_LIFETIME, FAILED_STATUSES, Job, parse_job
 from pixeldojo_cli.settings import ledger_path as ledger_path  # re-exported
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+
+# SQLite waits this long for a lock inside one call; Python sees Ctrl-C only
+# between calls, so it is kept short and the wait is made of many calls.
+DEFAULT_BUSY_TIMEOUT = 0.5
+# The whole bounded wait for a lock, across those calls.
+DEFAULT_LOCK_WAIT = 10.0
+# Writes that could not be done, kept beside the ledger until they can.
+PENDING_RECORDS = "pending-records.jsonl"
+# A --batch line claimed on another machine (a shared home folder) this long ago
+# by a process that never recorded a job is taken to have died.
+STALE_CLAIM = timedelta(hours=1)
+
+T = TypeVar("T")
 
 _FILES_TABLE = """CREATE TABLE IF NOT EXISTS files (
     base_url TEXT NOT NULL,
@@ -36,6 +63,21 @@ _FILES_TABLE = """CREATE TABLE IF NOT EXISTS files (
     downloaded_at TEXT NOT NULL,
     mtime_ns INTEGER,
     PRIMARY KEY (base_url, job_id, n)
+)"""
+
+# v4: the intent of `run --batch` for each line, recorded before it is submitted.
+# state: `claimed` (the POST may be on its way), `submitted` (job_id known),
+# `uncertain` (the POST may have reached the server; nobody knows its job).
+_BATCH_LINES_TABLE = """CREATE TABLE IF NOT EXISTS batch_lines (
+    base_url TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    input_hash TEXT NOT NULL,
+    state TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    claimed_at TEXT NOT NULL,
+    job_id TEXT,
+    PRIMARY KEY (base_url, profile, input_hash)
 )"""
 
 _SCHEMA = f"""
@@ -58,6 +100,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     PRIMARY KEY (base_url, id)
 );
 {_FILES_TABLE};
+{_BATCH_LINES_TABLE};
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_by_input ON jobs (base_url, profile, input_hash);
 """
@@ -73,6 +116,9 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         " SELECT base_url, job_id, n, path, size, sha256, url, downloaded_at FROM files_v2",
         "DROP TABLE files_v2",
     ),
+    # v4: --batch records each line's intent before submitting it (a new table only:
+    # independent of any other migration, so it may be renumbered freely).
+    3: (_BATCH_LINES_TABLE,),
 }
 
 
@@ -131,68 +177,361 @@ class LedgerJob:
         return self.status not in FAILED_STATUSES and not self.downloaded and not self.lost
 
 
-class Ledger:
-    """The job ledger. Open it, record, query; each write is its own transaction."""
+# --- records: every write, as JSON that can wait in the side file ----------------
 
-    def __init__(self, path: Path | None = None) -> None:
+# One write to the ledger: {"op": ..., "at": ISO time, ...fields}. Built by the
+# functions below, applied by `Ledger.apply`, or kept by `defer` until it can be.
+LedgerRecord = dict[str, Any]
+
+
+def submission_record(
+    job: Job,
+    *,
+    base_url: str,
+    profile: str,
+    model: str,
+    inputs: Mapping[str, Any],
+    estimated_credits: float | None,
+    output_dir: Path,
+    input_hash: str | None = None,
+) -> LedgerRecord:
+    """A job the API just accepted (`Ledger.record_submission`)."""
+    return {
+        "op": "submission",
+        "at": _now().isoformat(),
+        "base_url": base_url,
+        "profile": profile,
+        "model": model,
+        "inputs": json.loads(json.dumps(dict(inputs), default=str)),
+        "estimated_credits": estimated_credits,
+        "output_dir": str(output_dir.resolve()),
+        "input_hash": input_hash,
+        "job": job.raw,
+    }
+
+
+def status_record(base_url: str, job: Job) -> LedgerRecord:
+    """What the API last said about a job (`Ledger.update_job`)."""
+    return {"op": "status", "at": _now().isoformat(), "base_url": base_url, "job": job.raw}
+
+
+def files_record(base_url: str, job_id: str, files: Sequence[LedgerFile]) -> LedgerRecord:
+    """Outputs now on disk (`Ledger.record_files`)."""
+    return {
+        "op": "files",
+        "at": _now().isoformat(),
+        "base_url": base_url,
+        "job_id": job_id,
+        "files": [
+            {
+                "n": f.n,
+                "path": f.path,
+                "size": f.size,
+                "sha256": f.sha256,
+                "url": f.url,
+                "mtime_ns": f.mtime_ns,
+            }
+            for f in files
+        ],
+    }
+
+
+def lost_record(base_url: str, job_id: str) -> LedgerRecord:
+    """Outputs that expired unsaved (`Ledger.mark_lost`)."""
+    return {"op": "lost", "at": _now().isoformat(), "base_url": base_url, "job_id": job_id}
+
+
+def _record_job(record: Mapping[str, Any]) -> Job:
+    return parse_job(record["job"])
+
+
+def _at(record: Mapping[str, Any]) -> datetime:
+    """When a record was made (records from the side file keep their own time)."""
+    try:
+        at = datetime.fromisoformat(str(record["at"]))
+    except (KeyError, ValueError):
+        return _now()
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+def _parse_records(data: bytes) -> list[LedgerRecord]:
+    """The side file's records; a line cut short by a crash is skipped."""
+    records = []
+    for line in data.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("op"), str):
+            records.append(record)
+    return records
+
+
+def pending_records_path(ledger: Path | None = None) -> Path:
+    """`pending-records.jsonl` beside the ledger."""
+    return (ledger or ledger_path()).with_name(PENDING_RECORDS)
+
+
+@contextmanager
+def _locked(handle: Any, wait: float) -> Iterator[bool]:
+    """An exclusive lock on the side file (POSIX), waited for at most `wait` s.
+    Yields whether it was had; appends are whole lines either way (O_APPEND)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: appends stay whole; replays may repeat a record
+        yield True
+        return
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            if time.monotonic() >= deadline:
+                yield False
+                return
+            time.sleep(0.02)
+    try:
+        yield True
+    finally:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def defer(record: LedgerRecord, ledger: Path | None = None) -> Path:
+    """Keep a write the ledger could not take in `pending-records.jsonl` beside it,
+    durably (fsync), to be replayed when a `Ledger` is next opened. Works when the
+    ledger itself cannot even be opened. Raises `LedgerError` when the side file
+    cannot be written either (the caller then names the job ids)."""
+    path = pending_records_path(ledger)
+    line = (json.dumps(record, default=str, ensure_ascii=True) + "\n").encode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with os.fdopen(fd, "ab") as handle, _locked(handle, 2.0):
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise LedgerError(
+            f"Cannot keep the record for later in {path}: {exc.strerror or exc}."
+        ) from exc
+    return path
+
+
+# --- the ledger ---------------------------------------------------------------
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _is_read_only(exc: sqlite3.Error) -> bool:
+    text = str(exc).lower()
+    return "readonly" in text or "read-only" in text or "unable to open" in text
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    """What `claim_line` found.
+
+    - `claimed`: the line is this process's to submit now;
+    - `taken`: another live process is submitting it, or it has a job already
+      (`job_id`, to be followed instead of submitted);
+    - `unknown`: an earlier process claimed it and may have sent its POST, then
+      died (or said it could not tell) without recording a job: submitting it
+      again might pay twice, so it must not be done blindly.
+    """
+
+    outcome: Literal["claimed", "taken", "unknown"]
+    job_id: str | None = None
+    pid: int | None = None
+    host: str | None = None
+    claimed_at: datetime | None = None
+
+    @property
+    def claimed(self) -> bool:
+        return self.outcome == "claimed"
+
+
+def _host() -> str:
+    return socket.gethostname() or "localhost"
+
+
+def _process_started_at(pid: int) -> datetime | None:
+    """When process `pid` started (Linux /proc), or None when it cannot be told."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        ticks = float(stat.rsplit(")", 1)[1].split()[19])
+        return datetime.fromtimestamp(boot + ticks / os.sysconf("SC_CLK_TCK"), tz=UTC)
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _holder_alive(pid: int, host: str, claimed_at: datetime) -> bool:
+    """Whether the process that claimed a line may still be submitting it."""
+    if host != _host():  # cannot be asked: alive until the claim is stale
+        return _now() - claimed_at < STALE_CLAIM
+    if sys.platform == "win32":  # os.kill(pid, 0) would end the process there
+        return _now() - claimed_at < STALE_CLAIM
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but another user's
+        pass
+    started = _process_started_at(pid)
+    # A process that started after the claim only has the dead claimer's pid.
+    return started is None or started <= claimed_at + timedelta(seconds=2)
+
+
+class Ledger:
+    """The job ledger. Open it, record, query; each write is its own transaction.
+
+    `lock_wait` bounds how long any call waits for another process's lock
+    (then `LedgerError`); `busy_timeout` is how long SQLite waits inside one call.
+    """
+
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        replay: bool = True,
+    ) -> None:
         self.path = path or ledger_path()
+        self.lock_wait = lock_wait
+        self.busy_timeout = busy_timeout
         self.moved_aside: Path | None = None
+        self.read_only = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            try:
-                self._setup()
-            except sqlite3.DatabaseError as exc:
-                if "not a database" not in str(exc) and "malformed" not in str(exc):
-                    raise
+        except OSError as exc:
+            raise LedgerError(
+                f"Cannot create the folder of the job ledger {self.path.parent}: "
+                f"{exc.strerror or exc}."
+            ) from exc
+        self._db = self._connect()
+        try:
+            self._retrying(self._setup)
+        except LedgerError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, sqlite3.DatabaseError) and (
+                "not a database" in str(cause) or "malformed" in str(cause)
+            ):
                 self._start_afresh()
-        except (OSError, sqlite3.Error) as exc:
-            raise WriteError(f"Cannot open the job ledger {self.path}: {exc}.") from exc
+            elif isinstance(cause, sqlite3.Error) and _is_read_only(cause):
+                self._open_read_only(exc)
+            else:
+                self._db.close()
+                raise
+        if replay and not self.read_only:
+            with contextlib.suppress(LedgerError):
+                self.replay_deferred()
+
+    def _connect(self, uri: str | None = None) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(
+                uri or self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=uri is not None,
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error, waited: float | None = None) -> LedgerError:
+        if waited is not None:
+            return LedgerError(
+                f"The job ledger {self.path} is locked by another process; "
+                f"gave up after waiting {waited:.0f} s."
+            )
+        if _is_read_only(exc):
+            return LedgerError(f"The job ledger {self.path} cannot be written: {exc}.")
+        return LedgerError(f"The job ledger {self.path} cannot be used: {exc}.")
+
+    def _retrying(self, action: Callable[[], T]) -> T:
+        """Run `action`, retrying while another process holds a lock, for at most
+        `lock_wait` seconds in all; any SQLite failure becomes a `LedgerError`."""
+        started = time.monotonic()
+        pause = 0.01
+        while True:
+            try:
+                return action()
+            except sqlite3.Error as exc:
+                waited = time.monotonic() - started
+                if not _is_busy(exc):
+                    raise self._error(exc) from exc
+                if waited >= self.lock_wait:
+                    raise self._error(exc, waited) from exc
+                # Short sleeps: Ctrl-C is taken between them.
+                time.sleep(min(pause, max(0.0, self.lock_wait - waited)))
+                pause = min(pause * 2, 0.2)
+
+    def _open_read_only(self, cause: LedgerError) -> None:
+        """A ledger that cannot be written can still be read: `download --pending`
+        then still finds the unsaved jobs. Every write raises `LedgerError`."""
+        self._db.close()
+        # `immutable`: a WAL ledger in a folder that cannot be written has no
+        # shared-memory file to open; nobody can be writing it there either.
+        for mode in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                self._db = self._connect(f"{self.path.resolve().as_uri()}?{mode}")
+                self._retrying(lambda: self._db.execute("SELECT count(*) FROM jobs").fetchone())
+            except LedgerError:
+                self._db.close()
+                continue
+            self.read_only = True
+            return
+        raise cause
 
     def _start_afresh(self) -> None:
         """A damaged ledger is kept, renamed, for a person to look at; recording
         goes on in a new one rather than failing every command from now on."""
         self._db.close()
         aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
-        os.replace(self.path, aside)
+        try:
+            os.replace(self.path, aside)
+        except OSError as exc:
+            raise LedgerError(
+                f"The job ledger {self.path} is damaged and cannot be moved aside: "
+                f"{exc.strerror or exc}."
+            ) from exc
         for suffix in ("-wal", "-shm"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         self.moved_aside = aside
-        self._db = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        self._setup()
+        self._db = self._connect()
+        self._retrying(self._setup)
 
     def _setup(self) -> None:
-        """WAL mode and the tables, retried: SQLite answers "locked" at once, without
-        waiting, when two processes switch a new database to WAL together."""
-        for attempt in range(40):
-            try:
-                self._db.execute("PRAGMA busy_timeout = 30000")
-                if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                    self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute("PRAGMA synchronous = NORMAL")
-                if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    with self._write() as db:
-                        version = db.execute("PRAGMA user_version").fetchone()[0]
-                        has_tables = db.execute(
-                            "SELECT 1 FROM sqlite_master WHERE name = 'jobs'"
-                        ).fetchone()
-                        while has_tables and 0 < version < SCHEMA_VERSION:
-                            for step in _MIGRATIONS[version]:
-                                db.execute(step)
-                            version += 1
-                        for statement in _SCHEMA.split(";"):
-                            if statement.strip():
-                                db.execute(statement)
-                        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-                return
-            except sqlite3.OperationalError as exc:
-                if ("locked" not in str(exc) and "busy" not in str(exc)) or attempt == 39:
-                    raise
-                time.sleep(0.05 + 0.01 * attempt)
+        """WAL mode and the tables. (SQLite answers "locked" at once, without
+        waiting, when two processes switch a new database to WAL together:
+        `_retrying` takes care of it.)"""
+        self._db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        if self._db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self._db.execute("PRAGMA journal_mode = WAL")
+        self._db.execute("PRAGMA synchronous = NORMAL")
+        if self._db.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            with self._write() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                has_tables = db.execute(
+                    "SELECT 1 FROM sqlite_master WHERE name = 'jobs'"
+                ).fetchone()
+                while has_tables and 0 < version < SCHEMA_VERSION:
+                    for step in _MIGRATIONS[version]:
+                        db.execute(step)
+                    version += 1
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
@@ -208,12 +547,167 @@ class Ledger:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """`body` in one write transaction, retried while the ledger is locked."""
+        if self.read_only:
+            raise LedgerError(f"The job ledger {self.path} is read-only; nothing can be recorded.")
+
+        def attempt() -> T:
+            with self._write() as db:
+                return body(db)
+
+        return self._retrying(attempt)
+
+    def _read(self, body: Callable[[], T]) -> T:
+        return self._retrying(body)
 
     # --- writes --------------------------------------------------------------
+
+    def apply(self, record: LedgerRecord) -> None:
+        """Write one record (see `submission_record` and its siblings) now, or
+        raise `LedgerError` after the bounded wait."""
+        self._transaction(lambda db: self._apply_in(db, record, replaying=False))
+
+    def apply_or_defer(self, record: LedgerRecord) -> bool:
+        """Write the record now if the ledger takes it within the bounded wait,
+        else keep it in the side file for later. True when written now. Raises
+        `LedgerError` only when it can be neither written nor kept."""
+        try:
+            self.apply(record)
+        except LedgerError:
+            defer(record, self.path)
+            return False
+        return True
+
+    def replay_deferred(self) -> int:
+        """Write the records kept in `pending-records.jsonl` (all in one
+        transaction), then empty it. Returns how many were written; 0 when there
+        were none or the ledger is still unavailable (they stay for next time).
+        A record older than what the ledger already holds never overwrites it."""
+        spill = pending_records_path(self.path)
+        if self.read_only or not spill.exists():
+            return 0
+        try:
+            with open(spill, "r+b") as handle, _locked(handle, 1.0) as have_lock:
+                if not have_lock:
+                    return 0
+                records = _parse_records(handle.read())
+                if records:
+                    self._transaction(lambda db: self._apply_all(db, records))
+                handle.seek(0)
+                handle.truncate()
+                handle.flush()
+                os.fsync(handle.fileno())
+        except OSError:
+            return 0
+        # (Emptied, never removed: a process waiting to append holds it open.)
+        return len(records)
+
+    def _apply_all(self, db: sqlite3.Connection, records: Sequence[LedgerRecord]) -> None:
+        for record in records:
+            try:
+                self._apply_in(db, record, replaying=True)
+            except (KeyError, TypeError, ValueError, AttributeError, PixelDojoError):
+                continue  # a record this version cannot read is dropped, not retried for ever
+
+    def _apply_in(
+        self, db: sqlite3.Connection, record: Mapping[str, Any], *, replaying: bool
+    ) -> None:
+        op = record.get("op")
+        if op == "submission":
+            self._apply_submission(db, record, replaying=replaying)
+        elif op == "status":
+            job = _record_job(record)
+            newer = " AND updated_at <= ?" if replaying else ""
+            db.execute(
+                "UPDATE jobs SET status = ?, expires_at = COALESCE(?, expires_at),"
+                " output_urls = CASE WHEN ? = '[]' THEN output_urls ELSE ? END,"
+                " charged_credits = COALESCE(?, charged_credits), updated_at = ?"
+                f" WHERE base_url = ? AND id = ?{newer}",
+                (
+                    job.status,
+                    _iso(job.output_expiry()),
+                    json.dumps(job.output_urls),
+                    json.dumps(job.output_urls),
+                    job.credit_cost,
+                    _iso(_at(record)),
+                    record["base_url"],
+                    job.id,
+                    *((_iso(_at(record)),) if replaying else ()),
+                ),
+            )
+        elif op == "files":
+            newer = " WHERE excluded.downloaded_at >= files.downloaded_at" if replaying else ""
+            db.executemany(
+                "INSERT INTO files"
+                " (base_url, job_id, n, path, size, sha256, url, downloaded_at, mtime_ns)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (base_url, job_id, n) DO UPDATE SET path = excluded.path,"
+                " size = excluded.size, sha256 = excluded.sha256, url = excluded.url,"
+                f" downloaded_at = excluded.downloaded_at, mtime_ns = excluded.mtime_ns{newer}",
+                [
+                    (
+                        record["base_url"],
+                        record["job_id"],
+                        int(f["n"]),
+                        str(f["path"]),
+                        int(f["size"]),
+                        f.get("sha256"),
+                        str(f.get("url", "")),
+                        _iso(_at(record)),
+                        f.get("mtime_ns"),
+                    )
+                    for f in record["files"]
+                ],
+            )
+        elif op == "lost":
+            db.execute(
+                "UPDATE jobs SET lost = 1, updated_at = ? WHERE base_url = ? AND id = ?",
+                (_iso(_at(record)), record["base_url"], record["job_id"]),
+            )
+        elif op == "attach":
+            self._attach_in(db, record["base_url"], record["profile"], record["input_hash"],
+                            record["job_id"])  # fmt: skip
+        else:
+            raise ValueError(f"unknown ledger record {op!r}")
+
+    def _apply_submission(
+        self, db: sqlite3.Connection, record: Mapping[str, Any], *, replaying: bool
+    ) -> None:
+        job = _record_job(record)
+        at = _iso(_at(record))
+        # A replayed submission never overwrites what the ledger learnt since.
+        verb = "INSERT OR IGNORE" if replaying else "INSERT OR REPLACE"
+        db.execute(
+            f"{verb} INTO jobs (base_url, id, profile, model, inputs,"
+            " estimated_credits, charged_credits, submitted_at, status, expires_at,"
+            " output_urls, output_dir, lost, updated_at, input_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+            (
+                record["base_url"],
+                job.id,
+                record["profile"],
+                record["model"],
+                json.dumps(record["inputs"], default=str),
+                record.get("estimated_credits"),
+                job.credit_cost,
+                at,
+                job.status,
+                _iso(job.output_expiry()),
+                json.dumps(job.output_urls),
+                record["output_dir"],
+                at,
+                record.get("input_hash"),
+            ),
+        )
+        if record.get("input_hash"):
+            self._attach_in(db, record["base_url"], record["profile"], record["input_hash"], job.id)
 
     def record_submission(
         self,
@@ -229,74 +723,117 @@ class Ledger:
     ) -> None:
         """Record a job the moment the API accepted it, before any waiting.
 
-        `input_hash` identifies the request (`batch` finds it again on a rerun).
+        `input_hash` identifies the request (`batch` finds it again on a rerun);
+        a `--batch` line claimed with that hash gets the job id in the same
+        transaction.
         """
-        now = _iso(_now())
-        with self._write() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO jobs (base_url, id, profile, model, inputs,"
-                " estimated_credits, charged_credits, submitted_at, status, expires_at,"
-                " output_urls, output_dir, lost, updated_at, input_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                (
-                    base_url,
-                    job.id,
-                    profile,
-                    model,
-                    json.dumps(inputs, default=str),
-                    estimated_credits,
-                    job.credit_cost,
-                    now,
-                    job.status,
-                    _iso(job.output_expiry()),
-                    json.dumps(job.output_urls),
-                    str(output_dir.resolve()),
-                    now,
-                    input_hash,
-                ),
+        self.apply(
+            submission_record(
+                job,
+                base_url=base_url,
+                profile=profile,
+                model=model,
+                inputs=inputs,
+                estimated_credits=estimated_credits,
+                output_dir=output_dir,
+                input_hash=input_hash,
             )
+        )
 
     def update_job(self, base_url: str, job: Job) -> None:
         """What the API last said about a job we know (unknown jobs are ignored)."""
-        with self._write() as db:
-            db.execute(
-                "UPDATE jobs SET status = ?, expires_at = COALESCE(?, expires_at),"
-                " output_urls = CASE WHEN ? = '[]' THEN output_urls ELSE ? END,"
-                " charged_credits = COALESCE(?, charged_credits), updated_at = ?"
-                " WHERE base_url = ? AND id = ?",
-                (
-                    job.status,
-                    _iso(job.output_expiry()),
-                    json.dumps(job.output_urls),
-                    json.dumps(job.output_urls),
-                    job.credit_cost,
-                    _iso(_now()),
-                    base_url,
-                    job.id,
-                ),
-            )
+        self.apply(status_record(base_url, job))
 
     def record_files(self, base_url: str, job_id: str, files: Sequence[LedgerFile]) -> None:
         """Each downloaded file's path, size, time and (with --checksum) SHA-256."""
-        now = _iso(_now())
-        with self._write() as db:
-            db.executemany(
-                "INSERT OR REPLACE INTO files"
-                " (base_url, job_id, n, path, size, sha256, url, downloaded_at, mtime_ns)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (base_url, job_id, f.n, f.path, f.size, f.sha256, f.url, now, f.mtime_ns)
-                    for f in files
-                ],
-            )
+        self.apply(files_record(base_url, job_id, files))
 
     def mark_lost(self, base_url: str, job_id: str) -> None:
         """The outputs expired before they were saved: stop offering to save them."""
-        with self._write() as db:
-            db.execute(
-                "UPDATE jobs SET lost = 1, updated_at = ? WHERE base_url = ? AND id = ?",
-                (_iso(_now()), base_url, job_id),
+        self.apply(lost_record(base_url, job_id))
+
+    # --- --batch lines ----------------------------------------------------------
+
+    def claim_line(self, input_hash: str, *, base_url: str, profile: str) -> ClaimResult:
+        """Claim one `--batch` line before submitting it, atomically (one
+        `BEGIN IMMEDIATE`): see `ClaimResult` for the three answers. A line whose
+        job failed or expired unsaved is free again (worth another try).
+        Raises `LedgerError` when the claim cannot be recorded: then do not submit."""
+        return self._transaction(lambda db: self._claim_in(db, input_hash, base_url, profile))
+
+    def _claim_in(
+        self, db: sqlite3.Connection, input_hash: str, base_url: str, profile: str
+    ) -> ClaimResult:
+        key = (base_url, profile, input_hash)
+        row = db.execute(
+            "SELECT state, pid, host, claimed_at, job_id FROM batch_lines"
+            " WHERE base_url = ? AND profile = ? AND input_hash = ?",
+            key,
+        ).fetchone()
+        if row is not None:
+            state, pid, host, claimed_text, job_id = row
+            claimed_at = datetime.fromisoformat(claimed_text)
+            found = ClaimResult("taken", job_id, pid, host, claimed_at)
+            if job_id is not None:
+                if not self._retry_worthy(db, base_url, job_id):
+                    return found
+            elif state == "uncertain" or not _holder_alive(pid, host, claimed_at):
+                return ClaimResult("unknown", None, pid, host, claimed_at)
+            else:
+                return found
+        now = _now()
+        db.execute(
+            "INSERT OR REPLACE INTO batch_lines (base_url, profile, input_hash, state, pid,"
+            " host, claimed_at, job_id) VALUES (?, ?, ?, 'claimed', ?, ?, ?, NULL)",
+            (*key, os.getpid(), _host(), now.isoformat()),
+        )
+        return ClaimResult("claimed", None, os.getpid(), _host(), now)
+
+    @staticmethod
+    def _retry_worthy(db: sqlite3.Connection, base_url: str, job_id: str) -> bool:
+        row = db.execute(
+            "SELECT status, lost FROM jobs WHERE base_url = ? AND id = ?", (base_url, job_id)
+        ).fetchone()
+        return row is not None and (row[0] in FAILED_STATUSES or bool(row[1]))
+
+    def attach_job(self, input_hash: str, job: Job | str, *, base_url: str, profile: str) -> None:
+        """The claimed line's POST answered: its job id, so a rerun follows the job
+        instead of submitting again. (`record_submission` with `input_hash` does
+        this in the same transaction.)"""
+        job_id = job if isinstance(job, str) else job.id
+        self._transaction(lambda db: self._attach_in(db, base_url, profile, input_hash, job_id))
+
+    @staticmethod
+    def _attach_in(
+        db: sqlite3.Connection, base_url: str, profile: str, input_hash: str, job_id: str
+    ) -> None:
+        db.execute(
+            "UPDATE batch_lines SET state = 'submitted', job_id = ?"
+            " WHERE base_url = ? AND profile = ? AND input_hash = ?",
+            (job_id, base_url, profile, input_hash),
+        )
+
+    def mark_uncertain(self, input_hash: str, *, base_url: str, profile: str) -> None:
+        """The claimed line's POST may have reached the server but no job id came
+        back (a timeout, a reset, a 5xx): later claims answer `unknown`."""
+        self._transaction(
+            lambda db: db.execute(
+                "UPDATE batch_lines SET state = 'uncertain' WHERE base_url = ? AND profile = ?"
+                " AND input_hash = ? AND job_id IS NULL",
+                (base_url, profile, input_hash),
             )
+        )
+
+    def release_line(self, input_hash: str, *, base_url: str, profile: str) -> None:
+        """Give a claimed line up: its POST certainly did not reach the server (or
+        the user has checked that it did not). A line with a job is kept."""
+        self._transaction(
+            lambda db: db.execute(
+                "DELETE FROM batch_lines WHERE base_url = ? AND profile = ? AND input_hash = ?"
+                " AND job_id IS NULL",
+                (base_url, profile, input_hash),
+            )
+        )
 
     # --- reads ---------------------------------------------------------------
 
@@ -333,11 +870,17 @@ class Ledger:
         " submitted_at, status, expires_at, output_urls, output_dir, lost"
     )
 
+    def _select(self, query: str, args: Sequence[Any]) -> list[LedgerJob]:
+        """Jobs for a query, read in one go (retried while the ledger is locked)."""
+        return self._read(
+            lambda: [self._job(row) for row in self._db.execute(query, args).fetchall()]
+        )
+
     def get(self, base_url: str, job_id: str) -> LedgerJob | None:
-        row = self._db.execute(
+        found = self._select(
             f"SELECT {self._COLUMNS} FROM jobs WHERE base_url = ? AND id = ?", (base_url, job_id)
-        ).fetchone()
-        return None if row is None else self._job(row)
+        )
+        return found[0] if found else None
 
     def jobs(
         self, *, base_url: str | None = None, profile: str | None = None, limit: int | None = None
@@ -355,16 +898,16 @@ class Ledger:
         if limit:
             query += " LIMIT ?"
             args.append(limit)
-        return [self._job(row) for row in self._db.execute(query, args).fetchall()]
+        return self._select(query, args)
 
     def find_by_input(self, *, base_url: str, profile: str, input_hash: str) -> LedgerJob | None:
         """The newest job submitted for exactly this request, if any."""
-        row = self._db.execute(
+        found = self._select(
             f"SELECT {self._COLUMNS} FROM jobs WHERE base_url = ? AND profile = ?"
             " AND input_hash = ? ORDER BY submitted_at DESC, rowid DESC LIMIT 1",
             (base_url, profile, input_hash),
-        ).fetchone()
-        return None if row is None else self._job(row)
+        )
+        return found[0] if found else None
 
     def unsaved(self, *, base_url: str, profile: str) -> list[LedgerJob]:
         """Jobs whose outputs were never downloaded, oldest first."""
