@@ -325,10 +325,10 @@ ledger = Ledger(path)
 print("ready", flush=True)
 while not go.exists():
     pass
-result = ledger.claim_line("line-1", base_url="%s", profile="default")
+result = ledger.claim_line("line-1", base_url=sys.argv[3], profile="default")
 print(result.outcome, flush=True)
 sys.stdin.read()  # stay alive (a live claimer) until the test has every answer
-""" % API
+"""
 
 
 def test_two_processes_claiming_one_line_at_once_exactly_one_gets_it(
@@ -337,7 +337,7 @@ def test_two_processes_claiming_one_line_at_once_exactly_one_gets_it(
     go = tmp_path / "go"
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", CLAIM, str(ledger_file), str(go)],
+            [sys.executable, "-c", CLAIM, str(ledger_file), str(go), API],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
