@@ -580,11 +580,13 @@ def interrupted_waiting(job_ids: Sequence[str]) -> JobsInterruptedError:
 # --- saving outputs -----------------------------------------------------------------
 
 
-def _known_files(local: LedgerJob | None, folder: Path, job_id: str) -> dict[int, DownloadedFile]:
-    """Files this job already has on disk, per its sidecar and the ledger."""
+def _known_files(
+    local: LedgerJob | None, folder: Path, job_id: str, base_url: str
+) -> dict[int, DownloadedFile]:
+    """Files this job (of this API) already has on disk, per its sidecar and the ledger."""
     from pixeldojo_cli.downloads import DownloadedFile, recorded_files
 
-    found = dict(recorded_files(folder, job_id))
+    found = dict(recorded_files(folder, job_id, base_url))
     for record in local.files if local is not None else ():
         found.setdefault(
             record.n,
@@ -632,14 +634,15 @@ def save(
     raises the error that says so. Ctrl-C raises `JobsInterruptedError` with
     the command that resumes; no partial file is left under a final name.
     """
-    from pixeldojo_cli.downloads import download_outputs, write_metadata
+    from pixeldojo_cli.downloads import api_base_url, download_outputs, write_metadata
 
     check_saveable(job)
+    base_url = api_base_url(client.transport)
     local = recorder.get(job.id) if recorder is not None else None
     folder = options.folder_for(local)
     if not job.output_urls:
         notify(Notice(f"Job {job.id} completed without any output URL.", level="warning"))
-    existing = {} if options.force else _known_files(local, folder, job.id)
+    existing = {} if options.force else _known_files(local, folder, job.id, base_url)
 
     def on_saved(n: int, file: DownloadedFile) -> None:
         if recorder is not None:
@@ -657,6 +660,7 @@ def save(
             on_progress=on_progress,
             on_saved=on_saved,
             checksum=options.checksum,
+            expires_at=job.output_expiry() or (local.deadline() if local else None),
         )
     except KeyboardInterrupt:
         raise JobsInterruptedError(
@@ -671,6 +675,7 @@ def save(
         model or (local.model if local else None) or job.model or "unknown",
         inputs if inputs is not None else (local.inputs if local else {}),
         files,
+        base_url=base_url,
     )
     kept = sum(1 for f in files if f.skipped)
     if kept:

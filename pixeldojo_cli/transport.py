@@ -437,12 +437,19 @@ class Transport:
 
     @contextmanager
     def stream(
-        self, url: str, *, headers: dict[str, str] | None = None
+        self,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        extensions: dict[str, Any] | None = None,
     ) -> Iterator[httpx.Response]:
         """A streamed GET of any URL (an output file). Redirects are followed;
-        httpx drops Authorization whenever a redirect leaves the API origin."""
+        httpx drops Authorization whenever a redirect leaves the API origin.
+        `extensions` go to httpx (a `trace` hook sees each new connection)."""
         self._trace_request(self.http.build_request("GET", url, headers=headers))
         started = time.monotonic()
-        with self.http.stream("GET", url, headers=headers, follow_redirects=True) as response:
+        with self.http.stream(
+            "GET", url, headers=headers, follow_redirects=True, extensions=extensions
+        ) as response:
             self._trace_response(response, started)
             yield response

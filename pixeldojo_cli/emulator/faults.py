@@ -8,6 +8,12 @@ one thing:
 - `reset`: read the request, then close the connection without answering
   (for a POST: the body reached the server, the client never hears back);
 - `truncate`: send the headers and `after_bytes` of the body, then close;
+- `stall`: send the headers and `after_bytes` of the body, then send nothing
+  more for `delay` seconds before closing (a server that hangs mid-body;
+  `delay` hangs before the headers);
+- `gzip` (files): serve the output gzip-encoded whatever the client asked for,
+  with `Content-Length` counting the encoded bytes, the whole body (no
+  `Range`); with `after_bytes`, close after that many encoded bytes;
 - `delay`: sleep `delay` seconds before handling the request normally;
 - `trickle`: handle it normally but send the body in up to 200 pieces spread over
   `delay` seconds (a slow server);
@@ -24,7 +30,7 @@ import re
 import threading
 from dataclasses import dataclass, field
 
-KINDS = ("status", "reset", "truncate", "delay", "trickle", "redirect")
+KINDS = ("status", "reset", "truncate", "stall", "gzip", "delay", "trickle", "redirect")
 _DEFAULT_CODES = {
     400: "validation_error",
     401: "unauthorized",
