@@ -229,8 +229,26 @@ def validate_inputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any])
     """Check inputs against the schema before anything is spent.
 
     Raises `UsageError` for an unknown parameter (with a suggestion), a wrong
-    type, a value not allowed, or a missing required value.
+    type, a value not allowed, or a missing required value; then for anything
+    else the whole JSON Schema refuses (an empty prompt under `minLength`, too
+    many images under `maxItems`, a `pattern`, a `format`, nested objects...).
     """
+    _check_common_rules(schema, inputs)
+    if not isinstance(schema, Mapping):
+        return
+    from pixeldojo_cli.validator import schema_problems
+
+    body = {name: value for name, value in inputs.items() if name not in RESERVED_FIELDS}
+    problems = schema_problems(schema, body, limit=3)
+    if problems:
+        raise UsageError(
+            "; ".join(str(problem) for problem in problems) + ".",
+            hint="See `pixeldojo models show <model>` for the parameters.",
+        )
+
+
+def _check_common_rules(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any]) -> None:
+    """The usual mistakes, each with its friendliest message and hint."""
     params = {p.name: p for p in parameters(schema)}
     if not params:
         return
