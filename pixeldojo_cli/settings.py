@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import stat
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
@@ -26,6 +27,9 @@ DEFAULT_PROFILE = "default"
 DEFAULT_RATE_LIMIT = 60.0
 DEFAULT_POLL_INTERVAL = 2.0
 DEFAULT_MAX_POLL_INTERVAL = 30.0
+# How long a job whose status the client does not know (not pending, processing,
+# completed, failed or a known synonym) is waited for before giving up on it.
+DEFAULT_UNKNOWN_STATUS_TIMEOUT = 600.0
 
 ENV_API_KEY = "PIXELDOJO_API_KEY"
 ENV_BASE_URL = "PIXELDOJO_BASE_URL"
@@ -33,6 +37,7 @@ ENV_PROFILE = "PIXELDOJO_PROFILE"
 ENV_OUTPUT_DIR = "PIXELDOJO_OUTPUT_DIR"
 ENV_EMULATOR = "PIXELDOJO_EMULATOR"
 ENV_CHECKSUM = "PIXELDOJO_CHECKSUM"
+ENV_UNKNOWN_STATUS_TIMEOUT = "PIXELDOJO_UNKNOWN_STATUS_TIMEOUT"
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _FALSY = frozenset({"0", "false", "no", "off"})
 
@@ -51,6 +56,7 @@ CONFIG_KEYS: dict[str, str] = {
     "max_poll_interval": "seconds",
     "rate_limit": "per_minute",
     "checksum": "bool",
+    "unknown_status_timeout": "duration",
 }
 
 
@@ -251,6 +257,7 @@ class Settings:
     poll_interval: Setting
     max_poll_interval: Setting
     checksum: Setting
+    unknown_status_timeout: Setting
     config_file: Path
 
 
@@ -289,6 +296,17 @@ def resolve_settings(
             "max_poll_interval",
         ),
         checksum=_typed(pick(None, env, ENV_CHECKSUM, both, "checksum", False), "checksum"),
+        unknown_status_timeout=_typed(
+            pick(
+                None,
+                env,
+                ENV_UNKNOWN_STATUS_TIMEOUT,
+                both,
+                "unknown_status_timeout",
+                DEFAULT_UNKNOWN_STATUS_TIMEOUT,
+            ),
+            "unknown_status_timeout",
+        ),
         config_file=path,
     )
 
@@ -327,6 +345,8 @@ def parse_setting(key: str, raw: str) -> Any:
         if word not in _TRUTHY | _FALSY:
             raise ConfigError(f"{key} must be true or false, got {raw!r}.")
         return word in _TRUTHY
+    if kind == "duration":
+        return _duration(key, raw)
     if kind in ("seconds", "per_minute"):
         try:
             number = float(raw)
@@ -336,3 +356,24 @@ def parse_setting(key: str, raw: str) -> Any:
             raise ConfigError(f"{key} must be a positive number, got {raw!r}.")
         return number
     return raw
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([hms]?)")
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
+_LONGEST_DURATION = 30 * 86400.0
+
+
+def _duration(key: str, raw: str) -> float:
+    """`600`, `600s`, `10m`, `1h`, `1h30m` -> seconds: positive, at most 30 days."""
+    text = raw.strip().lower().replace(" ", "")
+    total, pos = 0.0, 0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        pos = match.end()
+    if not text or pos != len(text) or not 0 < total <= _LONGEST_DURATION:
+        raise ConfigError(
+            f"{key} must be a duration such as 600, 90s, 10m or 1h (at most 30 days), got {raw!r}."
+        )
+    return total

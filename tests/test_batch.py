@@ -197,3 +197,21 @@ def test_a_batch_with_checksum_records_each_outputs_sha256(cli: Invoke, emulator
     for f in files:
         assert f.sha256 == hashlib.sha256(Path(f.path).read_bytes()).hexdigest()
         assert f.mtime_ns == Path(f.path).stat().st_mtime_ns
+
+
+def test_comment_and_blank_lines_of_a_batch_file_are_never_submitted(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    batch = write(
+        "batch.txt", "# comment?", "", "   ", "  # an indented comment", "a fox", "#", "an owl"
+    )
+    result = cli("run", "flux-dev", "--batch", batch, *POLL)
+    assert result.exit_code == 0, result.output
+    assert posts(emulator) == 2  # nothing paid for a comment
+    assert sorted(job.inputs["prompt"] for job in emulator.jobs.values()) == ["a fox", "an owl"]
+
+
+def test_a_batch_file_of_only_comments_submits_nothing(cli: Invoke, emulator: Emulator) -> None:
+    result = cli("run", "flux-dev", "--batch", write("b.txt", "# one", "# two"), *POLL)
+    assert result.exit_code == 2, result.output
+    assert posts(emulator) == 0

@@ -179,3 +179,69 @@ def test_a_padded_output_is_a_valid_png_of_the_size_asked_and_resumes(
     assert chunks[0] == b"IHDR" and chunks[-1] == b"IEND" and b"pdJo" in chunks
     rest = httpx.get(url, headers={"Range": "bytes=1000-"})
     assert rest.status_code == 206 and rest.content == whole[1000:]
+
+
+def test_a_prompt_can_make_a_job_report_any_status(make_emulator: Callable[..., Emulator]) -> None:
+    emulator = make_emulator(latency=0.05)
+    seen = {}
+    for word in ("canceled", "weird", "succeeded"):
+        job_id = submit(emulator, {"prompt": f"a cat #status={word}"}).json()["jobId"]
+        time.sleep(0.1)
+        seen[word] = httpx.get(f"{emulator.base_url}/jobs/{job_id}", headers=AUTH).json()
+    assert {word: job["status"] for word, job in seen.items()} == {
+        "canceled": "canceled",
+        "weird": "weird",
+        "succeeded": "succeeded",
+    }
+    assert "output" not in seen["canceled"] and "output" not in seen["weird"]
+    assert seen["succeeded"]["output"]["images"]  # a synonym of completed keeps its outputs
+
+
+def test_set_status_changes_what_a_job_reports(make_emulator: Callable[..., Emulator]) -> None:
+    emulator = make_emulator(latency=0.05)
+    job_id = submit(emulator, {"prompt": "a cat"}).json()["jobId"]
+    assert wait_done(emulator, job_id)["status"] == "completed"
+    emulator.set_status(job_id, "cancelled")
+    listed = httpx.get(f"{emulator.base_url}/jobs", headers=AUTH).json()["jobs"]
+    assert [j["status"] for j in listed if j["jobId"] == job_id] == ["cancelled"]
+    emulator.set_status(job_id, None)
+    assert wait_done(emulator, job_id)["status"] == "completed"
+
+
+def test_the_emulator_refuses_what_the_schema_refuses(
+    make_emulator: Callable[..., Emulator],
+) -> None:
+    emulator = make_emulator()
+    url = "https://example.com/a.png"
+    for body, model in (
+        ({"prompt": ""}, "flux-dev"),
+        ({"prompt": "x", "image_urls": [url] * 11}, "flux-kontext-pro"),
+        ({"prompt": "x", "image_urls": ["not a url"]}, "flux-kontext-pro"),
+        ({"prompt": "x", "lora_url": "no scheme"}, "flux-dev"),
+    ):
+        answer = submit(emulator, body, model)
+        assert answer.status_code == 400, body
+    assert not emulator.jobs
+
+
+def test_gzip_and_stall_faults(make_emulator: Callable[..., Emulator]) -> None:
+    import gzip
+
+    emulator = make_emulator(latency=0.05)
+    job = wait_done(emulator, submit(emulator, {"prompt": "a cat"}).json()["jobId"])
+    url = job["output"]["images"][0]
+    emulator.add_fault("gzip", target="files", count=1)
+    with httpx.stream("GET", url, headers={"Accept-Encoding": "identity"}) as response:
+        assert response.headers["content-encoding"] == "gzip"
+        raw = b"".join(response.iter_raw())
+    assert len(raw) == int(response.headers["content-length"])
+    assert gzip.decompress(raw) == emulator.output_file(job["jobId"], 1)
+    emulator.add_fault("stall", target="files", after_bytes=10, delay=0.3, count=1)
+    started = time.monotonic()
+    with httpx.stream("GET", url) as response:
+        assert response.status_code == 200
+        try:
+            body = b"".join(response.iter_raw())
+        except httpx.RemoteProtocolError:
+            body = b"cut"
+    assert time.monotonic() - started >= 0.3 and body != emulator.output_file(job["jobId"], 1)

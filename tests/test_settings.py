@@ -132,3 +132,64 @@ def test_concurrent_config_updates_lose_nothing(isolated_env: Path) -> None:
     for thread in threads:
         thread.join()
     assert sorted(load_config()["profiles"]) == sorted(f"p{n}" for n in range(12))
+
+
+# --- how long a job with a status nobody knows is waited for ----------------------------
+
+
+@pytest.mark.parametrize(
+    "env, config, expected",
+    [
+        ({}, {}, 600.0),  # the documented default: 10 minutes
+        ({"PIXELDOJO_UNKNOWN_STATUS_TIMEOUT": "90"}, {}, 90.0),
+        ({"PIXELDOJO_UNKNOWN_STATUS_TIMEOUT": "10m"}, {}, 600.0),
+        ({}, {"defaults": {"unknown_status_timeout": "1h30m"}}, 5400.0),
+        ({}, {"defaults": {"unknown_status_timeout": 45}}, 45.0),
+        (
+            {"PIXELDOJO_UNKNOWN_STATUS_TIMEOUT": "2m"},
+            {"defaults": {"unknown_status_timeout": "1h"}},
+            120.0,
+        ),
+    ],
+)
+def test_the_unknown_status_timeout_setting(
+    env: dict[str, str], config: dict[str, Any], expected: float
+) -> None:
+    settings = resolve_settings(env=env, config=config, path=FILE)
+    assert settings.unknown_status_timeout.value == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "soon", "10x", "", "31d", "nan", "inf", "1e400"])
+def test_a_bad_unknown_status_timeout_is_one_clear_error(raw: str) -> None:
+    from pixeldojo_cli.settings import parse_setting
+
+    with pytest.raises(ConfigError, match="unknown_status_timeout must be a duration"):
+        parse_setting("unknown_status_timeout", raw)
+    if raw:  # (an empty variable counts as unset)
+        with pytest.raises(ConfigError, match=r"\$PIXELDOJO_UNKNOWN_STATUS_TIMEOUT"):
+            resolve_settings(env={"PIXELDOJO_UNKNOWN_STATUS_TIMEOUT": raw}, config={}, path=FILE)
+    with pytest.raises(ConfigError, match="unknown_status_timeout must be") as info:
+        resolve_settings(
+            env={}, config={"defaults": {"unknown_status_timeout": raw or "x"}}, path=FILE
+        )
+    assert info.value.exit_code == 2 and "config set unknown_status_timeout" in info.value.hint
+
+
+def test_the_engine_waits_for_an_unknown_status_as_long_as_the_setting_says() -> None:
+    from pixeldojo_cli.engine import JobFlags, resolve_options
+
+    settings = resolve_settings(
+        env={"PIXELDOJO_UNKNOWN_STATUS_TIMEOUT": "3m"}, config={}, path=FILE
+    )
+    wait, _ = resolve_options(settings, JobFlags())
+    assert wait.unknown_status_timeout == 180.0
+
+
+def test_config_set_checks_the_unknown_status_timeout(isolated_env: Path) -> None:
+    from conftest import make_invoker
+
+    cli = make_invoker(None, key=None)
+    assert cli("config", "set", "unknown_status_timeout", "forever").exit_code == 2
+    assert cli("config", "set", "unknown_status_timeout", "15m").exit_code == 0
+    got = cli("config", "get", "unknown_status_timeout")
+    assert got.exit_code == 0 and float(got.stdout) == 900.0

@@ -10,6 +10,7 @@ to share their bugs.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import math
 import random
@@ -32,6 +33,11 @@ from pixeldojo_cli.emulator.faults import Fault, FaultPlan
 
 API_PREFIX = "/api/v1"
 FAIL_MARKER = "#fail"  # a prompt containing it makes the job fail
+# A prompt containing `#status=WORD` makes the job report WORD once it is done
+# (`canceled`, `succeeded`, `weird`, ...): for clients' handling of other statuses.
+STATUS_MARKER = re.compile(r"#status=([A-Za-z_-]{1,40})")
+# Forced statuses that still come with the outputs (synonyms of `completed`).
+_SUCCESS_WORDS = frozenset({"completed", "succeeded", "success", "done", "finished"})
 _MAX_BODY = 1024 * 1024
 
 
@@ -61,6 +67,7 @@ class EmulatedJob:
     cost: float
     webhook_url: str | None
     webhook: dict[str, Any] = field(default_factory=dict)
+    forced_status: str | None = None  # reported once done, instead of the real one
 
     @property
     def done_at(self) -> float:
@@ -72,6 +79,17 @@ class EmulatedJob:
         if now < self.done_at:
             return "processing"
         return "failed" if self.fails else "completed"
+
+    def reported_status(self, now: float) -> str:
+        """What the API says: the real status, or the forced one once done."""
+        real = self.status(now)
+        if self.forced_status is not None and real in ("completed", "failed"):
+            return self.forced_status
+        return real
+
+    def has_outputs(self, now: float) -> bool:
+        forced = self.forced_status
+        return self.status(now) == "completed" and (forced is None or forced in _SUCCESS_WORDS)
 
 
 def _iso(at: float) -> str:
@@ -327,7 +345,9 @@ class Emulator:
                 FAIL_MARKER in str(inputs.get("prompt", ""))
                 or self._random.random() < self.failure_rate
             )
+            marker = STATUS_MARKER.search(str(inputs.get("prompt", "")))
             job = EmulatedJob(
+                forced_status=marker.group(1) if marker else None,
                 id=f"job_{secrets.token_hex(8)}",
                 model=model,
                 inputs=inputs,
@@ -371,17 +391,24 @@ class Emulator:
 
         return [f"{self.files_url}/outputs/{job.id}/{name(n)}" for n in range(1, count + 1)]
 
+    def set_status(self, job_id: str, status: str | None) -> None:
+        """Make a job report `status` once it is done (None: its real status again)."""
+        with self._lock:
+            self.jobs[job_id].forced_status = status
+
     def job_json(self, job: EmulatedJob, now: float) -> dict[str, Any]:
         status = job.status(now)
         data: dict[str, Any] = {
             "jobId": job.id,
-            "status": status,
+            "status": job.reported_status(now),
             "model": job.model["apiId"],
             "createdAt": _iso(job.created),
             "creditCost": job.cost,
             "statusUrl": f"{self.status_url_base or self.base_url}/jobs/{job.id}",
         }
-        if status == "completed":
+        if status == "completed" and not job.has_outputs(now):
+            data["completedAt"] = _iso(job.done_at)
+        elif status == "completed":
             urls = self.output_urls(job)
             if job.model["modality"] == "video":
                 data["output"] = {"video": urls[0]}
@@ -508,31 +535,83 @@ class Emulator:
         )
 
 
-def _check(spec: dict[str, Any], value: Any) -> str | None:
-    kind = spec.get("type")
-    ok = {
-        "string": isinstance(value, str),
-        "integer": isinstance(value, int) and not isinstance(value, bool),
-        "number": isinstance(value, int | float) and not isinstance(value, bool),
-        "boolean": isinstance(value, bool),
-        "array": isinstance(value, list),
-    }.get(str(kind), True)
-    if not ok:
-        return f"expected {kind}"
-    if "enum" in spec and value not in spec["enum"]:
+_TYPES: dict[str, Any] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+    "null": lambda v: v is None,
+}
+# What a `format: uri` value must look like: a scheme, then something, no spaces.
+_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s]+")
+
+
+def _check(spec: dict[str, Any], value: Any, depth: int = 0) -> str | None:
+    """The emulator's own check of one value against the keywords its catalogue
+    uses (as the API would refuse it); never the client's code."""
+    if depth > 32:
+        return "nested too deeply"
+    kinds = spec.get("type")
+    kinds = kinds if isinstance(kinds, list) else [kinds] if kinds else []
+    if kinds and not any(_TYPES.get(str(kind), lambda v: True)(value) for kind in kinds):
+        return f"expected {'/'.join(map(str, kinds))}"
+    if "enum" in spec and not any(
+        (value == allowed and type(value) is type(allowed)) or _both_numbers(value, allowed)
+        for allowed in spec["enum"]
+    ):
         return "must be one of " + ", ".join(map(str, spec["enum"]))
-    if kind in ("integer", "number"):
-        if "minimum" in spec and value < spec["minimum"]:
-            return f"must be >= {spec['minimum']}"
-        if "maximum" in spec and value > spec["maximum"]:
-            return f"must be <= {spec['maximum']}"
-    if kind == "string" and spec.get("minLength") and len(value) < spec["minLength"]:
-        return "must not be empty"
-    if kind == "array":
-        if "maxItems" in spec and len(value) > spec["maxItems"]:
-            return f"at most {spec['maxItems']} items"
-        if any(not isinstance(v, str) for v in value):
-            return "items must be strings"
+    if _TYPES["number"](value):
+        return _check_number(spec, value)
+    if isinstance(value, str):
+        return _check_string(spec, value)
+    if isinstance(value, list):
+        return _check_array(spec, value, depth)
+    return None
+
+
+def _both_numbers(a: Any, b: Any) -> bool:
+    return bool(_TYPES["number"](a) and _TYPES["number"](b) and a == b)
+
+
+def _check_number(spec: dict[str, Any], value: float) -> str | None:
+    if "minimum" in spec and value < spec["minimum"]:
+        return f"must be >= {spec['minimum']}"
+    if "maximum" in spec and value > spec["maximum"]:
+        return f"must be <= {spec['maximum']}"
+    if "exclusiveMinimum" in spec and value <= spec["exclusiveMinimum"]:
+        return f"must be > {spec['exclusiveMinimum']}"
+    if "exclusiveMaximum" in spec and value >= spec["exclusiveMaximum"]:
+        return f"must be < {spec['exclusiveMaximum']}"
+    return None
+
+
+def _check_string(spec: dict[str, Any], value: str) -> str | None:
+    if "minLength" in spec and len(value) < spec["minLength"]:
+        return "must not be empty" if spec["minLength"] == 1 else "is too short"
+    if "maxLength" in spec and len(value) > spec["maxLength"]:
+        return f"at most {spec['maxLength']} characters"
+    if "pattern" in spec and re.search(spec["pattern"], value) is None:
+        return f"must match {spec['pattern']}"
+    if spec.get("format") == "uri" and not _URI.fullmatch(value):
+        return "must be a URI"
+    return None
+
+
+def _check_array(spec: dict[str, Any], value: list[Any], depth: int) -> str | None:
+    if "minItems" in spec and len(value) < spec["minItems"]:
+        return f"at least {spec['minItems']} items"
+    if "maxItems" in spec and len(value) > spec["maxItems"]:
+        return f"at most {spec['maxItems']} items"
+    if spec.get("uniqueItems") and len({json.dumps(v, sort_keys=True) for v in value}) < len(value):
+        return "items must be unique"
+    items = spec.get("items")
+    if isinstance(items, dict):
+        for n, item in enumerate(value):
+            problem = _check(items, item, depth + 1)
+            if problem:
+                return f"item {n}: {problem}"
     return None
 
 
@@ -720,6 +799,8 @@ class _Handler(BaseHTTPRequestHandler):
         if match is None:
             raise APIProblem(404, "not_found", "No such file.")
         data = self.emulator.output_body(match.group(1), int(match.group(2)))
+        if isinstance(data, png.PaddedPNG) and fault is not None and fault.kind == "gzip":
+            data = b"".join(data.pieces(0))
         if isinstance(data, png.PaddedPNG):
             self._serve_padded(data)
             return
@@ -732,7 +813,10 @@ class _Handler(BaseHTTPRequestHandler):
         if start:
             headers["Content-Range"] = f"bytes {start}-{len(data) - 1}/{len(data)}"
         payload = data[start:]
-        if fault is None or fault.kind != "truncate":
+        if fault is not None and fault.kind == "gzip":
+            self._serve_gzip(data, fault)
+            return
+        if fault is None or fault.kind not in ("truncate", "stall"):
             self._send(status, payload, "image/png", headers)
             return
         self.send_response(status)
@@ -743,4 +827,22 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload[: fault.after_bytes])
         self.wfile.flush()
+        if fault.kind == "stall":
+            time.sleep(fault.delay)
         self._abort()
+
+    def _serve_gzip(self, data: bytes, fault: Fault) -> None:
+        """The whole output gzip-encoded, asked for or not (no Range), its
+        Content-Length counting encoded bytes; cut after `after_bytes` if set."""
+        encoded = gzip.compress(data, mtime=0)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(len(encoded)))
+        self.end_headers()
+        if self.command == "HEAD":
+            return
+        self.wfile.write(encoded[: fault.after_bytes] if fault.after_bytes else encoded)
+        self.wfile.flush()
+        if fault.after_bytes:
+            self._abort()
