@@ -393,20 +393,24 @@ def _holder_alive(pid: int, host: str, claimed_at: datetime) -> bool:
 class Ledger:
     """The job ledger. Open it, record, query; each write is its own transaction.
 
-    `lock_wait` bounds how long any call waits for another process's lock
-    (then `LedgerError`); `busy_timeout` is how long SQLite waits inside one call.
+    `lock_wait` (default `DEFAULT_LOCK_WAIT`) bounds how long any call waits for
+    another process's lock (then `LedgerError`); `busy_timeout` is how long SQLite
+    waits inside one call. Once a wait has run out, later calls wait only
+    `busy_timeout` until one succeeds again: a ledger held for minutes costs a
+    command one full wait, not one per write.
     """
 
     def __init__(
         self,
         path: Path | None = None,
         *,
-        lock_wait: float = DEFAULT_LOCK_WAIT,
+        lock_wait: float | None = None,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         replay: bool = True,
     ) -> None:
         self.path = path or ledger_path()
-        self.lock_wait = lock_wait
+        self.lock_wait = DEFAULT_LOCK_WAIT if lock_wait is None else lock_wait
+        self._held_elsewhere = False  # the last wait ran out: wait briefly until one succeeds
         self.busy_timeout = busy_timeout
         self.moved_aside: Path | None = None
         self.read_only = False
@@ -457,23 +461,30 @@ class Ledger:
             return LedgerError(f"The job ledger {self.path} cannot be written: {exc}.")
         return LedgerError(f"The job ledger {self.path} cannot be used: {exc}.")
 
-    def _retrying(self, action: Callable[[], T]) -> T:
+    def _retrying(self, action: Callable[[], T], *, write: bool = False) -> T:
         """Run `action`, retrying while another process holds a lock, for at most
         `lock_wait` seconds in all; any SQLite failure becomes a `LedgerError`."""
         started = time.monotonic()
+        brief = write and self._held_elsewhere
+        limit = min(self.lock_wait, self.busy_timeout) if brief else self.lock_wait
         pause = 0.01
         while True:
             try:
-                return action()
+                result = action()
             except sqlite3.Error as exc:
                 waited = time.monotonic() - started
                 if not _is_busy(exc):
                     raise self._error(exc) from exc
-                if waited >= self.lock_wait:
+                if waited >= limit:
+                    self._held_elsewhere = self._held_elsewhere or write
                     raise self._error(exc, waited) from exc
                 # Short sleeps: Ctrl-C is taken between them.
-                time.sleep(min(pause, max(0.0, self.lock_wait - waited)))
+                time.sleep(min(pause, max(0.0, limit - waited)))
                 pause = min(pause * 2, 0.2)
+            else:
+                if write:  # (a read says nothing: WAL readers never wait for a writer)
+                    self._held_elsewhere = False
+                return result
 
     def _open_read_only(self, cause: LedgerError) -> None:
         """A ledger that cannot be written can still be read: `download --pending`
@@ -562,7 +573,7 @@ class Ledger:
             with self._write() as db:
                 return body(db)
 
-        return self._retrying(attempt)
+        return self._retrying(attempt, write=True)
 
     def _read(self, body: Callable[[], T]) -> T:
         return self._retrying(body)

@@ -516,3 +516,32 @@ def test_stale_temporary_files_of_any_output_are_cleared_from_the_folder(
     download_outputs(client.transport, job, tmp_path)
     assert [p.exists() for p in stale] == [False, False]
     assert all(p.exists() for p in kept)  # fresh (another process), or not ours
+
+
+def test_a_pending_sweep_that_meets_a_404_before_expiry_keeps_the_job_for_the_next(
+    make_emulator: Callable[..., Emulator], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pixeldojo_cli.ledger import Ledger
+
+    from conftest import FAST, make_invoker
+
+    emulator = make_emulator(latency=0.1)
+    cli = make_invoker(emulator)
+    submitted = cli("run", "flux-dev", "x", "--no-wait", "-o", "out", *FAST)
+    assert submitted.exit_code == 0, submitted.output
+    [job_id] = emulator.jobs
+    monkeypatch.setattr(downloads, "RETRY_BASE_DELAY", 0.001)
+    emulator.add_fault("status", target="files", status=404, count=-1)
+    import time
+
+    time.sleep(0.3)
+    first = cli("download", "--pending")
+    assert first.exit_code == 10, first.output  # not 7: nothing is lost
+    assert job_id in first.stderr
+    with Ledger() as ledger:
+        [pending] = ledger.jobs()
+    assert pending.needs_saving() and not pending.lost
+    emulator.faults.clear()
+    second = cli("download", "--pending")
+    assert second.exit_code == 0, second.output
+    assert (Path("out") / f"{job_id}-1.png").read_bytes() == emulator.output_file(job_id, 1)

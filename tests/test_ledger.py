@@ -452,3 +452,43 @@ def test_an_older_ledger_gains_the_batch_lines_table(tmp_path: Path) -> None:
     with Ledger(path) as ledger:
         assert claim(ledger).claimed
         assert ledger.get(API, "job_1") is not None
+
+
+def test_after_one_wait_ran_out_later_writes_wait_only_briefly(
+    ledger_file: Path, hold_lock: Callable[..., subprocess.Popen[str]]
+) -> None:
+    holder = hold_lock(ledger_file)
+    ledger = Ledger(ledger_file, lock_wait=2.0, busy_timeout=0.1)
+    with pytest.raises(LedgerError):
+        record(ledger, "job_a")
+    started = time.monotonic()
+    for job_id in ("job_b", "job_c", "job_d"):
+        with pytest.raises(LedgerError):
+            record(ledger, job_id)
+    assert time.monotonic() - started < 2.0  # three writes, less than one full wait
+    holder.kill()
+    holder.wait()
+    record(ledger, "job_e")  # free again: written, and full waits from now on
+    assert ledger.get(API, "job_e") is not None
+
+
+def test_run_with_a_ledger_held_by_another_process_still_saves_the_output(
+    make_emulator: Callable[..., Any],
+    hold_lock: Callable[..., subprocess.Popen[str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pixeldojo_cli import ledger as ledger_module
+    from pixeldojo_cli.settings import ledger_path
+
+    from conftest import FAST, make_invoker
+
+    monkeypatch.setattr(ledger_module, "DEFAULT_LOCK_WAIT", 1.0)
+    Ledger().close()
+    hold_lock(ledger_path())
+    emulator = make_emulator(latency=0.2)
+    result = make_invoker(emulator)("run", "flux-dev", "a paid job", "-o", "out", *FAST)
+    assert result.exit_code == 0, result.output  # never 1: a warning, and the work goes on
+    [job_id] = emulator.jobs
+    assert Path(result.stdout.strip()).read_bytes() == emulator.output_file(job_id, 1)
+    assert "ledger" in result.stderr and job_id in result.stderr  # said plainly, with the id
