@@ -213,7 +213,7 @@ class Batch:
                 )
             except Exception:  # a ledger that cannot be read resumes nothing
                 known = None
-            if known is None or known.lost or _failed_status(known.status):
+            if known is None or known.lost or known.failed:
                 continue  # never submitted, or worth another try
             line.job_id, line.resumed = known.id, True
             if known.downloaded and all(Path(f.path).exists() for f in known.files):
@@ -402,12 +402,6 @@ class Batch:
     def exit_code(self) -> ExitCode:
         """The worst line's exit code (0 only when every line is fine)."""
         return combined_exit_code(line.exit_code for line in self.lines)
-
-
-def _failed_status(status: str) -> bool:
-    from pixeldojo_cli.results import FAILED_STATUSES
-
-    return status in FAILED_STATUSES
 
 
 def _from_ledger(record: Any) -> DownloadedFile:

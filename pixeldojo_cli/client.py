@@ -8,7 +8,7 @@ with Client(api_key="...") as client:
         print(job.status)
     print(job.output_urls)
 
-The workflow on top (many jobs, saving outputs, the ledger) is `engine.py`.
+The workflow on top (many jobs, saving outputs, the ledger) is `pixeldojo_cli.engine`.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def _saved_state(local: LedgerJob | None, now: datetime) -> str:
         return ""
     if local.downloaded:
         return "saved"
-    if local.status == "failed":
+    if local.failed:
         return "-"
     if local.lost or local.deadline() <= now:
         return "EXPIRED UNSAVED"
