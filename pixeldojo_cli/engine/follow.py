@@ -38,6 +38,7 @@ class _Tracked:
     polls: int = 0
     unknown_since: float | None = None
     last: Job | None = None
+    placed: bool = True  # its start time and schedule are known
 
 
 # Each job's wait ends with its last state, or the error that ended it.
@@ -85,17 +86,16 @@ class Follower:
         now = self._clock()
         job_id = job if isinstance(job, str) else job.id
         known = None if isinstance(job, str) else job
-        started = now
-        if known is not None and known.created_at is not None:
-            age = (datetime.now(UTC) - known.created_at).total_seconds()
-            started = now - max(0.0, age)
         schedule = self._schedule_for(model or (known.model if known else None))
         if look_now is None:
             look_now = known is None
-        first = now if look_now else now + _delay(schedule, now - started, 0)
-        self._tracked[job_id] = _Tracked(job_id, started, first, schedule, last=known)
+        first = now if look_now else now + _delay(schedule, 0.0, 0)
+        # A job just submitted started now; one known only by id is placed in
+        # time (and given its model's schedule) when it is first seen.
+        tracked = _Tracked(job_id, now, first, schedule, last=known, placed=known is not None)
+        self._tracked[job_id] = tracked
         if known is not None:
-            self.notify(JobSeen(known, schedule.eta(now - started)))
+            self.notify(JobSeen(known, schedule.eta(0.0)))
 
     @property
     def pending(self) -> list[str]:
@@ -178,8 +178,21 @@ class Follower:
                 ) from exc
             raise
 
+    def _place(self, tracked: _Tracked, job: Job, now: float) -> None:
+        """First sight of a job known only by id: its age from `createdAt` (when
+        the two clocks plausibly agree) and its model's schedule."""
+        tracked.placed = True
+        if job.created_at is not None:
+            age = (datetime.now(UTC) - job.created_at).total_seconds()
+            if 0 <= age < 86400:
+                tracked.started = now - age
+        if job.model:
+            tracked.schedule = self._schedule_for(job.model)
+
     def _seen(self, tracked: _Tracked, job: Job) -> Settled | None:
         now = self._clock()
+        if not tracked.placed:
+            self._place(tracked, job, now)
         tracked.polls += 1
         tracked.last = job
         elapsed = now - tracked.started
