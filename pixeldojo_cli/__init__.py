@@ -1,3 +1,154 @@
-"""pixeldojo-cli: a command-line client (and small library) for PixelDojo's async API."""
+"""pixeldojo-cli: a command-line client (and small library) for PixelDojo's async API.
+
+The public names below are imported on first use, so that `import pixeldojo_cli`
+(which the CLI does at every start) loads neither httpx nor anything else::
+
+    from pixeldojo_cli import Client, NotFoundError
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.errors import (
+        APIError,
+        AuthenticationError,
+        BadResponseError,
+        ConfigError,
+        CreditError,
+        DownloadError,
+        ExitCode,
+        ExpiredError,
+        InsufficientCreditsError,
+        InternalServerError,
+        InvalidJSONError,
+        JobFailedError,
+        JobNotFinishedError,
+        MissingAPIKeyError,
+        NetworkError,
+        NotFoundError,
+        PixelDojoError,
+        RateLimitError,
+        RequestTimeoutError,
+        ServerError,
+        SubmissionFailedError,
+        SubmissionUncertainError,
+        UsageError,
+        ValidationError,
+        WaitTimeoutError,
+        WriteError,
+    )
+    from pixeldojo_cli.results import Cost, Job, Model
+    from pixeldojo_cli.transport import ApiResponse, RetryPolicy
+    from pixeldojo_cli.webhooks import (
+        LedgerBook,
+        Outcome,
+        WebhookListener,
+        job_id_from_notification,
+    )
+
+__all__ = [
+    "APIError",
+    "ApiResponse",
+    "AuthenticationError",
+    "BadResponseError",
+    "Client",
+    "ConfigError",
+    "Cost",
+    "CreditError",
+    "DownloadError",
+    "ExitCode",
+    "ExpiredError",
+    "InsufficientCreditsError",
+    "InternalServerError",
+    "InvalidJSONError",
+    "Job",
+    "JobFailedError",
+    "JobNotFinishedError",
+    "LedgerBook",
+    "MissingAPIKeyError",
+    "Model",
+    "NetworkError",
+    "NotFoundError",
+    "Outcome",
+    "PixelDojoError",
+    "RateLimitError",
+    "RequestTimeoutError",
+    "RetryPolicy",
+    "ServerError",
+    "SubmissionFailedError",
+    "SubmissionUncertainError",
+    "UsageError",
+    "ValidationError",
+    "WaitTimeoutError",
+    "WebhookListener",
+    "WriteError",
+    "__version__",
+    "job_id_from_notification",
+    # --- the engine: its public names go here (see _HOMES below).
+]
+
+# name -> the module that defines it (one entry per name in __all__).
+_HOMES: dict[str, str] = {
+    "Client": "client",
+    "ApiResponse": "transport",
+    "RetryPolicy": "transport",
+    "Cost": "results",
+    "Job": "results",
+    "Model": "results",
+    "WebhookListener": "webhooks",
+    "Outcome": "webhooks",
+    "LedgerBook": "webhooks",
+    "job_id_from_notification": "webhooks",
+    **{
+        name: "errors"
+        for name in (
+            "ExitCode",
+            "PixelDojoError",
+            "UsageError",
+            "JobNotFinishedError",
+            "ConfigError",
+            "MissingAPIKeyError",
+            "JobFailedError",
+            "WaitTimeoutError",
+            "NetworkError",
+            "RequestTimeoutError",
+            "SubmissionUncertainError",
+            "BadResponseError",
+            "DownloadError",
+            "WriteError",
+            "APIError",
+            "AuthenticationError",
+            "InvalidJSONError",
+            "ValidationError",
+            "NotFoundError",
+            "InsufficientCreditsError",
+            "ExpiredError",
+            "RateLimitError",
+            "ServerError",
+            "CreditError",
+            "SubmissionFailedError",
+            "InternalServerError",
+        )
+    },
+    # --- the engine (pixeldojo_cli.engine): add its public names here, and to
+    # --- the TYPE_CHECKING imports above, once it lands (its `save` first).
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"pixeldojo_cli.{home}"), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
