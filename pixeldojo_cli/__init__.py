@@ -8,12 +8,14 @@ The public names below are imported on first use, so that `import pixeldojo_cli`
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
-
 __version__ = "0.1.0"
 
+# Not `typing.TYPE_CHECKING`: importing typing would slow `pixeldojo --version`,
+# and type checkers treat any `TYPE_CHECKING` name as true.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from pixeldojo_cli.client import Client
     from pixeldojo_cli.errors import (
         APIError,
@@ -145,6 +147,8 @@ def __getattr__(name: str) -> Any:
     home = _HOMES.get(name)
     if home is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
     value = getattr(importlib.import_module(f"pixeldojo_cli.{home}"), name)
     globals()[name] = value  # the next lookup is a plain attribute
     return value

@@ -30,6 +30,7 @@ from pixeldojo_cli.errors import (
     RequestTimeoutError,
     ServerError,
     SubmissionUncertainError,
+    UsageError,
     error_from_response,
 )
 from pixeldojo_cli.redact import mask_key
@@ -61,8 +62,6 @@ def request_url(transport: Transport, path: str) -> httpx.URL:
     """Where `pixeldojo api PATH` goes: `PATH` relative to the base URL (a copy of
     the base path in front, as the API's docs write paths, is dropped), or an
     absolute URL, which must be on the API's own origin."""
-    from pixeldojo_cli.errors import UsageError
-
     if "://" in path or path.startswith("//"):
         try:
             url = httpx.URL(path if "://" in path else f"{transport.base_url.scheme}:{path}")
