@@ -470,7 +470,8 @@ class WebhookListener:
             self._stopped = True
             self._stopping.set()
         if first:
-            self._server.shutdown()
+            if self._serving.is_alive():  # (shutdown() waits for ever on a server never started)
+                self._server.shutdown()
             self._server.server_close()
         while True:
             try:

@@ -20,7 +20,7 @@ from pixeldojo_cli.errors import UsageError
 if TYPE_CHECKING:
     from pixeldojo_cli.client import Client
     from pixeldojo_cli.results import Job
-    from pixeldojo_cli.webhooks import Outcome
+    from pixeldojo_cli.webhooks import Outcome, WebhookListener
 
 app = typer.Typer(
     help="Webhooks: receive them and save each job's outputs, or resend one.",
@@ -240,6 +240,22 @@ def _stderr_fd() -> int:
         return 2
 
 
+def _serve(state: AppState, listener: WebhookListener, grace: float) -> list[str]:
+    """Listen until Ctrl-C or SIGTERM, then stop; the ids of the jobs left unsaved."""
+    try:
+        listener.start()
+        state.render.err_console.print(
+            f"Listening on {listener.url} (use it as --webhook-url). Ctrl-C stops.", markup=False
+        )
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        state.render.info("Stopping: no new notifications; finishing the downloads under way.")
+    try:
+        return listener.stop(grace)
+    except KeyboardInterrupt:  # asked twice: hand back at once
+        return listener.stop(0)
+
+
 @app.command("listen", help=LISTEN_HELP, epilog=LISTEN_EXAMPLES)
 def listen(
     ctx: typer.Context,
@@ -308,19 +324,13 @@ def listen(
             )
         except OSError as exc:
             raise UsageError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
-        listener.start()
-        state.render.err_console.print(
-            f"Listening on {listener.url} (use it as --webhook-url). Ctrl-C stops.", markup=False
-        )
-        signal.signal(signal.SIGTERM, _interrupt)
+        # SIGTERM (systemd, `docker stop`, `kill`) stops it as Ctrl-C does; set before
+        # the URL is printed, so whoever reads that line may already send it.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
         try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            state.render.info("Stopping: no new notifications; finishing the downloads under way.")
-        try:
-            left = listener.stop(grace_seconds)
-        except KeyboardInterrupt:
-            left = listener.stop(0)
+            left = _serve(state, listener, grace_seconds)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
         in_ledger = {job_id for job_id in left if book is not None and book.knows(job_id)}
         report.handed_back(left, in_ledger)
         state.render.info("Stopped.")
