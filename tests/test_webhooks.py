@@ -63,6 +63,15 @@ def post(
         connection.close()
 
 
+def port_open(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname or "", parts.port or 80), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
 def completed_job(client: Client, **inputs: Any) -> Job:
     job = client.run("flux-dev", {"prompt": "x", **inputs})
     return wait_for(lambda: (j := client.get_job(job.id)).status == "completed" and j)
@@ -76,6 +85,9 @@ class Harness:
         self.folder = folder
         self.outcomes: list[Outcome] = []
         self.saves: list[str] = []
+        self.saving = threading.Event()  # set when a save has begun
+        self.gate = threading.Event()  # saves wait for it
+        self.gate.set()
         knobs.setdefault("settle", 5.0)
         self.listener = WebhookListener(
             self.client, self.save, on_outcome=self.outcomes.append, **knobs
@@ -84,12 +96,15 @@ class Harness:
 
     def save(self, job: Job) -> list[Path]:
         self.saves.append(job.id)
+        self.saving.set()
+        self.gate.wait(30)
         return [f.path for f in download_outputs(self.client.transport, job, self.folder)]
 
     def outcome(self, job_id: str) -> Outcome:
         return wait_for(lambda: next((o for o in self.outcomes if o.job_id == job_id), None))
 
     def close(self) -> None:
+        self.gate.set()
         self.listener.stop(grace=5)
         self.client.close()
 
@@ -261,9 +276,10 @@ def test_it_answers_before_the_download_is_done(
 ) -> None:
     h = harness()
     job = completed_job(h.client)
-    emulator.add_fault("delay", target="files", delay=1.5)
+    h.gate.clear()  # no save may finish until the answer is in
     assert post(h.url, {"jobId": job.id})[0] == 202
-    assert not (h.folder / f"{job.id}-1.png").exists(), "202 came before the file"
+    assert not (h.folder / f"{job.id}-1.png").exists() and h.outcomes == []
+    h.gate.set()
     assert h.outcome(job.id).outcome == "saved"
     assert (h.folder / f"{job.id}-1.png").exists()
 
@@ -300,11 +316,14 @@ def test_stop_finishes_the_save_under_way_and_hands_back_the_queue(
 ) -> None:
     h = harness(workers=1)
     first, second = completed_job(h.client), completed_job(h.client)
-    emulator.add_fault("delay", target="files", delay=1.0)
+    h.gate.clear()
     assert post(h.url, {"jobId": first.id})[0] == 202
-    wait_for(lambda: emulator.requests_to(target="files"))  # the first download is under way
+    h.saving.wait(10)  # the first save is under way, held at the gate
     assert post(h.url, {"jobId": second.id})[0] == 202
-    left = h.listener.stop(grace=10)
+    stopping = ThreadPoolExecutor(max_workers=1).submit(h.listener.stop, 10)
+    wait_for(lambda: not port_open(h.url))  # no longer accepting...
+    h.gate.set()  # ...and only then may the first save go on
+    left = stopping.result(timeout=30)
     assert left == [second.id]
     assert [(o.job_id, o.outcome) for o in h.outcomes] == [(first.id, "saved")]
     assert (h.folder / f"{first.id}-1.png").exists()
@@ -330,9 +349,9 @@ def test_stop_hands_back_a_save_that_outlasts_the_grace(
 
     h = harness(book=Book())
     job = completed_job(h.client)
-    emulator.add_fault("delay", target="files", delay=3.0)
+    h.gate.clear()  # the save never ends while the listener stops
     assert post(h.url, {"jobId": job.id})[0] == 202
-    wait_for(lambda: emulator.requests_to(target="files"))
+    h.saving.wait(10)
     assert h.listener.stop(grace=0.2) == [job.id]
     assert job.id in remembered, "recorded before the save, so `download --pending` has it"
     assert h.outcomes == []
