@@ -42,7 +42,7 @@ from pixeldojo_cli.settings import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_POLL_INTERVAL,
 )
-from pixeldojo_cli.transport import RetryPolicy, Trace, Transport
+from pixeldojo_cli.transport import ApiResponse, RetryPolicy, Trace, Transport, request_url
 
 
 def _segment(value: str, what: str) -> str:
@@ -113,6 +113,37 @@ class Client:
 
     def _get(self, path: str, **kwargs: Any) -> Any:
         return _json_body(self.transport.request("GET", path, **kwargs))
+
+    # --- any request (`pixeldojo api`) ---------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> ApiResponse:
+        """Any API request: `path` relative to the base URL (or an absolute URL on
+        the API's own origin; any other origin is refused), with the key, the rate
+        limiter and the retry rules. Only GET and HEAD are ever repeated. An error
+        answer raises its `APIError`, whose `response` holds the answer."""
+        method = method.upper()
+        url = request_url(self.transport, path)
+        if any(name.lower() in ("authorization", "host") for name in headers or {}):
+            raise UsageError("The Authorization and Host headers cannot be set by hand.")
+        response = self.transport.request(
+            method,
+            str(url),
+            params=params,
+            json=json,
+            content=content,
+            headers=headers,
+            creates=method not in ("GET", "HEAD"),
+        )
+        return ApiResponse.from_httpx(response)
 
     # --- models (the API allows these without a key) --------------------------
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.transport import ApiResponse
 
 
 class ExitCode(IntEnum):
@@ -214,9 +217,11 @@ class WriteError(PixelDojoError):
 
 
 class APIError(PixelDojoError):
-    """An error answer from the API, with its HTTP status."""
+    """An error answer from the API, with its HTTP status (and, once raised by the
+    transport, the whole answer as `response`: status, headers and body)."""
 
     code = "server_error"
+    response: ApiResponse | None = None
 
     def __init__(
         self,

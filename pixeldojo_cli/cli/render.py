@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pixeldojo_cli.errors import PixelDojoError
     from pixeldojo_cli.ledger import LedgerFile, LedgerJob
     from pixeldojo_cli.results import Job
+    from pixeldojo_cli.webhooks import Delivery
 
 
 def dump_json(value: Any) -> str:
@@ -68,6 +69,22 @@ def job_document(
     document["files"] = [file_document(f) for f in files]
     if saved is not None:
         document["saved"] = saved
+    return document
+
+
+def delivery_document(delivery: Delivery) -> dict[str, Any]:
+    """One job a webhook listener handled (`webhook listen --json`, JSON Lines):
+    the job entity when the API confirmed it, with `outcome`, files as file
+    objects, and `error` when it did not end well."""
+    if delivery.job is not None:
+        document = job_document(delivery.job, [f for f in delivery.files if hasattr(f, "size")])
+    else:
+        document = {"jobId": delivery.job_id, "files": []}
+    if delivery.status is not None:
+        document["status"] = delivery.status
+    document["outcome"] = delivery.outcome
+    if delivery.error is not None:
+        document["error"] = delivery.error.to_json()["error"]
     return document
 
 

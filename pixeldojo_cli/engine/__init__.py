@@ -21,7 +21,7 @@ outputs from being saved.
 """
 
 from pixeldojo_cli.engine.events import Event, EventSink, FileProgress, JobSeen, Notice, ignore
-from pixeldojo_cli.engine.follow import (
+from pixeldojo_cli.engine.following import (
     Follower,
     Settled,
     default_schedule_for,
@@ -42,7 +42,7 @@ from pixeldojo_cli.engine.options import (
     resolve_options,
 )
 from pixeldojo_cli.engine.recorder import Recorder
-from pixeldojo_cli.engine.save import check_saveable, save
+from pixeldojo_cli.engine.saving import check_saveable, save
 from pixeldojo_cli.engine.workflow import (
     JobResult,
     fetch_and_save,

@@ -100,6 +100,24 @@ class Recorder:
             ),
         )
 
+    def knows(self, job_id: str) -> bool:
+        """Whether the ledger has this job."""
+        return self.get(job_id) is not None
+
+    def is_saved(self, job_id: str) -> bool:
+        """Whether every output of this job is on disk, as far as the ledger knows."""
+        local = self.get(job_id)
+        return local is not None and local.downloaded
+
+    def adopt(self, job: Job, folder: Path) -> None:
+        """Record a job the API confirmed that this machine did not submit (a
+        webhook's), or update the one it knows: `download --pending` then saves
+        it even if this process stops first."""
+        if self.get(job.id) is not None:
+            self.seen(job)
+            return
+        self.submitted(job, model=job.model or "unknown", inputs={}, estimate=None, folder=folder)
+
     def seen(self, job: Job) -> None:
         """Keep the ledger's idea of a job it knows up to date."""
         self._safely(job.id, lambda ledger: ledger.update_job(self.base_url, job))

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pixeldojo_cli.engine.events import EventSink, JobSeen, Notice, ignore
-from pixeldojo_cli.engine.follow import Settled, follow
+from pixeldojo_cli.engine.following import Settled, follow
 from pixeldojo_cli.engine.options import SaveOptions, Schedule, WaitOptions
 from pixeldojo_cli.engine.recorder import Recorder
-from pixeldojo_cli.engine.save import check_saveable, save
+from pixeldojo_cli.engine.saving import check_saveable, save
 from pixeldojo_cli.errors import (
     ExitCode,
     JobNotFinishedError,
