@@ -26,7 +26,6 @@ from pixeldojo_cli.errors import (
     MissingAPIKeyError,
     PixelDojoError,
     UsageError,
-    WaitTimeoutError,
 )
 from pixeldojo_cli.results import (
     Job,
@@ -193,11 +192,11 @@ class Client:
         self._require_key()
         return parse_job(self._get(f"jobs/{_segment(job_id, 'job id')}", timeout=timeout))
 
-    def list_jobs(self, *, limit: int | None = None) -> list[Job]:
+    def list_jobs(self, *, limit: int | None = None, timeout: float | None = None) -> list[Job]:
         """`GET /jobs?limit=N`: the account's recent jobs."""
         self._require_key()
         params = {"limit": limit} if limit else None
-        return parse_job_list(self._get("jobs", params=params))
+        return parse_job_list(self._get("jobs", params=params, timeout=timeout))
 
     def replay_webhook(self, job_id: str) -> dict[str, Any]:
         """`POST /jobs/{jobId}/webhook`: ask the API to resend the terminal webhook."""
@@ -237,12 +236,8 @@ class Client:
         )
         follower.add(job_id, look_now=False)
         while True:
-            if follower.timed_out():
-                raise WaitTimeoutError(
-                    f"Job {job_id} is still running after the timeout.", job_id=job_id
-                )
             self._sleep(follower.pause())
-            ended = follower.poll_due()
+            ended = follower.at_deadline() if follower.timed_out() else follower.poll_due()
             yield from seen
             seen.clear()
             outcome = ended.get(job_id)

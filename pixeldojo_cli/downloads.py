@@ -402,6 +402,7 @@ def download_outputs(
     existing: Mapping[int, DownloadedFile] | None = None,
     on_saved: Callable[[int, DownloadedFile], None] | None = None,
     checksum: bool = False,
+    cancel: threading.Event | None = None,
 ) -> list[DownloadedFile]:
     """Download every output of `job` into `folder`, a few at a time, in order.
 
@@ -428,7 +429,7 @@ def download_outputs(
             on_saved(n, record)
     todo = [(n, url) for n, url in enumerate(urls, start=1) if n not in saved]
     failure: BaseException | None = None
-    cancel = threading.Event()
+    cancel = cancel or threading.Event()  # set by Ctrl-C here, or by the caller
 
     def progress(index: int, done: int, total: int | None) -> None:
         if cancel.is_set():  # Ctrl-C in the main thread: stop at the next chunk
@@ -465,6 +466,8 @@ def download_outputs(
                 cancel.set()
                 pool.shutdown(wait=True, cancel_futures=True)
                 raise
+    if cancel.is_set():  # stopped from outside: as if Ctrl-C had been pressed here
+        raise KeyboardInterrupt
     if failure is not None:
         raise failure
     return [saved[n] for n in range(1, len(urls) + 1)]

@@ -159,6 +159,11 @@ class WaitTimeoutError(PixelDojoError):
         hint = hint or (f"Resume with: pixeldojo jobs wait {job_id}" if job_id else None)
         super().__init__(message, hint=hint, job_id=job_id or None)
 
+    @classmethod
+    def still_running(cls, job_id: str) -> WaitTimeoutError:
+        """The deadline passed and the job had not finished."""
+        return cls(f"Job {job_id} is still running after the timeout.", job_id=job_id)
+
 
 class JobsInterruptedError(PixelDojoError):
     """Ctrl-C (or SIGTERM) while following or saving jobs: they keep running on the
@@ -403,6 +408,8 @@ def outcome_of(error: PixelDojoError) -> Outcome:
         return Outcome.INTERRUPTED
     if isinstance(error, JobNotFinishedError):
         return Outcome.RUNNING
+    if isinstance(error, SubmissionUncertainError):
+        return Outcome.UNCERTAIN
     return Outcome.ERROR
 
 

@@ -244,3 +244,41 @@ def test_the_sweep_counts_a_failed_job_as_settled() -> None:
     codes = [JobResult("a", Outcome.FAILED).exit_code, JobResult("b", Outcome.SAVED).exit_code]
     assert combined_exit_code(codes, settled_failures_ok=True) == 0
     assert combined_exit_code(codes) == 5
+
+
+def test_the_deadline_gets_one_last_look_before_giving_up(
+    make_emulator: Callable[..., Emulator],
+) -> None:
+    emulator = make_emulator(latency=0.4)
+    with client_for(emulator) as client:
+        job = client.run("flux-dev", {"prompt": "x"})
+        # The first poll of the doubling schedule would come at 5 s, long after the
+        # job finished (0.4 s) and after the deadline (1 s): the last look sees it.
+        ended = follow(client, [job], WaitOptions(5, 10, timeout=1.0))
+    assert not isinstance(ended[job.id], Exception) and ended[job.id].succeeded
+
+
+def test_a_failed_job_keeps_the_apis_error_field_in_its_result(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    from pixeldojo_cli.cli.render import result_document
+
+    with client_for(emulator) as client:
+        job = client.run("flux-dev", {"prompt": "x #fail"})
+        [result] = wait_and_save(client, [job], FAST, SaveOptions(folder=tmp_path))
+    document = result_document(result)
+    assert document["error"]["code"] == "job_failed" and document["jobId"] == job.id
+    assert document["job"]["error"] == result.job.raw["error"]  # type: ignore[union-attr]
+
+
+def test_saved_is_what_the_ledger_knows(emulator: Emulator, tmp_path: Path) -> None:
+    with client_for(emulator) as client, Ledger(tmp_path / "l.sqlite3") as ledger:
+        recorder = Recorder(ledger, emulator.base_url, "default")
+        job = client.run("flux-dev", {"prompt": "x"})
+        [without] = wait_and_save(client, [job], FAST, SaveOptions(folder=tmp_path))
+        recorder.submitted(job, model="flux-dev", inputs={}, estimate=1, folder=tmp_path)
+        [known] = wait_and_save(
+            client, [job.id], FAST, SaveOptions(folder=tmp_path), recorder=recorder
+        )
+    assert without.saved is None  # no ledger: nothing to say
+    assert known.saved is True

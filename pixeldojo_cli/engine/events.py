@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pixeldojo_cli.results import Job
-
-if TYPE_CHECKING:
-    pass
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,9 @@ class _Tracked:
     placed: bool = True  # its start time and schedule are known
 
 
+# Seconds the last look at the deadline may take per request.
+LAST_LOOK_TIMEOUT = 3.0
+
 # Each job's wait ends with its last state, or the error that ended it.
 Settled = Job | PixelDojoError
 
@@ -73,6 +76,7 @@ class Follower:
         self._schedule_for = schedule_for or default_schedule_for(wait)
         self.deadline = None if wait.timeout is None else clock() + wait.timeout
         self._tracked: dict[str, _Tracked] = {}
+        self._last_look = False
         self.requests = 0  # status requests made, for summaries and benchmarks
 
     # --- what is being followed
@@ -121,30 +125,39 @@ class Follower:
             until = min(until, self.deadline)
         return max(0.0, until - now)
 
-    def give_up(self) -> dict[str, Settled]:
-        """The deadline passed: every job still followed ends its wait timed out."""
-        ended: dict[str, Settled] = {
-            job_id: WaitTimeoutError(
-                f"Job {job_id} is still running after the timeout.", job_id=job_id
-            )
-            for job_id in self._tracked
-        }
+    def at_deadline(self) -> dict[str, Settled]:
+        """The deadline came: one last look at every job still followed (a job may
+        have finished since its last poll), then each one still running ends its
+        wait timed out."""
+        now = self._clock()
+        for tracked in self._tracked.values():
+            tracked.due = now
+        ended = self.poll_due(last_look=True)
+        ended.update({job_id: WaitTimeoutError.still_running(job_id) for job_id in self._tracked})
         self._tracked.clear()
         return ended
 
     # --- one round
 
-    def poll_due(self) -> dict[str, Settled]:
-        """Look at every job that is due; return those whose wait ended."""
+    def poll_due(self, *, last_look: bool = False) -> dict[str, Settled]:
+        """Look at every job that is due; return those whose wait ended.
+
+        With several jobs followed, one list request answers for all of them:
+        a job the list shows settled ends its wait even if it was not due yet.
+        """
         now = self._clock()
-        due = [t for t in self._tracked.values() if t.due <= now]
-        if not due:
+        if not any(t.due <= now for t in self._tracked.values()):
             return {}
-        listed = self._list_answers() if len(due) > 1 else {}
+        self._last_look = last_look
+        listed = self._list_answers() if len(self._tracked) > 1 else {}
         ended: dict[str, Settled] = {}
-        for tracked in due:
+        for tracked in list(self._tracked.values()):
             job = listed.get(tracked.job_id)
-            if job is None or (job.succeeded and not job.output_urls):
+            if job is not None and job.succeeded and not job.output_urls:
+                job = None  # a list entry without its outputs: ask for the job itself
+            if tracked.due > now and (job is None or not job.settled):
+                continue
+            if job is None:
                 try:
                     job = self._get(tracked.job_id)
                 except PixelDojoError as exc:
@@ -156,26 +169,31 @@ class Follower:
                 ended[tracked.job_id] = result
         return ended
 
+    def _request_timeout(self) -> float | None:
+        """Seconds one status request may take: none past the deadline, except a
+        short last look."""
+        if self.deadline is None:
+            return None
+        if self._last_look:
+            return LAST_LOOK_TIMEOUT
+        return max(0.1, min(30.0, self.deadline - self._clock() + 0.5))
+
     def _list_answers(self) -> dict[str, Job]:
         self.requests += 1
         try:
             limit = min(LIST_LIMIT, max(20, 2 * len(self._tracked)))
-            return {job.id: job for job in self.client.list_jobs(limit=limit)}
+            listed = self.client.list_jobs(limit=limit, timeout=self._request_timeout())
         except PixelDojoError:
             return {}  # one GET per job instead
+        return {job.id: job for job in listed}
 
     def _get(self, job_id: str) -> Job:
         self.requests += 1
-        timeout = None
-        if self.deadline is not None:
-            timeout = max(0.1, min(30.0, self.deadline - self._clock() + 0.5))
         try:
-            return self.client.get_job(job_id, timeout=timeout)
+            return self.client.get_job(job_id, timeout=self._request_timeout())
         except RequestTimeoutError as exc:
             if self.timed_out():
-                raise WaitTimeoutError(
-                    f"Job {job_id} is still running after the timeout.", job_id=job_id
-                ) from exc
+                raise WaitTimeoutError.still_running(job_id) from exc
             raise
 
     def _place(self, tracked: _Tracked, job: Job, now: float) -> None:
@@ -256,10 +274,9 @@ def follow(
             ended.update(follower.poll_due())
             if not len(follower):
                 break
-            if follower.timed_out():
-                ended.update(follower.give_up())
-                break
             sleep(follower.pause())
+            if follower.timed_out():
+                ended.update(follower.at_deadline())
     except KeyboardInterrupt:
         raise interrupted_waiting(follower.pending) from None
     return ended

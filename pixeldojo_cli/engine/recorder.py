@@ -106,8 +106,12 @@ class Recorder:
 
     def is_saved(self, job_id: str) -> bool:
         """Whether every output of this job is on disk, as far as the ledger knows."""
+        return self.saved_state(job_id) is True
+
+    def saved_state(self, job_id: str) -> bool | None:
+        """`is_saved`, or None when the ledger does not know the job at all."""
         local = self.get(job_id)
-        return local is not None and local.downloaded
+        return None if local is None else local.downloaded
 
     def adopt(self, job: Job, folder: Path) -> None:
         """Record a job the API confirmed that this machine did not submit (a

@@ -3,6 +3,7 @@ they land, with the `<jobId>.json` sidecar beside them."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,7 @@ def save(
     notify: EventSink = ignore,
     model: str | None = None,
     inputs: dict[str, Any] | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[DownloadedFile]:
     """Download a completed job's outputs and return the files, in output order.
 
@@ -100,6 +102,7 @@ def save(
             on_progress=on_progress,
             on_saved=on_saved,
             checksum=options.checksum,
+            cancel=cancel,
         )
     except KeyboardInterrupt:
         raise JobsInterruptedError(

@@ -3,6 +3,8 @@ commands run: submit, wait and save, download, the pending sweep."""
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -42,6 +44,9 @@ class JobResult:
     job: Job | None = None
     files: tuple[DownloadedFile, ...] = ()
     error: PixelDojoError | None = None
+    # Whether every output is on disk, as the ledger knows it (None: no ledger,
+    # or it does not know the job).
+    saved: bool | None = None
 
     @property
     def exit_code(self) -> ExitCode:
@@ -65,8 +70,27 @@ def settle(
     notify: EventSink = ignore,
     model: str | None = None,
     inputs: dict[str, Any] | None = None,
+    cancel: threading.Event | None = None,
 ) -> JobResult:
-    """A job whose wait ended, saved (or listed) when it completed."""
+    """A job whose wait ended, saved (or listed) when it completed. Setting
+    `cancel` (from another thread) stops its downloads."""
+    result = _settle(client, ended, job_id, options, recorder, notify, model, inputs, cancel)
+    if recorder is None:
+        return result
+    return dataclasses.replace(result, saved=recorder.saved_state(job_id))
+
+
+def _settle(
+    client: Client,
+    ended: Settled,
+    job_id: str,
+    options: SaveOptions,
+    recorder: Recorder | None,
+    notify: EventSink,
+    model: str | None,
+    inputs: dict[str, Any] | None,
+    cancel: threading.Event | None,
+) -> JobResult:
     if isinstance(ended, PixelDojoError):
         return JobResult.failure(job_id, ended)
     job = ended
@@ -84,6 +108,7 @@ def settle(
             notify=notify,
             model=model,
             inputs=inputs,
+            cancel=cancel,
         )
     except JobsInterruptedError:
         raise
@@ -158,7 +183,8 @@ def fetch_and_save(
             hint=f"Wait for it and download it with: pixeldojo jobs wait {job_id}",
             job_id=job_id,
         )
-        return JobResult.failure(job_id, error, job)
+        saved = recorder.saved_state(job_id) if recorder is not None else None
+        return dataclasses.replace(JobResult.failure(job_id, error, job), saved=saved)
     return settle(client, job, job_id, options, recorder=recorder, notify=notify)
 
 
