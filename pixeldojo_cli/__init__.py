@@ -1,3 +1,195 @@
-"""pixeldojo-cli: a command-line client (and small library) for PixelDojo's async API."""
+"""pixeldojo-cli: a command-line client (and small library) for PixelDojo's async API.
+
+The public names below are imported on first use, so that `import pixeldojo_cli`
+(which the CLI does at every start) loads neither httpx nor anything else::
+
+    from pixeldojo_cli import Client, NotFoundError
+"""
+
+from __future__ import annotations
 
 __version__ = "0.1.0"
+
+# Not `typing.TYPE_CHECKING`: importing typing would slow `pixeldojo --version`,
+# and type checkers treat any `TYPE_CHECKING` name as true.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.engine import (
+        JobResult,
+        Recorder,
+        SaveOptions,
+        WaitOptions,
+        follow,
+        save,
+        sweep_pending,
+        wait_and_save,
+    )
+    from pixeldojo_cli.errors import (
+        APIError,
+        AuthenticationError,
+        BadResponseError,
+        ConfigError,
+        CreditError,
+        DownloadError,
+        ExitCode,
+        ExpiredError,
+        InsufficientCreditsError,
+        InternalServerError,
+        InvalidJSONError,
+        JobFailedError,
+        JobNotFinishedError,
+        JobsInterruptedError,
+        LedgerError,
+        MissingAPIKeyError,
+        NetworkError,
+        NotFoundError,
+        Outcome,
+        PixelDojoError,
+        RateLimitError,
+        RequestTimeoutError,
+        ServerError,
+        SubmissionFailedError,
+        SubmissionUncertainError,
+        UsageError,
+        ValidationError,
+        WaitTimeoutError,
+        WriteError,
+    )
+    from pixeldojo_cli.results import Cost, Job, Model
+    from pixeldojo_cli.transport import ApiResponse, RetryPolicy
+    from pixeldojo_cli.webhooks import (
+        Delivery,
+        LedgerBook,
+        WebhookListener,
+        job_id_from_notification,
+    )
+
+__all__ = [
+    "APIError",
+    "ApiResponse",
+    "AuthenticationError",
+    "BadResponseError",
+    "Client",
+    "ConfigError",
+    "Cost",
+    "CreditError",
+    "Delivery",
+    "DownloadError",
+    "ExitCode",
+    "ExpiredError",
+    "InsufficientCreditsError",
+    "InternalServerError",
+    "InvalidJSONError",
+    "Job",
+    "JobFailedError",
+    "JobNotFinishedError",
+    "JobResult",
+    "JobsInterruptedError",
+    "LedgerBook",
+    "LedgerError",
+    "MissingAPIKeyError",
+    "Model",
+    "NetworkError",
+    "NotFoundError",
+    "Outcome",
+    "PixelDojoError",
+    "RateLimitError",
+    "Recorder",
+    "RequestTimeoutError",
+    "RetryPolicy",
+    "SaveOptions",
+    "ServerError",
+    "SubmissionFailedError",
+    "SubmissionUncertainError",
+    "UsageError",
+    "ValidationError",
+    "WaitOptions",
+    "WaitTimeoutError",
+    "WebhookListener",
+    "WriteError",
+    "__version__",
+    "follow",
+    "job_id_from_notification",
+    "save",
+    "sweep_pending",
+    "wait_and_save",
+]
+
+# name -> the module that defines it (one entry per name in __all__).
+_HOMES: dict[str, str] = {
+    "Client": "client",
+    "ApiResponse": "transport",
+    "RetryPolicy": "transport",
+    "Cost": "results",
+    "Job": "results",
+    "Model": "results",
+    "WebhookListener": "webhooks",
+    "Delivery": "webhooks",
+    "LedgerBook": "webhooks",
+    "job_id_from_notification": "webhooks",
+    **{
+        name: "errors"
+        for name in (
+            "ExitCode",
+            "Outcome",
+            "PixelDojoError",
+            "UsageError",
+            "JobNotFinishedError",
+            "JobsInterruptedError",
+            "ConfigError",
+            "MissingAPIKeyError",
+            "JobFailedError",
+            "WaitTimeoutError",
+            "NetworkError",
+            "RequestTimeoutError",
+            "SubmissionUncertainError",
+            "BadResponseError",
+            "DownloadError",
+            "LedgerError",
+            "WriteError",
+            "APIError",
+            "AuthenticationError",
+            "InvalidJSONError",
+            "ValidationError",
+            "NotFoundError",
+            "InsufficientCreditsError",
+            "ExpiredError",
+            "RateLimitError",
+            "ServerError",
+            "CreditError",
+            "SubmissionFailedError",
+            "InternalServerError",
+        )
+    },
+    **{
+        name: "engine"
+        for name in (
+            "JobResult",
+            "Recorder",
+            "SaveOptions",
+            "WaitOptions",
+            "follow",
+            "save",
+            "sweep_pending",
+            "wait_and_save",
+        )
+    },
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"pixeldojo_cli.{home}"), name)
+    globals()[name] = value  # the next lookup is a plain attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ from pixeldojo_cli.errors import (
 if TYPE_CHECKING:
     from pixeldojo_cli.client import Client
     from pixeldojo_cli.downloads import DownloadedFile
+    from pixeldojo_cli.ledger import LedgerJob
     from pixeldojo_cli.results import Job, Model
 
 # Show at most this many input problems before asking the user to fix the file.
@@ -72,6 +74,7 @@ class Line:
     error: PixelDojoError | None = None
     resumed: bool = False
     note: str | None = None
+    saved: bool | None = None  # as the ledger knows it (None: no ledger, or not known)
 
     @property
     def done(self) -> bool:
@@ -192,6 +195,7 @@ class Batch:
         self.spent = 0.0
         self._by_job: dict[str, Line] = {}
         self._saving: dict[Future[JobResult], Line] = {}
+        self._cancel = threading.Event()
 
     @property
     def folder(self) -> Path:
@@ -213,29 +217,52 @@ class Batch:
                 )
             except Exception:  # a ledger that cannot be read resumes nothing
                 known = None
-            if known is None or known.lost or _failed_status(known.status):
+            if known is None or known.lost or known.failed:
                 continue  # never submitted, or worth another try
             line.job_id, line.resumed = known.id, True
-            if known.downloaded and all(Path(f.path).exists() for f in known.files):
-                line.files = [_from_ledger(f) for f in known.files]
+            kept = self._kept_files(known)
+            if not self.options.wait:
+                self._finish(line, Outcome.SUBMITTED)
+            elif kept is not None:
+                line.files, line.saved = kept, True
                 self._finish(line, Outcome.SAVED)
             else:
                 self._follow(line, known.id)
 
+    def _kept_files(self, known: LedgerJob) -> list[DownloadedFile] | None:
+        """An earlier run's files for a line, when all are still in place and
+        intact (the check `save` makes) in the folder asked for; else None, and
+        the line is followed and saved again (intact files are still kept)."""
+        from pixeldojo_cli.downloads import intact_since
+
+        options = self.save_options
+        if not known.downloaded or options.force or not options.download:
+            return None
+        if options.folder is not None and options.folder.resolve() != Path(known.output_dir):
+            return None
+        files = [_from_ledger(f) for f in known.files]
+        if any(intact_since(f, checksum=options.checksum) is None for f in files):
+            return None
+        return files
+
     # --- the loop
 
     def run(self) -> None:
-        """Submit and follow every line to its end (or the deadline)."""
+        """Submit and follow every line to its end (or the deadline). Ctrl-C stops
+        the downloads under way (no partial file under a final name), reports
+        the lines already done, and raises `JobsInterruptedError`."""
         pool = ThreadPoolExecutor(max_workers=_SAVERS, thread_name_prefix="batch-save")
         try:
             self._loop(pool)
         except KeyboardInterrupt:
+            self._cancel.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._collect_saved(interrupted=True)
             raise JobsInterruptedError(
                 "Interrupted. Submitted jobs keep running on the server and are in the ledger.",
                 hint="Resume with the same command: finished lines are skipped.",
             ) from None
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True)
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
         while True:
@@ -245,8 +272,8 @@ class Batch:
                 return
             if not len(self.follower) and not self._saving and not self.queued():
                 return
-            if len(self.follower) and self.follower.timed_out():
-                self._time_out()
+            if self.follower.timed_out():
+                self._time_out(pool)
                 return
             for job_id, ended in self.follower.poll_due().items():
                 self._ended(pool, self._by_job.pop(job_id), ended)
@@ -338,9 +365,10 @@ class Batch:
 
     def _ended(self, pool: ThreadPoolExecutor, line: Line, ended: Settled) -> None:
         if isinstance(ended, PixelDojoError) or not ended.succeeded:
-            self._finish_result(
-                line, settle(self.client, ended, line.job_id or "", self.save_options)
+            result = settle(
+                self.client, ended, line.job_id or "", self.save_options, recorder=self.recorder
             )
+            self._finish_result(line, result)
             return
         line.job = ended
         self._saving[pool.submit(self._save, line, ended)] = line
@@ -356,34 +384,53 @@ class Batch:
             notify=self.notify,
             model=self.model_id,
             inputs=line.inputs,
+            cancel=self._cancel,
         )
 
-    def _collect_saved(self) -> None:
+    def _collect_saved(self, *, interrupted: bool = False) -> None:
+        """Report the lines whose save ended (after Ctrl-C: only those that
+        ended well; the rest are resumed by the next run)."""
         for future in [f for f in self._saving if f.done()]:
             line = self._saving.pop(future)
             try:
                 result = future.result()
-            except JobsInterruptedError:
-                raise KeyboardInterrupt from None
+            except (JobsInterruptedError, CancelledError):
+                if not interrupted:
+                    raise KeyboardInterrupt from None
+                continue
+            if interrupted and result.outcome is not Outcome.SAVED:
+                continue
             self._finish_result(line, result)
 
     def _finish_result(self, line: Line, result: JobResult) -> None:
         line.job = result.job or line.job
         line.files = list(result.files)
         line.error = result.error
+        line.saved = result.saved
         self._finish(line, result.outcome)
 
-    def _time_out(self) -> None:
-        """--timeout: what has not finished stays as it is (running jobs keep running
-        and are in the ledger); one line says how to pick it all up again."""
-        self.follower.give_up()
+    def _time_out(self, pool: ThreadPoolExecutor) -> None:
+        """--timeout: one last look at every running job; the ones that finished
+        are saved (paid outputs: their downloads are let finish), the rest stay
+        as they are (running jobs keep running and are in the ledger); one line
+        says how to pick it all up again."""
+        for job_id, ended in self.follower.at_deadline().items():
+            line = self._by_job.pop(job_id)
+            if isinstance(ended, WaitTimeoutError):
+                line.error = ended
+                continue
+            self._ended(pool, line, ended)
+        if self._saving:
+            wait_for_futures(list(self._saving))
+            self._collect_saved()
         left = [line for line in self.lines if not line.done]
         for line in left:
-            line.error = WaitTimeoutError(
-                f"Line {line.number} had not finished when --timeout was reached.",
-                job_id=line.job_id or "",
-                hint="Rerun the same command to resume: finished lines are skipped.",
-            )
+            if line.error is None:
+                line.error = WaitTimeoutError(
+                    f"Line {line.number} was not submitted before --timeout was reached.",
+                    job_id="",
+                    hint="Rerun the same command to resume: finished lines are skipped.",
+                )
             line.note = "timeout"
             self._finish(line, Outcome.TIMED_OUT)
         running = sum(1 for line in left if line.job_id)
@@ -402,12 +449,6 @@ class Batch:
     def exit_code(self) -> ExitCode:
         """The worst line's exit code (0 only when every line is fine)."""
         return combined_exit_code(line.exit_code for line in self.lines)
-
-
-def _failed_status(status: str) -> bool:
-    from pixeldojo_cli.results import FAILED_STATUSES
-
-    return status in FAILED_STATUSES
 
 
 def _from_ledger(record: Any) -> DownloadedFile:

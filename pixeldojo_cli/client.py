@@ -8,7 +8,7 @@ with Client(api_key="...") as client:
         print(job.status)
     print(job.output_urls)
 
-The workflow on top (many jobs, saving outputs, the ledger) is `engine.py`.
+The workflow on top (many jobs, saving outputs, the ledger) is `pixeldojo_cli.engine`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from pixeldojo_cli.errors import (
     MissingAPIKeyError,
     PixelDojoError,
     UsageError,
-    WaitTimeoutError,
 )
 from pixeldojo_cli.results import (
     Job,
@@ -42,7 +41,7 @@ from pixeldojo_cli.settings import (
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_POLL_INTERVAL,
 )
-from pixeldojo_cli.transport import RetryPolicy, Trace, Transport
+from pixeldojo_cli.transport import ApiResponse, RetryPolicy, Trace, Transport, request_url
 
 
 def _segment(value: str, what: str) -> str:
@@ -114,6 +113,37 @@ class Client:
     def _get(self, path: str, **kwargs: Any) -> Any:
         return _json_body(self.transport.request("GET", path, **kwargs))
 
+    # --- any request (`pixeldojo api`) ---------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> ApiResponse:
+        """Any API request: `path` relative to the base URL (or an absolute URL on
+        the API's own origin; any other origin is refused), with the key, the rate
+        limiter and the retry rules. Only GET and HEAD are ever repeated. An error
+        answer raises its `APIError`, whose `response` holds the answer."""
+        method = method.upper()
+        url = request_url(self.transport, path)
+        if any(name.lower() in ("authorization", "host") for name in headers or {}):
+            raise UsageError("The Authorization and Host headers cannot be set by hand.")
+        response = self.transport.request(
+            method,
+            str(url),
+            params=params,
+            json=json,
+            content=content,
+            headers=headers,
+            creates=method not in ("GET", "HEAD"),
+        )
+        return ApiResponse.from_httpx(response)
+
     # --- models (the API allows these without a key) --------------------------
 
     def list_models(self, *, modality: str | None = None, detailed: bool = False) -> list[Model]:
@@ -162,11 +192,11 @@ class Client:
         self._require_key()
         return parse_job(self._get(f"jobs/{_segment(job_id, 'job id')}", timeout=timeout))
 
-    def list_jobs(self, *, limit: int | None = None) -> list[Job]:
+    def list_jobs(self, *, limit: int | None = None, timeout: float | None = None) -> list[Job]:
         """`GET /jobs?limit=N`: the account's recent jobs."""
         self._require_key()
         params = {"limit": limit} if limit else None
-        return parse_job_list(self._get("jobs", params=params))
+        return parse_job_list(self._get("jobs", params=params, timeout=timeout))
 
     def replay_webhook(self, job_id: str) -> dict[str, Any]:
         """`POST /jobs/{jobId}/webhook`: ask the API to resend the terminal webhook."""
@@ -206,12 +236,8 @@ class Client:
         )
         follower.add(job_id, look_now=False)
         while True:
-            if follower.timed_out():
-                raise WaitTimeoutError(
-                    f"Job {job_id} is still running after the timeout.", job_id=job_id
-                )
             self._sleep(follower.pause())
-            ended = follower.poll_due()
+            ended = follower.at_deadline() if follower.timed_out() else follower.poll_due()
             yield from seen
             seen.clear()
             outcome = ended.get(job_id)

@@ -657,6 +657,7 @@ def download_outputs(
     checksum: bool = False,
     expires_at: datetime | None = None,
     base_url: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> list[DownloadedFile]:
     """Download every output of `job` into `folder`, a few at a time, in order.
 
@@ -669,8 +670,9 @@ def download_outputs(
     `expires_at` (default: the job's `output_expiry()`) decides what an error
     on an output means: only after it, or on a 410, is it `ExpiredError`.
     `base_url` (default: the transport's) names the job's API for `job_stem`.
-    Ctrl-C (or `interrupts.request_stop()` from any thread) stops every
-    download within about a second and removes their temporary files.
+    Ctrl-C, `cancel` set from another thread, or `interrupts.request_stop()`
+    stops every download within about a second, removes their temporary
+    files and raises KeyboardInterrupt.
     """
     ensure_folder(folder)
     _remove_stale_parts(folder)
@@ -694,7 +696,7 @@ def download_outputs(
     todo = [(n, url) for n, url in enumerate(urls, start=1) if n not in saved]
     if not todo:
         return [saved[n] for n in range(1, len(urls) + 1)]
-    flight = _Flight()
+    flight = _Flight(cancel=cancel or threading.Event())
 
     def progress(index: int, done: int, total: int | None) -> None:
         if on_progress is not None:
@@ -766,7 +768,7 @@ def _run_all(
             try:
                 n, outcome = results.get(timeout=0.1)
             except queue.Empty:
-                if interrupts.stop_requested():
+                if flight.stopped():  # Ctrl-C elsewhere, or the caller's cancel
                     raise KeyboardInterrupt from None
                 continue
             left -= 1
@@ -776,6 +778,8 @@ def _run_all(
             saved[n] = outcome
             if on_saved is not None:
                 on_saved(n, outcome)
+        if flight.stopped():  # stopped from outside: as if Ctrl-C had been pressed here
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         flight.abort()
         deadline = time.monotonic() + STOP_GRACE

@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from enum import IntEnum, StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.transport import ApiResponse
 
 
 class ExitCode(IntEnum):
@@ -166,6 +169,11 @@ class WaitTimeoutError(PixelDojoError):
         hint = hint or (f"Resume with: pixeldojo jobs wait {job_id}" if job_id else None)
         super().__init__(message, hint=hint, job_id=job_id or None)
 
+    @classmethod
+    def still_running(cls, job_id: str) -> WaitTimeoutError:
+        """The deadline passed and the job had not finished."""
+        return cls(f"Job {job_id} is still running after the timeout.", job_id=job_id)
+
 
 class JobsInterruptedError(PixelDojoError):
     """Ctrl-C (or SIGTERM) while following or saving jobs: they keep running on the
@@ -235,9 +243,11 @@ class WriteError(PixelDojoError):
 
 
 class APIError(PixelDojoError):
-    """An error answer from the API, with its HTTP status."""
+    """An error answer from the API, with its HTTP status (and, once raised by the
+    transport, the whole answer as `response`: status, headers and body)."""
 
     code = "server_error"
+    response: ApiResponse | None = None
 
     def __init__(
         self,
@@ -419,6 +429,8 @@ def outcome_of(error: PixelDojoError) -> Outcome:
         return Outcome.INTERRUPTED
     if isinstance(error, JobNotFinishedError):
         return Outcome.RUNNING
+    if isinstance(error, SubmissionUncertainError):
+        return Outcome.UNCERTAIN
     return Outcome.ERROR
 
 

@@ -172,9 +172,14 @@ class LedgerJob:
         """When the outputs go: `expiresAt`, else at the earliest 24 h after submission."""
         return self.expires_at or self.submitted_at + DEFAULT_OUTPUT_LIFETIME
 
+    @property
+    def failed(self) -> bool:
+        """The job failed (or errored, or was cancelled) on the server."""
+        return self.status in FAILED_STATUSES
+
     def needs_saving(self) -> bool:
         """Paid for, not failed, not yet on disk and not given up on."""
-        return self.status not in FAILED_STATUSES and not self.downloaded and not self.lost
+        return not self.failed and not self.downloaded and not self.lost
 
 
 # --- records: every write, as JSON that can wait in the side file ----------------

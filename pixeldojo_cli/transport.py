@@ -30,6 +30,7 @@ from pixeldojo_cli.errors import (
     RequestTimeoutError,
     ServerError,
     SubmissionUncertainError,
+    UsageError,
     error_from_response,
 )
 from pixeldojo_cli.redact import mask_key
@@ -55,6 +56,33 @@ def origin_of(url: httpx.URL | str) -> Origin:
     url = httpx.URL(url)
     port = url.port or _DEFAULT_PORTS.get(url.scheme, 0)
     return (url.scheme, url.host.lower(), port)
+
+
+def request_url(transport: Transport, path: str) -> httpx.URL:
+    """Where `pixeldojo api PATH` goes: `PATH` relative to the base URL (a copy of
+    the base path in front, as the API's docs write paths, is dropped), or an
+    absolute URL, which must be on the API's own origin."""
+    if "://" in path or path.startswith("//"):
+        try:
+            url = httpx.URL(path if "://" in path else f"{transport.base_url.scheme}:{path}")
+            foreign = origin_of(url) != transport.origin
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise UsageError(f"{path[:200]!r} is not a valid URL: {exc}.") from exc
+        if foreign:
+            there, home = origin_of(url), transport.origin
+            raise UsageError(
+                f"{there[0]}://{there[1]}:{there[2]} is not the API's origin "
+                f"({home[0]}://{home[1]}:{home[2]}): refusing to send the key there.",
+                hint="Give a path relative to the base URL, such as `models` or `jobs/ID`.",
+            )
+        return url
+    base_path = transport.base_url.path  # ends with "/"
+    if path.startswith(base_path) and base_path != "/":
+        path = path[len(base_path) :]
+    try:
+        return transport.url(path)
+    except (httpx.InvalidURL, ValueError) as exc:
+        raise UsageError(f"{path[:200]!r} is not a valid API path: {exc}.") from exc
 
 
 class OriginBoundAuth(httpx.Auth):
@@ -229,6 +257,43 @@ class RetryPolicy:
 # No API answer is this large; a bigger one is refused rather than held in memory.
 MAX_API_BODY = 16 * 2**20
 
+
+@dataclass(frozen=True)
+class ApiResponse:
+    """One API answer as it came: status, headers (in order, repeats kept) and body."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    http_version: str = "HTTP/1.1"
+
+    @classmethod
+    def from_httpx(cls, response: httpx.Response) -> ApiResponse:
+        return cls(
+            status=response.status_code,
+            reason=response.reason_phrase,
+            headers=tuple(
+                (k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw
+            ),
+            body=response.content,
+            http_version=response.http_version,
+        )
+
+    def header(self, name: str) -> str | None:
+        """The first header called `name` (any case), or None."""
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    def json(self) -> Any:
+        """The body decoded as JSON; `BadResponseError` when it is not JSON."""
+        import json
+
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadResponseError(f"The answer (HTTP {self.status}) is not JSON.") from exc
+
+
 # The policy a Transport gets when none is given (tests swap in a faster one).
 DEFAULT_RETRY = RetryPolicy()
 
@@ -321,11 +386,14 @@ class Transport:
         params: dict[str, Any] | None = None,
         creates: bool = False,
         timeout: float | None = None,
+        content: bytes | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         """Send one API request and return its successful (2xx) response.
 
         `creates=True` marks a request that must not be repeated once the
-        server may have seen it (submitting a job costs credits).
+        server may have seen it (submitting a job costs credits). An error
+        answer raises its `APIError`, carrying the answer as `response`.
         """
         url = self.url(path_or_url) if "://" not in path_or_url else httpx.URL(path_or_url)
         request = self.http.build_request(
@@ -333,6 +401,8 @@ class Transport:
             url,
             json=json,
             params=params,
+            content=content,
+            headers=headers,
             timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
         )
         # With `timeout`, one deadline covers every attempt (a --timeout must hold);
@@ -380,6 +450,7 @@ class Transport:
                 response.text,
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
+            error.response = ApiResponse.from_httpx(response)
             if isinstance(error, RateLimitError):
                 self.limiter.on_rate_limited(error.retry_after)
                 if last or (error.retry_after or 0) > self.retry.max_retry_after:

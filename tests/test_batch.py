@@ -215,3 +215,51 @@ def test_a_batch_file_of_only_comments_submits_nothing(cli: Invoke, emulator: Em
     result = cli("run", "flux-dev", "--batch", write("b.txt", "# one", "# two"), *POLL)
     assert result.exit_code == 2, result.output
     assert posts(emulator) == 0
+
+
+def test_a_rerun_fetches_again_a_file_that_was_damaged(cli: Invoke, emulator: Emulator) -> None:
+    batch = write("b.txt", "one")
+    first = cli("run", "flux-dev", "--batch", batch, *POLL)
+    assert first.exit_code == 0, first.output
+    [path] = first.stdout.split()
+    Path(path).write_bytes(b"")  # damaged since
+    again = cli("run", "flux-dev", "--batch", batch, "--json", *POLL)
+    assert again.exit_code == 0, again.output
+    [line] = map(json.loads, again.stdout.splitlines())
+    assert line["outcome"] == "saved" and line["resumed"] is True
+    assert Path(path).stat().st_size == line["files"][0]["size"] > 0
+    assert posts(emulator) == 1
+
+
+def test_a_no_wait_rerun_prints_the_lines_already_submitted(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    batch = write("b.txt", "one", "two")
+    first = cli("run", "flux-dev", "--batch", batch, "--no-wait")
+    assert first.exit_code == 0, first.output
+    again = cli("run", "flux-dev", "--batch", batch, "--no-wait", "--json")
+    assert again.exit_code == 0, again.output
+    lines = [json.loads(x) for x in again.stdout.splitlines()]
+    assert sorted(d["jobId"] for d in lines) == sorted(first.stdout.split())
+    assert all(d["outcome"] == "submitted" and d["resumed"] for d in lines)
+    assert posts(emulator) == 2
+
+
+def test_quiet_still_shows_each_failed_line(cli: Invoke, emulator: Emulator) -> None:
+    batch = write("b.txt", "good", "bad #fail")
+    result = cli("-q", "run", "flux-dev", "--batch", batch, *POLL)
+    assert result.exit_code == 5
+    assert "line 2" in result.stderr and "job_failed" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "flag", [["--timeout", "5m"], ["--poll-interval", "1"], ["--no-download"], ["--open"]]
+)
+def test_flags_that_cannot_apply_with_no_wait_are_refused(
+    cli: Invoke, emulator: Emulator, flag: list[str]
+) -> None:
+    batch = write("b.txt", "one")
+    for args in (["--batch", batch], ["x"]):
+        result = cli("run", "flux-dev", *args, "--no-wait", *flag)
+        assert result.exit_code == 2 and "--no-wait" in result.stderr, result.output
+    assert posts(emulator) == 0

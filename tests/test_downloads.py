@@ -523,11 +523,11 @@ def test_a_pending_sweep_that_meets_a_404_before_expiry_keeps_the_job_for_the_ne
 ) -> None:
     from pixeldojo_cli.ledger import Ledger
 
-    from conftest import FAST, make_invoker
+    from conftest import make_invoker
 
     emulator = make_emulator(latency=0.1)
     cli = make_invoker(emulator)
-    submitted = cli("run", "flux-dev", "x", "--no-wait", "-o", "out", *FAST)
+    submitted = cli("run", "flux-dev", "x", "--no-wait", "-o", "out")
     assert submitted.exit_code == 0, submitted.output
     [job_id] = emulator.jobs
     monkeypatch.setattr(downloads, "RETRY_BASE_DELAY", 0.001)

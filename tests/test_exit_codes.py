@@ -4,6 +4,7 @@ and every command's --json, parsed, error form included."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Callable
@@ -131,10 +132,27 @@ def test_unreachable_api_exits_10(tmp_path: Path) -> None:
     assert json.loads(result.stdout)["error"]["code"] == "network_error"
 
 
+EXIT_CODE_MEANINGS = {
+    0: "success",
+    1: "unexpected error",
+    2: "usage or input error",
+    3: "authentication",
+    4: "insufficient credits",
+    5: "job failed",
+    6: "not found",
+    7: "expired",
+    8: "rate limited",
+    9: "--timeout reached",
+    10: "network or server error",
+    130: "interrupted",
+}
+
+
 def test_every_row_of_the_table_is_in_the_help_epilog(cli: Invoke) -> None:
     text = " ".join(cli("--help").stdout.split())
-    for code in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 130):
-        assert f"{code} " in text
+    for code, meaning in EXIT_CODE_MEANINGS.items():
+        # The number must stand alone before its meaning: "0 " inside "10 " is no row.
+        assert re.search(rf"(?<![0-9]){code} {re.escape(meaning)}", text), (code, meaning)
 
 
 # --- --json everywhere ------------------------------------------------------

@@ -327,16 +327,15 @@ def test_plain_http_outputs_from_an_https_api_are_refused(tmp_path: Path) -> Non
 # --- the disk ----------------------------------------------------------------------
 
 
-def test_an_output_folder_that_is_a_file_is_a_clear_error_and_the_job_is_kept(
+def test_an_output_folder_that_is_a_file_is_refused_before_anything_is_spent(
     emulator: Emulator, cli: Invoke, tmp_path: Path
 ) -> None:
     (tmp_path / "taken").write_text("not a folder")
     result = cli("run", "flux-dev", "x", "-o", "taken", *FAST)
     assert result.exit_code == 2
     assert "taken" in result.stderr and "Traceback" not in result.output
-    saved = cli("download", "--pending", "-o", "elsewhere")
-    assert saved.exit_code == 0, saved.output
-    assert Path(saved.stdout.strip()).resolve().parent == tmp_path / "elsewhere"
+    assert not emulator.requests_to("POST")  # checked locally: no credit spent
+    assert "Nothing pending" in cli("download", "--pending").stderr
 
 
 def test_a_full_disk_is_a_clear_error_and_the_sweep_saves_the_job_later(

@@ -171,6 +171,9 @@ COMMANDS = [
     ["config", "set", "poll_interval", "{x}"],
     ["config", "set", "base_url", "{x}"],
     ["--profile", "{x}", "auth", "status", "--offline"],
+    ["api", "{x}"],
+    ["api", "{x}", "models"],
+    ["api", "models", "-X", "GET", "-F", "k={x}", "-H", "X-A: {x}"],
 ]
 VALID_EXITS = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 130}
 

@@ -345,3 +345,43 @@ def test_open_without_a_display_only_says_where_the_file_is(
     result = cli("run", "flux-dev", "x", "--open", *FAST)
     assert result.exit_code == 0 and opened == []
     assert "no display" in result.stderr and result.stdout.strip() in result.stderr
+
+
+def test_a_dash_prompt_is_read_from_stdin(cli: Invoke, emulator: Emulator) -> None:
+    result = cli("run", "flux-dev", "-", "--dry-run", "--json", input="a red fox\n")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["body"]["prompt"] == "a red fox"
+
+
+def test_a_dash_prompt_with_empty_stdin_is_a_usage_error(cli: Invoke, emulator: Emulator) -> None:
+    result = cli("run", "flux-dev", "-", input="")
+    assert result.exit_code == 2 and "empty" in result.stderr
+    assert not emulator.requests_to("POST")
+
+
+def test_a_dash_prompt_from_a_terminal_is_an_error_not_a_hang(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    import os
+    import pty
+    import subprocess
+
+    from conftest import PYTHON, run_subprocess_env
+
+    master, slave = pty.openpty()
+    try:
+        done = subprocess.run(
+            [PYTHON, "-m", "pixeldojo_cli", "run", "flux-dev", "-"],
+            stdin=slave,
+            capture_output=True,
+            text=True,
+            env=run_subprocess_env(emulator),
+            cwd=tmp_path,
+            timeout=60,
+        )
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert done.returncode == 2
+    assert "standard input is a terminal" in done.stderr and "echo" in done.stderr
+    assert not emulator.requests_to("POST")

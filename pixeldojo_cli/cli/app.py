@@ -8,6 +8,7 @@ import typer
 
 from pixeldojo_cli import __version__
 from pixeldojo_cli.cli import (
+    api_cmd,
     auth_cmd,
     config_cmd,
     download_cmd,
@@ -56,6 +57,7 @@ app.add_typer(webhook_cmd.app, name="webhook")
 app.add_typer(auth_cmd.app, name="auth")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(emulator_cmd.app, name="emulator")
+app.command("api", help=api_cmd.HELP, epilog=api_cmd.EXAMPLES, no_args_is_help=True)(api_cmd.api)
 
 
 def _version(value: bool) -> None:

@@ -18,28 +18,24 @@ from pixeldojo_cli.cli.state import AppState, read_text_argument
 from pixeldojo_cli.errors import Outcome
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.batch import Batch, Line
+    from pixeldojo_cli.batch import Batch, BatchOptions, Line
+    from pixeldojo_cli.cli.run_cmd import Presentation
     from pixeldojo_cli.client import Client
-    from pixeldojo_cli.engine import EventSink, JobFlags
+    from pixeldojo_cli.engine import EventSink, SaveOptions, WaitOptions
     from pixeldojo_cli.results import Model
 
 
 @dataclass(frozen=True)
 class BatchRequest:
-    """Everything `run --batch` was asked, besides the waiting and saving flags."""
+    """What `run --batch` was asked: the file, the inputs every line shares,
+    and the batch's own options."""
 
     batch_file: str
+    options: BatchOptions
     assignments: tuple[str, ...] = ()
     base_inputs: dict[str, Any] | None = None
     seed: int | None = None
-    concurrency: int | None = None
-    max_credits: float | None = None
-    webhook_url: str | None = None
-    wait: bool = True
     dry_run: bool = False
-    json_output: bool = False
-    progress: str = "auto"
-    open_output: bool = False
 
 
 def run_batch(
@@ -48,16 +44,12 @@ def run_batch(
     model: Model,
     schema: dict[str, Any],
     request: BatchRequest,
-    flags: JobFlags,
+    options: tuple[WaitOptions, SaveOptions],
+    show: Presentation,
 ) -> None:
     """Plan, check, then submit and follow every line of the batch."""
-    from pixeldojo_cli.batch import (
-        DEFAULT_CONCURRENCY,
-        Batch,
-        BatchOptions,
-        plan_lines,
-        read_lines,
-    )
+    from pixeldojo_cli.batch import Batch, plan_lines, read_lines
+    from pixeldojo_cli.errors import JobsInterruptedError
     from pixeldojo_cli.schema import build_inputs
 
     defaults = build_inputs(
@@ -69,37 +61,39 @@ def run_batch(
     text = read_text_argument(request.batch_file, "--batch")
     lines = plan_lines(model, schema, read_lines(text, request.batch_file), defaults)
     if request.dry_run:
-        _print_plan(state, lines, request.webhook_url)
+        _print_plan(state, lines, request.options.webhook_url)
         return
-    wait_options, save_options = state.job_options(flags)
+    wait_options, save_options = options
     if save_options.download:
         from pixeldojo_cli.downloads import ensure_folder
 
         ensure_folder(save_options.folder_for(None))
-    options = BatchOptions(
-        concurrency=request.concurrency or DEFAULT_CONCURRENCY,
-        max_credits=request.max_credits,
-        wait=request.wait,
-        webhook_url=request.webhook_url,
-    )
-    mode = state.render.progress_mode(request.progress)
+    mode = state.render.progress_mode(show.progress)
     with state.render.batch_progress(lambda: batch.counts(), len(lines), mode) as refresh:
         notify: EventSink = state.render.notice_sink()
         batch = Batch(
             client,
             model.id,
             lines,
-            options,
+            request.options,
             wait_options,
             save_options,
             recorder=state.recorder(notify),
             notify=notify,
-            on_line=lambda line: _line_done(state, line, request, mode, refresh),
+            on_line=lambda line: _line_done(state, line, show.json_output, mode, refresh),
         )
         batch.resume()
-        batch.run()
+        try:
+            batch.run()
+        except JobsInterruptedError as exc:
+            if not show.json_output:
+                raise
+            # JSON Lines stay JSON Lines: the interruption is one more line.
+            state.render.error(exc)
+            state.render.result(json.dumps(exc.to_json()))
+            raise typer.Exit(int(exc.exit_code)) from None
     _summary(state, batch)
-    if request.open_output:
+    if show.open_output:
         from pixeldojo_cli.cli.outputs import open_first
 
         open_first(state, [str(f.path) for line in lines for f in line.files])
@@ -141,14 +135,15 @@ def line_document(line: Line) -> dict[str, Any]:
     elif line.note:
         document["reason"] = line.note
     if line.job is not None:
-        document["job"] = job_document(line.job, line.files, saved=line.outcome is Outcome.SAVED)
+        document["job"] = job_document(line.job, line.files, saved=line.saved)
     return document
 
 
-def _line_done(state: AppState, line: Line, request: BatchRequest, mode: str, refresh: Any) -> None:
-    """A line ended: its results on stdout, a line for people on stderr."""
+def _line_done(state: AppState, line: Line, json_output: bool, mode: str, refresh: Any) -> None:
+    """A line ended: its results on stdout, a line for people on stderr (its
+    error even under -q, as every command's errors)."""
     render = state.render
-    if request.json_output:
+    if json_output:
         render.result(json.dumps(line_document(line), ensure_ascii=False, default=str))
     elif line.outcome is Outcome.SUBMITTED:
         render.result(line.job_id or "")
@@ -162,7 +157,7 @@ def _line_done(state: AppState, line: Line, request: BatchRequest, mode: str, re
     if line.outcome is Outcome.TIMED_OUT:
         pass  # one summary line says it for all of them
     elif line.error is not None:
-        render.info(f"{label}: {line.error.message}")
+        render.line_error(label, line.error)
     elif line.outcome is Outcome.SKIPPED:
         render.info(f"{label}: skipped, {line.note}")
     elif mode == "plain":

@@ -52,7 +52,7 @@ def _by_ids(
     return combined_exit_code(r.exit_code for r in results)
 
 
-def _sweep(state: AppState, save: SaveOptions, json_output: bool) -> int:
+def _sweep(state: AppState, save: SaveOptions, json_output: bool, open_output: bool) -> int:
     """`download --pending`: save what was paid for and never downloaded."""
     from pixeldojo_cli.engine import sweep_pending
 
@@ -71,6 +71,8 @@ def _sweep(state: AppState, save: SaveOptions, json_output: bool) -> int:
         recorder.notify = notify
         results = sweep_pending(state.client(), save, recorder, notify=notify)
     print_results(state, results, json_output=json_output)
+    if open_output:
+        open_first(state, [str(f.path) for r in results for f in r.files])
     saved = sum(1 for r in results if r.outcome is Outcome.SAVED)
     running = sum(1 for r in results if r.outcome is Outcome.RUNNING)
     summary = f"Saved {saved} of {len(results)} pending job(s)"
@@ -128,7 +130,7 @@ def download(
         _, save = state.job_options(JobFlags(output_dir=output_dir, checksum=checksum, force=force))
         if pending:
             state.remind = False  # the sweep itself says what it saved and what was lost
-            code = _sweep(state, save, json_output)
+            code = _sweep(state, save, json_output, open_output)
         elif job_ids:
             code = _by_ids(state, job_ids, save, json_output, open_output)
         else:

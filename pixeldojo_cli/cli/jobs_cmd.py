@@ -49,7 +49,7 @@ def _saved_state(local: LedgerJob | None, now: datetime) -> str:
         return ""
     if local.downloaded:
         return "saved"
-    if local.status == "failed":
+    if local.failed:
         return "-"
     if local.lost or local.deadline() <= now:
         return "EXPIRED UNSAVED"
@@ -114,18 +114,23 @@ def list_jobs(
         if local:
             _list_local(state, limit, json_output)
             return
+        from pixeldojo_cli.cli.render import job_document
+
         jobs = state.client().list_jobs(limit=limit)
-        if json_output:
-            state.render.json([job.raw for job in jobs])
-            return
         now = datetime.now(UTC)
-        ledger = state.ledger()
-        base_url, _ = state.ledger_scope()
-        rows = []
+        recorder = state.recorder()
+        rows, documents = [], []
         for job in jobs:
-            local_job = ledger.get(base_url, job.id) if ledger is not None else None
-            if ledger is not None and local_job is not None:
-                ledger.update_job(base_url, job)  # cheap, and keeps expiry reminders honest
+            local_job = recorder.get(job.id)
+            if local_job is not None:
+                recorder.seen(job)  # cheap, and keeps expiry reminders honest
+            documents.append(
+                job_document(
+                    job,
+                    local_job.files if local_job else (),
+                    saved=local_job.downloaded if local_job else None,
+                )
+            )
             rows.append(
                 [
                     job.id,
@@ -137,6 +142,9 @@ def list_jobs(
                     _saved_state(local_job, now),
                 ]
             )
+        if json_output:
+            state.render.json(documents)
+            return
         state.render.table(["ID", "MODEL", "STATUS", "AGE", "EXPIRES IN", "CREDITS", "SAVED"], rows)
 
 

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from pixeldojo_cli.errors import PixelDojoError
     from pixeldojo_cli.ledger import LedgerFile, LedgerJob
     from pixeldojo_cli.results import Job
+    from pixeldojo_cli.webhooks import Delivery
 
 
 def dump_json(value: Any) -> str:
@@ -71,6 +72,22 @@ def job_document(
     return document
 
 
+def delivery_document(delivery: Delivery) -> dict[str, Any]:
+    """One job a webhook listener handled (`webhook listen --json`, JSON Lines):
+    the job entity when the API confirmed it, with `outcome`, files as file
+    objects, and `error` when it did not end well."""
+    if delivery.job is not None:
+        document = job_document(delivery.job, [f for f in delivery.files if hasattr(f, "size")])
+    else:
+        document = {"jobId": delivery.job_id, "files": []}
+    if delivery.status is not None:
+        document["status"] = delivery.status
+    document["outcome"] = delivery.outcome
+    if delivery.error is not None:
+        document["error"] = delivery.error.to_json()["error"]
+    return document
+
+
 def local_job_document(job: LedgerJob, now: datetime) -> dict[str, Any]:
     """A job as the local ledger knows it (`jobs list --local`): the same keys
     as the API's job where they exist, plus what only this machine knows."""
@@ -93,18 +110,23 @@ def local_job_document(job: LedgerJob, now: datetime) -> dict[str, Any]:
 
 
 def result_document(result: JobResult) -> dict[str, Any]:
-    """How one job ended: the job (when it was seen) with its files and
-    `outcome`, plus `error` when there was one."""
-    from pixeldojo_cli.errors import Outcome
-
+    """How one job ended (`jobs wait`, `download`, `run`): the job entity with
+    `outcome` when it ended well; otherwise the error entity with `jobId` and
+    `outcome`, and the job as last seen under `job` (so the API's own `error`
+    field of a failed job is kept as it was sent)."""
+    job: dict[str, Any] | None = None
     if result.job is not None:
-        saved = result.outcome is Outcome.SAVED
-        document = job_document(result.job, result.files, saved=saved)
-    else:
-        document = {"jobId": result.job_id, "files": []}
+        job = job_document(result.job, result.files, saved=result.saved)
+    document: dict[str, Any]
+    if result.error is None:
+        document = job if job is not None else {"jobId": result.job_id, "files": []}
+        document["outcome"] = str(result.outcome)
+        return document
+    document = result.error.to_json()
+    document["jobId"] = result.job_id
     document["outcome"] = str(result.outcome)
-    if result.error is not None:
-        document["error"] = result.error.to_json()["error"]
+    if job is not None:
+        document["job"] = job
     return document
 
 
@@ -238,6 +260,15 @@ class Renderer:
     def trace(self, line: str) -> None:
         self.err_console.print(self.scrub(line), style="dim", markup=False)
 
+    def line_error(self, label: str, exc: PixelDojoError) -> None:
+        """One item's error among many (a batch line): shown even with --quiet."""
+        code = f" ({exc.code})" if exc.code else ""
+        self.err_console.print(
+            f"{label}: {self.scrub(exc.message)}{code}", style="red", markup=False
+        )
+        if exc.hint:
+            self.err_console.print(f"  {self.scrub(exc.hint)}", markup=False)
+
     def error(self, exc: PixelDojoError, *, json_output: bool = False) -> None:
         """The error on stderr (one sentence, then what to do next); under --json, on stdout too."""
         code = f" ({exc.code})" if exc.code else ""
@@ -261,33 +292,6 @@ class Renderer:
         if os.environ.get("CI"):  # CI logs keep every frame of a live display: lines read better
             return "plain"
         return "rich" if self.stderr_is_terminal() else "plain"
-
-    @contextmanager
-    def download_progress(
-        self, job_id: str, count: int, mode: str
-    ) -> Iterator[Callable[[int, int, int | None], None]]:
-        """Per-file progress bars on a terminal; nothing for pipes (paths say it all)."""
-        if mode != "rich" or count == 0:
-            yield _NoProgress()
-            return
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TextColumn,
-            TransferSpeedColumn,
-        )
-
-        progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            DownloadColumn(),
-            TransferSpeedColumn(),
-            console=self.err_console,
-            transient=True,
-        )
-        with progress:
-            yield DownloadBars(progress, job_id, count)
 
     @contextmanager
     def batch_progress(
@@ -358,26 +362,6 @@ class Renderer:
         on a terminal, one plain line per status change otherwise."""
         with self._status_lines(mode) as progress:
             yield JobDisplay(self, mode, progress).handle
-
-
-class _NoProgress:
-    def __call__(self, index: int, done: int, total: int | None) -> None:
-        pass
-
-
-class DownloadBars:
-    """One Rich bar per file, fed from the download threads (Rich locks for us)."""
-
-    def __init__(self, progress: Any, job_id: str, count: int) -> None:
-        self._progress = progress
-        self._tasks = {
-            n: progress.add_task(f"{job_id}-{n}", total=None) for n in range(1, count + 1)
-        }
-
-    def __call__(self, index: int, done: int, total: int | None) -> None:
-        task = self._tasks.get(index)
-        if task is not None:
-            self._progress.update(task, completed=done, total=total)
 
 
 def _tail_column() -> Any:

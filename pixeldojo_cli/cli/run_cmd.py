@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,8 +21,8 @@ from pixeldojo_cli.errors import UsageError
 
 if TYPE_CHECKING:
     from pixeldojo_cli.client import Client
-    from pixeldojo_cli.engine import JobFlags
-    from pixeldojo_cli.results import Model
+    from pixeldojo_cli.engine import SaveOptions, WaitOptions
+    from pixeldojo_cli.results import Job, Model
 
 RUN_HELP = """\
 Submit a job, wait for it, and download its outputs.
@@ -190,15 +191,30 @@ def run(
     with state.guard(json_output=json_output):
         from pixeldojo_cli.engine import JobFlags
 
-        flags = JobFlags(
-            output_dir=output_dir,
-            poll_interval=poll_interval,
-            max_poll_interval=max_poll_interval,
-            timeout=parse_duration(timeout),
-            checksum=checksum,
-            download=not no_download,
+        _refuse_flags_that_cannot_apply(
+            no_wait=no_wait,
+            no_download=no_download,
+            open_output=open_output,
+            waiting_flags={
+                "--timeout": timeout,
+                "--poll-interval": poll_interval,
+                "--max-poll-interval": max_poll_interval,
+                "--checksum/--no-checksum": checksum,
+                "--no-download": no_download or None,
+                "--progress": None if progress is ProgressMode.auto else progress,
+            },
         )
-        state.job_options(flags)  # every flag checked before anything is asked or spent
+        wait_options, save_options = state.job_options(
+            JobFlags(
+                output_dir=output_dir,
+                poll_interval=poll_interval,
+                max_poll_interval=max_poll_interval,
+                timeout=parse_duration(timeout),
+                checksum=checksum,
+                download=not no_download,
+            )
+        )
+        show = Presentation(json_output, progress.value, open_output)
         _check_webhook_url(webhook_url)
         if prompt == "-":
             prompt = read_prompt_from_stdin()
@@ -214,29 +230,23 @@ def run(
             raise MissingAPIKeyError("No API key is set.")
         model, schema = _model_and_schema(state, client, model_id)
         if batch_file is not None:
+            from pixeldojo_cli.batch import DEFAULT_CONCURRENCY, BatchOptions
             from pixeldojo_cli.cli.batch import BatchRequest, run_batch
 
-            run_batch(
-                state,
-                client,
-                model,
-                schema,
-                BatchRequest(
-                    batch_file=batch_file,
-                    assignments=tuple(params or ()),
-                    base_inputs=base_inputs,
-                    seed=seed,
-                    concurrency=concurrency,
+            request = BatchRequest(
+                batch_file=batch_file,
+                assignments=tuple(params or ()),
+                base_inputs=base_inputs,
+                seed=seed,
+                options=BatchOptions(
+                    concurrency=concurrency or DEFAULT_CONCURRENCY,
                     max_credits=max_credits,
-                    webhook_url=webhook_url,
                     wait=not no_wait,
-                    dry_run=dry_run,
-                    json_output=json_output,
-                    progress=progress.value,
-                    open_output=open_output,
+                    webhook_url=webhook_url,
                 ),
-                flags,
+                dry_run=dry_run,
             )
+            run_batch(state, client, model, schema, request, (wait_options, save_options), show)
             return
         from pixeldojo_cli.schema import build_inputs, estimate_cost, validate_inputs
 
@@ -248,19 +258,41 @@ def run(
         if dry_run:
             _print_dry_run(state, model.id, inputs, webhook_url, estimate, json_output)
             return
-        _submit_and_follow(
-            state,
-            client,
-            model.id,
-            inputs,
-            estimate,
-            flags,
-            webhook_url=webhook_url,
-            wait=not no_wait,
-            json_output=json_output,
-            progress=progress.value,
-            open_output=open_output,
-        )
+        job = _submit(state, client, model.id, inputs, estimate, save_options, webhook_url)
+        if no_wait:
+            _print_submitted(state, job, show)
+            return
+        _follow_and_save(state, client, job, model.id, inputs, (wait_options, save_options), show)
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """How results reach the user: JSON or lines, the progress style, --open."""
+
+    json_output: bool = False
+    progress: str = "auto"
+    open_output: bool = False
+
+
+def _refuse_flags_that_cannot_apply(
+    *,
+    no_wait: bool,
+    no_download: bool,
+    open_output: bool,
+    waiting_flags: dict[str, object],
+) -> None:
+    """No flag is silently dropped: one that cannot apply is a usage error."""
+    if no_wait:
+        given = [name for name, value in waiting_flags.items() if value is not None]
+        given += ["--open"] if open_output else []
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} cannot apply with --no-wait: nothing is waited for "
+                "or downloaded.",
+                hint="Wait and download later with: pixeldojo jobs wait JOB_ID",
+            )
+    if no_download and open_output:
+        raise UsageError("--open opens a downloaded file; it cannot go with --no-download.")
 
 
 def read_prompt_from_stdin() -> str:
@@ -306,36 +338,28 @@ def _print_dry_run(
     state.render.info(f"Estimated cost: {credits_text(estimate)}. Nothing was submitted.")
 
 
-def _submit_and_follow(
+def _submit(
     state: AppState,
     client: Client,
     model_id: str,
     inputs: dict[str, Any],
     estimate: float | None,
-    flags: JobFlags,
-    *,
+    save_options: SaveOptions,
     webhook_url: str | None,
-    wait: bool,
-    json_output: bool,
-    progress: str,
-    open_output: bool,
-) -> None:
-    """Submit one job, then (unless --no-wait) follow it and save its outputs."""
-    from pixeldojo_cli.cli.render import job_document, result_document
+) -> Job:
+    """Check the output folder, submit, record, and say what it cost."""
     from pixeldojo_cli.downloads import ensure_folder
-    from pixeldojo_cli.engine import submit, wait_and_save
+    from pixeldojo_cli.engine import submit
 
-    wait_options, save_options = state.job_options(flags)
     folder = save_options.folder_for(None)
     if save_options.download:
         ensure_folder(folder)  # an output path that cannot be a folder costs nothing yet
-    recorder = state.recorder()
     job = submit(
         client,
         model_id,
         inputs,
         folder=folder,
-        recorder=recorder,
+        recorder=state.recorder(),
         webhook_url=webhook_url,
         estimate=estimate,
     )
@@ -343,32 +367,52 @@ def _submit_and_follow(
         f"Submitted {job.id} ({model_id}): {credits_text(job.credit_cost or estimate)}, "
         f"{credits_text(job.credits_remaining, unit=False)} remaining."
     )
-    if not wait:
-        if json_output:
-            state.render.json(job_document(job))
-        else:
-            state.render.result(job.id)
-        return
-    with state.render.job_display(state.render.progress_mode(progress)) as notify:
-        recorder.notify = notify
+    return job
+
+
+def _print_submitted(state: AppState, job: Job, show: Presentation) -> None:
+    """--no-wait: the job id, or the job entity under --json."""
+    from pixeldojo_cli.cli.render import job_document
+
+    if show.json_output:
+        state.render.json(job_document(job, saved=state.recorder().saved_state(job.id)))
+    else:
+        state.render.result(job.id)
+
+
+def _follow_and_save(
+    state: AppState,
+    client: Client,
+    job: Job,
+    model_id: str,
+    inputs: dict[str, Any],
+    options: tuple[WaitOptions, SaveOptions],
+    show: Presentation,
+) -> None:
+    """Follow one submitted job to its end and save its outputs."""
+    from pixeldojo_cli.cli.render import result_document
+    from pixeldojo_cli.engine import wait_and_save
+
+    wait_options, save_options = options
+    with state.render.job_display(state.render.progress_mode(show.progress)) as notify:
         [result] = wait_and_save(
             client,
             [job],
             wait_options,
             save_options,
-            recorder=recorder,
+            recorder=state.recorder(notify),
             notify=notify,
             model=model_id,
             inputs=inputs,
         )
     if result.error is not None:
         raise result.error
-    if json_output:
+    if show.json_output:
         state.render.json(result_document(result))
     else:
         for line in result_lines(result):
             state.render.result(line)
-    if open_output and save_options.download:
+    if show.open_output:
         open_first(state, [str(f.path) for f in result.files])
 
 

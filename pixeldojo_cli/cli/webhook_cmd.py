@@ -1,14 +1,32 @@
-"""`pixeldojo webhook replay`: ask the API to resend a job's terminal webhook."""
+"""`pixeldojo webhook`: receive the API's job webhooks (`listen`) and resend one (`replay`)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pixeldojo_cli.cli.state import get_state
+from pixeldojo_cli.cli.state import AppState, get_state, parse_duration
+from pixeldojo_cli.errors import UsageError
 
-app = typer.Typer(help="Webhooks: resend a finished job's webhook.", no_args_is_help=True)
+if TYPE_CHECKING:
+    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.downloads import DownloadedFile
+    from pixeldojo_cli.engine import Recorder, SaveOptions
+    from pixeldojo_cli.results import Job
+    from pixeldojo_cli.webhooks import Delivery, WebhookListener
+
+app = typer.Typer(
+    help="Webhooks: receive them and save each job's outputs, or resend one.",
+    no_args_is_help=True,
+)
 
 
 @app.command(
@@ -45,3 +63,261 @@ def replay(
         url = (webhook or {}).get("url") or (delivery or {}).get("url") or "its webhook URL"
         status = (delivery or {}).get("status") or (webhook or {}).get("status") or "requested"
         state.render.result(f"Webhook for {job_id} replayed to {url}: {status}.")
+
+
+LISTEN_HELP = """\
+Receive the API's job webhooks and save each job's outputs as it finishes.
+
+Give http://HOST:PORT/PATH as --webhook-url (`run --no-wait --webhook-url
+...`) and leave this running. The API publishes no webhook signature, so a
+notification is only a hint: the listener takes nothing from it but the job
+id, answers 202 at once, then looks the job up through the API and saves
+what the API says, exactly once per job, even when a notification comes
+twice. It never follows a URL from a notification.
+
+Each saved job prints one line on stdout: its id, then its files' paths,
+tab-separated (with --json, one JSON object per job and outcome). --exec
+CMD runs CMD (split like a shell would, never through one) for each saved
+job, with PIXELDOJO_JOB_ID, PIXELDOJO_FILES (one path per line) and
+PIXELDOJO_FILE (the first) in its environment; its output goes to stderr.
+
+Only POST on PATH is accepted (others: 404, 405); a body that is not JSON
+(400, 415), too large (413) or without a job id (400) is refused; past
+--concurrency jobs at work and 100 waiting, 503. Ctrl-C or SIGTERM stops it:
+it stops accepting, lets the downloads under way finish for --grace, and
+names the jobs it did not save; those it looked up stay in the ledger for
+`pixeldojo download --pending`.
+"""
+
+LISTEN_EXAMPLES = """\
+Examples:
+
+  pixeldojo webhook listen --port 8787 -o renders/
+
+  pixeldojo run flux-dev "a fox" --no-wait --webhook-url http://127.0.0.1:8787/
+
+  pixeldojo webhook listen --path /hooks/k3y --json --exec "./publish.sh"
+"""
+
+DEFAULT_PORT = 8787
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _exec_argv(command: str | None) -> list[str] | None:
+    """`--exec CMD` as an argument list, checked before anything is listened to."""
+    import shutil
+
+    if command is None:
+        return None
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        raise UsageError(f"--exec {command[:60]!r}: {exc}.") from exc
+    if not argv:
+        raise UsageError("--exec needs a command.")
+    if shutil.which(argv[0]) is None:
+        raise UsageError(f"--exec: {argv[0][:60]!r} is not an executable command.")
+    return argv
+
+
+def _save_job(
+    client: Client, options: SaveOptions, recorder: Recorder
+) -> Callable[[Job], list[DownloadedFile]]:
+    """The listener's save step: the engine's `save` (intact files kept, each file
+    recorded as it lands, `<jobId>.json` written). It runs in worker threads:
+    the `Recorder` is thread-safe, and nothing here draws a live display."""
+    from pixeldojo_cli.engine import save
+
+    def save_one(job: Job) -> list[DownloadedFile]:
+        return save(client, job, options, recorder=recorder, notify=recorder.notify)
+
+    return save_one
+
+
+class _Report:
+    """Prints each job's outcome (one line, or JSON Lines), then runs --exec."""
+
+    def __init__(self, state: AppState, json_output: bool, exec_argv: list[str] | None) -> None:
+        self.state = state
+        self.json_output = json_output
+        self.exec_argv = exec_argv
+        self._lock = threading.Lock()
+
+    def __call__(self, outcome: Delivery) -> None:
+        with self._lock:
+            self._print(outcome)
+        if outcome.outcome == "saved" and self.exec_argv:
+            self._exec(outcome)
+
+    def _print(self, outcome: Delivery) -> None:
+        render, job_id = self.state.render, outcome.job_id
+        if self.json_output:
+            import json
+
+            from pixeldojo_cli.cli.render import delivery_document
+
+            render.result(json.dumps(delivery_document(outcome), ensure_ascii=False, default=str))
+        if outcome.outcome == "saved":
+            if not self.json_output:
+                render.result("\t".join([job_id, *outcome.paths]))
+        elif outcome.outcome == "skipped":
+            render.info(f"{job_id}: already saved (the ledger says so); not downloaded again.")
+        elif outcome.outcome == "failed":
+            render.warn(f"{job_id}: the job {outcome.status}; nothing to save.")
+        elif outcome.outcome == "unfinished":
+            render.warn(
+                f"{job_id}: still {outcome.status} after the notification; "
+                "`pixeldojo download --pending` saves it once it finishes."
+            )
+        elif outcome.error is not None and outcome.error.code == "not_found":
+            render.warn(f"{job_id}: the API knows no such job (a forged or stray notification).")
+        elif outcome.error is not None:
+            error = outcome.error
+            render.warn(render.scrub(f"{job_id}: {error.message} ({error.code})"))
+            render.info(f"Save it later with: pixeldojo download {job_id}")
+
+    def _exec(self, outcome: Delivery) -> None:
+        assert self.exec_argv is not None
+        env = {
+            **os.environ,
+            "PIXELDOJO_JOB_ID": outcome.job_id,
+            "PIXELDOJO_FILES": "\n".join(outcome.paths),
+            "PIXELDOJO_FILE": outcome.paths[0] if outcome.paths else "",
+        }
+        try:
+            done = subprocess.run(
+                self.exec_argv, env=env, stdin=subprocess.DEVNULL, stdout=_stderr_fd(), check=False
+            )
+        except OSError as exc:
+            self.state.render.warn(f"{outcome.job_id}: --exec could not run: {exc}")
+            return
+        if done.returncode != 0:
+            self.state.render.warn(f"{outcome.job_id}: --exec exited {done.returncode}.")
+
+    def handed_back(self, job_ids: list[str], in_ledger: set[str]) -> None:
+        render = self.state.render
+        if self.json_output:
+            import json
+
+            for job_id in job_ids:
+                document = {
+                    "jobId": job_id,
+                    "outcome": "handed_back",
+                    "files": [],
+                    "inLedger": job_id in in_ledger,
+                }
+                render.result(json.dumps(document))
+        if job_ids:
+            render.warn(
+                f"Stopped with {len(job_ids)} job(s) not saved: {' '.join(job_ids)}. "
+                f"Save them with: pixeldojo download {' '.join(job_ids)}"
+                + (" (or `pixeldojo download --pending`)." if in_ledger else ".")
+            )
+
+
+def _stderr_fd() -> int:
+    """--exec's output goes to our stderr: stdout is for the listener's own lines."""
+    try:
+        return sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):
+        return 2
+
+
+def _serve(state: AppState, listener: WebhookListener, grace: float) -> list[str]:
+    """Listen until Ctrl-C or SIGTERM, then stop; the ids of the jobs left unsaved."""
+    try:
+        listener.start()
+        state.render.err_console.print(
+            f"Listening on {listener.url} (use it as --webhook-url). Ctrl-C stops.", markup=False
+        )
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        state.render.info("Stopping: no new notifications; finishing the downloads under way.")
+    try:
+        return listener.stop(grace)
+    except KeyboardInterrupt:  # asked twice: hand back at once
+        return listener.stop(0)
+
+
+@app.command("listen", help=LISTEN_HELP, epilog=LISTEN_EXAMPLES)
+def listen(
+    ctx: typer.Context,
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (keep loopback behind a proxy or tunnel).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)
+    ] = DEFAULT_PORT,
+    path: Annotated[
+        str, typer.Option(help="The one URL path accepted (a hard-to-guess one hides it).")
+    ] = "/",
+    output_dir: Annotated[
+        str | None,
+        typer.Option(
+            "--output-dir",
+            "-o",
+            metavar="DIR",
+            help="Where outputs go (default: the folder the job was submitted with, "
+            "else the output folder setting).",
+        ),
+    ] = None,
+    exec_command: Annotated[
+        str | None,
+        typer.Option(
+            "--exec", metavar="CMD", help="Run CMD for each saved job (see the variables above)."
+        ),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="One JSON object per job on stdout (JSON Lines).")
+    ] = False,
+    concurrency: Annotated[
+        int, typer.Option(help="Jobs looked up and saved at once.", min=1, max=32)
+    ] = 2,
+    grace: Annotated[
+        str, typer.Option(help="On stop, how long downloads under way may take to finish.")
+    ] = "30s",
+) -> None:
+    from pixeldojo_cli.webhooks import LedgerBook, WebhookListener
+
+    state = get_state(ctx)
+    state.remind = False  # a long-running server: no reminder at exit
+    with state.guard(json_output=json_output):
+        if not path.startswith("/") or any(c.isspace() or c in "?#" for c in path):
+            raise UsageError(f"--path must be a URL path starting with '/', got {path[:60]!r}.")
+        exec_argv = _exec_argv(exec_command)
+        grace_seconds = parse_duration(grace, option="--grace") or 0.0
+        from pixeldojo_cli.engine import JobFlags
+
+        client = state.client()
+        _, save_options = state.job_options(JobFlags(output_dir=output_dir))
+        recorder = state.recorder()
+        book = None
+        if recorder.ledger is not None:
+            book = LedgerBook(recorder, save_options.folder_for(None).resolve())
+        report = _Report(state, json_output, exec_argv)
+        try:
+            listener = WebhookListener(
+                client,
+                _save_job(client, save_options, recorder),
+                host=host,
+                port=port,
+                path=path,
+                workers=concurrency,
+                book=book,
+                on_outcome=report,
+            )
+        except OSError as exc:
+            raise UsageError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
+        # SIGTERM (systemd, `docker stop`, `kill`) stops it as Ctrl-C does; set before
+        # the URL is printed, so whoever reads that line may already send it.
+        previous = signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            left = _serve(state, listener, grace_seconds)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        in_ledger = {job_id for job_id in left if book is not None and book.knows(job_id)}
+        report.handed_back(left, in_ledger)
+        state.render.info("Stopped.")

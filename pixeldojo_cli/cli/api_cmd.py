@@ -1,0 +1,249 @@
+"""`pixeldojo api`: an authenticated request to any API path, after `gh api`."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from pixeldojo_cli.cli.state import AppState, get_state, read_text_argument
+from pixeldojo_cli.errors import UsageError
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.transport import ApiResponse
+
+HELP = """\
+Send an authenticated request to any API path and print the answer.
+
+PATH is relative to the base URL (`models`, `jobs/ID`; `/api/v1/models`
+as the API's docs write it works too). An absolute URL must be on the
+API's own origin: the key never goes anywhere else. The key, the rate
+limit and the retry rules are those of every other command: GET is
+retried, anything else never once it was sent.
+
+METHOD (or -X) defaults to GET, or to POST when fields or --input are
+given. -f KEY=VALUE adds a string field, -F KEY=VALUE a typed one (true,
+false, null, numbers, JSON arrays and objects; @FILE reads the value from
+a file, @- from stdin). Fields go into the query string for GET and HEAD
+(and with --input), into a JSON object body otherwise. --input FILE (or
+-) sends the file as the body.
+
+The body goes to stdout: indented JSON on a terminal, as received
+otherwise; -i prints the status line and headers first. An error answer
+is printed too, and the exit code comes from the usual table (400: 2,
+401: 3, 404: 6, 429: 8, 5xx: 10). No API endpoint is paginated (`jobs`
+takes only `?limit=`), so there is no --paginate.
+"""
+
+EXAMPLES = """\
+Examples:
+
+  pixeldojo api models
+
+  pixeldojo api models -X GET -f modality=video -f detailed=true
+
+  pixeldojo api POST models/flux-dev/run -f prompt="a lighthouse" -F seed=42
+
+  pixeldojo api jobs/job_123 -i
+
+  echo '{"prompt": "a fox"}' | pixeldojo api POST models/flux-dev/run --input -
+"""
+
+_METHOD = re.compile(r"[A-Za-z]{1,20}")
+# Control characters that must never reach a terminal or a pipe (tab and newlines may).
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# In JSON text they can only stand inside strings, where an escape says the same.
+_JSON_CONTROL = re.compile(r"[\x7f-\x9f]")
+
+
+def _split_field(text: str, option: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise UsageError(f"{option} takes KEY=VALUE, got {text[:60]!r}.")
+    return key, value
+
+
+def typed_value(text: str) -> Any:
+    """`-F`: true, false, null, numbers, JSON arrays and objects, `@FILE`; else a string."""
+    if text.startswith("@"):
+        return read_text_argument(text[1:], "-F @FILE")
+    if text in ("true", "false", "null"):
+        return json.loads(text)
+    if re.fullmatch(r"-?\d+", text):
+        return int(text)
+    try:
+        number = float(text)
+    except ValueError:
+        pass
+    else:
+        if math.isfinite(number) and re.fullmatch(r"-?[\d.]+(e[-+]?\d+)?", text, re.IGNORECASE):
+            return number
+    if text[:1] in ("[", "{"):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise UsageError(f"-F {text[:60]!r} looks like JSON but is not: {exc}.") from exc
+    return text
+
+
+def build_fields(raw_fields: list[str], typed_fields: list[str]) -> dict[str, Any]:
+    """The -f and -F fields, in the order given (a repeated key: the last wins)."""
+    fields: dict[str, Any] = {}
+    for text in raw_fields:
+        key, value = _split_field(text, "-f")
+        fields[key] = value
+    for text in typed_fields:
+        key, value = _split_field(text, "-F")
+        fields[key] = typed_value(value)
+    return fields
+
+
+def as_query(fields: dict[str, Any]) -> dict[str, str]:
+    """Fields in a query string: strings as they are, anything else as JSON text."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
+
+
+def parse_headers(values: list[str]) -> dict[str, str]:
+    """`-H 'Name: value'`; Authorization and Host are never set by hand."""
+    headers: dict[str, str] = {}
+    for text in values:
+        name, sep, value = text.partition(":")
+        name = name.strip()
+        if not sep or not re.fullmatch(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+", name):
+            raise UsageError(f"-H takes 'Name: value', got {text[:60]!r}.")
+        if name.lower() in ("authorization", "host"):
+            raise UsageError(
+                f"The {name} header cannot be set by hand: the key goes only to the API's "
+                "origin, from --api-key, PIXELDOJO_API_KEY or `pixeldojo auth login`."
+            )
+        if _CONTROL.search(value) or not value.isascii():
+            raise UsageError(f"-H {name}: the value must be printable ASCII.")
+        headers[name] = value.strip()
+    return headers
+
+
+def _method_and_path(words: list[str], method: str | None) -> tuple[str | None, str]:
+    if len(words) not in (1, 2):
+        raise UsageError(f"Give [METHOD] PATH: one or two arguments, not {len(words)}.")
+    if len(words) == 1:
+        return method, words[0]
+    first, second = words
+    if not _METHOD.fullmatch(first):
+        raise UsageError(f"{first[:60]!r} is not an HTTP method (give METHOD PATH, or just PATH).")
+    if method is not None and method.upper() != first.upper():
+        raise UsageError(f"Two methods given: {first} and -X {method}.")
+    return first, second
+
+
+def printable_body(body: bytes, *, terminal: bool) -> bytes:
+    """The body for stdout: indented JSON on a terminal, the bytes as received
+    otherwise; control characters are escaped either way, never passed on."""
+    try:
+        text = body.decode("utf-8")
+        value = json.loads(text) if text.strip() else None
+    except (UnicodeDecodeError, ValueError):
+        text = body.decode("utf-8", errors="replace")
+        return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text).encode()
+    if value is None and not text.strip():
+        return b""
+    if terminal:
+        text = json.dumps(value, indent=2, ensure_ascii=False)
+    return _JSON_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
+
+
+def _status_and_headers(response: ApiResponse) -> bytes:
+    lines = [f"{response.http_version} {response.status} {response.reason}"]
+    lines += [f"{name}: {value}" for name, value in response.headers]
+    text = "\n".join(_CONTROL.sub("?", line) for line in lines)
+    return (text + "\n\n").encode()
+
+
+def _write(state: AppState, response: ApiResponse, include: bool) -> None:
+    out = b""
+    if include:
+        out += _status_and_headers(response)
+    body = printable_body(response.body, terminal=state.render.stdout_is_terminal())
+    out += body
+    if body and not body.endswith(b"\n"):
+        out += b"\n"
+    out = state.render.scrub(out.decode("utf-8", errors="replace")).encode()
+    sys.stdout.flush()
+    sys.stdout.buffer.write(out)
+    sys.stdout.buffer.flush()
+
+
+def api(
+    ctx: typer.Context,
+    words: Annotated[
+        list[str],
+        typer.Argument(metavar="[METHOD] PATH", help="An HTTP method (optional), then a path."),
+    ],
+    method: Annotated[
+        str | None,
+        typer.Option(
+            "--method", "-X", help="HTTP method (default: GET, or POST with fields or --input)."
+        ),
+    ] = None,
+    raw_fields: Annotated[
+        list[str] | None,
+        typer.Option("--raw-field", "-f", metavar="KEY=VALUE", help="A string field."),
+    ] = None,
+    typed_fields: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--field",
+            "-F",
+            metavar="KEY=VALUE",
+            help="A typed field: true, false, null, a number, JSON, or @FILE.",
+        ),
+    ] = None,
+    input_file: Annotated[
+        str | None,
+        typer.Option(
+            "--input", metavar="FILE", help="Send this file as the body (`-`: standard input)."
+        ),
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option("--header", "-H", metavar="'NAME: VALUE'", help="An extra request header."),
+    ] = None,
+    include: Annotated[
+        bool,
+        typer.Option("--include", "-i", help="Print the status line and headers before the body."),
+    ] = False,
+) -> None:
+    from pixeldojo_cli.errors import APIError
+
+    state = get_state(ctx)
+    with state.guard():
+        given_method, path = _method_and_path(words, method)
+        if given_method is not None and not _METHOD.fullmatch(given_method):
+            raise UsageError(f"{given_method[:60]!r} is not an HTTP method.")
+        fields = build_fields(raw_fields or [], typed_fields or [])
+        headers = parse_headers(header or [])
+        content: bytes | None = None
+        if input_file is not None:
+            content = read_text_argument(input_file, "--input").encode("utf-8")
+            if not any(name.lower() == "content-type" for name in headers):
+                headers["Content-Type"] = "application/json"
+        verb = (given_method or ("POST" if fields or content is not None else "GET")).upper()
+        in_query = verb in ("GET", "HEAD") or content is not None
+        client = state.client()
+        try:
+            response = client.request(
+                verb,
+                path,
+                params=as_query(fields) if fields and in_query else None,
+                json=fields if fields and not in_query else None,
+                content=content,
+                headers=headers or None,
+            )
+        except APIError as exc:
+            if exc.response is not None:
+                _write(state, exc.response, include)
+            raise
+        _write(state, response, include)

@@ -1,0 +1,87 @@
+"""The job workflow, with no user interface: follow jobs, save their outputs,
+record them in the ledger, and say how each one ended.
+
+Every command (`run`, `jobs wait`, `download`, `download --pending`, `webhook
+listen`) and `run --batch` are built on these pieces; none re-codes them:
+
+- `resolve_options()` turns flags and `Settings` into frozen `WaitOptions` and
+  `SaveOptions`: the only home of "flag > environment > config > default" for
+  waiting and saving.
+- `Follower` / `follow()` watch one or many jobs under one deadline, each on its
+  own poll schedule, with the list endpoint when several are due at once.
+- `save()` downloads a completed job's outputs, keeps intact files, records
+  each file in the ledger as it lands and writes the `<jobId>.json` sidecar.
+- `settle()` turns a job (or the error that ended its wait) into a `JobResult`
+  with a typed `Outcome`; `errors.combined_exit_code()` turns many into one.
+
+Progress leaves as events (`JobSeen`, `FileProgress`, `Notice`) through one
+callback, so the CLI draws and a library user may ignore them. The ledger is
+reached through `Recorder`, which never lets a ledger fault stop a paid job's
+outputs from being saved.
+"""
+
+from pixeldojo_cli.engine.events import Event, EventSink, FileProgress, JobSeen, Notice, ignore
+from pixeldojo_cli.engine.following import (
+    Follower,
+    Settled,
+    default_schedule_for,
+    follow,
+    interrupted_waiting,
+)
+from pixeldojo_cli.engine.options import (
+    DEFAULT_UNKNOWN_STATUS_TIMEOUT,
+    LIST_LIMIT,
+    MIN_POLL_DELAY,
+    PUBLISHED_FIRST_POLL,
+    PUBLISHED_MAX_POLL,
+    DoublingSchedule,
+    JobFlags,
+    SaveOptions,
+    Schedule,
+    WaitOptions,
+    resolve_options,
+)
+from pixeldojo_cli.engine.recorder import Recorder
+from pixeldojo_cli.engine.saving import check_saveable, save
+from pixeldojo_cli.engine.workflow import (
+    JobResult,
+    fetch_and_save,
+    settle,
+    submit,
+    sweep_pending,
+    wait_and_save,
+)
+
+__all__ = [
+    "DEFAULT_UNKNOWN_STATUS_TIMEOUT",
+    "LIST_LIMIT",
+    "MIN_POLL_DELAY",
+    "PUBLISHED_FIRST_POLL",
+    "PUBLISHED_MAX_POLL",
+    "DoublingSchedule",
+    "Event",
+    "EventSink",
+    "FileProgress",
+    "Follower",
+    "JobFlags",
+    "JobResult",
+    "JobSeen",
+    "Notice",
+    "Recorder",
+    "SaveOptions",
+    "Schedule",
+    "Settled",
+    "WaitOptions",
+    "check_saveable",
+    "default_schedule_for",
+    "fetch_and_save",
+    "follow",
+    "ignore",
+    "interrupted_waiting",
+    "resolve_options",
+    "save",
+    "settle",
+    "submit",
+    "sweep_pending",
+    "wait_and_save",
+]

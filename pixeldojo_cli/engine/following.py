@@ -1,0 +1,294 @@
+"""Following jobs: one `Follower` for one or many jobs under one deadline."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from pixeldojo_cli.engine.events import EventSink, JobSeen, ignore
+from pixeldojo_cli.engine.options import (
+    LIST_LIMIT,
+    MIN_POLL_DELAY,
+    DoublingSchedule,
+    Schedule,
+    WaitOptions,
+)
+from pixeldojo_cli.engine.recorder import Recorder
+from pixeldojo_cli.errors import (
+    JobsInterruptedError,
+    PixelDojoError,
+    RequestTimeoutError,
+    WaitTimeoutError,
+)
+from pixeldojo_cli.results import Job
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.client import Client
+
+
+@dataclass
+class _Tracked:
+    job_id: str
+    started: float  # clock time the job was submitted (or first seen)
+    due: float
+    schedule: Schedule
+    polls: int = 0
+    unknown_since: float | None = None
+    last: Job | None = None
+    placed: bool = True  # its start time and schedule are known
+
+
+# Seconds the last look at the deadline may take per request.
+LAST_LOOK_TIMEOUT = 3.0
+
+# Each job's wait ends with its last state, or the error that ended it.
+Settled = Job | PixelDojoError
+
+
+class Follower:
+    """Many jobs under one deadline: which are due, and one round of polling.
+
+    Each job has its own schedule. When more than one is due, one
+    `GET /jobs?limit=N` answers for all of them, and single `GET /jobs/{id}`
+    calls fill in what the list did not show. The client's rate limiter paces
+    every request. `follow()` is the simple loop over it; `run --batch` drives
+    it between submissions.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        wait: WaitOptions,
+        *,
+        notify: EventSink = ignore,
+        recorder: Recorder | None = None,
+        schedule_for: Callable[[str | None], Schedule] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.wait = wait
+        self.notify = notify
+        self.recorder = recorder
+        self._clock = clock
+        self._schedule_for = schedule_for or default_schedule_for(wait)
+        self.deadline = None if wait.timeout is None else clock() + wait.timeout
+        self._tracked: dict[str, _Tracked] = {}
+        self._last_look = False
+        self.requests = 0  # status requests made, for summaries and benchmarks
+
+    # --- what is being followed
+
+    def add(
+        self, job: Job | str, *, model: str | None = None, look_now: bool | None = None
+    ) -> None:
+        """Follow a job: a `Job` just submitted (first poll after its schedule's
+        first delay) or an id (looked at straight away: it may be done), unless
+        `look_now` says otherwise."""
+        now = self._clock()
+        job_id = job if isinstance(job, str) else job.id
+        known = None if isinstance(job, str) else job
+        schedule = self._schedule_for(model or (known.model if known else None))
+        if look_now is None:
+            look_now = known is None
+        first = now if look_now else now + _delay(schedule, 0.0, 0)
+        # A job just submitted started now; one known only by id is placed in
+        # time (and given its model's schedule) when it is first seen.
+        tracked = _Tracked(job_id, now, first, schedule, last=known, placed=known is not None)
+        self._tracked[job_id] = tracked
+        if known is not None:
+            self.notify(JobSeen(known, schedule.eta(0.0)))
+
+    @property
+    def pending(self) -> list[str]:
+        """Ids still being followed."""
+        return list(self._tracked)
+
+    def __len__(self) -> int:
+        return len(self._tracked)
+
+    def next_due(self) -> float | None:
+        """Clock time of the next poll, or None when nothing is followed."""
+        return min((t.due for t in self._tracked.values()), default=None)
+
+    def timed_out(self) -> bool:
+        return self.deadline is not None and self._clock() >= self.deadline
+
+    def pause(self) -> float:
+        """Seconds until the next poll is due (or the deadline comes)."""
+        due = self.next_due()
+        now = self._clock()
+        until = now if due is None else due
+        if self.deadline is not None:
+            until = min(until, self.deadline)
+        return max(0.0, until - now)
+
+    def at_deadline(self) -> dict[str, Settled]:
+        """The deadline came: one last look at every job still followed (a job may
+        have finished since its last poll), then each one still running ends its
+        wait timed out."""
+        now = self._clock()
+        for tracked in self._tracked.values():
+            tracked.due = now
+        ended = self.poll_due(last_look=True)
+        ended.update({job_id: WaitTimeoutError.still_running(job_id) for job_id in self._tracked})
+        self._tracked.clear()
+        return ended
+
+    # --- one round
+
+    def poll_due(self, *, last_look: bool = False) -> dict[str, Settled]:
+        """Look at every job that is due; return those whose wait ended.
+
+        With several jobs followed, one list request answers for all of them:
+        a job the list shows settled ends its wait even if it was not due yet.
+        """
+        now = self._clock()
+        if not any(t.due <= now for t in self._tracked.values()):
+            return {}
+        self._last_look = last_look
+        listed = self._list_answers() if len(self._tracked) > 1 else {}
+        ended: dict[str, Settled] = {}
+        for tracked in list(self._tracked.values()):
+            job = listed.get(tracked.job_id)
+            if job is not None and job.succeeded and not job.output_urls:
+                job = None  # a list entry without its outputs: ask for the job itself
+            if tracked.due > now and (job is None or not job.settled):
+                continue
+            if job is None:
+                try:
+                    job = self._get(tracked.job_id)
+                except PixelDojoError as exc:
+                    ended[tracked.job_id] = exc
+                    del self._tracked[tracked.job_id]
+                    continue
+            result = self._seen(tracked, job)
+            if result is not None:
+                ended[tracked.job_id] = result
+        return ended
+
+    def _request_timeout(self) -> float | None:
+        """Seconds one status request may take: none past the deadline, except a
+        short last look."""
+        if self.deadline is None:
+            return None
+        if self._last_look:
+            return LAST_LOOK_TIMEOUT
+        return max(0.1, min(30.0, self.deadline - self._clock() + 0.5))
+
+    def _list_answers(self) -> dict[str, Job]:
+        self.requests += 1
+        try:
+            limit = min(LIST_LIMIT, max(20, 2 * len(self._tracked)))
+            listed = self.client.list_jobs(limit=limit, timeout=self._request_timeout())
+        except PixelDojoError:
+            return {}  # one GET per job instead
+        return {job.id: job for job in listed}
+
+    def _get(self, job_id: str) -> Job:
+        self.requests += 1
+        try:
+            return self.client.get_job(job_id, timeout=self._request_timeout())
+        except RequestTimeoutError as exc:
+            if self.timed_out():
+                raise WaitTimeoutError.still_running(job_id) from exc
+            raise
+
+    def _place(self, tracked: _Tracked, job: Job, now: float) -> None:
+        """First sight of a job known only by id: its age from `createdAt` (when
+        the two clocks plausibly agree) and its model's schedule."""
+        tracked.placed = True
+        if job.created_at is not None:
+            age = (datetime.now(UTC) - job.created_at).total_seconds()
+            if 0 <= age < 86400:
+                tracked.started = now - age
+        if job.model:
+            tracked.schedule = self._schedule_for(job.model)
+
+    def _seen(self, tracked: _Tracked, job: Job) -> Settled | None:
+        now = self._clock()
+        if not tracked.placed:
+            self._place(tracked, job, now)
+        tracked.polls += 1
+        tracked.last = job
+        elapsed = now - tracked.started
+        self.notify(JobSeen(job, tracked.schedule.eta(elapsed)))
+        if self.recorder is not None:
+            self.recorder.seen(job)
+        if job.settled:
+            del self._tracked[tracked.job_id]
+            return job
+        if job.known_status:
+            tracked.unknown_since = None
+        else:
+            tracked.unknown_since = tracked.unknown_since or now
+            if now - tracked.unknown_since >= self.wait.unknown_status_timeout:
+                del self._tracked[tracked.job_id]
+                return WaitTimeoutError(
+                    f"Job {job.id} reports status {job.status!r}, which this client does not "
+                    f"know; stopped waiting after {self.wait.unknown_status_timeout:g} s.",
+                    job_id=job.id,
+                    hint=f"See it with `pixeldojo jobs show {job.id}`; the "
+                    "`unknown_status_timeout` setting changes how long such a job is waited for.",
+                )
+        tracked.due = now + _delay(tracked.schedule, elapsed, tracked.polls)
+        return None
+
+
+def _delay(schedule: Schedule, elapsed: float, polls: int) -> float:
+    return max(MIN_POLL_DELAY, schedule.delay(elapsed, polls))
+
+
+def default_schedule_for(wait: WaitOptions) -> Callable[[str | None], Schedule]:
+    """Each job's schedule: the fixed one when asked for, else the default."""
+    fixed = wait.fixed_schedule()
+    chosen: Schedule = fixed if fixed is not None else DoublingSchedule()
+    return lambda model: chosen
+
+
+def follow(
+    client: Client,
+    jobs: Iterable[Job | str],
+    wait: WaitOptions,
+    *,
+    notify: EventSink = ignore,
+    recorder: Recorder | None = None,
+    schedule_for: Callable[[str | None], Schedule] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    look_now: bool | None = None,
+) -> dict[str, Settled]:
+    """Watch jobs until each one settles or the deadline passes.
+
+    Returns each id's last state (a settled `Job`) or the error that ended its
+    wait (`WaitTimeoutError` after `wait.timeout`). Ctrl-C raises
+    `JobsInterruptedError` naming the jobs still running.
+    """
+    follower = Follower(client, wait, notify=notify, recorder=recorder, schedule_for=schedule_for)
+    for job in jobs:
+        follower.add(job, look_now=look_now)
+    ended: dict[str, Settled] = {}
+    try:
+        while len(follower):
+            ended.update(follower.poll_due())
+            if not len(follower):
+                break
+            sleep(follower.pause())
+            if follower.timed_out():
+                ended.update(follower.at_deadline())
+    except KeyboardInterrupt:
+        raise interrupted_waiting(follower.pending) from None
+    return ended
+
+
+def interrupted_waiting(job_ids: Sequence[str]) -> JobsInterruptedError:
+    """Ctrl-C while waiting: the jobs keep running; say how to pick them up again."""
+    ids = " ".join(job_ids)
+    one = len(job_ids) == 1
+    return JobsInterruptedError(
+        f"Interrupted. {'Job' if one else 'Jobs'} {ids} {'keeps' if one else 'keep'} "
+        "running on the server.",
+        job_ids=job_ids,
+        hint=f"Resume with: pixeldojo jobs wait {ids}",
+    )

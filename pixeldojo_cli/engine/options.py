@@ -1,0 +1,152 @@
+"""How to wait and how to save: frozen options, resolved once from flags and
+`Settings` by `resolve_options()`, the only home of "flag > environment >
+config > default" for waiting and saving; and the poll `Schedule`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pixeldojo_cli.errors import (
+    UsageError,
+)
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.ledger import LedgerJob
+    from pixeldojo_cli.settings import Settings
+
+
+# How long a job whose status this client does not know is waited for, unless
+# --timeout or the `unknown_status_timeout` setting says otherwise.
+DEFAULT_UNKNOWN_STATUS_TIMEOUT = 600.0
+# The published schedule: 2 s first, doubling, at most 30 s.
+PUBLISHED_FIRST_POLL = 2.0
+PUBLISHED_MAX_POLL = 30.0
+# Never poll one job more often than this, whatever a schedule says.
+MIN_POLL_DELAY = 0.25
+# One `GET /jobs?limit=N` answers for many running jobs at once.
+LIST_LIMIT = 100
+
+
+# --- options ------------------------------------------------------------------
+
+
+class Schedule(Protocol):
+    """When to look at a job again."""
+
+    def delay(self, elapsed: float, polls: int) -> float:
+        """Seconds to wait before the next poll, `elapsed` seconds after the job
+        was submitted and after `polls` polls."""
+
+    def eta(self, elapsed: float) -> float | None:
+        """Expected seconds until the job finishes, or None when unknown."""
+
+
+@dataclass(frozen=True)
+class DoublingSchedule:
+    """`first` seconds, doubling each poll, at most `maximum`."""
+
+    first: float = PUBLISHED_FIRST_POLL
+    maximum: float = PUBLISHED_MAX_POLL
+
+    def delay(self, elapsed: float, polls: int) -> float:
+        return float(min(self.maximum, self.first * 2.0 ** min(polls, 30)))
+
+    def eta(self, elapsed: float) -> float | None:
+        return None
+
+
+@dataclass(frozen=True)
+class WaitOptions:
+    """How to wait: the poll schedule and the one deadline.
+
+    `poll_interval`/`max_poll_interval` are set when a flag or the config asked
+    for a fixed doubling schedule; None means the default schedule.
+    """
+
+    poll_interval: float | None = None
+    max_poll_interval: float | None = None
+    timeout: float | None = None
+    unknown_status_timeout: float = DEFAULT_UNKNOWN_STATUS_TIMEOUT
+
+    def fixed_schedule(self) -> DoublingSchedule | None:
+        """The doubling schedule asked for, or None for the default one."""
+        if self.poll_interval is None and self.max_poll_interval is None:
+            return None
+        first = self.poll_interval or PUBLISHED_FIRST_POLL
+        return DoublingSchedule(first, max(first, self.max_poll_interval or PUBLISHED_MAX_POLL))
+
+
+@dataclass(frozen=True)
+class SaveOptions:
+    """Where and how to save outputs.
+
+    `folder` is the folder asked for on the command line (`-o`); without it a job
+    the ledger knows goes to the folder it was submitted for, and any other job
+    to `default_folder` (PIXELDOJO_OUTPUT_DIR, the config, or the current one).
+    """
+
+    default_folder: Path = Path(".")
+    folder: Path | None = None
+    checksum: bool = False
+    force: bool = False
+    download: bool = True
+
+    def folder_for(self, local: LedgerJob | None) -> Path:
+        """The folder one job's outputs go to."""
+        if self.folder is not None:
+            return self.folder
+        if local is not None:
+            return Path(local.output_dir)
+        return self.default_folder
+
+
+@dataclass(frozen=True)
+class JobFlags:
+    """The raw values of the waiting and saving flags one command was given
+    (None: not given)."""
+
+    output_dir: str | None = None
+    poll_interval: float | None = None
+    max_poll_interval: float | None = None
+    timeout: float | None = None
+    checksum: bool | None = None
+    force: bool = False
+    download: bool = True
+
+
+def _from_config(setting: Any) -> float | None:
+    """A poll setting's value when it came from the environment or the config."""
+    return None if setting.source == "default" else float(setting.value)
+
+
+def resolve_options(settings: Settings, flags: JobFlags) -> tuple[WaitOptions, SaveOptions]:
+    """Flags over `settings` (which already hold environment > config > default):
+    the one place that rule is applied to waiting and saving."""
+    for value, option in (
+        (flags.poll_interval, "--poll-interval"),
+        (flags.max_poll_interval, "--max-poll-interval"),
+    ):
+        if value is not None and not 0 < value < 86400:
+            raise UsageError(f"{option} must be a positive number of seconds, got {value}.")
+    poll = flags.poll_interval or _from_config(settings.poll_interval)
+    longest = flags.max_poll_interval or _from_config(settings.max_poll_interval)
+    unknown = getattr(settings, "unknown_status_timeout", None)
+    wait = WaitOptions(
+        poll_interval=poll,
+        max_poll_interval=longest,
+        timeout=flags.timeout,
+        unknown_status_timeout=float(unknown.value)
+        if unknown is not None
+        else DEFAULT_UNKNOWN_STATUS_TIMEOUT,
+    )
+    default_folder = Path(str(settings.output_dir.value)).expanduser()
+    save = SaveOptions(
+        default_folder=default_folder,
+        folder=Path(flags.output_dir).expanduser() if flags.output_dir else None,
+        checksum=bool(settings.checksum.value) if flags.checksum is None else flags.checksum,
+        force=flags.force,
+        download=flags.download,
+    )
+    return wait, save

@@ -1,0 +1,134 @@
+"""Saving a completed job's outputs: downloaded, kept when intact, recorded as
+they land, with the `<jobId>.json` sidecar beside them."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pixeldojo_cli.engine.events import EventSink, FileProgress, Notice, ignore
+from pixeldojo_cli.engine.options import SaveOptions
+from pixeldojo_cli.engine.recorder import Recorder
+from pixeldojo_cli.errors import (
+    ExpiredError,
+    JobFailedError,
+    JobNotFinishedError,
+    JobsInterruptedError,
+)
+from pixeldojo_cli.results import Job
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.downloads import DownloadedFile
+    from pixeldojo_cli.ledger import LedgerJob
+
+
+def _known_files(
+    local: LedgerJob | None, folder: Path, job_id: str, base_url: str
+) -> dict[int, DownloadedFile]:
+    """Files this job (of this API) already has on disk, per its sidecar and the ledger."""
+    from pixeldojo_cli.downloads import DownloadedFile, recorded_files
+
+    found = dict(recorded_files(folder, job_id, base_url))
+    for record in local.files if local is not None else ():
+        found.setdefault(
+            record.n,
+            DownloadedFile(
+                Path(record.path), record.size, record.sha256, record.url, mtime_ns=record.mtime_ns
+            ),
+        )
+    return found
+
+
+def check_saveable(job: Job) -> None:
+    """Raise the error that says why a job has nothing to save, if it has not."""
+    if job.failed:
+        raise JobFailedError(
+            f"Job {job.id} {job.status}: {job.error or 'no reason given'}.",
+            job_id=job.id,
+            hint="Nothing to download. Check the inputs and try again.",
+        )
+    if job.expired:
+        raise ExpiredError(f"Job {job.id} has expired; its outputs are gone.", status=None)
+    if not job.succeeded:
+        raise JobNotFinishedError(
+            f"Job {job.id} has not finished yet (status: {job.status}).",
+            hint=f"Wait for it and download it with: pixeldojo jobs wait {job.id}",
+            job_id=job.id,
+        )
+
+
+def save(
+    client: Client,
+    job: Job,
+    options: SaveOptions,
+    *,
+    recorder: Recorder | None = None,
+    notify: EventSink = ignore,
+    model: str | None = None,
+    inputs: dict[str, Any] | None = None,
+    cancel: threading.Event | None = None,
+) -> list[DownloadedFile]:
+    """Download a completed job's outputs and return the files, in output order.
+
+    Files already there and intact (per the sidecar or the ledger, unless
+    `options.force`) are kept; each file is recorded in the ledger as it
+    lands; `<jobId>.json` (the job, the model, the inputs, the files) is
+    written beside them. A job that failed, expired or is still running
+    raises the error that says so. Ctrl-C raises `JobsInterruptedError` with
+    the command that resumes; no partial file is left under a final name.
+    """
+    from pixeldojo_cli.downloads import api_base_url, download_outputs, write_metadata
+
+    check_saveable(job)
+    base_url = api_base_url(client.transport)
+    local = recorder.get(job.id) if recorder is not None else None
+    folder = options.folder_for(local)
+    if not job.output_urls:
+        notify(Notice(f"Job {job.id} completed without any output URL.", level="warning"))
+    existing = {} if options.force else _known_files(local, folder, job.id, base_url)
+
+    def on_saved(n: int, file: DownloadedFile) -> None:
+        if recorder is not None:
+            recorder.file_saved(job.id, n, file)
+
+    def on_progress(index: int, done: int, total: int | None) -> None:
+        notify(FileProgress(job.id, index, done, total))
+
+    try:
+        files = download_outputs(
+            client.transport,
+            job,
+            folder,
+            existing=existing,
+            on_progress=on_progress,
+            on_saved=on_saved,
+            checksum=options.checksum,
+            cancel=cancel,
+            expires_at=job.output_expiry() or (local.deadline() if local else None),
+        )
+    except KeyboardInterrupt:
+        raise JobsInterruptedError(
+            f"Interrupted while downloading job {job.id}; no partial file was left under "
+            "a final name.",
+            job_ids=[job.id],
+            hint=f"Resume with: pixeldojo download {job.id}",
+        ) from None
+    write_metadata(
+        folder,
+        job,
+        model or (local.model if local else None) or job.model or "unknown",
+        inputs if inputs is not None else (local.inputs if local else {}),
+        files,
+        base_url=base_url,
+    )
+    kept = sum(1 for f in files if f.skipped)
+    if kept:
+        notify(
+            Notice(
+                f"{job.id}: {kept} file(s) already saved and intact, not downloaded again "
+                "(--force fetches them anyway)."
+            )
+        )
+    return files

@@ -1,0 +1,267 @@
+"""How each job ends: typed results (`JobResult`), and the workflows the
+commands run: submit, wait and save, download, the pending sweep."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pixeldojo_cli.engine.events import EventSink, JobSeen, Notice, ignore
+from pixeldojo_cli.engine.following import Settled, follow
+from pixeldojo_cli.engine.options import SaveOptions, Schedule, WaitOptions
+from pixeldojo_cli.engine.recorder import Recorder
+from pixeldojo_cli.engine.saving import check_saveable, save
+from pixeldojo_cli.errors import (
+    ExitCode,
+    JobNotFinishedError,
+    JobsInterruptedError,
+    Outcome,
+    PixelDojoError,
+    outcome_exit_code,
+    outcome_of,
+)
+from pixeldojo_cli.results import Job
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.downloads import DownloadedFile
+    from pixeldojo_cli.ledger import LedgerJob
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How one job ended for this command: a typed outcome, the job as last
+    seen, the files saved, and the error when there was one."""
+
+    job_id: str
+    outcome: Outcome
+    job: Job | None = None
+    files: tuple[DownloadedFile, ...] = ()
+    error: PixelDojoError | None = None
+    # Whether every output is on disk, as the ledger knows it (None: no ledger,
+    # or it does not know the job).
+    saved: bool | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return outcome_exit_code(self.outcome, self.error)
+
+    @classmethod
+    def failure(cls, job_id: str, error: PixelDojoError, job: Job | None = None) -> JobResult:
+        """A result for the error that ended a job's handling."""
+        if error.job_id is None:
+            error.job_id = job_id
+        return cls(job_id, outcome_of(error), job=job, error=error)
+
+
+def settle(
+    client: Client,
+    ended: Settled,
+    job_id: str,
+    options: SaveOptions,
+    *,
+    recorder: Recorder | None = None,
+    notify: EventSink = ignore,
+    model: str | None = None,
+    inputs: dict[str, Any] | None = None,
+    cancel: threading.Event | None = None,
+) -> JobResult:
+    """A job whose wait ended, saved (or listed) when it completed. Setting
+    `cancel` (from another thread) stops its downloads."""
+    result = _settle(client, ended, job_id, options, recorder, notify, model, inputs, cancel)
+    if recorder is None:
+        return result
+    return dataclasses.replace(result, saved=recorder.saved_state(job_id))
+
+
+def _settle(
+    client: Client,
+    ended: Settled,
+    job_id: str,
+    options: SaveOptions,
+    recorder: Recorder | None,
+    notify: EventSink,
+    model: str | None,
+    inputs: dict[str, Any] | None,
+    cancel: threading.Event | None,
+) -> JobResult:
+    if isinstance(ended, PixelDojoError):
+        return JobResult.failure(job_id, ended)
+    job = ended
+    try:
+        if not options.download:
+            check_saveable(job)
+            if not job.output_urls:
+                notify(Notice(f"Job {job.id} completed without any output URL.", "warning"))
+            return JobResult(job.id, Outcome.LISTED, job=job)
+        files = save(
+            client,
+            job,
+            options,
+            recorder=recorder,
+            notify=notify,
+            model=model,
+            inputs=inputs,
+            cancel=cancel,
+        )
+    except JobsInterruptedError:
+        raise
+    except PixelDojoError as exc:
+        return JobResult.failure(job.id, exc, job)
+    return JobResult(job.id, Outcome.SAVED, job=job, files=tuple(files))
+
+
+def wait_and_save(
+    client: Client,
+    jobs: Sequence[Job | str],
+    wait: WaitOptions,
+    options: SaveOptions,
+    *,
+    recorder: Recorder | None = None,
+    notify: EventSink = ignore,
+    schedule_for: Callable[[str | None], Schedule] | None = None,
+    model: str | None = None,
+    inputs: dict[str, Any] | None = None,
+    look_now: bool | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[JobResult]:
+    """Follow jobs to their end, then save each completed one: `run` and
+    `jobs wait`. Results come in the order the jobs were given."""
+    ended = follow(
+        client,
+        jobs,
+        wait,
+        notify=notify,
+        recorder=recorder,
+        schedule_for=schedule_for,
+        sleep=sleep,
+        look_now=look_now,
+    )
+    results = []
+    for job in jobs:
+        job_id = job if isinstance(job, str) else job.id
+        results.append(
+            settle(
+                client,
+                ended[job_id],
+                job_id,
+                options,
+                recorder=recorder,
+                notify=notify,
+                model=model,
+                inputs=inputs,
+            )
+        )
+    return results
+
+
+def fetch_and_save(
+    client: Client,
+    job_id: str,
+    options: SaveOptions,
+    *,
+    recorder: Recorder | None = None,
+    notify: EventSink = ignore,
+) -> JobResult:
+    """`download ID`: look the job up once and save it if it completed; a job
+    still running is `Outcome.RUNNING` with the error that says so."""
+    try:
+        job = client.get_job(job_id)
+    except PixelDojoError as exc:
+        return JobResult.failure(job_id, exc)
+    if recorder is not None:
+        recorder.seen(job)
+    if not job.settled:
+        error = JobNotFinishedError(
+            f"Job {job_id} has not finished yet (status: {job.status}).",
+            hint=f"Wait for it and download it with: pixeldojo jobs wait {job_id}",
+            job_id=job_id,
+        )
+        saved = recorder.saved_state(job_id) if recorder is not None else None
+        return dataclasses.replace(JobResult.failure(job_id, error, job), saved=saved)
+    return settle(client, job, job_id, options, recorder=recorder, notify=notify)
+
+
+def sweep_pending(
+    client: Client,
+    options: SaveOptions,
+    recorder: Recorder,
+    *,
+    notify: EventSink = ignore,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> list[JobResult]:
+    """`download --pending`: every ledger job whose outputs were never saved.
+
+    A job still running is left for the next sweep (not an error). A job is
+    called expired only when the API says so (`expired`, 410) or its `expiresAt`
+    has passed; any other trouble (a 404 on one file, a 5xx, a reset) leaves it
+    pending for the next sweep, with a non-zero exit that says so.
+    """
+    results = []
+    for local in recorder.unsaved():
+        result = fetch_and_save(client, local.id, options, recorder=recorder, notify=notify)
+        if result.outcome is Outcome.RUNNING:  # not an error here: the next sweep gets it
+            result = JobResult(local.id, Outcome.RUNNING, job=result.job)
+        elif result.outcome is Outcome.EXPIRED and _really_expired(result, local, now()):
+            recorder.lost(local.id)
+        elif result.outcome is Outcome.EXPIRED:
+            # Not past its expiry: one missing file is not the end of a paid job.
+            assert result.error is not None
+            error = PixelDojoError(
+                f"{result.error.message} Its outputs should be kept until "
+                f"{local.deadline().isoformat()}; the next sweep tries again.",
+                hint="Run `pixeldojo download --pending` again later.",
+                job_id=local.id,
+            )
+            error.code = "download_failed"
+            result = JobResult(local.id, Outcome.ERROR, job=result.job, error=error)
+        results.append(result)
+    return results
+
+
+def _really_expired(result: JobResult, local: LedgerJob, now: datetime) -> bool:
+    """Whether the API itself said expired (status `expired`, HTTP 410), or the
+    job is past its expiry (`expiresAt`, else 24 h after submission)."""
+    if result.job is not None and result.job.expired:
+        return True
+    if getattr(result.error, "status", None) == 410:
+        return True
+    expiry = result.job.output_expiry() if result.job is not None else None
+    return now >= (expiry or local.deadline())
+
+
+# --- submitting ---------------------------------------------------------------------
+
+
+def submit(
+    client: Client,
+    model: str,
+    inputs: dict[str, Any],
+    *,
+    folder: Path,
+    recorder: Recorder | None = None,
+    notify: EventSink = ignore,
+    webhook_url: str | None = None,
+    estimate: float | None = None,
+    input_hash: str | None = None,
+) -> Job:
+    """`POST /models/{model}/run` (never retried once the server may have it),
+    then the job goes into the ledger before any waiting starts."""
+    job = client.run(model, inputs, webhook_url=webhook_url)
+    if recorder is not None:
+        recorder.submitted(
+            job,
+            model=model,
+            inputs=inputs,
+            estimate=estimate,
+            folder=folder,
+            input_hash=input_hash,
+        )
+    notify(JobSeen(job))
+    return job

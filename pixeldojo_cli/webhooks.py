@@ -1,0 +1,462 @@
+"""Receive the API's job webhooks and save each job's outputs, exactly once.
+
+A small HTTP server (standard library only: no typer, no rich, no httpx here)
+behind `pixeldojo webhook listen`, usable from Python too::
+
+    with WebhookListener(client, save, port=8787) as listener:
+        ...  # until the program stops; listener.stop(grace) hands back unsaved jobs
+
+The API publishes no webhook signature, so a notification proves nothing. The
+listener takes only a job id from it, answers at once (202), and a bounded pool
+of workers then looks the job up through the API (`jobs.get_job`) and hands
+that answer, never the notification, to `save`. A forged or replayed
+notification can therefore neither plant a file nor send a download to another
+host; at worst it costs one `GET /jobs/{id}`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import re
+import socket
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit
+
+from pixeldojo_cli.errors import PixelDojoError
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.engine import Recorder
+    from pixeldojo_cli.results import Job
+
+# A job notification is a few kB; anything much larger is not one.
+MAX_BODY = 256 * 1024
+# Seconds a client may take to send its request (a slow sender cannot hold a thread).
+REQUEST_TIMEOUT = 10.0
+
+SaveJob = Callable[["Job"], Sequence[Any]]
+"""Saves a completed job's outputs (looked up through the API) and returns the
+files: paths, or objects with a `path` (the engine's `DownloadedFile`)."""
+
+OnOutcome = Callable[["Delivery"], None]
+
+# Where senders put the job id: explicit keys first, then objects that hold the job.
+_ID_KEYS = ("jobId", "job_id", "jobID")
+_NESTS = ("job", "data", "payload", "object", "resource")
+_JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:=+-]{0,199}")
+
+
+class JobSource(Protocol):
+    """What the listener needs from a client: one job, looked up through the API."""
+
+    def get_job(self, job_id: str) -> Job: ...
+
+
+class JobBook(Protocol):
+    """A record of jobs that outlives the listener (the ledger): what is saved
+    already, and the jobs to keep for `pixeldojo download --pending`."""
+
+    def is_saved(self, job_id: str) -> bool: ...
+
+    def remember(self, job: Job) -> None: ...
+
+    def knows(self, job_id: str) -> bool: ...
+
+
+@dataclass(frozen=True)
+class LedgerBook:
+    """The job ledger (through the engine's `Recorder`) as a `JobBook`: jobs the
+    API confirms are recorded with the folder they will be saved in."""
+
+    recorder: Recorder
+    folder: Path
+
+    def is_saved(self, job_id: str) -> bool:
+        return self.recorder.is_saved(job_id)
+
+    def knows(self, job_id: str) -> bool:
+        return self.recorder.knows(job_id)
+
+    def remember(self, job: Job) -> None:
+        self.recorder.adopt(job, self.folder)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one notified job.
+
+    `outcome` is one of: `saved` (its `files`), `skipped` (the book says it is
+    saved already), `failed` (the job failed: nothing to save), `unfinished`
+    (still running after the settle time), `error` (the lookup or the save
+    failed: `error`), `handed_back` (the listener stopped before saving it).
+    """
+
+    job_id: str
+    outcome: str
+    files: tuple[Any, ...] = ()
+    status: str | None = None
+    error: PixelDojoError | None = None
+    job: Job | None = None
+
+    @property
+    def paths(self) -> list[str]:
+        """The saved files' paths, as text."""
+        return [str(getattr(f, "path", f)) for f in self.files]
+
+
+def _as_id(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
+    if isinstance(value, str) and _JOB_ID.fullmatch(value.strip()):
+        return value.strip()
+    return None
+
+
+def job_id_from_notification(body: Any) -> str | None:
+    """The job id in a notification, wherever a sender put it: `jobId` (or
+    `job_id`), then `job.jobId`, `data.jobId`, `data.job.id`..., then `id`.
+    None when there is none that looks like a job id."""
+    if not isinstance(body, dict):
+        return None
+    for key in _ID_KEYS:
+        if found := _as_id(body.get(key)):
+            return found
+    for nest in _NESTS:
+        inner = body.get(nest)
+        if not isinstance(inner, dict):
+            continue
+        for key in (*_ID_KEYS, "id"):
+            if found := _as_id(inner.get(key)):
+                return found
+        for deeper in _NESTS:
+            if isinstance(inner.get(deeper), dict):
+                for key in (*_ID_KEYS, "id"):
+                    if found := _as_id(inner[deeper].get(key)):
+                        return found
+    return _as_id(body.get("id"))
+
+
+class _Server(ThreadingHTTPServer):
+    """A threading server that answers 503 at once past `max_connections`."""
+
+    daemon_threads = True
+    request_queue_size = 128  # the listen backlog: a burst of notifications is normal
+
+    def __init__(
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int
+    ) -> None:
+        if ":" in address[0]:
+            self.address_family = socket.AF_INET6
+        self._slots = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            with contextlib.suppress(OSError):
+                request.sendall(
+                    b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 5\r\n"
+                    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
+                )
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A sender hanging up or stalling is routine for a server on a network.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    listener: WebhookListener
+    server_version = "pixeldojo-webhook/1"
+    sys_version = ""
+    timeout = REQUEST_TIMEOUT
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+    def _answer(
+        self, status: int, document: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
+        body = json.dumps(document).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _on_our_path(self) -> bool:
+        path = urlsplit(self.path).path
+        if path.rstrip("/") == self.listener.path.rstrip("/"):
+            return True
+        self._answer(404, {"error": "not found"})
+        return False
+
+    def _refuse_method(self) -> None:
+        if self._on_our_path():
+            self._answer(405, {"error": "only POST is accepted"}, {"Allow": "POST"})
+
+    do_GET = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
+
+    def do_POST(self) -> None:
+        if not self._on_our_path():
+            return
+        body = self._read_body()
+        if body is None:
+            return
+        try:
+            document = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            self._answer(400, {"error": "the body is not JSON"})
+            return
+        job_id = job_id_from_notification(document)
+        if job_id is None:
+            self._answer(400, {"error": "no job id in the notification"})
+            return
+        status, answer = self.listener.offer(job_id)
+        self._answer(status, answer, {"Retry-After": "5"} if status == 503 else None)
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None once an error has been answered."""
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.close_connection = True
+            self._answer(411, {"error": "send a Content-Length"})
+            return None
+        kind = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if kind and kind != "application/json" and not kind.endswith("+json"):
+            self._answer(415, {"error": "send application/json"})
+            return None
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            self._answer(411, {"error": "send a Content-Length"})
+            return None
+        if length < 0 or length > self.listener.max_body:
+            self.close_connection = True  # the body is never read
+            self._answer(413, {"error": f"the body is larger than {self.listener.max_body} bytes"})
+            return None
+        return self.rfile.read(length)
+
+
+class WebhookListener:
+    """Receives job notifications on `http://host:port/path` and saves each job once.
+
+    `jobs.get_job` looks each job up (a `Client`); `save` saves a completed one
+    and returns the paths; `on_outcome` hears about every job (from a worker
+    thread). With a `book` (the ledger), jobs it says are saved are skipped,
+    and every job the API confirms is recorded there before it is saved, so
+    whatever is not saved when the listener stops is left for
+    `pixeldojo download --pending`. At most `workers` jobs are looked up and
+    saved at once, and at most `queue_size` wait; past that, 503.
+    """
+
+    def __init__(
+        self,
+        jobs: JobSource,
+        save: SaveJob,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        path: str = "/",
+        workers: int = 2,
+        queue_size: int = 100,
+        max_body: int = MAX_BODY,
+        max_connections: int = 32,
+        book: JobBook | None = None,
+        on_outcome: OnOutcome | None = None,
+        settle: float = 30.0,
+        remember_done: int = 10_000,
+    ) -> None:
+        if not path.startswith("/"):
+            raise ValueError("path must start with '/'")
+        if workers < 1 or queue_size < 1 or max_connections < 1:
+            raise ValueError("workers, queue_size and max_connections must be at least 1")
+        self.jobs = jobs
+        self.save = save
+        self.path = path
+        self.max_body = max_body
+        self.book = book
+        self.on_outcome = on_outcome
+        self.settle = settle
+        self._remember_done = remember_done
+        self._queue: queue.Queue[str] = queue.Queue(maxsize=queue_size)
+        self._lock = threading.Lock()
+        self._active: dict[str, str] = {}  # job id -> "queued" | "working"
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self._handed_back: list[str] = []
+        self._stopping = threading.Event()
+        self._abandoned = False
+        self._stopped = False
+        handler = type("WebhookHandler", (_Handler,), {"listener": self})
+        self._server = _Server((host, port), handler, max_connections)
+        self._threads = [
+            threading.Thread(target=self._work, name=f"webhook-worker-{n}", daemon=True)
+            for n in range(workers)
+        ]
+        self._serving = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.2},
+            name="webhook-server",
+            daemon=True,
+        )
+
+    @property
+    def url(self) -> str:
+        """Where to send notifications (give it as the job's `webhook_url`)."""
+        address = self._server.server_address
+        host = address[0].decode() if isinstance(address[0], bytes) else str(address[0])
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{address[1]}{self.path}"
+
+    def start(self) -> WebhookListener:
+        for thread in self._threads:
+            thread.start()
+        self._serving.start()
+        return self
+
+    def __enter__(self) -> WebhookListener:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # --- accepting ------------------------------------------------------------
+
+    def offer(self, job_id: str) -> tuple[int, dict[str, Any]]:
+        """Queue a notified job unless it is queued, being saved or saved already.
+        Returns the HTTP status and body to answer with."""
+        with self._lock:
+            if self._stopping.is_set():
+                return 503, {"error": "stopping"}
+            if job_id in self._active or job_id in self._done:
+                return 200, {"jobId": job_id, "queued": False, "duplicate": True}
+            try:
+                self._queue.put_nowait(job_id)
+            except queue.Full:
+                return 503, {"error": "too many jobs waiting"}
+            self._active[job_id] = "queued"
+        return 202, {"jobId": job_id, "queued": True}
+
+    # --- working --------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            try:
+                job_id = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    return
+                continue
+            with self._lock:
+                if self._stopping.is_set():
+                    self._handed_back.append(job_id)
+                    self._active.pop(job_id, None)
+                    continue
+                self._active[job_id] = "working"
+            outcome = self._process(job_id)
+            with self._lock:
+                self._active.pop(job_id, None)
+                if outcome.outcome in ("saved", "skipped", "failed") or (
+                    outcome.error is not None and outcome.error.code == "not_found"
+                ):
+                    self._done[job_id] = None
+                    while len(self._done) > self._remember_done:
+                        self._done.popitem(last=False)
+                if self._abandoned:
+                    return
+            self._emit(outcome)
+
+    def _emit(self, outcome: Delivery) -> None:
+        if self.on_outcome is None:
+            return
+        try:
+            self.on_outcome(outcome)
+        except Exception as exc:  # a reporting failure must not stop the worker
+            sys.stderr.write(f"webhook listener: reporting {outcome.job_id} failed: {exc}\n")
+
+    def _process(self, job_id: str) -> Delivery:
+        try:
+            if self.book is not None and self.book.is_saved(job_id):
+                return Delivery(job_id, "skipped")
+            job = self.jobs.get_job(job_id)
+            if self.book is not None:
+                self.book.remember(job)
+            job = self._settled(job)
+            if job.failed or job.expired:
+                reason = PixelDojoError(f"Job {job_id} {job.status}: {job.error or 'no reason'}.")
+                reason.code = "job_failed"
+                return Delivery(job_id, "failed", status=job.status, error=reason, job=job)
+            if not job.succeeded:
+                return Delivery(job_id, "unfinished", status=job.status, job=job)
+            if self.book is not None:
+                self.book.remember(job)
+            files = tuple(self.save(job))
+            return Delivery(job_id, "saved", files=files, status=job.status, job=job)
+        except PixelDojoError as exc:
+            return Delivery(job_id, "error", error=exc)
+        except Exception as exc:  # a bug in `save` must not take the worker down
+            bug = PixelDojoError(f"Unexpected error: {type(exc).__name__}: {exc}")
+            bug.code = "unexpected"
+            return Delivery(job_id, "error", error=bug)
+
+    def _settled(self, job: Job) -> Job:
+        """A notification may beat the job's own record: look again for a while."""
+        deadline = time.monotonic() + self.settle
+        delay = 1.0
+        while not job.settled:
+            if time.monotonic() + delay > deadline or self._stopping.wait(delay):
+                return job
+            job = self.jobs.get_job(job.id)
+            delay = min(delay * 2, 8.0)
+        return job
+
+    # --- stopping -------------------------------------------------------------
+
+    def stop(self, grace: float = 30.0) -> list[str]:
+        """Stop accepting, let the jobs being saved finish for up to `grace`
+        seconds, and return the ids of the jobs left unsaved (queued, or still
+        being saved). With a book, those it confirmed are recorded there."""
+        with self._lock:
+            first = not self._stopped
+            self._stopped = True
+            self._stopping.set()
+        if first:
+            if self._serving.is_alive():  # (shutdown() waits for ever on a server never started)
+                self._server.shutdown()
+            self._server.server_close()
+        while True:
+            try:
+                job_id = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            with self._lock:
+                self._handed_back.append(job_id)
+                self._active.pop(job_id, None)
+        deadline = time.monotonic() + max(0.0, grace)
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            self._abandoned = True
+            left = list(dict.fromkeys([*self._handed_back, *self._active]))
+        return left
