@@ -145,6 +145,7 @@ EXIT_CODE_MEANINGS = {
     9: "--timeout reached",
     10: "network or server error",
     130: "interrupted",
+    143: "terminated",
 }
 
 

@@ -25,7 +25,7 @@ EXIT_CODES_HELP = """\
 Exit codes: 0 success · 1 unexpected error (a bug) · 2 usage or input error ·
 3 authentication · 4 insufficient credits · 5 job failed · 6 not found ·
 7 expired · 8 rate limited · 9 --timeout reached · 10 network or server error ·
-130 interrupted.
+130 interrupted · 143 terminated (SIGTERM).
 
 Global options (-v, -q, --no-color, --emulator, --api-key, --base-url,
 --profile) may also be given after the command.
