@@ -8,7 +8,6 @@ The CLI never decides an exit code anywhere else: it asks `exit_code_for()`.
 
 from __future__ import annotations
 
-import json
 from enum import IntEnum
 from typing import Any
 
@@ -46,6 +45,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "usage_error": ExitCode.USAGE,
     "config_error": ExitCode.USAGE,
     "missing_api_key": ExitCode.AUTH,
+    "invalid_api_key": ExitCode.USAGE,  # bad input: a key that cannot be a header
     "job_failed": ExitCode.JOB_FAILED,
     "wait_timeout": ExitCode.TIMEOUT,
     "network_error": ExitCode.NETWORK,
@@ -125,6 +125,16 @@ class MissingAPIKeyError(PixelDojoError):
     default_hint = (
         "Provide a key with `pixeldojo auth login`, the PIXELDOJO_API_KEY environment "
         "variable, or --api-key; or try the tool with --emulator (no key needed)."
+    )
+
+
+class InvalidAPIKeyError(PixelDojoError):
+    """A key that cannot be sent in an HTTP header; the message never contains it."""
+
+    code = "invalid_api_key"
+    default_hint = (
+        "An API key is visible ASCII only. Set it again (`pixeldojo auth login`, "
+        "PIXELDOJO_API_KEY or --api-key) without the stray character."
     )
 
 
@@ -304,9 +314,11 @@ def error_from_response(status: int, text: str, *, retry_after: float | None = N
     Accepts `{"error": {"code", "message"}}`, `{"error": "...", "code": "..."}`
     and plain text; the status decides when the body names no code.
     """
+    from pixeldojo_cli.untrusted import loads
+
     try:
-        body: Any = json.loads(text) if text else None
-    except ValueError:
+        body: Any = loads(text) if text else None
+    except ValueError:  # not JSON, or nested too deep to be an error body
         body = None
     code, message = _code_and_message(body)
     if code is None:
