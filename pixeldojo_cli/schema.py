@@ -235,12 +235,35 @@ def _check_value(param: Parameter, value: Any) -> str | None:
     return None
 
 
+def _encodable(value: Any) -> bool:
+    """Whether every string in `value` can be written as UTF-8: an argument of bytes
+    that are not UTF-8 arrives holding lone surrogates, which no file or request
+    can carry. (Inputs come from the depth-limited decoder or the command line.)"""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, list):
+        return all(_encodable(item) for item in value)
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    return True
+
+
 def validate_inputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any]) -> None:
     """Check inputs against the schema before anything is spent.
 
     Raises `UsageError` for an unknown parameter (with a suggestion), a wrong
     type, a value not allowed, or a missing required value.
     """
+    for name, value in inputs.items():
+        if not _encodable(value):
+            raise UsageError(
+                f"{name} is not valid Unicode text (bytes that are not UTF-8?).",
+                hint="Give it as UTF-8 text.",
+            )
     params = {p.name: p for p in parameters(schema)}
     if not params:
         return

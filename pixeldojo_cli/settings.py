@@ -27,6 +27,8 @@ DEFAULT_PROFILE = "default"
 DEFAULT_RATE_LIMIT = 60.0
 DEFAULT_POLL_INTERVAL = 2.0
 DEFAULT_MAX_POLL_INTERVAL = 30.0
+# The longest poll interval a setting may ask for (a day), as the flags allow.
+MAX_SECONDS = 86400.0
 
 ENV_API_KEY = "PIXELDOJO_API_KEY"
 ENV_BASE_URL = "PIXELDOJO_BASE_URL"
@@ -98,6 +100,11 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         raise ConfigError(f"Cannot read the config file {path}: {exc.strerror or exc}.") from exc
     try:
         parsed = tomllib.loads(data.decode("utf-8"))
+    except RecursionError:  # tomllib recurses once per level of nesting
+        raise ConfigError(
+            f"The config file {path} nests values too deeply to be read.",
+            hint=f"Fix or remove it (`rm {path}`), then try again.",
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"The config file {path} is not valid TOML: {exc}.",
@@ -361,6 +368,8 @@ def parse_setting(key: str, raw: str) -> Any:
         except ValueError:
             number = math.nan
         if not math.isfinite(number) or number <= 0:
-            raise ConfigError(f"{key} must be a positive number, got {raw!r}.")
+            raise ConfigError(f"{key} must be a positive number, got {raw[:60]!r}.")
+        if kind == "seconds" and number >= MAX_SECONDS:  # as --poll-interval: under a day
+            raise ConfigError(f"{key} must be under {MAX_SECONDS:.0f} seconds, got {raw[:60]!r}.")
         return number
     return raw
