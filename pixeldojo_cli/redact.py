@@ -6,13 +6,15 @@ newline) can never be part of a key and is dropped wherever a key enters;
 anything else that cannot go in a header is refused before any request.
 
 Masking covers the forms a key takes in other people's text too: the
-`repr()` of it (`b'Bearer KEY\\r'`), JSON-escaped, URL-encoded, HTML-escaped.
+`repr()` of it (`b'Bearer KEY\\r'`), JSON-escaped, URL-encoded, HTML-escaped,
+inside base64 (`Basic ...`), in any letter case.
 Only keys long enough to be a key are masked, so that a 1-character key
 cannot turn `pixeldojo` into `pi****eldojo`.
 """
 
 from __future__ import annotations
 
+import base64
 import functools
 import html
 import json
@@ -87,9 +89,26 @@ def _escaped_forms(text: str) -> set[str]:
 
 def _encoded_forms(text: str) -> set[str]:
     """`text` as URLs, JSON with escaped slashes and HTML would carry it."""
-    forms = {quote(text, safe=""), quote(text), quote_plus(text), html.escape(text)}
+    encoding = {
+        "encoding": "utf-8",
+        "errors": "surrogatepass",
+    }  # a key from bytes that are not UTF-8
+    forms = {quote(text, "", **encoding), quote(text, **encoding), quote_plus(text, **encoding)}
+    forms.add(html.escape(text))
     forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), f) for f in set(forms)}
     forms.add(text.replace("/", "\\/"))
+    return forms
+
+
+def _base64_forms(text: str) -> set[str]:
+    """What `text` looks like inside any base64 blob: for each of the three
+    alignments, the characters that depend on its bytes alone."""
+    data = text.encode("utf-8", "surrogatepass")
+    forms = set()
+    for shift in range(3):
+        encoded = base64.b64encode(b"\0" * shift + data).decode("ascii")
+        core = encoded[(8 * shift + 5) // 6 : (shift + len(data)) // 3 * 4]
+        forms |= {core, core.replace("+", "-").replace("/", "_")}
     return forms
 
 
@@ -106,9 +125,10 @@ def _pattern(key: str) -> tuple[re.Pattern[str], str] | None:
             forms |= _encoded_forms(escaped)
             forms |= {json.dumps(e)[1:-1] for e in _encoded_forms(escaped)}
             forms.add(json.dumps(escaped)[1:-1])
+    forms |= _base64_forms(core)
     forms = {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
     alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
-    return re.compile(alternatives), mask_key(core)
+    return re.compile(alternatives, re.IGNORECASE), mask_key(core)
 
 
 def redact(text: str, key: str | None) -> str:
@@ -119,4 +139,4 @@ def redact(text: str, key: str | None) -> str:
     if compiled is None:
         return text
     pattern, masked = compiled
-    return pattern.sub(masked, text)
+    return pattern.sub(lambda _: masked, text)  # (not a template: a key may hold `\\`)
