@@ -55,12 +55,12 @@ def _segment(value: str, what: str) -> str:
 def _json_body(response: httpx.Response, secret: str | None = None) -> Any:
     """The answer's JSON, where server text enters: nested at most `MAX_DEPTH`
     deep, with `secret` (the key) masked in every string (see `untrusted`)."""
-    from pixeldojo_cli.untrusted import TooDeepError, loads, tidy
+    from pixeldojo_cli.untrusted import LimitError, loads, tidy
 
     where = f"{response.request.method} {response.request.url.path}"
     try:
         value = loads(response.content)
-    except TooDeepError as exc:
+    except LimitError as exc:
         raise BadResponseError(f"The API's answer to {where} is not usable: {exc}.") from None
     except (ValueError, UnicodeDecodeError):
         kind = response.headers.get("content-type", "unknown type")

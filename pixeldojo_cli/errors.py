@@ -308,6 +308,10 @@ def _code_and_message(body: Any) -> tuple[str | None, str | None]:
     )
 
 
+# The longest error message from a server that is shown whole.
+MAX_MESSAGE = 1000
+
+
 def error_from_response(status: int, text: str, *, retry_after: float | None = None) -> APIError:
     """Build the right `APIError` from an error response's status and body text.
 
@@ -321,6 +325,8 @@ def error_from_response(status: int, text: str, *, retry_after: float | None = N
     except ValueError:  # not JSON, or nested too deep to be an error body
         body = None
     code, message = _code_and_message(body)
+    if message is not None and len(message) > MAX_MESSAGE:  # one line, not a page
+        message = message[:MAX_MESSAGE] + "..."
     if code is None:
         code = _STATUS_CODES.get(status, "internal_error" if status >= 500 else None)
     if message is None:

@@ -470,10 +470,10 @@ class Transport:
             if response.is_success:
                 return response
             if response.has_redirect_location:  # never followed: the key stays with this origin
+                location = redact(response.headers["location"][:200], self._key)
                 raise BadResponseError(
-                    f"The API redirected {method} {url.path} to "
-                    f"{response.headers['location'][:200]}; redirects are not followed with "
-                    "your key.",
+                    f"The API redirected {method} {url.path} to {location}; redirects are "
+                    "not followed with your key.",
                     hint="If that is the API's new address, make it the base URL "
                     "(--base-url, or `pixeldojo config set base_url URL`).",
                 )

@@ -21,15 +21,20 @@ from pixeldojo_cli.redact import redact
 
 # No API answer or set of inputs nests anywhere near this deep.
 MAX_DEPTH = 64
+# Nor holds anywhere near this many values (a bound on the `,`, `[` and `{` in the
+# text, counted before decoding): 16 MiB of `[{},{},...]` would otherwise become
+# millions of Python objects, hundreds of MiB.
+MAX_ITEMS = 500_000
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-class TooDeepError(ValueError):
-    """JSON nested deeper than `MAX_DEPTH` (a ValueError, as any other bad JSON)."""
+class LimitError(ValueError):
+    """JSON nested deeper than `MAX_DEPTH`, or with more than `MAX_ITEMS` values
+    (a ValueError, as any other bad JSON)."""
 
-    def __init__(self, max_depth: int = MAX_DEPTH) -> None:
-        super().__init__(f"it is nested more than {max_depth} levels deep")
+    def __init__(self, max_depth: int = MAX_DEPTH, reason: str = "") -> None:
+        super().__init__(reason or f"it is nested more than {max_depth} levels deep")
 
 
 def loads(
@@ -39,18 +44,27 @@ def loads(
     parse_constant: Callable[[str], Any] | None = None,
 ) -> Any:
     """`json.loads`, refusing documents nested deeper than `max_depth` with
-    `TooDeepError`. Any failure is a `ValueError` (numbers of more digits than
-    Python converts are one too)."""
+    `LimitError`, or holding more than `MAX_ITEMS` values. Any failure is a
+    `ValueError` (numbers of more digits than Python converts are one too)."""
+    if _marks(text) > MAX_ITEMS:
+        raise LimitError(reason=f"it holds more than {MAX_ITEMS:,} values")
     try:
         value = json.loads(text, parse_constant=parse_constant)
     except RecursionError:
-        raise TooDeepError(max_depth) from None
+        raise LimitError(max_depth) from None
     _check_depth(value, max_depth)
     return value
 
 
+def _marks(text: str | bytes) -> int:
+    """How many `,`, `[` and `{` `text` holds: at least its number of values, less one."""
+    if isinstance(text, bytes):
+        return text.count(b",") + text.count(b"[") + text.count(b"{")
+    return text.count(",") + text.count("[") + text.count("{")
+
+
 def _check_depth(value: Any, max_depth: int) -> None:
-    """Raise `TooDeepError` when containers nest deeper than `max_depth`.
+    """Raise `LimitError` when containers nest deeper than `max_depth`.
     Iterative: the value may be ~1,000 levels deep."""
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
@@ -62,7 +76,7 @@ def _check_depth(value: Any, max_depth: int) -> None:
         else:
             continue
         if depth > max_depth:
-            raise TooDeepError(max_depth)
+            raise LimitError(max_depth)
         stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
 
 

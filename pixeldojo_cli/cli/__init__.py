@@ -109,12 +109,12 @@ def _main() -> None:
 
 def _json_usage_error(exc: Exception) -> int:
     """Print a command-line usage error for people (stderr) and scripts (stdout)."""
-    from pixeldojo_cli.cli.render import dump_json
+    from pixeldojo_cli.cli.render import dump_json, safe_text
 
     format_message = getattr(exc, "format_message", None)
     message = format_message() if callable(format_message) else str(exc)
     exit_code = getattr(exc, "exit_code", 2)
-    sys.stderr.write(f"error: {message} (usage_error)\nTry 'pixeldojo --help'.\n")
+    sys.stderr.write(f"error: {safe_text(message)} (usage_error)\nTry 'pixeldojo --help'.\n")
     document = {"error": {"code": "usage_error", "message": message, "exit_code": exit_code}}
     sys.stdout.write(dump_json(document) + "\n")
     return int(exit_code)

@@ -203,6 +203,7 @@ class Renderer:
             no_color=not color,
             color_system="auto" if color else None,
             highlight=False,
+            markup=False,  # no Rich markup from server text, whoever prints it
             emoji=False,
             soft_wrap=True,
             force_terminal=True if color and not _is_tty(stream) else None,
@@ -232,8 +233,9 @@ class Renderer:
         self.stdout.flush()
 
     def json(self, value: Any) -> None:
-        """One JSON document on stdout (`dump_json`: exact, and escaped for terminals)."""
-        self._write_stdout(dump_json(value))
+        """One JSON document on stdout (`dump_json`: exact, and escaped for terminals),
+        with any known secret masked in it."""
+        self._write_stdout(self.scrub(dump_json(value)))
 
     def table(
         self, columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None
