@@ -925,3 +925,67 @@ def test_the_hostile_shapes_never_give_exit_1(emulator: Emulator) -> None:
         done = pixeldojo(*args, env=env)
         assert done.returncode == 2, (args[:3], done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_an_argument_of_bytes_that_are_not_utf8_is_exit_2(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    env = {**run_subprocess_env(emulator), "LC_ALL": "C.UTF-8"}
+    done = subprocess.run(
+        [
+            PYTHON.encode(),
+            b"-m",
+            b"pixeldojo_cli",
+            b"run",
+            b"flux-dev",
+            b"a\xffb",
+            *map(str.encode, FAST),
+        ],
+        capture_output=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert b"not valid Unicode text" in done.stderr and b"Traceback" not in done.stderr
+    assert not emulator.requests_to("POST", r"/run$")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        "x = " + "[" * 3000 + "1" + "]" * 3000,
+        "x = " + "{a = " * 3000 + "1" + "}" * 3000,
+        "[defaults]\npoll_interval = 1e300",
+        "[defaults]\nmax_poll_interval = 86400",
+    ],
+    ids=["arrays 3000 deep", "tables 3000 deep", "poll 1e300", "a day"],
+)
+def test_config_files_that_cannot_work_are_one_line_errors(
+    cli: Invoke, isolated_env: Path, config: str
+) -> None:
+    folder = isolated_env / "xdg_config_home" / "pixeldojo"
+    folder.mkdir(parents=True)
+    (folder / "config.toml").write_text(config + "\n")
+    (folder / "config.toml").chmod(0o600)
+    result = cli("run", "flux-dev", "x", *FAST)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("error: ") and "(config_error)" in result.stderr
+
+
+def test_an_api_redirect_names_where_it_pointed(
+    emulator: Emulator, elsewhere: Elsewhere, cli: Invoke
+) -> None:
+    emulator.add_fault("redirect", status=301, location=f"{elsewhere.url}/api/v1/models")
+    result = cli("models")
+    assert result.exit_code == 10
+    assert f"redirected GET /api/v1/models to {elsewhere.url}/api/v1/models" in result.stderr
+    assert "base URL" in result.stderr and elsewhere.seen == []
+
+
+def test_a_page_long_error_message_is_cut(emulator: Emulator, cli: Invoke) -> None:
+    emulator.add_fault("status", status=400, path=r"/models/x$", message="no " * 10_000)
+    result = cli("models", "show", "x")
+    assert result.exit_code == 2
+    [line, *_] = result.stderr.splitlines()
+    assert line.endswith("... (validation_error)") and len(line) < 1100
