@@ -25,8 +25,10 @@ from pixeldojo_cli.errors import (
     BadResponseError,
     MissingAPIKeyError,
     PixelDojoError,
+    SubmissionUncertainError,
     UsageError,
 )
+from pixeldojo_cli.redact import clean_api_key
 from pixeldojo_cli.results import (
     Job,
     Model,
@@ -51,15 +53,22 @@ def _segment(value: str, what: str) -> str:
     return quote(value, safe="")
 
 
-def _json_body(response: httpx.Response) -> Any:
+def _json_body(response: httpx.Response, secret: str | None = None) -> Any:
+    """The answer's JSON, where server text enters: nested at most `MAX_DEPTH`
+    deep, with `secret` (the key) masked in every string (see `untrusted`)."""
+    from pixeldojo_cli.untrusted import LimitError, loads, tidy
+
+    where = f"{response.request.method} {response.request.url.path}"
     try:
-        return response.json()
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = loads(response.content)
+    except LimitError as exc:
+        raise BadResponseError(f"The API's answer to {where} is not usable: {exc}.") from None
+    except (ValueError, UnicodeDecodeError):
         kind = response.headers.get("content-type", "unknown type")
         raise BadResponseError(
-            f"Expected JSON from {response.request.method} {response.request.url.path}, "
-            f"got {kind} (HTTP {response.status_code})."
-        ) from exc
+            f"Expected JSON from {where}, got {kind[:60]} (HTTP {response.status_code})."
+        ) from None
+    return tidy(value, secret)
 
 
 class Client:
@@ -78,7 +87,7 @@ class Client:
         clock: Callable[[], float] = time.monotonic,
         http: httpx.Client | None = None,
     ) -> None:
-        self.api_key = api_key or None
+        self.api_key = clean_api_key(api_key)
         self.base_url = base_url.rstrip("/")
         self._sleep = sleep
         self._clock = clock
@@ -111,7 +120,7 @@ class Client:
             raise MissingAPIKeyError("No API key is set.")
 
     def _get(self, path: str, **kwargs: Any) -> Any:
-        return _json_body(self.transport.request("GET", path, **kwargs))
+        return _json_body(self.transport.request("GET", path, **kwargs), self.api_key)
 
     # --- any request (`pixeldojo api`) ---------------------------------------
 
@@ -182,10 +191,14 @@ class Client:
         body = dict(inputs)
         if webhook_url:
             body["webhook_url"] = webhook_url
-        response = self.transport.request(
-            "POST", f"models/{_segment(model_id, 'model id')}/run", json=body, creates=True
-        )
-        return parse_job(_json_body(response))
+        try:
+            response = self.transport.request(
+                "POST", f"models/{_segment(model_id, 'model id')}/run", json=body, creates=True
+            )
+            return parse_job(_json_body(response, self.api_key))
+        except BadResponseError as exc:  # the server took the request: the job may exist
+            exc.hint = SubmissionUncertainError.default_hint
+            raise
 
     def get_job(self, job_id: str, *, timeout: float | None = None) -> Job:
         """`GET /jobs/{jobId}`, always on the API's origin (never a foreign statusUrl)."""
@@ -204,7 +217,7 @@ class Client:
         response = self.transport.request("POST", f"jobs/{_segment(job_id, 'job id')}/webhook")
         if not response.content:
             return {}
-        body = _json_body(response)
+        body = _json_body(response, self.api_key)
         return body if isinstance(body, dict) else {"response": body}
 
     def wait(

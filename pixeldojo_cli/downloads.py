@@ -319,7 +319,10 @@ def download_file(
 
     With `checksum`, the file's SHA-256 is computed on the way in and recorded.
     """
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:  # e.g. an unclosed `[` of an IPv6 host: no URL at all
+        raise DownloadError(f"Refusing to download {url[:100]!r}: it is not a valid URL.") from None
     if scheme not in ("http", "https"):
         raise DownloadError(f"Refusing to download a {scheme or 'schemeless'} URL: {url[:80]}")
     if scheme == "http" and transport.base_url.scheme == "https":

@@ -11,7 +11,6 @@ CLI never decides an exit code anywhere else.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any
@@ -53,6 +52,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "usage_error": ExitCode.USAGE,
     "config_error": ExitCode.USAGE,
     "missing_api_key": ExitCode.AUTH,
+    "invalid_api_key": ExitCode.USAGE,  # bad input: a key that cannot be a header
     "job_failed": ExitCode.JOB_FAILED,
     "wait_timeout": ExitCode.TIMEOUT,
     "network_error": ExitCode.NETWORK,
@@ -138,6 +138,16 @@ class MissingAPIKeyError(PixelDojoError):
     default_hint = (
         "Provide a key with `pixeldojo auth login`, the PIXELDOJO_API_KEY environment "
         "variable, or --api-key; or try the tool with --emulator (no key needed)."
+    )
+
+
+class InvalidAPIKeyError(PixelDojoError):
+    """A key that cannot be sent in an HTTP header; the message never contains it."""
+
+    code = "invalid_api_key"
+    default_hint = (
+        "An API key is visible ASCII only. Set it again (`pixeldojo auth login`, "
+        "PIXELDOJO_API_KEY or --api-key) without the stray character."
     )
 
 
@@ -330,17 +340,25 @@ def _code_and_message(body: Any) -> tuple[str | None, str | None]:
     )
 
 
+# The longest error message from a server that is shown whole.
+MAX_MESSAGE = 1000
+
+
 def error_from_response(status: int, text: str, *, retry_after: float | None = None) -> APIError:
     """Build the right `APIError` from an error response's status and body text.
 
     Accepts `{"error": {"code", "message"}}`, `{"error": "...", "code": "..."}`
     and plain text; the status decides when the body names no code.
     """
+    from pixeldojo_cli.untrusted import loads
+
     try:
-        body: Any = json.loads(text) if text else None
-    except ValueError:
+        body: Any = loads(text) if text else None
+    except ValueError:  # not JSON, or nested too deep to be an error body
         body = None
     code, message = _code_and_message(body)
+    if message is not None and len(message) > MAX_MESSAGE:  # one line, not a page
+        message = message[:MAX_MESSAGE] + "..."
     if code is None:
         code = _STATUS_CODES.get(status, "internal_error" if status >= 500 else None)
     if message is None:

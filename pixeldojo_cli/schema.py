@@ -54,7 +54,10 @@ def _type_of(spec: Mapping[str, Any]) -> str:
 def _bound(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float: no usable bound
+        return None
 
 
 def parameters(schema: Mapping[str, Any] | None) -> list[Parameter]:
@@ -106,8 +109,13 @@ def coerce_scalar(kind: str | None, raw: str, name: str) -> Any:
     text = raw.strip()
     if kind == "integer":
         if not _INT.fullmatch(text):
-            raise UsageError(f"{name} must be an integer, got {raw!r}.")
-        return int(text)
+            raise UsageError(f"{name} must be an integer, got {raw[:60]!r}.")
+        try:
+            return int(text)
+        except ValueError:  # more digits than Python converts (4,300 by default)
+            raise UsageError(
+                f"{name} must be an integer; {len(text)} digits is too many."
+            ) from None
     if kind == "number":
         if not _FLOAT.fullmatch(text):
             raise UsageError(f"{name} must be a number, got {raw!r}.")
@@ -138,10 +146,12 @@ def parse_assignment(text: str) -> tuple[str, str, bool]:
 
 
 def _json_literal(name: str, raw: str) -> Any:
+    from pixeldojo_cli.untrusted import loads
+
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise UsageError(f"The value of {name} is not valid JSON: {exc}.") from exc
+        return loads(raw, parse_constant=_reject_constant)
+    except ValueError as exc:  # not JSON, nested too deep, a number of too many digits
+        raise UsageError(f"The value of {name} is not valid JSON: {exc}.") from None
 
 
 def _reject_constant(value: str) -> Any:
@@ -191,9 +201,9 @@ def _type_ok(kind: str | None, value: Any) -> bool:
     if kind == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "number":
-        return (
-            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        )
+        if isinstance(value, int) and not isinstance(value, bool):
+            return True  # (math.isfinite would overflow on a huge one)
+        return isinstance(value, float) and math.isfinite(value)
     if kind == "boolean":
         return isinstance(value, bool)
     if kind == "string":
@@ -225,12 +235,35 @@ def _check_value(param: Parameter, value: Any) -> str | None:
     return None
 
 
+def _encodable(value: Any) -> bool:
+    """Whether every string in `value` can be written as UTF-8: an argument of bytes
+    that are not UTF-8 arrives holding lone surrogates, which no file or request
+    can carry. (Inputs come from the depth-limited decoder or the command line.)"""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, list):
+        return all(_encodable(item) for item in value)
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    return True
+
+
 def validate_inputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any]) -> None:
     """Check inputs against the schema before anything is spent.
 
     Raises `UsageError` for an unknown parameter (with a suggestion), a wrong
     type, a value not allowed, or a missing required value.
     """
+    for name, value in inputs.items():
+        if not _encodable(value):
+            raise UsageError(
+                f"{name} is not valid Unicode text (bytes that are not UTF-8?).",
+                hint="Give it as UTF-8 text.",
+            )
     params = {p.name: p for p in parameters(schema)}
     if not params:
         return
@@ -284,23 +317,29 @@ def estimate_cost(
                 unit = table[_norm(str(chosen))]
                 break
     count = 1.0
-    if cost.per_second:
-        duration = values.get("duration")
-        if isinstance(duration, bool) or not isinstance(duration, int | float):
-            return None
-        count = float(duration)
-    else:
-        outputs = values.get("num_outputs", values.get("num_images", 1))
-        if isinstance(outputs, int) and not isinstance(outputs, bool) and outputs > 0:
-            count = float(outputs)
-    return round(unit * count, 4)
+    try:  # (an integer beyond any float has no estimate)
+        if cost.per_second:
+            duration = values.get("duration")
+            if isinstance(duration, bool) or not isinstance(duration, int | float):
+                return None
+            count = float(duration)
+        else:
+            outputs = values.get("num_outputs", values.get("num_images", 1))
+            if isinstance(outputs, int) and not isinstance(outputs, bool) and outputs > 0:
+                count = float(outputs)
+    except OverflowError:
+        return None
+    estimate = round(unit * count, 4)
+    return estimate if math.isfinite(estimate) else None
 
 
 def inputs_object(text: str, where: str) -> dict[str, Any]:
     """A JSON object of model inputs, or a usage error naming `where` it came from."""
+    from pixeldojo_cli.untrusted import loads
+
     try:
-        value = json.loads(text)
-    except ValueError as exc:
+        value = loads(text)
+    except ValueError as exc:  # not JSON, too deep, or a number of too many digits
         raise UsageError(f"{where} is not valid JSON: {exc}.") from exc
     if not isinstance(value, dict):
         raise UsageError(f"{where} must be a JSON object of inputs.")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pixeldojo_cli.errors import ConfigError
+from pixeldojo_cli.redact import clean_api_key
 
 APP_NAME = "pixeldojo"
 DEFAULT_BASE_URL = "https://pixeldojo.ai/api/v1"
@@ -26,6 +27,8 @@ DEFAULT_PROFILE = "default"
 DEFAULT_RATE_LIMIT = 60.0
 DEFAULT_POLL_INTERVAL = 2.0
 DEFAULT_MAX_POLL_INTERVAL = 30.0
+# The longest poll interval a setting may ask for (a day), as the flags allow.
+MAX_SECONDS = 86400.0
 
 ENV_API_KEY = "PIXELDOJO_API_KEY"
 ENV_BASE_URL = "PIXELDOJO_BASE_URL"
@@ -97,6 +100,11 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         raise ConfigError(f"Cannot read the config file {path}: {exc.strerror or exc}.") from exc
     try:
         parsed = tomllib.loads(data.decode("utf-8"))
+    except RecursionError:  # tomllib recurses once per level of nesting
+        raise ConfigError(
+            f"The config file {path} nests values too deeply to be read.",
+            hint=f"Fix or remove it (`rm {path}`), then try again.",
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"The config file {path} is not valid TOML: {exc}.",
@@ -273,11 +281,20 @@ def resolve_settings(
     profile_table = _table(config, "profiles", str(chosen_profile.value))
     defaults = _table(config, "defaults")
     both = [(profile_table, where), (defaults, where)]
+    key = _text(
+        pick(api_key, env, ENV_API_KEY, [(profile_table, where)], "api_key", None), "api_key"
+    )
     return Settings(
         profile=chosen_profile,
-        api_key=pick(api_key, env, ENV_API_KEY, [(profile_table, where)], "api_key", None),
-        base_url=pick(base_url, env, ENV_BASE_URL, both, "base_url", DEFAULT_BASE_URL),
-        output_dir=pick(output_dir, env, ENV_OUTPUT_DIR, [(defaults, where)], "output_dir", "."),
+        # Whitespace around a key (a pasted key, a file's last newline) is never part of it.
+        api_key=Setting(clean_api_key(key.value), key.source),
+        base_url=_text(
+            pick(base_url, env, ENV_BASE_URL, both, "base_url", DEFAULT_BASE_URL), "base_url"
+        ),
+        output_dir=_text(
+            pick(output_dir, env, ENV_OUTPUT_DIR, [(defaults, where)], "output_dir", "."),
+            "output_dir",
+        ),
         rate_limit=_typed(
             pick(None, env, None, both, "rate_limit", DEFAULT_RATE_LIMIT), "rate_limit"
         ),
@@ -290,6 +307,24 @@ def resolve_settings(
         ),
         checksum=_typed(pick(None, env, ENV_CHECKSUM, both, "checksum", False), "checksum"),
         config_file=path,
+    )
+
+
+_TOML_TYPES = {bool: "true or false", int: "a number", float: "a number", list: "a list"}
+
+
+def _text(setting: Setting, key: str) -> Setting:
+    """A setting that must be text: a number, list or table in the config file is a
+    clear error naming the file (and never showing the value: it may be a key)."""
+    if setting.value is None or isinstance(setting.value, str):
+        return setting
+    kind = _TOML_TYPES.get(
+        type(setting.value), "a table" if isinstance(setting.value, dict) else "not text"
+    )
+    file = setting.source.removeprefix("config:")
+    raise ConfigError(
+        f"In {file}: {key} must be text in quotes, but it is {kind}.",
+        hint=f'Write it as {key} = "..." in {file}.',
     )
 
 
@@ -333,6 +368,8 @@ def parse_setting(key: str, raw: str) -> Any:
         except ValueError:
             number = math.nan
         if not math.isfinite(number) or number <= 0:
-            raise ConfigError(f"{key} must be a positive number, got {raw!r}.")
+            raise ConfigError(f"{key} must be a positive number, got {raw[:60]!r}.")
+        if kind == "seconds" and number >= MAX_SECONDS:  # as --poll-interval: under a day
+            raise ConfigError(f"{key} must be under {MAX_SECONDS:.0f} seconds, got {raw[:60]!r}.")
         return number
     return raw

@@ -72,6 +72,7 @@ def test_the_fast_path_answers_as_typer_does(emulator: Emulator, shell: str) -> 
 
 
 def test_the_fast_path_does_not_build_the_typer_app(emulator: Emulator) -> None:
+    ask("pixeldojo run fl", "bash", run_subprocess_env(emulator), slow=False)  # warm the cache
     env = {
         **run_subprocess_env(emulator),
         "_PIXELDOJO_COMPLETE": "complete_bash",

@@ -179,13 +179,19 @@ def test_a_submit_whose_connection_failed_before_sending_is_retried(
 
 # --- malformed answers -------------------------------------------------------------
 
-MALFORMED = {
-    "invalid JSON": (b'{"jobId": ', "application/json"),
-    "an HTML error page": (b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"),
-    "an empty body": (b"", "application/json"),
-    "no jobId": (b'{"status": "completed"}', "application/json"),
-    "a list": (b"[1, 2, 3]", "application/json"),
-    "17 MiB": (b'{"pad": "' + b"x" * (17 * 2**20) + b'"}', "application/json"),
+MALFORMED: dict[str, dict[str, Any]] = {
+    "invalid JSON": {"body": b'{"jobId": '},
+    "an HTML error page": {
+        "body": b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+        "content_type": "text/html",
+    },
+    "an empty body": {"body": b""},
+    "no jobId": {"body": b'{"status": "completed"}'},
+    "a list": {"body": b"[1, 2, 3]"},
+    "17 MiB": {"body": b'{"pad": "' + b"x" * (17 * 2**20) + b'"}'},
+    "a 2 MB gzip of 2 GiB": {"kind": "bomb", "size": 2 * 2**30},
+    "nested 100,000 deep": {"kind": "deep", "depth": 100_000},
+    "600,000 empty objects": {"body": b"[" + b"{}," * 600_000 + b"{}]"},
 }
 
 
@@ -195,22 +201,16 @@ MALFORMED = {
 def test_a_malformed_answer_is_one_clean_error(
     emulator: Emulator, cli: Invoke, name: str, where: str
 ) -> None:
-    body, content_type = MALFORMED[name]
+    fault = {"kind": "status", **MALFORMED[name]}
     method, path = ("POST", r"/run$") if where == "submit" else ("GET", r"/jobs/")
-    emulator.add_fault(
-        "status",
-        status=200,
-        method=method,
-        path=path,
-        body=body,
-        content_type=content_type,
-        count=-1,
-    )
+    emulator.add_fault(fault.pop("kind"), status=200, method=method, path=path, count=-1, **fault)
     result = cli("run", "flux-dev", "x", *FAST)
     assert result.exit_code == 10, result.output
     assert "Traceback" not in result.output
     assert result.stderr.startswith("error: ") or "\nerror: " in result.stderr
     assert len(emulator.requests_to("POST", r"/run$")) == 1
+    if where == "submit":  # the server took it: the job may exist
+        assert KEEP_LOOKING in result.stderr
 
 
 @pytest.mark.parametrize("output", ["42", '{"images": 7}', '{"video": [null, 3]}', '"not a url"'])

@@ -10,6 +10,9 @@ from types import FrameType
 from pixeldojo_cli.cli.argv import hoist_global_options
 
 INTERRUPTED = 130
+# A reader that went away (`pixeldojo models | head -1`): exit as a process killed by
+# SIGPIPE is reported by a shell (128 + 13), with nothing printed.
+BROKEN_PIPE = 141
 
 
 def _second_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -24,6 +27,51 @@ def _first_interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    stdout_was = _file_identity(1)
+    try:
+        _main()
+    except BrokenPipeError:
+        _quiet_exit()
+    except SystemExit as exc:
+        if exc.code == 1 and _pipe_broke(stdout_was):  # a broken pipe is no bug
+            _quiet_exit()
+        raise
+
+
+def _file_identity(fd: int) -> tuple[int, int] | None:
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _pipe_broke(stdout_was: tuple[int, int] | None) -> bool:
+    """Whether Typer or Rich met a broken pipe and exited 1 for it: Typer then wraps
+    stdout in its PacifyFlushWrapper, Rich points stdout at the null device."""
+    if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+        return True
+    now = _file_identity(1)
+    return now != stdout_was and now is not None and now == _file_identity_of(os.devnull)
+
+
+def _file_identity_of(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _quiet_exit() -> None:
+    """Stop writing (even the interpreter's last flush) and exit as SIGPIPE would."""
+    from pixeldojo_cli.cli.render import silence_broken_pipe
+
+    silence_broken_pipe()
+    sys.exit(BROKEN_PIPE)
+
+
+def _main() -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _first_interrupt)
     if "_PIXELDOJO_COMPLETE" in os.environ:  # a TAB: answered without Typer when we can
@@ -61,12 +109,12 @@ def main() -> None:
 
 def _json_usage_error(exc: Exception) -> int:
     """Print a command-line usage error for people (stderr) and scripts (stdout)."""
-    from pixeldojo_cli.cli.render import dump_json
+    from pixeldojo_cli.cli.render import dump_json, safe_text
 
     format_message = getattr(exc, "format_message", None)
     message = format_message() if callable(format_message) else str(exc)
     exit_code = getattr(exc, "exit_code", 2)
-    sys.stderr.write(f"error: {message} (usage_error)\nTry 'pixeldojo --help'.\n")
+    sys.stderr.write(f"error: {safe_text(message)} (usage_error)\nTry 'pixeldojo --help'.\n")
     document = {"error": {"code": "usage_error", "message": message, "exit_code": exit_code}}
     sys.stdout.write(dump_json(document) + "\n")
     return int(exit_code)

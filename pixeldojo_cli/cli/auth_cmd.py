@@ -37,11 +37,13 @@ def stdin_is_terminal() -> bool:
 
 def _read_key(with_token: bool) -> str:
     from pixeldojo_cli.errors import UsageError
+    from pixeldojo_cli.redact import check_api_key
 
     if with_token:
-        key = sys.stdin.read().strip()
+        key = check_api_key(sys.stdin.read(), " read from standard input")
     elif stdin_is_terminal():
-        key = str(typer.prompt("Paste your PixelDojo API key", hide_input=True)).strip()
+        typed = str(typer.prompt("Paste your PixelDojo API key", hide_input=True))
+        key = check_api_key(typed, " you typed")
     else:
         raise UsageError(
             "No terminal to ask for the key on.",
@@ -50,8 +52,6 @@ def _read_key(with_token: bool) -> str:
         )
     if not key:
         raise UsageError("The key is empty.", hint="Get one from your PixelDojo API settings.")
-    if any(ch.isspace() for ch in key) or not key.isprintable():
-        raise UsageError("That does not look like an API key: it has spaces or control characters.")
     return key
 
 

@@ -79,10 +79,11 @@ def serve(
         emulator.start()
         state.render.result(f"PIXELDOJO_BASE_URL={emulator.base_url}")
         state.render.info(
-            f"PixelDojo emulator: API {emulator.base_url}, files {emulator.files_url}.\n"
+            f"PixelDojo emulator: API {emulator.base_url}, files {emulator.files_url}."
+        )
+        state.render.info(
             f"{'Any non-empty key works' if key is None else 'Only the --key given works'}; "
-            f"a prompt containing "
-            f"{FAIL_MARKER!r} makes the job fail. Ctrl-C stops it."
+            f"a prompt containing {FAIL_MARKER!r} makes the job fail. Ctrl-C stops it."
         )
         # A CI step stops it with `kill`: treat SIGTERM like Ctrl-C and shut down cleanly.
         signal.signal(signal.SIGTERM, _interrupt)
