@@ -66,7 +66,9 @@ def _json_usage_error(exc: Exception) -> int:
     format_message = getattr(exc, "format_message", None)
     message = format_message() if callable(format_message) else str(exc)
     exit_code = getattr(exc, "exit_code", 2)
-    sys.stderr.write(f"error: {message} (usage_error)\nTry 'pixeldojo --help'.\n")
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", None) or "pixeldojo"
+    sys.stderr.write(f"error: {message} (usage_error)\nTry '{command} --help'.\n")
     document = {"error": {"code": "usage_error", "message": message, "exit_code": exit_code}}
     sys.stdout.write(dump_json(document) + "\n")
     return int(exit_code)

@@ -19,6 +19,7 @@ ProfileOption = Annotated[
     str | None,
     typer.Option(
         "--profile",
+        metavar="NAME",
         help="Profile to use (default: --profile before the command, PIXELDOJO_PROFILE, "
         "or `default`).",
         show_default=False,
