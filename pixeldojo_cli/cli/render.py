@@ -14,7 +14,8 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TextIO
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -27,6 +28,99 @@ if TYPE_CHECKING:
 def dump_json(value: Any) -> str:
     """The CLI's JSON: indented, UTF-8, anything unknown as a string."""
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (escape codes included) shown as `?`:
+    for text that reaches a terminal without Rich, which strips them itself."""
+    return "".join(
+        ch if ch.isprintable() or ch in "\t" else ("?" if ch != "\n" else " ") for ch in text
+    )
+
+
+def plural(count: float, word: str) -> str:
+    """`1 credit`, `2 credits`, `1.5 credits`, `0 jobs`."""
+    number = f"{count:g}" if isinstance(count, float) else str(count)
+    return f"{number} {word}" if count == 1 else f"{number} {word}s"
+
+
+def human_size(size: int) -> str:
+    """`1.2 MB`: a byte count as people read it (decimal units, as `ls -h --si`)."""
+    from rich.filesize import decimal
+
+    return decimal(size)
+
+
+def number_text(value: float) -> str:
+    """A number as written: integers whole (`2147483647`, never `2.14748e+09`)."""
+    if float(value).is_integer() and abs(value) < 1e18:
+        return str(int(value))
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column, and what may happen to it when the terminal is narrow.
+
+    `key` (a job or model id): never wrapped, cut or dropped. Other columns are
+    dropped before the table would cut an id, the highest `drop` first (0: never
+    dropped); until then they are shown whole, except that a `wrap` column wraps
+    at words and a column with `least` may be cut with an ellipsis down to that
+    many cells. `whole` says it outright for another id.
+    """
+
+    header: str
+    key: bool = False
+    whole: bool = False
+    drop: int = 0
+    wrap: bool = False
+    justify: Literal["left", "right"] = "left"
+    least: int = 0  # the narrowest it is worth showing, cut with an ellipsis
+
+
+GAP = 2  # spaces between table columns
+
+
+def _cell_width(text: str) -> int:
+    from rich.cells import cell_len
+
+    return max((cell_len(line) for line in text.splitlines()), default=0)
+
+
+def fit_columns(
+    columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int
+) -> list[tuple[int, int]]:
+    """(column index, width) of the columns to draw in `width` cells: drop the
+    most droppable column until every id fits whole, then shorten the widest
+    of the others."""
+    natural = [
+        max([_cell_width(c.header), *(_cell_width(row[i]) for row in rows)])
+        for i, c in enumerate(columns)
+    ]
+
+    def least(i: int) -> int:
+        column = columns[i]
+        if column.wrap:
+            return min(natural[i], max(column.least, _cell_width(column.header), 10))
+        if column.least and not (column.key or column.whole):
+            return min(natural[i], max(column.least, _cell_width(column.header)))
+        return natural[i]  # short cells are shown whole, or the column is dropped
+
+    keep = list(range(len(columns)))
+    while sum(least(i) for i in keep) + GAP * (len(keep) - 1) > width:
+        droppable = [i for i in keep if columns[i].drop > 0]
+        if not droppable:
+            break
+        keep.remove(max(droppable, key=lambda i: (columns[i].drop, i)))
+    widths = {i: natural[i] for i in keep}
+    excess = sum(widths.values()) + GAP * (len(keep) - 1) - width
+    while excess > 0:
+        shrinkable = [i for i in keep if widths[i] > least(i)]
+        if not shrinkable:
+            break
+        widths[max(shrinkable, key=lambda i: widths[i])] -= 1
+        excess -= 1
+    return [(i, widths[i]) for i in keep]
 
 
 def _is_tty(stream: TextIO) -> bool:
@@ -126,21 +220,45 @@ class Renderer:
         self.result(dump_json(value))
 
     def table(
-        self, columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None
+        self,
+        columns: Sequence[str | Column],
+        rows: Sequence[Sequence[str]],
+        *,
+        title: str | None = None,
+        empty: str | None = None,
     ) -> None:
-        """A table on stdout: Rich for a terminal, tab-separated lines for a pipe."""
+        """A table on stdout: Rich for a terminal, tab-separated lines for a pipe.
+
+        On a terminal, ids stay whole (see `Column`), and an empty table is the
+        sentence `empty` instead; a pipe gets nothing for no rows.
+        """
+        specs = [c if isinstance(c, Column) else Column(c) for c in columns]
         if not self.stdout_is_terminal():
             for row in rows:
                 self.result("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
             return
+        if not rows and empty is not None:
+            self.result(empty)
+            return
         from rich.table import Table
 
-        table = Table(title=title, show_edge=False, header_style="bold", pad_edge=False)
-        for column in columns:
-            table.add_column(column, overflow="fold")
+        table = Table(
+            title=title, box=None, header_style="bold", pad_edge=False, padding=(0, GAP // 2)
+        )
+        layout = fit_columns(specs, rows, self.out_console.width)
+        for index, width in layout:
+            spec = specs[index]
+            table.add_column(
+                spec.header,
+                width=width,
+                no_wrap=not spec.wrap,
+                overflow="fold" if spec.wrap else "ellipsis",
+                justify=spec.justify,
+            )
         for row in rows:
-            table.add_row(*row)
-        self.out_console.print(table)
+            table.add_row(*(row[index] for index, _ in layout))
+        needed = sum(width for _, width in layout) + GAP * (len(layout) - 1)
+        self.out_console.print(table, width=max(needed, self.out_console.width), crop=False)
 
     # --- people (stderr) -----------------------------------------------------
 
@@ -331,7 +449,7 @@ class JobProgress:
     def downloading(self, count: int) -> None:
         if self._progress is not None:
             self._progress.update(
-                self._task, description=f"{self._job_id}: downloading {count} file(s)"
+                self._task, description=f"{self._job_id}: downloading {plural(count, 'file')}"
             )
         elif self._mode == "plain":
-            self._renderer.info(f"{self._job_id}: downloading {count} file(s)")
+            self._renderer.info(f"{self._job_id}: downloading {plural(count, 'file')}")
