@@ -190,3 +190,32 @@ def parameter_candidates(
     else:
         schema = cached_schema(base_url, model_id, api_key)
     return parameters_matching(schema, incomplete)
+
+
+def job_candidates(
+    *,
+    emulator: bool,
+    base_url: str | None,
+    profile: str | None,
+    incomplete: str,
+    exclude: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> list[tuple[str, str]]:
+    """Job ids from the local ledger, newest first, with `model, status` as help.
+
+    Jobs under the embedded emulator are not recorded: nothing to offer there.
+    """
+    from pixeldojo_cli.ledger import recent_job_ids
+    from pixeldojo_cli.settings import emulator_from_env, resolve_settings
+
+    if emulator or emulator_from_env(env):
+        return []
+    settings = resolve_settings(base_url=base_url, profile=profile, env=env)
+    taken = set(exclude or ())
+    return [
+        (job_id, f"{model}, {status}")
+        for job_id, model, status in recent_job_ids(
+            base_url=str(settings.base_url.value), profile=str(settings.profile.value)
+        )
+        if job_id.startswith(incomplete) and job_id not in taken
+    ]

@@ -33,6 +33,7 @@ ENV_PROFILE = "PIXELDOJO_PROFILE"
 ENV_OUTPUT_DIR = "PIXELDOJO_OUTPUT_DIR"
 ENV_EMULATOR = "PIXELDOJO_EMULATOR"
 ENV_CHECKSUM = "PIXELDOJO_CHECKSUM"
+ENV_PREVIEW = "PIXELDOJO_PREVIEW"
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _FALSY = frozenset({"0", "false", "no", "off"})
 
@@ -51,6 +52,7 @@ CONFIG_KEYS: dict[str, str] = {
     "max_poll_interval": "seconds",
     "rate_limit": "per_minute",
     "checksum": "bool",
+    "preview": "bool",
 }
 
 
@@ -251,6 +253,7 @@ class Settings:
     poll_interval: Setting
     max_poll_interval: Setting
     checksum: Setting
+    preview: Setting
     config_file: Path
 
 
@@ -289,6 +292,7 @@ def resolve_settings(
             "max_poll_interval",
         ),
         checksum=_typed(pick(None, env, ENV_CHECKSUM, both, "checksum", False), "checksum"),
+        preview=_typed(pick(None, env, ENV_PREVIEW, both, "preview", False), "preview"),
         config_file=path,
     )
 

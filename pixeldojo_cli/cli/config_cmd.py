@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     help="Read and change the non-secret settings (output_dir, base_url, poll intervals, "
-    "rate_limit, checksum). Keys are managed with `pixeldojo auth`.",
+    "rate_limit, checksum, preview). Keys are managed with `pixeldojo auth`.",
     no_args_is_help=True,
 )
 
@@ -21,7 +21,8 @@ KeyArgument = Annotated[
     str,
     typer.Argument(
         metavar="KEY",
-        help="output_dir, base_url, poll_interval, max_poll_interval, rate_limit or checksum.",
+        help="output_dir, base_url, poll_interval, max_poll_interval, rate_limit, checksum "
+        "or preview.",
     ),
 ]
 
