@@ -97,6 +97,14 @@ def cached_models(base_url: str, api_key: str | None = None) -> list[dict[str, s
     return stale if isinstance(stale, list) else []
 
 
+def known_model_ids(base_url: str) -> list[str]:
+    """The model ids in the cache, however old (no request): for did-you-mean."""
+    models = _read(_cache_path("models", base_url), None)
+    if not isinstance(models, list):
+        return []
+    return [str(m["id"]) for m in models if isinstance(m, dict) and m.get("id")]
+
+
 def cached_schema(base_url: str, model_id: str, api_key: str | None = None) -> dict[str, Any]:
     fresh = _read(_cache_path("schema", base_url, model_id), CACHE_TTL)
     if isinstance(fresh, dict):

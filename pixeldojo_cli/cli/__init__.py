@@ -36,6 +36,8 @@ def main() -> None:
                 sys.stdout.write(text + "\n")
             sys.stdout.flush()
             sys.exit(code)
+        if os.environ["_PIXELDOJO_COMPLETE"] == "complete_bash":
+            sys.exit(_typer_bash_complete())
     args = hoist_global_options(sys.argv[1:])
     if args == ["--version"]:  # the most scripted call of all: answered without Typer
         from pixeldojo_cli import __version__
@@ -57,6 +59,27 @@ def main() -> None:
     except typer.Abort:
         sys.exit(INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _typer_bash_complete() -> int:
+    """Typer answers a bash TAB the fast path left to it, with the words bash split
+    at `=` and `:` glued back together, and its answers trimmed to match."""
+    import contextlib
+    import io
+
+    from pixeldojo_cli.cli.app import app
+    from pixeldojo_cli.cli.fastcomplete import bash_words_for_typer, trim_for_bash
+
+    kept = bash_words_for_typer(os.environ)
+    answer = io.StringIO()
+    code: int | str | None = 0
+    with contextlib.redirect_stdout(answer):
+        try:
+            app(args=[], prog_name="pixeldojo")
+        except SystemExit as done:
+            code = done.code
+    sys.stdout.write(trim_for_bash(answer.getvalue().rstrip("\n"), kept) + "\n")
+    return code if isinstance(code, int) else 0
 
 
 def _json_usage_error(exc: Exception) -> int:

@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from pixeldojo_cli.cli.complete import complete_job
 from pixeldojo_cli.cli.state import get_state
 
 app = typer.Typer(help="Webhooks: resend a finished job's webhook.", no_args_is_help=True)
@@ -18,7 +19,10 @@ app = typer.Typer(help="Webhooks: resend a finished job's webhook.", no_args_is_
 )
 def replay(
     ctx: typer.Context,
-    job_id: Annotated[str, typer.Argument(metavar="JOB_ID", help="A finished job's id.")],
+    job_id: Annotated[
+        str,
+        typer.Argument(metavar="JOB_ID", help="A finished job's id.", autocompletion=complete_job),
+    ],
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the API's answer as JSON.")
     ] = False,
