@@ -271,10 +271,13 @@ def resolve_settings(
     env = os.environ if env is None else env
     path = path or config_path()
     config = load_config(path) if config is None else config
-    chosen_profile = pick(profile, env, ENV_PROFILE, [], "profile", DEFAULT_PROFILE)
     where = f"config:{path}"
-    profile_table = _table(config, "profiles", str(chosen_profile.value))
     defaults = _table(config, "defaults")
+    # The default profile is set with `auth switch` ([defaults] profile).
+    chosen_profile = pick(
+        profile, env, ENV_PROFILE, [(defaults, where)], "profile", DEFAULT_PROFILE
+    )
+    profile_table = _table(config, "profiles", str(chosen_profile.value))
     both = [(profile_table, where), (defaults, where)]
     return Settings(
         profile=chosen_profile,
