@@ -26,6 +26,7 @@ def main() -> None:
     """Console-script entry point."""
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _first_interrupt)
+    _tolerate_ascii_stdout()
     if "_PIXELDOJO_COMPLETE" in os.environ:  # a TAB: answered without Typer when we can
         from pixeldojo_cli.cli.fastcomplete import fast_complete
 
@@ -59,6 +60,16 @@ def main() -> None:
     except typer.Abort:
         sys.exit(INTERRUPTED)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _tolerate_ascii_stdout() -> None:
+    """On a stdout that cannot encode every character (an ASCII or Latin-1
+    locale), escape what it cannot show, as Python already does on stderr,
+    instead of failing with UnicodeEncodeError after the work is done."""
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if not encoding.startswith("utf") and callable(reconfigure):
+        reconfigure(errors="backslashreplace")
 
 
 def _typer_bash_complete() -> int:

@@ -123,6 +123,11 @@ def fit_columns(
     return [(i, widths[i]) for i in keep]
 
 
+def _ascii_cut(text: str, width: int) -> str:
+    """Rich's ellipsis is `…`, which an ASCII-only stream cannot print: `...` instead."""
+    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
+
+
 def _is_tty(stream: TextIO) -> bool:
     try:
         return stream.isatty()
@@ -154,6 +159,7 @@ class Renderer:
         self._stderr_console: Console | None = None
         self._stdout_console: Console | None = None
         self._secrets: set[str] = set()
+        self._said_rich_needs_a_terminal = False
 
     def add_secret(self, secret: str | None) -> None:
         """Never print `secret` whole: errors and traces show it masked."""
@@ -183,6 +189,11 @@ class Renderer:
 
     def stdout_is_terminal(self) -> bool:
         return _is_tty(self.stdout)
+
+    def stderr_is_utf8(self) -> bool:
+        """Whether stderr can show characters beyond ASCII (spinners, `·`)."""
+        encoding = (getattr(self.stderr, "encoding", None) or "").lower().replace("-", "")
+        return encoding.startswith("utf")
 
     def _console(self, stream: TextIO) -> Console:
         from rich.console import Console
@@ -255,8 +266,16 @@ class Renderer:
                 overflow="fold" if spec.wrap else "ellipsis",
                 justify=spec.justify,
             )
+        ascii_only = self.out_console.options.ascii_only
         for row in rows:
-            table.add_row(*(row[index] for index, _ in layout))
+            table.add_row(
+                *(
+                    _ascii_cut(row[index], width)
+                    if ascii_only and not specs[index].wrap
+                    else row[index]
+                    for index, width in layout
+                )
+            )
         needed = sum(width for _, width in layout) + GAP * (len(layout) - 1)
         self.out_console.print(table, width=max(needed, self.out_console.width), crop=False)
 
@@ -292,9 +311,17 @@ class Renderer:
     # --- progress ------------------------------------------------------------
 
     def progress_mode(self, requested: str = "auto") -> str:
-        """`rich` for a terminal, `plain` lines otherwise, `none` with --quiet."""
+        """`rich` for a terminal, `plain` lines otherwise, `none` with --quiet.
+
+        `--progress rich` without a terminal on stderr would draw nothing but a
+        blank line: plain lines instead, and a note saying so (once)."""
         if self.quiet or requested == "none":
             return "none"
+        if requested == "rich" and not self.stderr_is_terminal():
+            if not self._said_rich_needs_a_terminal:
+                self._said_rich_needs_a_terminal = True
+                self.note("--progress rich needs a terminal on stderr: showing plain lines.")
+            return "plain"
         if requested in ("rich", "plain"):
             return requested
         if os.environ.get("CI"):  # CI logs keep every frame of a live display: lines read better
@@ -348,10 +375,11 @@ class Renderer:
             transient=True,
         )
         finished = ("saved", "failed", "error", "skipped", "submitted", "unfinished")
+        separator = " · " if self.stderr_is_utf8() else ", "
 
         def refresh() -> None:
             now = counts()
-            text = " · ".join(f"{n} {state}" for state, n in sorted(now.items()) if n)
+            text = separator.join(f"{n} {state}" for state, n in sorted(now.items()) if n)
             progress.update(task, completed=sum(now[s] for s in finished), description=text)
 
         with progress:
@@ -367,8 +395,10 @@ class Renderer:
             return
         from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+        # Braille dots need UTF-8; elsewhere they would print as `\u280b`.
+        spinner = SpinnerColumn("dots" if self.stderr_is_utf8() else "line")
         with Progress(
-            SpinnerColumn(),
+            spinner,
             TextColumn("{task.description}"),
             TimeElapsedColumn(),
             console=self.err_console,
