@@ -121,8 +121,17 @@ def insecure_permissions_warning(path: Path | None = None) -> str | None:
     return None
 
 
+# tomli-w writes data, not comments: say so at the top of the file we write.
+CONFIG_HEADER = """\
+# pixeldojo settings. `pixeldojo config set/unset` and `pixeldojo auth` rewrite
+# this whole file: comments and formatting added here are not kept.
+"""
+
+
 def save_config(config: Mapping[str, Any], path: Path | None = None) -> Path:
-    """Write the config atomically: temp file in the same folder, fsync, rename."""
+    """Write the config atomically: temp file in the same folder, fsync, rename.
+
+    The whole file is rewritten, under a header comment that says so."""
     import tempfile
 
     import tomli_w
@@ -138,7 +147,7 @@ def save_config(config: Mapping[str, Any], path: Path | None = None) -> Path:
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(tomli_w.dumps(dict(config)).encode("utf-8"))
+            handle.write((CONFIG_HEADER + "\n" + tomli_w.dumps(dict(config))).encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

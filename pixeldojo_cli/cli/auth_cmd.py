@@ -212,9 +212,9 @@ def status(
     epilog="Examples:\n\n  pixeldojo auth logout\n\n  pixeldojo auth logout --profile work",
 )
 def logout(ctx: typer.Context, profile: ProfileOption = None) -> None:
-    """Remove a profile's saved key; the rest of the config file stays as it was.
+    """Remove a profile's saved key; other profiles and settings stay as they were.
 
-    Other profiles and settings are kept. A key in PIXELDOJO_API_KEY is not
+    The file is rewritten, so comments in it are not kept. A key in PIXELDOJO_API_KEY is not
     touched (you are warned that it still applies).
     """
     from pixeldojo_cli.settings import (
