@@ -32,6 +32,7 @@ INSTALL_HINT = "Preview needs Pillow: pip install 'pixeldojo-cli[preview]'"
 PROTOCOLS = ("kitty", "iterm", "sixel", "blocks")
 ENV_PROTOCOL = "PIXELDOJO_PREVIEW_PROTOCOL"
 MAX_COLUMNS = 64  # a glance, not a viewer: --open shows it whole
+MAX_ROWS = 20  # and it leaves the lines above it on the screen
 CELL_PIXELS = (10, 20)  # a terminal cell's size in pixels when the terminal does not say
 
 
@@ -98,7 +99,7 @@ def fit_cells(image_size: tuple[int, int], terminal: tuple[int, int]) -> tuple[i
     is about twice as tall as wide), never taller than the terminal."""
     width, height = max(1, image_size[0]), max(1, image_size[1])
     columns = max(1, min(MAX_COLUMNS, terminal[0] - 1))
-    max_rows = max(1, terminal[1] - 3)
+    max_rows = max(1, min(MAX_ROWS, terminal[1] - 4))
     rows = max(1, round(columns * height / width / 2))
     if rows > max_rows:
         rows = max_rows
