@@ -24,6 +24,7 @@ from pixeldojo_cli import __version__
 from pixeldojo_cli.errors import (
     BadResponseError,
     MissingAPIKeyError,
+    NotFoundError,
     PixelDojoError,
     SubmissionUncertainError,
     UsageError,
@@ -169,11 +170,34 @@ class Client:
 
     def get_model(self, model_id: str) -> Model:
         """`GET /models/{apiId}`: details, price and (usually) the request schema."""
-        return parse_model(self._get(f"models/{_segment(model_id, 'model id')}"))
+        try:
+            return parse_model(self._get(f"models/{_segment(model_id, 'model id')}"))
+        except NotFoundError as exc:
+            raise self._model_not_found(exc, model_id) from None
 
     def get_schema(self, model_id: str) -> dict[str, Any]:
         """`GET /models/{apiId}/schema`: the model's input JSON Schema."""
-        return parse_schema(self._get(f"models/{_segment(model_id, 'model id')}/schema"))
+        try:
+            return parse_schema(self._get(f"models/{_segment(model_id, 'model id')}/schema"))
+        except NotFoundError as exc:
+            raise self._model_not_found(exc, model_id) from None
+
+    def _model_not_found(self, exc: NotFoundError, model_id: str) -> NotFoundError:
+        """The API's not_found, plus the model ids close to the one asked for (from
+        the completion cache when there is one, else one `GET /models`)."""
+        from pixeldojo_cli.completion import known_model_ids
+        from pixeldojo_cli.suggest import close_matches, did_you_mean
+
+        known = known_model_ids(self.base_url)
+        if not known:
+            try:
+                known = [model.id for model in self.list_models()]
+            except PixelDojoError:
+                known = []
+        suggestion = did_you_mean(close_matches(model_id, known))
+        if suggestion:
+            exc.message = f"{exc.message.rstrip()} {suggestion}"
+        return exc
 
     def model_with_schema(self, model_id: str) -> tuple[Model, dict[str, Any]]:
         """The model and its input schema, asking `/schema` only when needed."""

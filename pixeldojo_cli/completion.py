@@ -113,6 +113,14 @@ def cached_models(base_url: str, api_key: str | None = None) -> list[dict[str, s
     return stale if isinstance(stale, list) else []
 
 
+def known_model_ids(base_url: str) -> list[str]:
+    """The model ids in the cache, however old (no request): for did-you-mean."""
+    models = _read(_cache_path("models", base_url), None)
+    if not isinstance(models, list):
+        return []
+    return [str(m["id"]) for m in models if isinstance(m, dict) and m.get("id")]
+
+
 def cached_schema(base_url: str, model_id: str, api_key: str | None = None) -> dict[str, Any]:
     fresh = _read(_cache_path("schema", base_url, model_id), CACHE_TTL)
     if isinstance(fresh, dict):
@@ -221,3 +229,32 @@ def parameter_candidates(
     else:
         schema = cached_schema(base_url, model_id, api_key)
     return parameters_matching(schema, incomplete)
+
+
+def job_candidates(
+    *,
+    emulator: bool,
+    base_url: str | None,
+    profile: str | None,
+    incomplete: str,
+    exclude: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> list[tuple[str, str]]:
+    """Job ids from the local ledger, newest first, with `model, status` as help.
+
+    Jobs under the embedded emulator are not recorded: nothing to offer there.
+    """
+    from pixeldojo_cli.ledger import recent_job_ids
+    from pixeldojo_cli.settings import emulator_from_env, resolve_settings
+
+    if emulator or emulator_from_env(env):
+        return []
+    settings = resolve_settings(base_url=base_url, profile=profile, env=env)
+    taken = set(exclude or ())
+    return [
+        (job_id, f"{model}, {status}")
+        for job_id, model, status in recent_job_ids(
+            base_url=str(settings.base_url.value), profile=str(settings.profile.value)
+        )
+        if job_id.startswith(incomplete) and job_id not in taken
+    ]

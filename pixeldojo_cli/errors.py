@@ -61,6 +61,8 @@ EXIT_CODES: dict[str, ExitCode] = {
     "bad_response": ExitCode.NETWORK,
     "server_error": ExitCode.NETWORK,
     "download_failed": ExitCode.NETWORK,
+    # The API answered, but could not deliver the job's webhook to its URL.
+    "webhook_failed": ExitCode.NETWORK,
     # An output folder that cannot be written (or a full disk) is the user's to fix,
     # not a bug: it is reported as an input error.
     "write_failed": ExitCode.USAGE,
@@ -219,6 +221,15 @@ class BadResponseError(PixelDojoError):
 class DownloadError(PixelDojoError):
     code = "download_failed"
     default_hint = "Retry with `pixeldojo download <job id>` before the outputs expire."
+
+
+class WebhookDeliveryError(PixelDojoError):
+    """`webhook replay`: the API tried, and the webhook did not reach its URL."""
+
+    code = "webhook_failed"
+    default_hint = (
+        "Check that the URL is reachable from the internet and answers 2xx, then replay again."
+    )
 
 
 class WriteError(PixelDojoError):

@@ -17,6 +17,7 @@ from typing import Any
 
 from pixeldojo_cli.errors import UsageError
 from pixeldojo_cli.results import Model
+from pixeldojo_cli.suggest import close_matches, did_you_mean
 
 # Body fields that are not model inputs: the API takes them beside the inputs.
 RESERVED_FIELDS = frozenset({"webhook_url"})
@@ -215,19 +216,23 @@ def _type_ok(kind: str | None, value: Any) -> bool:
     return True
 
 
+def _bound_text(value: float) -> str:
+    """`2147483647`, not `2.14748e+09`."""
+    return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
 def _check_value(param: Parameter, value: Any) -> str | None:
     if not _type_ok(param.type, value):
         return f"{param.name} must be of type {param.type}, got {json.dumps(value)[:40]}."
     if param.enum is not None and value not in param.enum:
         allowed = ", ".join(str(v) for v in param.enum)
-        close = difflib.get_close_matches(str(value), [str(v) for v in param.enum], n=1)
-        extra = f" Did you mean {close[0]!r}?" if close else ""
-        return f"{param.name} must be one of: {allowed}; got {value!r}.{extra}"
+        extra = did_you_mean(close_matches(str(value), param.enum))
+        return f"{param.name} must be one of: {allowed}; got {value!r}. {extra}".rstrip()
     if isinstance(value, int | float) and not isinstance(value, bool):
         if param.minimum is not None and value < param.minimum:
-            return f"{param.name} must be at least {param.minimum:g}, got {value}."
+            return f"{param.name} must be at least {_bound_text(param.minimum)}, got {value}."
         if param.maximum is not None and value > param.maximum:
-            return f"{param.name} must be at most {param.maximum:g}, got {value}."
+            return f"{param.name} must be at most {_bound_text(param.maximum)}, got {value}."
     if param.type == "array" and param.items_type:
         for item in value:
             if not _type_ok(param.items_type, item):

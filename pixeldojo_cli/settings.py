@@ -36,6 +36,7 @@ ENV_PROFILE = "PIXELDOJO_PROFILE"
 ENV_OUTPUT_DIR = "PIXELDOJO_OUTPUT_DIR"
 ENV_EMULATOR = "PIXELDOJO_EMULATOR"
 ENV_CHECKSUM = "PIXELDOJO_CHECKSUM"
+ENV_PREVIEW = "PIXELDOJO_PREVIEW"
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _FALSY = frozenset({"0", "false", "no", "off"})
 
@@ -54,6 +55,7 @@ CONFIG_KEYS: dict[str, str] = {
     "max_poll_interval": "seconds",
     "rate_limit": "per_minute",
     "checksum": "bool",
+    "preview": "bool",
 }
 
 
@@ -127,8 +129,17 @@ def insecure_permissions_warning(path: Path | None = None) -> str | None:
     return None
 
 
+# tomli-w writes data, not comments: say so at the top of the file we write.
+CONFIG_HEADER = """\
+# pixeldojo settings. `pixeldojo config set/unset` and `pixeldojo auth` rewrite
+# this whole file: comments and formatting added here are not kept.
+"""
+
+
 def save_config(config: Mapping[str, Any], path: Path | None = None) -> Path:
-    """Write the config atomically: temp file in the same folder, fsync, rename."""
+    """Write the config atomically: temp file in the same folder, fsync, rename.
+
+    The whole file is rewritten, under a header comment that says so."""
     import tempfile
 
     import tomli_w
@@ -144,7 +155,7 @@ def save_config(config: Mapping[str, Any], path: Path | None = None) -> Path:
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(tomli_w.dumps(dict(config)).encode("utf-8"))
+            handle.write((CONFIG_HEADER + "\n" + tomli_w.dumps(dict(config))).encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -259,6 +270,7 @@ class Settings:
     poll_interval: Setting
     max_poll_interval: Setting
     checksum: Setting
+    preview: Setting
     config_file: Path
 
 
@@ -276,10 +288,13 @@ def resolve_settings(
     env = os.environ if env is None else env
     path = path or config_path()
     config = load_config(path) if config is None else config
-    chosen_profile = pick(profile, env, ENV_PROFILE, [], "profile", DEFAULT_PROFILE)
     where = f"config:{path}"
-    profile_table = _table(config, "profiles", str(chosen_profile.value))
     defaults = _table(config, "defaults")
+    # The default profile is set with `auth switch` ([defaults] profile).
+    chosen_profile = pick(
+        profile, env, ENV_PROFILE, [(defaults, where)], "profile", DEFAULT_PROFILE
+    )
+    profile_table = _table(config, "profiles", str(chosen_profile.value))
     both = [(profile_table, where), (defaults, where)]
     key = _text(
         pick(api_key, env, ENV_API_KEY, [(profile_table, where)], "api_key", None), "api_key"
@@ -306,6 +321,7 @@ def resolve_settings(
             "max_poll_interval",
         ),
         checksum=_typed(pick(None, env, ENV_CHECKSUM, both, "checksum", False), "checksum"),
+        preview=_typed(pick(None, env, ENV_PREVIEW, both, "preview", False), "preview"),
         config_file=path,
     )
 

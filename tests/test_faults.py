@@ -71,8 +71,10 @@ def test_a_429_burst_on_any_endpoint_is_ridden_out(
     path: str,
     args: list[str],
     retry_after: str | None,
+    receiver: tuple[str, list[dict[str, Any]]],
 ) -> None:
-    job = finished_job(cli, "--webhook-url", "http://127.0.0.1:9/hook")
+    # A receiver that answers, so that the replayed webhook is delivered (exit 0).
+    job = finished_job(cli, "--webhook-url", receiver[0])
     header = http_date_in(2) if retry_after == "http-date" else retry_after
     emulator.add_fault("status", status=429, method=method, path=path, retry_after=header, count=2)
     before = len(emulator.requests)

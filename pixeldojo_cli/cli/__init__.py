@@ -74,6 +74,7 @@ def _quiet_exit() -> None:
 def _main() -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _first_interrupt)
+    _tolerate_ascii_stdout()
     if "_PIXELDOJO_COMPLETE" in os.environ:  # a TAB: answered without Typer when we can
         from pixeldojo_cli.cli.fastcomplete import fast_complete
 
@@ -84,6 +85,8 @@ def _main() -> None:
                 sys.stdout.write(text + "\n")
             sys.stdout.flush()
             sys.exit(code)
+        if os.environ["_PIXELDOJO_COMPLETE"] == "complete_bash":
+            sys.exit(_typer_bash_complete())
     args = hoist_global_options(sys.argv[1:])
     if args == ["--version"]:  # the most scripted call of all: answered without Typer
         from pixeldojo_cli import __version__
@@ -107,6 +110,37 @@ def _main() -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def _tolerate_ascii_stdout() -> None:
+    """On a stdout that cannot encode every character (an ASCII or Latin-1
+    locale), escape what it cannot show, as Python already does on stderr,
+    instead of failing with UnicodeEncodeError after the work is done."""
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if not encoding.startswith("utf") and callable(reconfigure):
+        reconfigure(errors="backslashreplace")
+
+
+def _typer_bash_complete() -> int:
+    """Typer answers a bash TAB the fast path left to it, with the words bash split
+    at `=` and `:` glued back together, and its answers trimmed to match."""
+    import contextlib
+    import io
+
+    from pixeldojo_cli.cli.app import app
+    from pixeldojo_cli.cli.fastcomplete import bash_words_for_typer, trim_for_bash
+
+    kept = bash_words_for_typer(os.environ)
+    answer = io.StringIO()
+    code: int | str | None = 0
+    with contextlib.redirect_stdout(answer):
+        try:
+            app(args=[], prog_name="pixeldojo")
+        except SystemExit as done:
+            code = done.code
+    sys.stdout.write(trim_for_bash(answer.getvalue().rstrip("\n"), kept) + "\n")
+    return code if isinstance(code, int) else 0
+
+
 def _json_usage_error(exc: Exception) -> int:
     """Print a command-line usage error for people (stderr) and scripts (stdout)."""
     from pixeldojo_cli.cli.render import dump_json, safe_text
@@ -114,7 +148,9 @@ def _json_usage_error(exc: Exception) -> int:
     format_message = getattr(exc, "format_message", None)
     message = format_message() if callable(format_message) else str(exc)
     exit_code = getattr(exc, "exit_code", 2)
-    sys.stderr.write(f"error: {safe_text(message)} (usage_error)\nTry 'pixeldojo --help'.\n")
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", None) or "pixeldojo"
+    sys.stderr.write(f"error: {safe_text(message)} (usage_error)\nTry '{command} --help'.\n")
     document = {"error": {"code": "usage_error", "message": message, "exit_code": exit_code}}
     sys.stdout.write(dump_json(document) + "\n")
     return int(exit_code)

@@ -22,8 +22,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -225,6 +226,104 @@ def result_document(result: JobResult) -> dict[str, Any]:
     return document
 
 
+def printable(text: str) -> str:
+    """`text` with control characters (escape codes included) shown as `?`:
+    for text that reaches a terminal without Rich, which strips them itself."""
+    return "".join(
+        ch if ch.isprintable() or ch in "\t" else ("?" if ch != "\n" else " ") for ch in text
+    )
+
+
+def plural(count: float, word: str) -> str:
+    """`1 credit`, `2 credits`, `1.5 credits`, `0 jobs`."""
+    number = f"{count:g}" if isinstance(count, float) else str(count)
+    return f"{number} {word}" if count == 1 else f"{number} {word}s"
+
+
+def human_size(size: int) -> str:
+    """`1.2 MB`: a byte count as people read it (decimal units, as `ls -h --si`)."""
+    from rich.filesize import decimal
+
+    return decimal(size)
+
+
+def number_text(value: float) -> str:
+    """A number as written: integers whole (`2147483647`, never `2.14748e+09`)."""
+    if float(value).is_integer() and abs(value) < 1e18:
+        return str(int(value))
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column, and what may happen to it when the terminal is narrow.
+
+    `key` (a job or model id): never wrapped, cut or dropped. Other columns are
+    dropped before the table would cut an id, the highest `drop` first (0: never
+    dropped); until then they are shown whole, except that a `wrap` column wraps
+    at words and a column with `least` may be cut with an ellipsis down to that
+    many cells. `whole` says it outright for another id.
+    """
+
+    header: str
+    key: bool = False
+    whole: bool = False
+    drop: int = 0
+    wrap: bool = False
+    justify: Literal["left", "right"] = "left"
+    least: int = 0  # the narrowest it is worth showing, cut with an ellipsis
+
+
+GAP = 2  # spaces between table columns
+
+
+def _cell_width(text: str) -> int:
+    from rich.cells import cell_len
+
+    return max((cell_len(line) for line in text.splitlines()), default=0)
+
+
+def fit_columns(
+    columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int
+) -> list[tuple[int, int]]:
+    """(column index, width) of the columns to draw in `width` cells: drop the
+    most droppable column until every id fits whole, then shorten the widest
+    of the others."""
+    natural = [
+        max([_cell_width(c.header), *(_cell_width(row[i]) for row in rows)])
+        for i, c in enumerate(columns)
+    ]
+
+    def least(i: int) -> int:
+        column = columns[i]
+        if column.wrap:
+            return min(natural[i], max(column.least, _cell_width(column.header), 10))
+        if column.least and not (column.key or column.whole):
+            return min(natural[i], max(column.least, _cell_width(column.header)))
+        return natural[i]  # short cells are shown whole, or the column is dropped
+
+    keep = list(range(len(columns)))
+    while sum(least(i) for i in keep) + GAP * (len(keep) - 1) > width:
+        droppable = [i for i in keep if columns[i].drop > 0]
+        if not droppable:
+            break
+        keep.remove(max(droppable, key=lambda i: (columns[i].drop, i)))
+    widths = {i: natural[i] for i in keep}
+    excess = sum(widths.values()) + GAP * (len(keep) - 1) - width
+    while excess > 0:
+        shrinkable = [i for i in keep if widths[i] > least(i)]
+        if not shrinkable:
+            break
+        widths[max(shrinkable, key=lambda i: widths[i])] -= 1
+        excess -= 1
+    return [(i, widths[i]) for i in keep]
+
+
+def _ascii_cut(text: str, width: int) -> str:
+    """Rich's ellipsis is `…`, which an ASCII-only stream cannot print: `...` instead."""
+    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
+
+
 def _is_tty(stream: TextIO) -> bool:
     try:
         return stream.isatty()
@@ -256,6 +355,7 @@ class Renderer:
         self._stderr_console: Console | None = None
         self._stdout_console: Console | None = None
         self._secrets: set[str] = set()
+        self._said_rich_needs_a_terminal = False
 
     def add_secret(self, secret: object) -> None:
         """Never print `secret` whole: errors and traces show it masked."""
@@ -295,6 +395,11 @@ class Renderer:
 
     def stdout_is_terminal(self) -> bool:
         return _is_tty(self.stdout)
+
+    def stderr_is_utf8(self) -> bool:
+        """Whether stderr can show characters beyond ASCII (spinners, `·`)."""
+        encoding = (getattr(self.stderr, "encoding", None) or "").lower().replace("-", "")
+        return encoding.startswith("utf")
 
     def _console(self, stream: TextIO) -> Console:
         color = color_wanted(self.no_color, stream)
@@ -339,23 +444,58 @@ class Renderer:
         self._write_stdout(self.scrub(dump_json(value)))
 
     def table(
-        self, columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None
+        self,
+        columns: Sequence[str | Column],
+        rows: Sequence[Sequence[str]],
+        *,
+        title: str | None = None,
+        empty: str | None = None,
     ) -> None:
-        """A table on stdout: Rich for a terminal, tab-separated lines for a pipe."""
+        """A table on stdout: Rich for a terminal, tab-separated lines for a pipe.
+
+        On a terminal, ids stay whole (see `Column`), and an empty table is the
+        sentence `empty` instead; a pipe gets nothing for no rows. Every cell is
+        made safe (`safe_text`) before it is shown.
+        """
+        specs = [c if isinstance(c, Column) else Column(c) for c in columns]
         cells = [[self._cell(cell) for cell in row] for row in rows]
         if not self.stdout_is_terminal():
             for row in cells:
                 self._write_stdout("\t".join(row))
             return
+        if not rows and empty is not None:
+            self.result(empty)
+            return
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=title, show_edge=False, header_style="bold", pad_edge=False)
-        for column in columns:
-            table.add_column(column, overflow="fold")
+        table = Table(
+            title=title, box=None, header_style="bold", pad_edge=False, padding=(0, GAP // 2)
+        )
+        layout = fit_columns(specs, cells, self.out_console.width)
+        for index, width in layout:
+            spec = specs[index]
+            table.add_column(
+                spec.header,
+                width=width,
+                no_wrap=not spec.wrap,
+                overflow="fold" if spec.wrap else "ellipsis",
+                justify=spec.justify,
+            )
+        ascii_only = self.out_console.options.ascii_only
         for row in cells:
-            table.add_row(*(Text(cell) for cell in row))  # Text: no Rich markup from the server
-        self.out_console.print(table)
+            table.add_row(
+                *(
+                    Text(  # Text: no Rich markup from the server
+                        _ascii_cut(row[index], width)
+                        if ascii_only and not specs[index].wrap
+                        else row[index]
+                    )
+                    for index, width in layout
+                )
+            )
+        needed = sum(width for _, width in layout) + GAP * (len(layout) - 1)
+        self.out_console.print(table, width=max(needed, self.out_console.width), crop=False)
 
     def _cell(self, cell: object) -> str:
         """A table cell: one line, no tabs (they separate TSV columns), nothing unsafe."""
@@ -403,9 +543,17 @@ class Renderer:
     # --- progress ------------------------------------------------------------
 
     def progress_mode(self, requested: str = "auto") -> str:
-        """`rich` for a terminal, `plain` lines otherwise, `none` with --quiet."""
+        """`rich` for a terminal, `plain` lines otherwise, `none` with --quiet.
+
+        `--progress rich` without a terminal on stderr would draw nothing but a
+        blank line: plain lines instead, and a note saying so (once)."""
         if self.quiet or requested == "none":
             return "none"
+        if requested == "rich" and not self.stderr_is_terminal():
+            if not self._said_rich_needs_a_terminal:
+                self._said_rich_needs_a_terminal = True
+                self.note("--progress rich needs a terminal on stderr: showing plain lines.")
+            return "plain"
         if requested in ("rich", "plain"):
             return requested
         if os.environ.get("CI"):  # CI logs keep every frame of a live display: lines read better
@@ -432,10 +580,13 @@ class Renderer:
             transient=True,
         )
         unfinished = ("queued", "running")
+        separator = " · " if self.stderr_is_utf8() else ", "
 
         def refresh() -> None:
             now = counts()
-            text = safe_text(" · ".join(f"{n} {state}" for state, n in sorted(now.items()) if n))
+            text = safe_text(
+                separator.join(f"{n} {state}" for state, n in sorted(now.items()) if n)
+            )
             done = sum(n for state, n in now.items() if state not in unfinished)
             progress.update(task, completed=done, description=text)
 
@@ -452,8 +603,10 @@ class Renderer:
             return
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
+        # Braille dots need UTF-8; elsewhere they would print as `\u280b`.
+        spinner = SpinnerColumn("dots" if self.stderr_is_utf8() else "line")
         with Progress(
-            SpinnerColumn(),
+            spinner,
             TextColumn("{task.description}", markup=False),
             BarColumn(bar_width=20),
             _tail_column(),
