@@ -24,9 +24,12 @@ from pixeldojo_cli import __version__
 from pixeldojo_cli.errors import (
     BadResponseError,
     MissingAPIKeyError,
+    NotFoundError,
     PixelDojoError,
+    SubmissionUncertainError,
     UsageError,
 )
+from pixeldojo_cli.redact import clean_api_key
 from pixeldojo_cli.results import (
     Job,
     Model,
@@ -51,15 +54,22 @@ def _segment(value: str, what: str) -> str:
     return quote(value, safe="")
 
 
-def _json_body(response: httpx.Response) -> Any:
+def _json_body(response: httpx.Response, secret: str | None = None) -> Any:
+    """The answer's JSON, where server text enters: nested at most `MAX_DEPTH`
+    deep, with `secret` (the key) masked in every string (see `untrusted`)."""
+    from pixeldojo_cli.untrusted import LimitError, loads, tidy
+
+    where = f"{response.request.method} {response.request.url.path}"
     try:
-        return response.json()
-    except (ValueError, UnicodeDecodeError) as exc:
+        value = loads(response.content)
+    except LimitError as exc:
+        raise BadResponseError(f"The API's answer to {where} is not usable: {exc}.") from None
+    except (ValueError, UnicodeDecodeError):
         kind = response.headers.get("content-type", "unknown type")
         raise BadResponseError(
-            f"Expected JSON from {response.request.method} {response.request.url.path}, "
-            f"got {kind} (HTTP {response.status_code})."
-        ) from exc
+            f"Expected JSON from {where}, got {kind[:60]} (HTTP {response.status_code})."
+        ) from None
+    return tidy(value, secret)
 
 
 class Client:
@@ -78,7 +88,7 @@ class Client:
         clock: Callable[[], float] = time.monotonic,
         http: httpx.Client | None = None,
     ) -> None:
-        self.api_key = api_key or None
+        self.api_key = clean_api_key(api_key)
         self.base_url = base_url.rstrip("/")
         self._sleep = sleep
         self._clock = clock
@@ -111,7 +121,7 @@ class Client:
             raise MissingAPIKeyError("No API key is set.")
 
     def _get(self, path: str, **kwargs: Any) -> Any:
-        return _json_body(self.transport.request("GET", path, **kwargs))
+        return _json_body(self.transport.request("GET", path, **kwargs), self.api_key)
 
     # --- any request (`pixeldojo api`) ---------------------------------------
 
@@ -160,11 +170,34 @@ class Client:
 
     def get_model(self, model_id: str) -> Model:
         """`GET /models/{apiId}`: details, price and (usually) the request schema."""
-        return parse_model(self._get(f"models/{_segment(model_id, 'model id')}"))
+        try:
+            return parse_model(self._get(f"models/{_segment(model_id, 'model id')}"))
+        except NotFoundError as exc:
+            raise self._model_not_found(exc, model_id) from None
 
     def get_schema(self, model_id: str) -> dict[str, Any]:
         """`GET /models/{apiId}/schema`: the model's input JSON Schema."""
-        return parse_schema(self._get(f"models/{_segment(model_id, 'model id')}/schema"))
+        try:
+            return parse_schema(self._get(f"models/{_segment(model_id, 'model id')}/schema"))
+        except NotFoundError as exc:
+            raise self._model_not_found(exc, model_id) from None
+
+    def _model_not_found(self, exc: NotFoundError, model_id: str) -> NotFoundError:
+        """The API's not_found, plus the model ids close to the one asked for (from
+        the completion cache when there is one, else one `GET /models`)."""
+        from pixeldojo_cli.completion import known_model_ids
+        from pixeldojo_cli.suggest import close_matches, did_you_mean
+
+        known = known_model_ids(self.base_url)
+        if not known:
+            try:
+                known = [model.id for model in self.list_models()]
+            except PixelDojoError:
+                known = []
+        suggestion = did_you_mean(close_matches(model_id, known))
+        if suggestion:
+            exc.message = f"{exc.message.rstrip()} {suggestion}"
+        return exc
 
     def model_with_schema(self, model_id: str) -> tuple[Model, dict[str, Any]]:
         """The model and its input schema, asking `/schema` only when needed."""
@@ -182,10 +215,14 @@ class Client:
         body = dict(inputs)
         if webhook_url:
             body["webhook_url"] = webhook_url
-        response = self.transport.request(
-            "POST", f"models/{_segment(model_id, 'model id')}/run", json=body, creates=True
-        )
-        return parse_job(_json_body(response))
+        try:
+            response = self.transport.request(
+                "POST", f"models/{_segment(model_id, 'model id')}/run", json=body, creates=True
+            )
+            return parse_job(_json_body(response, self.api_key))
+        except BadResponseError as exc:  # the server took the request: the job may exist
+            exc.hint = SubmissionUncertainError.default_hint
+            raise
 
     def get_job(self, job_id: str, *, timeout: float | None = None) -> Job:
         """`GET /jobs/{jobId}`, always on the API's origin (never a foreign statusUrl)."""
@@ -204,7 +241,7 @@ class Client:
         response = self.transport.request("POST", f"jobs/{_segment(job_id, 'job id')}/webhook")
         if not response.content:
             return {}
-        body = _json_body(response)
+        body = _json_body(response, self.api_key)
         return body if isinstance(body, dict) else {"response": body}
 
     def wait(

@@ -3,7 +3,9 @@
 Completion runs on every TAB, so it must be quick: it reads JSON files in the
 user cache folder (written whenever `models` or `run` fetch the catalogue or a
 schema, kept 24 h) and only when they are missing or old asks the API once,
-with the standard library and a short timeout. It never imports httpx.
+with a short timeout, through the same `Transport` as every other request
+(the key only for the API's origin, no redirect followed). httpx is imported
+only then: a TAB on a warm cache never loads it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 CACHE_TTL = 24 * 3600.0
 FETCH_TIMEOUT = 3.0
@@ -61,17 +64,30 @@ def save_schema(base_url: str, model_id: str, schema: dict[str, Any]) -> None:
     _write(_cache_path("schema", base_url, model_id), schema)
 
 
-def _fetch(url: str, api_key: str | None) -> Any:
-    import urllib.request
+def _fetch(base_url: str, path: str, api_key: str | None) -> Any:
+    """One GET of an API path for completion, or None on any failure (a TAB
+    never fails): one attempt, `FETCH_TIMEOUT` in all, and the answer taken in
+    as every API answer is (bounded, decoded, the key masked)."""
+    from pixeldojo_cli.client import _json_body
+    from pixeldojo_cli.errors import PixelDojoError
+    from pixeldojo_cli.transport import RetryPolicy, Transport
 
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    if api_key:  # `url` is built from the API's own base URL
-        request.add_header("Authorization", f"Bearer {api_key}")
     try:
-        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT) as response:
-            return json.loads(response.read())
-    except (OSError, ValueError):
+        transport = Transport(
+            base_url,
+            api_key,
+            timeout=FETCH_TIMEOUT,
+            total_timeout=FETCH_TIMEOUT,
+            retry=RetryPolicy(max_attempts=1),
+        )
+    except PixelDojoError:  # a key or base URL that cannot be used: complete from the cache
         return None
+    try:
+        return _json_body(transport.request("GET", path, timeout=FETCH_TIMEOUT), api_key)
+    except (PixelDojoError, OSError, ValueError):
+        return None
+    finally:
+        transport.close()
 
 
 def cached_models(base_url: str, api_key: str | None = None) -> list[dict[str, str]]:
@@ -82,7 +98,7 @@ def cached_models(base_url: str, api_key: str | None = None) -> list[dict[str, s
         return fresh
     from pixeldojo_cli.results import parse_model_list
 
-    answer = _fetch(f"{base_url.rstrip('/')}/models", api_key)
+    answer = _fetch(base_url, "models", api_key)
     if answer is not None:
         try:
             models = [
@@ -97,13 +113,21 @@ def cached_models(base_url: str, api_key: str | None = None) -> list[dict[str, s
     return stale if isinstance(stale, list) else []
 
 
+def known_model_ids(base_url: str) -> list[str]:
+    """The model ids in the cache, however old (no request): for did-you-mean."""
+    models = _read(_cache_path("models", base_url), None)
+    if not isinstance(models, list):
+        return []
+    return [str(m["id"]) for m in models if isinstance(m, dict) and m.get("id")]
+
+
 def cached_schema(base_url: str, model_id: str, api_key: str | None = None) -> dict[str, Any]:
     fresh = _read(_cache_path("schema", base_url, model_id), CACHE_TTL)
     if isinstance(fresh, dict):
         return fresh
     from pixeldojo_cli.results import parse_schema
 
-    answer = _fetch(f"{base_url.rstrip('/')}/models/{model_id}/schema", api_key)
+    answer = _fetch(base_url, f"models/{quote(model_id, safe='')}/schema", api_key)
     try:
         schema = parse_schema(answer) if answer is not None else {}
     except Exception:
@@ -115,12 +139,27 @@ def cached_schema(base_url: str, model_id: str, api_key: str | None = None) -> d
     return stale if isinstance(stale, dict) else {}
 
 
+def _shown(value: object) -> str:
+    """Server text as a shell may show it in a menu: nothing a terminal acts on."""
+    from pixeldojo_cli.cli.render import safe_text
+
+    return safe_text(str(value))
+
+
+def _typable(value: object) -> bool:
+    """Whether a candidate from the server can be offered at all: nothing unsafe in it."""
+    text = str(value)
+    return bool(text) and _shown(text) == text
+
+
 def models_matching(models: list[dict[str, str]], incomplete: str) -> list[tuple[str, str]]:
     """(id, help) pairs whose id starts with what was typed."""
     return [
-        (str(m.get("id")), f"{m.get('name', '')} ({m.get('type', '')})")
+        (str(m.get("id")), _shown(f"{m.get('name', '')} ({m.get('type', '')})"))
         for m in models
-        if str(m.get("id", "")).startswith(incomplete)
+        if isinstance(m, dict)
+        and str(m.get("id", "")).startswith(incomplete)
+        and _typable(m.get("id", ""))
     ]
 
 
@@ -132,9 +171,9 @@ def parameters_matching(schema: dict[str, Any], incomplete: str) -> list[tuple[s
     name, sep, value = incomplete.partition("=")
     if not sep:
         return [
-            (f"{key}=", str(spec.get("description", "")) if isinstance(spec, dict) else "")
+            (f"{key}=", _shown(spec.get("description", "")) if isinstance(spec, dict) else "")
             for key, spec in properties.items()
-            if key.startswith(name) and key != "webhook_url"
+            if key.startswith(name) and key != "webhook_url" and _typable(key)
         ]
     spec = properties.get(name)
     if not isinstance(spec, dict):
@@ -142,7 +181,7 @@ def parameters_matching(schema: dict[str, Any], incomplete: str) -> list[tuple[s
     choices: list[Any] = list(spec.get("enum") or [])
     if spec.get("type") == "boolean":
         choices = ["true", "false"]
-    return [(f"{name}={c}", "") for c in choices if str(c).startswith(value)]
+    return [(f"{name}={c}", "") for c in choices if str(c).startswith(value) and _typable(c)]
 
 
 def completion_target(
@@ -190,3 +229,32 @@ def parameter_candidates(
     else:
         schema = cached_schema(base_url, model_id, api_key)
     return parameters_matching(schema, incomplete)
+
+
+def job_candidates(
+    *,
+    emulator: bool,
+    base_url: str | None,
+    profile: str | None,
+    incomplete: str,
+    exclude: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> list[tuple[str, str]]:
+    """Job ids from the local ledger, newest first, with `model, status` as help.
+
+    Jobs under the embedded emulator are not recorded: nothing to offer there.
+    """
+    from pixeldojo_cli.ledger import recent_job_ids
+    from pixeldojo_cli.settings import emulator_from_env, resolve_settings
+
+    if emulator or emulator_from_env(env):
+        return []
+    settings = resolve_settings(base_url=base_url, profile=profile, env=env)
+    taken = set(exclude or ())
+    return [
+        (job_id, f"{model}, {status}")
+        for job_id, model, status in recent_job_ids(
+            base_url=str(settings.base_url.value), profile=str(settings.profile.value)
+        )
+        if job_id.startswith(incomplete) and job_id not in taken
+    ]

@@ -497,7 +497,10 @@ def download_file(
     `expires_at` is when the API deletes the job's outputs: a 404 before then
     is retried and, if it persists, a `DownloadError`, never an `ExpiredError`.
     """
-    scheme = urlsplit(url).scheme.lower()
+    try:
+        scheme = urlsplit(url).scheme.lower()
+    except ValueError:  # e.g. an unclosed `[` of an IPv6 host: no URL at all
+        raise DownloadError(f"Refusing to download {url[:100]!r}: it is not a valid URL.") from None
     if scheme not in ("http", "https"):
         raise DownloadError(f"Refusing to download a {scheme or 'schemeless'} URL: {url[:80]}")
     if scheme == "http" and transport.base_url.scheme == "https":

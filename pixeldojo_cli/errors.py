@@ -11,7 +11,6 @@ CLI never decides an exit code anywhere else.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any
@@ -54,6 +53,7 @@ EXIT_CODES: dict[str, ExitCode] = {
     "usage_error": ExitCode.USAGE,
     "config_error": ExitCode.USAGE,
     "missing_api_key": ExitCode.AUTH,
+    "invalid_api_key": ExitCode.USAGE,  # bad input: a key that cannot be a header
     "job_failed": ExitCode.JOB_FAILED,
     "wait_timeout": ExitCode.TIMEOUT,
     "network_error": ExitCode.NETWORK,
@@ -62,6 +62,8 @@ EXIT_CODES: dict[str, ExitCode] = {
     "bad_response": ExitCode.NETWORK,
     "server_error": ExitCode.NETWORK,
     "download_failed": ExitCode.NETWORK,
+    # The API answered, but could not deliver the job's webhook to its URL.
+    "webhook_failed": ExitCode.NETWORK,
     # An output folder that cannot be written (or a full disk) is the user's to fix,
     # not a bug: it is reported as an input error.
     "write_failed": ExitCode.USAGE,
@@ -151,6 +153,16 @@ class MissingAPIKeyError(PixelDojoError):
     )
 
 
+class InvalidAPIKeyError(PixelDojoError):
+    """A key that cannot be sent in an HTTP header; the message never contains it."""
+
+    code = "invalid_api_key"
+    default_hint = (
+        "An API key is visible ASCII only. Set it again (`pixeldojo auth login`, "
+        "PIXELDOJO_API_KEY or --api-key) without the stray character."
+    )
+
+
 class JobFailedError(PixelDojoError):
     """The job reached status `failed` (or a synonym: `error`, `canceled`, ...)."""
 
@@ -229,6 +241,15 @@ class LedgerError(PixelDojoError):
     default_hint = (
         "Another program may be holding the ledger (a backup, a second pixeldojo); "
         "try again shortly, and check the file and its folder are writable."
+    )
+
+
+class WebhookDeliveryError(PixelDojoError):
+    """`webhook replay`: the API tried, and the webhook did not reach its URL."""
+
+    code = "webhook_failed"
+    default_hint = (
+        "Check that the URL is reachable from the internet and answers 2xx, then replay again."
     )
 
 
@@ -351,17 +372,25 @@ def _code_and_message(body: Any) -> tuple[str | None, str | None]:
     )
 
 
+# The longest error message from a server that is shown whole.
+MAX_MESSAGE = 1000
+
+
 def error_from_response(status: int, text: str, *, retry_after: float | None = None) -> APIError:
     """Build the right `APIError` from an error response's status and body text.
 
     Accepts `{"error": {"code", "message"}}`, `{"error": "...", "code": "..."}`
     and plain text; the status decides when the body names no code.
     """
+    from pixeldojo_cli.untrusted import loads
+
     try:
-        body: Any = json.loads(text) if text else None
-    except ValueError:
+        body: Any = loads(text) if text else None
+    except ValueError:  # not JSON, or nested too deep to be an error body
         body = None
     code, message = _code_and_message(body)
+    if message is not None and len(message) > MAX_MESSAGE:  # one line, not a page
+        message = message[:MAX_MESSAGE] + "..."
     if code is None:
         code = _STATUS_CODES.get(status, "internal_error" if status >= 500 else None)
     if message is None:

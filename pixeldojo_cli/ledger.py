@@ -182,6 +182,58 @@ class LedgerJob:
         return not self.failed and not self.downloaded and not self.lost
 
 
+@dataclass(frozen=True)
+class JobQuery:
+    """Which ledger jobs to list, newest first: each field given narrows the list.
+
+    `model` matches exactly, or as a glob with `*`; `status` ignores case;
+    `since` keeps jobs submitted at or after it; `unsaved` keeps jobs whose
+    outputs were never all downloaded (not failed, not given up on); `search`
+    finds text in any string input (the prompt first of all), ignoring ASCII case.
+    """
+
+    base_url: str | None = None
+    profile: str | None = None
+    model: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    unsaved: bool = False
+    search: str | None = None
+    limit: int | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        """The SQL condition on `jobs` and its arguments."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, value in (("base_url", self.base_url), ("profile", self.profile)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if self.model:
+            clauses.append("model GLOB ?" if "*" in self.model else "model = ?")
+            args.append(self.model)
+        if self.status:
+            clauses.append("lower(status) = lower(?)")
+            args.append(self.status)
+        if self.since is not None:
+            clauses.append("submitted_at >= ?")
+            args.append(_iso(self.since))
+        if self.unsaved:
+            clauses.append(
+                "status != 'failed' AND lost = 0 AND (SELECT COUNT(*) FROM files"
+                " WHERE files.base_url = jobs.base_url AND files.job_id = jobs.id)"
+                " < MAX(1, json_array_length(output_urls))"
+            )
+        if self.search:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM json_tree(jobs.inputs) AS t"
+                " WHERE t.type = 'text' AND t.value LIKE ? ESCAPE '\\')"
+            )
+            escaped = self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            args.append(f"%{escaped}%")
+        return " AND ".join(clauses) or "1 = 1", args
+
+
 # --- records: every write, as JSON that can wait in the side file ----------------
 
 # One write to the ledger: {"op": ..., "at": ISO time, ...fields}. Built by the
@@ -902,19 +954,18 @@ class Ledger:
         self, *, base_url: str | None = None, profile: str | None = None, limit: int | None = None
     ) -> list[LedgerJob]:
         """Newest first; optionally only one API and profile."""
-        query = f"SELECT {self._COLUMNS} FROM jobs WHERE 1 = 1"
-        args: list[Any] = []
-        if base_url is not None:
-            query += " AND base_url = ?"
-            args.append(base_url)
-        if profile is not None:
-            query += " AND profile = ?"
-            args.append(profile)
-        query += " ORDER BY submitted_at DESC, rowid DESC"
-        if limit:
-            query += " LIMIT ?"
-            args.append(limit)
-        return self._select(query, args)
+        return self.find(JobQuery(base_url=base_url, profile=profile, limit=limit))
+
+    def find(self, query: JobQuery) -> list[LedgerJob]:
+        """The jobs `query` selects, newest first."""
+        where, args = query.where()
+        sql = (
+            f"SELECT {self._COLUMNS} FROM jobs WHERE {where} ORDER BY submitted_at DESC, rowid DESC"
+        )
+        if query.limit:
+            sql += " LIMIT ?"
+            args.append(query.limit)
+        return self._select(sql, args)
 
     def find_by_input(self, *, base_url: str, profile: str, input_hash: str) -> LedgerJob | None:
         """The newest job submitted for exactly this request, if any."""
@@ -941,3 +992,26 @@ class Ledger:
             for job in self.unsaved(base_url=base_url, profile=profile)
             if now < job.deadline() <= now + within
         ]
+
+
+def recent_job_ids(
+    *, base_url: str, profile: str, limit: int = 50, path: Path | None = None
+) -> list[tuple[str, str, str]]:
+    """(job id, model, status) of the newest jobs, newest first: what TAB offers
+    after `jobs show`. Opens the ledger read-only and quickly; [] on any trouble."""
+    path = path or ledger_path()
+    if not path.exists():
+        return []
+    try:
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            rows = db.execute(
+                "SELECT id, model, status FROM jobs WHERE base_url = ? AND profile = ?"
+                " ORDER BY submitted_at DESC, rowid DESC LIMIT ?",
+                (base_url.rstrip("/"), profile, limit),
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []
+    return [(str(job_id), str(model), str(status)) for job_id, model, status in rows]

@@ -33,7 +33,11 @@ def _str(value: Any) -> str | None:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value) if math.isfinite(value) else None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer of hundreds of digits: not a usable number
+        return None
+    return number if math.isfinite(number) else None
 
 
 @dataclass(frozen=True)

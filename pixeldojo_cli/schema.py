@@ -17,6 +17,7 @@ from typing import Any
 
 from pixeldojo_cli.errors import UsageError
 from pixeldojo_cli.results import Model
+from pixeldojo_cli.suggest import close_matches, did_you_mean
 
 # Body fields that are not model inputs: the API takes them beside the inputs.
 RESERVED_FIELDS = frozenset({"webhook_url"})
@@ -54,7 +55,10 @@ def _type_of(spec: Mapping[str, Any]) -> str:
 def _bound(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any float: no usable bound
+        return None
 
 
 def parameters(schema: Mapping[str, Any] | None) -> list[Parameter]:
@@ -106,8 +110,13 @@ def coerce_scalar(kind: str | None, raw: str, name: str) -> Any:
     text = raw.strip()
     if kind == "integer":
         if not _INT.fullmatch(text):
-            raise UsageError(f"{name} must be an integer, got {raw!r}.")
-        return int(text)
+            raise UsageError(f"{name} must be an integer, got {raw[:60]!r}.")
+        try:
+            return int(text)
+        except ValueError:  # more digits than Python converts (4,300 by default)
+            raise UsageError(
+                f"{name} must be an integer; {len(text)} digits is too many."
+            ) from None
     if kind == "number":
         if not _FLOAT.fullmatch(text):
             raise UsageError(f"{name} must be a number, got {raw!r}.")
@@ -138,10 +147,12 @@ def parse_assignment(text: str) -> tuple[str, str, bool]:
 
 
 def _json_literal(name: str, raw: str) -> Any:
+    from pixeldojo_cli.untrusted import loads
+
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except ValueError as exc:
-        raise UsageError(f"The value of {name} is not valid JSON: {exc}.") from exc
+        return loads(raw, parse_constant=_reject_constant)
+    except ValueError as exc:  # not JSON, nested too deep, a number of too many digits
+        raise UsageError(f"The value of {name} is not valid JSON: {exc}.") from None
 
 
 def _reject_constant(value: str) -> Any:
@@ -191,9 +202,9 @@ def _type_ok(kind: str | None, value: Any) -> bool:
     if kind == "integer":
         return isinstance(value, int) and not isinstance(value, bool)
     if kind == "number":
-        return (
-            isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-        )
+        if isinstance(value, int) and not isinstance(value, bool):
+            return True  # (math.isfinite would overflow on a huge one)
+        return isinstance(value, float) and math.isfinite(value)
     if kind == "boolean":
         return isinstance(value, bool)
     if kind == "string":
@@ -205,24 +216,45 @@ def _type_ok(kind: str | None, value: Any) -> bool:
     return True
 
 
+def _bound_text(value: float) -> str:
+    """`2147483647`, not `2.14748e+09`."""
+    return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
 def _check_value(param: Parameter, value: Any) -> str | None:
     if not _type_ok(param.type, value):
         return f"{param.name} must be of type {param.type}, got {json.dumps(value)[:40]}."
     if param.enum is not None and value not in param.enum:
         allowed = ", ".join(str(v) for v in param.enum)
-        close = difflib.get_close_matches(str(value), [str(v) for v in param.enum], n=1)
-        extra = f" Did you mean {close[0]!r}?" if close else ""
-        return f"{param.name} must be one of: {allowed}; got {value!r}.{extra}"
+        extra = did_you_mean(close_matches(str(value), param.enum))
+        return f"{param.name} must be one of: {allowed}; got {value!r}. {extra}".rstrip()
     if isinstance(value, int | float) and not isinstance(value, bool):
         if param.minimum is not None and value < param.minimum:
-            return f"{param.name} must be at least {param.minimum:g}, got {value}."
+            return f"{param.name} must be at least {_bound_text(param.minimum)}, got {value}."
         if param.maximum is not None and value > param.maximum:
-            return f"{param.name} must be at most {param.maximum:g}, got {value}."
+            return f"{param.name} must be at most {_bound_text(param.maximum)}, got {value}."
     if param.type == "array" and param.items_type:
         for item in value:
             if not _type_ok(param.items_type, item):
                 return f"Every item of {param.name} must be of type {param.items_type}."
     return None
+
+
+def _encodable(value: Any) -> bool:
+    """Whether every string in `value` can be written as UTF-8: an argument of bytes
+    that are not UTF-8 arrives holding lone surrogates, which no file or request
+    can carry. (Inputs come from the depth-limited decoder or the command line.)"""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, list):
+        return all(_encodable(item) for item in value)
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    return True
 
 
 def validate_inputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any]) -> None:
@@ -233,6 +265,12 @@ def validate_inputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any])
     else the whole JSON Schema refuses (an empty prompt under `minLength`, too
     many images under `maxItems`, a `pattern`, a `format`, nested objects...).
     """
+    for name, value in inputs.items():
+        if not _encodable(value):
+            raise UsageError(
+                f"{name} is not valid Unicode text (bytes that are not UTF-8?).",
+                hint="Give it as UTF-8 text.",
+            )
     _check_common_rules(schema, inputs)
     if not isinstance(schema, Mapping):
         return
@@ -302,23 +340,29 @@ def estimate_cost(
                 unit = table[_norm(str(chosen))]
                 break
     count = 1.0
-    if cost.per_second:
-        duration = values.get("duration")
-        if isinstance(duration, bool) or not isinstance(duration, int | float):
-            return None
-        count = float(duration)
-    else:
-        outputs = values.get("num_outputs", values.get("num_images", 1))
-        if isinstance(outputs, int) and not isinstance(outputs, bool) and outputs > 0:
-            count = float(outputs)
-    return round(unit * count, 4)
+    try:  # (an integer beyond any float has no estimate)
+        if cost.per_second:
+            duration = values.get("duration")
+            if isinstance(duration, bool) or not isinstance(duration, int | float):
+                return None
+            count = float(duration)
+        else:
+            outputs = values.get("num_outputs", values.get("num_images", 1))
+            if isinstance(outputs, int) and not isinstance(outputs, bool) and outputs > 0:
+                count = float(outputs)
+    except OverflowError:
+        return None
+    estimate = round(unit * count, 4)
+    return estimate if math.isfinite(estimate) else None
 
 
 def inputs_object(text: str, where: str) -> dict[str, Any]:
     """A JSON object of model inputs, or a usage error naming `where` it came from."""
+    from pixeldojo_cli.untrusted import loads
+
     try:
-        value = json.loads(text)
-    except ValueError as exc:
+        value = loads(text)
+    except ValueError as exc:  # not JSON, too deep, or a number of too many digits
         raise UsageError(f"{where} is not valid JSON: {exc}.") from exc
     if not isinstance(value, dict):
         raise UsageError(f"{where} must be a JSON object of inputs.")

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pixeldojo_cli.errors import ConfigError
+from pixeldojo_cli.redact import clean_api_key
 
 APP_NAME = "pixeldojo"
 DEFAULT_BASE_URL = "https://pixeldojo.ai/api/v1"
@@ -30,6 +31,8 @@ DEFAULT_MAX_POLL_INTERVAL = 30.0
 # How long a job whose status the client does not know (not pending, processing,
 # completed, failed or a known synonym) is waited for before giving up on it.
 DEFAULT_UNKNOWN_STATUS_TIMEOUT = 600.0
+# The longest poll interval a setting may ask for (a day), as the flags allow.
+MAX_SECONDS = 86400.0
 
 ENV_API_KEY = "PIXELDOJO_API_KEY"
 ENV_BASE_URL = "PIXELDOJO_BASE_URL"
@@ -38,6 +41,7 @@ ENV_OUTPUT_DIR = "PIXELDOJO_OUTPUT_DIR"
 ENV_EMULATOR = "PIXELDOJO_EMULATOR"
 ENV_CHECKSUM = "PIXELDOJO_CHECKSUM"
 ENV_UNKNOWN_STATUS_TIMEOUT = "PIXELDOJO_UNKNOWN_STATUS_TIMEOUT"
+ENV_PREVIEW = "PIXELDOJO_PREVIEW"
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _FALSY = frozenset({"0", "false", "no", "off"})
 
@@ -57,6 +61,7 @@ CONFIG_KEYS: dict[str, str] = {
     "rate_limit": "per_minute",
     "checksum": "bool",
     "unknown_status_timeout": "duration",
+    "preview": "bool",
 }
 
 
@@ -103,6 +108,11 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
         raise ConfigError(f"Cannot read the config file {path}: {exc.strerror or exc}.") from exc
     try:
         parsed = tomllib.loads(data.decode("utf-8"))
+    except RecursionError:  # tomllib recurses once per level of nesting
+        raise ConfigError(
+            f"The config file {path} nests values too deeply to be read.",
+            hint=f"Fix or remove it (`rm {path}`), then try again.",
+        ) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"The config file {path} is not valid TOML: {exc}.",
@@ -125,8 +135,17 @@ def insecure_permissions_warning(path: Path | None = None) -> str | None:
     return None
 
 
+# tomli-w writes data, not comments: say so at the top of the file we write.
+CONFIG_HEADER = """\
+# pixeldojo settings. `pixeldojo config set/unset` and `pixeldojo auth` rewrite
+# this whole file: comments and formatting added here are not kept.
+"""
+
+
 def save_config(config: Mapping[str, Any], path: Path | None = None) -> Path:
-    """Write the config atomically: temp file in the same folder, fsync, rename."""
+    """Write the config atomically: temp file in the same folder, fsync, rename.
+
+    The whole file is rewritten, under a header comment that says so."""
     import tempfile
 
     import tomli_w
@@ -142,7 +161,7 @@ def save_config(config: Mapping[str, Any], path: Path | None = None) -> Path:
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "wb") as handle:
-            handle.write(tomli_w.dumps(dict(config)).encode("utf-8"))
+            handle.write((CONFIG_HEADER + "\n" + tomli_w.dumps(dict(config))).encode("utf-8"))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -258,6 +277,7 @@ class Settings:
     max_poll_interval: Setting
     checksum: Setting
     unknown_status_timeout: Setting
+    preview: Setting
     config_file: Path
 
 
@@ -275,16 +295,28 @@ def resolve_settings(
     env = os.environ if env is None else env
     path = path or config_path()
     config = load_config(path) if config is None else config
-    chosen_profile = pick(profile, env, ENV_PROFILE, [], "profile", DEFAULT_PROFILE)
     where = f"config:{path}"
-    profile_table = _table(config, "profiles", str(chosen_profile.value))
     defaults = _table(config, "defaults")
+    # The default profile is set with `auth switch` ([defaults] profile).
+    chosen_profile = pick(
+        profile, env, ENV_PROFILE, [(defaults, where)], "profile", DEFAULT_PROFILE
+    )
+    profile_table = _table(config, "profiles", str(chosen_profile.value))
     both = [(profile_table, where), (defaults, where)]
+    key = _text(
+        pick(api_key, env, ENV_API_KEY, [(profile_table, where)], "api_key", None), "api_key"
+    )
     return Settings(
         profile=chosen_profile,
-        api_key=pick(api_key, env, ENV_API_KEY, [(profile_table, where)], "api_key", None),
-        base_url=pick(base_url, env, ENV_BASE_URL, both, "base_url", DEFAULT_BASE_URL),
-        output_dir=pick(output_dir, env, ENV_OUTPUT_DIR, [(defaults, where)], "output_dir", "."),
+        # Whitespace around a key (a pasted key, a file's last newline) is never part of it.
+        api_key=Setting(clean_api_key(key.value), key.source),
+        base_url=_text(
+            pick(base_url, env, ENV_BASE_URL, both, "base_url", DEFAULT_BASE_URL), "base_url"
+        ),
+        output_dir=_text(
+            pick(output_dir, env, ENV_OUTPUT_DIR, [(defaults, where)], "output_dir", "."),
+            "output_dir",
+        ),
         rate_limit=_typed(
             pick(None, env, None, both, "rate_limit", DEFAULT_RATE_LIMIT), "rate_limit"
         ),
@@ -307,7 +339,26 @@ def resolve_settings(
             ),
             "unknown_status_timeout",
         ),
+        preview=_typed(pick(None, env, ENV_PREVIEW, both, "preview", False), "preview"),
         config_file=path,
+    )
+
+
+_TOML_TYPES = {bool: "true or false", int: "a number", float: "a number", list: "a list"}
+
+
+def _text(setting: Setting, key: str) -> Setting:
+    """A setting that must be text: a number, list or table in the config file is a
+    clear error naming the file (and never showing the value: it may be a key)."""
+    if setting.value is None or isinstance(setting.value, str):
+        return setting
+    kind = _TOML_TYPES.get(
+        type(setting.value), "a table" if isinstance(setting.value, dict) else "not text"
+    )
+    file = setting.source.removeprefix("config:")
+    raise ConfigError(
+        f"In {file}: {key} must be text in quotes, but it is {kind}.",
+        hint=f'Write it as {key} = "..." in {file}.',
     )
 
 
@@ -353,7 +404,9 @@ def parse_setting(key: str, raw: str) -> Any:
         except ValueError:
             number = math.nan
         if not math.isfinite(number) or number <= 0:
-            raise ConfigError(f"{key} must be a positive number, got {raw!r}.")
+            raise ConfigError(f"{key} must be a positive number, got {raw[:60]!r}.")
+        if kind == "seconds" and number >= MAX_SECONDS:  # as --poll-interval: under a day
+            raise ConfigError(f"{key} must be under {MAX_SECONDS:.0f} seconds, got {raw[:60]!r}.")
         return number
     return raw
 
@@ -374,6 +427,7 @@ def _duration(key: str, raw: str) -> float:
         pos = match.end()
     if not text or pos != len(text) or not 0 < total <= _LONGEST_DURATION:
         raise ConfigError(
-            f"{key} must be a duration such as 600, 90s, 10m or 1h (at most 30 days), got {raw!r}."
+            f"{key} must be a duration such as 600, 90s, 10m or 1h (at most 30 days), "
+            f"got {raw[:60]!r}."
         )
     return total

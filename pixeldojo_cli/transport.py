@@ -1,6 +1,13 @@
 """HTTP plumbing under the client: the rate limiter, retries, Retry-After, and
 an Authorization header that only ever goes to the API's own origin.
 
+Every request that carries the key goes through a `Transport` (shell
+completion included). Redirects of API requests are never followed; output
+downloads follow them one hop at a time, each hop checked (no step down from
+https to plain http) and given the key only on the API's own origin. API
+answers are decoded here, piece by piece, so that their size cap counts
+decoded bytes: a small compressed answer cannot expand in memory.
+
 Retry rules (README, "HTTP behaviour"):
 - a GET is retried on connection errors, timeouts, 429 and 5xx;
 - a request that may create something (`POST .../run`) is retried only when
@@ -15,6 +22,7 @@ import random
 import ssl
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
@@ -25,6 +33,7 @@ import httpx
 
 from pixeldojo_cli.errors import (
     BadResponseError,
+    DownloadError,
     NetworkError,
     RateLimitError,
     RequestTimeoutError,
@@ -33,7 +42,7 @@ from pixeldojo_cli.errors import (
     UsageError,
     error_from_response,
 )
-from pixeldojo_cli.redact import mask_key
+from pixeldojo_cli.redact import check_api_key, mask_key, redact
 
 Trace = Callable[[str], None]
 Origin = tuple[str, str, int]
@@ -255,6 +264,7 @@ class RetryPolicy:
 
 
 # No API answer is this large; a bigger one is refused rather than held in memory.
+# It counts decoded bytes (and, separately, the bytes on the wire).
 MAX_API_BODY = 16 * 2**20
 
 
@@ -292,6 +302,96 @@ class ApiResponse:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadResponseError(f"The answer (HTTP {self.status}) is not JSON.") from exc
+
+
+# What API requests accept: encodings `_BoundedDecoder` undoes in bounded memory.
+API_ACCEPT_ENCODING = "gzip, deflate"
+
+# A download redirected more often than this is going round in circles.
+MAX_REDIRECTS = 10
+
+
+class _TooLarge(Exception):
+    """More decoded bytes than the cap allows."""
+
+
+class _Inflater:
+    """One gzip or deflate layer, undone a bounded piece at a time."""
+
+    # Decoded bytes per step: what one layer holds at once beyond the body itself.
+    STEP = 2**20
+
+    def __init__(self, encoding: str) -> None:
+        self._raw_fallback = encoding == "deflate"  # some servers send raw deflate
+        wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+        self._zlib = zlib.decompressobj(wbits)
+        self._started = False
+
+    def _step(self, data: bytes) -> bytes:
+        try:
+            out = self._zlib.decompress(data, self.STEP)
+        except zlib.error:
+            if not (self._raw_fallback and not self._started):
+                raise
+            self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
+            out = self._zlib.decompress(data, self.STEP)
+        self._started = True
+        return out
+
+    def pieces(self, data: bytes, final: bool) -> Iterator[bytes]:
+        """`data` decoded, at most `STEP` bytes at a time (a full step may leave
+        more waiting inside zlib, so ask again until a step comes back short)."""
+        while True:
+            out = self._step(data)
+            if out:
+                yield out
+            data = self._zlib.unconsumed_tail
+            if not data and len(out) < self.STEP:
+                break
+        if final:
+            rest = self._zlib.flush()  # nothing is pending any more: this is small
+            if rest:
+                yield rest
+
+
+class _BoundedDecoder:
+    """A response body's Content-Encoding undone as it arrives, never holding more
+    than `limit` decoded bytes (httpx's own decoders expand a whole piece at once)."""
+
+    def __init__(self, content_encoding: str, limit: int) -> None:
+        names = [n.strip().lower() for n in content_encoding.split(",") if n.strip()]
+        names = [n for n in names if n != "identity"]
+        unknown = [n for n in names if n not in ("gzip", "deflate", "x-gzip")]
+        if unknown:
+            raise BadResponseError(
+                f"The API's answer is encoded with {unknown[0][:40]!r}, which this client "
+                "did not ask for."
+            )
+        # The last encoding applied is the first to undo.
+        self._layers = [_Inflater("gzip" if n == "x-gzip" else n) for n in reversed(names)]
+        self.limit = limit
+        self.body = bytearray()
+
+    def _through(self, data: bytes, layers: list[_Inflater], final: bool) -> None:
+        if not layers:
+            if len(self.body) + len(data) > self.limit:
+                raise _TooLarge
+            self.body += data
+            return
+        for piece in layers[0].pieces(data, final):
+            self._through(piece, layers[1:], final=False)
+        if final and len(layers) > 1:
+            self._through(b"", layers[1:], final=True)
+
+    def feed(self, data: bytes) -> None:
+        """Decode one piece from the wire; `_TooLarge` past the limit."""
+        self._through(data, self._layers, final=False)
+
+    def finish(self) -> bytes:
+        """The whole decoded body, once the last piece has arrived."""
+        if self._layers:
+            self._through(b"", self._layers, final=True)
+        return bytes(self.body)
 
 
 # The policy a Transport gets when none is given (tests swap in a faster one).
@@ -333,6 +433,14 @@ class Transport:
     ) -> None:
         read_in_larger_pieces()
         self.base_url = httpx.URL(base_url.rstrip("/") + "/")
+
+        api_key = check_api_key(api_key)  # before any request: a key that is not a header
+        try:
+            self.base_url = httpx.URL(base_url.rstrip("/") + "/")
+        except httpx.InvalidURL as exc:
+            raise UsageError(f"The base URL is not a valid URL: {exc}") from None
+        if self.base_url.scheme not in _DEFAULT_PORTS or not self.base_url.host:
+            raise UsageError(f"The base URL must be an http(s) URL, got {base_url[:100]!r}.")
         self.origin = origin_of(self.base_url)
         self.has_key = bool(api_key)
         self.retry = retry or DEFAULT_RETRY
@@ -395,14 +503,18 @@ class Transport:
         server may have seen it (submitting a job costs credits). An error
         answer raises its `APIError`, carrying the answer as `response`.
         """
-        url = self.url(path_or_url) if "://" not in path_or_url else httpx.URL(path_or_url)
+        try:
+            url = self.url(path_or_url) if "://" not in path_or_url else httpx.URL(path_or_url)
+        except httpx.InvalidURL as exc:
+            raise UsageError(f"Not a valid API path: {exc}") from None
         request = self.http.build_request(
             method,
             url,
             json=json,
             params=params,
             content=content,
-            headers=headers,
+            # Only encodings the bounded decoder undoes, whatever the caller asked.
+            headers={**(headers or {}), "Accept-Encoding": API_ACCEPT_ENCODING},
             timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
         )
         # With `timeout`, one deadline covers every attempt (a --timeout must hold);
@@ -440,17 +552,27 @@ class Transport:
                 self._wait_before_retry(attempt, None, type(exc).__name__)
                 continue
             except httpx.HTTPError as exc:
-                raise NetworkError(f"{method} {url} failed: {exc}") from exc
+                raise NetworkError(redact(f"{method} {url} failed: {exc}", self._key)) from None
             self._trace_response(response, started)
             self.limiter.observe(response.headers)
             if response.is_success:
                 return response
+            if response.has_redirect_location:  # never followed: the key stays with this origin
+                location = redact(response.headers["location"][:200], self._key)
+                raise BadResponseError(
+                    f"The API redirected {method} {url.path} to {location}; redirects are "
+                    "not followed with your key.",
+                    hint="If that is the API's new address, make it the base URL "
+                    "(--base-url, or `pixeldojo config set base_url URL`).",
+                )
             error = error_from_response(
                 response.status_code,
                 response.text,
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
             error.response = ApiResponse.from_httpx(response)
+
+            error.message = redact(error.message, self._key)  # a server may echo the key
             if isinstance(error, RateLimitError):
                 self.limiter.on_rate_limited(error.retry_after)
                 if last or (error.retry_after or 0) > self.retry.max_retry_after:
@@ -473,24 +595,43 @@ class Transport:
         """
         response = self.http.send(request, stream=True)
         try:
-            body = bytearray()
-            # (A response already read in full, e.g. from httpx.MockTransport, has no stream.)
-            chunks = [response.content] if response.is_stream_consumed else response.iter_raw()
+            if response.is_stream_consumed:
+                # Read in full already (httpx.MockTransport), and decoded by httpx.
+                decoder = _BoundedDecoder("", MAX_API_BODY)
+                chunks: Iterator[bytes] = iter([response.content])
+            else:
+                decoder = _BoundedDecoder(
+                    response.headers.get("content-encoding", ""), MAX_API_BODY
+                )
+                chunks = response.iter_raw()
+            on_wire = 0
             for chunk in chunks:
-                body += chunk
-                if len(body) > MAX_API_BODY:
-                    raise BadResponseError(
-                        f"The API's answer to {request.method} {request.url.path} is larger "
-                        f"than {MAX_API_BODY // 2**20} MiB; refusing to read it."
-                    )
+                on_wire += len(chunk)
+                if on_wire > MAX_API_BODY:
+                    raise _TooLarge
+                decoder.feed(chunk)
                 if time.monotonic() > deadline:
                     raise httpx.ReadTimeout("the response took too long", request=request)
+            body = decoder.finish()
+        except _TooLarge:
+            raise BadResponseError(
+                f"The API's answer to {request.method} {request.url.path} is larger "
+                f"than {MAX_API_BODY // 2**20} MiB; refusing to read it."
+            ) from None
+        except zlib.error as exc:
+            raise BadResponseError(
+                f"The API's answer to {request.method} {request.url.path} could not be "
+                f"decompressed ({exc})."
+            ) from None
         finally:
             response.close()
+        headers = response.headers.copy()
+        for name in ("content-encoding", "content-length"):  # the body is decoded now
+            headers.pop(name, None)
         return httpx.Response(
             response.status_code,
-            headers=response.headers,
-            content=bytes(body),
+            headers=headers,
+            content=body,
             request=request,
             extensions=response.extensions,
         )
@@ -514,13 +655,60 @@ class Transport:
         headers: dict[str, str] | None = None,
         extensions: dict[str, Any] | None = None,
     ) -> Iterator[httpx.Response]:
-        """A streamed GET of any URL (an output file). Redirects are followed;
-        httpx drops Authorization whenever a redirect leaves the API origin.
-        `extensions` go to httpx (a `trace` hook sees each new connection)."""
-        self._trace_request(self.http.build_request("GET", url, headers=headers))
-        started = time.monotonic()
-        with self.http.stream(
-            "GET", url, headers=headers, follow_redirects=True, extensions=extensions
-        ) as response:
+        """A streamed GET of any URL (an output file).
+
+        Redirects are followed one hop at a time, at most `MAX_REDIRECTS`, and
+        every hop is checked as the first one is: http(s) only, and never plain
+        http once the API or an earlier hop was https. Each hop carries the key
+        only if it is on the API's own origin (the auth asks per request).
+        `extensions` go to httpx (a `trace` hook sees each new connection).
+        """
+        target = _hop_url(url)
+        secure = self.base_url.scheme == "https"
+        for _ in range(MAX_REDIRECTS + 1):
+            secure = _check_hop(target, secure, url)
+            request = self.http.build_request(
+                "GET", target, headers=headers, extensions=extensions
+            )
+            self._trace_request(request)
+            started = time.monotonic()
+            response = self.http.send(request, stream=True, follow_redirects=False)
             self._trace_response(response, started)
-            yield response
+            if not response.has_redirect_location:
+                try:
+                    yield response
+                finally:
+                    response.close()
+                return
+            location = response.headers["location"]
+            response.close()
+            target = _hop_url(location, target)
+        raise DownloadError(
+            f"Refusing to download {url[:100]}: redirected more than {MAX_REDIRECTS} times."
+        )
+
+
+def _hop_url(location: str, base: httpx.URL | None = None) -> httpx.URL:
+    """The URL of a download hop (`location` relative to `base`), or a download
+    error when it is no URL at all (a control character, a bad port...)."""
+    try:
+        return base.join(location) if base is not None else httpx.URL(location)
+    except (httpx.InvalidURL, ValueError, TypeError):
+        raise DownloadError(
+            f"Refusing to download {location[:100]!r}: it is not a valid URL."
+        ) from None
+
+
+def _check_hop(url: httpx.URL, secure: bool, first: str) -> bool:
+    """Refuse a hop that is not http(s), or that steps down to plain http from an
+    https API or an https hop; returns whether the chain is now https."""
+    if url.scheme not in _DEFAULT_PORTS or not url.host:
+        raise DownloadError(f"Refusing to download {first[:100]}: it leads to {str(url)[:100]}.")
+    if url.scheme == "http" and secure:
+        raise DownloadError(
+            f"Refusing to download {first[:100]} over plain http: it steps down from https "
+            f"to {str(url)[:100]}.",
+            hint="Anyone on the way could change the file. `pixeldojo jobs show ID` prints the "
+            "URL if you want to fetch it yourself.",
+        )
+    return secure or url.scheme == "https"

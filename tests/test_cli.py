@@ -124,19 +124,19 @@ def leaf_sections() -> dict[str, str]:
     import re
 
     text = (Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text()
-    sections = re.split(r"\n#{2,4} ", text)[1:]
-    return {s.splitlines()[0].strip("`"): s for s in sections if "**Commands**" not in s}
+    sections = re.split(r"\n## ", text)[1:]
+    return {s.splitlines()[0].strip("`"): s for s in sections if "\nCommands:\n" not in s}
 
 
 def test_every_command_has_a_summary_a_description_and_examples() -> None:
     leaves = leaf_sections()
     assert len(leaves) >= 18
     for name, section in leaves.items():
-        description = [
-            line for line in section.split("**Usage**")[0].splitlines()[1:] if line.strip()
-        ]
+        page = section.split("```text\n", 1)[1]
+        head = page.split("\nArguments:\n")[0].split("\nOptions:\n")[0]
+        description = [line for line in head.splitlines()[1:] if line.strip()]
         assert len(description) >= 2, f"{name}: a summary and a longer description"
-        examples = section.split("Example")[-1] if "Example" in section else ""
+        examples = page.split("Example")[-1] if "Example" in page else ""
         assert examples.count("pixeldojo ") >= 1, f"{name}: at least one example"
 
 

@@ -12,6 +12,7 @@ from pixeldojo_cli.client import Client
 from pixeldojo_cli.errors import (
     EXIT_CODES,
     AuthenticationError,
+    DownloadError,
     ExitCode,
     InsufficientCreditsError,
     NotFoundError,
@@ -258,19 +259,14 @@ def test_key_goes_only_to_the_api_origin() -> None:
 
     client = mock_client(httpx.MockTransport(handler))
     client.transport.request("GET", "models")
-    for url in (
-        "https://files.example/x.png",
-        "http://api.example/v1/x",
-        "https://api.example:8443/v1/x",
-    ):
+    for url in ("https://files.example/x.png", "https://api.example:8443/v1/x"):
         with client.transport.stream(url) as response:
             response.read()
+    with pytest.raises(DownloadError), client.transport.stream("http://api.example/v1/x"):
+        pass  # plain http under an https API is not even asked for
     assert seen["https://api.example/v1/models"] == f"Bearer {KEY}"
-    assert [seen[u] for u in seen if "files" in u or "http://" in u or "8443" in u] == [
-        None,
-        None,
-        None,
-    ]
+    assert [seen[u] for u in seen if "files" in u or "8443" in u] == [None, None]
+    assert "http://api.example/v1/x" not in seen
 
 
 def test_job_ids_cannot_climb_out_of_their_path() -> None:

@@ -32,6 +32,17 @@ LINES = [
     "pixeldojo nosuch ",
     "pixeldojo run flux-dev x --pro",  # options: Typer's
     "pixeldojo run flux-dev --progress ",  # an option's value: Typer's
+    "pixeldojo jobs show ",  # job ids from the (here empty) ledger
+    "pixeldojo webhook replay job_",
+]
+
+# As bash splits words at `=` and `:` (COMP_WORDBREAKS): the last word is completed.
+BASH_SPLIT = [
+    "pixeldojo run flux-dev -p aspect_ratio =",
+    "pixeldojo run flux-dev -p aspect_ratio = 16 :",
+    "pixeldojo run flux-dev -p aspect_ratio = 1",
+    "pixeldojo run flux-dev -p aspect_ratio = 16 : 9 -p output_format = j",
+    "pixeldojo run flux-dev --progress = p",
 ]
 
 
@@ -71,7 +82,16 @@ def test_the_fast_path_answers_as_typer_does(emulator: Emulator, shell: str) -> 
             assert fast == ask(line, shell, env, slow=True, action="is-args"), line
 
 
+def test_the_fast_path_answers_bash_split_words_as_typer_does(emulator: Emulator) -> None:
+    env = run_subprocess_env(emulator)
+    for line in BASH_SPLIT:
+        fast = ask(line, "bash", env, slow=False)
+        assert fast == ask(line, "bash", env, slow=True), line
+        assert fast[0].strip(), line  # something is offered
+
+
 def test_the_fast_path_does_not_build_the_typer_app(emulator: Emulator) -> None:
+    ask("pixeldojo run fl", "bash", run_subprocess_env(emulator), slow=False)  # warm the cache
     env = {
         **run_subprocess_env(emulator),
         "_PIXELDOJO_COMPLETE": "complete_bash",

@@ -71,8 +71,10 @@ def test_a_429_burst_on_any_endpoint_is_ridden_out(
     path: str,
     args: list[str],
     retry_after: str | None,
+    receiver: tuple[str, list[dict[str, Any]]],
 ) -> None:
-    job = finished_job(cli, "--webhook-url", "http://127.0.0.1:9/hook")
+    # A receiver that answers, so that the replayed webhook is delivered (exit 0).
+    job = finished_job(cli, "--webhook-url", receiver[0])
     header = http_date_in(2) if retry_after == "http-date" else retry_after
     emulator.add_fault("status", status=429, method=method, path=path, retry_after=header, count=2)
     before = len(emulator.requests)
@@ -179,13 +181,19 @@ def test_a_submit_whose_connection_failed_before_sending_is_retried(
 
 # --- malformed answers -------------------------------------------------------------
 
-MALFORMED = {
-    "invalid JSON": (b'{"jobId": ', "application/json"),
-    "an HTML error page": (b"<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html"),
-    "an empty body": (b"", "application/json"),
-    "no jobId": (b'{"status": "completed"}', "application/json"),
-    "a list": (b"[1, 2, 3]", "application/json"),
-    "17 MiB": (b'{"pad": "' + b"x" * (17 * 2**20) + b'"}', "application/json"),
+MALFORMED: dict[str, dict[str, Any]] = {
+    "invalid JSON": {"body": b'{"jobId": '},
+    "an HTML error page": {
+        "body": b"<html><body><h1>502 Bad Gateway</h1></body></html>",
+        "content_type": "text/html",
+    },
+    "an empty body": {"body": b""},
+    "no jobId": {"body": b'{"status": "completed"}'},
+    "a list": {"body": b"[1, 2, 3]"},
+    "17 MiB": {"body": b'{"pad": "' + b"x" * (17 * 2**20) + b'"}'},
+    "a 2 MB gzip of 2 GiB": {"kind": "bomb", "size": 2 * 2**30},
+    "nested 100,000 deep": {"kind": "deep", "depth": 100_000},
+    "600,000 empty objects": {"body": b"[" + b"{}," * 600_000 + b"{}]"},
 }
 
 
@@ -195,22 +203,16 @@ MALFORMED = {
 def test_a_malformed_answer_is_one_clean_error(
     emulator: Emulator, cli: Invoke, name: str, where: str
 ) -> None:
-    body, content_type = MALFORMED[name]
+    fault = {"kind": "status", **MALFORMED[name]}
     method, path = ("POST", r"/run$") if where == "submit" else ("GET", r"/jobs/")
-    emulator.add_fault(
-        "status",
-        status=200,
-        method=method,
-        path=path,
-        body=body,
-        content_type=content_type,
-        count=-1,
-    )
+    emulator.add_fault(fault.pop("kind"), status=200, method=method, path=path, count=-1, **fault)
     result = cli("run", "flux-dev", "x", *FAST)
     assert result.exit_code == 10, result.output
     assert "Traceback" not in result.output
     assert result.stderr.startswith("error: ") or "\nerror: " in result.stderr
     assert len(emulator.requests_to("POST", r"/run$")) == 1
+    if where == "submit":  # the server took it: the job may exist
+        assert KEEP_LOOKING in result.stderr
 
 
 @pytest.mark.parametrize("output", ["42", '{"images": 7}', '{"video": [null, 3]}', '"not a url"'])

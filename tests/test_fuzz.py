@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import unicodedata
 from datetime import datetime
 from typing import Any
 
@@ -28,13 +29,49 @@ from pixeldojo_cli.results import (
 
 from conftest import Invoke
 
+# Hostile shapes mixed into everything below: integers beyond any float (and
+# beyond Python's int-string limit), text full of control, format and
+# line-separator characters, and nesting far deeper than any answer needs.
+HUGE = st.integers(min_value=10**300, max_value=10**4000) | st.integers(
+    min_value=-(10**4000), max_value=-(10**300)
+)
+# Integers of more digits than Python converts from text (4,300 by default).
+HUGE_DIGITS = st.integers(4000, 6000).map(lambda n: "9" * n)
+CONTROL_TEXT = st.text(
+    alphabet=st.characters(categories=("Cc", "Cf", "Zl", "Zp", "Cs")) | st.sampled_from("a[]\\"),
+    max_size=20,
+)
 JSON = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | HUGE
+    | st.floats()
+    | st.text(max_size=20)
+    | CONTROL_TEXT,
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
     ),
     max_leaves=12,
 )
+
+
+def nested(depth: int, opener: str) -> str:
+    """JSON text `depth` levels deep: `[[[...]]]` or `{"a": {"a": ...}}`."""
+    closer = "]" if opener == "[" else "}"
+    return opener * depth + "1" + closer * depth
+
+
+DEEP_TEXT = st.builds(nested, st.integers(1, 5000), st.sampled_from(["[", '{"a": ']))
+ANSWER_TEXT = (
+    JSON.map(lambda v: json.dumps(v, default=str))
+    | DEEP_TEXT
+    | HUGE.map(str)
+    | HUGE_DIGITS
+    | st.text(max_size=50)
+    | DEEP_TEXT.map(lambda deep: f'{{"jobId": "job_1", "status": "completed", "output": {deep}}}')
+)
+UNSAFE = {"Cc", "Cf", "Cs", "Zl", "Zp"}
 JOB_KEYS = [
     "jobId",
     "id",
@@ -136,6 +173,147 @@ def test_any_error_body_maps_to_a_known_code(status: int, body: str) -> None:
     assert error.code in EXIT_CODES and isinstance(error.message, str)
 
 
+KEY = "fuzz-key-0123456789abcdef"
+
+
+@given(ANSWER_TEXT)
+def test_any_api_answer_is_a_value_or_a_clean_error_and_renders_exactly(text: str) -> None:
+    import httpx
+
+    from pixeldojo_cli.cli.render import dump_json
+    from pixeldojo_cli.client import _json_body
+
+    response = httpx.Response(200, content=text.encode(), request=httpx.Request("GET", "http://x/"))
+    try:
+        value = _json_body(response, KEY)
+    except BadResponseError:
+        return
+    shown = dump_json(value)
+    assert json.dumps(json.loads(shown)) == json.dumps(value)  # exact (NaN included)
+    assert not any(unicodedata.category(ch) in UNSAFE for ch in shown if ch != "\n")
+    with contextlib.suppress(BadResponseError):
+        job = parse_job(value)
+        job.output_expiry()
+
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "prompt": {"type": "string"},
+        "seed": {"type": "integer", "minimum": 0},
+        "num_outputs": {"type": "integer"},
+        "guidance": {"type": "number", "maximum": 10},
+        "image_urls": {"type": "array", "items": {"type": "string"}},
+    },
+    "additionalProperties": True,
+}
+NAMES = st.sampled_from(["prompt", "seed", "num_outputs", "guidance", "image_urls", "x"])
+VALUES = ANSWER_TEXT | HUGE_DIGITS | CONTROL_TEXT | HUGE.map(str)
+
+
+@given(NAMES, st.sampled_from(["=", ":="]), VALUES)
+def test_any_p_value_is_an_input_or_a_usage_error(name: str, sep: str, raw: str) -> None:
+    from pixeldojo_cli.cli.render import dump_json
+    from pixeldojo_cli.results import parse_model
+    from pixeldojo_cli.schema import build_inputs, estimate_cost, validate_inputs
+
+    model = parse_model({"apiId": "m", "creditCost": 1})
+    try:
+        inputs = build_inputs(SCHEMA, prompt="x", assignments=[f"{name}{sep}{raw}"])
+        validate_inputs(SCHEMA, inputs)
+    except UsageError:
+        return
+    estimate_cost(model, SCHEMA, inputs)
+    json.loads(dump_json(inputs))
+
+
+@given(ANSWER_TEXT | CONTROL_TEXT)
+def test_any_input_file_is_an_object_or_a_usage_error(text: str) -> None:
+    from pixeldojo_cli.cli.state import inputs_object
+
+    with contextlib.suppress(UsageError):
+        assert isinstance(inputs_object(text, "--input f"), dict)
+
+
+TOML_VALUES = (
+    st.text(max_size=20)
+    | CONTROL_TEXT
+    | st.integers()
+    | HUGE
+    | st.floats()
+    | st.booleans()
+    | st.datetimes()
+    | st.lists(st.integers(), max_size=3)
+    | st.dictionaries(st.text(max_size=5), st.integers(), max_size=3)
+)
+SETTINGS = ["api_key", "base_url", "output_dir", "rate_limit", "poll_interval",
+            "max_poll_interval", "checksum"]  # fmt: skip
+
+
+@given(
+    st.dictionaries(st.sampled_from(SETTINGS), TOML_VALUES, max_size=4),
+    st.dictionaries(st.sampled_from(SETTINGS), TOML_VALUES, max_size=4),
+)
+def test_any_type_for_any_setting_is_settings_or_a_config_error(
+    profile: dict[str, Any], defaults: dict[str, Any]
+) -> None:
+    from pathlib import Path
+
+    from pixeldojo_cli.cli.render import Renderer
+    from pixeldojo_cli.errors import ConfigError
+    from pixeldojo_cli.settings import resolve_settings
+
+    config = {"profiles": {"default": profile}, "defaults": defaults}
+    try:
+        settings = resolve_settings(config=config, env={}, path=Path("/nowhere/config.toml"))
+    except ConfigError as exc:
+        key = profile.get("api_key")
+        if key is not None and not isinstance(key, str):
+            assert str(key) not in exc.message or len(str(key)) < 4
+        render = Renderer()
+        render.add_secret(key)
+        render.scrub(exc.message)  # the error report never raises
+        return
+    assert settings.api_key.value is None or isinstance(settings.api_key.value, str)
+    assert isinstance(settings.base_url.value, str) and isinstance(settings.output_dir.value, str)
+    assert 0 < settings.poll_interval.value < 86400
+
+
+@given(st.text() | CONTROL_TEXT)
+def test_safe_text_leaves_one_line_with_nothing_a_terminal_acts_on(text: str) -> None:
+    from pixeldojo_cli.cli.render import safe_text
+
+    shown = safe_text(text)
+    assert not any(unicodedata.category(ch) in UNSAFE for ch in shown)
+    assert "\n" not in shown and "\r" not in shown
+
+
+@given(
+    st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=8),
+    st.text(max_size=10),
+    st.sampled_from(["raw", "repr", "bytes", "json", "json2", "url", "url+", "b64", "upper"]),
+)
+def test_a_key_is_masked_in_any_form_a_server_may_echo_it(key: str, around: str, form: str) -> None:
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    from pixeldojo_cli.redact import redact
+
+    shown = {
+        "raw": key,
+        "repr": repr(key)[1:-1],
+        "bytes": repr(f"Bearer {key}\r".encode())[2:-1],
+        "json": json.dumps(key)[1:-1],
+        "json2": json.dumps(json.dumps(key))[1:-1],
+        "url": quote(key, safe=""),
+        "url+": quote_plus(key),
+        "b64": base64.b64encode(f"user:{key}".encode()).decode(),
+        "upper": key.upper(),
+    }[form]
+    masked = redact(f"{around}{shown}{around}", key)
+    assert key not in masked and shown not in masked
+
+
 # --- hostile arguments, every command ------------------------------------------------
 
 HOSTILE = [
@@ -148,6 +326,9 @@ HOSTILE = [
     "1e309",
     "\x00",
     "%s%n",
+    "9" * 5000,
+    nested(5000, "["),
+    "\x1b]52;c;cm0gLXJm\x07\x1b[2J\u202e\x9b",
 ]
 
 COMMANDS = [
@@ -155,6 +336,7 @@ COMMANDS = [
     ["run", "flux-dev", "{x}", "--dry-run"],
     ["run", "flux-dev", "x", "-p", "{x}", "--dry-run"],
     ["run", "flux-dev", "x", "-p", "seed={x}", "--dry-run"],
+    ["run", "flux-dev", "x", "-p", "prompt:={x}", "--dry-run"],
     ["run", "flux-dev", "x", "--timeout", "{x}"],
     ["run", "flux-dev", "x", "--seed", "{x}", "--dry-run"],
     ["run", "flux-dev", "x", "--input", "{x}"],

@@ -11,6 +11,9 @@ from pixeldojo_cli import interrupts
 from pixeldojo_cli.cli.argv import hoist_global_options
 
 INTERRUPTED = interrupts.INTERRUPTED_EXIT
+# A reader that went away (`pixeldojo models | head -1`): exit as a process killed by
+# SIGPIPE is reported by a shell (128 + 13), with nothing printed.
+BROKEN_PIPE = 141
 
 
 def _second_interrupt(signum: int, frame: FrameType | None) -> None:
@@ -54,7 +57,56 @@ def _exit_code_after(code: str | int | None) -> str | int | None:
 
 def main() -> None:
     """Console-script entry point."""
+    stdout_was = _file_identity(1)
+    try:
+        _main()
+    except BrokenPipeError:
+        _quiet_exit()
+    except SystemExit as exc:
+        if exc.code == 1 and _pipe_broke(stdout_was):  # a broken pipe is no bug
+            _quiet_exit()
+        sys.exit(_exit_code_after(exc.code))
+    except KeyboardInterrupt:  # interrupted before a command could take it
+        interrupts.remove_parts()
+        sys.exit(interrupts.exit_code())
+
+
+def _file_identity(fd: int) -> tuple[int, int] | None:
+    try:
+        info = os.fstat(fd)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _pipe_broke(stdout_was: tuple[int, int] | None) -> bool:
+    """Whether Typer or Rich met a broken pipe and exited 1 for it: Typer then wraps
+    stdout in its PacifyFlushWrapper, Rich points stdout at the null device."""
+    if type(sys.stdout).__name__ == "PacifyFlushWrapper":
+        return True
+    now = _file_identity(1)
+    return now != stdout_was and now is not None and now == _file_identity_of(os.devnull)
+
+
+def _file_identity_of(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
+
+
+def _quiet_exit() -> None:
+    """Stop writing (even the interpreter's last flush) and exit as SIGPIPE would."""
+    from pixeldojo_cli.cli.render import silence_broken_pipe
+
+    silence_broken_pipe()
+    sys.exit(BROKEN_PIPE)
+
+
+def _main() -> None:
     _install_signal_handlers()
+    _tolerate_ascii_stdout()
     if "_PIXELDOJO_COMPLETE" in os.environ:  # a TAB: answered without Typer when we can
         from pixeldojo_cli.cli.fastcomplete import fast_complete
 
@@ -65,22 +117,14 @@ def main() -> None:
                 sys.stdout.write(text + "\n")
             sys.stdout.flush()
             sys.exit(code)
+        if os.environ["_PIXELDOJO_COMPLETE"] == "complete_bash":
+            sys.exit(_typer_bash_complete())
     args = hoist_global_options(sys.argv[1:])
     if args == ["--version"]:  # the most scripted call of all: answered without Typer
         from pixeldojo_cli import __version__
 
         sys.stdout.write(f"pixeldojo {__version__}\n")
         return
-    try:
-        _run(args)
-    except SystemExit as exc:
-        sys.exit(_exit_code_after(exc.code))
-    except KeyboardInterrupt:  # interrupted before a command could take it
-        interrupts.remove_parts()
-        sys.exit(interrupts.exit_code())
-
-
-def _run(args: list[str]) -> None:
     from pixeldojo_cli.cli.app import app
 
     if "--json" not in args:
@@ -98,14 +142,47 @@ def _run(args: list[str]) -> None:
     sys.exit(code if isinstance(code, int) else 0)
 
 
+def _tolerate_ascii_stdout() -> None:
+    """On a stdout that cannot encode every character (an ASCII or Latin-1
+    locale), escape what it cannot show, as Python already does on stderr,
+    instead of failing with UnicodeEncodeError after the work is done."""
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    reconfigure = getattr(sys.stdout, "reconfigure", None)
+    if not encoding.startswith("utf") and callable(reconfigure):
+        reconfigure(errors="backslashreplace")
+
+
+def _typer_bash_complete() -> int:
+    """Typer answers a bash TAB the fast path left to it, with the words bash split
+    at `=` and `:` glued back together, and its answers trimmed to match."""
+    import contextlib
+    import io
+
+    from pixeldojo_cli.cli.app import app
+    from pixeldojo_cli.cli.fastcomplete import bash_words_for_typer, trim_for_bash
+
+    kept = bash_words_for_typer(os.environ)
+    answer = io.StringIO()
+    code: int | str | None = 0
+    with contextlib.redirect_stdout(answer):
+        try:
+            app(args=[], prog_name="pixeldojo")
+        except SystemExit as done:
+            code = done.code
+    sys.stdout.write(trim_for_bash(answer.getvalue().rstrip("\n"), kept) + "\n")
+    return code if isinstance(code, int) else 0
+
+
 def _json_usage_error(exc: Exception) -> int:
     """Print a command-line usage error for people (stderr) and scripts (stdout)."""
-    from pixeldojo_cli.cli.render import dump_json
+    from pixeldojo_cli.cli.render import dump_json, safe_text
 
     format_message = getattr(exc, "format_message", None)
     message = format_message() if callable(format_message) else str(exc)
     exit_code = getattr(exc, "exit_code", 2)
-    sys.stderr.write(f"error: {message} (usage_error)\nTry 'pixeldojo --help'.\n")
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", None) or "pixeldojo"
+    sys.stderr.write(f"error: {safe_text(message)} (usage_error)\nTry '{command} --help'.\n")
     document = {"error": {"code": "usage_error", "message": message, "exit_code": exit_code}}
     sys.stdout.write(dump_json(document) + "\n")
     return int(exit_code)

@@ -18,17 +18,29 @@ from pixeldojo_cli.cli import (
     run_cmd,
     webhook_cmd,
 )
+from pixeldojo_cli.cli.helpformat import PixelDojoGroup, help_for, help_width
 from pixeldojo_cli.cli.render import Renderer
 from pixeldojo_cli.cli.state import AppState, emulator_requested
 
 EXIT_CODES_HELP = """\
-Exit codes: 0 success · 1 unexpected error (a bug) · 2 usage or input error ·
-3 authentication · 4 insufficient credits · 5 job failed · 6 not found ·
-7 expired · 8 rate limited · 9 --timeout reached · 10 network or server error ·
-130 interrupted · 143 terminated (SIGTERM).
-
 Global options (-v, -q, --no-color, --emulator, --api-key, --base-url,
 --profile) may also be given after the command.
+
+Exit codes:
+
+0    success
+1    unexpected error (a bug: please report it)
+2    usage or input error
+3    authentication: no key, or the key was rejected
+4    insufficient credits
+5    the job failed
+6    not found (model or job)
+7    expired (job or its outputs)
+8    rate limited, still after the retries
+9    --timeout reached while waiting
+10   network failure or server error
+130  interrupted (Ctrl-C)
+143  terminated (SIGTERM), handled as Ctrl-C is
 """
 
 app = typer.Typer(
@@ -36,20 +48,24 @@ app = typer.Typer(
     help=(
         "Generate images and videos with PixelDojo's API from your terminal, "
         "scripts and CI.\n\n"
-        'Try it without a key: pixeldojo --emulator run flux-dev "a lighthouse at dusk"'
+        "Try it without a key:\n\n"
+        '  pixeldojo --emulator run flux-dev "a lighthouse at dusk"'
     ),
     epilog=EXIT_CODES_HELP,
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
+    # Our own help pages (names never cut, text never read as markup) and Click's
+    # plain usage errors: a short usage line and the hint to --help, on stderr.
+    cls=PixelDojoGroup,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["--help", "-h"]},
 )
 app.add_typer(models_cmd.app, name="models")
 app.command(
     "run",
     help=run_cmd.RUN_HELP,
     epilog=run_cmd.RUN_EXAMPLES,
-    no_args_is_help=True,
 )(run_cmd.run)
 app.add_typer(jobs_cmd.app, name="jobs")
 app.command("download", help=download_cmd.HELP, epilog=download_cmd.EXAMPLES)(download_cmd.download)
@@ -58,6 +74,38 @@ app.add_typer(auth_cmd.app, name="auth")
 app.add_typer(config_cmd.app, name="config")
 app.add_typer(emulator_cmd.app, name="emulator")
 app.command("api", help=api_cmd.HELP, epilog=api_cmd.EXAMPLES, no_args_is_help=True)(api_cmd.api)
+
+
+@app.command(
+    "help",
+    epilog="Examples:\n\n  pixeldojo help run\n\n  pixeldojo help jobs wait",
+)
+def help_command(
+    ctx: typer.Context,
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="COMMAND", help="A command, and a subcommand of it."),
+    ] = None,
+) -> None:
+    """Show the help of a command.
+
+    `pixeldojo help run` prints what `pixeldojo run --help` prints; without a
+    command, the list of commands.
+    """
+    from pixeldojo_cli.errors import UsageError
+
+    root = ctx.find_root().command
+    try:
+        typer.echo(help_for(command or [], root, help_width()), nl=False)
+    except LookupError as exc:
+        state = ctx.find_root().obj
+        error = UsageError(
+            f"No such command: {' '.join(command or [])!r}.",
+            hint="See the commands with: pixeldojo --help",
+        )
+        if isinstance(state, AppState):
+            state.render.error(error)
+        raise typer.Exit(int(error.exit_code)) from exc
 
 
 def _version(value: bool) -> None:
@@ -97,6 +145,7 @@ def root(
         str | None,
         typer.Option(
             "--api-key",
+            metavar="KEY",
             help="API key (beats PIXELDOJO_API_KEY and the config file).",
             show_default=False,
         ),
@@ -104,13 +153,19 @@ def root(
     base_url: Annotated[
         str | None,
         typer.Option(
-            "--base-url", help="API base URL (or PIXELDOJO_BASE_URL).", show_default=False
+            "--base-url",
+            metavar="URL",
+            help="API base URL (or PIXELDOJO_BASE_URL).",
+            show_default=False,
         ),
     ] = None,
     profile: Annotated[
         str | None,
         typer.Option(
-            "--profile", help="Config profile to use (or PIXELDOJO_PROFILE).", show_default=False
+            "--profile",
+            metavar="NAME",
+            help="Config profile to use (or PIXELDOJO_PROFILE, or `auth switch`).",
+            show_default=False,
         ),
     ] = None,
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -19,6 +20,7 @@ ProfileOption = Annotated[
     str | None,
     typer.Option(
         "--profile",
+        metavar="NAME",
         help="Profile to use (default: --profile before the command, PIXELDOJO_PROFILE, "
         "or `default`).",
         show_default=False,
@@ -37,11 +39,13 @@ def stdin_is_terminal() -> bool:
 
 def _read_key(with_token: bool) -> str:
     from pixeldojo_cli.errors import UsageError
+    from pixeldojo_cli.redact import check_api_key
 
     if with_token:
-        key = sys.stdin.read().strip()
+        key = check_api_key(sys.stdin.read(), " read from standard input")
     elif stdin_is_terminal():
-        key = str(typer.prompt("Paste your PixelDojo API key", hide_input=True)).strip()
+        typed = str(typer.prompt("Paste your PixelDojo API key", hide_input=True))
+        key = check_api_key(typed, " you typed")
     else:
         raise UsageError(
             "No terminal to ask for the key on.",
@@ -50,8 +54,6 @@ def _read_key(with_token: bool) -> str:
         )
     if not key:
         raise UsageError("The key is empty.", hint="Get one from your PixelDojo API settings.")
-    if any(ch.isspace() for ch in key) or not key.isprintable():
-        raise UsageError("That does not look like an API key: it has spaces or control characters.")
     return key
 
 
@@ -210,9 +212,9 @@ def status(
     epilog="Examples:\n\n  pixeldojo auth logout\n\n  pixeldojo auth logout --profile work",
 )
 def logout(ctx: typer.Context, profile: ProfileOption = None) -> None:
-    """Remove a profile's saved key; the rest of the config file stays as it was.
+    """Remove a profile's saved key; other profiles and settings stay as they were.
 
-    Other profiles and settings are kept. A key in PIXELDOJO_API_KEY is not
+    The file is rewritten, so comments in it are not kept. A key in PIXELDOJO_API_KEY is not
     touched (you are warned that it still applies).
     """
     from pixeldojo_cli.settings import (
@@ -240,3 +242,167 @@ def logout(ctx: typer.Context, profile: ProfileOption = None) -> None:
             state.render.info(f"No key is saved for profile {name!r}; nothing to do.")
         if settings.api_key.source == f"env:{ENV_API_KEY}":
             state.render.warn(f"{ENV_API_KEY} is still set in this environment and will be used.")
+
+
+@app.command(
+    "token",
+    epilog=(
+        "Examples:\n\n"
+        '  curl -H "Authorization: Bearer $(pixeldojo auth token)" \\\n'
+        "      https://pixeldojo.ai/api/v1/models\n\n"
+        "  pixeldojo --profile work auth token | pbcopy"
+    ),
+)
+def token(ctx: typer.Context, profile: ProfileOption = None) -> None:
+    """Print the API key in use on stdout, for other tools (as `gh auth token` does).
+
+    The key of the active profile, by the usual rule: --api-key,
+    PIXELDOJO_API_KEY, then the config file. When stdout is a terminal, a
+    warning goes to stderr first: the key is now on your screen. Exit 3 when
+    there is no key.
+    """
+    from pixeldojo_cli.errors import MissingAPIKeyError, UsageError
+
+    state = get_state(ctx)
+    state.use_profile(profile)
+    with state.guard():
+        if state.use_emulator:
+            raise UsageError("The emulator needs no key, so there is none to print.")
+        settings = state.settings()
+        key = settings.api_key.value
+        if not key:
+            raise MissingAPIKeyError(f"No API key for profile {settings.profile.value!r}.")
+        if state.render.stdout_is_terminal():
+            state.render.warn(
+                "this prints your API key in full; anyone who sees this screen or its "
+                "scrollback can use it."
+            )
+        state.render.result(str(key))
+
+
+def _profiles(state: AppState) -> list[dict[str, Any]]:
+    """Every profile in the config file (and the active one), masked, active first."""
+    from pixeldojo_cli.redact import mask_key
+    from pixeldojo_cli.settings import load_config
+
+    settings = state.settings()
+    active = str(settings.profile.value)
+    saved = load_config(settings.config_file).get("profiles")
+    tables = saved if isinstance(saved, dict) else {}
+    names = sorted({*(str(n) for n in tables), active}, key=lambda n: (n != active, n))
+    report = []
+    for name in names:
+        found = tables.get(name)
+        table: dict[str, Any] = found if isinstance(found, dict) else {}
+        key = table.get("api_key") if isinstance(table.get("api_key"), str) else None
+        report.append(
+            {
+                "profile": name,
+                "active": name == active,
+                "key": mask_key(key) if key else None,
+                "baseUrl": table.get("base_url"),
+            }
+        )
+    return report
+
+
+@app.command(
+    "list",
+    epilog="Examples:\n\n  pixeldojo auth list\n\n  pixeldojo auth list --json",
+)
+def list_profiles(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """Every profile in the config file, its key (masked) and which one is active.
+
+    The active profile is --profile, else PIXELDOJO_PROFILE, else the one set with
+    `pixeldojo auth switch`, else `default`. A key given by --api-key or
+    PIXELDOJO_API_KEY wins over the saved one; the list says so.
+    """
+    from pixeldojo_cli.cli.render import Column
+
+    state = get_state(ctx)
+    with state.guard(json_output=json_output):
+        report = _profiles(state)
+        settings = state.settings()
+        if json_output:
+            state.render.json(report)
+            return
+        rows = [
+            [
+                "*" if p["active"] else "",
+                p["profile"],
+                p["key"] or "(none)",
+                p["baseUrl"] or "",
+            ]
+            for p in report
+        ]
+        columns = [
+            Column("ACTIVE"),
+            Column("PROFILE", key=True),
+            Column("KEY"),
+            Column("BASE URL", drop=1, wrap=True),
+        ]
+        state.render.table(columns, rows)
+        source = str(settings.api_key.source)
+        if settings.api_key.value and not source.startswith("config:"):
+            state.render.note(f"The key in use comes from {_key_source(settings.api_key)}.")
+        state.render.note(f"Active: {settings.profile.value!r} ({_profile_source(settings)}).")
+
+
+def _profile_source(settings: Any) -> str:
+    source = str(settings.profile.source)
+    if source == "flag":
+        return "the --profile flag"
+    if source.startswith("env:"):
+        return f"the {source[4:]} environment variable"
+    if source.startswith("config:"):
+        return "set with `pixeldojo auth switch`"
+    return "the default"
+
+
+@app.command(
+    "switch",
+    epilog="Examples:\n\n  pixeldojo auth switch work\n\n  pixeldojo auth switch default",
+)
+def switch(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(metavar="PROFILE", help="The profile to make active.")],
+) -> None:
+    """Make a profile the active one for every command from now on.
+
+    Saved in the config file ([defaults] profile). --profile and
+    PIXELDOJO_PROFILE still win over it for one command or one shell;
+    `auth switch default` goes back to the default profile.
+    """
+    from pixeldojo_cli.errors import ConfigError
+    from pixeldojo_cli.settings import (
+        DEFAULT_PROFILE,
+        ENV_PROFILE,
+        config_table,
+        prune_empty_tables,
+        update_config,
+    )
+
+    state = get_state(ctx)
+    with state.guard():
+        known = [p["profile"] for p in _profiles(state) if p["key"] or p["baseUrl"]]
+        if name != DEFAULT_PROFILE and name not in known:
+            listing = ", ".join(sorted({DEFAULT_PROFILE, *known}))
+            raise ConfigError(
+                f"No profile {name!r} in the config file (profiles: {listing}).",
+                hint=f"Save a key for it first: pixeldojo --profile {name} auth login",
+            )
+        file = state.settings().config_file
+
+        def set_profile(config: dict[str, Any]) -> bool:
+            defaults = config_table(config, "defaults", path=file)
+            if name == DEFAULT_PROFILE:
+                found = defaults.pop("profile", None) is not None
+                prune_empty_tables(config)
+                return found
+            defaults["profile"] = name
+            return True
+
+        update_config(set_profile, file)
+        state.render.info(f"Profile {name!r} is now active (saved in {file}).")
+        if os.environ.get(ENV_PROFILE):
+            state.render.warn(f"{ENV_PROFILE} is set in this environment and still wins.")

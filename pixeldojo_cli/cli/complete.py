@@ -42,3 +42,20 @@ def complete_param(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]
     if not isinstance(model_id, str) or not model_id:
         return []
     return parameter_candidates(*_target(ctx), model_id, incomplete)
+
+
+def complete_job(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    """Job ids from the local ledger, newest first, with their model and status."""
+    from pixeldojo_cli.completion import job_candidates
+
+    root: dict[str, Any] = ctx.find_root().params
+    try:
+        return job_candidates(
+            emulator=bool(root.get("emulator")),
+            base_url=root.get("base_url"),
+            profile=root.get("profile"),
+            incomplete=incomplete,
+            exclude=[str(a) for a in ctx.args],
+        )
+    except Exception:  # a broken config file: complete nothing rather than fail the shell
+        return []

@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     help="Read and change the non-secret settings (output_dir, base_url, poll intervals, "
-    "rate_limit, checksum, unknown_status_timeout). Keys are managed with `pixeldojo auth`.",
+    "rate_limit, checksum, preview, unknown_status_timeout). Keys are managed with "
+    "`pixeldojo auth`.",
     no_args_is_help=True,
 )
 
@@ -21,8 +22,8 @@ KeyArgument = Annotated[
     str,
     typer.Argument(
         metavar="KEY",
-        help="output_dir, base_url, poll_interval, max_poll_interval, rate_limit, checksum "
-        "or unknown_status_timeout.",
+        help="output_dir, base_url, poll_interval, max_poll_interval, rate_limit, checksum, "
+        "preview or unknown_status_timeout.",
     ),
 ]
 
@@ -123,7 +124,8 @@ def set_(ctx: typer.Context, key: KeyArgument, value: Annotated[str, typer.Argum
     """Save a setting in the config file, after checking its value.
 
     base_url is saved for the current profile; the others under [defaults].
-    The file is rewritten atomically and stays private (0600).
+    The whole file is rewritten (atomically, private: 0600), so comments in it
+    are not kept; a header at its top says so.
     """
     from pixeldojo_cli.settings import config_table, parse_setting, update_config
 
@@ -146,7 +148,8 @@ def set_(ctx: typer.Context, key: KeyArgument, value: Annotated[str, typer.Argum
 def unset(ctx: typer.Context, key: KeyArgument) -> None:
     """Remove a setting from the config file (its default applies again).
 
-    Nothing else in the file changes.
+    Other settings stay as they are; the file is rewritten, so comments in it
+    are not kept.
     """
     from pixeldojo_cli.settings import config_table, prune_empty_tables, update_config
 

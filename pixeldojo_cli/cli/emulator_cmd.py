@@ -26,31 +26,43 @@ def _interrupt(signum: int, frame: object) -> None:
     epilog=(
         "Examples:\n\n"
         "  pixeldojo emulator serve --port 8765\n\n"
-        "  PIXELDOJO_BASE_URL=http://127.0.0.1:8765/api/v1 PIXELDOJO_API_KEY=test "
-        'pixeldojo run flux-dev "a test"\n\n'
+        "  export PIXELDOJO_BASE_URL=http://127.0.0.1:8765/api/v1 PIXELDOJO_API_KEY=test\n"
+        '  pixeldojo run flux-dev "a test"\n\n'
         "  pixeldojo emulator serve --key secret-test-key   # anything else gets 401"
     ),
 )
 def serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="API port (0: any free port).", min=0, max=65535)] = 0,
+    host: Annotated[
+        str, typer.Option(metavar="ADDRESS", help="Address to listen on.")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(metavar="PORT", help="API port (0: any free port).", min=0, max=65535)
+    ] = 0,
     files_port: Annotated[
-        int, typer.Option(help="Output-file port (0: any free port).", min=0, max=65535)
+        int,
+        typer.Option(metavar="PORT", help="Output-file port (0: any free port).", min=0, max=65535),
     ] = 0,
     key: Annotated[
-        str | None, typer.Option(help="Accept only this API key (default: any non-empty key).")
+        str | None,
+        typer.Option(metavar="KEY", help="Accept only this API key (default: any non-empty key)."),
     ] = None,
-    latency: Annotated[float, typer.Option(help="Seconds from submit to completion.", min=0)] = 3.0,
-    credits: Annotated[float, typer.Option(help="Starting credit balance.", min=0)] = 1000.0,
+    latency: Annotated[
+        float, typer.Option(metavar="SECONDS", help="Seconds from submit to completion.", min=0)
+    ] = 3.0,
+    credits: Annotated[
+        float, typer.Option(metavar="CREDITS", help="Starting credit balance.", min=0)
+    ] = 1000.0,
     rate_limit: Annotated[
-        int, typer.Option(help="Requests per minute per key (0: off).", min=0)
+        int, typer.Option(metavar="N", help="Requests per minute per key (0: off).", min=0)
     ] = 60,
     ttl: Annotated[
-        float, typer.Option(help="Seconds outputs live after completion.", min=0)
+        float,
+        typer.Option(metavar="SECONDS", help="Seconds outputs live after completion.", min=0),
     ] = 86400.0,
     failure_rate: Annotated[
-        float, typer.Option(help="Share of jobs that fail (0..1).", min=0, max=1)
+        float,
+        typer.Option(metavar="SHARE", help="Share of jobs that fail (0..1).", min=0, max=1),
     ] = 0.0,
 ) -> None:
     """Serve the emulated API until Ctrl-C, and print the base URL to use.
@@ -79,10 +91,11 @@ def serve(
         emulator.start()
         state.render.result(f"PIXELDOJO_BASE_URL={emulator.base_url}")
         state.render.info(
-            f"PixelDojo emulator: API {emulator.base_url}, files {emulator.files_url}.\n"
+            f"PixelDojo emulator: API {emulator.base_url}, files {emulator.files_url}."
+        )
+        state.render.info(
             f"{'Any non-empty key works' if key is None else 'Only the --key given works'}; "
-            f"a prompt containing "
-            f"{FAIL_MARKER!r} makes the job fail. Ctrl-C stops it."
+            f"a prompt containing {FAIL_MARKER!r} makes the job fail. Ctrl-C stops it."
         )
         # A CI step stops it with `kill`: treat SIGTERM like Ctrl-C and shut down cleanly.
         signal.signal(signal.SIGTERM, _interrupt)

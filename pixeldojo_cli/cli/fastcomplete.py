@@ -1,4 +1,5 @@
-"""The TAB fast path: command names, model ids and `-p` names without Typer.
+"""The TAB fast path: command names, model ids, `-p` names and values, and job
+ids, without Typer.
 
 Completion runs on every TAB, and building the Typer app (and the pydantic
 machinery Typer coerces parameters with) costs ~100 ms. The common cases are
@@ -15,13 +16,23 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
 
 COMPLETE_VAR = "_PIXELDOJO_COMPLETE"
 GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "--no-color", "--emulator"})
 MODEL_COMMANDS = {("run",), ("models", "show"), ("models", "schema")}
+# Commands whose arguments are job ids: True when they take several.
+JOB_COMMANDS = {
+    ("jobs", "show"): False,
+    ("jobs", "wait"): True,
+    ("download",): True,
+    ("webhook", "replay"): False,
+}
+# The COMP_WORDBREAKS characters bash makes words of their own (the others are
+# shell operators, or quotes, which bash keeps inside a word).
+WORD_BREAKS = frozenset("=:@")
 
 Candidates = list[tuple[str, str]]
 
@@ -33,20 +44,69 @@ def _tree() -> dict[str, Any]:
     return tree
 
 
-def _words(env: Mapping[str, str], shell: str) -> tuple[list[str], str] | None:
-    """(words before the one being completed, the incomplete word), as Typer splits them."""
+def glue_bash_words(words: list[str], cword: int) -> tuple[list[str], str]:
+    """COMP_WORDS up to the word being completed, with the pieces bash split off
+    at `=`, `:` and `@` glued back on; and the part of the last word that bash
+    keeps (it replaces only what follows the last break character)."""
+    current = words[cword] if cword < len(words) else ""
+    glued: list[str] = []
+    joining = False
+    for word in words[: cword + 1]:
+        is_break = bool(word) and set(word) <= WORD_BREAKS
+        if len(glued) > 1 and (is_break or joining):
+            glued[-1] += word
+        else:
+            glued.append(word)
+        joining = is_break
+    if cword >= len(words):
+        glued.append("")
+    replaced = "" if current and set(current) <= WORD_BREAKS else current
+    last = glued[-1]
+    return glued, last[: len(last) - len(replaced)]
+
+
+def _words(env: Mapping[str, str], shell: str) -> tuple[list[str], str, str] | None:
+    """(words before the one being completed, the incomplete word, the part of it
+    the shell keeps), as Typer splits them."""
     try:
         if shell == "bash":
             words = shlex.split(env.get("COMP_WORDS", ""))
             cword = int(env.get("COMP_CWORD", "0"))
-            return words[1:cword], words[cword] if cword < len(words) else ""
+            glued, kept = glue_bash_words(words, cword)
+            return glued[1:-1], glued[-1], kept
         line = env.get("_TYPER_COMPLETE_ARGS", "")
         words = shlex.split(line)[1:]
     except ValueError:  # an unclosed quote: let Typer decide
         return None
     if words and not line.endswith(" "):
-        return words[:-1], words[-1]
-    return words, ""
+        return words[:-1], words[-1], ""
+    return words, "", ""
+
+
+def bash_words_for_typer(env: MutableMapping[str, str]) -> str:
+    """Before Typer answers a bash TAB: COMP_WORDS and COMP_CWORD with the words
+    glued back together (see `glue_bash_words`); returns the part bash keeps."""
+    try:
+        words = shlex.split(env.get("COMP_WORDS", ""))
+        glued, kept = glue_bash_words(words, int(env.get("COMP_CWORD", "0")))
+    except ValueError:
+        return ""
+    env["COMP_WORDS"] = "\n".join(shlex.quote(word) for word in glued)
+    env["COMP_CWORD"] = str(len(glued) - 1)
+    return kept
+
+
+def trim_for_bash(lines: str, kept: str) -> str:
+    """Answers without the part of the word bash keeps (`aspect_ratio=16:9` -> `9`).
+    An answer that does not start with it is already what follows it (Click
+    answers `--progress=r` with `rich`)."""
+    if not kept:
+        return lines
+    return "\n".join(
+        line[len(kept) :] if line.startswith(kept) else line
+        for line in lines.splitlines()
+        if line != kept
+    )
 
 
 def candidates(args: list[str], incomplete: str, env: Mapping[str, str]) -> Candidates | None:
@@ -110,6 +170,10 @@ def _leaf(
         i += 1
     if path in MODEL_COMMANDS and not positionals:
         return _models(incomplete, root, env)
+    if path in JOB_COMMANDS and (JOB_COMMANDS[path] or not positionals):
+        if path == ("download",) and "--pending" in rest:
+            return []
+        return _jobs(incomplete, root, env, positionals)
     return None
 
 
@@ -129,6 +193,21 @@ def _models(incomplete: str, root: dict[str, Any], env: Mapping[str, str]) -> Ca
     from pixeldojo_cli.completion import model_candidates
 
     return model_candidates(*_target(root, env), incomplete)
+
+
+def _jobs(
+    incomplete: str, root: dict[str, Any], env: Mapping[str, str], taken: list[str]
+) -> Candidates:
+    from pixeldojo_cli.completion import job_candidates
+
+    return job_candidates(
+        emulator=root["emulator"],
+        base_url=root["base_url"],
+        profile=root["profile"],
+        incomplete=incomplete,
+        exclude=taken,
+        env=env,
+    )
 
 
 def _parameters(
@@ -156,10 +235,12 @@ def _zsh_escape(text: str) -> str:
     )
 
 
-def render(shell: str, items: Candidates, env: Mapping[str, str]) -> tuple[str | None, int]:
+def render(
+    shell: str, items: Candidates, env: Mapping[str, str], kept: str = ""
+) -> tuple[str | None, int]:
     """(line for stdout or None for nothing at all, exit code), as Typer answers."""
     if shell == "bash":
-        return "\n".join(value for value, _ in items), 0
+        return trim_for_bash("\n".join(value for value, _ in items), kept), 0
     if shell == "zsh":
         if not items:
             return "_files", 0
@@ -186,10 +267,11 @@ def fast_complete(env: Mapping[str, str] = os.environ) -> tuple[str | None, int]
     words = _words(env, shell)
     if words is None:
         return None
+    args, incomplete, kept = words
     try:
-        items = candidates(*words, env)
+        items = candidates(args, incomplete, env)
     except Exception:  # never break the shell: Typer gets its turn
         return None
     if items is None or any("[" in help_ for _, help_ in items):
         return None  # Rich markup in a help text: Typer renders it
-    return render(shell, items, env)
+    return render(shell, items, env, kept)

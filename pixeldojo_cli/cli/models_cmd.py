@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pixeldojo_cli.cli.complete import complete_model
+from pixeldojo_cli.cli.render import Column, number_text, plural
 from pixeldojo_cli.cli.state import get_state
 
 if TYPE_CHECKING:
@@ -39,6 +40,22 @@ FeatureOption = Annotated[
     Feature | None, typer.Option("--feature", "-f", help="Only models with this feature.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
+
+# The id is never cut; on a narrow terminal the other columns go, features first.
+MODEL_COLUMNS = [
+    Column("ID", key=True),
+    Column("NAME", drop=4, wrap=True),
+    Column("TYPE", drop=2),
+    Column("CREDITS", drop=3, wrap=True),
+    Column("FEATURES", drop=5),
+]
+PARAMETER_COLUMNS = [
+    Column("PARAMETER", key=True),
+    Column("TYPE", drop=3),
+    Column("DEFAULT", drop=2, least=8),
+    Column("ALLOWED", drop=4, wrap=True),
+    Column("DESCRIPTION", drop=5, wrap=True),
+]
 
 LIST_EXAMPLES = """\
 Examples:
@@ -85,8 +102,11 @@ def _list(
         rows = [
             [m.id, m.name, m.modality, m.cost.describe(), ", ".join(m.features)] for m in models
         ]
-        state.render.table(["ID", "NAME", "TYPE", "CREDITS", "FEATURES"], rows)
-        state.render.note(f"{len(models)} model(s). Details: pixeldojo models show <id>")
+        state.render.table(MODEL_COLUMNS, rows, empty="No models match.")
+        if models:
+            state.render.note(
+                f"{plural(len(models), 'model')}. Details: pixeldojo models show <id>"
+            )
 
 
 @app.callback(epilog=LIST_EXAMPLES)
@@ -124,8 +144,8 @@ def _allowed(values: tuple[Any, ...] | None, minimum: float | None, maximum: flo
     if values:
         return ", ".join(str(v) for v in values)
     if minimum is not None or maximum is not None:
-        low = "" if minimum is None else f"{minimum:g}"
-        high = "" if maximum is None else f"{maximum:g}"
+        low = "" if minimum is None else number_text(minimum)
+        high = "" if maximum is None else number_text(maximum)
         return f"{low}..{high}"
     return ""
 
@@ -180,7 +200,7 @@ def show(
             ]
             for p in parameters(schema)
         ]
-        render.table(["PARAMETER", "TYPE", "DEFAULT", "ALLOWED", "DESCRIPTION"], rows)
+        render.table(PARAMETER_COLUMNS, rows, empty="This model declares no parameters.")
         render.note(f'* required. Example: pixeldojo run {model.id} "your prompt" -p key=value')
 
 

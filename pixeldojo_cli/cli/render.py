@@ -4,18 +4,27 @@ stdout carries results only (file paths, JSON, tables); stderr carries
 status, progress, hints and errors. Rich is used for terminals; pipes get
 plain text with no escape codes. Rich's progress machinery is imported only
 when a progress display is actually drawn.
+
+Text from the server is untrusted: everything drawn for people passes through
+`safe_text`, which makes control and invisible format characters visible as
+escapes, so no model name, job id or error message can move the cursor, set
+the window title, write the clipboard (OSC 52), reorder text (bidi) or break
+a line. `dump_json` escapes the same characters, so `--json` stays exact JSON.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 if TYPE_CHECKING:
     from collections import Counter
@@ -29,10 +38,97 @@ if TYPE_CHECKING:
     from pixeldojo_cli.results import Job
     from pixeldojo_cli.webhooks import Delivery
 
+# Unicode categories Cc (C0, DEL, C1), Cf (bidi controls, zero-width and other
+# invisible format characters), Cs (lone surrogates), Zl and Zp (U+2028/2029),
+# written out so that importing this module stays cheap; a test checks the set
+# against `unicodedata`.
+_FORMAT_CHARS = (
+    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
+    "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
+    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
+)
+_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_FORMAT_CHARS}]")
+# The same, less what `json.dumps` escapes itself (C0) or writes as layout (newlines).
+_UNSAFE_IN_JSON = re.compile(f"[\x7f-\x9f{_FORMAT_CHARS}]")
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    """One unsafe character as a JSON-style escape (`\\n`, `\\u001b`, a surrogate pair)."""
+    char = match.group()
+    short = _SHORT_ESCAPES.get(char)
+    if short is not None:
+        return short
+    code = ord(char)
+    if code > 0xFFFF:
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
+
+
+def safe_text(text: str) -> str:
+    """`text` with every control, format and line-separator character made visible
+    as an escape (`\\u001b`, `\\n`), so it is one line that cannot drive a terminal.
+
+    The escapes are JSON's, so a JSON document passed through it stays valid
+    JSON with the same meaning.
+    """
+    text = str(text)
+    return _UNSAFE.sub(_escape, text) if _UNSAFE.search(text) else text
+
+
+def safe_lines(text: str) -> str:
+    """`safe_text` for each line of a message whose line breaks are our own."""
+    return "\n".join(safe_text(line) for line in str(text).split("\n"))
+
 
 def dump_json(value: Any) -> str:
-    """The CLI's JSON: indented, UTF-8, anything unknown as a string."""
-    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    """The CLI's JSON: indented, UTF-8, anything unknown as a string.
+
+    Beyond what `json.dumps` escapes, C1 controls, DEL, U+2028/2029, bidi and
+    other format characters and lone surrogates are written as `\\uXXXX`: the
+    same JSON value, and nothing in it a terminal would act on.
+    """
+    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    return _UNSAFE_IN_JSON.sub(_escape, text)
+
+
+def silence_broken_pipe() -> None:
+    """The reader of our output has gone (`| head -1`): point stdout and stderr at
+    the null device, so that nothing more, not even the interpreter's final
+    flush, fails. The caller then exits quietly, as Unix tools do on SIGPIPE."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, stream.fileno())
+            finally:
+                os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # not a real file: nothing to do
+            continue
+
+
+@functools.cache
+def _safe_console_class() -> Callable[..., Console]:
+    """Rich's Console, with every string it is asked to print passed through a filter."""
+    from rich.console import Console
+
+    class SafeConsole(Console):
+        def __init__(self, tidy: Callable[[str], str], **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._tidy = tidy
+
+        def print(self, *objects: Any, **kwargs: Any) -> None:
+            tidied = [self._tidy(o) if isinstance(o, str) else o for o in objects]
+            super().print(*tidied, **kwargs)
+
+        def on_broken_pipe(self) -> None:
+            # Rich would exit 1 here; the command's guard ends quietly instead.
+            self.quiet = True
+            raise BrokenPipeError
+
+    return SafeConsole
 
 
 # --- the JSON shapes: one per entity, used by every command ------------------
@@ -130,6 +226,104 @@ def result_document(result: JobResult) -> dict[str, Any]:
     return document
 
 
+def printable(text: str) -> str:
+    """`text` with control characters (escape codes included) shown as `?`:
+    for text that reaches a terminal without Rich, which strips them itself."""
+    return "".join(
+        ch if ch.isprintable() or ch in "\t" else ("?" if ch != "\n" else " ") for ch in text
+    )
+
+
+def plural(count: float, word: str) -> str:
+    """`1 credit`, `2 credits`, `1.5 credits`, `0 jobs`."""
+    number = f"{count:g}" if isinstance(count, float) else str(count)
+    return f"{number} {word}" if count == 1 else f"{number} {word}s"
+
+
+def human_size(size: int) -> str:
+    """`1.2 MB`: a byte count as people read it (decimal units, as `ls -h --si`)."""
+    from rich.filesize import decimal
+
+    return decimal(size)
+
+
+def number_text(value: float) -> str:
+    """A number as written: integers whole (`2147483647`, never `2.14748e+09`)."""
+    if float(value).is_integer() and abs(value) < 1e18:
+        return str(int(value))
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A table column, and what may happen to it when the terminal is narrow.
+
+    `key` (a job or model id): never wrapped, cut or dropped. Other columns are
+    dropped before the table would cut an id, the highest `drop` first (0: never
+    dropped); until then they are shown whole, except that a `wrap` column wraps
+    at words and a column with `least` may be cut with an ellipsis down to that
+    many cells. `whole` says it outright for another id.
+    """
+
+    header: str
+    key: bool = False
+    whole: bool = False
+    drop: int = 0
+    wrap: bool = False
+    justify: Literal["left", "right"] = "left"
+    least: int = 0  # the narrowest it is worth showing, cut with an ellipsis
+
+
+GAP = 2  # spaces between table columns
+
+
+def _cell_width(text: str) -> int:
+    from rich.cells import cell_len
+
+    return max((cell_len(line) for line in text.splitlines()), default=0)
+
+
+def fit_columns(
+    columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int
+) -> list[tuple[int, int]]:
+    """(column index, width) of the columns to draw in `width` cells: drop the
+    most droppable column until every id fits whole, then shorten the widest
+    of the others."""
+    natural = [
+        max([_cell_width(c.header), *(_cell_width(row[i]) for row in rows)])
+        for i, c in enumerate(columns)
+    ]
+
+    def least(i: int) -> int:
+        column = columns[i]
+        if column.wrap:
+            return min(natural[i], max(column.least, _cell_width(column.header), 10))
+        if column.least and not (column.key or column.whole):
+            return min(natural[i], max(column.least, _cell_width(column.header)))
+        return natural[i]  # short cells are shown whole, or the column is dropped
+
+    keep = list(range(len(columns)))
+    while sum(least(i) for i in keep) + GAP * (len(keep) - 1) > width:
+        droppable = [i for i in keep if columns[i].drop > 0]
+        if not droppable:
+            break
+        keep.remove(max(droppable, key=lambda i: (columns[i].drop, i)))
+    widths = {i: natural[i] for i in keep}
+    excess = sum(widths.values()) + GAP * (len(keep) - 1) - width
+    while excess > 0:
+        shrinkable = [i for i in keep if widths[i] > least(i)]
+        if not shrinkable:
+            break
+        widths[max(shrinkable, key=lambda i: widths[i])] -= 1
+        excess -= 1
+    return [(i, widths[i]) for i in keep]
+
+
+def _ascii_cut(text: str, width: int) -> str:
+    """Rich's ellipsis is `…`, which an ASCII-only stream cannot print: `...` instead."""
+    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
+
+
 def _is_tty(stream: TextIO) -> bool:
     try:
         return stream.isatty()
@@ -161,19 +355,30 @@ class Renderer:
         self._stderr_console: Console | None = None
         self._stdout_console: Console | None = None
         self._secrets: set[str] = set()
+        self._said_rich_needs_a_terminal = False
 
-    def add_secret(self, secret: str | None) -> None:
+    def add_secret(self, secret: object) -> None:
         """Never print `secret` whole: errors and traces show it masked."""
-        if secret:
+        if isinstance(secret, str) and secret:
             self._secrets.add(secret)
 
     def scrub(self, text: str) -> str:
-        """`text` with every known secret masked (last 4 characters at most)."""
+        """`text` with every known secret masked (last 4 characters at most), in
+        any of the forms it may take in a message (escaped, URL-encoded...)."""
         from pixeldojo_cli.redact import redact
 
+        text = str(text)
         for secret in self._secrets:
             text = redact(text, secret)
         return text
+
+    def for_people(self, text: str) -> str:
+        """One line for stderr: secrets masked, nothing a terminal would act on."""
+        return safe_text(self.scrub(text))
+
+    def _tidy_lines(self, text: str) -> str:
+        # Whatever reaches a console directly: secrets masked, line breaks kept.
+        return safe_lines(self.scrub(text))
 
     # --- streams -------------------------------------------------------------
 
@@ -191,15 +396,21 @@ class Renderer:
     def stdout_is_terminal(self) -> bool:
         return _is_tty(self.stdout)
 
-    def _console(self, stream: TextIO) -> Console:
-        from rich.console import Console
+    def stderr_is_utf8(self) -> bool:
+        """Whether stderr can show characters beyond ASCII (spinners, `·`)."""
+        encoding = (getattr(self.stderr, "encoding", None) or "").lower().replace("-", "")
+        return encoding.startswith("utf")
 
+    def _console(self, stream: TextIO) -> Console:
         color = color_wanted(self.no_color, stream)
-        return Console(
+        return _safe_console_class()(
+            self._tidy_lines,
             file=stream,
             no_color=not color,
             color_system="auto" if color else None,
             highlight=False,
+            markup=False,  # no Rich markup from server text, whoever prints it
+            emoji=False,
             soft_wrap=True,
             force_terminal=True if color and not _is_tty(stream) else None,
         )
@@ -219,46 +430,93 @@ class Renderer:
     # --- results (stdout) ----------------------------------------------------
 
     def result(self, line: str) -> None:
-        """One line of result (a path, a URL, an id) on stdout."""
-        self.stdout.write(line + "\n")
+        """One line of result (a path, a URL, an id) on stdout, made safe: a control
+        character from the server shows as an escape and cannot break the line."""
+        self._write_stdout(self.for_people(line))
+
+    def _write_stdout(self, text: str) -> None:
+        self.stdout.write(text + "\n")
         self.stdout.flush()
 
     def json(self, value: Any) -> None:
-        self.result(dump_json(value))
+        """One JSON document on stdout (`dump_json`: exact, and escaped for terminals),
+        with any known secret masked in it."""
+        self._write_stdout(self.scrub(dump_json(value)))
 
     def table(
-        self, columns: Sequence[str], rows: Sequence[Sequence[str]], *, title: str | None = None
+        self,
+        columns: Sequence[str | Column],
+        rows: Sequence[Sequence[str]],
+        *,
+        title: str | None = None,
+        empty: str | None = None,
     ) -> None:
-        """A table on stdout: Rich for a terminal, tab-separated lines for a pipe."""
+        """A table on stdout: Rich for a terminal, tab-separated lines for a pipe.
+
+        On a terminal, ids stay whole (see `Column`), and an empty table is the
+        sentence `empty` instead; a pipe gets nothing for no rows. Every cell is
+        made safe (`safe_text`) before it is shown.
+        """
+        specs = [c if isinstance(c, Column) else Column(c) for c in columns]
+        cells = [[self._cell(cell) for cell in row] for row in rows]
         if not self.stdout_is_terminal():
-            for row in rows:
-                self.result("\t".join(cell.replace("\t", " ").replace("\n", " ") for cell in row))
+            for row in cells:
+                self._write_stdout("\t".join(row))
+            return
+        if not rows and empty is not None:
+            self.result(empty)
             return
         from rich.table import Table
+        from rich.text import Text
 
-        table = Table(title=title, show_edge=False, header_style="bold", pad_edge=False)
-        for column in columns:
-            table.add_column(column, overflow="fold")
-        for row in rows:
-            table.add_row(*row)
-        self.out_console.print(table)
+        table = Table(
+            title=title, box=None, header_style="bold", pad_edge=False, padding=(0, GAP // 2)
+        )
+        layout = fit_columns(specs, cells, self.out_console.width)
+        for index, width in layout:
+            spec = specs[index]
+            table.add_column(
+                spec.header,
+                width=width,
+                no_wrap=not spec.wrap,
+                overflow="fold" if spec.wrap else "ellipsis",
+                justify=spec.justify,
+            )
+        ascii_only = self.out_console.options.ascii_only
+        for row in cells:
+            table.add_row(
+                *(
+                    Text(  # Text: no Rich markup from the server
+                        _ascii_cut(row[index], width)
+                        if ascii_only and not specs[index].wrap
+                        else row[index]
+                    )
+                    for index, width in layout
+                )
+            )
+        needed = sum(width for _, width in layout) + GAP * (len(layout) - 1)
+        self.out_console.print(table, width=max(needed, self.out_console.width), crop=False)
+
+    def _cell(self, cell: object) -> str:
+        """A table cell: one line, no tabs (they separate TSV columns), nothing unsafe."""
+        return self.for_people(str(cell).replace("\t", " ").replace("\n", " "))
 
     # --- people (stderr) -----------------------------------------------------
 
     def info(self, message: str) -> None:
         """A status line for people; silenced by --quiet."""
         if not self.quiet:
-            self.err_console.print(message, markup=False)
+            self.err_console.print(self.for_people(message), markup=False)
 
     def note(self, message: str, style: str = "dim") -> None:
         if not self.quiet:
-            self.err_console.print(message, style=style, markup=False)
+            self.err_console.print(self.for_people(message), style=style, markup=False)
 
     def warn(self, message: str) -> None:
-        self.err_console.print(f"warning: {message}", style="yellow", markup=False)
+        self.err_console.print(f"warning: {self.for_people(message)}", style="yellow", markup=False)
 
     def trace(self, line: str) -> None:
-        self.err_console.print(self.scrub(line), style="dim", markup=False)
+        self.err_console.print(self.for_people(line), style="dim", markup=False)
 
     def line_error(self, label: str, exc: PixelDojoError) -> None:
         """One item's error among many (a batch line): shown even with --quiet."""
@@ -273,9 +531,10 @@ class Renderer:
         """The error on stderr (one sentence, then what to do next); under --json, on stdout too."""
         code = f" ({exc.code})" if exc.code else ""
         message = self.scrub(exc.message)
-        self.err_console.print(f"error: {message}{code}", style="bold red", markup=False)
+        line = self.for_people(f"error: {message}{code}")
+        self.err_console.print(line, style="bold red", markup=False)
         if exc.hint:
-            self.err_console.print(self.scrub(exc.hint), markup=False)
+            self.err_console.print(self.for_people(exc.hint), markup=False)
         if json_output:
             document = exc.to_json()
             document["error"]["message"] = message
@@ -284,9 +543,17 @@ class Renderer:
     # --- progress ------------------------------------------------------------
 
     def progress_mode(self, requested: str = "auto") -> str:
-        """`rich` for a terminal, `plain` lines otherwise, `none` with --quiet."""
+        """`rich` for a terminal, `plain` lines otherwise, `none` with --quiet.
+
+        `--progress rich` without a terminal on stderr would draw nothing but a
+        blank line: plain lines instead, and a note saying so (once)."""
         if self.quiet or requested == "none":
             return "none"
+        if requested == "rich" and not self.stderr_is_terminal():
+            if not self._said_rich_needs_a_terminal:
+                self._said_rich_needs_a_terminal = True
+                self.note("--progress rich needs a terminal on stderr: showing plain lines.")
+            return "plain"
         if requested in ("rich", "plain"):
             return requested
         if os.environ.get("CI"):  # CI logs keep every frame of a live display: lines read better
@@ -308,15 +575,18 @@ class Renderer:
             TextColumn("batch"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             console=self.err_console,
             transient=True,
         )
         unfinished = ("queued", "running")
+        separator = " · " if self.stderr_is_utf8() else ", "
 
         def refresh() -> None:
             now = counts()
-            text = " · ".join(f"{n} {state}" for state, n in sorted(now.items()) if n)
+            text = safe_text(
+                separator.join(f"{n} {state}" for state, n in sorted(now.items()) if n)
+            )
             done = sum(n for state, n in now.items() if state not in unfinished)
             progress.update(task, completed=done, description=text)
 
@@ -333,9 +603,11 @@ class Renderer:
             return
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
 
+        # Braille dots need UTF-8; elsewhere they would print as `\u280b`.
+        spinner = SpinnerColumn("dots" if self.stderr_is_utf8() else "line")
         with Progress(
-            SpinnerColumn(),
-            TextColumn("{task.description}"),
+            spinner,
+            TextColumn("{task.description}", markup=False),
             BarColumn(bar_width=20),
             _tail_column(),
             console=self.err_console,
@@ -419,7 +691,8 @@ class JobDisplay:
             return
         key = (job_id, index)
         if key not in self._files:
-            self._files[key] = self._progress.add_task(f"  {job_id}-{index}", kind="file")
+            name = f"  {safe_text(job_id)}-{index}"
+            self._files[key] = self._progress.add_task(name, kind="file")
         self._progress.update(self._files[key], completed=done, total=total)
 
 
@@ -428,11 +701,11 @@ class JobProgress:
 
     def __init__(self, renderer: Renderer, job_id: str, mode: str, progress: Any) -> None:
         self._renderer = renderer
-        self._job_id = job_id
+        self._job_id = safe_text(job_id)  # a newline in an id must not break the status line
         self._mode = mode
         self._progress = progress
         self._task = (
-            progress.add_task(f"{job_id}: submitted", total=None, eta_until=None)
+            progress.add_task(f"{self._job_id}: submitted", total=None, eta_until=None)
             if progress is not None
             else None
         )
@@ -440,6 +713,7 @@ class JobProgress:
         self._last: str | None = None
 
     def update(self, status: str, eta: float | None = None) -> None:
+        status = safe_text(status)
         elapsed = time.monotonic() - self._started
         left = f", about {eta:.0f}s left" if eta is not None and eta >= 1 else ""
         if self._progress is not None:

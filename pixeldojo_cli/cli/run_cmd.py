@@ -51,7 +51,7 @@ Examples:
 
   pixeldojo run flux-dev "a red fox" -p num_outputs=2 -o out/ --json
 
-  pixeldojo run flux-dev --batch prompts.txt -p aspect_ratio=16:9 --max-credits 50 -o out/
+  pixeldojo run flux-dev --batch prompts.txt --max-credits 50 -o out/
 """
 
 
@@ -170,6 +170,7 @@ def run(
         int | None,
         typer.Option(
             "--concurrency",
+            metavar="N",
             min=1,
             max=100,
             show_default=False,

@@ -29,6 +29,9 @@ REMINDER_HOURS = 6
 
 EMULATOR_KEY = "emulator-key"
 
+# The exit status of a process killed by SIGPIPE, as a shell reports it (128 + 13).
+BROKEN_PIPE = 141
+
 
 def emulator_requested(flag: bool) -> bool:
     from pixeldojo_cli.settings import emulator_from_env
@@ -109,16 +112,25 @@ class AppState:
         `api_key` overrides the resolved key (`auth login` checks a new one).
         """
         from pixeldojo_cli.client import Client
+        from pixeldojo_cli.redact import check_api_key
 
         settings = self.settings()
+        self.render.add_secret(api_key)
+        self.render.add_secret(self.api_key)
+        self.render.add_secret(settings.api_key.value)
+        where = _key_source(settings.api_key.source)
+        if api_key:
+            where = ""  # given to this call (auth login checks a new one)
+        elif self.use_emulator:
+            # Never hand a real key to the emulator: only an explicit --api-key goes there.
+            api_key, where = self.api_key or EMULATOR_KEY, " from --api-key"
+        else:
+            api_key = settings.api_key.value
+        api_key = check_api_key(api_key, where)  # before any request, never echoing it
         if self.use_emulator:
             base_url = self._start_emulator().base_url
-            # Never hand a real key to the emulator: only an explicit --api-key goes there.
-            api_key = api_key or self.api_key or EMULATOR_KEY
         else:
             base_url = str(settings.base_url.value)
-            api_key = api_key or settings.api_key.value
-        self.render.add_secret(api_key)
         client = Client(
             api_key=api_key,
             base_url=base_url,
@@ -198,18 +210,25 @@ class AppState:
     @contextmanager
     def guard(self, *, json_output: bool = False) -> Iterator[None]:
         """Run a command body: our errors become one message and their exit code;
-        anything else is a bug, reported as such (exit 1)."""
+        anything else is a bug, reported as such (exit 1). A reader that went
+        away (`| head -1`) ends the command quietly, as SIGPIPE ends Unix tools."""
         self.json_output = self.json_output or json_output
         try:
             yield
         except PixelDojoError as exc:
-            self.render.error(exc, json_output=json_output)
+            self._report(exc, json_output)
             raise typer.Exit(int(exc.exit_code)) from None
         except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt:
             self.render.err_console.print("\nInterrupted.", markup=False)
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except BrokenPipeError:
+            from pixeldojo_cli.cli.render import silence_broken_pipe
+
+            silence_broken_pipe()
+            self.remind = False  # nothing more to say: nobody is listening
+            raise typer.Exit(BROKEN_PIPE) from None
         except Exception as exc:
             if self.verbose:
                 self.render.err_console.print(traceback.format_exc(), markup=False)
@@ -218,8 +237,38 @@ class AppState:
                 hint="This is a bug in pixeldojo-cli: please report it (rerun with -v for more).",
             )
             bug.code = "unexpected"
-            self.render.error(bug, json_output=json_output)
+            self._report(bug, json_output)
             raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
+
+    def _report(self, exc: PixelDojoError, json_output: bool) -> None:
+        """Print an error; the reporting itself must never fail with a traceback."""
+        try:
+            self.render.error(exc, json_output=json_output)
+        except BrokenPipeError:
+            from pixeldojo_cli.cli.render import silence_broken_pipe
+
+            silence_broken_pipe()
+        except Exception:  # last resort: the bare line, made safe
+            import sys
+
+            from pixeldojo_cli.cli.render import safe_text
+
+            try:
+                line = self.render.scrub(str(exc.message))
+                sys.stderr.write(f"error: {safe_text(line)} ({exc.code})\n")
+            except Exception:
+                return
+
+
+def _key_source(source: str) -> str:
+    """Where a key came from, for a message about it (never the key itself)."""
+    if source == "flag":
+        return " from --api-key"
+    if source.startswith("env:"):
+        return f" in ${source[len('env:') :]}"
+    if source.startswith("config:"):
+        return f" in {source[len('config:') :]}"
+    return ""
 
 
 def get_state(ctx: typer.Context) -> AppState:

@@ -18,6 +18,14 @@ one thing:
 - `trickle`: handle it normally but send the body in up to 200 pieces spread over
   `delay` seconds (a slow server);
 - `redirect`: answer `status` (301/302/307) with `Location: location`.
+- `bomb`: answer `status` (default 200) with a `Content-Encoding: encoding`
+  (gzip or deflate) body of about a thousandth of `size` bytes that decodes
+  to `size` bytes of spaces: a decompression bomb (2 GiB in ~2 MB).
+- `deep`: answer `status` (default 200) with a JSON job whose `output` is
+  nested `depth` levels deep (`[[[...]]]`).
+
+`headers` adds headers to a `status`, `bomb` or `deep` answer (for example a
+`Content-Encoding` for a hand-made `body`).
 
 `probability` (0..1) makes a rule fire on only that share of the requests it
 matches (drawn from the plan's seeded random generator): faults "at 5 %".
@@ -25,12 +33,26 @@ matches (drawn from the plan's seeded random generator): faults "at 5 %".
 
 from __future__ import annotations
 
+import functools
 import random
 import re
+import struct
 import threading
+import zlib
 from dataclasses import dataclass, field
 
-KINDS = ("status", "reset", "truncate", "stall", "gzip", "delay", "trickle", "redirect")
+KINDS = (
+    "status",
+    "reset",
+    "truncate",
+    "stall",
+    "gzip",
+    "delay",
+    "trickle",
+    "redirect",
+    "bomb",
+    "deep",
+)
 _DEFAULT_CODES = {
     400: "validation_error",
     401: "unauthorized",
@@ -58,11 +80,17 @@ class Fault:
     body: bytes | str | None = None
     content_type: str = "application/json"
     probability: float = 1.0
+    size: int = 2 * 2**30
+    encoding: str = "gzip"
+    depth: int = 100_000
+    headers: dict[str, str] | None = None
     fired: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}; one of {', '.join(KINDS)}")
+        if self.kind == "bomb" and self.encoding not in ("gzip", "deflate"):
+            raise ValueError("a bomb's encoding is 'gzip' or 'deflate'")
         if self.target not in ("api", "files"):
             raise ValueError("target is 'api' or 'files'")
         re.compile(self.path)
@@ -71,6 +99,17 @@ class Fault:
     def body_bytes(self) -> bytes | None:
         """The raw body to answer with (a str is sent as UTF-8)."""
         return self.body.encode() if isinstance(self.body, str) else self.body
+
+    def answer(self) -> tuple[int, bytes, dict[str, str]]:
+        """(status, body, headers) of a `bomb` or `deep` answer."""
+        status = 200 if self.status == 500 else self.status  # 500 is the field's default
+        headers = dict(self.headers or {})
+        if self.kind == "bomb":
+            headers["Content-Encoding"] = self.encoding
+            return status, compressed_spaces(self.size, self.encoding), headers
+        nested = b"[" * self.depth + b"]" * self.depth
+        body = b'{"jobId": "job_deep", "status": "completed", "output": ' + nested + b"}"
+        return status, body, headers
 
     @property
     def error_code(self) -> str:
@@ -114,3 +153,28 @@ class FaultPlan:
                     fault.fired += 1
                     return fault
         return None
+
+
+@functools.lru_cache(maxsize=4)
+def compressed_spaces(size: int, encoding: str = "gzip") -> bytes:
+    """`size` bytes of spaces (rounded up to whole MiB), gzip- or zlib-compressed.
+
+    Each MiB is compressed once, after a full flush, so the same ~1 KiB of
+    deflate data stands for every MiB: 2 GiB takes a second, not a minute.
+    """
+    block = b" " * 2**20
+    count = max(1, -(-size // len(block)))
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    first = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    repeat = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    stream = first + repeat * (count - 1) + deflate.flush(zlib.Z_FINISH)
+    if encoding == "gzip":
+        crc = 0
+        for _ in range(count):
+            crc = zlib.crc32(block, crc)
+        trailer = struct.pack("<II", crc, (count * len(block)) & 0xFFFFFFFF)
+        return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + stream + trailer
+    adler = 1
+    for _ in range(count):
+        adler = zlib.adler32(block, adler)
+    return b"\x78\xda" + stream + struct.pack(">I", adler)

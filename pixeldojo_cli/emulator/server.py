@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from pixeldojo_cli.emulator import png
 from pixeldojo_cli.emulator.catalogue import build_catalogue, charge_for
@@ -115,7 +115,9 @@ class Emulator:
     client treats hostile names such as `..%2F..%2Fx.png`), `rate_window` (the
     rate limit's window in seconds: 60, or shorter to test a limiter quickly),
     `status_url_base` (put `statusUrl` on another origin), `output_bytes` (make
-    every output a valid PNG of about that size, streamed, for download benchmarks).
+    every output a valid PNG of about that size, streamed, for download benchmarks),
+    `echo_key` (a careless server: jobs, their output URLs and 401 messages echo
+    the caller's API key).
     """
 
     def __init__(
@@ -139,6 +141,7 @@ class Emulator:
         rate_window: float = 60.0,
         status_url_base: str | None = None,
         output_bytes: int | None = None,
+        echo_key: bool = False,
     ) -> None:
         self.host = host
         self.latency = latency
@@ -155,6 +158,7 @@ class Emulator:
         self.rate_window = rate_window
         self.status_url_base = status_url_base
         self.output_bytes = output_bytes
+        self.echo_key = echo_key
         self._padded: dict[tuple[str, int], png.PaddedPNG] = {}
         self.catalogue = build_catalogue()
         self.jobs: dict[str, EmulatedJob] = {}
@@ -278,7 +282,8 @@ class Emulator:
             return "anonymous"
         key = match.group(1)
         if self.key is not None and key != self.key:
-            raise APIProblem(401, "unauthorized", "Missing or invalid API key.")
+            echoed = f" {key!r} is not valid" if self.echo_key else ""
+            raise APIProblem(401, "unauthorized", f"Missing or invalid API key.{echoed}")
         return key
 
     def model(self, model_id: str) -> dict[str, Any]:
@@ -366,13 +371,16 @@ class Emulator:
             timer.daemon = True
             self._timers.append(timer)
             timer.start()
-        return {
+        answer: dict[str, Any] = {
             "jobId": job.id,
             "status": "pending",
             "statusUrl": f"{self.status_url_base or self.base_url}/jobs/{job.id}",
             "creditCost": cost,
             "creditsRemaining": remaining,
         }
+        if self.echo_key:
+            answer["message"] = f"Accepted for key {owner}"
+        return answer
 
     def job(self, job_id: str, owner: str) -> EmulatedJob:
         job = self.jobs.get(job_id)
@@ -389,7 +397,8 @@ class Emulator:
         def name(n: int) -> str:
             return f"{n}.png" if self.output_name is None else f"{n}/{self.output_name}"
 
-        return [f"{self.files_url}/outputs/{job.id}/{name(n)}" for n in range(1, count + 1)]
+        query = f"?key={quote(job.owner, safe='')}" if self.echo_key else ""
+        return [f"{self.files_url}/outputs/{job.id}/{name(n)}{query}" for n in range(1, count + 1)]
 
     def set_status(self, job_id: str, status: str | None) -> None:
         """Make a job report `status` once it is done (None: its real status again)."""
@@ -424,6 +433,9 @@ class Emulator:
             data["completedAt"] = _iso(job.done_at)
         if job.webhook:
             data["webhook"] = dict(job.webhook)
+        if self.echo_key:
+            data["request"] = {"headers": {"Authorization": f"Bearer {job.owner}"}}
+            data["owner"] = json.dumps({"apiKey": job.owner})  # escaped inside a string
         return data
 
     def get_job(self, job_id: str, owner: str) -> dict[str, Any]:
@@ -735,8 +747,13 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "redirect":
             self._send(fault.status or 302, b"", headers={"Location": fault.location})
             return True
+        if fault.kind in ("bomb", "deep"):
+            status, body, extra = fault.answer()
+            self._send(status, body, fault.content_type, extra)
+            return True
         if fault.kind == "status":
             headers = {"Retry-After": fault.retry_after} if fault.retry_after else {}
+            headers.update(fault.headers or {})
             if fault.body_bytes is not None:
                 self._send(fault.status, fault.body_bytes, fault.content_type, headers)
             else:
