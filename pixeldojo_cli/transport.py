@@ -667,9 +667,7 @@ class Transport:
         secure = self.base_url.scheme == "https"
         for _ in range(MAX_REDIRECTS + 1):
             secure = _check_hop(target, secure, url)
-            request = self.http.build_request(
-                "GET", target, headers=headers, extensions=extensions
-            )
+            request = self.http.build_request("GET", target, headers=headers, extensions=extensions)
             self._trace_request(request)
             started = time.monotonic()
             response = self.http.send(request, stream=True, follow_redirects=False)
