@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         ExpiredError,
         InsufficientCreditsError,
         InternalServerError,
+        InvalidAPIKeyError,
         InvalidJSONError,
         JobFailedError,
         JobNotFinishedError,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
         UsageError,
         ValidationError,
         WaitTimeoutError,
+        WebhookDeliveryError,
         WriteError,
     )
     from pixeldojo_cli.results import Cost, Job, Model
@@ -81,6 +83,7 @@ __all__ = [
     "ExpiredError",
     "InsufficientCreditsError",
     "InternalServerError",
+    "InvalidAPIKeyError",
     "InvalidJSONError",
     "Job",
     "JobFailedError",
@@ -106,6 +109,7 @@ __all__ = [
     "ValidationError",
     "WaitOptions",
     "WaitTimeoutError",
+    "WebhookDeliveryError",
     "WebhookListener",
     "WriteError",
     "__version__",
@@ -159,6 +163,8 @@ _HOMES: dict[str, str] = {
             "CreditError",
             "SubmissionFailedError",
             "InternalServerError",
+            "InvalidAPIKeyError",
+            "WebhookDeliveryError",
         )
     },
     **{

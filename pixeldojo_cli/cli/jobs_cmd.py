@@ -408,7 +408,8 @@ def _show_json(
     assert problem is not None
     document = problem.to_json()
     document["error"]["message"] = state.render.scrub(problem.message)
-    state.render.json({**document, "jobId": job_id, "local": local_document})
+    inputs = local.inputs if local is not None else None
+    state.render.json({**document, "jobId": job_id, "inputs": inputs, "local": local_document})
 
 
 def _show_text(

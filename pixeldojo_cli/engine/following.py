@@ -214,7 +214,7 @@ class Follower:
         tracked.polls += 1
         tracked.last = job
         elapsed = now - tracked.started
-        self.notify(JobSeen(job, tracked.schedule.eta(elapsed)))
+        self.notify(JobSeen(job, tracked.schedule.eta(elapsed), followed_as=tracked.job_id))
         if self.recorder is not None:
             self.recorder.seen(job)
         if job.settled:
