@@ -459,7 +459,7 @@ def _preview_first(state: AppState, local: LedgerJob) -> None:
     """Draw the first saved file that is still there (an image, when it is one)."""
     from pathlib import Path
 
-    from pixeldojo_cli.preview import show_preview
+    from pixeldojo_cli.cli.preview import show_preview
 
     for saved in local.files:
         path = Path(saved.path)
