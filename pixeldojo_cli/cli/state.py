@@ -105,6 +105,7 @@ class AppState:
         `api_key` overrides the resolved key (`auth login` checks a new one).
         """
         from pixeldojo_cli.client import Client
+        from pixeldojo_cli.settings import rate_budget_dir
 
         settings = self.settings()
         if self.use_emulator:
@@ -120,6 +121,7 @@ class AppState:
             base_url=base_url,
             rate_limit=float(settings.rate_limit.value),
             trace=self.render.trace if self.verbose else None,
+            budget_dir=None if self.use_emulator else rate_budget_dir(),
         )
         self._clients.append(client)
         return client
