@@ -4,7 +4,6 @@ for a command to fail."""
 
 from __future__ import annotations
 
-import fcntl
 import json
 import subprocess
 from collections.abc import Callable
@@ -19,6 +18,8 @@ from pixeldojo_cli.settings import cache_dir
 from pixeldojo_cli.transport import RateLimiter, SharedBudget, budget_file_name, origin_of
 
 from conftest import PYTHON, TEST_KEY, Invoke, run_subprocess_env
+
+fcntl = pytest.importorskip("fcntl")  # the budget is shared only where flock exists
 
 ORIGIN = ("https", "api.example", 443)
 
