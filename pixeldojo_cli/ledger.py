@@ -4,6 +4,9 @@ SQLite (standard library) in WAL mode in `platformdirs.user_data_dir("pixeldojo"
 Each write is one short `BEGIN IMMEDIATE` transaction and the connection waits
 up to 30 s for a lock, so several CLI processes can record jobs at once.
 Jobs are keyed by (base URL, job id): the same id on another API is another job.
+
+It also keeps, per job, when it completed and how long it took: the history the
+poll schedule learns from (`durations`). That history never leaves the machine.
 """
 
 from __future__ import annotations
@@ -20,10 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from pixeldojo_cli.errors import WriteError
-from pixeldojo_cli.results import DEFAULT_OUTPUT_LIFETIME, FAILED_STATUSES, Job
+from pixeldojo_cli.results import (
+    DEFAULT_OUTPUT_LIFETIME,
+    FAILED_STATUSES,
+    TERMINAL_STATUSES,
+    Job,
+)
 from pixeldojo_cli.settings import ledger_path as ledger_path  # re-exported
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _FILES_TABLE = """CREATE TABLE IF NOT EXISTS files (
     base_url TEXT NOT NULL,
@@ -55,11 +63,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     lost INTEGER NOT NULL DEFAULT 0,
     updated_at TEXT NOT NULL,
     input_hash TEXT,
+    completed_at TEXT,
+    duration REAL,
     PRIMARY KEY (base_url, id)
 );
 {_FILES_TABLE};
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_by_input ON jobs (base_url, profile, input_hash);
+CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (base_url, model, completed_at);
 """
 
 # Upgrades from each older schema version (user_version) to the next.
@@ -73,7 +84,21 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         " SELECT base_url, job_id, n, path, size, sha256, url, downloaded_at FROM files_v2",
         "DROP TABLE files_v2",
     ),
+    # v4: when each job completed, and its duration (the poll schedule's history).
+    3: (
+        "ALTER TABLE jobs ADD COLUMN completed_at TEXT",
+        "ALTER TABLE jobs ADD COLUMN duration REAL",
+    ),
 }
+
+# At most this many durations are read back for one model (the history is bounded).
+MAX_HISTORY = 200
+# A duration seen only by polling is kept when the last look that found the job
+# still running was at most this far (a share of its time, or 1 s) before the
+# look that found it done; it is the middle of that gap. Anything vaguer (a job
+# picked up hours later by `download --pending`) would teach the schedule wrong.
+_SEEN_GAP_SHARE = 0.5
+_SEEN_GAP_MIN = 1.0
 
 
 def _now() -> datetime:
@@ -84,8 +109,39 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds")
 
 
+def _stamp(value: datetime) -> str:
+    """A time to the microsecond: durations of one-second jobs are made of these."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def _parse_time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
+
+
+def _completion(
+    job: Job, *, submitted: datetime, last_seen: datetime | None, was_running: bool, now: datetime
+) -> tuple[datetime, float | None]:
+    """When a job that has just been seen finished did finish, and how long it took.
+
+    The API's `completedAt` (against its `createdAt`, else our submission time)
+    when it gives them; else the moment it was seen done, with a duration only
+    when the look before found it still running shortly before.
+    """
+    if job.completed_at is not None:
+        start = job.created_at or submitted
+        duration: float | None = (job.completed_at - start).total_seconds()
+        finished = job.completed_at
+    else:
+        finished = now
+        duration = None
+        if was_running and last_seen is not None:
+            gap = (now - last_seen).total_seconds()
+            elapsed = (now - submitted).total_seconds()
+            if 0 <= gap <= max(_SEEN_GAP_MIN, _SEEN_GAP_SHARE * elapsed):
+                duration = elapsed - gap / 2
+    if duration is not None and not 0 < duration < 86400:
+        duration = None
+    return finished, duration
 
 
 @dataclass(frozen=True)
@@ -116,6 +172,8 @@ class LedgerJob:
     output_dir: str
     lost: bool
     files: tuple[LedgerFile, ...] = ()
+    completed_at: datetime | None = None
+    duration: float | None = None
 
     @property
     def downloaded(self) -> bool:
@@ -288,7 +346,7 @@ class Ledger:
 
         `input_hash` identifies the request (`batch` finds it again on a rerun).
         """
-        now = _iso(_now())
+        now = _stamp(_now())
         with self._write() as db:
             db.execute(
                 "INSERT OR REPLACE INTO jobs (base_url, id, profile, model, inputs,"
@@ -313,13 +371,36 @@ class Ledger:
                 ),
             )
 
-    def update_job(self, base_url: str, job: Job) -> None:
-        """What the API last said about a job we know (unknown jobs are ignored)."""
+    def update_job(self, base_url: str, job: Job, *, now: datetime | None = None) -> None:
+        """What the API last said about a job we know (unknown jobs are ignored).
+
+        The first time it is seen finished, its completion time and duration are
+        set, once (see `durations`). `now` is when the answer arrived.
+        """
+        now = now or _now()
         with self._write() as db:
+            row = db.execute(
+                "SELECT status, submitted_at, updated_at, completed_at FROM jobs"
+                " WHERE base_url = ? AND id = ?",
+                (base_url, job.id),
+            ).fetchone()
+            if row is None:
+                return
+            status, submitted, updated, completed = row
+            finished, duration = None, None
+            if job.is_terminal and completed is None:
+                finished, duration = _completion(
+                    job,
+                    submitted=datetime.fromisoformat(submitted),
+                    last_seen=_parse_time(updated),
+                    was_running=status not in TERMINAL_STATUSES,
+                    now=now,
+                )
             db.execute(
                 "UPDATE jobs SET status = ?, expires_at = COALESCE(?, expires_at),"
                 " output_urls = CASE WHEN ? = '[]' THEN output_urls ELSE ? END,"
-                " charged_credits = COALESCE(?, charged_credits), updated_at = ?"
+                " charged_credits = COALESCE(?, charged_credits), updated_at = ?,"
+                " completed_at = COALESCE(completed_at, ?), duration = COALESCE(duration, ?)"
                 " WHERE base_url = ? AND id = ?",
                 (
                     job.status,
@@ -327,7 +408,9 @@ class Ledger:
                     json.dumps(job.output_urls),
                     json.dumps(job.output_urls),
                     job.credit_cost,
-                    _iso(_now()),
+                    _stamp(now),
+                    None if finished is None else _stamp(finished),
+                    None if finished is None or job.status != "completed" else duration,
                     base_url,
                     job.id,
                 ),
@@ -352,7 +435,7 @@ class Ledger:
         with self._write() as db:
             db.execute(
                 "UPDATE jobs SET lost = 1, updated_at = ? WHERE base_url = ? AND id = ?",
-                (_iso(_now()), base_url, job_id),
+                (_stamp(_now()), base_url, job_id),
             )
 
     # --- reads ---------------------------------------------------------------
@@ -367,7 +450,7 @@ class Ledger:
 
     def _job(self, row: sqlite3.Row | tuple[Any, ...]) -> LedgerJob:
         (base_url, job_id, profile, model, inputs, estimated, charged, submitted, status,
-         expires, urls, output_dir, lost) = row  # fmt: skip
+         expires, urls, output_dir, lost, completed, duration) = row  # fmt: skip
         return LedgerJob(
             base_url=base_url,
             id=job_id,
@@ -383,11 +466,13 @@ class Ledger:
             output_dir=output_dir,
             lost=bool(lost),
             files=self._files(base_url, job_id),
+            completed_at=_parse_time(completed),
+            duration=duration,
         )
 
     _COLUMNS = (
         "base_url, id, profile, model, inputs, estimated_credits, charged_credits,"
-        " submitted_at, status, expires_at, output_urls, output_dir, lost"
+        " submitted_at, status, expires_at, output_urls, output_dir, lost, completed_at, duration"
     )
 
     def get(self, base_url: str, job_id: str) -> LedgerJob | None:
@@ -412,6 +497,21 @@ class Ledger:
             sql += " LIMIT ?"
             args.append(query.limit)
         return [self._job(row) for row in self._db.execute(sql, args).fetchall()]
+
+    def durations(self, base_url: str, model: str, limit: int = 20) -> list[float]:
+        """Seconds each recent completed job of `model` on this API took, most
+        recent first, at most `limit` (and never more than `MAX_HISTORY`).
+
+        What the poll schedule learns from. Failed jobs, and jobs whose
+        completion was only seen long after the fact, have no duration.
+        """
+        limit = max(0, min(int(limit), MAX_HISTORY))
+        rows = self._db.execute(
+            "SELECT duration FROM jobs WHERE base_url = ? AND model = ? AND status = 'completed'"
+            " AND duration IS NOT NULL ORDER BY completed_at DESC, rowid DESC LIMIT ?",
+            (base_url, model, limit),
+        ).fetchall()
+        return [float(duration) for (duration,) in rows]
 
     def find_by_input(self, *, base_url: str, profile: str, input_hash: str) -> LedgerJob | None:
         """The newest job submitted for exactly this request, if any."""
