@@ -47,7 +47,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +54,7 @@ from typing import Any
 
 from pixeldojo_cli.client import Client
 from pixeldojo_cli.downloads import download_outputs
+from pixeldojo_cli.engine import JobSeen, Recorder, WaitOptions, follow
 from pixeldojo_cli.ledger import Ledger
 from pixeldojo_cli.results import Job
 from pixeldojo_cli.schedule import Schedule, fixed_schedule, learned_schedule
@@ -105,19 +105,21 @@ class Scaled:
         return self.inner.eta(elapsed / self.scale)
 
 
-def follow(
-    client: Client, job: Job, schedule: Scaled, submitted: float, on_update: Callable[[Job], None]
-) -> tuple[Job, int]:
-    """Poll one job until it is terminal: the same loop shape as the engine's
-    `follow` (ask the schedule for the delay since submission, sleep, GET the
-    job, record it), kept here until the benchmark can call `engine.follow`."""
-    polls = 0
-    while not job.is_terminal:
-        time.sleep(schedule.delay(time.monotonic() - submitted, polls))
-        job = client.get_job(job.id)
-        polls += 1
-        on_update(job)
-    return job, polls
+def follow_one(client: Client, job: Job, schedule: Scaled, recorder: Recorder) -> tuple[Job, int]:
+    """The engine's own `follow` for one job, with the schedule under test."""
+    seen: list[JobSeen] = []
+    ended = follow(
+        client,
+        [job],
+        WaitOptions(),
+        recorder=recorder,
+        schedule_for=lambda model: schedule,
+        notify=lambda event: seen.append(event) if isinstance(event, JobSeen) else None,
+    )
+    final = ended[job.id]
+    if isinstance(final, Exception):
+        raise final
+    return final, len(seen) - 1  # the first event is the job as submitted, not a poll
 
 
 def seconds_between(start: datetime | None, end: datetime | None) -> float:
@@ -163,7 +165,6 @@ def run_arm(arm: str, key: str, base_url: str, scale: float, plan: list[int], ga
         model, inputs, _ = MODELS[index]
         history = [d / scale for d in ledger.durations(base_url, model)]
         schedule, kind = pick_schedule(arm, history)
-        submitted = time.monotonic()
         job = client.run(model, inputs)
         ledger.record_submission(
             job,
@@ -174,12 +175,8 @@ def run_arm(arm: str, key: str, base_url: str, scale: float, plan: list[int], ga
             estimated_credits=None,
             output_dir=folder,
         )
-        job, polls = follow(
-            client,
-            job,
-            Scaled(schedule, scale),
-            submitted,
-            lambda update: ledger.update_job(base_url, update),
+        job, polls = follow_one(
+            client, job, Scaled(schedule, scale), Recorder(ledger, base_url, "default")
         )
         download_outputs(client.transport, job, folder / "out")
         on_disk = datetime.now(UTC)

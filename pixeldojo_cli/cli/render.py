@@ -719,7 +719,9 @@ class JobProgress:
     def update(self, status: str, eta: float | None = None) -> None:
         status = safe_text(status)
         elapsed = time.monotonic() - self._started
-        left = f", about {eta:.0f}s left" if eta is not None and eta >= 1 else ""
+        from pixeldojo_cli.schedule import format_eta
+
+        left = f", {format_eta(eta)}" if eta is not None else ""
         if self._progress is not None:
             eta_until = None if eta is None else time.monotonic() + eta
             self._progress.update(
