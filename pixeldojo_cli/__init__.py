@@ -38,6 +38,7 @@ if TYPE_CHECKING:
         ExpiredError,
         InsufficientCreditsError,
         InternalServerError,
+        InvalidAPIKeyError,
         InvalidJSONError,
         JobFailedError,
         JobNotFinishedError,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
         UsageError,
         ValidationError,
         WaitTimeoutError,
+        WebhookDeliveryError,
         WriteError,
     )
     from pixeldojo_cli.results import Cost, Job, Model
@@ -82,6 +84,7 @@ __all__ = [
     "ExpiredError",
     "InsufficientCreditsError",
     "InternalServerError",
+    "InvalidAPIKeyError",
     "InvalidJSONError",
     "Job",
     "JobFailedError",
@@ -108,6 +111,7 @@ __all__ = [
     "ValidationError",
     "WaitOptions",
     "WaitTimeoutError",
+    "WebhookDeliveryError",
     "WebhookListener",
     "WriteError",
     "__version__",
@@ -162,6 +166,8 @@ _HOMES: dict[str, str] = {
             "CreditError",
             "SubmissionFailedError",
             "InternalServerError",
+            "InvalidAPIKeyError",
+            "WebhookDeliveryError",
         )
     },
     **{

@@ -353,7 +353,7 @@ class Batch:
         job_id = job if isinstance(job, str) else job.id
         line.job_id = job_id
         self._by_job[job_id] = line
-        self.follower.add(job)
+        self.follower.add(job, model=self.model_id)
 
     def _stop_submitting(self, cause: PixelDojoError) -> None:
         """No key or no credits: every other submission would fail the same way."""

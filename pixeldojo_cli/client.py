@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -87,7 +88,12 @@ class Client:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         http: httpx.Client | None = None,
+        rate_window: float = 60.0,
+        budget_dir: Path | None = None,
     ) -> None:
+        """`rate_limit` requests per `rate_window` seconds; `budget_dir` shares that
+        budget with every other process using the same API and key (see
+        `transport.SharedBudget`); without it the budget is this client's own."""
         self.api_key = clean_api_key(api_key)
         self.base_url = base_url.rstrip("/")
         self._sleep = sleep
@@ -102,6 +108,8 @@ class Client:
             user_agent=f"pixeldojo-cli/{__version__}",
             sleep=sleep,
             http=http,
+            rate_window=rate_window,
+            budget_dir=budget_dir,
         )
 
     def __enter__(self) -> Client:

@@ -15,6 +15,9 @@ and is replayed into it the next time a `Ledger` is opened.
 
 `run --batch` claims each line here before submitting it (`claim_line`), so
 two processes never submit the same line and a rerun never pays for it twice.
+
+It also keeps, per job, when it completed and how long it took: the history the
+poll schedule learns from (`durations`). That history never leaves the machine.
 """
 
 from __future__ import annotations
@@ -34,10 +37,16 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from pixeldojo_cli.errors import LedgerError, PixelDojoError
-from pixeldojo_cli.results import DEFAULT_OUTPUT_LIFETIME, FAILED_STATUSES, Job, parse_job
+from pixeldojo_cli.results import (
+    DEFAULT_OUTPUT_LIFETIME,
+    FAILED_STATUSES,
+    TERMINAL_STATUSES,
+    Job,
+    parse_job,
+)
 from pixeldojo_cli.settings import ledger_path as ledger_path  # re-exported
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 # SQLite waits this long for a lock inside one call; Python sees Ctrl-C only
 # between calls, so it is kept short and the wait is made of many calls.
@@ -97,12 +106,15 @@ CREATE TABLE IF NOT EXISTS jobs (
     lost INTEGER NOT NULL DEFAULT 0,
     updated_at TEXT NOT NULL,
     input_hash TEXT,
+    completed_at TEXT,
+    duration REAL,
     PRIMARY KEY (base_url, id)
 );
 {_FILES_TABLE};
 {_BATCH_LINES_TABLE};
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_by_input ON jobs (base_url, profile, input_hash);
+CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (base_url, model, completed_at);
 """
 
 # Upgrades from each older schema version (user_version) to the next.
@@ -116,10 +128,24 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         " SELECT base_url, job_id, n, path, size, sha256, url, downloaded_at FROM files_v2",
         "DROP TABLE files_v2",
     ),
-    # v4: --batch records each line's intent before submitting it (a new table only:
+    # v4: when each job completed, and its duration (the poll schedule's history).
+    3: (
+        "ALTER TABLE jobs ADD COLUMN completed_at TEXT",
+        "ALTER TABLE jobs ADD COLUMN duration REAL",
+    ),
+    # v5: --batch records each line's intent before submitting it (a new table only:
     # independent of any other migration, so it may be renumbered freely).
-    3: (_BATCH_LINES_TABLE,),
+    4: (_BATCH_LINES_TABLE,),
 }
+
+# At most this many durations are read back for one model (the history is bounded).
+MAX_HISTORY = 200
+# A duration seen only by polling is kept when the last look that found the job
+# still running was at most this far (a share of its time, or 1 s) before the
+# look that found it done; it is the middle of that gap. Anything vaguer (a job
+# picked up hours later by `download --pending`) would teach the schedule wrong.
+_SEEN_GAP_SHARE = 0.5
+_SEEN_GAP_MIN = 1.0
 
 
 def _now() -> datetime:
@@ -130,8 +156,39 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds")
 
 
+def _stamp(value: datetime) -> str:
+    """A time to the microsecond: durations of one-second jobs are made of these."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
 def _parse_time(value: str | None) -> datetime | None:
     return None if value is None else datetime.fromisoformat(value)
+
+
+def _completion(
+    job: Job, *, submitted: datetime, last_seen: datetime | None, was_running: bool, now: datetime
+) -> tuple[datetime, float | None]:
+    """When a job that has just been seen finished did finish, and how long it took.
+
+    The API's `completedAt` (against its `createdAt`, else our submission time)
+    when it gives them; else the moment it was seen done, with a duration only
+    when the look before found it still running shortly before.
+    """
+    if job.completed_at is not None:
+        start = job.created_at or submitted
+        duration: float | None = (job.completed_at - start).total_seconds()
+        finished = job.completed_at
+    else:
+        finished = now
+        duration = None
+        if was_running and last_seen is not None:
+            gap = (now - last_seen).total_seconds()
+            elapsed = (now - submitted).total_seconds()
+            if 0 <= gap <= max(_SEEN_GAP_MIN, _SEEN_GAP_SHARE * elapsed):
+                duration = elapsed - gap / 2
+    if duration is not None and not 0 < duration < 86400:
+        duration = None
+    return finished, duration
 
 
 @dataclass(frozen=True)
@@ -162,6 +219,8 @@ class LedgerJob:
     output_dir: str
     lost: bool
     files: tuple[LedgerFile, ...] = ()
+    completed_at: datetime | None = None
+    duration: float | None = None
 
     @property
     def downloaded(self) -> bool:
@@ -691,25 +750,7 @@ class Ledger:
         if op == "submission":
             self._apply_submission(db, record, replaying=replaying)
         elif op == "status":
-            job = _record_job(record)
-            newer = " AND updated_at <= ?" if replaying else ""
-            db.execute(
-                "UPDATE jobs SET status = ?, expires_at = COALESCE(?, expires_at),"
-                " output_urls = CASE WHEN ? = '[]' THEN output_urls ELSE ? END,"
-                " charged_credits = COALESCE(?, charged_credits), updated_at = ?"
-                f" WHERE base_url = ? AND id = ?{newer}",
-                (
-                    job.status,
-                    _iso(job.output_expiry()),
-                    json.dumps(job.output_urls),
-                    json.dumps(job.output_urls),
-                    job.credit_cost,
-                    _iso(_at(record)),
-                    record["base_url"],
-                    job.id,
-                    *((_iso(_at(record)),) if replaying else ()),
-                ),
-            )
+            self._apply_status(db, record, replaying=replaying)
         elif op == "files":
             newer = " WHERE excluded.downloaded_at >= files.downloaded_at" if replaying else ""
             db.executemany(
@@ -737,7 +778,7 @@ class Ledger:
         elif op == "lost":
             db.execute(
                 "UPDATE jobs SET lost = 1, updated_at = ? WHERE base_url = ? AND id = ?",
-                (_iso(_at(record)), record["base_url"], record["job_id"]),
+                (_stamp(_at(record)), record["base_url"], record["job_id"]),
             )
         elif op == "attach":
             self._attach_in(db, record["base_url"], record["profile"], record["input_hash"],
@@ -745,11 +786,59 @@ class Ledger:
         else:
             raise ValueError(f"unknown ledger record {op!r}")
 
+    def _apply_status(
+        self, db: sqlite3.Connection, record: Mapping[str, Any], *, replaying: bool
+    ) -> None:
+        """What the API said about a job we know (unknown jobs are ignored). The
+        first time it is seen finished, its completion time and duration are set,
+        once (see `durations`). A replayed record older than what the ledger
+        learnt since changes nothing."""
+        job, now, base_url = _record_job(record), _at(record), record["base_url"]
+        row = db.execute(
+            "SELECT status, submitted_at, updated_at, completed_at FROM jobs"
+            " WHERE base_url = ? AND id = ?",
+            (base_url, job.id),
+        ).fetchone()
+        if row is None:
+            return
+        status, submitted, updated, completed = row
+        last_seen = _parse_time(updated)
+        if replaying and last_seen is not None and last_seen > now:
+            return
+        finished, duration = None, None
+        if job.is_terminal and completed is None:
+            finished, duration = _completion(
+                job,
+                submitted=datetime.fromisoformat(submitted),
+                last_seen=last_seen,
+                was_running=status not in TERMINAL_STATUSES,
+                now=now,
+            )
+        db.execute(
+            "UPDATE jobs SET status = ?, expires_at = COALESCE(?, expires_at),"
+            " output_urls = CASE WHEN ? = '[]' THEN output_urls ELSE ? END,"
+            " charged_credits = COALESCE(?, charged_credits), updated_at = ?,"
+            " completed_at = COALESCE(completed_at, ?), duration = COALESCE(duration, ?)"
+            " WHERE base_url = ? AND id = ?",
+            (
+                job.status,
+                _iso(job.output_expiry()),
+                json.dumps(job.output_urls),
+                json.dumps(job.output_urls),
+                job.credit_cost,
+                _stamp(now),
+                None if finished is None else _stamp(finished),
+                None if finished is None or job.status != "completed" else duration,
+                base_url,
+                job.id,
+            ),
+        )
+
     def _apply_submission(
         self, db: sqlite3.Connection, record: Mapping[str, Any], *, replaying: bool
     ) -> None:
         job = _record_job(record)
-        at = _iso(_at(record))
+        at = _stamp(_at(record))
         # A replayed submission never overwrites what the ledger learnt since.
         verb = "INSERT OR IGNORE" if replaying else "INSERT OR REPLACE"
         db.execute(
@@ -808,9 +897,16 @@ class Ledger:
             )
         )
 
-    def update_job(self, base_url: str, job: Job) -> None:
-        """What the API last said about a job we know (unknown jobs are ignored)."""
-        self.apply(status_record(base_url, job))
+    def update_job(self, base_url: str, job: Job, *, now: datetime | None = None) -> None:
+        """What the API last said about a job we know (unknown jobs are ignored).
+
+        The first time it is seen finished, its completion time and duration are
+        set, once (see `durations`). `now` is when the answer arrived.
+        """
+        record = status_record(base_url, job)
+        if now is not None:
+            record["at"] = now.isoformat()
+        self.apply(record)
 
     def record_files(self, base_url: str, job_id: str, files: Sequence[LedgerFile]) -> None:
         """Each downloaded file's path, size, time and (with --checksum) SHA-256."""
@@ -915,7 +1011,7 @@ class Ledger:
 
     def _job(self, row: sqlite3.Row | tuple[Any, ...]) -> LedgerJob:
         (base_url, job_id, profile, model, inputs, estimated, charged, submitted, status,
-         expires, urls, output_dir, lost) = row  # fmt: skip
+         expires, urls, output_dir, lost, completed, duration) = row  # fmt: skip
         return LedgerJob(
             base_url=base_url,
             id=job_id,
@@ -931,11 +1027,13 @@ class Ledger:
             output_dir=output_dir,
             lost=bool(lost),
             files=self._files(base_url, job_id),
+            completed_at=_parse_time(completed),
+            duration=duration,
         )
 
     _COLUMNS = (
         "base_url, id, profile, model, inputs, estimated_credits, charged_credits,"
-        " submitted_at, status, expires_at, output_urls, output_dir, lost"
+        " submitted_at, status, expires_at, output_urls, output_dir, lost, completed_at, duration"
     )
 
     def _select(self, query: str, args: Sequence[Any]) -> list[LedgerJob]:
@@ -966,6 +1064,24 @@ class Ledger:
             sql += " LIMIT ?"
             args.append(query.limit)
         return self._select(sql, args)
+
+    def durations(self, base_url: str, model: str, limit: int = 20) -> list[float]:
+        """Seconds each recent completed job of `model` on this API took, most
+        recent first, at most `limit` (and never more than `MAX_HISTORY`).
+
+        What the poll schedule learns from. Failed jobs, and jobs whose
+        completion was only seen long after the fact, have no duration.
+        """
+        limit = max(0, min(int(limit), MAX_HISTORY))
+        rows = self._read(
+            lambda: self._db.execute(
+                "SELECT duration FROM jobs WHERE base_url = ? AND model = ?"
+                " AND status = 'completed' AND duration IS NOT NULL"
+                " ORDER BY completed_at DESC, rowid DESC LIMIT ?",
+                (base_url, model, limit),
+            ).fetchall()
+        )
+        return [float(duration) for (duration,) in rows]
 
     def find_by_input(self, *, base_url: str, profile: str, input_hash: str) -> LedgerJob | None:
         """The newest job submitted for exactly this request, if any."""

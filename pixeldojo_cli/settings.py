@@ -42,6 +42,7 @@ ENV_EMULATOR = "PIXELDOJO_EMULATOR"
 ENV_CHECKSUM = "PIXELDOJO_CHECKSUM"
 ENV_UNKNOWN_STATUS_TIMEOUT = "PIXELDOJO_UNKNOWN_STATUS_TIMEOUT"
 ENV_PREVIEW = "PIXELDOJO_PREVIEW"
+ENV_SHARED_BUDGET = "PIXELDOJO_SHARED_RATE_BUDGET"
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _FALSY = frozenset({"0", "false", "no", "off"})
 
@@ -91,6 +92,15 @@ def cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
     return Path(user_cache_dir(APP_NAME, appauthor=False))
+
+
+def rate_budget_dir(env: Mapping[str, str] | None = None) -> Path | None:
+    """Where `pixeldojo` processes share one rate budget per API and key (a folder
+    in the user cache); None when PIXELDOJO_SHARED_RATE_BUDGET=0 turns sharing off."""
+    env = os.environ if env is None else env
+    if env.get(ENV_SHARED_BUDGET, "").strip().lower() in _FALSY:
+        return None
+    return cache_dir() / "ratelimit"
 
 
 def load_config(path: Path | None = None) -> dict[str, Any]:

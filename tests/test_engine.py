@@ -286,3 +286,29 @@ def test_saved_is_what_the_ledger_knows(emulator: Emulator, tmp_path: Path) -> N
         )
     assert without.saved is None  # no ledger: nothing to say
     assert known.saved is True
+
+
+def test_with_history_the_schedule_is_learned_and_events_carry_an_eta(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emulator = make_emulator(latency=0.6)
+    seen, notify = events()
+    with client_for(emulator) as client, Ledger(tmp_path / "l.sqlite3") as ledger:
+        recorder = Recorder(ledger, emulator.base_url, "default")
+        for n in range(4):
+            job = client.run("flux-dev", {"prompt": f"p{n}"})
+            recorder.submitted(job, model="flux-dev", inputs={}, estimate=1, folder=tmp_path)
+            # No poll interval given: the default schedule, learned from the ledger.
+            follow(client, [job], WaitOptions(), recorder=recorder, notify=notify, model="flux-dev")
+        history = recorder.durations("flux-dev")
+    assert len(history) == 4 and all(0.3 < d < 5 for d in history)
+    last = [e for e in seen if isinstance(e, JobSeen) and e.job.id == job.id]
+    assert any(e.eta is not None for e in last)  # three earlier jobs: an expected finish
+
+
+def test_an_explicit_interval_forces_the_published_doubling_schedule() -> None:
+    from pixeldojo_cli.engine import default_schedule_for
+
+    pick = default_schedule_for(WaitOptions(poll_interval=2, max_poll_interval=30))
+    schedule = pick("flux-dev")
+    assert [schedule.delay(0, n) for n in range(6)] == [2, 4, 8, 16, 30, 30]

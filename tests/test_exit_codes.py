@@ -138,14 +138,15 @@ EXIT_CODE_MEANINGS = {
     2: "usage or input error",
     3: "authentication",
     4: "insufficient credits",
-    5: "job failed",
+    5: "the job failed",
     6: "not found",
     7: "expired",
     8: "rate limited",
     9: "--timeout reached",
-    10: "network or server error",
+    10: "network failure or server error",
     130: "interrupted",
-    143: "terminated",
+    141: "stdout went away",
+    143: "after SIGTERM",
 }
 
 

@@ -151,7 +151,7 @@ def test_jobs_show_of_an_expired_job_still_prints_what_this_machine_knows(
     document = json.loads(as_json.stdout)
     assert document["error"]["code"] == "expired" and document["jobId"] == job_id
     assert document["inputs"] == {"prompt": "a fox at dawn"}
-    assert document["files"] == [str(Path(path).resolve())]
+    assert [f["path"] for f in document["local"]["files"]] == [str(Path(path).resolve())]
 
 
 def test_jobs_show_of_a_job_the_api_forgot_is_exit_6_with_the_local_part(

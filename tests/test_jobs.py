@@ -401,15 +401,21 @@ def test_key_is_not_in_the_ledger(cli: Invoke) -> None:
     assert TEST_KEY.encode() not in ledger_path().read_bytes()
 
 
+# Columns that schema version 4 added (older ledgers do not have them).
+V4_COLUMNS = "    completed_at TEXT,\n    duration REAL,\n"
+
+
 def test_a_ledger_from_schema_version_1_is_upgraded_in_place(tmp_path: Path) -> None:
     import sqlite3
 
     from pixeldojo_cli import ledger as module
 
     path = tmp_path / "old.sqlite3"
-    old_schema = module._SCHEMA.replace("    input_hash TEXT,\n", "").split(
-        "CREATE INDEX IF NOT EXISTS jobs_by_input"
-    )[0]
+    old_schema = (
+        module._SCHEMA.replace("    input_hash TEXT,\n", "")
+        .replace(V4_COLUMNS, "")
+        .split("CREATE INDEX IF NOT EXISTS jobs_by_input")[0]
+    )
     db = sqlite3.connect(path)
     for statement in old_schema.split(";"):
         if statement.strip():
@@ -438,7 +444,7 @@ def test_a_ledger_from_schema_version_2_keeps_its_file_hashes(tmp_path: Path) ->
         " path TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, url TEXT NOT NULL,"
         " downloaded_at TEXT NOT NULL, PRIMARY KEY (base_url, job_id, n))"
     )
-    jobs_table = module._SCHEMA.split(";")[0]
+    jobs_table = module._SCHEMA.split(";")[0].replace(V4_COLUMNS, "")
     db = sqlite3.connect(path)
     db.execute(jobs_table)
     db.execute(v2_files)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pixeldojo_cli import preview
+from pixeldojo_cli.cli import preview
 from pixeldojo_cli.cli.render import Renderer
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.emulator.png import render as emulator_png
@@ -214,3 +214,61 @@ def test_jobs_show_preview_draws_the_picture_in_a_real_terminal(
     assert len(drawn) == preview.MAX_ROWS  # a square picture, as tall as a preview gets
     assert all(line.count("\u2580") == 2 * preview.MAX_ROWS for line in drawn)
     assert "\x1b[38;2;" in screen or "\x1b[38;5;" in screen  # coloured
+
+
+def test_run_preview_draws_the_picture_after_the_path_on_a_terminal(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    import pty
+    import select
+
+    env = {**run_subprocess_env(emulator), "TERM": "xterm-256color", "COLUMNS": "80"}
+    env.pop("NO_COLOR", None)
+    env["PIXELDOJO_PREVIEW_PROTOCOL"] = "blocks"
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "pixeldojo_cli", "run", "flux-dev", "a fox", "--preview", *FAST],
+        stdin=subprocess.DEVNULL,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        cwd=tmp_path,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=60)
+    os.close(master)
+    screen = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, screen
+    [saved] = list(tmp_path.glob("job_*-1.png"))
+    assert saved.name in screen
+    assert screen.index(saved.name) < screen.index("\u2580")  # the path first, then the picture
+    assert screen.count("\u2580") >= 2 * preview.MAX_ROWS
+
+
+def test_run_preview_in_a_pipe_prints_only_the_paths(cli: Invoke, emulator: Emulator) -> None:
+    result = cli("run", "flux-dev", "a fox", "--preview", *FAST)
+    assert result.exit_code == 0, result.output
+    assert "\u2580" not in result.output and "\x1b" not in result.stdout
+    assert Path(result.stdout.strip()).is_file()
+
+
+@pytest.mark.parametrize("other", ["--no-download", "--no-wait"])
+def test_run_preview_with_nothing_to_show_is_refused(
+    cli: Invoke, emulator: Emulator, other: str
+) -> None:
+    result = cli("run", "flux-dev", "a fox", "--preview", other)
+    assert result.exit_code == 2 and "--preview" in result.stderr
+    assert not emulator.requests_to("POST")

@@ -74,7 +74,10 @@ def typed_value(text: str) -> Any:
     if text in ("true", "false", "null"):
         return json.loads(text)
     if re.fullmatch(r"-?\d+", text):
-        return int(text)
+        try:
+            return int(text)
+        except ValueError:  # more digits than Python converts
+            raise UsageError(f"-F: the number {text[:20]}... has too many digits.") from None
     try:
         number = float(text)
     except ValueError:
@@ -83,8 +86,10 @@ def typed_value(text: str) -> Any:
         if math.isfinite(number) and re.fullmatch(r"-?[\d.]+(e[-+]?\d+)?", text, re.IGNORECASE):
             return number
     if text[:1] in ("[", "{"):
+        from pixeldojo_cli.untrusted import loads
+
         try:
-            return json.loads(text)
+            return loads(text)
         except ValueError as exc:
             raise UsageError(f"-F {text[:60]!r} looks like JSON but is not: {exc}.") from exc
     return text
@@ -142,9 +147,11 @@ def _method_and_path(words: list[str], method: str | None) -> tuple[str | None, 
 def printable_body(body: bytes, *, terminal: bool) -> bytes:
     """The body for stdout: indented JSON on a terminal, the bytes as received
     otherwise; control characters are escaped either way, never passed on."""
+    from pixeldojo_cli.untrusted import loads
+
     try:
         text = body.decode("utf-8")
-        value = json.loads(text) if text.strip() else None
+        value = loads(text) if text.strip() else None
     except (UnicodeDecodeError, ValueError):
         text = body.decode("utf-8", errors="replace")
         return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text).encode()

@@ -32,15 +32,15 @@ Exit codes:
 1    unexpected error (a bug: please report it)
 2    usage or input error
 3    authentication: no key, or the key was rejected
-4    insufficient credits
+4    insufficient credits (or --max-credits left batch lines out)
 5    the job failed
 6    not found (model or job)
 7    expired (job or its outputs)
 8    rate limited, still after the retries
 9    --timeout reached while waiting
 10   network failure or server error
-130  interrupted (Ctrl-C)
-143  terminated (SIGTERM), handled as Ctrl-C is
+130  interrupted (Ctrl-C); 143 after SIGTERM, handled the same way
+141  stdout went away (a pipe reader such as `head` closed it)
 """
 
 app = typer.Typer(

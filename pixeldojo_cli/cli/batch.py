@@ -93,10 +93,7 @@ def run_batch(
             state.render.result(json.dumps(exc.to_json()))
             raise typer.Exit(int(exc.exit_code)) from None
     _summary(state, batch)
-    if show.open_output:
-        from pixeldojo_cli.cli.outputs import open_first
-
-        open_first(state, [str(f.path) for line in lines for f in line.files])
+    show.finish(state, [str(f.path) for line in lines for f in line.files])
     code = batch.exit_code()
     if code:
         raise typer.Exit(int(code))

@@ -28,7 +28,9 @@ def _interrupt(signum: int, frame: object) -> None:
         "  pixeldojo emulator serve --port 8765\n\n"
         "  export PIXELDOJO_BASE_URL=http://127.0.0.1:8765/api/v1 PIXELDOJO_API_KEY=test\n"
         '  pixeldojo run flux-dev "a test"\n\n'
-        "  pixeldojo emulator serve --key secret-test-key   # anything else gets 401"
+        "  pixeldojo emulator serve --key secret-test-key   # anything else gets 401\n\n"
+        "  pixeldojo emulator serve --time-scale 0.1   # every job 10x faster\n\n"
+        "  pixeldojo emulator serve --latency 2   # every job takes exactly 2 s"
     ),
 )
 def serve(
@@ -48,8 +50,24 @@ def serve(
         typer.Option(metavar="KEY", help="Accept only this API key (default: any non-empty key)."),
     ] = None,
     latency: Annotated[
-        float, typer.Option(metavar="SECONDS", help="Seconds from submit to completion.", min=0)
-    ] = 3.0,
+        float | None,
+        typer.Option(
+            metavar="SECONDS",
+            help="Seconds from submit to completion, the same for every job "
+            "(default: each model's own spread, ~1-3 s for fast image models to ~30-120 s "
+            "for video).",
+            min=0,
+            show_default=False,
+        ),
+    ] = None,
+    time_scale: Annotated[
+        float,
+        typer.Option(
+            help="Multiply every model's durations by this (0.01: a 60 s job takes 0.6 s); "
+            "ignored with --latency.",
+            min=0,
+        ),
+    ] = 1.0,
     credits: Annotated[
         float, typer.Option(metavar="CREDITS", help="Starting credit balance.", min=0)
     ] = 1000.0,
@@ -69,7 +87,8 @@ def serve(
 
     Prints `PIXELDOJO_BASE_URL=...` on stdout so a pipeline can `export` it.
     Any non-empty key works unless --key is given; a prompt containing `#fail`
-    makes the job fail. SIGTERM stops it cleanly too.
+    makes the job fail. Jobs take as long as the model's usually do (scale it
+    with --time-scale, or fix it with --latency). SIGTERM stops it cleanly too.
     """
     from pixeldojo_cli.emulator import FAIL_MARKER, Emulator
 
@@ -83,6 +102,7 @@ def serve(
             files_port=files_port,
             key=key,
             latency=latency,
+            time_scale=time_scale,
             credits=credits,
             rate_limit=rate_limit,
             ttl=ttl,

@@ -408,7 +408,8 @@ def _show_json(
     assert problem is not None
     document = problem.to_json()
     document["error"]["message"] = state.render.scrub(problem.message)
-    state.render.json({**document, "jobId": job_id, "local": local_document})
+    inputs = local.inputs if local is not None else None
+    state.render.json({**document, "jobId": job_id, "inputs": inputs, "local": local_document})
 
 
 def _show_text(
@@ -458,7 +459,7 @@ def _preview_first(state: AppState, local: LedgerJob) -> None:
     """Draw the first saved file that is still there (an image, when it is one)."""
     from pathlib import Path
 
-    from pixeldojo_cli.preview import show_preview
+    from pixeldojo_cli.cli.preview import show_preview
 
     for saved in local.files:
         path = Path(saved.path)

@@ -429,6 +429,10 @@ class Renderer:
 
     # --- results (stdout) ----------------------------------------------------
 
+    def row(self, cells: Sequence[str]) -> None:
+        """One tab-separated line of results on stdout, each cell made safe."""
+        self._write_stdout("\t".join(self._cell(cell) for cell in cells))
+
     def result(self, line: str) -> None:
         """One line of result (a path, a URL, an id) on stdout, made safe: a control
         character from the server shows as an escape and cannot break the line."""
@@ -677,7 +681,7 @@ class JobDisplay:
         from pixeldojo_cli.engine import FileProgress, JobSeen
 
         if isinstance(event, JobSeen):
-            job_id = event.job.id
+            job_id = event.job_id
             if job_id not in self._jobs:
                 self._jobs[job_id] = JobProgress(self._renderer, job_id, self._mode, self._progress)
             self._jobs[job_id].update(event.job.status, event.eta)
@@ -715,7 +719,9 @@ class JobProgress:
     def update(self, status: str, eta: float | None = None) -> None:
         status = safe_text(status)
         elapsed = time.monotonic() - self._started
-        left = f", about {eta:.0f}s left" if eta is not None and eta >= 1 else ""
+        from pixeldojo_cli.schedule import format_eta
+
+        left = f", {format_eta(eta)}" if eta is not None else ""
         if self._progress is not None:
             eta_until = None if eta is None else time.monotonic() + eta
             self._progress.update(

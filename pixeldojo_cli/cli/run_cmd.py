@@ -131,6 +131,15 @@ def run(
         bool, typer.Option("--json", help='Print one JSON object: the job plus "files".')
     ] = False,
     open_output: Annotated[bool, typer.Option("--open", help=OPEN_HELP)] = False,
+    preview: Annotated[
+        bool | None,
+        typer.Option(
+            "--preview/--no-preview",
+            show_default=False,
+            help="Draw the first saved image in the terminal (or PIXELDOJO_PREVIEW=1, or "
+            "`config set preview true`). Needs pixeldojo-cli[preview].",
+        ),
+    ] = None,
     timeout: Annotated[
         str | None,
         typer.Option(
@@ -196,6 +205,7 @@ def run(
             no_wait=no_wait,
             no_download=no_download,
             open_output=open_output,
+            preview=bool(preview),
             waiting_flags={
                 "--timeout": timeout,
                 "--poll-interval": poll_interval,
@@ -215,7 +225,8 @@ def run(
                 download=not no_download,
             )
         )
-        show = Presentation(json_output, progress.value, open_output)
+        wanted = preview if preview is not None else bool(state.settings().preview.value)
+        show = Presentation(json_output, progress.value, open_output, wanted and not no_download)
         _check_webhook_url(webhook_url)
         if prompt == "-":
             prompt = read_prompt_from_stdin()
@@ -273,6 +284,18 @@ class Presentation:
     json_output: bool = False
     progress: str = "auto"
     open_output: bool = False
+    preview: bool = False
+
+    def finish(self, state: AppState, paths: list[str]) -> None:
+        """After the results: --preview draws the first file, --open opens it."""
+        if self.preview and paths:
+            from pathlib import Path
+
+            from pixeldojo_cli.cli.preview import show_preview
+
+            show_preview(Path(paths[0]), state.render)
+        if self.open_output:
+            open_first(state, paths)
 
 
 def _refuse_flags_that_cannot_apply(
@@ -280,20 +303,23 @@ def _refuse_flags_that_cannot_apply(
     no_wait: bool,
     no_download: bool,
     open_output: bool,
+    preview: bool,
     waiting_flags: dict[str, object],
 ) -> None:
     """No flag is silently dropped: one that cannot apply is a usage error."""
     if no_wait:
         given = [name for name, value in waiting_flags.items() if value is not None]
         given += ["--open"] if open_output else []
+        given += ["--preview"] if preview else []
         if given:
             raise UsageError(
                 f"{', '.join(given)} cannot apply with --no-wait: nothing is waited for "
                 "or downloaded.",
                 hint="Wait and download later with: pixeldojo jobs wait JOB_ID",
             )
-    if no_download and open_output:
-        raise UsageError("--open opens a downloaded file; it cannot go with --no-download.")
+    if no_download and (open_output or preview):
+        flag = "--open" if open_output else "--preview"
+        raise UsageError(f"{flag} shows a downloaded file; it cannot go with --no-download.")
 
 
 def read_prompt_from_stdin() -> str:
@@ -413,8 +439,7 @@ def _follow_and_save(
     else:
         for line in result_lines(result):
             state.render.result(line)
-    if show.open_output:
-        open_first(state, [str(f.path) for f in result.files])
+    show.finish(state, [str(f.path) for f in result.files])
 
 
 def credits_text(value: float | None, *, unit: bool = True) -> str:

@@ -113,6 +113,7 @@ class AppState:
         """
         from pixeldojo_cli.client import Client
         from pixeldojo_cli.redact import check_api_key
+        from pixeldojo_cli.settings import rate_budget_dir
 
         settings = self.settings()
         self.render.add_secret(api_key)
@@ -136,6 +137,7 @@ class AppState:
             base_url=base_url,
             rate_limit=float(settings.rate_limit.value),
             trace=self.render.trace if self.verbose else None,
+            budget_dir=None if self.use_emulator else rate_budget_dir(),
         )
         self._clients.append(client)
         return client

@@ -184,7 +184,7 @@ class _Report:
             render.result(json.dumps(delivery_document(outcome), ensure_ascii=False, default=str))
         if outcome.outcome == "saved":
             if not self.json_output:
-                render.result("\t".join([job_id, *outcome.paths]))
+                render.row([job_id, *outcome.paths])
         elif outcome.outcome == "skipped":
             render.info(f"{job_id}: already saved (the ledger says so); not downloaded again.")
         elif outcome.outcome == "failed":

@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from pixeldojo_cli.emulator import png
-from pixeldojo_cli.emulator.catalogue import build_catalogue, charge_for
+from pixeldojo_cli.emulator.catalogue import build_catalogue, charge_for, duration_range
 from pixeldojo_cli.emulator.faults import Fault, FaultPlan
 
 API_PREFIX = "/api/v1"
@@ -106,8 +106,12 @@ class APIProblem(Exception):
 class Emulator:
     """The emulated API. Start it, point a client at `base_url`, stop it.
 
-    Knobs: `latency` (seconds from submit to a terminal state; a quarter of it
-    pending, the rest processing), `failure_rate` (0..1, or a prompt with
+    Knobs: `latency` (seconds from submit to a terminal state for every job; a
+    quarter of it pending, the rest processing; None, the default: each model's
+    own spread of durations, from a second or two for fast image models to a
+    minute or two for video, drawn from a seeded RNG), `time_scale` (multiplies
+    those drawn durations: 0.01 runs a 60 s video job in 0.6 s), `job_times`
+    (False: no `createdAt`/`completedAt` in job answers), `failure_rate` (0..1, or a prompt with
     `#fail`), `ttl` (seconds outputs live after completion), `credits`,
     `rate_limit` (requests/min per key; 0 = off), `key` (accept only this key),
     `faults` (see `faults.py`), `image_size` (long side of output PNGs),
@@ -126,7 +130,9 @@ class Emulator:
         host: str = "127.0.0.1",
         port: int = 0,
         files_port: int = 0,
-        latency: float = 2.0,
+        latency: float | None = None,
+        time_scale: float = 1.0,
+        job_times: bool = True,
         failure_rate: float = 0.0,
         ttl: float = 24 * 3600,
         credits: float = 1000.0,
@@ -145,6 +151,8 @@ class Emulator:
     ) -> None:
         self.host = host
         self.latency = latency
+        self.time_scale = time_scale
+        self.job_times = job_times
         self.failure_rate = failure_rate
         self.ttl = ttl
         self.credits = credits
@@ -166,6 +174,7 @@ class Emulator:
         self.webhook_deliveries: list[dict[str, Any]] = []
         self.rate_limited = 0  # 429 answers given by the rate limit (not by faults)
         self._random = random.Random(seed)
+        self._durations = random.Random(None if seed is None else seed + 1)
         self._windows: dict[str, deque[float]] = {}
         self._lock = threading.RLock()
         self._timers: list[threading.Timer] = []
@@ -327,6 +336,19 @@ class Emulator:
                 raise APIProblem(400, "validation_error", f"'{name}' is required.")
         return inputs
 
+    def job_duration(self, model: dict[str, Any]) -> float:
+        """Seconds a new job of `model` takes: `latency` when set, else a draw
+        from the model's log-normal spread (clipped to half its low end and
+        twice its high end), times `time_scale`."""
+        if self.latency is not None:
+            return self.latency
+        low, high = duration_range(model)
+        mu = (math.log(low) + math.log(high)) / 2
+        sigma = (math.log(high) - math.log(low)) / 4
+        with self._lock:
+            seconds = self._durations.lognormvariate(mu, sigma)
+        return min(2 * high, max(low / 2, seconds)) * self.time_scale
+
     def submit(self, model_id: str, body: Any, owner: str) -> dict[str, Any]:
         model = self.model(model_id)
         if not isinstance(body, dict):
@@ -358,7 +380,7 @@ class Emulator:
                 inputs=inputs,
                 owner=owner,
                 created=time.time(),
-                latency=self.latency,
+                latency=self.job_duration(model),
                 fails=fails,
                 cost=cost,
                 webhook_url=webhook_url,
@@ -431,6 +453,9 @@ class Emulator:
                 "message": "The model failed to generate an output.",
             }
             data["completedAt"] = _iso(job.done_at)
+        if not self.job_times:
+            data.pop("createdAt")
+            data.pop("completedAt", None)
         if job.webhook:
             data["webhook"] = dict(job.webhook)
         if self.echo_key:
@@ -643,6 +668,9 @@ class _Handler(BaseHTTPRequestHandler):
     target: str
     protocol_version = "HTTP/1.1"
     server_version = "PixelDojoEmulator/1"
+    # Headers and body go out in two writes: with Nagle's algorithm on, the body
+    # waits for the client's delayed ACK, 40 ms on Linux, on every answer.
+    disable_nagle_algorithm = True
     trickle_seconds = 0.0  # > 0 while answering under a `trickle` fault
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet by default

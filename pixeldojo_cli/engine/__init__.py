@@ -31,13 +31,8 @@ from pixeldojo_cli.engine.following import (
 from pixeldojo_cli.engine.options import (
     DEFAULT_UNKNOWN_STATUS_TIMEOUT,
     LIST_LIMIT,
-    MIN_POLL_DELAY,
-    PUBLISHED_FIRST_POLL,
-    PUBLISHED_MAX_POLL,
-    DoublingSchedule,
     JobFlags,
     SaveOptions,
-    Schedule,
     WaitOptions,
     resolve_options,
 )
@@ -55,10 +50,6 @@ from pixeldojo_cli.engine.workflow import (
 __all__ = [
     "DEFAULT_UNKNOWN_STATUS_TIMEOUT",
     "LIST_LIMIT",
-    "MIN_POLL_DELAY",
-    "PUBLISHED_FIRST_POLL",
-    "PUBLISHED_MAX_POLL",
-    "DoublingSchedule",
     "Event",
     "EventSink",
     "FileProgress",
@@ -69,7 +60,6 @@ __all__ = [
     "Notice",
     "Recorder",
     "SaveOptions",
-    "Schedule",
     "Settled",
     "WaitOptions",
     "check_saveable",

@@ -16,6 +16,12 @@ class JobSeen:
 
     job: Job
     eta: float | None = None  # expected seconds until it finishes, when known
+    # The id the job is followed under; a server may answer with another one.
+    followed_as: str | None = None
+
+    @property
+    def job_id(self) -> str:
+        return self.followed_as or self.job.id
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,6 @@ from typing import TYPE_CHECKING
 from pixeldojo_cli.engine.events import EventSink, JobSeen, ignore
 from pixeldojo_cli.engine.options import (
     LIST_LIMIT,
-    MIN_POLL_DELAY,
-    DoublingSchedule,
-    Schedule,
     WaitOptions,
 )
 from pixeldojo_cli.engine.recorder import Recorder
@@ -24,6 +21,7 @@ from pixeldojo_cli.errors import (
     WaitTimeoutError,
 )
 from pixeldojo_cli.results import Job
+from pixeldojo_cli.schedule import Schedule, choose_schedule
 
 if TYPE_CHECKING:
     from pixeldojo_cli.client import Client
@@ -73,7 +71,7 @@ class Follower:
         self.notify = notify
         self.recorder = recorder
         self._clock = clock
-        self._schedule_for = schedule_for or default_schedule_for(wait)
+        self._schedule_for = schedule_for or default_schedule_for(wait, recorder)
         self.deadline = None if wait.timeout is None else clock() + wait.timeout
         self._tracked: dict[str, _Tracked] = {}
         self._last_look = False
@@ -214,7 +212,7 @@ class Follower:
         tracked.polls += 1
         tracked.last = job
         elapsed = now - tracked.started
-        self.notify(JobSeen(job, tracked.schedule.eta(elapsed)))
+        self.notify(JobSeen(job, tracked.schedule.eta(elapsed), followed_as=tracked.job_id))
         if self.recorder is not None:
             self.recorder.seen(job)
         if job.settled:
@@ -238,14 +236,26 @@ class Follower:
 
 
 def _delay(schedule: Schedule, elapsed: float, polls: int) -> float:
-    return max(MIN_POLL_DELAY, schedule.delay(elapsed, polls))
+    # The learned schedules keep their own floor; a fixed one is used as given,
+    # and the rate limiter keeps any schedule under the limit.
+    return max(0.0, schedule.delay(elapsed, polls))
 
 
-def default_schedule_for(wait: WaitOptions) -> Callable[[str | None], Schedule]:
-    """Each job's schedule: the fixed one when asked for, else the default."""
-    fixed = wait.fixed_schedule()
-    chosen: Schedule = fixed if fixed is not None else DoublingSchedule()
-    return lambda model: chosen
+def default_schedule_for(
+    wait: WaitOptions, recorder: Recorder | None = None
+) -> Callable[[str | None], Schedule]:
+    """Each model's schedule: the fixed one when a flag or the config asked for
+    it, else the one learned from that model's durations on this API (from the
+    ledger; with no history, an early start that grows gently)."""
+    chosen: dict[str | None, Schedule] = {}
+
+    def schedule_for(model: str | None) -> Schedule:
+        if model not in chosen:
+            history = recorder.durations(model) if recorder is not None and model else []
+            chosen[model] = choose_schedule(history, wait.poll_interval, wait.max_poll_interval)
+        return chosen[model]
+
+    return schedule_for
 
 
 def follow(
@@ -258,16 +268,18 @@ def follow(
     schedule_for: Callable[[str | None], Schedule] | None = None,
     sleep: Callable[[float], None] = time.sleep,
     look_now: bool | None = None,
+    model: str | None = None,
 ) -> dict[str, Settled]:
     """Watch jobs until each one settles or the deadline passes.
 
     Returns each id's last state (a settled `Job`) or the error that ended its
-    wait (`WaitTimeoutError` after `wait.timeout`). Ctrl-C raises
+    wait (`WaitTimeoutError` after `wait.timeout`). `model` picks the schedule
+    (its history) when the jobs do not say which model they run. Ctrl-C raises
     `JobsInterruptedError` naming the jobs still running.
     """
     follower = Follower(client, wait, notify=notify, recorder=recorder, schedule_for=schedule_for)
     for job in jobs:
-        follower.add(job, look_now=look_now)
+        follower.add(job, model=model, look_now=look_now)
     ended: dict[str, Settled] = {}
     try:
         while len(follower):

@@ -1,12 +1,13 @@
 """How to wait and how to save: frozen options, resolved once from flags and
 `Settings` by `resolve_options()`, the only home of "flag > environment >
-config > default" for waiting and saving; and the poll `Schedule`."""
+config > default" for waiting and saving. The poll schedules themselves are
+`pixeldojo_cli.schedule`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pixeldojo_cli.errors import (
     UsageError,
@@ -20,11 +21,6 @@ if TYPE_CHECKING:
 # How long a job whose status this client does not know is waited for, unless
 # --timeout or the `unknown_status_timeout` setting says otherwise.
 DEFAULT_UNKNOWN_STATUS_TIMEOUT = 600.0
-# The published schedule: 2 s first, doubling, at most 30 s.
-PUBLISHED_FIRST_POLL = 2.0
-PUBLISHED_MAX_POLL = 30.0
-# Never poll one job more often than this, whatever a schedule says.
-MIN_POLL_DELAY = 0.25
 # One `GET /jobs?limit=N` answers for many running jobs at once.
 LIST_LIMIT = 100
 
@@ -32,50 +28,19 @@ LIST_LIMIT = 100
 # --- options ------------------------------------------------------------------
 
 
-class Schedule(Protocol):
-    """When to look at a job again."""
-
-    def delay(self, elapsed: float, polls: int) -> float:
-        """Seconds to wait before the next poll, `elapsed` seconds after the job
-        was submitted and after `polls` polls."""
-
-    def eta(self, elapsed: float) -> float | None:
-        """Expected seconds until the job finishes, or None when unknown."""
-
-
-@dataclass(frozen=True)
-class DoublingSchedule:
-    """`first` seconds, doubling each poll, at most `maximum`."""
-
-    first: float = PUBLISHED_FIRST_POLL
-    maximum: float = PUBLISHED_MAX_POLL
-
-    def delay(self, elapsed: float, polls: int) -> float:
-        return float(min(self.maximum, self.first * 2.0 ** min(polls, 30)))
-
-    def eta(self, elapsed: float) -> float | None:
-        return None
-
-
 @dataclass(frozen=True)
 class WaitOptions:
     """How to wait: the poll schedule and the one deadline.
 
     `poll_interval`/`max_poll_interval` are set when a flag or the config asked
-    for a fixed doubling schedule; None means the default schedule.
+    for the fixed doubling schedule; None means the schedule learned from each
+    model's durations here (`schedule.choose_schedule`).
     """
 
     poll_interval: float | None = None
     max_poll_interval: float | None = None
     timeout: float | None = None
     unknown_status_timeout: float = DEFAULT_UNKNOWN_STATUS_TIMEOUT
-
-    def fixed_schedule(self) -> DoublingSchedule | None:
-        """The doubling schedule asked for, or None for the default one."""
-        if self.poll_interval is None and self.max_poll_interval is None:
-            return None
-        first = self.poll_interval or PUBLISHED_FIRST_POLL
-        return DoublingSchedule(first, max(first, self.max_poll_interval or PUBLISHED_MAX_POLL))
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,17 @@ class Recorder:
         """The job's outputs expired before they were saved."""
         self._safely(job_id, lambda ledger: ledger.mark_lost(self.base_url, job_id))
 
+    def durations(self, model: str) -> list[float]:
+        """How long this model's recent jobs on this API took (most recent first):
+        the history the poll schedule learns from. Empty when unknown."""
+        if self.ledger is None:
+            return []
+        try:
+            with self._lock:
+                return self.ledger.durations(self.base_url, model)
+        except Exception:  # no history is a fine answer
+            return []
+
     def unsaved(self) -> list[LedgerJob]:
         """Jobs of this API and profile whose outputs were never saved, oldest first."""
         if self.ledger is None:

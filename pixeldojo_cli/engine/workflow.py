@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pixeldojo_cli.engine.events import EventSink, JobSeen, Notice, ignore
 from pixeldojo_cli.engine.following import Settled, follow
-from pixeldojo_cli.engine.options import SaveOptions, Schedule, WaitOptions
+from pixeldojo_cli.engine.options import SaveOptions, WaitOptions
 from pixeldojo_cli.engine.recorder import Recorder
 from pixeldojo_cli.engine.saving import check_saveable, save
 from pixeldojo_cli.errors import (
@@ -27,6 +27,7 @@ from pixeldojo_cli.errors import (
     outcome_of,
 )
 from pixeldojo_cli.results import Job
+from pixeldojo_cli.schedule import Schedule
 
 if TYPE_CHECKING:
     from pixeldojo_cli.client import Client
@@ -142,6 +143,7 @@ def wait_and_save(
         schedule_for=schedule_for,
         sleep=sleep,
         look_now=look_now,
+        model=model,
     )
     results = []
     for job in jobs:
