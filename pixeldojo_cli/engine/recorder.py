@@ -46,10 +46,15 @@ class Recorder:
         self.notify = notify
         # Where records go when the ledger could not even be opened.
         self._spill_to = ledger.path if ledger is not None else spill_to
-        self._lock = threading.RLock()
+        self.lock = threading.RLock()  # one ledger connection, many threads
         self._deferring = False
         self.deferred: list[str] = []  # job ids recorded later, from the side file
         self.unrecorded: list[str] = []  # job ids whose record could be neither written nor kept
+
+    @property
+    def records(self) -> bool:
+        """Whether jobs are recorded at all (not under the embedded emulator)."""
+        return self._spill_to is not None
 
     def _note(self, ids: list[str], job_id: str, message: str) -> None:
         first = not ids
@@ -65,7 +70,7 @@ class Recorder:
             return
         try:
             record = build()
-            with self._lock:
+            with self.lock:
                 if self.ledger is not None and not self._deferring:
                     if self.ledger.apply_or_defer(record):
                         return
@@ -93,7 +98,7 @@ class Recorder:
         if self.ledger is None:
             return None
         try:
-            with self._lock:
+            with self.lock:
                 return self.ledger.get(self.base_url, job_id)
         except Exception:  # a ledger that cannot be read knows nothing
             return None
@@ -179,7 +184,7 @@ class Recorder:
         if self.ledger is None:
             return []
         try:
-            with self._lock:
+            with self.lock:
                 return self.ledger.durations(self.base_url, model)
         except Exception:  # no history is a fine answer
             return []
@@ -188,5 +193,5 @@ class Recorder:
         """Jobs of this API and profile whose outputs were never saved, oldest first."""
         if self.ledger is None:
             return []
-        with self._lock:
+        with self.lock:
             return self.ledger.unsaved(base_url=self.base_url, profile=self.profile)
