@@ -254,7 +254,10 @@ class Batch:
         """Submit and follow every line to its end (or the deadline). Ctrl-C stops
         the downloads under way (no partial file under a final name), reports
         the lines already done, and raises `JobsInterruptedError`."""
+        from pixeldojo_cli import interrupts
+
         pool = ThreadPoolExecutor(max_workers=_SAVERS, thread_name_prefix="batch-save")
+        interrupts.set_resume_hint("Resume with the same command: finished lines are skipped.")
         try:
             self._loop(pool)
         except KeyboardInterrupt:

@@ -375,12 +375,12 @@ def _submit(
     webhook_url: str | None,
 ) -> Job:
     """Check the output folder, submit, record, and say what it cost."""
-    from pixeldojo_cli.downloads import ensure_folder
+    from pixeldojo_cli.downloads import ensure_writable_folder
     from pixeldojo_cli.engine import submit
 
     folder = save_options.folder_for(None)
     if save_options.download:
-        ensure_folder(folder)  # an output path that cannot be a folder costs nothing yet
+        ensure_writable_folder(folder)  # an output path that cannot be a folder costs nothing yet
     job = submit(
         client,
         model_id,
