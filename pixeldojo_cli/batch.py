@@ -156,7 +156,8 @@ def plan_lines(
         more = len(problems) - _MAX_PROBLEMS
         listed = "; ".join(problems[:_MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
         raise UsageError(
-            f"{len(problems)} line(s) of the batch are not valid for {model.id}: {listed}.",
+            f"{len(problems)} line{'' if len(problems) == 1 else 's'} of the batch "
+            f"not valid for {model.id}: {listed}.",
             hint="Nothing was submitted. See the parameters with "
             f"`pixeldojo models show {model.id}`.",
         )
@@ -525,7 +526,8 @@ class Batch:
         running = sum(1 for line in left if line.job_id)
         self.notify(
             _warning(
-                f"--timeout reached with {len(left)} line(s) unfinished ({running} still "
+                f"--timeout reached with {len(left)} line{'' if len(left) == 1 else 's'} "
+                f"unfinished ({running} still "
                 "running on the server). Rerun the same command to resume: finished lines "
                 "are skipped."
             )

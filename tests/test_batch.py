@@ -87,7 +87,7 @@ def test_max_credits_stops_submitting_before_the_estimate_passes_it(
     assert posts(emulator) == 3
     assert sorted(d["outcome"] for d in lines) == ["saved"] * 3 + ["skipped"] * 3
     assert all("--max-credits" in d["reason"] for d in lines if d["outcome"] == "skipped")
-    assert "3 line(s) were not submitted" in result.stderr
+    assert "3 lines not submitted" in result.stderr
 
 
 def test_json_lines_one_per_job_and_the_worst_exit_code(cli: Invoke, emulator: Emulator) -> None:

@@ -333,7 +333,7 @@ def test_a_reminder_names_unsaved_outputs_about_to_expire(
     cli = make_invoker(emulator)
     result = cli("run", "flux-dev", "x", "--no-download", *FAST)
     assert result.exit_code == 0
-    assert "1 job(s) have outputs that expire within 6 h" in result.stderr
+    assert "1 job with outputs that expire within 6 h" in result.stderr
     assert "pixeldojo download --pending" in result.stderr
     assert "expire within" not in cli("-q", "models").stderr
     assert "expire within" not in cli("models", "--json").stderr

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState, read_text_argument
 from pixeldojo_cli.errors import Outcome
 
@@ -107,7 +108,8 @@ def _print_plan(state: AppState, lines: list[Line], webhook_url: str | None) -> 
             json.dumps({"line": line.number, "body": body, "estimatedCredits": line.estimate})
         )
     state.render.info(
-        f"{len(lines)} job(s), estimated {total:g} credit(s) in all. Nothing was submitted."
+        f"{plural(len(lines), 'job')}, estimated {plural(total, 'credit')} in all. "
+        "Nothing was submitted."
     )
 
 
@@ -177,11 +179,11 @@ def _summary(state: AppState, batch: Batch) -> None:
     skipped = counts[str(Outcome.SKIPPED)]
     if state.render.quiet:
         return
-    state.render.info(f"Batch of {len(batch.lines)} line(s):")
+    state.render.info(f"Batch of {plural(len(batch.lines), 'line')}:")
     for label, value in rows:
         state.render.info(f"  {label:<18}{value:>8}")
     if skipped:
         state.render.warn(
-            f"{skipped} line(s) were not submitted: they would have passed --max-credits "
+            f"{plural(skipped, 'line')} not submitted: they would have passed --max-credits "
             "(exit 4). Raise the cap and rerun the same command to do them."
         )

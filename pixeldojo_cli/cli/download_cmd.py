@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pixeldojo_cli.cli.complete import complete_job
 from pixeldojo_cli.cli.outputs import OPEN_HELP, ChecksumOption, open_first, print_results
+from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState, get_state
 from pixeldojo_cli.errors import Outcome, UsageError, combined_exit_code
 
@@ -75,20 +77,20 @@ def _sweep(state: AppState, save: SaveOptions, json_output: bool, open_output: b
         open_first(state, [str(f.path) for r in results for f in r.files])
     saved = sum(1 for r in results if r.outcome is Outcome.SAVED)
     running = sum(1 for r in results if r.outcome is Outcome.RUNNING)
-    summary = f"Saved {saved} of {len(results)} pending job(s)"
+    summary = f"Saved {saved} of {plural(len(results), 'pending job')}"
     if running:
         summary += f"; {running} still running (the next sweep gets them)"
     state.render.info(summary + ".")
     lost = [r.job_id for r in results if r.outcome is Outcome.EXPIRED]
     if lost:
         state.render.warn(
-            f"{len(lost)} job(s) expired before their outputs were saved: {', '.join(lost)}"
+            f"{plural(len(lost), 'job')} expired before their outputs were saved: {', '.join(lost)}"
         )
     retry = [r.job_id for r in results if r.outcome is Outcome.ERROR]
     if retry:
         state.render.warn(
-            f"{len(retry)} job(s) could not be saved this time and stay pending for the next "
-            f"sweep: {', '.join(retry)}"
+            f"{plural(len(retry), 'job')} could not be saved this time and stay pending for "
+            f"the next sweep: {', '.join(retry)}"
         )
     # A job that failed on the server is settled, not a failure of the sweep.
     return combined_exit_code((r.exit_code for r in results), settled_failures_ok=True)
@@ -97,7 +99,10 @@ def _sweep(state: AppState, save: SaveOptions, json_output: bool, open_output: b
 def download(
     ctx: typer.Context,
     job_ids: Annotated[
-        list[str] | None, typer.Argument(metavar="[JOB_ID]...", help="Jobs to download.")
+        list[str] | None,
+        typer.Argument(
+            metavar="[JOB_ID]...", help="Jobs to download.", autocompletion=complete_job
+        ),
     ] = None,
     pending: Annotated[
         bool,

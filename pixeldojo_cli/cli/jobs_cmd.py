@@ -484,7 +484,12 @@ def _preview_first(state: AppState, local: LedgerJob) -> None:
 )
 def wait(
     ctx: typer.Context,
-    job_ids: Annotated[list[str], typer.Argument(metavar="JOB_ID...", help="One or more job ids.")],
+    job_ids: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="JOB_ID...", help="One or more job ids.", autocompletion=complete_job
+        ),
+    ],
     output_dir: Annotated[
         str | None,
         typer.Option("--output-dir", "-o", metavar="DIR", help="Where outputs go."),

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from pixeldojo_cli.cli.render import Renderer
+from pixeldojo_cli.cli.render import Renderer, plural
 from pixeldojo_cli.errors import ExitCode, PixelDojoError, UsageError
 
 if TYPE_CHECKING:
@@ -217,7 +217,8 @@ class AppState:
         if soon:
             profile_flag = "" if profile == "default" else f"--profile {profile} "
             self.render.warn(
-                f"{len(soon)} job(s) have outputs that expire within {REMINDER_HOURS} h and "
+                f"{plural(len(soon), 'job')} with outputs that expire within {REMINDER_HOURS} h "
+                "and "
                 f"were never downloaded. Save them with: pixeldojo {profile_flag}download --pending"
             )
 

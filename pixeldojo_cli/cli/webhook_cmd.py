@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pixeldojo_cli.cli.complete import complete_job
-from pixeldojo_cli.cli.render import printable
+from pixeldojo_cli.cli.render import plural, printable
 from pixeldojo_cli.cli.state import AppState, get_state, parse_duration
 from pixeldojo_cli.errors import UsageError
 
@@ -234,7 +234,7 @@ class _Report:
                 render.result(json.dumps(document))
         if job_ids:
             render.warn(
-                f"Stopped with {len(job_ids)} job(s) not saved: {' '.join(job_ids)}. "
+                f"Stopped with {plural(len(job_ids), 'job')} not saved: {' '.join(job_ids)}. "
                 f"Save them with: pixeldojo download {' '.join(job_ids)}"
                 + (" (or `pixeldojo download --pending`)." if in_ledger else ".")
             )

@@ -127,7 +127,8 @@ def save(
     if kept:
         notify(
             Notice(
-                f"{job.id}: {kept} file(s) already saved and intact, not downloaded again "
+                f"{job.id}: {kept} file{'' if kept == 1 else 's'} already saved and intact, "
+                "not downloaded again "
                 "(--force fetches them anyway)."
             )
         )
