@@ -448,7 +448,7 @@ def test_an_older_ledger_gains_the_batch_lines_table(tmp_path: Path) -> None:
         record(ledger)
     with sqlite3.connect(path) as db:
         db.execute("DROP TABLE batch_lines")
-        db.execute("PRAGMA user_version = 3")
+        db.execute("PRAGMA user_version = 4")  # v4: before the batch_lines table
     with Ledger(path) as ledger:
         assert claim(ledger).claimed
         assert ledger.get(API, "job_1") is not None
