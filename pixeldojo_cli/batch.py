@@ -40,15 +40,17 @@ from pixeldojo_cli.errors import (
     JobsInterruptedError,
     Outcome,
     PixelDojoError,
+    SubmissionUncertainError,
     UsageError,
     WaitTimeoutError,
     combined_exit_code,
+    outcome_of,
 )
 
 if TYPE_CHECKING:
     from pixeldojo_cli.client import Client
     from pixeldojo_cli.downloads import DownloadedFile
-    from pixeldojo_cli.ledger import LedgerJob
+    from pixeldojo_cli.ledger import Ledger, LedgerJob
     from pixeldojo_cli.results import Job, Model
 
 # Show at most this many input problems before asking the user to fix the file.
@@ -196,6 +198,7 @@ class Batch:
         self._by_job: dict[str, Line] = {}
         self._saving: dict[Future[JobResult], Line] = {}
         self._cancel = threading.Event()
+        self._waiting_for_other: set[int] = set()
 
     @property
     def folder(self) -> Path:
@@ -251,7 +254,10 @@ class Batch:
         """Submit and follow every line to its end (or the deadline). Ctrl-C stops
         the downloads under way (no partial file under a final name), reports
         the lines already done, and raises `JobsInterruptedError`."""
+        from pixeldojo_cli import interrupts
+
         pool = ThreadPoolExecutor(max_workers=_SAVERS, thread_name_prefix="batch-save")
+        interrupts.set_resume_hint("Resume with the same command: finished lines are skipped.")
         try:
             self._loop(pool)
         except KeyboardInterrupt:
@@ -269,7 +275,10 @@ class Batch:
             self._collect_saved()
             self._submit_what_fits()
             if not self.options.wait:
-                return
+                if not self._waiting_for_other:
+                    return
+                self._sleep(0.2)  # lines another process is submitting: look again
+                continue
             if not len(self.follower) and not self._saving and not self.queued():
                 return
             if self.follower.timed_out():
@@ -280,15 +289,22 @@ class Batch:
             pause = self.follower.pause() if len(self.follower) else 0.2
             if self._saving:
                 wait_for_futures(list(self._saving), timeout=pause, return_when="FIRST_COMPLETED")
-            elif self.queued() and self.in_flight() < self.options.concurrency:
+            elif self._submittable() and self.in_flight() < self.options.concurrency:
                 continue
             elif len(self.follower):
                 self._sleep(pause)
-            elif not self.queued():
-                continue
+            elif self.queued():
+                self._sleep(0.2)  # lines another process is submitting: look again
 
     def queued(self) -> list[Line]:
         return [line for line in self.lines if not line.done and line.job_id is None]
+
+    def _submittable(self) -> list[Line]:
+        return [line for line in self.queued() if line.number not in self._waiting_for_other]
+
+    def _submit_what_fits(self) -> None:
+        self._waiting_for_other.clear()  # look again at lines another process holds
+        self._submit_lines()
 
     def in_flight(self) -> int:
         return sum(1 for line in self.lines if not line.done and line.job_id is not None)
@@ -302,8 +318,10 @@ class Batch:
 
     # --- submitting
 
-    def _submit_what_fits(self) -> None:
+    def _submit_lines(self) -> None:
         for line in self.queued():
+            if line.number in self._waiting_for_other:
+                continue
             if self.options.wait and self.in_flight() >= self.options.concurrency:
                 return
             if self._over_budget(line):
@@ -323,6 +341,8 @@ class Batch:
     def _submit(self, line: Line) -> None:
         from pixeldojo_cli.engine import submit
 
+        if not self._claim(line):
+            return
         try:
             job = submit(
                 self.client,
@@ -336,11 +356,13 @@ class Batch:
                 input_hash=line.key,
             )
         except PixelDojoError as exc:
+            self._unclaim(line, uncertain=isinstance(exc, SubmissionUncertainError))
             line.error = exc
-            self._finish(line, Outcome.ERROR)
+            self._finish(line, outcome_of(exc))
             if exc.exit_code in (ExitCode.AUTH, ExitCode.CREDITS):
                 self._stop_submitting(exc)
             return
+        self._in_ledger(lambda ledger, scope: ledger.attach_job(line.key, job, **scope))
         self.spent += job.credit_cost if job.credit_cost is not None else (line.estimate or 0.0)
         line.job = job
         if not self.options.wait:
@@ -348,6 +370,73 @@ class Batch:
             self._finish(line, Outcome.SUBMITTED)
             return
         self._follow(line, job)
+
+    # --- one line, one payment: claims in the ledger
+
+    def _claim(self, line: Line) -> bool:
+        """Claim the line in the ledger before paying for it, so that no other
+        process (a second run of the same batch) and no later rerun submits it
+        again. False when this process must not submit it now: another process
+        has it (its job is followed instead, or the line waits its turn), an
+        earlier run may have paid for it (`uncertain`), or the claim could not
+        be recorded (then nothing more is submitted: a rerun could pay twice)."""
+        from pixeldojo_cli.errors import LedgerError
+
+        ledger = self.recorder.ledger
+        if ledger is None:
+            if not self.recorder.records:
+                return True  # the embedded emulator: no ledger, nothing to resume
+            self._stop_submitting(
+                LedgerError(
+                    "The job ledger cannot be opened, and --batch submits no line it cannot "
+                    "record (a rerun could pay for it twice)."
+                )
+            )
+            return False
+        try:
+            with self.recorder.lock:
+                claim = ledger.claim_line(line.key, **self._scope())
+        except LedgerError as exc:
+            exc.hint = "Nothing more is submitted. Rerun the same command once the ledger is free."
+            self._stop_submitting(exc)
+            return False
+        if claim.claimed:
+            return True
+        if claim.outcome == "taken" and claim.job_id:
+            line.resumed = True
+            self._follow(line, claim.job_id)
+        elif claim.outcome == "taken":
+            self._waiting_for_other.add(line.number)  # its job id comes soon: look again
+        else:
+            line.error = SubmissionUncertainError(
+                f"Line {line.number} may have been submitted by an earlier run that stopped "
+                "before it recorded a job; it is not submitted again.",
+                hint="Check `pixeldojo jobs list` for it; to pay for it again anyway, "
+                "run that line on its own with `pixeldojo run`.",
+            )
+            self._finish(line, Outcome.UNCERTAIN)
+        return False
+
+    def _unclaim(self, line: Line, *, uncertain: bool) -> None:
+        """A submission failed: free the line when the server certainly did not take
+        it, or mark it uncertain (a rerun must not pay for it blindly)."""
+        if uncertain:
+            self._in_ledger(lambda ledger, scope: ledger.mark_uncertain(line.key, **scope))
+        else:
+            self._in_ledger(lambda ledger, scope: ledger.release_line(line.key, **scope))
+
+    def _scope(self) -> dict[str, str]:
+        return {"base_url": self.recorder.base_url, "profile": self.recorder.profile}
+
+    def _in_ledger(self, write: Callable[[Ledger, dict[str, str]], None]) -> None:
+        ledger = self.recorder.ledger
+        if ledger is None:
+            return
+        try:
+            with self.recorder.lock:
+                write(ledger, self._scope())
+        except Exception:  # the claim stays as it was; the job itself is recorded
+            pass
 
     def _follow(self, line: Line, job: Job | str) -> None:
         job_id = job if isinstance(job, str) else job.id

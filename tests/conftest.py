@@ -137,3 +137,50 @@ def receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
     yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
     server.shutdown()
     server.server_close()
+
+
+def run_in_pty(
+    args: list[str],
+    env: dict[str, str],
+    cwd: Path,
+    *,
+    stdout_too: bool = False,
+    columns: int | None = None,
+) -> tuple[int, str]:
+    """Run `pixeldojo ARGS` with stderr (and with `stdout_too`, stdout) on a
+    pseudo-terminal, optionally `columns` wide; returns (exit code, what the
+    terminal received). Other streams stay pipes; stdin is empty."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    if columns is not None:
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "pixeldojo_cli", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=slave if stdout_too else subprocess.PIPE,
+        stderr=slave,
+        env=env,
+        cwd=cwd,
+    )
+    os.close(slave)
+    chunks: list[bytes] = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    return proc.returncode, b"".join(chunks).decode(errors="replace")

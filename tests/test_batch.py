@@ -263,3 +263,48 @@ def test_flags_that_cannot_apply_with_no_wait_are_refused(
         result = cli("run", "flux-dev", *args, "--no-wait", *flag)
         assert result.exit_code == 2 and "--no-wait" in result.stderr, result.output
     assert posts(emulator) == 0
+
+
+def test_the_same_batch_started_twice_at_once_pays_for_each_line_once(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    import subprocess
+
+    from conftest import PYTHON, run_subprocess_env
+
+    emulator = make_emulator(latency=0.5)
+    batch = write("b.txt", "one", "two", "three")
+    env = run_subprocess_env(emulator)
+    command = [PYTHON, "-m", "pixeldojo_cli", "run", "flux-dev", "--batch", batch, *POLL]
+    runs = [
+        subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=120)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0]
+    assert posts(emulator) == 3  # never two jobs for one line
+    for out in outputs:  # each run reports every line's files
+        assert len(out.split()) == 3
+
+
+def test_a_batch_submits_nothing_when_its_ledger_is_held_by_another_process(
+    cli: Invoke, emulator: Emulator, isolated_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from pixeldojo_cli import ledger as ledger_module
+    from pixeldojo_cli.settings import ledger_path
+
+    assert cli("run", "flux-dev", "warm", *POLL).exit_code == 0  # the ledger exists
+    monkeypatch.setattr(ledger_module, "DEFAULT_LOCK_WAIT", 1.0)
+    holder = sqlite3.connect(ledger_path(), timeout=1, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        batch = write("b.txt", "one", "two")
+        result = cli("run", "flux-dev", "--batch", batch, *POLL)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert result.exit_code not in (0, 1), result.output
+    assert posts(emulator) == 1  # only the warm-up: no line paid for without a record
+    assert "ledger" in result.stderr

@@ -219,39 +219,14 @@ def test_jobs_show_preview_draws_the_picture_in_a_real_terminal(
 def test_run_preview_draws_the_picture_after_the_path_on_a_terminal(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    import pty
-    import select
+    from conftest import run_in_pty
 
     env = {**run_subprocess_env(emulator), "TERM": "xterm-256color", "COLUMNS": "80"}
     env.pop("NO_COLOR", None)
     env["PIXELDOJO_PREVIEW_PROTOCOL"] = "blocks"
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "pixeldojo_cli", "run", "flux-dev", "a fox", "--preview", *FAST],
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        cwd=tmp_path,
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-    while True:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=60)
-    os.close(master)
-    screen = b"".join(chunks).decode(errors="replace")
-    assert proc.returncode == 0, screen
+    args = ["run", "flux-dev", "a fox", "--preview", *FAST]
+    code, screen = run_in_pty(args, env, tmp_path, stdout_too=True)
+    assert code == 0, screen
     [saved] = list(tmp_path.glob("job_*-1.png"))
     assert saved.name in screen
     assert screen.index(saved.name) < screen.index("\u2580")  # the path first, then the picture

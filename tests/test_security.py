@@ -573,35 +573,9 @@ def test_a_terminal_table_and_live_progress_stay_inert(emulator: Emulator, tmp_p
 
 def run_on_terminal(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
     """Run with stdout and stderr on one pseudo-terminal; (exit code, all it drew)."""
-    import pty
-    import select
+    from conftest import run_in_pty
 
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "pixeldojo_cli", *args],
-        stdout=slave,
-        stderr=slave,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        cwd=cwd,
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-    while True:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    return proc.returncode, b"".join(chunks).decode(errors="replace")
+    return run_in_pty(args, env, cwd, stdout_too=True)
 
 
 def test_error_messages_and_failed_jobs_are_inert_and_exact_under_json(

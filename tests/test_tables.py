@@ -3,14 +3,8 @@ write them, and a sentence for an empty list."""
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import re
-import select
-import struct
 import subprocess
-import termios
 from pathlib import Path
 
 import pytest
@@ -18,40 +12,16 @@ import pytest
 from pixeldojo_cli.cli.render import Column, fit_columns, human_size, number_text, plural
 from pixeldojo_cli.emulator import Emulator
 
-from conftest import FAST, PYTHON, Invoke, run_subprocess_env
+from conftest import FAST, PYTHON, Invoke, run_in_pty, run_subprocess_env
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def in_terminal(args: list[str], env: dict[str, str], cwd: Path, columns: int) -> tuple[int, str]:
     """Run with stdout and stderr on a pseudo-terminal `columns` wide; (code, screen)."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, columns, 0, 0))
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "pixeldojo_cli", *args],
-        stdin=subprocess.DEVNULL,
-        stdout=slave,
-        stderr=slave,
-        env={**env, "COLUMNS": str(columns), "TERM": "xterm-256color"},
-        cwd=cwd,
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-    while True:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    return proc.returncode, ANSI.sub("", b"".join(chunks).decode(errors="replace"))
+    terminal = {**env, "COLUMNS": str(columns), "TERM": "xterm-256color"}
+    code, screen = run_in_pty(args, terminal, cwd, stdout_too=True, columns=columns)
+    return code, ANSI.sub("", screen)
 
 
 def whole_on_a_line(word: str, screen: str) -> bool:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import pty
 import re
-import select
 import signal
 import subprocess
 import time
@@ -17,40 +14,10 @@ import pytest
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.ledger import Ledger
 
-from conftest import PYTHON, pixeldojo, run_subprocess_env
+from conftest import PYTHON, pixeldojo, run_in_pty, run_subprocess_env
 
 ANSI = re.compile(r"\x1b\[")
 FAST = ["--poll-interval", "0.1", "--max-poll-interval", "0.2"]
-
-
-def run_in_pty(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
-    """Run with stderr on a pseudo-terminal (stdout stays a pipe); returns (code, stderr)."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(
-        [PYTHON, "-m", "pixeldojo_cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=slave,
-        stdin=subprocess.DEVNULL,
-        env=env,
-        cwd=cwd,
-    )
-    os.close(slave)
-    chunks: list[bytes] = []
-    while True:
-        ready, _, _ = select.select([master], [], [], 0.1)
-        if ready:
-            try:
-                data = os.read(master, 65536)
-            except OSError:  # the child closed the terminal
-                break
-            if not data:
-                break
-            chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    return proc.returncode, b"".join(chunks).decode(errors="replace")
 
 
 def test_piped_stderr_gets_plain_status_lines_and_no_escape_codes(

@@ -65,9 +65,9 @@ def run_batch(
         return
     wait_options, save_options = options
     if save_options.download:
-        from pixeldojo_cli.downloads import ensure_folder
+        from pixeldojo_cli.downloads import ensure_writable_folder
 
-        ensure_folder(save_options.folder_for(None))
+        ensure_writable_folder(save_options.folder_for(None))
     mode = state.render.progress_mode(show.progress)
     with state.render.batch_progress(lambda: batch.counts(), len(lines), mode) as refresh:
         notify: EventSink = state.render.notice_sink()

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pixeldojo_cli.cli.complete import complete_job
-from pixeldojo_cli.cli.outputs import ChecksumOption, print_results
+from pixeldojo_cli.cli.outputs import (
+    ChecksumOption,
+    MaxPollIntervalOption,
+    PollIntervalOption,
+    TimeoutOption,
+    print_results,
+)
 from pixeldojo_cli.cli.render import Column, human_size, printable
 from pixeldojo_cli.cli.state import AppState, get_state, parse_duration
 from pixeldojo_cli.errors import PixelDojoError, UsageError
@@ -487,18 +493,9 @@ def wait(
         bool, typer.Option("--no-download", help="Print output URLs instead of downloading.")
     ] = False,
     checksum: ChecksumOption = None,
-    timeout: Annotated[
-        str | None,
-        typer.Option(metavar="DURATION", help="Stop waiting after e.g. 90s, 10m, 1h (exit 9)."),
-    ] = None,
-    poll_interval: Annotated[
-        float | None,
-        typer.Option("--poll-interval", metavar="SECONDS", help="First poll delay (default 2)."),
-    ] = None,
-    max_poll_interval: Annotated[
-        float | None,
-        typer.Option("--max-poll-interval", metavar="SECONDS", help="Longest delay (default 30)."),
-    ] = None,
+    timeout: TimeoutOption = None,
+    poll_interval: PollIntervalOption = None,
+    max_poll_interval: MaxPollIntervalOption = None,
     json_output: Annotated[
         bool,
         typer.Option("--json", help='Print a JSON list: each job with "files" and "outcome".'),

@@ -26,6 +26,32 @@ ChecksumOption = Annotated[
     typer.Option("--checksum/--no-checksum", help=CHECKSUM_HELP, show_default=False),
 ]
 
+# The waiting flags `run` and `jobs wait` share.
+TimeoutOption = Annotated[
+    str | None,
+    typer.Option(
+        "--timeout", metavar="DURATION", help="Stop waiting after e.g. 90s, 10m, 1h (exit 9)."
+    ),
+]
+PollIntervalOption = Annotated[
+    float | None,
+    typer.Option(
+        "--poll-interval",
+        metavar="SECONDS",
+        help="Poll on the fixed schedule: this first, doubling each poll (or the "
+        "poll_interval setting). Default: a schedule learned from the model's history.",
+    ),
+]
+MaxPollIntervalOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-poll-interval",
+        metavar="SECONDS",
+        help="Poll on the fixed schedule, never waiting longer than this (default 30; "
+        "or the max_poll_interval setting).",
+    ),
+]
+
 
 def print_results(state: AppState, results: Sequence[JobResult], *, json_output: bool) -> None:
     """Each job's saved paths (or URLs) on stdout and its error on stderr; under

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pixeldojo_cli.cli.complete import complete_model, complete_param
-from pixeldojo_cli.cli.outputs import OPEN_HELP, ChecksumOption, open_first, result_lines
+from pixeldojo_cli.cli.outputs import (
+    OPEN_HELP,
+    ChecksumOption,
+    MaxPollIntervalOption,
+    PollIntervalOption,
+    TimeoutOption,
+    open_first,
+    result_lines,
+)
 from pixeldojo_cli.cli.state import (
     AppState,
     get_state,
@@ -140,28 +148,9 @@ def run(
             "`config set preview true`). Needs pixeldojo-cli[preview].",
         ),
     ] = None,
-    timeout: Annotated[
-        str | None,
-        typer.Option(
-            "--timeout", metavar="DURATION", help="Stop waiting after e.g. 90s, 10m, 1h (exit 9)."
-        ),
-    ] = None,
-    poll_interval: Annotated[
-        float | None,
-        typer.Option(
-            "--poll-interval",
-            metavar="SECONDS",
-            help="First poll delay in seconds (default 2; doubles each poll).",
-        ),
-    ] = None,
-    max_poll_interval: Annotated[
-        float | None,
-        typer.Option(
-            "--max-poll-interval",
-            metavar="SECONDS",
-            help="Longest poll delay in seconds (default 30).",
-        ),
-    ] = None,
+    timeout: TimeoutOption = None,
+    poll_interval: PollIntervalOption = None,
+    max_poll_interval: MaxPollIntervalOption = None,
     progress: Annotated[
         ProgressMode,
         typer.Option("--progress", help="Progress display on stderr.", case_sensitive=False),
@@ -375,12 +364,12 @@ def _submit(
     webhook_url: str | None,
 ) -> Job:
     """Check the output folder, submit, record, and say what it cost."""
-    from pixeldojo_cli.downloads import ensure_folder
+    from pixeldojo_cli.downloads import ensure_writable_folder
     from pixeldojo_cli.engine import submit
 
     folder = save_options.folder_for(None)
     if save_options.download:
-        ensure_folder(folder)  # an output path that cannot be a folder costs nothing yet
+        ensure_writable_folder(folder)  # an output path that cannot be a folder costs nothing yet
     job = submit(
         client,
         model_id,

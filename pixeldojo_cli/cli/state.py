@@ -54,6 +54,7 @@ class AppState:
     _settings: Settings | None = None
     _emulator: Emulator | None = None
     _clients: list[Client] = field(default_factory=list)
+    _recorders: list[Recorder] = field(default_factory=list)
     _checked_permissions: bool = False
     _ledger: Ledger | None = None
     _ledger_failed: bool = False
@@ -92,9 +93,32 @@ class AppState:
     def recorder(self, notify: EventSink | None = None) -> Recorder:
         """The ledger as the engine uses it, for this API and profile."""
         from pixeldojo_cli.engine import Recorder
+        from pixeldojo_cli.settings import ledger_path
 
         base_url, profile = self.ledger_scope()
-        return Recorder(self.ledger(), base_url, profile, notify or self.render.notice_sink())
+        recorder = Recorder(
+            self.ledger(),
+            base_url,
+            profile,
+            notify or self.render.notice_sink(),
+            spill_to=None if self.use_emulator else ledger_path(),
+        )
+        self._recorders.append(recorder)
+        return recorder
+
+    def _say_what_was_not_recorded(self) -> None:
+        """At the end, every job the ledger could not take, by id."""
+        later = {i for r in self._recorders for i in r.deferred}
+        lost = {i for r in self._recorders for i in r.unrecorded}
+        if later:
+            self.render.warn(
+                f"Recorded later (the ledger was busy or read-only): {' '.join(sorted(later))}"
+            )
+        if lost:
+            self.render.warn(
+                f"Not recorded in the ledger: {' '.join(sorted(lost))}. Keep these ids: "
+                "`pixeldojo download ID` saves their outputs until they expire."
+            )
 
     def _start_emulator(self) -> Emulator:
         if self._emulator is None:
@@ -198,6 +222,7 @@ class AppState:
             )
 
     def close(self) -> None:
+        self._say_what_was_not_recorded()
         self._remind_unsaved()
         for client in self._clients:
             client.close()

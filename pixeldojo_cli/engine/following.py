@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from pixeldojo_cli import interrupts
 from pixeldojo_cli.engine.events import EventSink, JobSeen, ignore
 from pixeldojo_cli.engine.options import (
     LIST_LIMIT,
@@ -280,6 +281,8 @@ def follow(
     follower = Follower(client, wait, notify=notify, recorder=recorder, schedule_for=schedule_for)
     for job in jobs:
         follower.add(job, model=model, look_now=look_now)
+    # What a second Ctrl-C (which ends the process at once) still prints.
+    interrupts.set_resume_hint(f"Resume with: pixeldojo jobs wait {' '.join(follower.pending)}")
     ended: dict[str, Settled] = {}
     try:
         while len(follower):
@@ -291,6 +294,8 @@ def follow(
                 ended.update(follower.at_deadline())
     except KeyboardInterrupt:
         raise interrupted_waiting(follower.pending) from None
+    finally:
+        interrupts.set_resume_hint(None)
     return ended
 
 

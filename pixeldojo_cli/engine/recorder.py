@@ -15,16 +15,20 @@ from pixeldojo_cli.results import Job
 
 if TYPE_CHECKING:
     from pixeldojo_cli.downloads import DownloadedFile
-    from pixeldojo_cli.ledger import Ledger, LedgerJob
+    from pixeldojo_cli.ledger import Ledger, LedgerJob, LedgerRecord
 
 
 class Recorder:
     """The ledger as the workflow uses it: thread-safe, and never fatal.
 
     A ledger that is locked, read-only or damaged must never cost the user a
-    paid job's outputs, so every write here turns a ledger fault into one
-    warning (`Notice`) and the work goes on. Without a ledger (the embedded
-    emulator, or none could be opened) every call is a no-op.
+    paid job's outputs. A write the ledger cannot take within its bounded wait
+    is kept in the side file beside it (`pending-records.jsonl`) and written
+    the next time any command opens the ledger; after that first wait, later
+    writes of this command go straight to the side file (one wait, not one per
+    write). A record that can be neither written nor kept is a warning that
+    names the job, and the work goes on. Without a ledger (the embedded
+    emulator) every call is a no-op.
     """
 
     def __init__(
@@ -33,44 +37,68 @@ class Recorder:
         base_url: str,
         profile: str,
         notify: EventSink = ignore,
+        *,
+        spill_to: Path | None = None,
     ) -> None:
         self.ledger = ledger
         self.base_url = base_url.rstrip("/")
         self.profile = profile
         self.notify = notify
-        self._lock = threading.RLock()
-        self.unrecorded: list[str] = []  # job ids whose record could not be written
-        self._warned = False
+        # Where records go when the ledger could not even be opened.
+        self._spill_to = ledger.path if ledger is not None else spill_to
+        self.lock = threading.RLock()  # one ledger connection, many threads
+        self._deferring = False
+        self.deferred: list[str] = []  # job ids recorded later, from the side file
+        self.unrecorded: list[str] = []  # job ids whose record could be neither written nor kept
 
-    def _fault(self, job_id: str, exc: Exception) -> None:
-        if job_id not in self.unrecorded:
-            self.unrecorded.append(job_id)
-        if not self._warned:
-            self._warned = True
-            reason = exc.message if isinstance(exc, PixelDojoError) else str(exc)
-            self.notify(
-                Notice(
-                    f"The job ledger could not be written ({reason}); carrying on without it. "
-                    "Not recorded: " + job_id,
-                    level="warning",
-                )
-            )
+    @property
+    def records(self) -> bool:
+        """Whether jobs are recorded at all (not under the embedded emulator)."""
+        return self._spill_to is not None
 
-    def _safely(self, job_id: str, write: Callable[[Ledger], None]) -> None:
-        if self.ledger is None:
+    def _note(self, ids: list[str], job_id: str, message: str) -> None:
+        first = not ids
+        if job_id not in ids:
+            ids.append(job_id)
+        if first:
+            self.notify(Notice(message, level="warning"))
+
+    def _record(self, job_id: str, build: Callable[[], LedgerRecord]) -> None:
+        from pixeldojo_cli.ledger import defer
+
+        if self._spill_to is None:
             return
         try:
-            with self._lock:
-                write(self.ledger)
-        except Exception as exc:  # any ledger fault: warn and go on
-            self._fault(job_id, exc)
+            record = build()
+            with self.lock:
+                if self.ledger is not None and not self._deferring:
+                    if self.ledger.apply_or_defer(record):
+                        return
+                    self._deferring = True
+                else:
+                    defer(record, self._spill_to)
+        except Exception as exc:  # neither written nor kept: say so, and go on
+            reason = exc.message if isinstance(exc, PixelDojoError) else str(exc)
+            self._note(
+                self.unrecorded,
+                job_id,
+                f"The job ledger could not be written ({reason}); job {job_id} is not "
+                "recorded, so `download --pending` will not know it.",
+            )
+            return
+        self._note(
+            self.deferred,
+            job_id,
+            f"The job ledger is busy or read-only; job {job_id} is kept beside it "
+            "and recorded the next time a command opens it.",
+        )
 
     def get(self, job_id: str) -> LedgerJob | None:
         """What the ledger knows of a job on this API, or None."""
         if self.ledger is None:
             return None
         try:
-            with self._lock:
+            with self.lock:
                 return self.ledger.get(self.base_url, job_id)
         except Exception:  # a ledger that cannot be read knows nothing
             return None
@@ -86,16 +114,18 @@ class Recorder:
         input_hash: str | None = None,
     ) -> None:
         """A job was submitted: recorded before any waiting starts."""
-        self._safely(
+        from pixeldojo_cli.ledger import submission_record
+
+        self._record(
             job.id,
-            lambda ledger: ledger.record_submission(
+            lambda: submission_record(
                 job,
                 base_url=self.base_url,
                 profile=self.profile,
                 model=model,
                 inputs=inputs,
                 estimated_credits=estimate,
-                output_dir=folder.resolve(),
+                output_dir=folder,
                 input_hash=input_hash,
             ),
         )
@@ -124,11 +154,13 @@ class Recorder:
 
     def seen(self, job: Job) -> None:
         """Keep the ledger's idea of a job it knows up to date."""
-        self._safely(job.id, lambda ledger: ledger.update_job(self.base_url, job))
+        from pixeldojo_cli.ledger import status_record
+
+        self._record(job.id, lambda: status_record(self.base_url, job))
 
     def file_saved(self, job_id: str, n: int, file: DownloadedFile) -> None:
         """Output `n` of a job is on disk: recorded at once, not after the last file."""
-        from pixeldojo_cli.ledger import LedgerFile
+        from pixeldojo_cli.ledger import LedgerFile, files_record
 
         entry = LedgerFile(
             n,
@@ -138,11 +170,13 @@ class Recorder:
             file.url,
             mtime_ns=file.mtime_ns,
         )
-        self._safely(job_id, lambda ledger: ledger.record_files(self.base_url, job_id, [entry]))
+        self._record(job_id, lambda: files_record(self.base_url, job_id, [entry]))
 
     def lost(self, job_id: str) -> None:
         """The job's outputs expired before they were saved."""
-        self._safely(job_id, lambda ledger: ledger.mark_lost(self.base_url, job_id))
+        from pixeldojo_cli.ledger import lost_record
+
+        self._record(job_id, lambda: lost_record(self.base_url, job_id))
 
     def durations(self, model: str) -> list[float]:
         """How long this model's recent jobs on this API took (most recent first):
@@ -150,7 +184,7 @@ class Recorder:
         if self.ledger is None:
             return []
         try:
-            with self._lock:
+            with self.lock:
                 return self.ledger.durations(self.base_url, model)
         except Exception:  # no history is a fine answer
             return []
@@ -159,5 +193,5 @@ class Recorder:
         """Jobs of this API and profile whose outputs were never saved, oldest first."""
         if self.ledger is None:
             return []
-        with self._lock:
+        with self.lock:
             return self.ledger.unsaved(base_url=self.base_url, profile=self.profile)
