@@ -243,17 +243,21 @@ def _check_value(param: Parameter, value: Any) -> str | None:
 def _encodable(value: Any) -> bool:
     """Whether every string in `value` can be written as UTF-8: an argument of bytes
     that are not UTF-8 arrives holding lone surrogates, which no file or request
-    can carry. (Inputs come from the depth-limited decoder or the command line.)"""
-    if isinstance(value, str):
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            return False
-        return True
-    if isinstance(value, list):
-        return all(_encodable(item) for item in value)
-    if isinstance(value, dict):
-        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    can carry. (Inputs come from the depth-limited decoder or the command line;
+    walked without recursion all the same, as a library caller may pass anything.)"""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return False
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
     return True
 
 
