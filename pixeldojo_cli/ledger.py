@@ -704,12 +704,17 @@ class Ledger:
     def apply_or_defer(self, record: LedgerRecord) -> bool:
         """Write the record now if the ledger takes it within the bounded wait,
         else keep it in the side file for later. True when written now. Raises
-        `LedgerError` only when it can be neither written nor kept."""
+        `LedgerError` only when it can be neither written nor kept. Ctrl-C while
+        waiting keeps the record in the side file too, then goes on as Ctrl-C."""
         try:
             self.apply(record)
         except LedgerError:
             defer(record, self.path)
             return False
+        except KeyboardInterrupt:  # Ctrl-C during the wait: keep the record all the same
+            with contextlib.suppress(LedgerError):
+                defer(record, self.path)
+            raise
         return True
 
     def replay_deferred(self) -> int:

@@ -492,3 +492,40 @@ def test_run_with_a_ledger_held_by_another_process_still_saves_the_output(
     [job_id] = emulator.jobs
     assert Path(result.stdout.strip()).read_bytes() == emulator.output_file(job_id, 1)
     assert "ledger" in result.stderr and job_id in result.stderr  # said plainly, with the id
+
+
+def test_ctrl_c_while_waiting_for_the_ledger_still_keeps_the_record(
+    ledger_file: Path, hold_lock: Callable[..., subprocess.Popen[str]]
+) -> None:
+    import signal
+
+    holder = hold_lock(ledger_file)
+    ledger = Ledger(ledger_file, lock_wait=30.0, busy_timeout=0.1)
+    record_of_a_paid_job = submission_record(
+        a_job("job_paid"),
+        base_url=API,
+        profile="default",
+        model="flux-dev",
+        inputs={},
+        estimated_credits=1,
+        output_dir=ledger_file.parent,
+    )
+
+    def ctrl_c(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, ctrl_c)
+    signal.setitimer(signal.ITIMER_REAL, 0.5)
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ledger.apply_or_defer(record_of_a_paid_job)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < 10  # taken at once, not after the 30 s wait
+    ledger.close()
+    holder.kill()
+    holder.wait()
+    with Ledger(ledger_file) as reopened:
+        assert reopened.get(API, "job_paid") is not None
