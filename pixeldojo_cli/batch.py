@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pixeldojo_cli import interrupts
 from pixeldojo_cli.engine import (
     EventSink,
     Follower,
@@ -59,6 +60,7 @@ _MAX_PROBLEMS = 5
 # minute, and within one `GET /jobs?limit=100` poll.
 DEFAULT_CONCURRENCY = 50
 _SAVERS = 4
+BATCH_RESUME_HINT = "Resume with the same command: finished lines are skipped."
 
 
 @dataclass
@@ -255,10 +257,8 @@ class Batch:
         """Submit and follow every line to its end (or the deadline). Ctrl-C stops
         the downloads under way (no partial file under a final name), reports
         the lines already done, and raises `JobsInterruptedError`."""
-        from pixeldojo_cli import interrupts
-
         pool = ThreadPoolExecutor(max_workers=_SAVERS, thread_name_prefix="batch-save")
-        interrupts.set_resume_hint("Resume with the same command: finished lines are skipped.")
+        interrupts.set_resume_hint(BATCH_RESUME_HINT)
         try:
             self._loop(pool)
         except KeyboardInterrupt:
@@ -363,6 +363,7 @@ class Batch:
             if exc.exit_code in (ExitCode.AUTH, ExitCode.CREDITS):
                 self._stop_submitting(exc)
             return
+        interrupts.set_resume_hint(BATCH_RESUME_HINT)  # the batch's, not this one job's
         self._in_ledger(lambda ledger, scope: ledger.attach_job(line.key, job, **scope))
         self.spent += job.credit_cost if job.credit_cost is not None else (line.estimate or 0.0)
         line.job = job

@@ -385,3 +385,23 @@ def test_a_dash_prompt_from_a_terminal_is_an_error_not_a_hang(
     assert done.returncode == 2
     assert "standard input is a terminal" in done.stderr and "echo" in done.stderr
     assert not emulator.requests_to("POST")
+
+
+def test_ctrl_c_right_after_the_job_was_paid_for_still_names_it(
+    cli: Invoke, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pixeldojo_cli import interrupts
+    from pixeldojo_cli.engine import Recorder
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # as if Ctrl-C came while the ledger was being written
+
+    monkeypatch.setattr(Recorder, "submitted", interrupted)
+    try:
+        result = cli("run", "flux-dev", "x")
+    finally:
+        interrupts.set_resume_hint(None)
+    assert len(emulator.requests_to("POST")) == 1  # paid for once
+    job_id = next(iter(emulator.jobs))
+    assert result.exit_code == 130
+    assert f"pixeldojo jobs wait {job_id}" in result.stderr

@@ -249,7 +249,12 @@ class AppState:
         except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt:
-            self.render.err_console.print("\nInterrupted.", markup=False)
+            from pixeldojo_cli import interrupts
+
+            hint = interrupts.resume_hint()  # e.g. a job paid for just before
+            self.render.err_console.print(
+                "\nInterrupted." + (f" {hint}" if hint else ""), markup=False
+            )
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
         except BrokenPipeError:
             from pixeldojo_cli.cli.render import silence_broken_pipe

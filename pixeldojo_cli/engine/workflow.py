@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pixeldojo_cli import interrupts
 from pixeldojo_cli.engine.events import EventSink, JobSeen, Notice, ignore
 from pixeldojo_cli.engine.following import Settled, follow
 from pixeldojo_cli.engine.options import SaveOptions, WaitOptions
@@ -256,6 +257,8 @@ def submit(
     """`POST /models/{model}/run` (never retried once the server may have it),
     then the job goes into the ledger before any waiting starts."""
     job = client.run(model, inputs, webhook_url=webhook_url)
+    # Paid for now: whatever interrupts what follows, the user gets its id.
+    interrupts.set_resume_hint(f"Resume with: pixeldojo jobs wait {job.id}")
     if recorder is not None:
         recorder.submitted(
             job,
