@@ -184,3 +184,14 @@ def run_in_pty(
     proc.wait(timeout=30)
     os.close(master)
     return proc.returncode, b"".join(chunks).decode(errors="replace")
+
+
+def max_in_any_window(times: list[float], window: float) -> int:
+    """The most of `times` that fall within any `window` seconds (a rate limit's view)."""
+    times = sorted(times)
+    best, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best

@@ -23,7 +23,15 @@ from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.errors import ExitCode, SubmissionUncertainError
 from pixeldojo_cli.ledger import Ledger, ledger_path
 
-from conftest import FAST, PYTHON, TEST_KEY, Invoke, make_invoker, run_subprocess_env
+from conftest import (
+    FAST,
+    PYTHON,
+    TEST_KEY,
+    Invoke,
+    make_invoker,
+    max_in_any_window,
+    run_subprocess_env,
+)
 
 KEEP_LOOKING = "pixeldojo jobs list"
 
@@ -31,16 +39,6 @@ KEEP_LOOKING = "pixeldojo jobs list"
 def finished_job(cli: Invoke, *args: str) -> str:
     path = cli("run", "flux-dev", "x", *args, *FAST).stdout.strip()
     return Path(path).name.rsplit("-", 1)[0]
-
-
-def max_in_any_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, at in enumerate(times):
-        while at - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 # --- 429 ---------------------------------------------------------------------

@@ -17,7 +17,7 @@ from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.settings import cache_dir
 from pixeldojo_cli.transport import RateLimiter, SharedBudget, budget_file_name, origin_of
 
-from conftest import PYTHON, TEST_KEY, Invoke, run_subprocess_env
+from conftest import PYTHON, TEST_KEY, Invoke, max_in_any_window, run_subprocess_env
 
 fcntl = pytest.importorskip("fcntl")  # the budget is shared only where flock exists
 
@@ -40,16 +40,6 @@ class FakeClock:
 def limiter(folder: Path, clock: FakeClock, *, per_window: int = 10) -> RateLimiter:
     budget = SharedBudget(folder / budget_file_name(ORIGIN, TEST_KEY), window=2.0, clock=clock)
     return RateLimiter(per_window, clock=clock, sleep=clock.sleep, window=2.0, budget=budget)
-
-
-def max_in_any_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best, start = 0, 0
-    for end, at in enumerate(times):
-        while at - times[start] >= window:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 # --- the budget file, with a fake clock ------------------------------------------

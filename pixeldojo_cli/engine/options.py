@@ -97,14 +97,11 @@ def resolve_options(settings: Settings, flags: JobFlags) -> tuple[WaitOptions, S
             raise UsageError(f"{option} must be a positive number of seconds, got {value}.")
     poll = flags.poll_interval or _from_config(settings.poll_interval)
     longest = flags.max_poll_interval or _from_config(settings.max_poll_interval)
-    unknown = getattr(settings, "unknown_status_timeout", None)
     wait = WaitOptions(
         poll_interval=poll,
         max_poll_interval=longest,
         timeout=flags.timeout,
-        unknown_status_timeout=float(unknown.value)
-        if unknown is not None
-        else DEFAULT_UNKNOWN_STATUS_TIMEOUT,
+        unknown_status_timeout=float(settings.unknown_status_timeout.value),
     )
     default_folder = Path(str(settings.output_dir.value)).expanduser()
     save = SaveOptions(
