@@ -8,7 +8,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,6 @@ from pixeldojo_cli.schedule import Schedule
 if TYPE_CHECKING:
     from pixeldojo_cli.client import Client
     from pixeldojo_cli.downloads import DownloadedFile
-    from pixeldojo_cli.ledger import LedgerJob
 
 
 @dataclass(frozen=True)
@@ -197,46 +195,24 @@ def sweep_pending(
     recorder: Recorder,
     *,
     notify: EventSink = ignore,
-    now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> list[JobResult]:
     """`download --pending`: every ledger job whose outputs were never saved.
 
     A job still running is left for the next sweep (not an error). A job is
-    called expired only when the API says so (`expired`, 410) or its `expiresAt`
-    has passed; any other trouble (a 404 on one file, a 5xx, a reset) leaves it
-    pending for the next sweep, with a non-zero exit that says so.
+    expired only when the API says so (`expired`, 410) or its expiry has passed
+    (the rule `downloads` applies to every output); then it is marked lost. Any
+    other trouble (a 404 on one file before expiry, a 5xx, a reset) is an error
+    that leaves it pending for the next sweep, with a non-zero exit.
     """
     results = []
     for local in recorder.unsaved():
         result = fetch_and_save(client, local.id, options, recorder=recorder, notify=notify)
         if result.outcome is Outcome.RUNNING:  # not an error here: the next sweep gets it
             result = JobResult(local.id, Outcome.RUNNING, job=result.job)
-        elif result.outcome is Outcome.EXPIRED and _really_expired(result, local, now()):
-            recorder.lost(local.id)
         elif result.outcome is Outcome.EXPIRED:
-            # Not past its expiry: one missing file is not the end of a paid job.
-            assert result.error is not None
-            error = PixelDojoError(
-                f"{result.error.message} Its outputs should be kept until "
-                f"{local.deadline().isoformat()}; the next sweep tries again.",
-                hint="Run `pixeldojo download --pending` again later.",
-                job_id=local.id,
-            )
-            error.code = "download_failed"
-            result = JobResult(local.id, Outcome.ERROR, job=result.job, error=error)
+            recorder.lost(local.id)
         results.append(result)
     return results
-
-
-def _really_expired(result: JobResult, local: LedgerJob, now: datetime) -> bool:
-    """Whether the API itself said expired (status `expired`, HTTP 410), or the
-    job is past its expiry (`expiresAt`, else 24 h after submission)."""
-    if result.job is not None and result.job.expired:
-        return True
-    if getattr(result.error, "status", None) == 410:
-        return True
-    expiry = result.job.output_expiry() if result.job is not None else None
-    return now >= (expiry or local.deadline())
 
 
 # --- submitting ---------------------------------------------------------------------
