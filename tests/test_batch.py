@@ -164,7 +164,10 @@ def test_a_batch_polls_many_jobs_with_few_requests(cli: Invoke, emulator: Emulat
     list_polls = len(emulator.requests_to("GET", r"/jobs$"))
     single_polls = len(emulator.requests_to("GET", r"/jobs/job_"))
     assert list_polls >= 1
-    assert list_polls + single_polls < 20  # fewer than one poll per job in all
+    # Every job is seen through the list requests; only the first, followed alone
+    # before the second was submitted, may have been asked about on its own. (How
+    # many list requests fit in the submissions depends on the machine's speed.)
+    assert single_polls <= 1
     assert not [r for r in emulator.requests if r.path.endswith("/run") and r.method == "GET"]
 
 
