@@ -96,6 +96,7 @@ class Client:
         `transport.SharedBudget`); without it the budget is this client's own."""
         self.api_key = clean_api_key(api_key)
         self.base_url = base_url.rstrip("/")
+        self._modalities: dict[str, str] = {}
         self._sleep = sleep
         self._clock = clock
         self.transport = Transport(
@@ -172,6 +173,7 @@ class Client:
         if detailed:
             params["detailed"] = "true"
         models = parse_model_list(self._get("models", params=params or None))
+        self._modalities.update((m.id, m.modality) for m in models)
         if modality:  # the server may ignore the filter
             models = [m for m in models if m.modality == modality]
         return models
@@ -179,9 +181,21 @@ class Client:
     def get_model(self, model_id: str) -> Model:
         """`GET /models/{apiId}`: details, price and (usually) the request schema."""
         try:
-            return parse_model(self._get(f"models/{_segment(model_id, 'model id')}"))
+            model = parse_model(self._get(f"models/{_segment(model_id, 'model id')}"))
         except NotFoundError as exc:
             raise self._model_not_found(exc, model_id) from None
+        self._modalities[model_id] = model.modality
+        return model
+
+    def modality_of(self, model_id: str) -> str | None:
+        """The model's type (`image`, `video`) as this client last saw it, else as
+        the local model cache has it; None when neither knows. Never a request:
+        the poll schedule asks, and an unknown type only means a generic one."""
+        if model_id in self._modalities:
+            return self._modalities[model_id]
+        from pixeldojo_cli.completion import known_modality
+
+        return known_modality(self.base_url, model_id)
 
     def get_schema(self, model_id: str) -> dict[str, Any]:
         """`GET /models/{apiId}/schema`: the model's input JSON Schema."""

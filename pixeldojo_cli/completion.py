@@ -121,6 +121,19 @@ def known_model_ids(base_url: str) -> list[str]:
     return [str(m["id"]) for m in models if isinstance(m, dict) and m.get("id")]
 
 
+def known_modality(base_url: str, model_id: str) -> str | None:
+    """The model's type (`image`, `video`) from the cache, however old (no
+    request); None when the cache does not list it."""
+    models = _read(_cache_path("models", base_url), None)
+    if not isinstance(models, list):
+        return None
+    for model in models:
+        if isinstance(model, dict) and model.get("id") == model_id:
+            kind = model.get("type")
+            return kind if isinstance(kind, str) and kind else None
+    return None
+
+
 def cached_schema(base_url: str, model_id: str, api_key: str | None = None) -> dict[str, Any]:
     fresh = _read(_cache_path("schema", base_url, model_id), CACHE_TTL)
     if isinstance(fresh, dict):

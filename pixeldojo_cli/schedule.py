@@ -12,8 +12,11 @@ comes from the ledger.
 - `learned_schedule(durations)`: with at least `MIN_HISTORY` earlier durations,
   sparse polls before the job is expected to finish and dense ones while it
   is likely to (lag goal: max(0.5 s, 10 %) of the duration); with fewer, a cold
-  schedule that starts at 0.5 s and grows by half the elapsed time, so the
-  lag stays a bounded fraction of the duration.
+  schedule that starts at 0.75 s and waits 0.45x the elapsed time, so the
+  lag stays a bounded fraction of the duration. A video model (the API's own
+  `modality`) is probed once at 0.75 s, then left alone until 10 s: video
+  generation takes tens of seconds, and the polls an image job needs in its
+  first seconds would be spent on nothing.
 
 Every delay is at least `FLOOR` seconds and at most `MAX_DELAY` (the published
 cap), so no schedule polls one job faster than the rate budget allows for long,
@@ -39,9 +42,16 @@ MIN_HISTORY = 3
 # How many of the most recent durations count (a model's speed drifts).
 WINDOW = 20
 
-# Cold schedule: first poll at COLD_FIRST s, then every COLD_GROWTH x elapsed.
-COLD_FIRST = 0.5
-COLD_GROWTH = 0.5
+# Cold schedule: first poll at COLD_FIRST s, then every COLD_GROWTH x elapsed
+# (each poll 1.45x the time of the last: a median overshoot of about
+# sqrt(1.45) - 1 = 20 % of the job's time, leaving room under the 25 % goal for
+# the poll's and the download's own time). A video model's second poll waits for
+# VIDEO_COLD_START s: the one early probe still catches a job that was done at
+# once, and the growth starts where video jobs begin to finish.
+COLD_FIRST = 0.75
+COLD_GROWTH = 0.45
+VIDEO_COLD_START = 10.0
+VIDEO = "video"
 
 # Learned schedule: the lag aimed at is max(LAG_ABS, LAG_REL x duration); where
 # a job is most likely to finish, polls come DENSE_FACTOR x that apart (the
@@ -148,12 +158,19 @@ class FixedSchedule:
 class ColdSchedule:
     """No history: first poll at `COLD_FIRST`, then every `COLD_GROWTH` x elapsed
     (at least `FLOOR`, at most `MAX_DELAY`), so the overshoot stays a bounded
-    fraction of the job's time."""
+    fraction of the job's time. For a video model (`kind` "video") the second
+    poll waits until `VIDEO_COLD_START`."""
+
+    kind: str | None = None
 
     def delay(self, elapsed: float, polls: int) -> float:
-        """The next poll at max(`COLD_FIRST`, (1 + `COLD_GROWTH`) x elapsed)."""
+        """The next poll at max(`COLD_FIRST`, (1 + `COLD_GROWTH`) x elapsed), or
+        for video at `VIDEO_COLD_START` after the first."""
+        elapsed = max(0.0, elapsed)
         if polls <= 0 and elapsed < COLD_FIRST:
-            return max(FLOOR, COLD_FIRST - max(0.0, elapsed))
+            return max(FLOOR, COLD_FIRST - elapsed)
+        if self.kind == VIDEO and elapsed < VIDEO_COLD_START:
+            return _bounded(VIDEO_COLD_START - elapsed)
         return _bounded(COLD_GROWTH * elapsed)
 
     def eta(self, elapsed: float) -> float | None:
@@ -250,18 +267,22 @@ def fixed_schedule(
     return FixedSchedule(float(first), float(max(first, maximum)), tuple(_clean(history)))
 
 
-def learned_schedule(durations: Sequence[float]) -> Schedule:
+def learned_schedule(durations: Sequence[float], kind: str | None = None) -> Schedule:
     """A schedule from earlier durations (seconds, most recent first) of the same
     model on the same API: dense around the expected finish with at least
-    `MIN_HISTORY` of them, the cold schedule otherwise."""
+    `MIN_HISTORY` of them, the cold schedule otherwise (`kind`, the model's
+    modality when known, shapes the cold one: see `ColdSchedule`)."""
     usable = _clean(durations)
     if len(usable) < MIN_HISTORY:
-        return ColdSchedule()
+        return ColdSchedule(VIDEO if kind == VIDEO else None)
     return LearnedSchedule(_Fit.of(usable))
 
 
 def choose_schedule(
-    durations: Sequence[float], first: float | None, maximum: float | None
+    durations: Sequence[float],
+    first: float | None,
+    maximum: float | None,
+    kind: str | None = None,
 ) -> Schedule:
     """The precedence: an explicit `first` or `maximum` (flag or config key) forces
     the fixed schedule (the other bound at its published default); otherwise
@@ -270,7 +291,7 @@ def choose_schedule(
         first_value = 2.0 if first is None else first
         maximum_value = 30.0 if maximum is None else maximum
         return fixed_schedule(first_value, maximum_value, history=durations)
-    return learned_schedule(durations)
+    return learned_schedule(durations, kind)
 
 
 def format_eta(seconds: float | None) -> str:

@@ -312,3 +312,37 @@ def test_an_explicit_interval_forces_the_published_doubling_schedule() -> None:
     pick = default_schedule_for(WaitOptions(poll_interval=2, max_poll_interval=30))
     schedule = pick("flux-dev")
     assert [schedule.delay(0, n) for n in range(6)] == [2, 4, 8, 16, 30, 30]
+
+
+def test_a_video_model_seen_for_the_first_time_gets_the_video_cold_schedule(
+    emulator: Emulator,
+) -> None:
+    from pixeldojo_cli.schedule import ColdSchedule
+
+    with client_for(emulator) as client:
+        client.get_model("xai-video")  # as `run` does before it submits
+        client.get_model("flux-dev")
+        follower = Follower(client, WaitOptions())
+        assert follower.schedule_for("xai-video") == ColdSchedule("video")
+        assert follower.schedule_for("flux-dev") == ColdSchedule(None)
+        assert follower.schedule_for("never-looked-up") == ColdSchedule(None)
+
+
+def test_the_models_type_is_read_from_the_local_cache_without_a_request(
+    emulator: Emulator,
+) -> None:
+    from pixeldojo_cli.completion import save_models
+
+    save_models(emulator.base_url, [{"id": "xai-video", "name": "x", "type": "video"}])
+    requests: list[Any] = []
+    with Client(api_key=TEST_KEY, base_url=emulator.base_url, trace=requests.append) as client:
+        assert client.modality_of("xai-video") == "video"
+        assert client.modality_of("flux-dev") is None
+    assert requests == []
+
+
+def test_an_explicit_interval_beats_the_video_cold_schedule(emulator: Emulator) -> None:
+    with client_for(emulator) as client:
+        client.get_model("xai-video")
+        schedule = Follower(client, WaitOptions(poll_interval=2)).schedule_for("xai-video")
+    assert [schedule.delay(0, n) for n in range(3)] == [2, 4, 8]

@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 
 from pixeldojo_cli.schedule import (
     COLD_FIRST,
+    COLD_GROWTH,
     FLOOR,
     MAX_DELAY,
+    VIDEO_COLD_START,
     ColdSchedule,
     FixedSchedule,
     LearnedSchedule,
@@ -99,12 +101,73 @@ def test_cold_lag_is_never_more_than_half_the_duration() -> None:
 
 
 def test_cold_polls_cost_at_most_the_early_start_over_twice_the_published() -> None:
-    # Starting at 0.5 s rather than 2 s costs up to four polls before 2 s;
+    # Starting at 0.75 s rather than 2 s costs up to three polls before 2 s;
     # beyond that, the cold schedule spends at most twice the published polls.
     for duration in [0.05 * n for n in range(1, 3000)]:
         cold, _ = simulate(learned_schedule([]), duration)
         published, _ = simulate(PUBLISHED, duration)
-        assert cold <= 2 * published + 4
+        assert cold <= 2 * published + 3
+
+
+def test_cold_video_schedule_probes_once_early_then_waits_for_video_time() -> None:
+    schedule = learned_schedule([], kind="video")
+    assert schedule.delay(0.0, 0) == COLD_FIRST
+    assert schedule.delay(COLD_FIRST, 1) == pytest.approx(VIDEO_COLD_START - COLD_FIRST)
+    assert schedule.delay(VIDEO_COLD_START, 2) == pytest.approx(COLD_GROWTH * VIDEO_COLD_START)
+
+
+def test_a_job_done_at_once_is_seen_by_the_first_poll_whatever_the_model() -> None:
+    for kind in (None, "image", "video", "unknown"):
+        assert simulate(learned_schedule([], kind=kind), 0.01) == (1, COLD_FIRST - 0.01)
+
+
+def test_an_image_or_unknown_model_gets_the_generic_cold_schedule() -> None:
+    generic = learned_schedule([])
+    for kind in ("image", "unknown", "VIDEO ", ""):
+        schedule = learned_schedule([], kind=kind)
+        assert [schedule.delay(t, n) for n, t in enumerate((0, 0.75, 1.2, 9))] == [
+            generic.delay(t, n) for n, t in enumerate((0, 0.75, 1.2, 9))
+        ]
+
+
+@pytest.mark.parametrize("workload", [(20.0, 60.0), (30.0, 120.0), (60.0, 300.0)])
+def test_cold_video_median_lag_is_within_a_quarter_of_the_duration(
+    workload: tuple[float, float],
+) -> None:
+    durations = draws(*workload, n=300, seed=4)
+    _, lags = run_all(learned_schedule([], kind="video"), durations)
+    assert statistics.median(lag / d for lag, d in zip(lags, durations, strict=True)) <= 0.25
+
+
+def test_cold_video_polls_fewer_than_the_generic_cold_schedule() -> None:
+    durations = draws(30.0, 120.0, n=300, seed=5)
+    video, _ = run_all(learned_schedule([], kind="video"), durations)
+    generic, _ = run_all(learned_schedule([]), durations)
+    published, _ = run_all(PUBLISHED, durations)
+    assert sum(video) <= sum(generic) - 4 * len(durations)
+    assert sum(video) <= 1.5 * sum(published)
+
+
+def test_cold_over_a_mix_of_image_and_video_models_stays_within_the_goals() -> None:
+    # The benchmark's mix: two fast image models, an image, a slow image and two
+    # video models, each seen for the first time.
+    mix = [
+        ((0.5, 1.5), None),
+        ((1.0, 3.0), "image"),
+        ((3.0, 6.0), "image"),
+        ((8.0, 20.0), "image"),
+        ((30.0, 120.0), "video"),
+        ((30.0, 120.0), "video"),
+    ]
+    cold_polls, published_polls, shares = 0, 0, []
+    for seed, (workload, kind) in enumerate(mix):
+        durations = draws(*workload, n=500, seed=seed)
+        polls, lags = run_all(learned_schedule([], kind=kind), durations)
+        cold_polls += sum(polls)
+        published_polls += sum(run_all(PUBLISHED, durations)[0])
+        shares += [lag / d for lag, d in zip(lags, durations, strict=True)]
+    assert statistics.median(shares) <= 0.25
+    assert cold_polls <= 2 * published_polls
 
 
 def test_one_or_two_earlier_jobs_are_still_cold() -> None:
@@ -237,6 +300,8 @@ def test_an_explicit_interval_forces_the_fixed_schedule() -> None:
 
 def test_without_explicit_intervals_the_schedule_learns() -> None:
     assert isinstance(choose_schedule([], None, None), ColdSchedule)
+    assert choose_schedule([], None, None, "video") == ColdSchedule("video")
+    assert isinstance(choose_schedule([], 2.0, None, "video"), FixedSchedule)
     assert isinstance(choose_schedule([10.0, 11.0, 12.0], None, None), LearnedSchedule)
 
 

@@ -72,7 +72,7 @@ class Follower:
         self.notify = notify
         self.recorder = recorder
         self._clock = clock
-        self._schedule_for = schedule_for or default_schedule_for(wait, recorder)
+        self.schedule_for = schedule_for or default_schedule_for(wait, recorder, client.modality_of)
         self.deadline = None if wait.timeout is None else clock() + wait.timeout
         self._tracked: dict[str, _Tracked] = {}
         self._last_look = False
@@ -89,7 +89,7 @@ class Follower:
         now = self._clock()
         job_id = job if isinstance(job, str) else job.id
         known = None if isinstance(job, str) else job
-        schedule = self._schedule_for(model or (known.model if known else None))
+        schedule = self.schedule_for(model or (known.model if known else None))
         if look_now is None:
             look_now = known is None
         first = now if look_now else now + _delay(schedule, 0.0, 0)
@@ -204,7 +204,7 @@ class Follower:
             if 0 <= age < 86400:
                 tracked.started = now - age
         if job.model:
-            tracked.schedule = self._schedule_for(job.model)
+            tracked.schedule = self.schedule_for(job.model)
 
     def _seen(self, tracked: _Tracked, job: Job) -> Settled | None:
         now = self._clock()
@@ -243,17 +243,23 @@ def _delay(schedule: Schedule, elapsed: float, polls: int) -> float:
 
 
 def default_schedule_for(
-    wait: WaitOptions, recorder: Recorder | None = None
+    wait: WaitOptions,
+    recorder: Recorder | None = None,
+    modality_of: Callable[[str], str | None] | None = None,
 ) -> Callable[[str | None], Schedule]:
     """Each model's schedule: the fixed one when a flag or the config asked for
     it, else the one learned from that model's durations on this API (from the
-    ledger; with no history, an early start that grows gently)."""
+    ledger; with no history, an early start that grows gently, later for a
+    video model when `modality_of` knows it is one)."""
     chosen: dict[str | None, Schedule] = {}
 
     def schedule_for(model: str | None) -> Schedule:
         if model not in chosen:
             history = recorder.durations(model) if recorder is not None and model else []
-            chosen[model] = choose_schedule(history, wait.poll_interval, wait.max_poll_interval)
+            kind = modality_of(model) if modality_of is not None and model else None
+            chosen[model] = choose_schedule(
+                history, wait.poll_interval, wait.max_poll_interval, kind
+            )
         return chosen[model]
 
     return schedule_for
