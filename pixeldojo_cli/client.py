@@ -90,13 +90,18 @@ class Client:
         http: httpx.Client | None = None,
         rate_window: float = 60.0,
         budget_dir: Path | None = None,
+        model_types_hint_schedule: bool = True,
     ) -> None:
         """`rate_limit` requests per `rate_window` seconds; `budget_dir` shares that
         budget with every other process using the same API and key (see
-        `transport.SharedBudget`); without it the budget is this client's own."""
+        `transport.SharedBudget`); without it the budget is this client's own.
+        `model_types_hint_schedule=False` keeps model types out of the engine's
+        poll schedule: for a server whose jobs take the same time whatever the
+        model, as the embedded emulator's do."""
         self.api_key = clean_api_key(api_key)
         self.base_url = base_url.rstrip("/")
         self._modalities: dict[str, str] = {}
+        self.model_types_hint_schedule = model_types_hint_schedule
         self._sleep = sleep
         self._clock = clock
         self.transport = Transport(

@@ -346,3 +346,15 @@ def test_an_explicit_interval_beats_the_video_cold_schedule(emulator: Emulator) 
         client.get_model("xai-video")
         schedule = Follower(client, WaitOptions(poll_interval=2)).schedule_for("xai-video")
     assert [schedule.delay(0, n) for n in range(3)] == [2, 4, 8]
+
+
+def test_a_client_told_model_types_do_not_matter_gets_the_generic_cold_schedule(
+    emulator: Emulator,
+) -> None:
+    from pixeldojo_cli.schedule import ColdSchedule
+
+    with Client(
+        api_key=TEST_KEY, base_url=emulator.base_url, model_types_hint_schedule=False
+    ) as client:
+        client.get_model("xai-video")
+        assert Follower(client, WaitOptions()).schedule_for("xai-video") == ColdSchedule(None)

@@ -405,3 +405,22 @@ def test_ctrl_c_right_after_the_job_was_paid_for_still_names_it(
     job_id = next(iter(emulator.jobs))
     assert result.exit_code == 130
     assert f"pixeldojo jobs wait {job_id}" in result.stderr
+
+
+
+def test_the_embedded_emulator_does_not_hold_a_video_job_to_the_video_schedule(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every embedded job takes 1.5 s, video or not: model types must not shape
+    # its schedule. Against any other API (here a standalone emulator) they do.
+    from pixeldojo_cli.cli.state import AppState
+
+    embedded = AppState(use_emulator=True)
+    monkeypatch.setenv("PIXELDOJO_API_KEY", "pd_test_standalone_key")
+    standalone = AppState(base_url=emulator.base_url)
+    try:
+        assert embedded.client().model_types_hint_schedule is False
+        assert standalone.client().model_types_hint_schedule is True
+    finally:
+        embedded.close()
+        standalone.close()

@@ -162,6 +162,8 @@ class AppState:
             rate_limit=float(settings.rate_limit.value),
             trace=self.render.trace if self.verbose else None,
             budget_dir=None if self.use_emulator else rate_budget_dir(),
+            # The embedded emulator runs every job in 1.5 s, video or not.
+            model_types_hint_schedule=not self.use_emulator,
         )
         self._clients.append(client)
         return client

@@ -72,7 +72,8 @@ class Follower:
         self.notify = notify
         self.recorder = recorder
         self._clock = clock
-        self.schedule_for = schedule_for or default_schedule_for(wait, recorder, client.modality_of)
+        types = client.modality_of if client.model_types_hint_schedule else None
+        self.schedule_for = schedule_for or default_schedule_for(wait, recorder, types)
         self.deadline = None if wait.timeout is None else clock() + wait.timeout
         self._tracked: dict[str, _Tracked] = {}
         self._last_look = False
