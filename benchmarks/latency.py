@@ -10,8 +10,10 @@ once, each a process of its own with its own key and rate budget, each running
 one job at a time over the same shuffled mix of models:
 
 - `published`: `fixed_schedule(2, 30)`, what the CLI did before;
-- `cold`: `learned_schedule([])` for every job (a model seen for the first time);
-- `learned`: `learned_schedule(history)` with the history a real ledger (in a
+- `cold`: `learned_schedule([], modality)` for every job (a model seen for the
+  first time; its modality, image or video, from `GET /models/{id}` as `run`
+  asks before it submits);
+- `learned`: `learned_schedule(history, modality)` with the history a real ledger (in a
   scratch folder) records as the jobs finish: cold for a model's first three
   jobs, warm after (only the warm jobs are reported as `warm`).
 
@@ -139,12 +141,12 @@ class Counter:
         self.refused += line.startswith("< 429")
 
 
-def pick_schedule(arm: str, history: list[float]) -> tuple[Schedule, str]:
+def pick_schedule(arm: str, history: list[float], modality: str | None) -> tuple[Schedule, str]:
     if arm == "published":
         return fixed_schedule(2, 30), "published"
     if arm == "cold":
-        return learned_schedule([]), "cold"
-    return learned_schedule(history), "warm" if len(history) >= 3 else "first three"
+        return learned_schedule([], modality), "cold"
+    return learned_schedule(history, modality), "warm" if len(history) >= 3 else "first three"
 
 
 def run_arm(arm: str, key: str, base_url: str, scale: float, plan: list[int], gap: float) -> None:
@@ -159,12 +161,14 @@ def run_arm(arm: str, key: str, base_url: str, scale: float, plan: list[int], ga
         time.sleep(0.05)
         warm_up = client.get_job(warm_up.id)
     download_outputs(client.transport, warm_up, folder / "out")
+    for model, _, _ in MODELS:
+        client.get_model(model)  # as `run` does before each submission
     counter.requests = counter.refused = 0
     for index in plan:
         time.sleep(gap * scale)
         model, inputs, _ = MODELS[index]
         history = [d / scale for d in ledger.durations(base_url, model)]
-        schedule, kind = pick_schedule(arm, history)
+        schedule, kind = pick_schedule(arm, history, client.modality_of(model))
         job = client.run(model, inputs)
         ledger.record_submission(
             job,
@@ -268,6 +272,17 @@ def schedule_part(jobs_per_model: int, scale: float, seed: int, only: set[str], 
     print(f"\nall models\n{header}")
     for kind in kinds:
         print(summarise(kind, by_kind[kind]))
+    published = statistics.mean(o.polls for o in by_kind["published"])
+    for kind in ("cold", "warm"):
+        if by_kind[kind]:
+            # Warm jobs are a subset of the plan: compare with the published arm's
+            # polls on the same models, job for job in plan order.
+            same = [o for o in by_kind["published"] if o.model in {w.model for w in by_kind[kind]}]
+            ratio = statistics.mean(o.polls for o in by_kind[kind]) / statistics.mean(
+                o.polls for o in same or by_kind["published"]
+            )
+            print(f"  {kind}: {ratio:.2f}x the published schedule's polls per job")
+    print(f"  published: {published:.1f} polls per job")
 
 
 # --- part 2: concurrent processes -------------------------------------------------
