@@ -46,11 +46,23 @@ def _write(path: Path, value: Any) -> None:
         return
 
 
+# No catalogue or schema the API sends comes near this; a cache file past it is
+# damaged (or not ours) and is ignored like a missing one.
+MAX_CACHE_BYTES = 16 * 1024 * 1024
+
+
 def _read(path: Path, max_age: float | None) -> Any:
+    """A cache file's JSON, or None when it is missing, stale, damaged, too big or
+    nested too deep (a cache is a file on disk, as untrusted as any)."""
+    from pixeldojo_cli.untrusted import loads
+
     try:
-        if max_age is not None and time.time() - path.stat().st_mtime > max_age:
+        status = path.stat()
+        if max_age is not None and time.time() - status.st_mtime > max_age:
             return None
-        return json.loads(path.read_text(encoding="utf-8"))
+        if status.st_size > MAX_CACHE_BYTES:
+            return None
+        return loads(path.read_bytes())
     except (OSError, ValueError):
         return None
 

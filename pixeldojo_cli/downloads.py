@@ -48,6 +48,7 @@ from pixeldojo_cli import interrupts
 from pixeldojo_cli.errors import DownloadError, ExpiredError, WriteError
 from pixeldojo_cli.results import Job
 from pixeldojo_cli.transport import Transport
+from pixeldojo_cli.untrusted import loads
 
 # (file index, bytes so far, total or None)
 ProgressCallback = Callable[[int, int, int | None], None]
@@ -124,7 +125,7 @@ def api_base_url(transport: Transport) -> str:
 def _sidecar_owner(path: Path) -> tuple[str | None, str | None] | None:
     """(jobId, baseUrl) of an existing sidecar, None when there is none to read."""
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = loads(path.read_bytes())
     except (OSError, ValueError):
         return None
     if not isinstance(meta, dict):
@@ -215,7 +216,7 @@ def recorded_files(folder: Path, job_id: str, base_url: str | None) -> dict[int,
     """
     path = sidecar_path(folder, job_id, base_url)
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = loads(path.read_bytes())
         entries = meta["files"] if isinstance(meta, dict) else []
     except (OSError, ValueError, KeyError):
         return {}

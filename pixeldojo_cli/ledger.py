@@ -45,6 +45,7 @@ from pixeldojo_cli.results import (
     parse_job,
 )
 from pixeldojo_cli.settings import ledger_path as ledger_path  # re-exported
+from pixeldojo_cli.untrusted import loads
 
 SCHEMA_VERSION = 5
 
@@ -375,7 +376,7 @@ def _parse_records(data: bytes) -> list[LedgerRecord]:
     records = []
     for line in data.splitlines():
         try:
-            record = json.loads(line)
+            record = loads(line)
         except ValueError:
             continue
         if isinstance(record, dict) and isinstance(record.get("op"), str):

@@ -47,6 +47,7 @@ from pixeldojo_cli.errors import (
     error_from_response,
 )
 from pixeldojo_cli.redact import check_api_key, mask_key, redact
+from pixeldojo_cli.untrusted import loads
 
 Trace = Callable[[str], None]
 Origin = tuple[str, str, int]
@@ -273,7 +274,7 @@ class SharedBudget:
         data = os.read(self._fd, _MAX_BUDGET_BYTES + 1)
         now = self._clock()
         try:
-            raw = json.loads(data) if data and len(data) <= _MAX_BUDGET_BYTES else {}
+            raw = loads(data) if data and len(data) <= _MAX_BUDGET_BYTES else {}
             sent = [
                 (float(at), int(ticket))
                 for at, ticket in raw.get("sent", [])

@@ -107,7 +107,8 @@ def test_a_pause_from_the_far_future_is_not_obeyed(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "content", [b"", b"\x00\xff garbage", b"[1, 2]", b'{"sent": [["x", 1]]}', b"{" * 300_000]
+    "content",
+    [b"", b"\x00\xff garbage", b"[1, 2]", b'{"sent": [["x", 1]]}', b"{" * 300_000, b"[" * 200_000],
 )
 def test_a_damaged_budget_file_is_reset(tmp_path: Path, content: bytes) -> None:
     clock = FakeClock()

@@ -407,7 +407,6 @@ def test_ctrl_c_right_after_the_job_was_paid_for_still_names_it(
     assert f"pixeldojo jobs wait {job_id}" in result.stderr
 
 
-
 def test_the_embedded_emulator_does_not_hold_a_video_job_to_the_video_schedule(
     emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
