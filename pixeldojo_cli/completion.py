@@ -54,16 +54,19 @@ MAX_CACHE_BYTES = 16 * 1024 * 1024
 def _read(path: Path, max_age: float | None) -> Any:
     """A cache file's JSON, or None when it is missing, stale, damaged, too big or
     nested too deep (a cache is a file on disk, as untrusted as any)."""
-    from pixeldojo_cli.untrusted import loads
+    from pixeldojo_cli.untrusted import loads, read_small_file
 
     try:
-        status = path.stat()
-        if max_age is not None and time.time() - status.st_mtime > max_age:
+        if max_age is not None and time.time() - path.stat().st_mtime > max_age:
             return None
-        if status.st_size > MAX_CACHE_BYTES:
-            return None
-        return loads(path.read_bytes())
-    except (OSError, ValueError):
+    except OSError:
+        return None
+    data = read_small_file(path, MAX_CACHE_BYTES)
+    if data is None:
+        return None
+    try:
+        return loads(data)
+    except ValueError:
         return None
 
 
@@ -142,7 +145,7 @@ def known_modality(base_url: str, model_id: str) -> str | None:
     for model in models:
         if isinstance(model, dict) and model.get("id") == model_id:
             kind = model.get("type")
-            return kind if isinstance(kind, str) and kind else None
+            return kind.strip().lower() if isinstance(kind, str) and kind.strip() else None
     return None
 
 

@@ -48,7 +48,7 @@ from pixeldojo_cli import interrupts
 from pixeldojo_cli.errors import DownloadError, ExpiredError, WriteError
 from pixeldojo_cli.results import Job
 from pixeldojo_cli.transport import Transport
-from pixeldojo_cli.untrusted import loads
+from pixeldojo_cli.untrusted import loads, read_small_file
 
 # (file index, bytes so far, total or None)
 ProgressCallback = Callable[[int, int, int | None], None]
@@ -122,13 +122,27 @@ def api_base_url(transport: Transport) -> str:
     return str(transport.base_url).rstrip("/")
 
 
+# A sidecar lists one job's files: far below this. Past it, it is not one of ours.
+MAX_SIDECAR_BYTES = 16 * 1024 * 1024
+
+
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
+    """A sidecar's JSON object; None when there is none, or none we can read (a
+    FIFO, a device, too big, damaged, nested too deep)."""
+    data = read_small_file(path, MAX_SIDECAR_BYTES)
+    if data is None:
+        return None
+    try:
+        meta = loads(data)
+    except ValueError:
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def _sidecar_owner(path: Path) -> tuple[str | None, str | None] | None:
     """(jobId, baseUrl) of an existing sidecar, None when there is none to read."""
-    try:
-        meta = loads(path.read_bytes())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(meta, dict):
+    meta = _read_sidecar(path)
+    if meta is None:
         return None
     job_id, base_url = meta.get("jobId"), meta.get("baseUrl")
     return (
@@ -215,11 +229,10 @@ def recorded_files(folder: Path, job_id: str, base_url: str | None) -> dict[int,
     `baseUrl` must be `base_url` (None: any API, for callers that cannot tell).
     """
     path = sidecar_path(folder, job_id, base_url)
-    try:
-        meta = loads(path.read_bytes())
-        entries = meta["files"] if isinstance(meta, dict) else []
-    except (OSError, ValueError, KeyError):
+    meta = _read_sidecar(path)
+    if meta is None or "files" not in meta:
         return {}
+    entries = meta["files"]
     if meta.get("jobId") != job_id or (base_url is not None and meta.get("baseUrl") != base_url):
         return {}
     found: dict[int, DownloadedFile] = {}
@@ -233,7 +246,7 @@ def recorded_files(folder: Path, job_id: str, base_url: str | None) -> dict[int,
                 url=str(entry.get("url", "")),
                 mtime_ns=_optional(entry, "mtimeNs", int),
             )
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             continue
     return found
 

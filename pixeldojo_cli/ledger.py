@@ -23,10 +23,12 @@ poll schedule learns from (`durations`). That history never leaves the machine.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
 import sqlite3
+import stat
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -56,6 +58,11 @@ DEFAULT_BUSY_TIMEOUT = 0.5
 DEFAULT_LOCK_WAIT = 10.0
 # Writes that could not be done, kept beside the ledger until they can.
 PENDING_RECORDS = "pending-records.jsonl"
+# What a damaged submission time reads as.
+_EPOCH = datetime.fromtimestamp(0, UTC)
+_Column = TypeVar("_Column", dict, list)  # type: ignore[type-arg]
+# Opening the side file never waits (were a FIFO put in its place).
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 # A --batch line claimed on another machine (a shared home folder) this long ago
 # by a process that never recorded a job is taken to have died.
 STALE_CLAIM = timedelta(hours=1)
@@ -163,7 +170,27 @@ def _stamp(value: datetime) -> str:
 
 
 def _parse_time(value: str | None) -> datetime | None:
-    return None if value is None else datetime.fromisoformat(value)
+    """A stored time; None when there is none or it is damaged (a hand-edited row)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def _json_column(text: Any, kind: type[_Column]) -> _Column:
+    """A stored JSON column of the type `kind`; empty when it is damaged (a
+    hand-edited row must not stop `jobs list` or a batch's resume)."""
+    if isinstance(text, str | bytes):
+        try:
+            value = loads(text)
+        except ValueError:
+            return kind()
+        if isinstance(value, kind):
+            return value
+    return kind()
 
 
 def _completion(
@@ -423,7 +450,10 @@ def defer(record: LedgerRecord, ledger: Path | None = None) -> Path:
     line = (json.dumps(record, default=str, ensure_ascii=True) + "\n").encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NONBLOCK, 0o600)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device put there
+            os.close(fd)
+            raise OSError(errno.EINVAL, "not a regular file")
         with os.fdopen(fd, "ab") as handle, _locked(handle, 2.0):
             handle.write(line)
             handle.flush()
@@ -727,7 +757,11 @@ class Ledger:
         if self.read_only or not spill.exists():
             return 0
         try:
-            with open(spill, "r+b") as handle, _locked(handle, 1.0) as have_lock:
+            fd = os.open(spill, os.O_RDWR | _NONBLOCK)
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device put there
+                os.close(fd)
+                return 0
+            with os.fdopen(fd, "r+b") as handle, _locked(handle, 1.0) as have_lock:
                 if not have_lock:
                     return 0
                 records = _parse_records(handle.read())
@@ -746,7 +780,16 @@ class Ledger:
         for record in records:
             try:
                 self._apply_in(db, record, replaying=True)
-            except (KeyError, TypeError, ValueError, AttributeError, PixelDojoError):
+            except (
+                KeyError,
+                TypeError,
+                ValueError,
+                AttributeError,
+                OverflowError,  # 1e999, or an integer SQLite cannot hold
+                sqlite3.InterfaceError,  # a value of a type SQLite cannot bind
+                sqlite3.IntegrityError,
+                PixelDojoError,
+            ):
                 continue  # a record this version cannot read is dropped, not retried for ever
 
     def _apply_in(
@@ -1023,13 +1066,13 @@ class Ledger:
             id=job_id,
             profile=profile,
             model=model,
-            inputs=json.loads(inputs),
+            inputs=_json_column(inputs, dict),
             estimated_credits=estimated,
             charged_credits=charged,
-            submitted_at=datetime.fromisoformat(submitted),
+            submitted_at=_parse_time(submitted) or _EPOCH,
             status=status,
             expires_at=_parse_time(expires),
-            output_urls=json.loads(urls),
+            output_urls=[str(url) for url in _json_column(urls, list)],
             output_dir=output_dir,
             lost=bool(lost),
             files=self._files(base_url, job_id),

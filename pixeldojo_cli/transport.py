@@ -23,6 +23,7 @@ import json
 import os
 import random
 import ssl
+import stat
 import threading
 import time
 import zlib
@@ -214,7 +215,10 @@ class SharedBudget:
         self.path = path
         self.window = window
         self._clock = clock
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o600)
+        if not stat.S_ISREG(os.fstat(self._fd).st_mode):  # a FIFO or device put there
+            os.close(self._fd)
+            raise OSError(f"{path} is not a regular file")
 
     @classmethod
     def open(
@@ -281,7 +285,7 @@ class SharedBudget:
                 if now - self.window < float(at) <= now + self.window  # drop old and future
             ]
             not_before = float(raw.get("not_before", 0.0))
-        except (ValueError, TypeError, AttributeError):  # damaged: start afresh
+        except (ValueError, TypeError, AttributeError, OverflowError):  # damaged: start afresh
             sent, not_before = [], 0.0
         if not now - 1 <= not_before <= now + 2 * self.window:
             not_before = 0.0

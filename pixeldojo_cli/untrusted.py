@@ -13,8 +13,11 @@ UTF-8.
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from pixeldojo_cli.redact import redact
@@ -97,3 +100,30 @@ def tidy(value: Any, secret: str | None) -> Any:
     if isinstance(value, dict):
         return {tidy_text(k, secret): tidy(v, secret) for k, v in value.items()}
     return value
+
+
+def read_small_file(path: Path, max_bytes: int) -> bytes | None:
+    """The bytes of `path` when it is a regular file of at most `max_bytes`;
+    None when it is missing, unreadable, bigger, or not a regular file. Opened
+    without blocking and checked before reading, so a FIFO or a link to a
+    device such as /dev/zero in its place never hangs or fills memory."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        chunks: list[bytes] = []
+        total = 0
+        while total <= max_bytes:
+            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return None if total > max_bytes else b"".join(chunks)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)

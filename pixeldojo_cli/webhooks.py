@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from pixeldojo_cli.errors import PixelDojoError
+from pixeldojo_cli.untrusted import loads
 
 if TYPE_CHECKING:
     from pixeldojo_cli.engine import Recorder
@@ -225,8 +226,8 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             return
         try:
-            document = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            document = loads(body)
+        except ValueError:  # not JSON, not UTF-8, or nested past any notification
             self._answer(400, {"error": "the body is not JSON"})
             return
         job_id = job_id_from_notification(document)

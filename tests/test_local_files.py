@@ -7,15 +7,22 @@ with a RecursionError, which is not a ValueError)."""
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from pixeldojo_cli.client import Client
 from pixeldojo_cli.completion import _cache_path, known_modality, known_model_ids
 from pixeldojo_cli.downloads import recorded_files
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.ledger import Ledger, pending_records_path
+from pixeldojo_cli.settings import cache_dir
+from pixeldojo_cli.transport import budget_file_name, origin_of
 
-from conftest import FAST, TEST_KEY, Invoke
+from conftest import FAST, TEST_KEY, Invoke, pixeldojo, run_subprocess_env
 
 DEEP = b"[" * 100_000  # well under every size cap, far past the decoder's depth
 
@@ -79,3 +86,132 @@ def test_a_model_cache_too_big_is_ignored(emulator: Emulator) -> None:
     entry = {"id": "flux-dev", "name": "x", "type": "video"}
     cache.write_text(json.dumps([entry] + [{"id": "x" * 64}] * 300_000))
     assert known_modality(emulator.base_url, "flux-dev") is None
+
+
+# --- not a file at all: a FIFO or a device in the place of one of ours ---------------
+
+
+def model_cache(emulator: Emulator) -> Path:
+    path = _cache_path("models", emulator.base_url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def submitted_elsewhere(emulator: Emulator) -> str:
+    """A job this machine's ledger does not know: `jobs wait` must look it up."""
+    with Client(api_key=TEST_KEY, base_url=emulator.base_url) as client:
+        return client.run("flux-dev", {"prompt": "x"}).id
+
+
+def test_a_fifo_as_the_model_cache_never_hangs_a_wait(emulator: Emulator, tmp_path: Path) -> None:
+    os.mkfifo(model_cache(emulator))
+    job_id = submitted_elsewhere(emulator)
+    env = run_subprocess_env(emulator)
+    try:
+        done = pixeldojo("jobs", "wait", job_id, "-o", str(tmp_path), env=env, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("`jobs wait` hung on a FIFO in place of the model cache")
+    assert done.returncode == 0, done.stderr
+
+
+def test_a_link_to_a_device_as_the_model_cache_is_no_cache(emulator: Emulator) -> None:
+    model_cache(emulator).symlink_to("/dev/zero")
+    assert known_modality(emulator.base_url, "flux-dev") is None
+    assert known_model_ids(emulator.base_url) == []
+
+
+def test_a_fifo_as_a_sidecar_never_hangs_a_download(emulator: Emulator, tmp_path: Path) -> None:
+    job_id = submitted_elsewhere(emulator)
+    os.mkfifo(tmp_path / f"{job_id}.json")
+    env = run_subprocess_env(emulator)
+    try:
+        done = pixeldojo("jobs", "wait", job_id, "-o", str(tmp_path), env=env, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a FIFO in place of the sidecar hung the save")
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / f"{job_id}.json").read_text())["jobId"] == job_id
+
+
+def test_a_fifo_as_the_budget_file_leaves_the_process_its_own_budget(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    folder = cache_dir() / "ratelimit"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / budget_file_name(origin_of(emulator.base_url), TEST_KEY))
+    result = cli("jobs", "list")
+    assert result.exit_code == 0, result.output
+
+
+def test_a_fifo_as_the_ledger_side_file_never_hangs_a_run(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    env = run_subprocess_env(emulator)
+    first = pixeldojo("run", "flux-dev", "x", "-o", str(tmp_path), *FAST, env=env, timeout=30)
+    assert first.returncode == 0, first.stderr
+    from pixeldojo_cli.ledger import ledger_path
+
+    assert ledger_path().exists()  # the same folders as the subprocess
+    side = pending_records_path(ledger_path())
+    side.unlink(missing_ok=True)
+    os.mkfifo(side)
+    try:
+        done = pixeldojo("run", "flux-dev", "y", "-o", str(tmp_path), *FAST, env=env, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a FIFO in place of the ledger's side file hung `run`")
+    assert done.returncode == 0, done.stderr
+
+
+# --- numbers no file of ours holds ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"v": 1, "sent": [], "not_before": 1' + "0" * 400 + "}",
+        '{"v": 1, "sent": [[1e999, 1]], "not_before": 0}',
+        '{"v": 1, "sent": [[1, Infinity]], "not_before": 0}',
+    ],
+)
+def test_a_budget_file_with_numbers_out_of_range_starts_afresh(
+    cli: Invoke, emulator: Emulator, content: str
+) -> None:
+    folder = cache_dir() / "ratelimit"
+    folder.mkdir(parents=True)
+    path = folder / budget_file_name(origin_of(emulator.base_url), TEST_KEY)
+    path.write_text(content)
+    result = cli("jobs", "list")
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(path.read_text())["sent"]) == 1
+
+
+@pytest.mark.parametrize("number", ["1e999", "1" + "0" * 30])
+def test_a_side_file_record_with_a_number_out_of_range_is_dropped(
+    tmp_path: Path, number: str
+) -> None:
+    path = tmp_path / "jobs.sqlite3"
+    with Ledger(path) as ledger:
+        record = (
+            '{"op": "files", "base_url": "x", "job_id": "j",'
+            f' "files": [{{"n": {number}, "path": "p", "size": 1}}]}}'
+        )
+        pending_records_path(path).write_text(record + "\n")
+        ledger.replay_deferred()
+        assert pending_records_path(path).read_bytes() == b""
+
+
+# --- a ledger row edited by hand ----------------------------------------------------
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[" * 100_000 + "]" * 100_000, "42"])
+def test_a_damaged_ledger_row_is_listed_not_a_traceback(
+    cli: Invoke, emulator: Emulator, tmp_path: Path, damage: str
+) -> None:
+    assert cli("run", "flux-dev", "x", "-o", str(tmp_path), *FAST).exit_code == 0
+    from pixeldojo_cli.ledger import ledger_path
+
+    with sqlite3.connect(ledger_path()) as db:
+        db.execute("UPDATE jobs SET inputs = ?, output_urls = ?, submitted_at = ?", (damage,) * 3)
+    db.close()
+    result = cli("jobs", "list", "--local")
+    assert result.exit_code == 0, result.output
+    assert "job_" in result.stdout

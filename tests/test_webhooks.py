@@ -250,6 +250,15 @@ def test_bad_requests_are_refused_with_the_right_codes(
     assert emulator.requests_to("GET", r"/jobs/") == [], "nothing refused was looked up"
 
 
+def test_a_notification_nested_past_any_depth_is_a_400_not_a_traceback(
+    harness: Callable[..., Harness], emulator: Emulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    h = harness(max_body=400_000)
+    assert post(h.url, b"[" * 100_000 + b"]" * 100_000)[0] == 400
+    assert "Traceback" not in capfd.readouterr().err
+    assert emulator.requests_to("GET", r"/jobs/") == []
+
+
 def test_a_full_queue_answers_503(emulator: Emulator, tmp_path: Path) -> None:
     started, release = threading.Event(), threading.Event()
 
