@@ -103,15 +103,20 @@ def submitted_elsewhere(emulator: Emulator) -> str:
         return client.run("flux-dev", {"prompt": "x"}).id
 
 
+def finishes(*args: str, env: dict[str, str], hung: str) -> None:
+    """`pixeldojo ARGS` ends, with exit 0, within 30 s (else the test fails: `hung`)."""
+    try:
+        done = pixeldojo(*args, env=env, timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(hung)
+    assert done.returncode == 0, done.stderr
+
+
 def test_a_fifo_as_the_model_cache_never_hangs_a_wait(emulator: Emulator, tmp_path: Path) -> None:
     os.mkfifo(model_cache(emulator))
     job_id = submitted_elsewhere(emulator)
     env = run_subprocess_env(emulator)
-    try:
-        done = pixeldojo("jobs", "wait", job_id, "-o", str(tmp_path), env=env, timeout=30)
-    except subprocess.TimeoutExpired:
-        pytest.fail("`jobs wait` hung on a FIFO in place of the model cache")
-    assert done.returncode == 0, done.stderr
+    finishes("jobs", "wait", job_id, "-o", str(tmp_path), env=env, hung="a FIFO cache hung it")
 
 
 def test_a_link_to_a_device_as_the_model_cache_is_no_cache(emulator: Emulator) -> None:
@@ -124,11 +129,7 @@ def test_a_fifo_as_a_sidecar_never_hangs_a_download(emulator: Emulator, tmp_path
     job_id = submitted_elsewhere(emulator)
     os.mkfifo(tmp_path / f"{job_id}.json")
     env = run_subprocess_env(emulator)
-    try:
-        done = pixeldojo("jobs", "wait", job_id, "-o", str(tmp_path), env=env, timeout=30)
-    except subprocess.TimeoutExpired:
-        pytest.fail("a FIFO in place of the sidecar hung the save")
-    assert done.returncode == 0, done.stderr
+    finishes("jobs", "wait", job_id, "-o", str(tmp_path), env=env, hung="a FIFO sidecar hung it")
     assert json.loads((tmp_path / f"{job_id}.json").read_text())["jobId"] == job_id
 
 
@@ -154,11 +155,7 @@ def test_a_fifo_as_the_ledger_side_file_never_hangs_a_run(
     side = pending_records_path(ledger_path())
     side.unlink(missing_ok=True)
     os.mkfifo(side)
-    try:
-        done = pixeldojo("run", "flux-dev", "y", "-o", str(tmp_path), *FAST, env=env, timeout=30)
-    except subprocess.TimeoutExpired:
-        pytest.fail("a FIFO in place of the ledger's side file hung `run`")
-    assert done.returncode == 0, done.stderr
+    finishes("run", "flux-dev", "y", "-o", str(tmp_path), *FAST, env=env, hung="a FIFO side file")
 
 
 # --- numbers no file of ours holds ----------------------------------------------------
