@@ -128,22 +128,22 @@ def cached_models(base_url: str, api_key: str | None = None) -> list[dict[str, s
     return stale if isinstance(stale, list) else []
 
 
+def _cached_catalogue(base_url: str) -> list[dict[str, Any]]:
+    """The catalogue's entries in the cache, however old (no request)."""
+    models = _read(_cache_path("models", base_url), None)
+    return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+
+
 def known_model_ids(base_url: str) -> list[str]:
     """The model ids in the cache, however old (no request): for did-you-mean."""
-    models = _read(_cache_path("models", base_url), None)
-    if not isinstance(models, list):
-        return []
-    return [str(m["id"]) for m in models if isinstance(m, dict) and m.get("id")]
+    return [str(m["id"]) for m in _cached_catalogue(base_url) if m.get("id")]
 
 
 def known_modality(base_url: str, model_id: str) -> str | None:
     """The model's type (`image`, `video`) from the cache, however old (no
     request); None when the cache does not list it."""
-    models = _read(_cache_path("models", base_url), None)
-    if not isinstance(models, list):
-        return None
-    for model in models:
-        if isinstance(model, dict) and model.get("id") == model_id:
+    for model in _cached_catalogue(base_url):
+        if model.get("id") == model_id:
             kind = model.get("type")
             return kind.strip().lower() if isinstance(kind, str) and kind.strip() else None
     return None

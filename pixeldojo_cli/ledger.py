@@ -23,12 +23,10 @@ poll schedule learns from (`durations`). That history never leaves the machine.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import socket
 import sqlite3
-import stat
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -47,7 +45,7 @@ from pixeldojo_cli.results import (
     parse_job,
 )
 from pixeldojo_cli.settings import ledger_path as ledger_path  # re-exported
-from pixeldojo_cli.untrusted import loads
+from pixeldojo_cli.untrusted import loads, open_regular
 
 SCHEMA_VERSION = 5
 
@@ -61,8 +59,6 @@ PENDING_RECORDS = "pending-records.jsonl"
 # What a damaged submission time reads as.
 _EPOCH = datetime.fromtimestamp(0, UTC)
 _Column = TypeVar("_Column", dict, list)  # type: ignore[type-arg]
-# Opening the side file never waits (were a FIFO put in its place).
-_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 # A --batch line claimed on another machine (a shared home folder) this long ago
 # by a process that never recorded a job is taken to have died.
 STALE_CLAIM = timedelta(hours=1)
@@ -450,10 +446,7 @@ def defer(record: LedgerRecord, ledger: Path | None = None) -> Path:
     line = (json.dumps(record, default=str, ensure_ascii=True) + "\n").encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NONBLOCK, 0o600)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device put there
-            os.close(fd)
-            raise OSError(errno.EINVAL, "not a regular file")
+        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         with os.fdopen(fd, "ab") as handle, _locked(handle, 2.0):
             handle.write(line)
             handle.flush()
@@ -757,10 +750,7 @@ class Ledger:
         if self.read_only or not spill.exists():
             return 0
         try:
-            fd = os.open(spill, os.O_RDWR | _NONBLOCK)
-            if not stat.S_ISREG(os.fstat(fd).st_mode):  # a FIFO or device put there
-                os.close(fd)
-                return 0
+            fd = open_regular(spill, os.O_RDWR)
             with os.fdopen(fd, "r+b") as handle, _locked(handle, 1.0) as have_lock:
                 if not have_lock:
                     return 0

@@ -23,7 +23,6 @@ import json
 import os
 import random
 import ssl
-import stat
 import threading
 import time
 import zlib
@@ -48,7 +47,7 @@ from pixeldojo_cli.errors import (
     error_from_response,
 )
 from pixeldojo_cli.redact import check_api_key, mask_key, redact
-from pixeldojo_cli.untrusted import loads
+from pixeldojo_cli.untrusted import loads, open_regular
 
 Trace = Callable[[str], None]
 Origin = tuple[str, str, int]
@@ -215,10 +214,7 @@ class SharedBudget:
         self.path = path
         self.window = window
         self._clock = clock
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NONBLOCK", 0), 0o600)
-        if not stat.S_ISREG(os.fstat(self._fd).st_mode):  # a FIFO or device put there
-            os.close(self._fd)
-            raise OSError(f"{path} is not a regular file")
+        self._fd = open_regular(path, os.O_RDWR | os.O_CREAT)
 
     @classmethod
     def open(

@@ -12,6 +12,7 @@ UTF-8.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -102,18 +103,27 @@ def tidy(value: Any, secret: str | None) -> Any:
     return value
 
 
+def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
+    """`os.open(path, flags, mode)` without blocking, for a file that must be a
+    regular one: a FIFO or a device put in its place raises OSError (EINVAL)
+    instead of hanging a read or a write, or reading without end."""
+    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0), mode)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, f"{path} is not a regular file")
+    return fd
+
+
 def read_small_file(path: Path, max_bytes: int) -> bytes | None:
     """The bytes of `path` when it is a regular file of at most `max_bytes`;
     None when it is missing, unreadable, bigger, or not a regular file. Opened
     without blocking and checked before reading, so a FIFO or a link to a
     device such as /dev/zero in its place never hangs or fills memory."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        fd = open_regular(path, os.O_RDONLY)
     except OSError:
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None
         chunks: list[bytes] = []
         total = 0
         while total <= max_bytes:
