@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pixeldojo_cli.client import Client
+from pixeldojo_cli.api.client import Client
 from pixeldojo_cli.emulator import Emulator
 
 KEY = "benchmark-key-0000"

@@ -54,12 +54,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pixeldojo_cli.client import Client
-from pixeldojo_cli.downloads import download_outputs
+from pixeldojo_cli.api.client import Client
+from pixeldojo_cli.api.results import Job
 from pixeldojo_cli.engine import JobSeen, Recorder, WaitOptions, follow
-from pixeldojo_cli.ledger import Ledger
-from pixeldojo_cli.results import Job
-from pixeldojo_cli.schedule import Schedule, fixed_schedule, learned_schedule
+from pixeldojo_cli.engine.schedule import Schedule, fixed_schedule, learned_schedule
+from pixeldojo_cli.store.downloads import download_outputs
+from pixeldojo_cli.store.ledger import Ledger
 
 # (model, inputs, class): two of each speed, as in the emulator's catalogue.
 MODELS: list[tuple[str, dict[str, Any], str]] = [

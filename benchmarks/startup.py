@@ -18,7 +18,7 @@ import tempfile
 import time
 
 import pixeldojo_cli
-from pixeldojo_cli.completion import save_models
+from pixeldojo_cli.api.model_cache import save_models
 from pixeldojo_cli.emulator.catalogue import build_catalogue
 
 CACHED_API = "http://127.0.0.1:9/api/v1"  # never reached: the cache answers

@@ -16,18 +16,10 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from pixeldojo_cli.client import Client
-    from pixeldojo_cli.engine import (
-        JobResult,
-        Recorder,
-        SaveOptions,
-        WaitOptions,
-        follow,
-        save,
-        sweep_pending,
-        wait_and_save,
-    )
-    from pixeldojo_cli.errors import (
+    from pixeldojo_cli.api.client import Client
+    from pixeldojo_cli.api.results import Cost, Job, Model
+    from pixeldojo_cli.api.transport import ApiResponse, RetryPolicy
+    from pixeldojo_cli.core.errors import (
         APIError,
         AuthenticationError,
         BadResponseError,
@@ -60,9 +52,17 @@ if TYPE_CHECKING:
         WebhookDeliveryError,
         WriteError,
     )
-    from pixeldojo_cli.results import Cost, Job, Model
-    from pixeldojo_cli.transport import ApiResponse, RetryPolicy
-    from pixeldojo_cli.webhooks import (
+    from pixeldojo_cli.engine import (
+        JobResult,
+        Recorder,
+        SaveOptions,
+        WaitOptions,
+        follow,
+        save,
+        sweep_pending,
+        wait_and_save,
+    )
+    from pixeldojo_cli.engine.webhooks import (
         Delivery,
         LedgerBook,
         WebhookListener,
@@ -124,18 +124,18 @@ __all__ = [
 
 # name -> the module that defines it (one entry per name in __all__).
 _HOMES: dict[str, str] = {
-    "Client": "client",
-    "ApiResponse": "transport",
-    "RetryPolicy": "transport",
-    "Cost": "results",
-    "Job": "results",
-    "Model": "results",
-    "WebhookListener": "webhooks",
-    "Delivery": "webhooks",
-    "LedgerBook": "webhooks",
-    "job_id_from_notification": "webhooks",
+    "Client": "api.client",
+    "ApiResponse": "api.transport",
+    "RetryPolicy": "api.transport",
+    "Cost": "api.results",
+    "Job": "api.results",
+    "Model": "api.results",
+    "WebhookListener": "engine.webhooks",
+    "Delivery": "engine.webhooks",
+    "LedgerBook": "engine.webhooks",
+    "job_id_from_notification": "engine.webhooks",
     **{
-        name: "errors"
+        name: "core.errors"
         for name in (
             "ExitCode",
             "Outcome",

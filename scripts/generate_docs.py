@@ -87,7 +87,7 @@ def _node(command: Any) -> dict[str, Any]:
 
 
 def command_tree() -> str:
-    """pixeldojo_cli/cli/commands.json: the command tree the fast TAB path reads
+    """pixeldojo_cli/cli/completion/commands.json: the command tree the fast TAB path reads
     instead of building the whole Typer app."""
     import json
 
@@ -103,7 +103,7 @@ def expected_files() -> dict[Path, str]:
         ROOT / "completions" / name: completion_script(shell) for shell, name in SHELLS.items()
     }
     files[ROOT / "docs" / "cli.md"] = cli_reference()
-    files[ROOT / "pixeldojo_cli" / "cli" / "commands.json"] = command_tree()
+    files[ROOT / "pixeldojo_cli" / "cli" / "completion" / "commands.json"] = command_tree()
     return files
 
 

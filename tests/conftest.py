@@ -107,7 +107,7 @@ def pixeldojo(
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same number of attempts, without the seconds of backoff between them."""
-    from pixeldojo_cli import transport
+    from pixeldojo_cli.api import transport
 
     monkeypatch.setattr(
         transport, "DEFAULT_RETRY", transport.RetryPolicy(base_delay=0.01, max_delay=0.02)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pixeldojo_cli.cli.api_cmd import printable_body, typed_value
+from pixeldojo_cli.cli.commands.api import printable_body, typed_value
 from pixeldojo_cli.emulator import Emulator
 
 from conftest import TEST_KEY, Invoke, make_invoker

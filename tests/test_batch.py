@@ -189,7 +189,7 @@ def test_a_single_run_polls_within_budget(
 def test_a_batch_with_checksum_records_each_outputs_sha256(cli: Invoke, emulator: Emulator) -> None:
     import hashlib
 
-    from pixeldojo_cli.ledger import Ledger
+    from pixeldojo_cli.store.ledger import Ledger
 
     batch = write("batch.txt", "a fox", "an owl")
     result = cli("run", "flux-dev", "--batch", batch, "-o", "out", "--checksum", *POLL)
@@ -295,8 +295,8 @@ def test_a_batch_submits_nothing_when_its_ledger_is_held_by_another_process(
 ) -> None:
     import sqlite3
 
-    from pixeldojo_cli import ledger as ledger_module
-    from pixeldojo_cli.settings import ledger_path
+    from pixeldojo_cli.store import ledger as ledger_module
+    from pixeldojo_cli.store.settings import ledger_path
 
     assert cli("run", "flux-dev", "warm", *POLL).exit_code == 0  # the ledger exists
     monkeypatch.setattr(ledger_module, "DEFAULT_LOCK_WAIT", 1.0)

@@ -8,8 +8,16 @@ import time
 import httpx
 import pytest
 
-from pixeldojo_cli.client import Client
-from pixeldojo_cli.errors import (
+from pixeldojo_cli.api.client import Client
+from pixeldojo_cli.api.results import (
+    extract_output_urls,
+    parse_cost,
+    parse_job,
+    parse_model_list,
+    parse_schema,
+)
+from pixeldojo_cli.api.transport import RateLimiter, RetryPolicy, parse_retry_after
+from pixeldojo_cli.core.errors import (
     EXIT_CODES,
     AuthenticationError,
     DownloadError,
@@ -23,14 +31,6 @@ from pixeldojo_cli.errors import (
     ValidationError,
     error_from_response,
 )
-from pixeldojo_cli.results import (
-    extract_output_urls,
-    parse_cost,
-    parse_job,
-    parse_model_list,
-    parse_schema,
-)
-from pixeldojo_cli.transport import RateLimiter, RetryPolicy, parse_retry_after
 
 KEY = "unit-test-key-abcdef123456"
 

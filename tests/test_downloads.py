@@ -13,18 +13,18 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pixeldojo_cli import downloads
-from pixeldojo_cli.client import Client
-from pixeldojo_cli.downloads import (
+from pixeldojo_cli.api.client import Client
+from pixeldojo_cli.api.results import Job
+from pixeldojo_cli.core.errors import DownloadError, ExpiredError
+from pixeldojo_cli.emulator import Emulator
+from pixeldojo_cli.store import downloads
+from pixeldojo_cli.store.downloads import (
     download_outputs,
     extension_for,
     output_path,
     recorded_files,
     sanitize_component,
 )
-from pixeldojo_cli.emulator import Emulator
-from pixeldojo_cli.errors import DownloadError, ExpiredError
-from pixeldojo_cli.results import Job
 
 from conftest import TEST_KEY
 
@@ -60,7 +60,7 @@ def test_a_download_that_keeps_failing_leaves_no_file_under_a_final_name(
     emulator = make_emulator()
     emulator.add_fault("truncate", target="files", after_bytes=50, count=-1)
     client, job = completed_job(emulator)
-    from pixeldojo_cli import downloads
+    from pixeldojo_cli.store import downloads
 
     out = tmp_path / "out"
     out.mkdir()
@@ -254,7 +254,7 @@ def test_metadata_from_before_times_were_kept_is_still_read(tmp_path: Path) -> N
 def as_job(job_id: str, source: Job) -> Job:
     """A completed job named `job_id` whose outputs are `source`'s (ids the
     emulator would never make: non-ASCII, or another API's)."""
-    from pixeldojo_cli.results import parse_job
+    from pixeldojo_cli.api.results import parse_job
 
     return parse_job({**source.raw, "jobId": job_id})
 
@@ -521,7 +521,7 @@ def test_stale_temporary_files_of_any_output_are_cleared_from_the_folder(
 def test_a_pending_sweep_that_meets_a_404_before_expiry_keeps_the_job_for_the_next(
     make_emulator: Callable[..., Emulator], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pixeldojo_cli.ledger import Ledger
+    from pixeldojo_cli.store.ledger import Ledger
 
     from conftest import make_invoker
 

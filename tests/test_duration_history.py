@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from pixeldojo_cli.api.results import Job, parse_job
 from pixeldojo_cli.emulator import Emulator
-from pixeldojo_cli.ledger import MAX_HISTORY, SCHEMA_VERSION, Ledger, ledger_path
-from pixeldojo_cli.results import Job, parse_job
+from pixeldojo_cli.store.ledger import MAX_HISTORY, SCHEMA_VERSION, Ledger, ledger_path
 
 from conftest import FAST, Invoke, make_invoker
 
@@ -149,7 +149,7 @@ def test_the_history_read_back_is_bounded(tmp_path: Path) -> None:
 
 
 def test_a_ledger_from_schema_version_3_gains_the_history_columns(tmp_path: Path) -> None:
-    from pixeldojo_cli import ledger as module
+    from pixeldojo_cli.store import ledger as module
 
     path = tmp_path / "v3.sqlite3"
     v3 = module._SCHEMA.replace("    completed_at TEXT,\n    duration REAL,\n", "").split(

@@ -11,7 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from pixeldojo_cli.client import Client
+from pixeldojo_cli.api.client import Client
+from pixeldojo_cli.core.errors import (
+    ExitCode,
+    JobFailedError,
+    Outcome,
+    WaitTimeoutError,
+    combined_exit_code,
+)
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.engine import (
     Event,
@@ -29,14 +36,7 @@ from pixeldojo_cli.engine import (
     sweep_pending,
     wait_and_save,
 )
-from pixeldojo_cli.errors import (
-    ExitCode,
-    JobFailedError,
-    Outcome,
-    WaitTimeoutError,
-    combined_exit_code,
-)
-from pixeldojo_cli.ledger import Ledger
+from pixeldojo_cli.store.ledger import Ledger
 
 from conftest import TEST_KEY
 
@@ -173,7 +173,7 @@ def test_download_of_a_job_still_running_is_outcome_running(
 def test_the_sweep_leaves_a_job_whose_file_404s_for_now_pending(
     emulator: Emulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pixeldojo_cli import downloads
+    from pixeldojo_cli.store import downloads
 
     monkeypatch.setattr(downloads, "RETRY_BASE_DELAY", 0.001)
     with client_for(emulator) as client, Ledger(tmp_path / "l.sqlite3") as ledger:
@@ -317,7 +317,7 @@ def test_an_explicit_interval_forces_the_published_doubling_schedule() -> None:
 def test_a_video_model_seen_for_the_first_time_gets_the_video_cold_schedule(
     emulator: Emulator,
 ) -> None:
-    from pixeldojo_cli.schedule import ColdSchedule
+    from pixeldojo_cli.engine.schedule import ColdSchedule
 
     with client_for(emulator) as client:
         client.get_model("xai-video")  # as `run` does before it submits
@@ -331,7 +331,7 @@ def test_a_video_model_seen_for_the_first_time_gets_the_video_cold_schedule(
 def test_the_models_type_is_read_from_the_local_cache_without_a_request(
     emulator: Emulator,
 ) -> None:
-    from pixeldojo_cli.completion import save_models
+    from pixeldojo_cli.api.model_cache import save_models
 
     save_models(emulator.base_url, [{"id": "xai-video", "name": "x", "type": "video"}])
     requests: list[Any] = []
@@ -351,7 +351,7 @@ def test_an_explicit_interval_beats_the_video_cold_schedule(emulator: Emulator) 
 def test_a_client_told_model_types_do_not_matter_gets_the_generic_cold_schedule(
     emulator: Emulator,
 ) -> None:
-    from pixeldojo_cli.schedule import ColdSchedule
+    from pixeldojo_cli.engine.schedule import ColdSchedule
 
     with Client(
         api_key=TEST_KEY, base_url=emulator.base_url, model_types_hint_schedule=False

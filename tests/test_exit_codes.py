@@ -109,7 +109,7 @@ def test_exit_code_row(
 def test_exit_1_is_a_bug_report_not_a_traceback(
     cli: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.api.client import Client
 
     def broken(self: Client, **kwargs: Any) -> None:
         raise ZeroDivisionError("division by zero")

@@ -18,10 +18,10 @@ from typing import Any
 import httpx
 import pytest
 
-from pixeldojo_cli.client import Client
+from pixeldojo_cli.api.client import Client
+from pixeldojo_cli.core.errors import ExitCode, SubmissionUncertainError
 from pixeldojo_cli.emulator import Emulator
-from pixeldojo_cli.errors import ExitCode, SubmissionUncertainError
-from pixeldojo_cli.ledger import Ledger, ledger_path
+from pixeldojo_cli.store.ledger import Ledger, ledger_path
 
 from conftest import (
     FAST,
@@ -304,9 +304,9 @@ def test_a_status_url_on_another_origin_is_not_followed(
 
 
 def test_plain_http_outputs_from_an_https_api_are_refused(tmp_path: Path) -> None:
-    from pixeldojo_cli.downloads import download_file
-    from pixeldojo_cli.errors import DownloadError
-    from pixeldojo_cli.transport import Transport
+    from pixeldojo_cli.api.transport import Transport
+    from pixeldojo_cli.core.errors import DownloadError
+    from pixeldojo_cli.store.downloads import download_file
 
     fetched: list[httpx.Request] = []
     transport = Transport(
@@ -343,7 +343,7 @@ def test_a_full_disk_is_a_clear_error_and_the_sweep_saves_the_job_later(
 ) -> None:
     import errno
 
-    from pixeldojo_cli import downloads
+    from pixeldojo_cli.store import downloads
 
     real_write = downloads._PartFile.write
 
@@ -365,7 +365,7 @@ def test_a_disk_that_fills_up_at_fsync_is_a_clear_error_and_no_final_file(
 ) -> None:
     import errno
 
-    from pixeldojo_cli import downloads
+    from pixeldojo_cli.store import downloads
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

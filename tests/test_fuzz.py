@@ -13,10 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pixeldojo_cli.cli.state import parse_duration
-from pixeldojo_cli.emulator import Emulator
-from pixeldojo_cli.errors import EXIT_CODES, BadResponseError, PixelDojoError, UsageError
-from pixeldojo_cli.results import (
+from pixeldojo_cli.api.results import (
     Job,
     Model,
     extract_output_urls,
@@ -26,6 +23,9 @@ from pixeldojo_cli.results import (
     parse_model_list,
     parse_schema,
 )
+from pixeldojo_cli.cli.state import parse_duration
+from pixeldojo_cli.core.errors import EXIT_CODES, BadResponseError, PixelDojoError, UsageError
+from pixeldojo_cli.emulator import Emulator
 
 from conftest import Invoke
 
@@ -166,7 +166,7 @@ def test_output_urls_are_strings_whatever_the_output(value: Any) -> None:
 
 @given(st.integers(100, 599), st.text(max_size=200) | JSON.map(json.dumps))
 def test_any_error_body_maps_to_a_known_code(status: int, body: str) -> None:
-    from pixeldojo_cli.errors import error_from_response
+    from pixeldojo_cli.core.errors import error_from_response
 
     error = error_from_response(status, body)
     assert isinstance(error, PixelDojoError)
@@ -180,8 +180,8 @@ KEY = "fuzz-key-0123456789abcdef"
 def test_any_api_answer_is_a_value_or_a_clean_error_and_renders_exactly(text: str) -> None:
     import httpx
 
+    from pixeldojo_cli.api.client import _json_body
     from pixeldojo_cli.cli.render import dump_json
-    from pixeldojo_cli.client import _json_body
 
     response = httpx.Response(200, content=text.encode(), request=httpx.Request("GET", "http://x/"))
     try:
@@ -213,9 +213,9 @@ VALUES = ANSWER_TEXT | HUGE_DIGITS | CONTROL_TEXT | HUGE.map(str)
 
 @given(NAMES, st.sampled_from(["=", ":="]), VALUES)
 def test_any_p_value_is_an_input_or_a_usage_error(name: str, sep: str, raw: str) -> None:
+    from pixeldojo_cli.api.results import parse_model
     from pixeldojo_cli.cli.render import dump_json
-    from pixeldojo_cli.results import parse_model
-    from pixeldojo_cli.schema import build_inputs, estimate_cost, validate_inputs
+    from pixeldojo_cli.inputs.schema import build_inputs, estimate_cost, validate_inputs
 
     model = parse_model({"apiId": "m", "creditCost": 1})
     try:
@@ -260,8 +260,8 @@ def test_any_type_for_any_setting_is_settings_or_a_config_error(
     from pathlib import Path
 
     from pixeldojo_cli.cli.render import Renderer
-    from pixeldojo_cli.errors import ConfigError
-    from pixeldojo_cli.settings import resolve_settings
+    from pixeldojo_cli.core.errors import ConfigError
+    from pixeldojo_cli.store.settings import resolve_settings
 
     config = {"profiles": {"default": profile}, "defaults": defaults}
     try:
@@ -297,7 +297,7 @@ def test_a_key_is_masked_in_any_form_a_server_may_echo_it(key: str, around: str,
     import base64
     from urllib.parse import quote, quote_plus
 
-    from pixeldojo_cli.redact import redact
+    from pixeldojo_cli.core.redact import redact
 
     shown = {
         "raw": key,

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pixeldojo_cli.cli.jobs_cmd import parse_since
+from pixeldojo_cli.cli.commands.jobs import parse_since
+from pixeldojo_cli.core.errors import UsageError
 from pixeldojo_cli.emulator import Emulator
-from pixeldojo_cli.errors import UsageError
-from pixeldojo_cli.ledger import JobQuery, Ledger
+from pixeldojo_cli.store.ledger import JobQuery, Ledger
 
 from conftest import FAST, Invoke, make_invoker
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pixeldojo_cli.emulator import Emulator
-from pixeldojo_cli.ledger import Ledger, ledger_path
+from pixeldojo_cli.store.ledger import Ledger, ledger_path
 
 from conftest import FAST, PYTHON, TEST_KEY, Invoke, make_invoker, run_subprocess_env
 
@@ -369,8 +369,8 @@ def test_many_processes_hammering_the_ledger_lose_no_rows() -> None:
     writer = """
 import sys
 from pathlib import Path
-from pixeldojo_cli.ledger import Ledger
-from pixeldojo_cli.results import parse_job
+from pixeldojo_cli.store.ledger import Ledger
+from pixeldojo_cli.api.results import parse_job
 who = sys.argv[1]
 with Ledger() as ledger:
     for i in range(150):
@@ -408,7 +408,7 @@ V4_COLUMNS = "    completed_at TEXT,\n    duration REAL,\n"
 def test_a_ledger_from_schema_version_1_is_upgraded_in_place(tmp_path: Path) -> None:
     import sqlite3
 
-    from pixeldojo_cli import ledger as module
+    from pixeldojo_cli.store import ledger as module
 
     path = tmp_path / "old.sqlite3"
     old_schema = (
@@ -436,7 +436,7 @@ def test_a_ledger_from_schema_version_1_is_upgraded_in_place(tmp_path: Path) -> 
 def test_a_ledger_from_schema_version_2_keeps_its_file_hashes(tmp_path: Path) -> None:
     import sqlite3
 
-    from pixeldojo_cli import ledger as module
+    from pixeldojo_cli.store import ledger as module
 
     path = tmp_path / "v2.sqlite3"
     v2_files = (

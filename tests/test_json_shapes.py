@@ -70,7 +70,7 @@ def test_run_json_is_the_job_with_its_saved_files(saved_job: dict[str, Any]) -> 
 def test_a_job_the_ledger_does_not_know_has_no_saved_field(
     cli: Invoke, saved_job: dict[str, Any]
 ) -> None:
-    from pixeldojo_cli.settings import ledger_path
+    from pixeldojo_cli.store.settings import ledger_path
 
     ledger_path().unlink()  # as if another machine had submitted it
     [listed] = run_json(cli, "jobs", "list")

@@ -17,8 +17,9 @@ from typing import Any
 
 import pytest
 
-from pixeldojo_cli.errors import ExitCode, LedgerError
-from pixeldojo_cli.ledger import (
+from pixeldojo_cli.api.results import parse_job
+from pixeldojo_cli.core.errors import ExitCode, LedgerError
+from pixeldojo_cli.store.ledger import (
     Ledger,
     LedgerFile,
     defer,
@@ -26,7 +27,6 @@ from pixeldojo_cli.ledger import (
     status_record,
     submission_record,
 )
-from pixeldojo_cli.results import parse_job
 
 API = "https://api.example/api/v1"
 
@@ -272,7 +272,7 @@ def test_a_record_kept_while_the_ledger_could_not_even_be_opened_is_replayed(
         path,
     )
     files = [LedgerFile(1, str(tmp_path / "job_a-1.png"), 10, None, "https://f/1.png", 5)]
-    from pixeldojo_cli.ledger import files_record
+    from pixeldojo_cli.store.ledger import files_record
 
     defer(files_record(API, "job_a", files), path)
     with Ledger(path) as ledger:
@@ -319,7 +319,7 @@ def test_a_torn_line_in_the_side_file_is_skipped(ledger_file: Path) -> None:
 CLAIM = """
 import sys
 from pathlib import Path
-from pixeldojo_cli.ledger import Ledger
+from pixeldojo_cli.store.ledger import Ledger
 path, go = Path(sys.argv[1]), Path(sys.argv[2])
 ledger = Ledger(path)
 print("ready", flush=True)
@@ -478,8 +478,8 @@ def test_run_with_a_ledger_held_by_another_process_still_saves_the_output(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pixeldojo_cli import ledger as ledger_module
-    from pixeldojo_cli.settings import ledger_path
+    from pixeldojo_cli.store import ledger as ledger_module
+    from pixeldojo_cli.store.settings import ledger_path
 
     from conftest import FAST, make_invoker
 

@@ -61,8 +61,10 @@ def test_import_pixeldojo_cli_loads_no_http_library() -> None:
 
 
 def test_every_public_name_is_the_real_thing() -> None:
-    from pixeldojo_cli import errors, results, transport, webhooks
-    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.api import results, transport
+    from pixeldojo_cli.api.client import Client
+    from pixeldojo_cli.core import errors
+    from pixeldojo_cli.engine import webhooks
 
     assert pixeldojo_cli.Client is Client
     assert pixeldojo_cli.NotFoundError is errors.NotFoundError
@@ -83,15 +85,7 @@ def test_every_public_name_is_the_real_thing() -> None:
 USER_SCRIPT = """
 from pathlib import Path
 
-from pixeldojo_cli import (
-    ApiResponse,
-    Client,
-    Job,
-    Model,
-    NotFoundError,
-    PixelDojoError,
-    WebhookListener,
-)
+from pixeldojo_cli import ApiResponse, Client, Job, Model, NotFoundError, PixelDojoError, WebhookListener
 
 
 def first_image_model(client: Client) -> Model:

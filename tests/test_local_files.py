@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from pixeldojo_cli.client import Client
-from pixeldojo_cli.completion import _cache_path, known_modality, known_model_ids
-from pixeldojo_cli.downloads import recorded_files
+from pixeldojo_cli.api.client import Client
+from pixeldojo_cli.api.model_cache import _cache_path, known_modality, known_model_ids
+from pixeldojo_cli.api.transport import budget_file_name, origin_of
 from pixeldojo_cli.emulator import Emulator
-from pixeldojo_cli.ledger import Ledger, pending_records_path
-from pixeldojo_cli.settings import cache_dir
-from pixeldojo_cli.transport import budget_file_name, origin_of
+from pixeldojo_cli.store.downloads import recorded_files
+from pixeldojo_cli.store.ledger import Ledger, pending_records_path
+from pixeldojo_cli.store.settings import cache_dir
 
 from conftest import FAST, TEST_KEY, Invoke, pixeldojo, run_subprocess_env
 
@@ -149,7 +149,7 @@ def test_a_fifo_as_the_ledger_side_file_never_hangs_a_run(
     env = run_subprocess_env(emulator)
     first = pixeldojo("run", "flux-dev", "x", "-o", str(tmp_path), *FAST, env=env, timeout=30)
     assert first.returncode == 0, first.stderr
-    from pixeldojo_cli.ledger import ledger_path
+    from pixeldojo_cli.store.ledger import ledger_path
 
     assert ledger_path().exists()  # the same folders as the subprocess
     side = pending_records_path(ledger_path())
@@ -204,7 +204,7 @@ def test_a_damaged_ledger_row_is_listed_not_a_traceback(
     cli: Invoke, emulator: Emulator, tmp_path: Path, damage: str
 ) -> None:
     assert cli("run", "flux-dev", "x", "-o", str(tmp_path), *FAST).exit_code == 0
-    from pixeldojo_cli.ledger import ledger_path
+    from pixeldojo_cli.store.ledger import ledger_path
 
     with sqlite3.connect(ledger_path()) as db:
         db.execute("UPDATE jobs SET inputs = ?, output_urls = ?, submitted_at = ?", (damage,) * 3)

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from pixeldojo_cli import transport
-from pixeldojo_cli.client import Client
+from pixeldojo_cli.api import transport
+from pixeldojo_cli.api.client import Client
+from pixeldojo_cli.api.transport import RateLimiter, SharedBudget, budget_file_name, origin_of
 from pixeldojo_cli.emulator import Emulator
-from pixeldojo_cli.settings import cache_dir
-from pixeldojo_cli.transport import RateLimiter, SharedBudget, budget_file_name, origin_of
+from pixeldojo_cli.store.settings import cache_dir
 
 from conftest import PYTHON, TEST_KEY, Invoke, max_in_any_window, run_subprocess_env
 
@@ -158,9 +158,9 @@ def test_a_folder_that_cannot_be_written_falls_back_to_a_per_process_budget(
 WORKER = """
 import sys
 from pathlib import Path
-from pixeldojo_cli.client import Client
-from pixeldojo_cli.errors import RateLimitError
-from pixeldojo_cli.transport import RetryPolicy
+from pixeldojo_cli.api.client import Client
+from pixeldojo_cli.core.errors import RateLimitError
+from pixeldojo_cli.api.transport import RetryPolicy
 
 base_url, key, budget, count = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 client = Client(

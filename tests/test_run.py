@@ -390,7 +390,7 @@ def test_a_dash_prompt_from_a_terminal_is_an_error_not_a_hang(
 def test_ctrl_c_right_after_the_job_was_paid_for_still_names_it(
     cli: Invoke, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pixeldojo_cli import interrupts
+    from pixeldojo_cli.core import interrupts
     from pixeldojo_cli.engine import Recorder
 
     def interrupted(*args: object, **kwargs: object) -> None:

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pixeldojo_cli.schedule import (
+from pixeldojo_cli.engine.schedule import (
     COLD_FIRST,
     COLD_GROWTH,
     FLOOR,

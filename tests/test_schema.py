@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from pixeldojo_cli.api.results import parse_model
+from pixeldojo_cli.core.errors import UsageError
 from pixeldojo_cli.emulator.catalogue import build_catalogue, charge_for
-from pixeldojo_cli.errors import UsageError
-from pixeldojo_cli.results import parse_model
-from pixeldojo_cli.schema import (
+from pixeldojo_cli.inputs.schema import (
     build_inputs,
     coerce_scalar,
     estimate_cost,
@@ -187,7 +187,7 @@ def test_dry_run_refuses_an_empty_prompt(cli: Any, emulator: Any) -> None:
 
 
 def test_every_keyword_of_the_catalogue_is_checked() -> None:
-    from pixeldojo_cli import validator
+    from pixeldojo_cli.inputs import validator
 
     checked = {
         "type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
@@ -324,7 +324,7 @@ def test_every_keyword_of_the_catalogue_is_checked() -> None:
     ],
 )
 def test_each_keyword_is_checked(schema: Any, good: Any, bad: Any, message: str) -> None:
-    from pixeldojo_cli.validator import schema_problems
+    from pixeldojo_cli.inputs.validator import schema_problems
 
     assert schema_problems(schema, good) == []
     problems = schema_problems(schema, bad)
@@ -332,14 +332,14 @@ def test_each_keyword_is_checked(schema: Any, good: Any, bad: Any, message: str)
 
 
 def test_numbers_compare_as_json_does() -> None:
-    from pixeldojo_cli.validator import json_equal
+    from pixeldojo_cli.inputs.validator import json_equal
 
     assert json_equal(1, 1.0) and json_equal([{"a": 1}], [{"a": 1.0}])
     assert not json_equal(True, 1) and not json_equal(0, False) and not json_equal("1", 1)
 
 
 def test_values_nested_beyond_reason_are_refused_without_a_recursion_error() -> None:
-    from pixeldojo_cli.validator import MAX_DEPTH, schema_problems
+    from pixeldojo_cli.inputs.validator import MAX_DEPTH, schema_problems
 
     deep: Any = "x"
     for _ in range(100_000):
@@ -351,7 +351,7 @@ def test_values_nested_beyond_reason_are_refused_without_a_recursion_error() -> 
 
 
 def test_a_schema_that_refers_to_itself_ends() -> None:
-    from pixeldojo_cli.validator import schema_problems
+    from pixeldojo_cli.inputs.validator import schema_problems
 
     loop = {"anyOf": [{"$ref": "#"}, {"$ref": "#"}], "type": "string"}
     assert schema_problems(loop, 1)  # the type fails; the loop is cut, not followed for ever
@@ -360,7 +360,7 @@ def test_a_schema_that_refers_to_itself_ends() -> None:
 
 
 def test_huge_values_are_checked_quickly_and_plainly() -> None:
-    from pixeldojo_cli.validator import schema_problems
+    from pixeldojo_cli.inputs.validator import schema_problems
 
     [problem] = schema_problems({"type": "string", "maxLength": 10}, "x" * 10_000_000)
     assert "at most 10 characters" in str(problem)
@@ -371,7 +371,7 @@ def test_huge_values_are_checked_quickly_and_plainly() -> None:
 
 
 def test_a_pattern_python_cannot_read_is_left_to_the_api() -> None:
-    from pixeldojo_cli.validator import schema_problems
+    from pixeldojo_cli.inputs.validator import schema_problems
 
     assert schema_problems({"type": "string", "pattern": r"^\p{L}+$"}, "abc") == []
 
@@ -456,7 +456,7 @@ _SCHEMAS = st.recursive(st.booleans() | _LEAF, _extend, max_leaves=6)
 def test_the_check_agrees_with_a_reference_validator(schema: Any, value: Any) -> None:
     import jsonschema
 
-    from pixeldojo_cli.validator import schema_problems
+    from pixeldojo_cli.inputs.validator import schema_problems
 
     reference = jsonschema.Draft202012Validator(schema)
     assert (schema_problems(schema, value) == []) == reference.is_valid(value)

@@ -272,7 +272,7 @@ def test_masking_covers_the_forms_a_key_takes_in_other_peoples_text() -> None:
 
 
 def test_masking_never_corrupts_text_for_a_key_too_short_to_be_one(emulator: Emulator) -> None:
-    from pixeldojo_cli.redact import redact
+    from pixeldojo_cli.core.redact import redact
 
     assert redact("pixeldojo models show x", "x") == "pixeldojo models show x"
     result = make_invoker(emulator, key="x")("models", "show", "nosuch")
@@ -340,9 +340,9 @@ def test_an_https_output_redirected_to_plain_http_is_refused(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pixeldojo_cli.client import Client
-    from pixeldojo_cli.downloads import download_file
-    from pixeldojo_cli.errors import DownloadError
+    from pixeldojo_cli.api.client import Client
+    from pixeldojo_cli.core.errors import DownloadError
+    from pixeldojo_cli.store.downloads import download_file
 
     https_url, cert, hits = tls_files
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
@@ -361,8 +361,8 @@ def test_an_https_output_redirected_to_plain_http_is_refused(
 def test_every_hop_is_checked_under_an_https_api() -> None:
     import httpx
 
-    from pixeldojo_cli.errors import DownloadError
-    from pixeldojo_cli.transport import Transport
+    from pixeldojo_cli.api.transport import Transport
+    from pixeldojo_cli.core.errors import DownloadError
 
     asked: list[tuple[str, str | None]] = []
 
@@ -396,7 +396,7 @@ def test_every_hop_is_checked_under_an_https_api() -> None:
 def test_an_http_api_upgrading_to_https_on_the_same_host_gets_no_key() -> None:
     import httpx
 
-    from pixeldojo_cli.transport import Transport
+    from pixeldojo_cli.api.transport import Transport
 
     asked: list[tuple[str, str | None]] = []
 
@@ -878,7 +878,7 @@ def test_any_type_for_any_setting_is_a_one_line_config_error(
 
 def test_the_error_report_itself_never_raises() -> None:
     from pixeldojo_cli.cli.render import Renderer
-    from pixeldojo_cli.errors import PixelDojoError
+    from pixeldojo_cli.core.errors import PixelDojoError
 
     render = Renderer()
     render.add_secret(12345678901234)  # not a string: ignored

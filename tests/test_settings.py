@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pixeldojo_cli.errors import ConfigError
-from pixeldojo_cli.settings import (
+from pixeldojo_cli.core.errors import ConfigError
+from pixeldojo_cli.store.settings import (
     DEFAULT_BASE_URL,
     config_path,
     load_config,
@@ -116,7 +116,7 @@ def test_concurrent_config_updates_lose_nothing(isolated_env: Path) -> None:
     import threading
     import time
 
-    from pixeldojo_cli.settings import config_table, update_config
+    from pixeldojo_cli.store.settings import config_table, update_config
 
     def add(name: str) -> None:
         def change(config: dict[str, Any]) -> bool:
@@ -161,7 +161,7 @@ def test_the_unknown_status_timeout_setting(
 
 @pytest.mark.parametrize("raw", ["0", "-5", "soon", "10x", "", "31d", "nan", "inf", "1e400"])
 def test_a_bad_unknown_status_timeout_is_one_clear_error(raw: str) -> None:
-    from pixeldojo_cli.settings import parse_setting
+    from pixeldojo_cli.store.settings import parse_setting
 
     with pytest.raises(ConfigError, match="unknown_status_timeout must be a duration"):
         parse_setting("unknown_status_timeout", raw)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pixeldojo_cli.client import Client
+from pixeldojo_cli.api.client import Client
 from pixeldojo_cli.emulator import Emulator
 
 from conftest import FAST, PYTHON, TEST_KEY, run_subprocess_env
@@ -127,7 +127,7 @@ def test_sigterm_during_a_run_download_exits_143_without_part_files(
 HANGING_CLEANUP = """
 import sys, time
 from pathlib import Path
-from pixeldojo_cli import interrupts
+from pixeldojo_cli.core import interrupts
 from pixeldojo_cli.cli import _install_signal_handlers
 
 _install_signal_handlers()

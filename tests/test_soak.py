@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from pixeldojo_cli.emulator import Emulator
-from pixeldojo_cli.ledger import Ledger
+from pixeldojo_cli.store.ledger import Ledger
 
 from conftest import make_invoker
 
@@ -65,8 +65,8 @@ def test_soak_every_output_on_disk_exactly_once(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pixeldojo_cli import downloads
-    from pixeldojo_cli.settings import ledger_path
+    from pixeldojo_cli.store import downloads
+    from pixeldojo_cli.store.settings import ledger_path
 
     monkeypatch.setattr(downloads, "RETRY_BASE_DELAY", 0.01)
     emulator = make_emulator(latency=0.3, rate_limit=0, seed=20261125)

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from pixeldojo_cli.errors import UsageError
-from pixeldojo_cli.schema import validate_inputs
-from pixeldojo_cli.suggest import close_matches, did_you_mean
+from pixeldojo_cli.core.errors import UsageError
+from pixeldojo_cli.core.suggest import close_matches, did_you_mean
+from pixeldojo_cli.inputs.schema import validate_inputs
 
 from conftest import Invoke
 

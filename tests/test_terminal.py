@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from pixeldojo_cli.emulator import Emulator
-from pixeldojo_cli.ledger import Ledger
+from pixeldojo_cli.store.ledger import Ledger
 
 from conftest import PYTHON, pixeldojo, run_in_pty, run_subprocess_env
 

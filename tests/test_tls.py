@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pixeldojo_cli.client import Client
+from pixeldojo_cli.api.client import Client
+from pixeldojo_cli.core.errors import NetworkError
 from pixeldojo_cli.emulator import Emulator
-from pixeldojo_cli.errors import NetworkError
 
 from conftest import TEST_KEY
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pixeldojo_cli.errors import EXIT_CODES
+from pixeldojo_cli.core.errors import EXIT_CODES
 
 from conftest import FAST, Invoke
 

@@ -21,11 +21,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from pixeldojo_cli.client import Client
-from pixeldojo_cli.downloads import download_outputs
+from pixeldojo_cli.api.client import Client
+from pixeldojo_cli.api.results import Job
 from pixeldojo_cli.emulator import Emulator
-from pixeldojo_cli.results import Job
-from pixeldojo_cli.webhooks import Delivery, WebhookListener, job_id_from_notification
+from pixeldojo_cli.engine.webhooks import Delivery, WebhookListener, job_id_from_notification
+from pixeldojo_cli.store.downloads import download_outputs
 
 from conftest import PYTHON, TEST_KEY, Invoke, run_subprocess_env
 
@@ -475,7 +475,7 @@ def test_listen_refuses_what_it_cannot_do_before_listening(cli: Invoke) -> None:
 
 
 def test_exec_gets_no_shell(tmp_path: Path) -> None:
-    from pixeldojo_cli.cli.webhook_cmd import _exec_argv
+    from pixeldojo_cli.cli.commands.webhook import _exec_argv
 
     argv = _exec_argv(f"{sys.executable} -c 'print(1)' \"$PIXELDOJO_FILE\" ; rm -rf x")
     assert argv == [sys.executable, "-c", "print(1)", "$PIXELDOJO_FILE", ";", "rm", "-rf", "x"]

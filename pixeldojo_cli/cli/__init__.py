@@ -7,8 +7,8 @@ import signal
 import sys
 from types import FrameType
 
-from pixeldojo_cli import interrupts
 from pixeldojo_cli.cli.argv import hoist_global_options
+from pixeldojo_cli.core import interrupts
 
 INTERRUPTED = interrupts.INTERRUPTED_EXIT
 # A reader that went away (`pixeldojo models | head -1`): exit as a process killed by
@@ -108,7 +108,7 @@ def _main() -> None:
     _install_signal_handlers()
     _tolerate_ascii_stdout()
     if "_PIXELDOJO_COMPLETE" in os.environ:  # a TAB: answered without Typer when we can
-        from pixeldojo_cli.cli.fastcomplete import fast_complete
+        from pixeldojo_cli.cli.completion.fast import fast_complete
 
         answer = fast_complete()
         if answer is not None:
@@ -159,7 +159,7 @@ def _typer_bash_complete() -> int:
     import io
 
     from pixeldojo_cli.cli.app import app
-    from pixeldojo_cli.cli.fastcomplete import bash_words_for_typer, trim_for_bash
+    from pixeldojo_cli.cli.completion.fast import bash_words_for_typer, trim_for_bash
 
     kept = bash_words_for_typer(os.environ)
     answer = io.StringIO()

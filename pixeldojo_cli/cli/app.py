@@ -7,17 +7,15 @@ from typing import Annotated
 import typer
 
 from pixeldojo_cli import __version__
-from pixeldojo_cli.cli import (
-    api_cmd,
-    auth_cmd,
-    config_cmd,
-    download_cmd,
-    emulator_cmd,
-    jobs_cmd,
-    models_cmd,
-    run_cmd,
-    webhook_cmd,
-)
+from pixeldojo_cli.cli.commands import api as api_cmd
+from pixeldojo_cli.cli.commands import auth as auth_cmd
+from pixeldojo_cli.cli.commands import config as config_cmd
+from pixeldojo_cli.cli.commands import download as download_cmd
+from pixeldojo_cli.cli.commands import emulator as emulator_cmd
+from pixeldojo_cli.cli.commands import jobs as jobs_cmd
+from pixeldojo_cli.cli.commands import models as models_cmd
+from pixeldojo_cli.cli.commands import run as run_cmd
+from pixeldojo_cli.cli.commands import webhook as webhook_cmd
 from pixeldojo_cli.cli.helpformat import PixelDojoGroup, help_for, help_width
 from pixeldojo_cli.cli.render import Renderer
 from pixeldojo_cli.cli.state import AppState, emulator_requested
@@ -92,7 +90,7 @@ def help_command(
     `pixeldojo help run` prints what `pixeldojo run --help` prints; without a
     command, the list of commands.
     """
-    from pixeldojo_cli.errors import UsageError
+    from pixeldojo_cli.core.errors import UsageError
 
     root = ctx.find_root().command
     try:

@@ -70,7 +70,7 @@ def print_results(state: AppState, results: Sequence[JobResult], *, json_output:
 
 def result_lines(result: JobResult) -> list[str]:
     """What a job's result prints on stdout: file paths, or URLs when listed."""
-    from pixeldojo_cli.errors import Outcome
+    from pixeldojo_cli.core.errors import Outcome
 
     if result.outcome is Outcome.LISTED and result.job is not None:
         return list(result.job.output_urls)

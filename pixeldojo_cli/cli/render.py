@@ -31,12 +31,12 @@ if TYPE_CHECKING:
 
     from rich.console import Console
 
-    from pixeldojo_cli.downloads import DownloadedFile
+    from pixeldojo_cli.api.results import Job
+    from pixeldojo_cli.core.errors import PixelDojoError
     from pixeldojo_cli.engine import Event, EventSink, JobResult
-    from pixeldojo_cli.errors import PixelDojoError
-    from pixeldojo_cli.ledger import LedgerFile, LedgerJob
-    from pixeldojo_cli.results import Job
-    from pixeldojo_cli.webhooks import Delivery
+    from pixeldojo_cli.engine.webhooks import Delivery
+    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.ledger import LedgerFile, LedgerJob
 
 # Unicode categories Cc (C0, DEL, C1), Cf (bidi controls, zero-width and other
 # invisible format characters), Cs (lone surrogates), Zl and Zp (U+2028/2029),
@@ -365,7 +365,7 @@ class Renderer:
     def scrub(self, text: str) -> str:
         """`text` with every known secret masked (last 4 characters at most), in
         any of the forms it may take in a message (escaped, URL-encoded...)."""
-        from pixeldojo_cli.redact import redact
+        from pixeldojo_cli.core.redact import redact
 
         text = str(text)
         for secret in self._secrets:
@@ -719,7 +719,7 @@ class JobProgress:
     def update(self, status: str, eta: float | None = None) -> None:
         status = safe_text(status)
         elapsed = time.monotonic() - self._started
-        from pixeldojo_cli.schedule import format_eta
+        from pixeldojo_cli.engine.schedule import format_eta
 
         left = f", {format_eta(eta)}" if eta is not None else ""
         if self._progress is not None:

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from pixeldojo_cli.cli.render import Renderer, plural
-from pixeldojo_cli.errors import ExitCode, PixelDojoError, UsageError
+from pixeldojo_cli.core.errors import ExitCode, PixelDojoError, UsageError
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.api.client import Client
     from pixeldojo_cli.emulator import Emulator
     from pixeldojo_cli.engine import EventSink, JobFlags, Recorder, SaveOptions, WaitOptions
-    from pixeldojo_cli.ledger import Ledger
-    from pixeldojo_cli.settings import Settings
+    from pixeldojo_cli.store.ledger import Ledger
+    from pixeldojo_cli.store.settings import Settings
 
 # Remind about unsaved outputs that expire within this many hours.
 REMINDER_HOURS = 6
@@ -34,7 +34,7 @@ BROKEN_PIPE = 141
 
 
 def emulator_requested(flag: bool) -> bool:
-    from pixeldojo_cli.settings import emulator_from_env
+    from pixeldojo_cli.store.settings import emulator_from_env
 
     return flag or emulator_from_env()
 
@@ -62,7 +62,7 @@ class AppState:
     remind: bool = True
 
     def settings(self, *, output_dir: str | None = None) -> Settings:
-        from pixeldojo_cli.settings import insecure_permissions_warning, resolve_settings
+        from pixeldojo_cli.store.settings import insecure_permissions_warning, resolve_settings
 
         if self._settings is None or output_dir is not None:
             self._settings = resolve_settings(
@@ -93,7 +93,7 @@ class AppState:
     def recorder(self, notify: EventSink | None = None) -> Recorder:
         """The ledger as the engine uses it, for this API and profile."""
         from pixeldojo_cli.engine import Recorder
-        from pixeldojo_cli.settings import ledger_path
+        from pixeldojo_cli.store.settings import ledger_path
 
         base_url, profile = self.ledger_scope()
         recorder = Recorder(
@@ -135,9 +135,9 @@ class AppState:
 
         `api_key` overrides the resolved key (`auth login` checks a new one).
         """
-        from pixeldojo_cli.client import Client
-        from pixeldojo_cli.redact import check_api_key
-        from pixeldojo_cli.settings import rate_budget_dir
+        from pixeldojo_cli.api.client import Client
+        from pixeldojo_cli.core.redact import check_api_key
+        from pixeldojo_cli.store.settings import rate_budget_dir
 
         settings = self.settings()
         self.render.add_secret(api_key)
@@ -181,7 +181,7 @@ class AppState:
         if self.use_emulator or self._ledger_failed:
             return None
         if self._ledger is None:
-            from pixeldojo_cli.ledger import Ledger
+            from pixeldojo_cli.store.ledger import Ledger
 
             try:
                 self._ledger = Ledger()
@@ -200,7 +200,7 @@ class AppState:
         """One line when paid outputs are about to expire unsaved."""
         from datetime import timedelta
 
-        from pixeldojo_cli.settings import ledger_path
+        from pixeldojo_cli.store.settings import ledger_path
 
         if self.quiet or self.json_output or self.use_emulator or not self.remind:
             return
@@ -251,7 +251,7 @@ class AppState:
         except (typer.Exit, typer.Abort):
             raise
         except KeyboardInterrupt:
-            from pixeldojo_cli import interrupts
+            from pixeldojo_cli.core import interrupts
 
             hint = interrupts.resume_hint()  # e.g. a job paid for just before
             self.render.err_console.print(
@@ -352,6 +352,6 @@ def read_text_argument(path: str, option: str) -> str:
 
 def inputs_object(text: str, where: str) -> dict[str, Any]:
     """`schema.inputs_object`, imported only when a command reads inputs."""
-    from pixeldojo_cli.schema import inputs_object as parse
+    from pixeldojo_cli.inputs.schema import inputs_object as parse
 
     return parse(text, where)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from pixeldojo_cli.results import Job
+from pixeldojo_cli.api.results import Job
 
 
 @dataclass(frozen=True)

@@ -8,24 +8,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from pixeldojo_cli import interrupts
+from pixeldojo_cli.api.results import Job
+from pixeldojo_cli.core import interrupts
+from pixeldojo_cli.core.errors import (
+    JobsInterruptedError,
+    PixelDojoError,
+    RequestTimeoutError,
+    WaitTimeoutError,
+)
 from pixeldojo_cli.engine.events import EventSink, JobSeen, ignore
 from pixeldojo_cli.engine.options import (
     LIST_LIMIT,
     WaitOptions,
 )
 from pixeldojo_cli.engine.recorder import Recorder
-from pixeldojo_cli.errors import (
-    JobsInterruptedError,
-    PixelDojoError,
-    RequestTimeoutError,
-    WaitTimeoutError,
-)
-from pixeldojo_cli.results import Job
-from pixeldojo_cli.schedule import Schedule, choose_schedule
+from pixeldojo_cli.engine.schedule import Schedule, choose_schedule
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.api.client import Client
 
 
 @dataclass

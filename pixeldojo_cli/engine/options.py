@@ -1,7 +1,7 @@
 """How to wait and how to save: frozen options, resolved once from flags and
 `Settings` by `resolve_options()`, the only home of "flag > environment >
 config > default" for waiting and saving. The poll schedules themselves are
-`pixeldojo_cli.schedule`."""
+`pixeldojo_cli.engine.schedule`."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pixeldojo_cli.errors import (
+from pixeldojo_cli.core.errors import (
     UsageError,
 )
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.ledger import LedgerJob
-    from pixeldojo_cli.settings import Settings
+    from pixeldojo_cli.store.ledger import LedgerJob
+    from pixeldojo_cli.store.settings import Settings
 
 
 # How long a job whose status this client does not know is waited for, unless

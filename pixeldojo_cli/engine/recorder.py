@@ -7,15 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pixeldojo_cli.engine.events import EventSink, Notice, ignore
-from pixeldojo_cli.errors import (
+from pixeldojo_cli.api.results import Job
+from pixeldojo_cli.core.errors import (
     PixelDojoError,
 )
-from pixeldojo_cli.results import Job
+from pixeldojo_cli.engine.events import EventSink, Notice, ignore
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.downloads import DownloadedFile
-    from pixeldojo_cli.ledger import Ledger, LedgerJob, LedgerRecord
+    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.ledger import Ledger, LedgerJob, LedgerRecord
 
 
 class Recorder:
@@ -64,7 +64,7 @@ class Recorder:
             self.notify(Notice(message, level="warning"))
 
     def _record(self, job_id: str, build: Callable[[], LedgerRecord]) -> None:
-        from pixeldojo_cli.ledger import defer
+        from pixeldojo_cli.store.ledger import defer
 
         if self._spill_to is None:
             return
@@ -114,7 +114,7 @@ class Recorder:
         input_hash: str | None = None,
     ) -> None:
         """A job was submitted: recorded before any waiting starts."""
-        from pixeldojo_cli.ledger import submission_record
+        from pixeldojo_cli.store.ledger import submission_record
 
         self._record(
             job.id,
@@ -154,13 +154,13 @@ class Recorder:
 
     def seen(self, job: Job) -> None:
         """Keep the ledger's idea of a job it knows up to date."""
-        from pixeldojo_cli.ledger import status_record
+        from pixeldojo_cli.store.ledger import status_record
 
         self._record(job.id, lambda: status_record(self.base_url, job))
 
     def file_saved(self, job_id: str, n: int, file: DownloadedFile) -> None:
         """Output `n` of a job is on disk: recorded at once, not after the last file."""
-        from pixeldojo_cli.ledger import LedgerFile, files_record
+        from pixeldojo_cli.store.ledger import LedgerFile, files_record
 
         entry = LedgerFile(
             n,
@@ -174,7 +174,7 @@ class Recorder:
 
     def lost(self, job_id: str) -> None:
         """The job's outputs expired before they were saved."""
-        from pixeldojo_cli.ledger import lost_record
+        from pixeldojo_cli.store.ledger import lost_record
 
         self._record(job_id, lambda: lost_record(self.base_url, job_id))
 

@@ -7,28 +7,28 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pixeldojo_cli.engine.events import EventSink, FileProgress, Notice, ignore
-from pixeldojo_cli.engine.options import SaveOptions
-from pixeldojo_cli.engine.recorder import Recorder
-from pixeldojo_cli.errors import (
+from pixeldojo_cli.api.results import Job
+from pixeldojo_cli.core.errors import (
     ExpiredError,
     JobFailedError,
     JobNotFinishedError,
     JobsInterruptedError,
 )
-from pixeldojo_cli.results import Job
+from pixeldojo_cli.engine.events import EventSink, FileProgress, Notice, ignore
+from pixeldojo_cli.engine.options import SaveOptions
+from pixeldojo_cli.engine.recorder import Recorder
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.client import Client
-    from pixeldojo_cli.downloads import DownloadedFile
-    from pixeldojo_cli.ledger import LedgerJob
+    from pixeldojo_cli.api.client import Client
+    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.ledger import LedgerJob
 
 
 def _known_files(
     local: LedgerJob | None, folder: Path, job_id: str, base_url: str
 ) -> dict[int, DownloadedFile]:
     """Files this job (of this API) already has on disk, per its sidecar and the ledger."""
-    from pixeldojo_cli.downloads import DownloadedFile, recorded_files
+    from pixeldojo_cli.store.downloads import DownloadedFile, recorded_files
 
     found = dict(recorded_files(folder, job_id, base_url))
     for record in local.files if local is not None else ():
@@ -79,7 +79,7 @@ def save(
     raises the error that says so. Ctrl-C raises `JobsInterruptedError` with
     the command that resumes; no partial file is left under a final name.
     """
-    from pixeldojo_cli.downloads import api_base_url, download_outputs, write_metadata
+    from pixeldojo_cli.store.downloads import api_base_url, download_outputs, write_metadata
 
     check_saveable(job)
     base_url = api_base_url(client.transport)

@@ -11,13 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pixeldojo_cli import interrupts
-from pixeldojo_cli.engine.events import EventSink, JobSeen, Notice, ignore
-from pixeldojo_cli.engine.following import Settled, follow
-from pixeldojo_cli.engine.options import SaveOptions, WaitOptions
-from pixeldojo_cli.engine.recorder import Recorder
-from pixeldojo_cli.engine.saving import check_saveable, save
-from pixeldojo_cli.errors import (
+from pixeldojo_cli.api.results import Job
+from pixeldojo_cli.core import interrupts
+from pixeldojo_cli.core.errors import (
     ExitCode,
     JobNotFinishedError,
     JobsInterruptedError,
@@ -26,12 +22,16 @@ from pixeldojo_cli.errors import (
     outcome_exit_code,
     outcome_of,
 )
-from pixeldojo_cli.results import Job
-from pixeldojo_cli.schedule import Schedule
+from pixeldojo_cli.engine.events import EventSink, JobSeen, Notice, ignore
+from pixeldojo_cli.engine.following import Settled, follow
+from pixeldojo_cli.engine.options import SaveOptions, WaitOptions
+from pixeldojo_cli.engine.recorder import Recorder
+from pixeldojo_cli.engine.saving import check_saveable, save
+from pixeldojo_cli.engine.schedule import Schedule
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.client import Client
-    from pixeldojo_cli.downloads import DownloadedFile
+    from pixeldojo_cli.api.client import Client
+    from pixeldojo_cli.store.downloads import DownloadedFile
 
 
 @dataclass(frozen=True)

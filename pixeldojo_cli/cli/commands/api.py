@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pixeldojo_cli.cli.state import AppState, get_state, read_text_argument
-from pixeldojo_cli.errors import UsageError
+from pixeldojo_cli.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.transport import ApiResponse
+    from pixeldojo_cli.api.transport import ApiResponse
 
 HELP = """\
 Send an authenticated request to any API path and print the answer.
@@ -86,7 +86,7 @@ def typed_value(text: str) -> Any:
         if math.isfinite(number) and re.fullmatch(r"-?[\d.]+(e[-+]?\d+)?", text, re.IGNORECASE):
             return number
     if text[:1] in ("[", "{"):
-        from pixeldojo_cli.untrusted import loads
+        from pixeldojo_cli.core.untrusted import loads
 
         try:
             return loads(text)
@@ -147,7 +147,7 @@ def _method_and_path(words: list[str], method: str | None) -> tuple[str | None, 
 def printable_body(body: bytes, *, terminal: bool) -> bytes:
     """The body for stdout: indented JSON on a terminal, the bytes as received
     otherwise; control characters are escaped either way, never passed on."""
-    from pixeldojo_cli.untrusted import loads
+    from pixeldojo_cli.core.untrusted import loads
 
     try:
         text = body.decode("utf-8")
@@ -223,7 +223,7 @@ def api(
         typer.Option("--include", "-i", help="Print the status line and headers before the body."),
     ] = False,
 ) -> None:
-    from pixeldojo_cli.errors import APIError
+    from pixeldojo_cli.core.errors import APIError
 
     state = get_state(ctx)
     with state.guard():

@@ -24,7 +24,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pixeldojo_cli import interrupts
+from pixeldojo_cli.core import interrupts
+from pixeldojo_cli.core.errors import (
+    ExitCode,
+    JobsInterruptedError,
+    Outcome,
+    PixelDojoError,
+    SubmissionUncertainError,
+    UsageError,
+    WaitTimeoutError,
+    combined_exit_code,
+    outcome_of,
+)
 from pixeldojo_cli.engine import (
     EventSink,
     Follower,
@@ -36,23 +47,12 @@ from pixeldojo_cli.engine import (
     ignore,
     settle,
 )
-from pixeldojo_cli.errors import (
-    ExitCode,
-    JobsInterruptedError,
-    Outcome,
-    PixelDojoError,
-    SubmissionUncertainError,
-    UsageError,
-    WaitTimeoutError,
-    combined_exit_code,
-    outcome_of,
-)
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.client import Client
-    from pixeldojo_cli.downloads import DownloadedFile
-    from pixeldojo_cli.ledger import Ledger, LedgerJob
-    from pixeldojo_cli.results import Job, Model
+    from pixeldojo_cli.api.client import Client
+    from pixeldojo_cli.api.results import Job, Model
+    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.ledger import Ledger, LedgerJob
 
 # Show at most this many input problems before asking the user to fix the file.
 _MAX_PROBLEMS = 5
@@ -107,7 +107,7 @@ def read_lines(text: str, source: str) -> list[tuple[int, str | dict[str, Any]]]
     whose first character is `#`, is skipped; any other line is a prompt.
     Returns (line number, prompt or object).
     """
-    from pixeldojo_cli.schema import inputs_object
+    from pixeldojo_cli.inputs.schema import inputs_object
 
     entries: list[tuple[int, str | dict[str, Any]]] = []
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -138,7 +138,7 @@ def plan_lines(
 ) -> list[Line]:
     """Every line's inputs (the line's own values over the -p/--input defaults),
     checked against the schema before anything is spent."""
-    from pixeldojo_cli.schema import estimate_cost, validate_inputs
+    from pixeldojo_cli.inputs.schema import estimate_cost, validate_inputs
 
     lines: list[Line] = []
     problems: list[str] = []
@@ -239,7 +239,7 @@ class Batch:
         """An earlier run's files for a line, when all are still in place and
         intact (the check `save` makes) in the folder asked for; else None, and
         the line is followed and saved again (intact files are still kept)."""
-        from pixeldojo_cli.downloads import intact_since
+        from pixeldojo_cli.store.downloads import intact_since
 
         options = self.save_options
         if not known.downloaded or options.force or not options.download:
@@ -382,7 +382,7 @@ class Batch:
         has it (its job is followed instead, or the line waits its turn), an
         earlier run may have paid for it (`uncertain`), or the claim could not
         be recorded (then nothing more is submitted: a rerun could pay twice)."""
-        from pixeldojo_cli.errors import LedgerError
+        from pixeldojo_cli.core.errors import LedgerError
 
         ledger = self.recorder.ledger
         if ledger is None:
@@ -544,7 +544,7 @@ class Batch:
 
 
 def _from_ledger(record: Any) -> DownloadedFile:
-    from pixeldojo_cli.downloads import DownloadedFile
+    from pixeldojo_cli.store.downloads import DownloadedFile
 
     return DownloadedFile(
         Path(record.path), record.size, record.sha256, record.url, mtime_ns=record.mtime_ns

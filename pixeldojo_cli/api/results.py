@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pixeldojo_cli.errors import BadResponseError
+from pixeldojo_cli.core.errors import BadResponseError
 
 # The published statuses are pending, processing, completed and failed. Known
 # synonyms of the terminal ones end a wait too; anything else counts as running.

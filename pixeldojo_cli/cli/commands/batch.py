@@ -1,4 +1,4 @@
-"""`run MODEL --batch FILE`: the command-line side of `pixeldojo_cli.batch`.
+"""`run MODEL --batch FILE`: the command-line side of `pixeldojo_cli.engine.batch`.
 
 Reads the file, plans and checks every line before anything is spent, then
 hands the batch to the library and draws what it reports: one bar (a
@@ -16,14 +16,14 @@ import typer
 
 from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState, read_text_argument
-from pixeldojo_cli.errors import Outcome
+from pixeldojo_cli.core.errors import Outcome
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.batch import Batch, BatchOptions, Line
-    from pixeldojo_cli.cli.run_cmd import Presentation
-    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.api.client import Client
+    from pixeldojo_cli.api.results import Model
+    from pixeldojo_cli.cli.commands.run import Presentation
     from pixeldojo_cli.engine import EventSink, SaveOptions, WaitOptions
-    from pixeldojo_cli.results import Model
+    from pixeldojo_cli.engine.batch import Batch, BatchOptions, Line
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,9 @@ def run_batch(
     show: Presentation,
 ) -> None:
     """Plan, check, then submit and follow every line of the batch."""
-    from pixeldojo_cli.batch import Batch, plan_lines, read_lines
-    from pixeldojo_cli.errors import JobsInterruptedError
-    from pixeldojo_cli.schema import build_inputs
+    from pixeldojo_cli.core.errors import JobsInterruptedError
+    from pixeldojo_cli.engine.batch import Batch, plan_lines, read_lines
+    from pixeldojo_cli.inputs.schema import build_inputs
 
     defaults = build_inputs(
         schema,
@@ -66,7 +66,7 @@ def run_batch(
         return
     wait_options, save_options = options
     if save_options.download:
-        from pixeldojo_cli.downloads import ensure_writable_folder
+        from pixeldojo_cli.store.downloads import ensure_writable_folder
 
         ensure_writable_folder(save_options.folder_for(None))
     mode = state.render.progress_mode(show.progress)

@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from pixeldojo_cli.errors import PixelDojoError
-from pixeldojo_cli.untrusted import loads
+from pixeldojo_cli.core.errors import PixelDojoError
+from pixeldojo_cli.core.untrusted import loads
 
 if TYPE_CHECKING:
+    from pixeldojo_cli.api.results import Job
     from pixeldojo_cli.engine import Recorder
-    from pixeldojo_cli.results import Job
 
 # A job notification is a few kB; anything much larger is not one.
 MAX_BODY = 256 * 1024

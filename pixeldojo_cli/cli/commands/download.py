@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pixeldojo_cli.cli.complete import complete_job
+from pixeldojo_cli.cli.completion.complete import complete_job
 from pixeldojo_cli.cli.outputs import OPEN_HELP, ChecksumOption, open_first, print_results
 from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState, get_state
-from pixeldojo_cli.errors import Outcome, UsageError, combined_exit_code
+from pixeldojo_cli.core.errors import Outcome, UsageError, combined_exit_code
 
 if TYPE_CHECKING:
     from pixeldojo_cli.engine import SaveOptions

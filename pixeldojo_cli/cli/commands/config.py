@@ -9,7 +9,7 @@ import typer
 from pixeldojo_cli.cli.state import AppState, get_state
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.settings import Setting
+    from pixeldojo_cli.store.settings import Setting
 
 app = typer.Typer(
     help="Read and change the non-secret settings (output_dir, base_url, poll intervals, "
@@ -32,8 +32,8 @@ _PROFILE_KEYS = frozenset({"base_url"})
 
 
 def _check_key(key: str) -> None:
-    from pixeldojo_cli.errors import ConfigError
-    from pixeldojo_cli.settings import CONFIG_KEYS
+    from pixeldojo_cli.core.errors import ConfigError
+    from pixeldojo_cli.store.settings import CONFIG_KEYS
 
     if key == "api_key":
         raise ConfigError(
@@ -83,7 +83,7 @@ def path(ctx: typer.Context, json_output: JsonOption = False) -> None:
     `$XDG_CONFIG_HOME/pixeldojo/config.toml` on Linux; the platform's config
     folder elsewhere.
     """
-    from pixeldojo_cli.settings import config_path
+    from pixeldojo_cli.store.settings import config_path
 
     state = get_state(ctx)
     with state.guard(json_output=json_output):
@@ -127,7 +127,7 @@ def set_(ctx: typer.Context, key: KeyArgument, value: Annotated[str, typer.Argum
     The whole file is rewritten (atomically, private: 0600), so comments in it
     are not kept; a header at its top says so.
     """
-    from pixeldojo_cli.settings import config_table, parse_setting, update_config
+    from pixeldojo_cli.store.settings import config_table, parse_setting, update_config
 
     state = get_state(ctx)
     with state.guard():
@@ -151,7 +151,7 @@ def unset(ctx: typer.Context, key: KeyArgument) -> None:
     Other settings stay as they are; the file is rewritten, so comments in it
     are not kept.
     """
-    from pixeldojo_cli.settings import config_table, prune_empty_tables, update_config
+    from pixeldojo_cli.store.settings import config_table, prune_empty_tables, update_config
 
     state = get_state(ctx)
     with state.guard():
@@ -178,7 +178,7 @@ def list_(ctx: typer.Context, json_output: JsonOption = False) -> None:
 
     Sources: a flag, an environment variable, the config file, or the default.
     """
-    from pixeldojo_cli.settings import CONFIG_KEYS
+    from pixeldojo_cli.store.settings import CONFIG_KEYS
 
     state = get_state(ctx)
     with state.guard(json_output=json_output):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pixeldojo_cli.cli.complete import complete_job
+from pixeldojo_cli.cli.completion.complete import complete_job
 from pixeldojo_cli.cli.outputs import (
     ChecksumOption,
     MaxPollIntervalOption,
@@ -19,11 +19,11 @@ from pixeldojo_cli.cli.outputs import (
 )
 from pixeldojo_cli.cli.render import Column, human_size, printable
 from pixeldojo_cli.cli.state import AppState, get_state, parse_duration
-from pixeldojo_cli.errors import PixelDojoError, UsageError
+from pixeldojo_cli.core.errors import PixelDojoError, UsageError
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.ledger import JobQuery, LedgerJob
-    from pixeldojo_cli.results import Job
+    from pixeldojo_cli.api.results import Job
+    from pixeldojo_cli.store.ledger import JobQuery, LedgerJob
 
 app = typer.Typer(help="List, show and wait for jobs.", no_args_is_help=True)
 
@@ -128,7 +128,7 @@ def parse_since(text: str, now: datetime) -> datetime:
 
 def _list_local(state: AppState, query: JobQuery, json_output: bool) -> None:
     from pixeldojo_cli.cli.render import local_job_document
-    from pixeldojo_cli.ledger import JobQuery, Ledger, ledger_path
+    from pixeldojo_cli.store.ledger import JobQuery, Ledger, ledger_path
 
     now = datetime.now(UTC)
     if state.use_emulator:
@@ -249,7 +249,7 @@ def list_jobs(
             "--all": all_jobs or None,
         }
         if local:
-            from pixeldojo_cli.ledger import JobQuery
+            from pixeldojo_cli.store.ledger import JobQuery
 
             now = datetime.now(UTC)
             query = JobQuery(
@@ -359,7 +359,7 @@ def show(
     API no longer knows the job (expired, not found), the local part is still
     shown, and the exit code is the API's (7 or 6).
     """
-    from pixeldojo_cli.errors import ExpiredError, NotFoundError
+    from pixeldojo_cli.core.errors import ExpiredError, NotFoundError
 
     state = get_state(ctx)
     with state.guard(json_output=json_output):
@@ -513,8 +513,8 @@ def wait(
     """
     state = get_state(ctx)
     with state.guard(json_output=json_output):
+        from pixeldojo_cli.core.errors import combined_exit_code
         from pixeldojo_cli.engine import JobFlags, wait_and_save
-        from pixeldojo_cli.errors import combined_exit_code
 
         wait_options, save_options = state.job_options(
             JobFlags(

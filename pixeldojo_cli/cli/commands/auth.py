@@ -11,8 +11,8 @@ import typer
 from pixeldojo_cli.cli.state import AppState, get_state
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.errors import PixelDojoError
-    from pixeldojo_cli.settings import Setting
+    from pixeldojo_cli.core.errors import PixelDojoError
+    from pixeldojo_cli.store.settings import Setting
 
 app = typer.Typer(help="Save, check and remove your PixelDojo API key.", no_args_is_help=True)
 
@@ -38,8 +38,8 @@ def stdin_is_terminal() -> bool:
 
 
 def _read_key(with_token: bool) -> str:
-    from pixeldojo_cli.errors import UsageError
-    from pixeldojo_cli.redact import check_api_key
+    from pixeldojo_cli.core.errors import UsageError
+    from pixeldojo_cli.core.redact import check_api_key
 
     if with_token:
         key = check_api_key(sys.stdin.read(), " read from standard input")
@@ -99,9 +99,9 @@ def login(
     The key is asked for with hidden input, or read from standard input with
     --with-token. A key the API rejects is not saved (exit 3).
     """
-    from pixeldojo_cli.errors import UsageError
-    from pixeldojo_cli.redact import mask_key
-    from pixeldojo_cli.settings import config_table, load_config, update_config
+    from pixeldojo_cli.core.errors import UsageError
+    from pixeldojo_cli.core.redact import mask_key
+    from pixeldojo_cli.store.settings import config_table, load_config, update_config
 
     state = get_state(ctx)
     state.use_profile(profile)
@@ -139,8 +139,8 @@ def login(
 
 
 def _status(state: AppState, verify: bool) -> tuple[dict[str, Any], PixelDojoError | None]:
-    from pixeldojo_cli.errors import MissingAPIKeyError, PixelDojoError
-    from pixeldojo_cli.redact import mask_key
+    from pixeldojo_cli.core.errors import MissingAPIKeyError, PixelDojoError
+    from pixeldojo_cli.core.redact import mask_key
 
     settings = state.settings()
     key = settings.api_key.value
@@ -217,7 +217,7 @@ def logout(ctx: typer.Context, profile: ProfileOption = None) -> None:
     The file is rewritten, so comments in it are not kept. A key in PIXELDOJO_API_KEY is not
     touched (you are warned that it still applies).
     """
-    from pixeldojo_cli.settings import (
+    from pixeldojo_cli.store.settings import (
         ENV_API_KEY,
         config_table,
         prune_empty_tables,
@@ -261,7 +261,7 @@ def token(ctx: typer.Context, profile: ProfileOption = None) -> None:
     warning goes to stderr first: the key is now on your screen. Exit 3 when
     there is no key.
     """
-    from pixeldojo_cli.errors import MissingAPIKeyError, UsageError
+    from pixeldojo_cli.core.errors import MissingAPIKeyError, UsageError
 
     state = get_state(ctx)
     state.use_profile(profile)
@@ -282,8 +282,8 @@ def token(ctx: typer.Context, profile: ProfileOption = None) -> None:
 
 def _profiles(state: AppState) -> list[dict[str, Any]]:
     """Every profile in the config file (and the active one), masked, active first."""
-    from pixeldojo_cli.redact import mask_key
-    from pixeldojo_cli.settings import load_config
+    from pixeldojo_cli.core.redact import mask_key
+    from pixeldojo_cli.store.settings import load_config
 
     settings = state.settings()
     active = str(settings.profile.value)
@@ -373,8 +373,8 @@ def switch(
     PIXELDOJO_PROFILE still win over it for one command or one shell;
     `auth switch default` goes back to the default profile.
     """
-    from pixeldojo_cli.errors import ConfigError
-    from pixeldojo_cli.settings import (
+    from pixeldojo_cli.core.errors import ConfigError
+    from pixeldojo_cli.store.settings import (
         DEFAULT_PROFILE,
         ENV_PROFILE,
         config_table,

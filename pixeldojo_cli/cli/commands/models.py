@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pixeldojo_cli.cli.complete import complete_model
+from pixeldojo_cli.cli.completion.complete import complete_model
 from pixeldojo_cli.cli.render import Column, number_text, plural
 from pixeldojo_cli.cli.state import get_state
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.results import Model
+    from pixeldojo_cli.api.results import Model
 
 
 class ModelType(StrEnum):
@@ -88,7 +88,7 @@ def _list(
         client = state.client()
         models = client.list_models(modality=model_type.value if model_type else None)
         if model_type is None and not state.use_emulator:
-            from pixeldojo_cli.completion import save_models
+            from pixeldojo_cli.api.model_cache import save_models
 
             save_models(
                 str(client.base_url),
@@ -172,7 +172,7 @@ def show(
     Each parameter with its type, default, allowed values and description: what
     `run -p NAME=VALUE` accepts. Needs no key where the API allows it.
     """
-    from pixeldojo_cli.schema import parameters
+    from pixeldojo_cli.inputs.schema import parameters
 
     state = get_state(ctx)
     with state.guard(json_output=json_output):

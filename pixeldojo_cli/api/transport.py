@@ -35,7 +35,7 @@ from typing import Any
 
 import httpx
 
-from pixeldojo_cli.errors import (
+from pixeldojo_cli.core.errors import (
     BadResponseError,
     DownloadError,
     NetworkError,
@@ -46,8 +46,8 @@ from pixeldojo_cli.errors import (
     UsageError,
     error_from_response,
 )
-from pixeldojo_cli.redact import check_api_key, mask_key, redact
-from pixeldojo_cli.untrusted import loads, open_regular
+from pixeldojo_cli.core.redact import check_api_key, mask_key, redact
+from pixeldojo_cli.core.untrusted import loads, open_regular
 
 Trace = Callable[[str], None]
 Origin = tuple[str, str, int]

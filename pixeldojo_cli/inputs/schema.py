@@ -15,9 +15,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pixeldojo_cli.errors import UsageError
-from pixeldojo_cli.results import Model
-from pixeldojo_cli.suggest import close_matches, did_you_mean
+from pixeldojo_cli.api.results import Model
+from pixeldojo_cli.core.errors import UsageError
+from pixeldojo_cli.core.suggest import close_matches, did_you_mean
 
 # Body fields that are not model inputs: the API takes them beside the inputs.
 RESERVED_FIELDS = frozenset({"webhook_url"})
@@ -147,7 +147,7 @@ def parse_assignment(text: str) -> tuple[str, str, bool]:
 
 
 def _json_literal(name: str, raw: str) -> Any:
-    from pixeldojo_cli.untrusted import loads
+    from pixeldojo_cli.core.untrusted import loads
 
     try:
         return loads(raw, parse_constant=_reject_constant)
@@ -278,7 +278,7 @@ def validate_inputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any])
     _check_common_rules(schema, inputs)
     if not isinstance(schema, Mapping):
         return
-    from pixeldojo_cli.validator import schema_problems
+    from pixeldojo_cli.inputs.validator import schema_problems
 
     body = {name: value for name, value in inputs.items() if name not in RESERVED_FIELDS}
     problems = schema_problems(schema, body, limit=3)
@@ -362,7 +362,7 @@ def estimate_cost(
 
 def inputs_object(text: str, where: str) -> dict[str, Any]:
     """A JSON object of model inputs, or a usage error naming `where` it came from."""
-    from pixeldojo_cli.untrusted import loads
+    from pixeldojo_cli.core.untrusted import loads
 
     try:
         value = loads(text)

@@ -36,16 +36,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pixeldojo_cli.errors import LedgerError, PixelDojoError
-from pixeldojo_cli.results import (
+from pixeldojo_cli.api.results import (
     DEFAULT_OUTPUT_LIFETIME,
     FAILED_STATUSES,
     TERMINAL_STATUSES,
     Job,
     parse_job,
 )
-from pixeldojo_cli.settings import ledger_path as ledger_path  # re-exported
-from pixeldojo_cli.untrusted import loads, open_regular
+from pixeldojo_cli.core.errors import LedgerError, PixelDojoError
+from pixeldojo_cli.core.untrusted import loads, open_regular
+from pixeldojo_cli.store.settings import ledger_path as ledger_path  # re-exported
 
 SCHEMA_VERSION = 5
 

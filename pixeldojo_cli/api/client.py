@@ -1,6 +1,6 @@
 """The PixelDojo client: a small library over httpx, with no typer and no rich.
 
-from pixeldojo_cli.client import Client
+from pixeldojo_cli.api.client import Client
 
 with Client(api_key="...") as client:
     job = client.run("flux-dev", {"prompt": "a lighthouse at dusk"})
@@ -22,16 +22,7 @@ from urllib.parse import quote
 import httpx
 
 from pixeldojo_cli import __version__
-from pixeldojo_cli.errors import (
-    BadResponseError,
-    MissingAPIKeyError,
-    NotFoundError,
-    PixelDojoError,
-    SubmissionUncertainError,
-    UsageError,
-)
-from pixeldojo_cli.redact import clean_api_key
-from pixeldojo_cli.results import (
+from pixeldojo_cli.api.results import (
     Job,
     Model,
     parse_job,
@@ -40,12 +31,21 @@ from pixeldojo_cli.results import (
     parse_model_list,
     parse_schema,
 )
-from pixeldojo_cli.settings import (
+from pixeldojo_cli.api.transport import ApiResponse, RetryPolicy, Trace, Transport, request_url
+from pixeldojo_cli.core.errors import (
+    BadResponseError,
+    MissingAPIKeyError,
+    NotFoundError,
+    PixelDojoError,
+    SubmissionUncertainError,
+    UsageError,
+)
+from pixeldojo_cli.core.redact import clean_api_key
+from pixeldojo_cli.store.settings import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_POLL_INTERVAL,
     DEFAULT_POLL_INTERVAL,
 )
-from pixeldojo_cli.transport import ApiResponse, RetryPolicy, Trace, Transport, request_url
 
 
 def _segment(value: str, what: str) -> str:
@@ -58,7 +58,7 @@ def _segment(value: str, what: str) -> str:
 def _json_body(response: httpx.Response, secret: str | None = None) -> Any:
     """The answer's JSON, where server text enters: nested at most `MAX_DEPTH`
     deep, with `secret` (the key) masked in every string (see `untrusted`)."""
-    from pixeldojo_cli.untrusted import LimitError, loads, tidy
+    from pixeldojo_cli.core.untrusted import LimitError, loads, tidy
 
     where = f"{response.request.method} {response.request.url.path}"
     try:
@@ -198,7 +198,7 @@ class Client:
         the poll schedule asks, and an unknown type only means a generic one."""
         if model_id in self._modalities:
             return self._modalities[model_id]
-        from pixeldojo_cli.completion import known_modality
+        from pixeldojo_cli.api.model_cache import known_modality
 
         return known_modality(self.base_url, model_id)
 
@@ -212,8 +212,8 @@ class Client:
     def _model_not_found(self, exc: NotFoundError, model_id: str) -> NotFoundError:
         """The API's not_found, plus the model ids close to the one asked for (from
         the completion cache when there is one, else one `GET /models`)."""
-        from pixeldojo_cli.completion import known_model_ids
-        from pixeldojo_cli.suggest import close_matches, did_you_mean
+        from pixeldojo_cli.api.model_cache import known_model_ids
+        from pixeldojo_cli.core.suggest import close_matches, did_you_mean
 
         known = known_model_ids(self.base_url)
         if not known:

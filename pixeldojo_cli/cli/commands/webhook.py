@@ -13,17 +13,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pixeldojo_cli.cli.complete import complete_job
+from pixeldojo_cli.cli.completion.complete import complete_job
 from pixeldojo_cli.cli.render import plural, printable
 from pixeldojo_cli.cli.state import AppState, get_state, parse_duration
-from pixeldojo_cli.errors import UsageError
+from pixeldojo_cli.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.client import Client
-    from pixeldojo_cli.downloads import DownloadedFile
+    from pixeldojo_cli.api.client import Client
+    from pixeldojo_cli.api.results import Job
     from pixeldojo_cli.engine import Recorder, SaveOptions
-    from pixeldojo_cli.results import Job
-    from pixeldojo_cli.webhooks import Delivery, WebhookListener
+    from pixeldojo_cli.engine.webhooks import Delivery, WebhookListener
+    from pixeldojo_cli.store.downloads import DownloadedFile
 
 app = typer.Typer(
     help="Webhooks: receive them and save each job's outputs, or resend one.",
@@ -56,7 +56,7 @@ def replay(
     not with 2xx); the reason is on stderr, and in the JSON under --json.
     """
     state = get_state(ctx)
-    from pixeldojo_cli.errors import ValidationError, WebhookDeliveryError
+    from pixeldojo_cli.core.errors import ValidationError, WebhookDeliveryError
 
     with state.guard(json_output=json_output):
         try:
@@ -302,7 +302,7 @@ def listen(
         str, typer.Option(help="On stop, how long downloads under way may take to finish.")
     ] = "30s",
 ) -> None:
-    from pixeldojo_cli.webhooks import LedgerBook, WebhookListener
+    from pixeldojo_cli.engine.webhooks import LedgerBook, WebhookListener
 
     state = get_state(ctx)
     state.remind = False  # a long-running server: no reminder at exit

@@ -44,11 +44,11 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-from pixeldojo_cli import interrupts
-from pixeldojo_cli.errors import DownloadError, ExpiredError, WriteError
-from pixeldojo_cli.results import Job
-from pixeldojo_cli.transport import Transport
-from pixeldojo_cli.untrusted import loads, read_small_file
+from pixeldojo_cli.api.results import Job
+from pixeldojo_cli.api.transport import Transport
+from pixeldojo_cli.core import interrupts
+from pixeldojo_cli.core.errors import DownloadError, ExpiredError, WriteError
+from pixeldojo_cli.core.untrusted import loads, read_small_file
 
 # (file index, bytes so far, total or None)
 ProgressCallback = Callable[[int, int, int | None], None]

@@ -16,7 +16,7 @@ from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.transport import ApiResponse
+    from pixeldojo_cli.api.transport import ApiResponse
 
 
 class ExitCode(IntEnum):
@@ -103,7 +103,7 @@ class PixelDojoError(Exception):
     def exit_code(self) -> ExitCode:
         code = EXIT_CODES.get(self.code, ExitCode.UNEXPECTED)
         if code is ExitCode.INTERRUPTED:  # 143 once SIGTERM arrived
-            from pixeldojo_cli.interrupts import exit_code as interrupted_exit_code
+            from pixeldojo_cli.core.interrupts import exit_code as interrupted_exit_code
 
             return ExitCode(interrupted_exit_code())
         return code
@@ -382,7 +382,7 @@ def error_from_response(status: int, text: str, *, retry_after: float | None = N
     Accepts `{"error": {"code", "message"}}`, `{"error": "...", "code": "..."}`
     and plain text; the status decides when the body names no code.
     """
-    from pixeldojo_cli.untrusted import loads
+    from pixeldojo_cli.core.untrusted import loads
 
     try:
         body: Any = loads(text) if text else None

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pixeldojo_cli.redact import redact
+from pixeldojo_cli.core.redact import redact
 
 # No API answer or set of inputs nests anywhere near this deep.
 MAX_DEPTH = 64

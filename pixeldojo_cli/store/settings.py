@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pixeldojo_cli.errors import ConfigError
-from pixeldojo_cli.redact import clean_api_key
+from pixeldojo_cli.core.errors import ConfigError
+from pixeldojo_cli.core.redact import clean_api_key
 
 APP_NAME = "pixeldojo"
 DEFAULT_BASE_URL = "https://pixeldojo.ai/api/v1"

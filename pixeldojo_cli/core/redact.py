@@ -56,7 +56,7 @@ def check_api_key(key: str | None, where: str = "") -> str | None:
     """`key` cleaned (`clean_api_key`), or `InvalidAPIKeyError` (exit 3) when what
     is left cannot be sent in a header. `where` names its source in the message
     (" from --api-key"); the message never contains the key."""
-    from pixeldojo_cli.errors import InvalidAPIKeyError
+    from pixeldojo_cli.core.errors import InvalidAPIKeyError
 
     cleaned = clean_api_key(key)
     problem = key_problem(cleaned) if cleaned is not None else None

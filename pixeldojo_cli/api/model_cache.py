@@ -25,7 +25,7 @@ FETCH_TIMEOUT = 3.0
 
 
 def _cache_path(kind: str, base_url: str, model_id: str | None = None) -> Path:
-    from pixeldojo_cli.settings import cache_dir
+    from pixeldojo_cli.store.settings import cache_dir
 
     tag = hashlib.sha256(base_url.rstrip("/").encode()).hexdigest()[:12]
     suffix = f"-{re.sub(r'[^A-Za-z0-9._-]', '_', model_id)[:100]}" if model_id else ""
@@ -54,7 +54,7 @@ MAX_CACHE_BYTES = 16 * 1024 * 1024
 def _read(path: Path, max_age: float | None) -> Any:
     """A cache file's JSON, or None when it is missing, stale, damaged, too big or
     nested too deep (a cache is a file on disk, as untrusted as any)."""
-    from pixeldojo_cli.untrusted import loads, read_small_file
+    from pixeldojo_cli.core.untrusted import loads, read_small_file
 
     try:
         if max_age is not None and time.time() - path.stat().st_mtime > max_age:
@@ -83,9 +83,9 @@ def _fetch(base_url: str, path: str, api_key: str | None) -> Any:
     """One GET of an API path for completion, or None on any failure (a TAB
     never fails): one attempt, `FETCH_TIMEOUT` in all, and the answer taken in
     as every API answer is (bounded, decoded, the key masked)."""
-    from pixeldojo_cli.client import _json_body
-    from pixeldojo_cli.errors import PixelDojoError
-    from pixeldojo_cli.transport import RetryPolicy, Transport
+    from pixeldojo_cli.api.client import _json_body
+    from pixeldojo_cli.api.transport import RetryPolicy, Transport
+    from pixeldojo_cli.core.errors import PixelDojoError
 
     try:
         transport = Transport(
@@ -111,7 +111,7 @@ def cached_models(base_url: str, api_key: str | None = None) -> list[dict[str, s
     fresh = _read(_cache_path("models", base_url), CACHE_TTL)
     if isinstance(fresh, list):
         return fresh
-    from pixeldojo_cli.results import parse_model_list
+    from pixeldojo_cli.api.results import parse_model_list
 
     answer = _fetch(base_url, "models", api_key)
     if answer is not None:
@@ -153,7 +153,7 @@ def cached_schema(base_url: str, model_id: str, api_key: str | None = None) -> d
     fresh = _read(_cache_path("schema", base_url, model_id), CACHE_TTL)
     if isinstance(fresh, dict):
         return fresh
-    from pixeldojo_cli.results import parse_schema
+    from pixeldojo_cli.api.results import parse_schema
 
     answer = _fetch(base_url, f"models/{quote(model_id, safe='')}/schema", api_key)
     try:
@@ -222,7 +222,7 @@ def completion_target(
 ) -> tuple[str | None, str | None]:
     """(base URL, key) to complete against; (None, None) for the embedded
     emulator, whose catalogue is in the package. A broken config file raises."""
-    from pixeldojo_cli.settings import emulator_from_env, resolve_settings
+    from pixeldojo_cli.store.settings import emulator_from_env, resolve_settings
 
     if emulator or emulator_from_env(env):
         return None, None
@@ -272,8 +272,8 @@ def job_candidates(
 
     Jobs under the embedded emulator are not recorded: nothing to offer there.
     """
-    from pixeldojo_cli.ledger import recent_job_ids
-    from pixeldojo_cli.settings import emulator_from_env, resolve_settings
+    from pixeldojo_cli.store.ledger import recent_job_ids
+    from pixeldojo_cli.store.settings import emulator_from_env, resolve_settings
 
     if emulator or emulator_from_env(env):
         return []

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pixeldojo_cli.cli.complete import complete_model, complete_param
+from pixeldojo_cli.cli.completion.complete import complete_model, complete_param
 from pixeldojo_cli.cli.outputs import (
     OPEN_HELP,
     ChecksumOption,
@@ -25,12 +25,12 @@ from pixeldojo_cli.cli.state import (
     parse_duration,
     read_text_argument,
 )
-from pixeldojo_cli.errors import UsageError
+from pixeldojo_cli.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.client import Client
+    from pixeldojo_cli.api.client import Client
+    from pixeldojo_cli.api.results import Job, Model
     from pixeldojo_cli.engine import SaveOptions, WaitOptions
-    from pixeldojo_cli.results import Job, Model
 
 RUN_HELP = """\
 Submit a job, wait for it, and download its outputs.
@@ -226,13 +226,13 @@ def run(
         base_inputs = read_input_file(input_file) if input_file else None
         client = state.client()
         if not client.api_key and not dry_run:
-            from pixeldojo_cli.errors import MissingAPIKeyError
+            from pixeldojo_cli.core.errors import MissingAPIKeyError
 
             raise MissingAPIKeyError("No API key is set.")
         model, schema = _model_and_schema(state, client, model_id)
         if batch_file is not None:
-            from pixeldojo_cli.batch import DEFAULT_CONCURRENCY, BatchOptions
-            from pixeldojo_cli.cli.batch import BatchRequest, run_batch
+            from pixeldojo_cli.cli.commands.batch import BatchRequest, run_batch
+            from pixeldojo_cli.engine.batch import DEFAULT_CONCURRENCY, BatchOptions
 
             request = BatchRequest(
                 batch_file=batch_file,
@@ -249,7 +249,7 @@ def run(
             )
             run_batch(state, client, model, schema, request, (wait_options, save_options), show)
             return
-        from pixeldojo_cli.schema import build_inputs, estimate_cost, validate_inputs
+        from pixeldojo_cli.inputs.schema import build_inputs, estimate_cost, validate_inputs
 
         inputs = build_inputs(
             schema, prompt=prompt, assignments=params or [], base=base_inputs, seed=seed
@@ -331,7 +331,7 @@ def _model_and_schema(
 ) -> tuple[Model, dict[str, Any]]:
     model, schema = client.model_with_schema(model_id)
     if not state.use_emulator:
-        from pixeldojo_cli.completion import save_schema
+        from pixeldojo_cli.api.model_cache import save_schema
 
         save_schema(str(client.base_url), model.id, schema)
     return model, schema
@@ -364,8 +364,8 @@ def _submit(
     webhook_url: str | None,
 ) -> Job:
     """Check the output folder, submit, record, and say what it cost."""
-    from pixeldojo_cli.downloads import ensure_writable_folder
     from pixeldojo_cli.engine import submit
+    from pixeldojo_cli.store.downloads import ensure_writable_folder
 
     folder = save_options.folder_for(None)
     if save_options.download:

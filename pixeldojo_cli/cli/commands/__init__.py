@@ -1,0 +1,1 @@
+"""One module per command group: parse flags, build frozen options, call the engine, render."""

@@ -1,0 +1,1 @@
+"""Shell completion: the fast TAB path and the candidates it offers."""

@@ -1,0 +1,4 @@
+"""The bottom layer: errors, safe text, redaction, bounded decoding, durations.
+
+Standard library only.
+"""

@@ -1,0 +1,1 @@
+"""What lives on disk: settings, the job ledger, output files and sidecars, downloads."""
