@@ -20,6 +20,7 @@ import time
 import pixeldojo_cli
 from pixeldojo_cli.api.model_cache import save_models
 from pixeldojo_cli.emulator.catalogue import build_catalogue
+from pixeldojo_cli.store.settings import cache_dir
 
 CACHED_API = "http://127.0.0.1:9/api/v1"  # never reached: the cache answers
 CATALOGUE = list(build_catalogue())
@@ -74,7 +75,7 @@ def main() -> None:
     me = [script] if script else [sys.executable, "-m", "pixeldojo_cli"]
     cache_home = tempfile.mkdtemp(prefix="pixeldojo-bench-cache-")
     os.environ["XDG_CACHE_HOME"] = cache_home
-    save_models(CACHED_API, [{"id": m, "name": m, "type": "image"} for m in CATALOGUE])
+    save_models(cache_dir(), CACHED_API, [{"id": m, "name": m, "type": "image"} for m in CATALOGUE])
     cases: dict[str, tuple[list[str], dict[str, str] | None]] = {
         "python -c pass": ([sys.executable, "-c", "pass"], None),
         "bare two-command Typer app --version": (

@@ -8,7 +8,7 @@ The public names below are imported on first use, so that `import pixeldojo_cli`
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from pixeldojo_cli.core.version import __version__ as __version__
 
 # Not `typing.TYPE_CHECKING`: importing typing would slow `pixeldojo --version`,
 # and type checkers treat any `TYPE_CHECKING` name as true.
@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 
     from pixeldojo_cli.api.client import Client
     from pixeldojo_cli.api.results import Cost, Job, Model
-    from pixeldojo_cli.api.transport import ApiResponse, RetryPolicy
+    from pixeldojo_cli.api.transport import RetryPolicy
     from pixeldojo_cli.core.errors import (
         APIError,
+        ApiResponse,
         AuthenticationError,
         BadResponseError,
         ConfigError,
@@ -125,7 +126,7 @@ __all__ = [
 # name -> the module that defines it (one entry per name in __all__).
 _HOMES: dict[str, str] = {
     "Client": "api.client",
-    "ApiResponse": "api.transport",
+    "ApiResponse": "core.errors",
     "RetryPolicy": "api.transport",
     "Cost": "api.results",
     "Job": "api.results",

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from pixeldojo_cli.api.client import Client
+from pixeldojo_cli.api.responses import error_from_response
 from pixeldojo_cli.api.results import (
     extract_output_urls,
     parse_cost,
@@ -29,7 +30,6 @@ from pixeldojo_cli.core.errors import (
     SubmissionFailedError,
     SubmissionUncertainError,
     ValidationError,
-    error_from_response,
 )
 
 KEY = "unit-test-key-abcdef123456"
@@ -294,7 +294,11 @@ def test_wait_backs_off_2_4_8_then_caps() -> None:
         sleeps.append(seconds)
         now[0] += seconds
 
-    client._sleep, client._clock = sleep, lambda: now[0]
-    final = list(client.wait("j", poll_interval=2, max_poll_interval=30))[-1]
+    from pixeldojo_cli.engine import wait
+
+    states = wait(
+        client, "j", poll_interval=2, max_poll_interval=30, sleep=sleep, clock=lambda: now[0]
+    )
+    final = list(states)[-1]
     assert final.status == "completed"
     assert sleeps == [2, 4, 8, 16, 30, 30, 30]

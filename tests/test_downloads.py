@@ -17,6 +17,7 @@ from pixeldojo_cli.api.client import Client
 from pixeldojo_cli.api.results import Job
 from pixeldojo_cli.core.errors import DownloadError, ExpiredError
 from pixeldojo_cli.emulator import Emulator
+from pixeldojo_cli.engine import wait
 from pixeldojo_cli.store import downloads
 from pixeldojo_cli.store.downloads import (
     download_outputs,
@@ -32,7 +33,7 @@ from conftest import TEST_KEY
 def completed_job(emulator: Emulator, **inputs: object) -> tuple[Client, Job]:
     client = Client(api_key=TEST_KEY, base_url=emulator.base_url)
     job = client.run("flux-dev", {"prompt": "p", **inputs})
-    final = list(client.wait(job.id, poll_interval=0.05, max_poll_interval=0.1))[-1]
+    final = list(wait(client, job.id, poll_interval=0.05, max_poll_interval=0.1))[-1]
     return client, final
 
 

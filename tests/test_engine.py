@@ -332,10 +332,13 @@ def test_the_models_type_is_read_from_the_local_cache_without_a_request(
     emulator: Emulator,
 ) -> None:
     from pixeldojo_cli.api.model_cache import save_models
+    from pixeldojo_cli.store.settings import cache_dir
 
-    save_models(emulator.base_url, [{"id": "xai-video", "name": "x", "type": "video"}])
+    save_models(cache_dir(), emulator.base_url, [{"id": "xai-video", "name": "x", "type": "video"}])
     requests: list[Any] = []
-    with Client(api_key=TEST_KEY, base_url=emulator.base_url, trace=requests.append) as client:
+    with Client(
+        api_key=TEST_KEY, base_url=emulator.base_url, trace=requests.append, cache_dir=cache_dir()
+    ) as client:
         assert client.modality_of("xai-video") == "video"
         assert client.modality_of("flux-dev") is None
     assert requests == []

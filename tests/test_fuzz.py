@@ -166,7 +166,7 @@ def test_output_urls_are_strings_whatever_the_output(value: Any) -> None:
 
 @given(st.integers(100, 599), st.text(max_size=200) | JSON.map(json.dumps))
 def test_any_error_body_maps_to_a_known_code(status: int, body: str) -> None:
-    from pixeldojo_cli.core.errors import error_from_response
+    from pixeldojo_cli.api.responses import error_from_response
 
     error = error_from_response(status, body)
     assert isinstance(error, PixelDojoError)
@@ -180,12 +180,12 @@ KEY = "fuzz-key-0123456789abcdef"
 def test_any_api_answer_is_a_value_or_a_clean_error_and_renders_exactly(text: str) -> None:
     import httpx
 
-    from pixeldojo_cli.api.client import _json_body
-    from pixeldojo_cli.cli.render import dump_json
+    from pixeldojo_cli.api.responses import json_body
+    from pixeldojo_cli.core.text import dump_json
 
     response = httpx.Response(200, content=text.encode(), request=httpx.Request("GET", "http://x/"))
     try:
-        value = _json_body(response, KEY)
+        value = json_body(response, KEY)
     except BadResponseError:
         return
     shown = dump_json(value)
@@ -214,7 +214,7 @@ VALUES = ANSWER_TEXT | HUGE_DIGITS | CONTROL_TEXT | HUGE.map(str)
 @given(NAMES, st.sampled_from(["=", ":="]), VALUES)
 def test_any_p_value_is_an_input_or_a_usage_error(name: str, sep: str, raw: str) -> None:
     from pixeldojo_cli.api.results import parse_model
-    from pixeldojo_cli.cli.render import dump_json
+    from pixeldojo_cli.core.text import dump_json
     from pixeldojo_cli.inputs.schema import build_inputs, estimate_cost, validate_inputs
 
     model = parse_model({"apiId": "m", "creditCost": 1})
@@ -281,7 +281,7 @@ def test_any_type_for_any_setting_is_settings_or_a_config_error(
 
 @given(st.text() | CONTROL_TEXT)
 def test_safe_text_leaves_one_line_with_nothing_a_terminal_acts_on(text: str) -> None:
-    from pixeldojo_cli.cli.render import safe_text
+    from pixeldojo_cli.core.text import safe_text
 
     shown = safe_text(text)
     assert not any(unicodedata.category(ch) in UNSAFE for ch in shown)

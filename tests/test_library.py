@@ -61,14 +61,14 @@ def test_import_pixeldojo_cli_loads_no_http_library() -> None:
 
 
 def test_every_public_name_is_the_real_thing() -> None:
-    from pixeldojo_cli.api import results, transport
+    from pixeldojo_cli.api import results
     from pixeldojo_cli.api.client import Client
     from pixeldojo_cli.core import errors
     from pixeldojo_cli.engine import webhooks
 
     assert pixeldojo_cli.Client is Client
     assert pixeldojo_cli.NotFoundError is errors.NotFoundError
-    assert pixeldojo_cli.Job is results.Job and pixeldojo_cli.ApiResponse is transport.ApiResponse
+    assert pixeldojo_cli.Job is results.Job and pixeldojo_cli.ApiResponse is errors.ApiResponse
     assert pixeldojo_cli.WebhookListener is webhooks.WebhookListener
     for name in pixeldojo_cli.__all__:
         assert getattr(pixeldojo_cli, name) is not None, name

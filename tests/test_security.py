@@ -487,7 +487,7 @@ def assert_inert(text: str, what: object = "") -> None:
 
 
 def test_safe_text_makes_every_control_and_format_character_visible() -> None:
-    from pixeldojo_cli.cli.render import safe_text
+    from pixeldojo_cli.core.text import safe_text
 
     for name, evil in HOSTILE.items():
         shown = safe_text(f"model {evil} end")
@@ -501,7 +501,7 @@ def test_safe_text_makes_every_control_and_format_character_visible() -> None:
 
 
 def test_the_unsafe_set_is_every_control_format_and_separator_character() -> None:
-    from pixeldojo_cli.cli.render import _UNSAFE
+    from pixeldojo_cli.core.text import _UNSAFE
 
     for code in range(0x110000):
         ch = chr(code)
@@ -513,7 +513,7 @@ def test_the_unsafe_set_is_every_control_format_and_separator_character() -> Non
 
 
 def test_dump_json_is_exact_json_with_nothing_a_terminal_acts_on() -> None:
-    from pixeldojo_cli.cli.render import dump_json
+    from pixeldojo_cli.core.text import dump_json
 
     value = {"name": EVIL, EVIL: [EVIL, "\ud800", "\U000e0001", 1, None], "ok": "café 🎨"}
     text = dump_json(value)

@@ -14,6 +14,7 @@ import pytest
 
 from pixeldojo_cli.api.client import Client
 from pixeldojo_cli.emulator import Emulator
+from pixeldojo_cli.engine import wait
 
 from conftest import FAST, PYTHON, TEST_KEY, run_subprocess_env
 
@@ -25,7 +26,7 @@ BOUND = 15
 def completed_job_id(emulator: Emulator) -> str:
     client = Client(api_key=TEST_KEY, base_url=emulator.base_url)
     job = client.run("flux-dev", {"prompt": "p"})
-    list(client.wait(job.id, poll_interval=0.05, max_poll_interval=0.1))
+    list(wait(client, job.id, poll_interval=0.05, max_poll_interval=0.1))
     client.close()
     return job.id
 

@@ -4,24 +4,24 @@ from pixeldojo_cli.api.client import Client
 
 with Client(api_key="...") as client:
     job = client.run("flux-dev", {"prompt": "a lighthouse at dusk"})
-    for job in client.wait(job.id):
-        print(job.status)
-    print(job.output_urls)
+    print(job.id, job.status)
 
-The workflow on top (many jobs, saving outputs, the ledger) is `pixeldojo_cli.engine`.
+Waiting for a job, saving its outputs and the ledger are the workflow on top:
+`pixeldojo_cli.engine` (`engine.wait(client, job.id)` yields each state).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from pixeldojo_cli import __version__
+from pixeldojo_cli.api.defaults import DEFAULT_BASE_URL
+from pixeldojo_cli.api.responses import api_response, json_body
 from pixeldojo_cli.api.results import (
     Job,
     Model,
@@ -31,8 +31,9 @@ from pixeldojo_cli.api.results import (
     parse_model_list,
     parse_schema,
 )
-from pixeldojo_cli.api.transport import ApiResponse, RetryPolicy, Trace, Transport, request_url
+from pixeldojo_cli.api.transport import RetryPolicy, Trace, Transport, request_url
 from pixeldojo_cli.core.errors import (
+    ApiResponse,
     BadResponseError,
     MissingAPIKeyError,
     NotFoundError,
@@ -41,11 +42,7 @@ from pixeldojo_cli.core.errors import (
     UsageError,
 )
 from pixeldojo_cli.core.redact import clean_api_key
-from pixeldojo_cli.store.settings import (
-    DEFAULT_BASE_URL,
-    DEFAULT_MAX_POLL_INTERVAL,
-    DEFAULT_POLL_INTERVAL,
-)
+from pixeldojo_cli.core.version import __version__
 
 
 def _segment(value: str, what: str) -> str:
@@ -53,24 +50,6 @@ def _segment(value: str, what: str) -> str:
     if not value or not value.strip():
         raise UsageError(f"The {what} must not be empty.")
     return quote(value, safe="")
-
-
-def _json_body(response: httpx.Response, secret: str | None = None) -> Any:
-    """The answer's JSON, where server text enters: nested at most `MAX_DEPTH`
-    deep, with `secret` (the key) masked in every string (see `untrusted`)."""
-    from pixeldojo_cli.core.untrusted import LimitError, loads, tidy
-
-    where = f"{response.request.method} {response.request.url.path}"
-    try:
-        value = loads(response.content)
-    except LimitError as exc:
-        raise BadResponseError(f"The API's answer to {where} is not usable: {exc}.") from None
-    except (ValueError, UnicodeDecodeError):
-        kind = response.headers.get("content-type", "unknown type")
-        raise BadResponseError(
-            f"Expected JSON from {where}, got {kind[:60]} (HTTP {response.status_code})."
-        ) from None
-    return tidy(value, secret)
 
 
 class Client:
@@ -86,24 +65,25 @@ class Client:
         retry: RetryPolicy | None = None,
         trace: Trace | None = None,
         sleep: Callable[[float], None] = time.sleep,
-        clock: Callable[[], float] = time.monotonic,
         http: httpx.Client | None = None,
         rate_window: float = 60.0,
         budget_dir: Path | None = None,
+        cache_dir: Path | None = None,
         model_types_hint_schedule: bool = True,
     ) -> None:
         """`rate_limit` requests per `rate_window` seconds; `budget_dir` shares that
         budget with every other process using the same API and key (see
         `transport.SharedBudget`); without it the budget is this client's own.
+        `cache_dir` is the folder of the local model cache (`model_cache`), read
+        for model types and did-you-mean ids, never written; None: no cache.
         `model_types_hint_schedule=False` keeps model types out of the engine's
         poll schedule: for a server whose jobs take the same time whatever the
         model, as the embedded emulator's do."""
         self.api_key = clean_api_key(api_key)
         self.base_url = base_url.rstrip("/")
         self._modalities: dict[str, str] = {}
+        self.cache_dir = cache_dir
         self.model_types_hint_schedule = model_types_hint_schedule
-        self._sleep = sleep
-        self._clock = clock
         self.transport = Transport(
             self.base_url,
             self.api_key,
@@ -135,7 +115,7 @@ class Client:
             raise MissingAPIKeyError("No API key is set.")
 
     def _get(self, path: str, **kwargs: Any) -> Any:
-        return _json_body(self.transport.request("GET", path, **kwargs), self.api_key)
+        return json_body(self.transport.request("GET", path, **kwargs), self.api_key)
 
     # --- any request (`pixeldojo api`) ---------------------------------------
 
@@ -166,7 +146,7 @@ class Client:
             headers=headers,
             creates=method not in ("GET", "HEAD"),
         )
-        return ApiResponse.from_httpx(response)
+        return api_response(response)
 
     # --- models (the API allows these without a key) --------------------------
 
@@ -198,9 +178,11 @@ class Client:
         the poll schedule asks, and an unknown type only means a generic one."""
         if model_id in self._modalities:
             return self._modalities[model_id]
+        if self.cache_dir is None:
+            return None
         from pixeldojo_cli.api.model_cache import known_modality
 
-        return known_modality(self.base_url, model_id)
+        return known_modality(self.cache_dir, self.base_url, model_id)
 
     def get_schema(self, model_id: str) -> dict[str, Any]:
         """`GET /models/{apiId}/schema`: the model's input JSON Schema."""
@@ -215,7 +197,7 @@ class Client:
         from pixeldojo_cli.api.model_cache import known_model_ids
         from pixeldojo_cli.core.suggest import close_matches, did_you_mean
 
-        known = known_model_ids(self.base_url)
+        known = known_model_ids(self.cache_dir, self.base_url) if self.cache_dir else []
         if not known:
             try:
                 known = [model.id for model in self.list_models()]
@@ -246,7 +228,7 @@ class Client:
             response = self.transport.request(
                 "POST", f"models/{_segment(model_id, 'model id')}/run", json=body, creates=True
             )
-            return parse_job(_json_body(response, self.api_key))
+            return parse_job(json_body(response, self.api_key))
         except BadResponseError as exc:  # the server took the request: the job may exist
             exc.hint = SubmissionUncertainError.default_hint
             raise
@@ -268,44 +250,5 @@ class Client:
         response = self.transport.request("POST", f"jobs/{_segment(job_id, 'job id')}/webhook")
         if not response.content:
             return {}
-        body = _json_body(response, self.api_key)
+        body = json_body(response, self.api_key)
         return body if isinstance(body, dict) else {"response": body}
-
-    def wait(
-        self,
-        job_id: str,
-        *,
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
-        max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
-        timeout: float | None = None,
-    ) -> Iterator[Job]:
-        """Poll `GET /jobs/{id}` until the job settles, yielding every answer.
-
-        The engine's `Follower` for one job: `poll_interval` first, doubling,
-        capped at `max_poll_interval`. A status the client does not know counts
-        as still running (for a bounded time). Raises `WaitTimeoutError` once
-        `timeout` seconds have passed. `engine.follow` watches many jobs at once.
-        """
-        from pixeldojo_cli.engine import Follower, JobSeen, WaitOptions
-
-        self._require_key()
-        if poll_interval <= 0 or max_poll_interval <= 0:
-            raise UsageError("Poll intervals must be positive.")
-        seen: list[Job] = []
-        follower = Follower(
-            self,
-            WaitOptions(poll_interval, max_poll_interval, timeout),
-            notify=lambda event: seen.append(event.job) if isinstance(event, JobSeen) else None,
-            clock=self._clock,
-        )
-        follower.add(job_id, look_now=False)
-        while True:
-            self._sleep(follower.pause())
-            ended = follower.at_deadline() if follower.timed_out() else follower.poll_due()
-            yield from seen
-            seen.clear()
-            outcome = ended.get(job_id)
-            if isinstance(outcome, PixelDojoError):
-                raise outcome
-            if outcome is not None:
-                return

@@ -35,6 +35,7 @@ from typing import Any
 
 import httpx
 
+from pixeldojo_cli.api.responses import api_response, error_from_response
 from pixeldojo_cli.core.errors import (
     BadResponseError,
     DownloadError,
@@ -44,7 +45,6 @@ from pixeldojo_cli.core.errors import (
     ServerError,
     SubmissionUncertainError,
     UsageError,
-    error_from_response,
 )
 from pixeldojo_cli.core.redact import check_api_key, mask_key, redact
 from pixeldojo_cli.core.untrusted import loads, open_regular
@@ -487,42 +487,6 @@ class RetryPolicy:
 MAX_API_BODY = 16 * 2**20
 
 
-@dataclass(frozen=True)
-class ApiResponse:
-    """One API answer as it came: status, headers (in order, repeats kept) and body."""
-
-    status: int
-    reason: str
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    http_version: str = "HTTP/1.1"
-
-    @classmethod
-    def from_httpx(cls, response: httpx.Response) -> ApiResponse:
-        return cls(
-            status=response.status_code,
-            reason=response.reason_phrase,
-            headers=tuple(
-                (k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw
-            ),
-            body=response.content,
-            http_version=response.http_version,
-        )
-
-    def header(self, name: str) -> str | None:
-        """The first header called `name` (any case), or None."""
-        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
-
-    def json(self) -> Any:
-        """The body decoded as JSON; `BadResponseError` when it is not JSON."""
-        import json
-
-        try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadResponseError(f"The answer (HTTP {self.status}) is not JSON.") from exc
-
-
 # What API requests accept: encodings `_BoundedDecoder` undoes in bounded memory.
 API_ACCEPT_ENCODING = "gzip, deflate"
 
@@ -801,7 +765,7 @@ class Transport:
                 response.text,
                 retry_after=parse_retry_after(response.headers.get("retry-after")),
             )
-            error.response = ApiResponse.from_httpx(response)
+            error.response = api_response(response)
 
             error.message = redact(error.message, self._key)  # a server may echo the key
             if isinstance(error, RateLimitError):

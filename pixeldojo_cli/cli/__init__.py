@@ -121,7 +121,7 @@ def _main() -> None:
             sys.exit(_typer_bash_complete())
     args = hoist_global_options(sys.argv[1:])
     if args == ["--version"]:  # the most scripted call of all: answered without Typer
-        from pixeldojo_cli import __version__
+        from pixeldojo_cli.core.version import __version__
 
         sys.stdout.write(f"pixeldojo {__version__}\n")
         return
@@ -175,7 +175,7 @@ def _typer_bash_complete() -> int:
 
 def _json_usage_error(exc: Exception) -> int:
     """Print a command-line usage error for people (stderr) and scripts (stdout)."""
-    from pixeldojo_cli.cli.render import dump_json, safe_text
+    from pixeldojo_cli.core.text import dump_json, safe_text
 
     format_message = getattr(exc, "format_message", None)
     message = format_message() if callable(format_message) else str(exc)

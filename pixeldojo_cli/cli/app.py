@@ -6,7 +6,6 @@ from typing import Annotated
 
 import typer
 
-from pixeldojo_cli import __version__
 from pixeldojo_cli.cli.commands import api as api_cmd
 from pixeldojo_cli.cli.commands import auth as auth_cmd
 from pixeldojo_cli.cli.commands import config as config_cmd
@@ -19,6 +18,7 @@ from pixeldojo_cli.cli.commands import webhook as webhook_cmd
 from pixeldojo_cli.cli.helpformat import PixelDojoGroup, help_for, help_width
 from pixeldojo_cli.cli.render import Renderer
 from pixeldojo_cli.cli.state import AppState, emulator_requested
+from pixeldojo_cli.core.version import __version__
 
 EXIT_CODES_HELP = """\
 Global options (-v, -q, --no-color, --emulator, --api-key, --base-url,

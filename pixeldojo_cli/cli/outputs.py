@@ -5,6 +5,7 @@ The work itself (waiting, downloading, recording) is the engine's."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -95,3 +96,24 @@ def open_first(state: AppState, paths: Sequence[str]) -> None:
         state.render.warn(f"--open: no display here; the file is at {paths[0]}")
         return
     typer.launch(paths[0])
+
+
+@dataclass(frozen=True)
+class Presentation:
+    """How results reach the user: JSON or lines, the progress style, --open."""
+
+    json_output: bool = False
+    progress: str = "auto"
+    open_output: bool = False
+    preview: bool = False
+
+    def finish(self, state: AppState, paths: list[str]) -> None:
+        """After the results: --preview draws the first file, --open opens it."""
+        if self.preview and paths:
+            from pathlib import Path
+
+            from pixeldojo_cli.cli.preview import show_preview
+
+            show_preview(Path(paths[0]), state.render)
+        if self.open_output:
+            open_first(state, paths)

@@ -15,9 +15,7 @@ a line. `dump_json` escapes the same characters, so `--json` stays exact JSON.
 from __future__ import annotations
 
 import functools
-import json
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -38,60 +36,7 @@ if TYPE_CHECKING:
     from pixeldojo_cli.store.downloads import DownloadedFile
     from pixeldojo_cli.store.ledger import LedgerFile, LedgerJob
 
-# Unicode categories Cc (C0, DEL, C1), Cf (bidi controls, zero-width and other
-# invisible format characters), Cs (lone surrogates), Zl and Zp (U+2028/2029),
-# written out so that importing this module stays cheap; a test checks the set
-# against `unicodedata`.
-_FORMAT_CHARS = (
-    "\u00ad\u0600-\u0605\u061c\u06dd\u070f\u0890\u0891\u08e2\u180e\u200b-\u200f"
-    "\u2028-\u202e\u2060-\u2064\u2066-\u206f\ud800-\udfff\ufeff\ufff9-\ufffb"
-    "\U000110bd\U000110cd\U00013430-\U0001343f\U0001bca0-\U0001bca3"
-    "\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f"
-)
-_UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_FORMAT_CHARS}]")
-# The same, less what `json.dumps` escapes itself (C0) or writes as layout (newlines).
-_UNSAFE_IN_JSON = re.compile(f"[\x7f-\x9f{_FORMAT_CHARS}]")
-_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _escape(match: re.Match[str]) -> str:
-    """One unsafe character as a JSON-style escape (`\\n`, `\\u001b`, a surrogate pair)."""
-    char = match.group()
-    short = _SHORT_ESCAPES.get(char)
-    if short is not None:
-        return short
-    code = ord(char)
-    if code > 0xFFFF:
-        code -= 0x10000
-        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
-    return f"\\u{code:04x}"
-
-
-def safe_text(text: str) -> str:
-    """`text` with every control, format and line-separator character made visible
-    as an escape (`\\u001b`, `\\n`), so it is one line that cannot drive a terminal.
-
-    The escapes are JSON's, so a JSON document passed through it stays valid
-    JSON with the same meaning.
-    """
-    text = str(text)
-    return _UNSAFE.sub(_escape, text) if _UNSAFE.search(text) else text
-
-
-def safe_lines(text: str) -> str:
-    """`safe_text` for each line of a message whose line breaks are our own."""
-    return "\n".join(safe_text(line) for line in str(text).split("\n"))
-
-
-def dump_json(value: Any) -> str:
-    """The CLI's JSON: indented, UTF-8, anything unknown as a string.
-
-    Beyond what `json.dumps` escapes, C1 controls, DEL, U+2028/2029, bidi and
-    other format characters and lone surrogates are written as `\\uXXXX`: the
-    same JSON value, and nothing in it a terminal would act on.
-    """
-    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
-    return _UNSAFE_IN_JSON.sub(_escape, text)
+from pixeldojo_cli.core.text import dump_json, safe_lines, safe_text
 
 
 def silence_broken_pipe() -> None:

@@ -137,7 +137,7 @@ class AppState:
         """
         from pixeldojo_cli.api.client import Client
         from pixeldojo_cli.core.redact import check_api_key
-        from pixeldojo_cli.store.settings import rate_budget_dir
+        from pixeldojo_cli.store.settings import cache_dir, rate_budget_dir
 
         settings = self.settings()
         self.render.add_secret(api_key)
@@ -162,6 +162,7 @@ class AppState:
             rate_limit=float(settings.rate_limit.value),
             trace=self.render.trace if self.verbose else None,
             budget_dir=None if self.use_emulator else rate_budget_dir(),
+            cache_dir=None if self.use_emulator else cache_dir(),
             # The embedded emulator runs every job in 1.5 s, video or not.
             model_types_hint_schedule=not self.use_emulator,
         )
@@ -286,7 +287,7 @@ class AppState:
         except Exception:  # last resort: the bare line, made safe
             import sys
 
-            from pixeldojo_cli.cli.render import safe_text
+            from pixeldojo_cli.core.text import safe_text
 
             try:
                 line = self.render.scrub(str(exc.message))

@@ -12,11 +12,9 @@ CLI never decides an exit code anywhere else.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from enum import IntEnum, StrEnum
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from pixeldojo_cli.api.transport import ApiResponse
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -72,17 +70,6 @@ EXIT_CODES: dict[str, ExitCode] = {
     # fault, and safe to retry (nothing is submitted that could not be recorded).
     "ledger_unavailable": ExitCode.NETWORK,
     "interrupted": ExitCode.INTERRUPTED,
-}
-
-# When an error body carries no code, the HTTP status decides.
-_STATUS_CODES: dict[int, str] = {
-    400: "validation_error",
-    401: "unauthorized",
-    403: "unauthorized",
-    402: "insufficient_credits",
-    404: "not_found",
-    410: "expired",
-    429: "rate_limit_exceeded",
 }
 
 
@@ -263,6 +250,30 @@ class WriteError(PixelDojoError):
 # --- API errors -------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ApiResponse:
+    """One API answer as it came: status, headers (in order, repeats kept) and body."""
+
+    status: int
+    reason: str
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    http_version: str = "HTTP/1.1"
+
+    def header(self, name: str) -> str | None:
+        """The first header called `name` (any case), or None."""
+        return next((v for k, v in self.headers if k.lower() == name.lower()), None)
+
+    def json(self) -> Any:
+        """The body decoded as JSON; `BadResponseError` when it is not JSON."""
+        import json
+
+        try:
+            return json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadResponseError(f"The answer (HTTP {self.status}) is not JSON.") from exc
+
+
 class APIError(PixelDojoError):
     """An error answer from the API, with its HTTP status (and, once raised by the
     transport, the whole answer as `response`: status, headers and body)."""
@@ -339,7 +350,7 @@ class InternalServerError(ServerError):
     code = "internal_error"
 
 
-_API_ERROR_CLASSES: dict[str, type[APIError]] = {
+API_ERROR_CLASSES: dict[str, type[APIError]] = {
     cls.code: cls
     for cls in (
         AuthenticationError,
@@ -354,55 +365,6 @@ _API_ERROR_CLASSES: dict[str, type[APIError]] = {
         InternalServerError,
     )
 }
-
-
-def _code_and_message(body: Any) -> tuple[str | None, str | None]:
-    """Pull (code, message) from any of the error body shapes the API may use."""
-    if not isinstance(body, dict):
-        return None, None
-    err = body.get("error")
-    if isinstance(err, dict):
-        code, message = err.get("code"), err.get("message")
-    else:
-        code = body.get("code")
-        message = err if isinstance(err, str) else body.get("message")
-    return (
-        code if isinstance(code, str) and code else None,
-        message if isinstance(message, str) and message else None,
-    )
-
-
-# The longest error message from a server that is shown whole.
-MAX_MESSAGE = 1000
-
-
-def error_from_response(status: int, text: str, *, retry_after: float | None = None) -> APIError:
-    """Build the right `APIError` from an error response's status and body text.
-
-    Accepts `{"error": {"code", "message"}}`, `{"error": "...", "code": "..."}`
-    and plain text; the status decides when the body names no code.
-    """
-    from pixeldojo_cli.core.untrusted import loads
-
-    try:
-        body: Any = loads(text) if text else None
-    except ValueError:  # not JSON, or nested too deep to be an error body
-        body = None
-    code, message = _code_and_message(body)
-    if message is not None and len(message) > MAX_MESSAGE:  # one line, not a page
-        message = message[:MAX_MESSAGE] + "..."
-    if code is None:
-        code = _STATUS_CODES.get(status, "internal_error" if status >= 500 else None)
-    if message is None:
-        plain = " ".join(text.split())[:200] if body is None and text else ""
-        message = plain if plain and not plain.startswith("<") else f"HTTP {status}"
-    cls = _API_ERROR_CLASSES.get(code or "", ServerError if status >= 500 else APIError)
-    err = cls(message, status=status, code=code, retry_after=retry_after)
-    if code not in EXIT_CODES:
-        # An unknown code: keep it for the message, let the status pick the exit code.
-        err.code = _STATUS_CODES.get(status, "server_error" if status >= 500 else "usage_error")
-        err.message = f"{message} ({code})" if code else message
-    return err
 
 
 # --- outcomes -----------------------------------------------------------------

@@ -8,7 +8,8 @@ listen`) and `run --batch` are built on these pieces; none re-codes them:
   `SaveOptions`: the only home of "flag > environment > config > default" for
   waiting and saving.
 - `Follower` / `follow()` watch one or many jobs under one deadline, each on its
-  own poll schedule, with the list endpoint when several are due at once.
+  own poll schedule, with the list endpoint when several are due at once;
+  `wait()` yields one job's states until it ends (for library users).
 - `save()` downloads a completed job's outputs, keeps intact files, records
   each file in the ledger as it lands and writes the `<jobId>.json` sidecar.
 - `settle()` turns a job (or the error that ended its wait) into a `JobResult`
@@ -38,6 +39,7 @@ from pixeldojo_cli.engine.options import (
 )
 from pixeldojo_cli.engine.recorder import Recorder
 from pixeldojo_cli.engine.saving import check_saveable, save
+from pixeldojo_cli.engine.waiting import wait
 from pixeldojo_cli.engine.workflow import (
     JobResult,
     fetch_and_save,
@@ -73,5 +75,6 @@ __all__ = [
     "settle",
     "submit",
     "sweep_pending",
+    "wait",
     "wait_and_save",
 ]

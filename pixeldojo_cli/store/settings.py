@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pixeldojo_cli.api.defaults import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from pixeldojo_cli.core.errors import ConfigError
 from pixeldojo_cli.core.redact import clean_api_key
 
 APP_NAME = "pixeldojo"
-DEFAULT_BASE_URL = "https://pixeldojo.ai/api/v1"
 DEFAULT_PROFILE = "default"
 DEFAULT_RATE_LIMIT = 60.0
 DEFAULT_POLL_INTERVAL = 2.0

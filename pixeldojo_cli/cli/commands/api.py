@@ -14,7 +14,7 @@ from pixeldojo_cli.cli.state import AppState, get_state, read_text_argument
 from pixeldojo_cli.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.api.transport import ApiResponse
+    from pixeldojo_cli.core.errors import ApiResponse
 
 HELP = """\
 Send an authenticated request to any API path and print the answer.

@@ -21,7 +21,7 @@ from pixeldojo_cli.core.errors import Outcome
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
     from pixeldojo_cli.api.results import Model
-    from pixeldojo_cli.cli.commands.run import Presentation
+    from pixeldojo_cli.cli.outputs import Presentation
     from pixeldojo_cli.engine import EventSink, SaveOptions, WaitOptions
     from pixeldojo_cli.engine.batch import Batch, BatchOptions, Line
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -14,8 +13,8 @@ from pixeldojo_cli.cli.outputs import (
     ChecksumOption,
     MaxPollIntervalOption,
     PollIntervalOption,
+    Presentation,
     TimeoutOption,
-    open_first,
     result_lines,
 )
 from pixeldojo_cli.cli.state import (
@@ -266,27 +265,6 @@ def run(
         _follow_and_save(state, client, job, model.id, inputs, (wait_options, save_options), show)
 
 
-@dataclass(frozen=True)
-class Presentation:
-    """How results reach the user: JSON or lines, the progress style, --open."""
-
-    json_output: bool = False
-    progress: str = "auto"
-    open_output: bool = False
-    preview: bool = False
-
-    def finish(self, state: AppState, paths: list[str]) -> None:
-        """After the results: --preview draws the first file, --open opens it."""
-        if self.preview and paths:
-            from pathlib import Path
-
-            from pixeldojo_cli.cli.preview import show_preview
-
-            show_preview(Path(paths[0]), state.render)
-        if self.open_output:
-            open_first(state, paths)
-
-
 def _refuse_flags_that_cannot_apply(
     *,
     no_wait: bool,
@@ -332,8 +310,9 @@ def _model_and_schema(
     model, schema = client.model_with_schema(model_id)
     if not state.use_emulator:
         from pixeldojo_cli.api.model_cache import save_schema
+        from pixeldojo_cli.store.settings import cache_dir
 
-        save_schema(str(client.base_url), model.id, schema)
+        save_schema(cache_dir(), str(client.base_url), model.id, schema)
     return model, schema
 
 

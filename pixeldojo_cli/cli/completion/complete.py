@@ -1,6 +1,6 @@
 """TAB completion for model ids and `-p` names, wired into the Typer arguments.
 
-The candidates come from `pixeldojo_cli.api.model_cache`, shared with the fast path
+The candidates come from `candidates.py`, shared with the fast path
 in `fast.py`; completing never imports httpx or Rich.
 """
 
@@ -12,7 +12,7 @@ import typer
 
 
 def _target(ctx: typer.Context) -> tuple[str | None, str | None]:
-    from pixeldojo_cli.api.model_cache import completion_target
+    from pixeldojo_cli.cli.completion.candidates import completion_target
 
     root: dict[str, Any] = ctx.find_root().params
     try:
@@ -28,14 +28,14 @@ def _target(ctx: typer.Context) -> tuple[str | None, str | None]:
 
 def complete_model(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     """Model ids starting with what was typed, with their names as help."""
-    from pixeldojo_cli.api.model_cache import model_candidates
+    from pixeldojo_cli.cli.completion.candidates import model_candidates
 
     return model_candidates(*_target(ctx), incomplete)
 
 
 def complete_param(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     """After `-p`: the model's parameter names (`name=`), then a name's allowed values."""
-    from pixeldojo_cli.api.model_cache import parameter_candidates
+    from pixeldojo_cli.cli.completion.candidates import parameter_candidates
 
     # While `-p` still waits for its value, the parser leaves MODEL in ctx.args.
     model_id = ctx.params.get("model_id") or next(iter(ctx.args), None)
@@ -46,7 +46,7 @@ def complete_param(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]
 
 def complete_job(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
     """Job ids from the local ledger, newest first, with their model and status."""
-    from pixeldojo_cli.api.model_cache import job_candidates
+    from pixeldojo_cli.cli.completion.candidates import job_candidates
 
     root: dict[str, Any] = ctx.find_root().params
     try:

@@ -178,7 +178,7 @@ def _leaf(
 
 
 def _target(root: dict[str, Any], env: Mapping[str, str]) -> tuple[str | None, str | None]:
-    from pixeldojo_cli.api.model_cache import completion_target
+    from pixeldojo_cli.cli.completion.candidates import completion_target
 
     return completion_target(
         emulator=root["emulator"],
@@ -190,7 +190,7 @@ def _target(root: dict[str, Any], env: Mapping[str, str]) -> tuple[str | None, s
 
 
 def _models(incomplete: str, root: dict[str, Any], env: Mapping[str, str]) -> Candidates:
-    from pixeldojo_cli.api.model_cache import model_candidates
+    from pixeldojo_cli.cli.completion.candidates import model_candidates
 
     return model_candidates(*_target(root, env), incomplete)
 
@@ -198,7 +198,7 @@ def _models(incomplete: str, root: dict[str, Any], env: Mapping[str, str]) -> Ca
 def _jobs(
     incomplete: str, root: dict[str, Any], env: Mapping[str, str], taken: list[str]
 ) -> Candidates:
-    from pixeldojo_cli.api.model_cache import job_candidates
+    from pixeldojo_cli.cli.completion.candidates import job_candidates
 
     return job_candidates(
         emulator=root["emulator"],
@@ -213,7 +213,7 @@ def _jobs(
 def _parameters(
     model_id: str, incomplete: str, root: dict[str, Any], env: Mapping[str, str]
 ) -> Candidates:
-    from pixeldojo_cli.api.model_cache import parameter_candidates
+    from pixeldojo_cli.cli.completion.candidates import parameter_candidates
 
     return parameter_candidates(*_target(root, env), model_id, incomplete)
 

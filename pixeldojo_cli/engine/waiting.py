@@ -1,0 +1,65 @@
+"""`wait`: one job's states until it ends, for library users (the CLI follows
+jobs with `Follower` directly)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+from pixeldojo_cli.api.results import Job
+from pixeldojo_cli.core.errors import PixelDojoError, UsageError
+from pixeldojo_cli.engine.events import Event, JobSeen
+from pixeldojo_cli.engine.following import Follower
+from pixeldojo_cli.engine.options import WaitOptions
+from pixeldojo_cli.store.settings import DEFAULT_MAX_POLL_INTERVAL, DEFAULT_POLL_INTERVAL
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.api.client import Client
+
+
+def wait(
+    client: Client,
+    job_id: str,
+    *,
+    poll_interval: float = DEFAULT_POLL_INTERVAL,
+    max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
+    timeout: float | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[Job]:
+    """Poll `GET /jobs/{id}` until the job settles, yielding every answer.
+
+    The engine's `Follower` for one job: `poll_interval` first, doubling,
+    capped at `max_poll_interval`. A status the client does not know counts
+    as still running (for a bounded time). Raises `WaitTimeoutError` once
+    `timeout` seconds have passed, and the error that ended the job
+    (`JobFailedError`, ...) when it did not succeed. `follow` watches many
+    jobs at once.
+    """
+    if not client.api_key:
+        from pixeldojo_cli.core.errors import MissingAPIKeyError
+
+        raise MissingAPIKeyError("No API key is set.")
+    if poll_interval <= 0 or max_poll_interval <= 0:
+        raise UsageError("Poll intervals must be positive.")
+    seen: list[Job] = []
+
+    def keep(event: Event) -> None:
+        if isinstance(event, JobSeen):
+            seen.append(event.job)
+
+    follower = Follower(
+        client, WaitOptions(poll_interval, max_poll_interval, timeout), notify=keep, clock=clock
+    )
+    follower.add(job_id, look_now=False)
+    while True:
+        sleep(follower.pause())
+        ended = follower.at_deadline() if follower.timed_out() else follower.poll_due()
+        yield from seen
+        seen.clear()
+        outcome = ended.get(job_id)
+        if isinstance(outcome, PixelDojoError):
+            raise outcome
+        if outcome is not None:
+            return
