@@ -16,16 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pixeldojo_cli.emulator.faults import Fault, FaultPlan
-    from pixeldojo_cli.emulator.server import FAIL_MARKER, Emulator, RecordedRequest
+    from pixeldojo_cli.emulator.jobs import FAIL_MARKER
+    from pixeldojo_cli.emulator.messages import RecordedRequest
+    from pixeldojo_cli.emulator.server import Emulator
 
 __all__ = ["FAIL_MARKER", "Emulator", "Fault", "FaultPlan", "RecordedRequest"]
 
 _HOMES = {
     "Fault": "faults",
     "FaultPlan": "faults",
-    "FAIL_MARKER": "server",
+    "FAIL_MARKER": "jobs",
     "Emulator": "server",
-    "RecordedRequest": "server",
+    "RecordedRequest": "messages",
 }
 
 
