@@ -23,7 +23,7 @@ from pixeldojo_cli.api.results import (
     parse_model_list,
     parse_schema,
 )
-from pixeldojo_cli.cli.state import parse_duration
+from pixeldojo_cli.core.durations import parse_duration
 from pixeldojo_cli.core.errors import EXIT_CODES, BadResponseError, PixelDojoError, UsageError
 from pixeldojo_cli.emulator import Emulator
 

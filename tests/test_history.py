@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pixeldojo_cli.cli.commands.jobs import parse_since
+from pixeldojo_cli.cli.commands.jobs_list import parse_since
 from pixeldojo_cli.core.errors import UsageError
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.store.ledger import JobQuery, Ledger

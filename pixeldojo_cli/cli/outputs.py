@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from pixeldojo_cli.cli.state import AppState
+from pixeldojo_cli.cli.state import AppState, duration_parser
 
 if TYPE_CHECKING:
     from pixeldojo_cli.engine import JobResult
@@ -31,14 +31,15 @@ ChecksumOption = Annotated[
 TimeoutOption = Annotated[
     str | None,
     typer.Option(
-        "--timeout", metavar="DURATION", help="Stop waiting after e.g. 90s, 10m, 1h (exit 9)."
+        "--timeout", metavar="DURATION", help="Stop waiting after e.g. 90s, 10m, 2d (exit 9)."
     ),
 ]
 PollIntervalOption = Annotated[
     float | None,
     typer.Option(
         "--poll-interval",
-        metavar="SECONDS",
+        metavar="DURATION",
+        parser=duration_parser("--poll-interval"),
         help="Poll on the fixed schedule: this first, doubling each poll (or the "
         "poll_interval setting). Default: a schedule learned from the model's history.",
     ),
@@ -47,8 +48,9 @@ MaxPollIntervalOption = Annotated[
     float | None,
     typer.Option(
         "--max-poll-interval",
-        metavar="SECONDS",
-        help="Poll on the fixed schedule, never waiting longer than this (default 30; "
+        metavar="DURATION",
+        parser=duration_parser("--max-poll-interval"),
+        help="Poll on the fixed schedule, never waiting longer than this (default 30s; "
         "or the max_poll_interval setting).",
     ),
 ]

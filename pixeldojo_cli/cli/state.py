@@ -4,9 +4,8 @@ and `guard()`, the one place where an error becomes a message and an exit code.
 
 from __future__ import annotations
 
-import re
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -315,26 +314,28 @@ def get_state(ctx: typer.Context) -> AppState:
     return state
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([hms]?)")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600}
+class DurationFlagError(typer.BadParameter):
+    """A bad value for a duration flag Typer converts itself: the message alone,
+    on one line (`error:` style is for errors inside a command's body)."""
+
+    def format_message(self) -> str:
+        return self.message
 
 
-def parse_duration(text: str | None, *, option: str = "--timeout") -> float | None:
-    """`90`, `90s`, `10m`, `1h`, `1h30m` -> seconds. None stays None."""
-    if text is None:
-        return None
-    compact = text.strip().lower().replace(" ", "")
-    pos, total = 0, 0.0
-    for match in _DURATION.finditer(compact):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _UNIT[match.group(2)]
-        pos = match.end()
-    if not compact or pos != len(compact) or total <= 0 or total > 7 * 86400:
-        raise UsageError(
-            f"{option} takes a duration like 90, 90s, 10m or 1h; got {text!r}.",
-        )
-    return total
+def duration_parser(name: str) -> Callable[[Any], float]:
+    """A Typer `parser=` for a duration flag whose value is seconds, a float
+    (`--poll-interval 2s`); the limits are `durations.LIMITS[name]`."""
+    from pixeldojo_cli.core.durations import DurationError, seconds
+
+    def parse(value: Any) -> float:
+        if isinstance(value, int | float):  # the default, already seconds
+            return float(value)
+        try:
+            return seconds(str(value), name)
+        except DurationError as exc:
+            raise DurationFlagError(exc.message) from None
+
+    return parse
 
 
 def read_text_argument(path: str, option: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import stat
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pixeldojo_cli.api.defaults import DEFAULT_BASE_URL as DEFAULT_BASE_URL
+from pixeldojo_cli.core import durations
 from pixeldojo_cli.core.errors import ConfigError
 from pixeldojo_cli.core.redact import clean_api_key
 
@@ -31,8 +31,6 @@ DEFAULT_MAX_POLL_INTERVAL = 30.0
 # How long a job whose status the client does not know (not pending, processing,
 # completed, failed or a known synonym) is waited for before giving up on it.
 DEFAULT_UNKNOWN_STATUS_TIMEOUT = 600.0
-# The longest poll interval a setting may ask for (a day), as the flags allow.
-MAX_SECONDS = 86400.0
 
 ENV_API_KEY = "PIXELDOJO_API_KEY"
 ENV_BASE_URL = "PIXELDOJO_BASE_URL"
@@ -57,8 +55,8 @@ def emulator_from_env(env: Mapping[str, str] | None = None) -> bool:
 CONFIG_KEYS: dict[str, str] = {
     "output_dir": "path",
     "base_url": "url",
-    "poll_interval": "seconds",
-    "max_poll_interval": "seconds",
+    "poll_interval": "duration",
+    "max_poll_interval": "duration",
     "rate_limit": "per_minute",
     "checksum": "bool",
     "unknown_status_timeout": "duration",
@@ -406,38 +404,17 @@ def parse_setting(key: str, raw: str) -> Any:
         if word not in _TRUTHY | _FALSY:
             raise ConfigError(f"{key} must be true or false, got {raw!r}.")
         return word in _TRUTHY
-    if kind == "duration":
-        return _duration(key, raw)
-    if kind in ("seconds", "per_minute"):
+    if kind == "duration":  # what each accepts: `durations.LIMITS`
+        try:
+            return durations.seconds(raw, key)
+        except durations.DurationError as exc:
+            raise ConfigError(exc.message) from None
+    if kind == "per_minute":
         try:
             number = float(raw)
         except ValueError:
             number = math.nan
         if not math.isfinite(number) or number <= 0:
             raise ConfigError(f"{key} must be a positive number, got {raw[:60]!r}.")
-        if kind == "seconds" and number >= MAX_SECONDS:  # as --poll-interval: under a day
-            raise ConfigError(f"{key} must be under {MAX_SECONDS:.0f} seconds, got {raw[:60]!r}.")
         return number
     return raw
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)([hms]?)")
-_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
-_LONGEST_DURATION = 30 * 86400.0
-
-
-def _duration(key: str, raw: str) -> float:
-    """`600`, `600s`, `10m`, `1h`, `1h30m` -> seconds: positive, at most 30 days."""
-    text = raw.strip().lower().replace(" ", "")
-    total, pos = 0.0, 0
-    for match in _DURATION_PART.finditer(text):
-        if match.start() != pos:
-            break
-        total += float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        pos = match.end()
-    if not text or pos != len(text) or not 0 < total <= _LONGEST_DURATION:
-        raise ConfigError(
-            f"{key} must be a duration such as 600, 90s, 10m or 1h (at most 30 days), "
-            f"got {raw[:60]!r}."
-        )
-    return total

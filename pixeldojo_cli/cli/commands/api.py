@@ -183,45 +183,54 @@ def _write(state: AppState, response: ApiResponse, include: bool) -> None:
     sys.stdout.buffer.flush()
 
 
+WordsArgument = Annotated[
+    list[str],
+    typer.Argument(metavar="[METHOD] PATH", help="An HTTP method (optional), then a path."),
+]
+MethodOption = Annotated[
+    str | None,
+    typer.Option(
+        "--method", "-X", help="HTTP method (default: GET, or POST with fields or --input)."
+    ),
+]
+RawFieldOption = Annotated[
+    list[str] | None,
+    typer.Option("--raw-field", "-f", metavar="KEY=VALUE", help="A string field."),
+]
+TypedFieldOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--field",
+        "-F",
+        metavar="KEY=VALUE",
+        help="A typed field: true, false, null, a number, JSON, or @FILE.",
+    ),
+]
+InputOption = Annotated[
+    str | None,
+    typer.Option(
+        "--input", metavar="FILE", help="Send this file as the body (`-`: standard input)."
+    ),
+]
+HeaderOption = Annotated[
+    list[str] | None,
+    typer.Option("--header", "-H", metavar="'NAME: VALUE'", help="An extra request header."),
+]
+IncludeOption = Annotated[
+    bool,
+    typer.Option("--include", "-i", help="Print the status line and headers before the body."),
+]
+
+
 def api(
     ctx: typer.Context,
-    words: Annotated[
-        list[str],
-        typer.Argument(metavar="[METHOD] PATH", help="An HTTP method (optional), then a path."),
-    ],
-    method: Annotated[
-        str | None,
-        typer.Option(
-            "--method", "-X", help="HTTP method (default: GET, or POST with fields or --input)."
-        ),
-    ] = None,
-    raw_fields: Annotated[
-        list[str] | None,
-        typer.Option("--raw-field", "-f", metavar="KEY=VALUE", help="A string field."),
-    ] = None,
-    typed_fields: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--field",
-            "-F",
-            metavar="KEY=VALUE",
-            help="A typed field: true, false, null, a number, JSON, or @FILE.",
-        ),
-    ] = None,
-    input_file: Annotated[
-        str | None,
-        typer.Option(
-            "--input", metavar="FILE", help="Send this file as the body (`-`: standard input)."
-        ),
-    ] = None,
-    header: Annotated[
-        list[str] | None,
-        typer.Option("--header", "-H", metavar="'NAME: VALUE'", help="An extra request header."),
-    ] = None,
-    include: Annotated[
-        bool,
-        typer.Option("--include", "-i", help="Print the status line and headers before the body."),
-    ] = False,
+    words: WordsArgument,
+    method: MethodOption = None,
+    raw_fields: RawFieldOption = None,
+    typed_fields: TypedFieldOption = None,
+    input_file: InputOption = None,
+    header: HeaderOption = None,
+    include: IncludeOption = False,
 ) -> None:
     from pixeldojo_cli.core.errors import APIError
 
@@ -232,11 +241,7 @@ def api(
             raise UsageError(f"{given_method[:60]!r} is not an HTTP method.")
         fields = build_fields(raw_fields or [], typed_fields or [])
         headers = parse_headers(header or [])
-        content: bytes | None = None
-        if input_file is not None:
-            content = read_text_argument(input_file, "--input").encode("utf-8")
-            if not any(name.lower() == "content-type" for name in headers):
-                headers["Content-Type"] = "application/json"
+        content = _body(input_file, headers)
         verb = (given_method or ("POST" if fields or content is not None else "GET")).upper()
         in_query = verb in ("GET", "HEAD") or content is not None
         client = state.client()
@@ -254,3 +259,13 @@ def api(
                 _write(state, exc.response, include)
             raise
         _write(state, response, include)
+
+
+def _body(input_file: str | None, headers: dict[str, str]) -> bytes | None:
+    """--input's bytes (None without it); a JSON content type unless one was given."""
+    if input_file is None:
+        return None
+    content = read_text_argument(input_file, "--input").encode("utf-8")
+    if not any(name.lower() == "content-type" for name in headers):
+        headers["Content-Type"] = "application/json"
+    return content

@@ -1,14 +1,22 @@
-"""`pixeldojo jobs`: recent jobs (the API's or the local ledger's), one job, waiting."""
+"""`pixeldojo jobs`: recent jobs (the API's or the local ledger's), one job, waiting.
+The tables of `jobs list` are in `jobs_list`."""
 
 from __future__ import annotations
 
-import re
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pixeldojo_cli.cli.commands.jobs_list import (
+    age,
+    credits_cell,
+    expires_in,
+    list_local,
+    list_remote,
+    local_query,
+    one_line,
+)
 from pixeldojo_cli.cli.completion.complete import complete_job
 from pixeldojo_cli.cli.outputs import (
     ChecksumOption,
@@ -17,13 +25,14 @@ from pixeldojo_cli.cli.outputs import (
     TimeoutOption,
     print_results,
 )
-from pixeldojo_cli.cli.render import Column, human_size, printable
-from pixeldojo_cli.cli.state import AppState, get_state, parse_duration
+from pixeldojo_cli.cli.render import human_size, printable
+from pixeldojo_cli.cli.state import AppState, get_state
+from pixeldojo_cli.core.durations import parse_duration
 from pixeldojo_cli.core.errors import PixelDojoError, UsageError
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Job
-    from pixeldojo_cli.store.ledger import JobQuery, LedgerJob
+    from pixeldojo_cli.store.ledger import LedgerJob
 
 app = typer.Typer(help="List, show and wait for jobs.", no_args_is_help=True)
 
@@ -33,140 +42,55 @@ JobIdArgument = Annotated[
     typer.Argument(metavar="JOB_ID", help="A job id (job_...).", autocompletion=complete_job),
 ]
 
+# --- the options of `jobs list` ------------------------------------------------------
 
-def short_duration(seconds: float) -> str:
-    """`45s`, `12m`, `5h`, `3d`: the largest unit that fits."""
-    seconds = max(0, int(seconds))
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-def age(when: datetime | None, now: datetime) -> str:
-    return "-" if when is None else short_duration((now - when).total_seconds())
-
-
-def expires_in(when: datetime | None, now: datetime) -> str:
-    if when is None:
-        return "-"
-    left = (when - now).total_seconds()
-    return "expired" if left <= 0 else short_duration(left)
-
-
-def _credits(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
-
-
-def _saved_state(local: LedgerJob | None, now: datetime) -> str:
-    if local is None:
-        return ""
-    if local.downloaded:
-        return "saved"
-    if local.failed:
-        return "-"
-    if local.lost or local.deadline() <= now:
-        return "EXPIRED UNSAVED"
-    return "NOT SAVED"
-
-
-def _one_line(value: Any, limit: int = 200) -> str:
-    """An input value on one line, as typed (strings bare, the rest as JSON)."""
-    import json
-
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    text = printable(" ".join(text.split()))
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _prompt(job: LedgerJob) -> str:
-    value = job.inputs.get("prompt")
-    return _one_line(value, 80) if value is not None else ""
-
-
-JOB_COLUMNS = [
-    Column("ID", key=True),
-    Column("MODEL", whole=True, drop=3),
-    Column("STATUS", drop=2),
-    Column("AGE", drop=5),
-    Column("EXPIRES IN", drop=7),
-    Column("CREDITS", drop=6, justify="right"),
-    Column("SAVED", drop=4),
+LimitOption = Annotated[
+    int,
+    typer.Option(
+        "--limit",
+        "-n",
+        metavar="N",
+        min=1,
+        help="How many, newest first (at most 100 from the API).",
+    ),
 ]
-# The local history: the prompt says which job is which, so it outlasts the numbers.
-LOCAL_COLUMNS = [
-    Column("ID", key=True),
-    Column("MODEL", whole=True, drop=3),
-    Column("STATUS", drop=2),
-    Column("AGE", drop=6),
-    Column("EXPIRES IN", drop=8),
-    Column("CREDITS", drop=7, justify="right"),
-    Column("SAVED", drop=4),
-    Column("PROMPT", drop=5, least=12),
+AllOption = Annotated[bool, typer.Option("--all", help="With --local: every job, no limit.")]
+LocalOption = Annotated[
+    bool,
+    typer.Option("--local", help="List the local ledger (jobs this CLI submitted) instead."),
 ]
-
-_SINCE = re.compile(r"(\d+(?:\.\d+)?)([wdhms])")
-_SINCE_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def parse_since(text: str, now: datetime) -> datetime:
-    """`--since`: a duration back from now (`2h`, `3d`, `1w`, `1d12h`) or a date
-    (`2025-01-31`, `2025-01-31T09:00`, local time unless it says otherwise)."""
-    compact = text.strip().lower().replace(" ", "")
-    pieces = list(_SINCE.finditer(compact))
-    if pieces and "".join(m.group(0) for m in pieces) == compact:
-        seconds = sum(float(m.group(1)) * _SINCE_UNITS[m.group(2)] for m in pieces)
-        return now - timedelta(seconds=min(seconds, 100 * 365 * 86400))
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise UsageError(
-            f"--since takes a duration like 2h, 3d or 1w, or a date like 2025-01-31; got {text!r}."
-        ) from None
-    return when.astimezone(UTC) if when.tzinfo else when.astimezone().astimezone(UTC)
-
-
-def _list_local(state: AppState, query: JobQuery, json_output: bool) -> None:
-    from pixeldojo_cli.cli.render import local_job_document
-    from pixeldojo_cli.store.ledger import JobQuery, Ledger, ledger_path
-
-    now = datetime.now(UTC)
-    if state.use_emulator:
-        raise UsageError("The embedded emulator's jobs are not recorded: there is no local list.")
-    base_url, profile = state.ledger_scope()
-    query = replace(query, base_url=base_url, profile=profile)
-    jobs: list[LedgerJob] = []
-    if ledger_path().exists():
-        with Ledger() as ledger:
-            jobs = ledger.find(query)
-    if json_output:
-        state.render.json([local_job_document(job, now) for job in jobs])
-        return
-    rows = [
-        [
-            job.id,
-            job.model,
-            job.status,
-            age(job.submitted_at, now),
-            expires_in(job.deadline(), now) if not job.downloaded else "-",
-            _credits(job.charged_credits or job.estimated_credits),
-            _saved_state(job, now),
-            _prompt(job),
-        ]
-        for job in jobs
-    ]
-    filtered = replace(query, base_url=None, profile=None, limit=None) != JobQuery()
-    matching = " that match" if filtered else ""
-    state.render.table(
-        LOCAL_COLUMNS,
-        rows,
-        empty=f"No jobs{matching} in the local ledger for {base_url} (profile {profile!r}).",
-    )
-    unsaved = sum(1 for job in jobs if job.needs_saving() and job.deadline() > now)
-    if unsaved:
-        state.render.note(f"{unsaved} not saved yet: pixeldojo download --pending")
-    if query.limit and len(jobs) == query.limit:
-        state.render.note(f"The newest {query.limit}; more with --limit N or --all.")
+ModelFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--model", metavar="MODEL", help="With --local: only this model (* for any text)."
+    ),
+]
+StatusFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--status", metavar="STATUS", help="With --local: only this status (e.g. failed)."
+    ),
+]
+SinceFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        metavar="WHEN",
+        help="With --local: submitted in the last 2h, 3d, 1w, or since a date (2025-01-31).",
+    ),
+]
+UnsavedFilter = Annotated[
+    bool,
+    typer.Option("--unsaved", help="With --local: only jobs whose outputs were not saved."),
+]
+SearchFilter = Annotated[
+    str | None,
+    typer.Option(
+        "--search",
+        metavar="TEXT",
+        help="With --local: only jobs whose prompt or inputs contain TEXT.",
+    ),
+]
 
 
 @app.command(
@@ -180,55 +104,14 @@ def _list_local(state: AppState, query: JobQuery, json_output: bool) -> None:
 )
 def list_jobs(
     ctx: typer.Context,
-    limit: Annotated[
-        int,
-        typer.Option(
-            "--limit",
-            "-n",
-            metavar="N",
-            min=1,
-            help="How many, newest first (at most 100 from the API).",
-        ),
-    ] = 20,
-    all_jobs: Annotated[
-        bool, typer.Option("--all", help="With --local: every job, no limit.")
-    ] = False,
-    local: Annotated[
-        bool,
-        typer.Option("--local", help="List the local ledger (jobs this CLI submitted) instead."),
-    ] = False,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model", metavar="MODEL", help="With --local: only this model (* for any text)."
-        ),
-    ] = None,
-    status: Annotated[
-        str | None,
-        typer.Option(
-            "--status", metavar="STATUS", help="With --local: only this status (e.g. failed)."
-        ),
-    ] = None,
-    since: Annotated[
-        str | None,
-        typer.Option(
-            "--since",
-            metavar="WHEN",
-            help="With --local: submitted in the last 2h, 3d, 1w, or since a date (2025-01-31).",
-        ),
-    ] = None,
-    unsaved: Annotated[
-        bool,
-        typer.Option("--unsaved", help="With --local: only jobs whose outputs were not saved."),
-    ] = False,
-    search: Annotated[
-        str | None,
-        typer.Option(
-            "--search",
-            metavar="TEXT",
-            help="With --local: only jobs whose prompt or inputs contain TEXT.",
-        ),
-    ] = None,
+    limit: LimitOption = 20,
+    all_jobs: AllOption = False,
+    local: LocalOption = False,
+    model: ModelFilter = None,
+    status: StatusFilter = None,
+    since: SinceFilter = None,
+    unsaved: UnsavedFilter = False,
+    search: SearchFilter = None,
     json_output: JsonOption = False,
 ) -> None:
     """Recent jobs from the API: id, model, status, age, expiry, credits, and whether
@@ -240,6 +123,17 @@ def list_jobs(
     """
     state = get_state(ctx)
     with state.guard(json_output=json_output):
+        if local:
+            query = local_query(
+                model=model,
+                status=status,
+                since=since,
+                unsaved=unsaved,
+                search=search,
+                limit=None if all_jobs else limit,
+            )
+            list_local(state, query, json_output)
+            return
         filters = {
             "--model": model,
             "--status": status,
@@ -248,65 +142,20 @@ def list_jobs(
             "--search": search,
             "--all": all_jobs or None,
         }
-        if local:
-            from pixeldojo_cli.store.ledger import JobQuery
-
-            now = datetime.now(UTC)
-            query = JobQuery(
-                model=model,
-                status=status,
-                since=parse_since(since, now) if since is not None else None,
-                unsaved=unsaved,
-                search=search,
-                limit=None if all_jobs else limit,
-            )
-            _list_local(state, query, json_output)
-            return
-        given = [name for name, value in filters.items() if value is not None]
-        if given:
-            raise UsageError(
-                f"{', '.join(given)} {'goes' if len(given) == 1 else 'go'} with --local "
-                "(the jobs this machine submitted).",
-                hint=f"Try: pixeldojo jobs list --local {' '.join(given)} ...",
-            )
+        _refuse_local_filters([name for name, value in filters.items() if value is not None])
         if limit > 100:
             raise UsageError(f"The API lists at most 100 jobs; got --limit {limit}.")
-        _list_remote(state, limit, json_output)
+        list_remote(state, limit, json_output)
 
 
-def _list_remote(state: AppState, limit: int, json_output: bool) -> None:
-    from pixeldojo_cli.cli.render import job_document
-
-    jobs = state.client().list_jobs(limit=limit)
-    now = datetime.now(UTC)
-    recorder = state.recorder()
-    rows, documents = [], []
-    for job in jobs:
-        local_job = recorder.get(job.id)
-        if local_job is not None:
-            recorder.seen(job)  # cheap, and keeps expiry reminders honest
-        documents.append(
-            job_document(
-                job,
-                local_job.files if local_job else (),
-                saved=local_job.downloaded if local_job else None,
-            )
+def _refuse_local_filters(given: list[str]) -> None:
+    """The filters of the local list, given without --local: a usage error."""
+    if given:
+        raise UsageError(
+            f"{', '.join(given)} {'goes' if len(given) == 1 else 'go'} with --local "
+            "(the jobs this machine submitted).",
+            hint=f"Try: pixeldojo jobs list --local {' '.join(given)} ...",
         )
-        rows.append(
-            [
-                job.id,
-                job.model or "-",
-                job.status,
-                age(job.created_at, now),
-                expires_in(job.output_expiry(), now),
-                _credits(job.credit_cost),
-                _saved_state(local_job, now),
-            ]
-        )
-    if json_output:
-        state.render.json(documents)
-        return
-    state.render.table(JOB_COLUMNS, rows, empty="No jobs yet.")
 
 
 def _label(name: str, value: str) -> str:
@@ -317,8 +166,8 @@ def _input_lines(inputs: dict[str, Any]) -> list[str]:
     """The inputs, prompt first: `Prompt:` then one `name=value` per line."""
     lines = []
     if "prompt" in inputs:
-        lines.append(_label("Prompt", _one_line(inputs["prompt"], 2000)))
-    others = [f"{key}={_one_line(value)}" for key, value in inputs.items() if key != "prompt"]
+        lines.append(_label("Prompt", one_line(inputs["prompt"], 2000)))
+    others = [f"{key}={one_line(value)}" for key, value in inputs.items() if key != "prompt"]
     for n, text in enumerate(others):
         lines.append(_label("Inputs" if n == 0 else "", printable(text)))
     return lines
@@ -432,7 +281,7 @@ def _show_text(
             _label("Model", job.model or (local.model if local else "-")),
             _label("Status", job.status + (f" ({printable(str(job.error))})" if job.error else "")),
             _label("Age", age(job.created_at, now)),
-            _label("Credits", _credits(job.credit_cost)),
+            _label("Credits", credits_cell(job.credit_cost)),
             _label("Expires in", expires_in(job.output_expiry(), now)),
         ]
         lines += [_label(f"Output {n}", url) for n, url in enumerate(job.output_urls, start=1)]
@@ -443,7 +292,7 @@ def _show_text(
             _label("Model", local.model),
             _label("Status", f"{local.status} (last seen here)"),
             _label("Submitted", f"{age(local.submitted_at, now)} ago"),
-            _label("Credits", _credits(local.charged_credits or local.estimated_credits)),
+            _label("Credits", credits_cell(local.charged_credits or local.estimated_credits)),
         ]
     if local is not None:
         lines += _local_lines(local)

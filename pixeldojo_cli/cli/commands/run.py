@@ -21,9 +21,9 @@ from pixeldojo_cli.cli.state import (
     AppState,
     get_state,
     inputs_object,
-    parse_duration,
     read_text_argument,
 )
+from pixeldojo_cli.core.durations import parse_duration
 from pixeldojo_cli.core.errors import UsageError
 
 if TYPE_CHECKING:

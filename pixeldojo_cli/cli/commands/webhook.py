@@ -15,14 +15,15 @@ import typer
 
 from pixeldojo_cli.cli.completion.complete import complete_job
 from pixeldojo_cli.cli.render import plural, printable
-from pixeldojo_cli.cli.state import AppState, get_state, parse_duration
+from pixeldojo_cli.cli.state import AppState, get_state
+from pixeldojo_cli.core.durations import parse_duration
 from pixeldojo_cli.core.errors import UsageError
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
     from pixeldojo_cli.api.results import Job
     from pixeldojo_cli.engine import Recorder, SaveOptions
-    from pixeldojo_cli.engine.webhooks import Delivery, WebhookListener
+    from pixeldojo_cli.engine.webhooks import Delivery, LedgerBook, WebhookListener
     from pixeldojo_cli.store.downloads import DownloadedFile
 
 app = typer.Typer(
@@ -264,46 +265,57 @@ def _serve(state: AppState, listener: WebhookListener, grace: float) -> list[str
         return listener.stop(0)
 
 
+HostOption = Annotated[
+    str, typer.Option(help="Address to listen on (keep loopback behind a proxy or tunnel).")
+]
+PortOption = Annotated[
+    int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)
+]
+PathOption = Annotated[
+    str, typer.Option(help="The one URL path accepted (a hard-to-guess one hides it).")
+]
+OutputDirOption = Annotated[
+    str | None,
+    typer.Option(
+        "--output-dir",
+        "-o",
+        metavar="DIR",
+        help="Where outputs go (default: the folder the job was submitted with, "
+        "else the output folder setting).",
+    ),
+]
+ExecOption = Annotated[
+    str | None,
+    typer.Option(
+        "--exec", metavar="CMD", help="Run CMD for each saved job (see the variables above)."
+    ),
+]
+JsonLinesOption = Annotated[
+    bool, typer.Option("--json", help="One JSON object per job on stdout (JSON Lines).")
+]
+ConcurrencyOption = Annotated[
+    int, typer.Option(help="Jobs looked up and saved at once.", min=1, max=32)
+]
+GraceOption = Annotated[
+    str,
+    typer.Option(
+        metavar="DURATION", help="On stop, how long downloads under way may take to finish."
+    ),
+]
+
+
 @app.command("listen", help=LISTEN_HELP, epilog=LISTEN_EXAMPLES)
 def listen(
     ctx: typer.Context,
-    host: Annotated[
-        str, typer.Option(help="Address to listen on (keep loopback behind a proxy or tunnel).")
-    ] = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)
-    ] = DEFAULT_PORT,
-    path: Annotated[
-        str, typer.Option(help="The one URL path accepted (a hard-to-guess one hides it).")
-    ] = "/",
-    output_dir: Annotated[
-        str | None,
-        typer.Option(
-            "--output-dir",
-            "-o",
-            metavar="DIR",
-            help="Where outputs go (default: the folder the job was submitted with, "
-            "else the output folder setting).",
-        ),
-    ] = None,
-    exec_command: Annotated[
-        str | None,
-        typer.Option(
-            "--exec", metavar="CMD", help="Run CMD for each saved job (see the variables above)."
-        ),
-    ] = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help="One JSON object per job on stdout (JSON Lines).")
-    ] = False,
-    concurrency: Annotated[
-        int, typer.Option(help="Jobs looked up and saved at once.", min=1, max=32)
-    ] = 2,
-    grace: Annotated[
-        str, typer.Option(help="On stop, how long downloads under way may take to finish.")
-    ] = "30s",
+    host: HostOption = "127.0.0.1",
+    port: PortOption = DEFAULT_PORT,
+    path: PathOption = "/",
+    output_dir: OutputDirOption = None,
+    exec_command: ExecOption = None,
+    json_output: JsonLinesOption = False,
+    concurrency: ConcurrencyOption = 2,
+    grace: GraceOption = "30s",
 ) -> None:
-    from pixeldojo_cli.engine.webhooks import LedgerBook, WebhookListener
-
     state = get_state(ctx)
     state.remind = False  # a long-running server: no reminder at exit
     with state.guard(json_output=json_output):
@@ -311,28 +323,8 @@ def listen(
             raise UsageError(f"--path must be a URL path starting with '/', got {path[:60]!r}.")
         exec_argv = _exec_argv(exec_command)
         grace_seconds = parse_duration(grace, option="--grace") or 0.0
-        from pixeldojo_cli.engine import JobFlags
-
-        client = state.client()
-        _, save_options = state.job_options(JobFlags(output_dir=output_dir))
-        recorder = state.recorder()
-        book = None
-        if recorder.ledger is not None:
-            book = LedgerBook(recorder, save_options.folder_for(None).resolve())
         report = _Report(state, json_output, exec_argv)
-        try:
-            listener = WebhookListener(
-                client,
-                _save_job(client, save_options, recorder),
-                host=host,
-                port=port,
-                path=path,
-                workers=concurrency,
-                book=book,
-                on_outcome=report,
-            )
-        except OSError as exc:
-            raise UsageError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
+        listener, book = _listener(state, output_dir, report, host, port, path, concurrency)
         # SIGTERM (systemd, `docker stop`, `kill`) stops it as Ctrl-C does; set before
         # the URL is printed, so whoever reads that line may already send it.
         previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -343,3 +335,39 @@ def listen(
         in_ledger = {job_id for job_id in left if book is not None and book.knows(job_id)}
         report.handed_back(left, in_ledger)
         state.render.info("Stopped.")
+
+
+def _listener(
+    state: AppState,
+    output_dir: str | None,
+    report: _Report,
+    host: str,
+    port: int,
+    path: str,
+    concurrency: int,
+) -> tuple[WebhookListener, LedgerBook | None]:
+    """The listener, bound but not started, and the ledger book it keeps (None
+    without a ledger)."""
+    from pixeldojo_cli.engine import JobFlags
+    from pixeldojo_cli.engine.webhooks import LedgerBook, WebhookListener
+
+    client = state.client()
+    _, save_options = state.job_options(JobFlags(output_dir=output_dir))
+    recorder = state.recorder()
+    book = None
+    if recorder.ledger is not None:
+        book = LedgerBook(recorder, save_options.folder_for(None).resolve())
+    try:
+        listener = WebhookListener(
+            client,
+            _save_job(client, save_options, recorder),
+            host=host,
+            port=port,
+            path=path,
+            workers=concurrency,
+            book=book,
+            on_outcome=report,
+        )
+    except OSError as exc:
+        raise UsageError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
+    return listener, book

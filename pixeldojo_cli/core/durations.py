@@ -1,0 +1,133 @@
+"""Durations: the one grammar every flag and setting that takes a length of time reads.
+
+A duration is a number of seconds (`90`, `1.5`) or numbers with units, one
+after the other (`90s`, `10m`, `1h30m`, `1.5h`, `2d`, `1w`); a number without
+a unit inside a combination is seconds too (`1h30` is 3630 s). Case and
+spaces do not matter. What each flag or setting accepts (`LIMITS`) is the only
+difference between them; the message for a bad value has one shape.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from pixeldojo_cli.core.errors import UsageError
+
+UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_PIECE = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)")
+EXAMPLES = "90, 90s, 10m, 1h or 2d"
+# A bare number is not a duration where it could be read as something else.
+EXAMPLES_WITH_UNIT = "90s, 10m, 1h or 2d"
+
+DAY = 86400.0
+WEEK = 7 * DAY
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one flag or setting accepts, in seconds.
+
+    `zero`: 0 is allowed (else the duration must be more than 0); `most`: the
+    longest, itself excluded when `under`; `clamp`: longer is cut to `most`
+    rather than refused; `unit`: a bare number is refused (`--since 20250131`
+    is a date).
+    """
+
+    most: float
+    zero: bool = False
+    under: bool = False
+    clamp: bool = False
+    unit: bool = False
+
+    def allows(self, seconds: float) -> bool:
+        """Whether `seconds` is in range (NaN never is)."""
+        low_ok = seconds >= 0 if self.zero else seconds > 0
+        high_ok = seconds < self.most if self.under else seconds <= self.most
+        return low_ok and high_ok
+
+    def describe(self) -> str:
+        """The range in words, for the error message: ` (more than 0 and at most 7 days)`."""
+        parts = [] if self.zero else ["more than 0"]
+        if not self.clamp and math.isfinite(self.most):
+            parts.append(f"{'under' if self.under else 'at most'} {_days(self.most)}")
+        return f" ({' and '.join(parts)})" if parts else ""
+
+
+def _days(seconds: float) -> str:
+    days = seconds / DAY
+    return f"{days:g} day{'' if days == 1 else 's'}"
+
+
+# Every flag and setting that takes a duration, and what it accepts.
+LIMITS: dict[str, Limits] = {
+    "--timeout": Limits(most=WEEK),
+    "--grace": Limits(most=WEEK),
+    "--poll-interval": Limits(most=DAY, under=True),
+    "--max-poll-interval": Limits(most=DAY, under=True),
+    # A date too (`pixeldojo jobs list --since 2025-01-31`); longer than 100 years is 100.
+    "--since": Limits(most=100 * 365 * DAY, zero=True, clamp=True, unit=True),
+    # `emulator serve`: 0 and forever (`inf`) are fine for a test double.
+    "--latency": Limits(most=math.inf, zero=True),
+    "--ttl": Limits(most=math.inf, zero=True),
+    "poll_interval": Limits(most=DAY, under=True),
+    "max_poll_interval": Limits(most=DAY, under=True),
+    "unknown_status_timeout": Limits(most=30 * DAY),
+}
+
+
+class DurationError(ValueError):
+    """A value that is not a duration `name` accepts; `message` says so in one line."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def duration_message(name: str, text: str, *, also: str = "") -> str:
+    """The one shape of the message for a bad duration, e.g.
+    `--timeout must be a duration like 90, 90s, 10m, 1h or 2d (...); got 'x'.`"""
+    limits = LIMITS[name]
+    examples = EXAMPLES_WITH_UNIT if limits.unit else EXAMPLES
+    return f"{name} must be a duration like {examples}{also}{limits.describe()}; got {text[:60]!r}."
+
+
+def _read(compact: str) -> tuple[float, bool] | None:
+    """(seconds, whether it was a bare number), or None when it is no duration."""
+    try:
+        return float(compact), True  # what a seconds setting always took: 1.5, .5, 1e3
+    except ValueError:
+        pass
+    pos, total = 0, 0.0
+    for match in _PIECE.finditer(compact):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * UNITS.get(match.group(2), 1.0)
+        pos = match.end()
+    return (total, False) if compact and pos == len(compact) else None
+
+
+def seconds(text: str, name: str) -> float:
+    """`text` as seconds for the flag or setting `name` (a key of `LIMITS`).
+
+    Raises `DurationError` (a ValueError) when it is not a duration, or out of range."""
+    limits = LIMITS[name]
+    read = _read(text.strip().lower().replace(" ", ""))
+    if read is None or (limits.unit and read[1]):
+        raise DurationError(duration_message(name, text))
+    value = min(read[0], limits.most) if limits.clamp else read[0]
+    if not limits.allows(value):
+        raise DurationError(duration_message(name, text))
+    return value
+
+
+def parse_duration(text: str | None, *, option: str = "--timeout") -> float | None:
+    """A duration flag's value in seconds (None stays None); a usage error (exit 2,
+    one line) when it is not one."""
+    if text is None:
+        return None
+    try:
+        return seconds(text, option)
+    except DurationError as exc:
+        raise UsageError(exc.message) from None
