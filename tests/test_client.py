@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from pixeldojo_cli.api.client import Client
+from pixeldojo_cli.api.ratelimit import RateLimiter
 from pixeldojo_cli.api.responses import error_from_response
 from pixeldojo_cli.api.results import (
     extract_output_urls,
@@ -17,7 +18,7 @@ from pixeldojo_cli.api.results import (
     parse_model_list,
     parse_schema,
 )
-from pixeldojo_cli.api.transport import RateLimiter, RetryPolicy, parse_retry_after
+from pixeldojo_cli.api.transport import RetryPolicy, parse_retry_after
 from pixeldojo_cli.core.errors import (
     EXIT_CODES,
     AuthenticationError,
