@@ -53,7 +53,10 @@ def _segment(value: str, what: str) -> str:
 
 
 class Client:
-    """PixelDojo API client. Thread-safe; one rate limiter shared by all calls."""
+    """PixelDojo API client. Thread-safe; one rate limiter shared by all calls.
+
+    No error it raises holds the key, even one the server echoed back: its text
+    and the `response` an `APIError` carries have it masked."""
 
     def __init__(
         self,
