@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from pixeldojo_cli.api.client import Client
+from pixeldojo_cli.api.ratelimit import RateLimiter
 from pixeldojo_cli.api.responses import error_from_response
 from pixeldojo_cli.api.results import (
     extract_output_urls,
@@ -17,7 +18,7 @@ from pixeldojo_cli.api.results import (
     parse_model_list,
     parse_schema,
 )
-from pixeldojo_cli.api.transport import RateLimiter, RetryPolicy, parse_retry_after
+from pixeldojo_cli.api.transport import RetryPolicy, parse_retry_after
 from pixeldojo_cli.core.errors import (
     EXIT_CODES,
     AuthenticationError,
@@ -248,6 +249,82 @@ def test_get_is_retried_on_5xx_then_gives_up() -> None:
     with pytest.raises(ServerError):
         mock_client(httpx.MockTransport(handler)).get_job("j")
     assert len(calls) == 3
+
+
+class PauseClock(FakeClock):
+    """A virtual clock that records every pause taken on it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pauses: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.pauses.append(seconds)
+        super().sleep(seconds)
+
+
+def answering(
+    status: int, retry_after: str | None, calls: list[httpx.Request]
+) -> tuple[Client, PauseClock]:
+    """A client whose first request is answered `status` (with `Retry-After:
+    retry_after`), the next ones 200; every pause, the limiter's included,
+    taken on one virtual clock."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) > 1:
+            return httpx.Response(200, json={"jobId": "j", "status": "pending"})
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        return httpx.Response(status, headers=headers, json={"error": {"message": "later"}})
+
+    clock = PauseClock()
+    client = Client(
+        api_key=KEY,
+        base_url="https://api.example/v1",
+        http=httpx.Client(transport=httpx.MockTransport(handler)),
+        retry=RetryPolicy(max_attempts=3, base_delay=0.2, max_delay=0.4),
+        sleep=clock.sleep,
+    )
+    client.transport.limiter = RateLimiter(60, clock=clock, sleep=clock.sleep)
+    return client, clock
+
+
+# 42 s: far from anything the limiter (60/min, less a quarter after a 429: 1.33 s)
+# or the backoff (0.1-0.4 s here) would wait, so neither can pass for it.
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+def test_retry_after_is_the_pause_before_the_next_attempt(status: int, form: str) -> None:
+    calls: list[httpx.Request] = []
+    value = "42" if form == "seconds" else email.utils.formatdate(time.time() + 42, usegmt=True)
+    client, clock = answering(status, value, calls)
+    assert client.get_job("j").id == "j" and len(calls) == 2
+    pauses = clock.pauses
+    if form == "seconds":
+        assert pauses == [42.0]
+    else:  # whole seconds, counted from the wall clock's now
+        assert len(pauses) == 1 and 40.5 <= pauses[0] <= 42.0, pauses
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_without_retry_after_the_pause_is_the_limiter_s_or_the_backoff(status: int) -> None:
+    calls: list[httpx.Request] = []
+    client, clock = answering(status, None, calls)
+    assert client.get_job("j").id == "j" and len(calls) == 2
+    pauses = clock.pauses
+    assert 0.1 <= pauses[0] <= 0.2  # the first backoff
+    if status == 429:  # then the limiter's pause, slowed to 45 a minute: 60/45 s in all
+        assert sum(pauses) == pytest.approx(60 / 45)
+    else:
+        assert len(pauses) == 1
+
+
+def test_a_retry_after_longer_than_the_policy_allows_is_raised_at_once() -> None:
+    calls: list[httpx.Request] = []
+    client, clock = answering(429, "500", calls)
+    with pytest.raises(RateLimitError) as info:
+        client.get_job("j")
+    assert info.value.retry_after == 500 and len(calls) == 1
+    assert clock.pauses == []
 
 
 def test_key_goes_only_to_the_api_origin() -> None:

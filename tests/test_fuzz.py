@@ -314,6 +314,37 @@ def test_a_key_is_masked_in_any_form_a_server_may_echo_it(key: str, around: str,
     assert key not in masked and shown not in masked
 
 
+@given(
+    st.integers(400, 599),
+    # Where the key starts: anywhere, or just around the 200-character cut of a
+    # plain-text body or the 1,000 of a message, so that it straddles the cut.
+    st.integers(0, 1100) | st.integers(185, 200) | st.integers(985, 1000),
+    st.text(max_size=20),
+    st.sampled_from(["json", "plain"]),
+)
+def test_an_error_answer_never_yields_an_error_holding_the_key(
+    status: int, start: int, after: str, shape: str
+) -> None:
+    from pixeldojo_cli.api.responses import error_from_response, mask_error, masked_response
+    from pixeldojo_cli.core.errors import ApiResponse
+
+    before = "x" * start
+    text = before + KEY + after
+    body = json.dumps({"error": {"message": text}}) if shape == "json" else text
+    error = error_from_response(status, body, secret=KEY)
+    error.response = ApiResponse(status, "", (("X-Echo", KEY),), body.encode("utf-8", "replace"))
+    mask_error(error, KEY)
+    assert error.response is not None
+    shown = [str(error), repr(error), error.message, error.response.body.decode("utf-8", "replace")]
+    shown += [value for _, value in error.response.headers]
+    head = KEY[:10]  # what a cut after masking would leave
+    assert not [t for t in shown if KEY in t or (head in t and head not in before + after)]
+    # Masking changes nothing else: with no key, the answer stays as it came.
+    plain = ApiResponse(status, "", (), (before + after).encode("utf-8", "surrogatepass"))
+    if KEY.lower() not in (before + after).lower():
+        assert masked_response(plain, KEY) == plain
+
+
 # --- hostile arguments, every command ------------------------------------------------
 
 HOSTILE = [

@@ -16,7 +16,8 @@ import pytest
 
 from pixeldojo_cli.api.client import Client
 from pixeldojo_cli.api.model_cache import _cache_path, known_modality, known_model_ids
-from pixeldojo_cli.api.transport import budget_file_name, origin_of
+from pixeldojo_cli.api.origin import origin_of
+from pixeldojo_cli.api.ratelimit import budget_file_name
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.store.downloads import recorded_files
 from pixeldojo_cli.store.ledger import Ledger, pending_records_path

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pixeldojo_cli.api import transport
+from pixeldojo_cli.api import ratelimit
 from pixeldojo_cli.api.client import Client
-from pixeldojo_cli.api.transport import RateLimiter, SharedBudget, budget_file_name, origin_of
+from pixeldojo_cli.api.origin import origin_of
+from pixeldojo_cli.api.ratelimit import RateLimiter, SharedBudget, budget_file_name
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.store.settings import cache_dir
 
@@ -123,7 +124,7 @@ def test_a_damaged_budget_file_is_reset(tmp_path: Path, content: bytes) -> None:
 def test_a_lock_that_is_never_released_makes_the_process_count_alone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(transport, "_LOCK_PATIENCE", 0.05)
+    monkeypatch.setattr(ratelimit, "_LOCK_PATIENCE", 0.05)
     clock = FakeClock()
     one = limiter(tmp_path, clock)
     with open(tmp_path / budget_file_name(ORIGIN, TEST_KEY), "rb") as other:

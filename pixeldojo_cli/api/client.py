@@ -31,7 +31,7 @@ from pixeldojo_cli.api.results import (
     parse_model_list,
     parse_schema,
 )
-from pixeldojo_cli.api.transport import RetryPolicy, Trace, Transport, request_url
+from pixeldojo_cli.api.transport import RetryPolicy, Trace, Transport
 from pixeldojo_cli.core.errors import (
     ApiResponse,
     BadResponseError,
@@ -53,7 +53,10 @@ def _segment(value: str, what: str) -> str:
 
 
 class Client:
-    """PixelDojo API client. Thread-safe; one rate limiter shared by all calls."""
+    """PixelDojo API client. Thread-safe; one rate limiter shared by all calls.
+
+    No error it raises holds the key, even one the server echoed back: its text
+    and the `response` an `APIError` carries have it masked."""
 
     def __init__(
         self,
@@ -73,7 +76,7 @@ class Client:
     ) -> None:
         """`rate_limit` requests per `rate_window` seconds; `budget_dir` shares that
         budget with every other process using the same API and key (see
-        `transport.SharedBudget`); without it the budget is this client's own.
+        `ratelimit.SharedBudget`); without it the budget is this client's own.
         `cache_dir` is the folder of the local model cache (`model_cache`), read
         for model types and did-you-mean ids, never written; None: no cache.
         `model_types_hint_schedule=False` keeps model types out of the engine's
@@ -134,7 +137,7 @@ class Client:
         limiter and the retry rules. Only GET and HEAD are ever repeated. An error
         answer raises its `APIError`, whose `response` holds the answer."""
         method = method.upper()
-        url = request_url(self.transport, path)
+        url = self.transport.request_url(path)
         if any(name.lower() in ("authorization", "host") for name in headers or {}):
             raise UsageError("The Authorization and Host headers cannot be set by hand.")
         response = self.transport.request(

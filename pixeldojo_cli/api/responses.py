@@ -1,9 +1,17 @@
 """What the API answered, as values: the JSON of an answer (bounded, the key
 masked), an `ApiResponse` from httpx's answer, and the right `APIError` from an
-error answer's status and body."""
+error answer's status and body; and the key masked in any error raised.
+
+A server may echo the key it was sent (in an error message, a header, a body):
+the errors this package raises never carry it, neither in their text (`str`,
+`repr`, `args`, `message`, `hint`) nor in the `ApiResponse` they hold.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from pixeldojo_cli.core.errors import (
@@ -12,8 +20,10 @@ from pixeldojo_cli.core.errors import (
     APIError,
     ApiResponse,
     BadResponseError,
+    PixelDojoError,
     ServerError,
 )
+from pixeldojo_cli.core.redact import redact
 from pixeldojo_cli.core.untrusted import LimitError, loads, tidy
 
 if TYPE_CHECKING:
@@ -27,11 +37,14 @@ def json_body(response: httpx.Response, secret: str | None = None) -> Any:
     try:
         value = loads(response.content)
     except LimitError as exc:
-        raise BadResponseError(f"The API's answer to {where} is not usable: {exc}.") from None
-    except (ValueError, UnicodeDecodeError):
-        kind = response.headers.get("content-type", "unknown type")
         raise BadResponseError(
-            f"Expected JSON from {where}, got {kind[:60]} (HTTP {response.status_code})."
+            redact(f"The API's answer to {where} is not usable: {exc}.", secret)
+        ) from None
+    except (ValueError, UnicodeDecodeError):
+        # Masked before it is cut: a cut could leave part of the key unrecognised.
+        kind = redact(response.headers.get("content-type", "unknown type"), secret)[:60]
+        raise BadResponseError(
+            redact(f"Expected JSON from {where}, got {kind} (HTTP {response.status_code}).", secret)
         ) from None
     return tidy(value, secret)
 
@@ -79,12 +92,16 @@ def _code_and_message(body: Any) -> tuple[str | None, str | None]:
 MAX_MESSAGE = 1000
 
 
-def error_from_response(status: int, text: str, *, retry_after: float | None = None) -> APIError:
+def error_from_response(
+    status: int, text: str, *, retry_after: float | None = None, secret: str | None = None
+) -> APIError:
     """Build the right `APIError` from an error response's status and body text.
 
     Accepts `{"error": {"code", "message"}}`, `{"error": "...", "code": "..."}`
-    and plain text; the status decides when the body names no code.
+    and plain text; the status decides when the body names no code. `secret`
+    (the key) is masked in the text before any of it is cut to length.
     """
+    text = redact(text, secret)
     try:
         body: Any = loads(text) if text else None
     except ValueError:  # not JSON, or nested too deep to be an error body
@@ -104,3 +121,42 @@ def error_from_response(status: int, text: str, *, retry_after: float | None = N
         err.code = _STATUS_CODES.get(status, "server_error" if status >= 500 else "usage_error")
         err.message = f"{message} ({code})" if code else message
     return err
+
+
+def masked_response(response: ApiResponse, secret: str | None) -> ApiResponse:
+    """`response` with `secret` masked in its header values and its body.
+
+    The body is masked where the key appears as ASCII bytes (UTF-8, Latin-1 and
+    every other ASCII-compatible charset), every other byte left as it came;
+    `Content-Length` still gives the length of the answer as received."""
+    if not secret:
+        return response
+    # Latin-1 maps each byte to one character and back: nothing else changes.
+    body = redact(response.body.decode("latin-1"), secret).encode("latin-1")
+    headers = tuple((name, redact(value, secret)) for name, value in response.headers)
+    if body == response.body and headers == response.headers:
+        return response
+    return dataclasses.replace(response, body=body, headers=headers)
+
+
+def mask_error(error: PixelDojoError, secret: str | None) -> PixelDojoError:
+    """`error`, changed in place: `secret` masked in its message, hint and args
+    (what `str` and `repr` show), and in the answer it holds, if any."""
+    if not secret:
+        return error
+    error.message = redact(error.message, secret)
+    error.hint = redact(error.hint, secret)
+    error.args = tuple(redact(a, secret) if isinstance(a, str) else a for a in error.args)
+    if isinstance(error, APIError) and error.response is not None:
+        error.response = masked_response(error.response, secret)
+    return error
+
+
+@contextmanager
+def key_masked(secret: str | None) -> Iterator[None]:
+    """Any `PixelDojoError` raised in the block leaves it with `secret` masked."""
+    try:
+        yield
+    except PixelDojoError as exc:
+        mask_error(exc, secret)
+        raise
