@@ -29,10 +29,12 @@ from pixeldojo_cli.engine import (
     Notice,
     Recorder,
     SaveOptions,
+    Submission,
     WaitOptions,
     fetch_and_save,
     follow,
     save,
+    submit,
     sweep_pending,
     wait_and_save,
 )
@@ -102,9 +104,7 @@ def test_save_downloads_records_each_file_and_writes_the_sidecar(
     with client_for(emulator) as client, Ledger(tmp_path / "ledger.sqlite3") as ledger:
         recorder = Recorder(ledger, emulator.base_url, "default", notify)
         job = client.run("flux-dev", {"prompt": "x", "num_outputs": 2})
-        recorder.submitted(
-            job, model="flux-dev", inputs={"prompt": "x"}, estimate=2, folder=tmp_path
-        )
+        recorder.submitted(job, Submission("flux-dev", {"prompt": "x"}, tmp_path, estimate=2))
         [done] = follow(client, [job], FAST).values()
         assert not isinstance(done, Exception)
         files = save(client, done, SaveOptions(folder=tmp_path), recorder=recorder, notify=notify)
@@ -114,6 +114,37 @@ def test_save_downloads_records_each_file_and_writes_the_sidecar(
     sidecar = json.loads((tmp_path / f"{job.id}.json").read_text())
     assert sidecar["jobId"] == job.id and sidecar["inputs"] == {"prompt": "x"}
     assert any(isinstance(e, FileProgress) for e in seen)
+
+
+def test_one_submission_reaches_the_api_the_ledger_and_the_sidecar(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    asked = Submission(
+        "flux-dev",
+        {"prompt": "a fox"},
+        tmp_path,
+        estimate=1.5,
+        input_hash="line-key",
+        webhook_url="https://example.test/hook",
+    )
+    with client_for(emulator) as client, Ledger(tmp_path / "ledger.sqlite3") as ledger:
+        recorder = Recorder(ledger, emulator.base_url, "default")
+        job = submit(client, asked, recorder=recorder)
+        [result] = wait_and_save(
+            client, [job], FAST, SaveOptions(), recorder=recorder, submission=asked
+        )
+        recorded = ledger.find_by_input(
+            base_url=emulator.base_url, profile="default", input_hash="line-key"
+        )
+    [post] = emulator.requests_to("POST")
+    assert json.loads(post.body) == {"prompt": "a fox", "webhook_url": "https://example.test/hook"}
+    assert recorded is not None and recorded.id == job.id
+    assert (recorded.model, recorded.inputs) == ("flux-dev", {"prompt": "a fox"})
+    assert recorded.estimated_credits == 1.5 and recorded.output_dir == str(tmp_path.resolve())
+    assert result.outcome is Outcome.SAVED and result.saved is True
+    assert result.files[0].path.parent == tmp_path  # the folder recorded at submission
+    sidecar = json.loads((tmp_path / f"{job.id}.json").read_text())
+    assert sidecar["inputs"] == {"prompt": "a fox"}
 
 
 def test_save_keeps_intact_files_and_fetches_nothing_again(
@@ -142,7 +173,7 @@ def test_a_ledger_that_fails_every_write_never_stops_the_outputs(
     recorder = Recorder(BrokenLedger(), emulator.base_url, "default", notify)  # type: ignore[arg-type]
     with client_for(emulator) as client:
         job = client.run("flux-dev", {"prompt": "x"})
-        recorder.submitted(job, model="flux-dev", inputs={}, estimate=1, folder=tmp_path)
+        recorder.submitted(job, Submission("flux-dev", {}, tmp_path, estimate=1))
         [result] = wait_and_save(
             client, [job], FAST, SaveOptions(folder=tmp_path), recorder=recorder, notify=notify
         )
@@ -179,7 +210,7 @@ def test_the_sweep_leaves_a_job_whose_file_404s_for_now_pending(
     with client_for(emulator) as client, Ledger(tmp_path / "l.sqlite3") as ledger:
         recorder = Recorder(ledger, emulator.base_url, "default")
         job = client.run("flux-dev", {"prompt": "x"})
-        recorder.submitted(job, model="flux-dev", inputs={}, estimate=1, folder=tmp_path)
+        recorder.submitted(job, Submission("flux-dev", {}, tmp_path, estimate=1))
         follow(client, [job], FAST)
         # Every attempt of this sweep (one 404 alone is retried within the download).
         emulator.add_fault("status", target="files", status=404, count=5)
@@ -280,7 +311,7 @@ def test_saved_is_what_the_ledger_knows(emulator: Emulator, tmp_path: Path) -> N
         recorder = Recorder(ledger, emulator.base_url, "default")
         job = client.run("flux-dev", {"prompt": "x"})
         [without] = wait_and_save(client, [job], FAST, SaveOptions(folder=tmp_path))
-        recorder.submitted(job, model="flux-dev", inputs={}, estimate=1, folder=tmp_path)
+        recorder.submitted(job, Submission("flux-dev", {}, tmp_path, estimate=1))
         [known] = wait_and_save(
             client, [job.id], FAST, SaveOptions(folder=tmp_path), recorder=recorder
         )
@@ -297,7 +328,7 @@ def test_with_history_the_schedule_is_learned_and_events_carry_an_eta(
         recorder = Recorder(ledger, emulator.base_url, "default")
         for n in range(4):
             job = client.run("flux-dev", {"prompt": f"p{n}"})
-            recorder.submitted(job, model="flux-dev", inputs={}, estimate=1, folder=tmp_path)
+            recorder.submitted(job, Submission("flux-dev", {}, tmp_path, estimate=1))
             # No poll interval given: the default schedule, learned from the ledger.
             follow(client, [job], WaitOptions(), recorder=recorder, notify=notify, model="flux-dev")
         history = recorder.durations("flux-dev")

@@ -136,8 +136,8 @@ part = Path(sys.argv[1])
 part.write_bytes(b"partial")
 interrupts.register_part(part)
 interrupts.set_resume_hint("Resume with: pixeldojo download job_1")
-print("ready", flush=True)
 try:
+    print("ready", flush=True)  # inside: a signal may come before print returns
     time.sleep(60)
 except KeyboardInterrupt:
     print("cleaning up", flush=True)

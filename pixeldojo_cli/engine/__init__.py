@@ -12,8 +12,11 @@ listen`) and `run --batch` are built on these pieces; none re-codes them:
   `wait()` yields one job's states until it ends (for library users).
 - `save()` downloads a completed job's outputs, keeps intact files, records
   each file in the ledger as it lands and writes the `<jobId>.json` sidecar.
-- `settle()` turns a job (or the error that ended its wait) into a `JobResult`
-  with a typed `Outcome`; `errors.combined_exit_code()` turns many into one.
+- `submit()` sends one `Submission` (the model, its inputs, where its outputs
+  go, what it should cost) and records it before any waiting starts.
+- `conclude()` turns how a job's wait ended (the job, or the error) into a
+  `JobResult` with a typed `Outcome`; `errors.combined_exit_code()` turns many
+  into one.
 
 Progress leaves as events (`JobSeen`, `FileProgress`, `Notice`) through one
 callback, so the CLI draws and a library user may ignore them. The ledger is
@@ -24,7 +27,7 @@ outputs from being saved.
 from pixeldojo_cli.engine.events import Event, EventSink, FileProgress, JobSeen, Notice, ignore
 from pixeldojo_cli.engine.following import (
     Follower,
-    Settled,
+    WaitEnd,
     default_schedule_for,
     follow,
     interrupted_waiting,
@@ -39,11 +42,12 @@ from pixeldojo_cli.engine.options import (
 )
 from pixeldojo_cli.engine.recorder import Recorder
 from pixeldojo_cli.engine.saving import check_saveable, save
+from pixeldojo_cli.engine.submission import Submission
 from pixeldojo_cli.engine.waiting import wait
 from pixeldojo_cli.engine.workflow import (
     JobResult,
+    conclude,
     fetch_and_save,
-    settle,
     submit,
     sweep_pending,
     wait_and_save,
@@ -62,9 +66,11 @@ __all__ = [
     "Notice",
     "Recorder",
     "SaveOptions",
-    "Settled",
+    "Submission",
+    "WaitEnd",
     "WaitOptions",
     "check_saveable",
+    "conclude",
     "default_schedule_for",
     "fetch_and_save",
     "follow",
@@ -72,7 +78,6 @@ __all__ = [
     "interrupted_waiting",
     "resolve_options",
     "save",
-    "settle",
     "submit",
     "sweep_pending",
     "wait",

@@ -12,17 +12,15 @@ retry never pays twice.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pixeldojo_cli.core import interrupts
 from pixeldojo_cli.core.errors import (
@@ -31,63 +29,30 @@ from pixeldojo_cli.core.errors import (
     Outcome,
     PixelDojoError,
     SubmissionUncertainError,
-    UsageError,
     WaitTimeoutError,
     combined_exit_code,
     outcome_of,
 )
-from pixeldojo_cli.engine import (
-    EventSink,
-    Follower,
-    JobResult,
-    Recorder,
-    SaveOptions,
-    Settled,
-    WaitOptions,
-    ignore,
-    settle,
-)
+from pixeldojo_cli.engine.batch_lines import Line
+from pixeldojo_cli.engine.events import EventSink, Notice, ignore
+from pixeldojo_cli.engine.following import Follower, WaitEnd
+from pixeldojo_cli.engine.options import SaveOptions, WaitOptions
+from pixeldojo_cli.engine.recorder import Recorder
+from pixeldojo_cli.engine.saving import file_from_ledger
+from pixeldojo_cli.engine.submission import Submission
+from pixeldojo_cli.engine.workflow import JobResult, conclude, submit
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
-    from pixeldojo_cli.api.results import Job, Model
+    from pixeldojo_cli.api.results import Job
     from pixeldojo_cli.store.downloads import DownloadedFile
     from pixeldojo_cli.store.ledger import Ledger, LedgerJob
 
-# Show at most this many input problems before asking the user to fix the file.
-_MAX_PROBLEMS = 5
 # Jobs in flight at once: enough to keep 60 requests/min busy with jobs of a
 # minute, and within one `GET /jobs?limit=100` poll.
 DEFAULT_CONCURRENCY = 50
 _SAVERS = 4
 BATCH_RESUME_HINT = "Resume with the same command: finished lines are skipped."
-
-
-@dataclass
-class Line:
-    """One line of the batch file and what became of it."""
-
-    number: int
-    inputs: dict[str, Any]
-    key: str
-    estimate: float | None
-    outcome: Outcome | None = None  # None while queued or in flight
-    job: Job | None = None
-    job_id: str | None = None
-    files: list[DownloadedFile] = field(default_factory=list)
-    error: PixelDojoError | None = None
-    resumed: bool = False
-    note: str | None = None
-    saved: bool | None = None  # as the ledger knows it (None: no ledger, or not known)
-
-    @property
-    def done(self) -> bool:
-        return self.outcome is not None
-
-    @property
-    def exit_code(self) -> ExitCode:
-        result = JobResult(self.job_id or "", self.outcome or Outcome.RUNNING, error=self.error)
-        return result.exit_code
 
 
 @dataclass(frozen=True)
@@ -98,72 +63,6 @@ class BatchOptions:
     max_credits: float | None = None
     wait: bool = True
     webhook_url: str | None = None
-
-
-def read_lines(text: str, source: str) -> list[tuple[int, str | dict[str, Any]]]:
-    """A batch file's entries: JSON Lines of input objects, or one prompt per line.
-
-    A line starting with `{` is a JSON object of inputs; a blank line, or one
-    whose first character is `#`, is skipped; any other line is a prompt.
-    Returns (line number, prompt or object).
-    """
-    from pixeldojo_cli.inputs.schema import inputs_object
-
-    entries: list[tuple[int, str | dict[str, Any]]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("{"):
-            entries.append((number, inputs_object(line, f"--batch line {number}")))
-        else:
-            entries.append((number, line))
-    if not entries:
-        raise UsageError(f"--batch {source!r} has no prompts or inputs in it.")
-    return entries
-
-
-def request_key(model_id: str, inputs: dict[str, Any], occurrence: int) -> str:
-    """Identifies one request of a batch: the model, the inputs, and which
-    repetition of identical inputs it is (two identical lines are two jobs)."""
-    canonical = json.dumps({"model": model_id, "inputs": inputs}, sort_keys=True, default=str)
-    return hashlib.sha256(f"{canonical}#{occurrence}".encode()).hexdigest()
-
-
-def plan_lines(
-    model: Model,
-    schema: dict[str, Any],
-    entries: list[tuple[int, str | dict[str, Any]]],
-    defaults: dict[str, Any],
-) -> list[Line]:
-    """Every line's inputs (the line's own values over the -p/--input defaults),
-    checked against the schema before anything is spent."""
-    from pixeldojo_cli.inputs.schema import estimate_cost, validate_inputs
-
-    lines: list[Line] = []
-    problems: list[str] = []
-    seen: Counter[str] = Counter()
-    for number, entry in entries:
-        inputs = {**defaults, **(entry if isinstance(entry, dict) else {"prompt": entry})}
-        try:
-            validate_inputs(schema, inputs)
-        except UsageError as exc:
-            problems.append(f"line {number}: {exc.message}")
-            continue
-        base_key = request_key(model.id, inputs, 0)
-        key = request_key(model.id, inputs, seen[base_key])
-        seen[base_key] += 1
-        lines.append(Line(number, inputs, key, estimate_cost(model, schema, inputs)))
-    if problems:
-        more = len(problems) - _MAX_PROBLEMS
-        listed = "; ".join(problems[:_MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
-        raise UsageError(
-            f"{len(problems)} line{'' if len(problems) == 1 else 's'} of the batch "
-            f"not valid for {model.id}: {listed}.",
-            hint="Nothing was submitted. See the parameters with "
-            f"`pixeldojo models show {model.id}`.",
-        )
-    return lines
 
 
 class Batch:
@@ -207,6 +106,9 @@ class Batch:
     def folder(self) -> Path:
         return self.save_options.folder_for(None)
 
+    def _submission(self, line: Line) -> Submission:
+        return line.submission(self.model_id, self.folder, self.options.webhook_url)
+
     # --- resuming
 
     def resume(self) -> None:
@@ -246,7 +148,7 @@ class Batch:
             return None
         if options.folder is not None and options.folder.resolve() != Path(known.output_dir):
             return None
-        files = [_from_ledger(f) for f in known.files]
+        files = [file_from_ledger(f) for f in known.files]
         if any(intact_since(f, checksum=options.checksum) is None for f in files):
             return None
         return files
@@ -340,21 +242,11 @@ class Batch:
         return True
 
     def _submit(self, line: Line) -> None:
-        from pixeldojo_cli.engine import submit
-
         if not self._claim(line):
             return
         try:
             job = submit(
-                self.client,
-                self.model_id,
-                line.inputs,
-                folder=self.folder,
-                recorder=self.recorder,
-                notify=self.notify,
-                webhook_url=self.options.webhook_url,
-                estimate=line.estimate,
-                input_hash=line.key,
+                self.client, self._submission(line), recorder=self.recorder, notify=self.notify
             )
         except PixelDojoError as exc:
             self._unclaim(line, uncertain=isinstance(exc, SubmissionUncertainError))
@@ -454,9 +346,9 @@ class Batch:
 
     # --- finishing
 
-    def _ended(self, pool: ThreadPoolExecutor, line: Line, ended: Settled) -> None:
+    def _ended(self, pool: ThreadPoolExecutor, line: Line, ended: WaitEnd) -> None:
         if isinstance(ended, PixelDojoError) or not ended.succeeded:
-            result = settle(
+            result = conclude(
                 self.client, ended, line.job_id or "", self.save_options, recorder=self.recorder
             )
             self._finish_result(line, result)
@@ -466,15 +358,14 @@ class Batch:
 
     def _save(self, line: Line, job: Job) -> JobResult:
         """In a pool thread: the engine's save, which records each file as it lands."""
-        return settle(
+        return conclude(
             self.client,
             job,
             job.id,
             self.save_options,
             recorder=self.recorder,
             notify=self.notify,
-            model=self.model_id,
-            inputs=line.inputs,
+            submission=self._submission(line),
             cancel=self._cancel,
         )
 
@@ -543,15 +434,5 @@ class Batch:
         return combined_exit_code(line.exit_code for line in self.lines)
 
 
-def _from_ledger(record: Any) -> DownloadedFile:
-    from pixeldojo_cli.store.downloads import DownloadedFile
-
-    return DownloadedFile(
-        Path(record.path), record.size, record.sha256, record.url, mtime_ns=record.mtime_ns
-    )
-
-
-def _warning(message: str) -> Any:
-    from pixeldojo_cli.engine import Notice
-
+def _warning(message: str) -> Notice:
     return Notice(message, level="warning")

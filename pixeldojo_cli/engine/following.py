@@ -43,8 +43,9 @@ class _Tracked:
 # Seconds the last look at the deadline may take per request.
 LAST_LOOK_TIMEOUT = 3.0
 
-# Each job's wait ends with its last state, or the error that ended it.
-Settled = Job | PixelDojoError
+# How each job's wait ended: the job in a final state (it will not change any
+# more: completed, failed, expired), or the error that ended the wait.
+WaitEnd = Job | PixelDojoError
 
 
 class Follower:
@@ -125,7 +126,7 @@ class Follower:
             until = min(until, self.deadline)
         return max(0.0, until - now)
 
-    def at_deadline(self) -> dict[str, Settled]:
+    def at_deadline(self) -> dict[str, WaitEnd]:
         """The deadline came: one last look at every job still followed (a job may
         have finished since its last poll), then each one still running ends its
         wait timed out."""
@@ -139,18 +140,18 @@ class Follower:
 
     # --- one round
 
-    def poll_due(self, *, last_look: bool = False) -> dict[str, Settled]:
+    def poll_due(self, *, last_look: bool = False) -> dict[str, WaitEnd]:
         """Look at every job that is due; return those whose wait ended.
 
         With several jobs followed, one list request answers for all of them:
-        a job the list shows settled ends its wait even if it was not due yet.
+        a job the list shows in a final state ends its wait even if it was not due yet.
         """
         now = self._clock()
         if not any(t.due <= now for t in self._tracked.values()):
             return {}
         self._last_look = last_look
         listed = self._list_answers() if len(self._tracked) > 1 else {}
-        ended: dict[str, Settled] = {}
+        ended: dict[str, WaitEnd] = {}
         for tracked in list(self._tracked.values()):
             job = listed.get(tracked.job_id)
             if job is not None and job.succeeded and not job.output_urls:
@@ -207,7 +208,7 @@ class Follower:
         if job.model:
             tracked.schedule = self.schedule_for(job.model)
 
-    def _seen(self, tracked: _Tracked, job: Job) -> Settled | None:
+    def _seen(self, tracked: _Tracked, job: Job) -> WaitEnd | None:
         now = self._clock()
         if not tracked.placed:
             self._place(tracked, job, now)
@@ -277,10 +278,10 @@ def follow(
     sleep: Callable[[float], None] = time.sleep,
     look_now: bool | None = None,
     model: str | None = None,
-) -> dict[str, Settled]:
-    """Watch jobs until each one settles or the deadline passes.
+) -> dict[str, WaitEnd]:
+    """Watch jobs until each one reaches a final state or the deadline passes.
 
-    Returns each id's last state (a settled `Job`) or the error that ended its
+    Returns each id's last state (a `Job` in a final state) or the error that ended its
     wait (`WaitTimeoutError` after `wait.timeout`). `model` picks the schedule
     (its history) when the jobs do not say which model they run. Ctrl-C raises
     `JobsInterruptedError` naming the jobs still running.
@@ -290,7 +291,7 @@ def follow(
         follower.add(job, model=model, look_now=look_now)
     # What a second Ctrl-C (which ends the process at once) still prints.
     interrupts.set_resume_hint(f"Resume with: pixeldojo jobs wait {' '.join(follower.pending)}")
-    ended: dict[str, Settled] = {}
+    ended: dict[str, WaitEnd] = {}
     try:
         while len(follower):
             ended.update(follower.poll_due())

@@ -5,13 +5,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pixeldojo_cli.api.results import Job
-from pixeldojo_cli.core.errors import (
-    PixelDojoError,
-)
+from pixeldojo_cli.core.errors import PixelDojoError
 from pixeldojo_cli.engine.events import EventSink, Notice, ignore
+from pixeldojo_cli.engine.submission import Submission
 
 if TYPE_CHECKING:
     from pixeldojo_cli.store.downloads import DownloadedFile
@@ -103,16 +102,7 @@ class Recorder:
         except Exception:  # a ledger that cannot be read knows nothing
             return None
 
-    def submitted(
-        self,
-        job: Job,
-        *,
-        model: str,
-        inputs: dict[str, Any],
-        estimate: float | None,
-        folder: Path,
-        input_hash: str | None = None,
-    ) -> None:
+    def submitted(self, job: Job, submission: Submission) -> None:
         """A job was submitted: recorded before any waiting starts."""
         from pixeldojo_cli.store.ledger import submission_record
 
@@ -122,11 +112,11 @@ class Recorder:
                 job,
                 base_url=self.base_url,
                 profile=self.profile,
-                model=model,
-                inputs=inputs,
-                estimated_credits=estimate,
-                output_dir=folder,
-                input_hash=input_hash,
+                model=submission.model,
+                inputs=submission.inputs,
+                estimated_credits=submission.estimate,
+                output_dir=submission.folder,
+                input_hash=submission.input_hash,
             ),
         )
 
@@ -150,7 +140,7 @@ class Recorder:
         if self.get(job.id) is not None:
             self.seen(job)
             return
-        self.submitted(job, model=job.model or "unknown", inputs={}, estimate=None, folder=folder)
+        self.submitted(job, Submission(job.model or "unknown", {}, folder))
 
     def seen(self, job: Job) -> None:
         """Keep the ledger's idea of a job it knows up to date."""

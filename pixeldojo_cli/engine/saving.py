@@ -4,6 +4,7 @@ they land, with the `<jobId>.json` sidecar beside them."""
 from __future__ import annotations
 
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,24 +22,28 @@ from pixeldojo_cli.engine.recorder import Recorder
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
     from pixeldojo_cli.store.downloads import DownloadedFile
-    from pixeldojo_cli.store.ledger import LedgerJob
+    from pixeldojo_cli.store.ledger import LedgerFile, LedgerJob
 
 
 def _known_files(
     local: LedgerJob | None, folder: Path, job_id: str, base_url: str
 ) -> dict[int, DownloadedFile]:
     """Files this job (of this API) already has on disk, per its sidecar and the ledger."""
-    from pixeldojo_cli.store.downloads import DownloadedFile, recorded_files
+    from pixeldojo_cli.store.downloads import recorded_files
 
     found = dict(recorded_files(folder, job_id, base_url))
     for record in local.files if local is not None else ():
-        found.setdefault(
-            record.n,
-            DownloadedFile(
-                Path(record.path), record.size, record.sha256, record.url, mtime_ns=record.mtime_ns
-            ),
-        )
+        found.setdefault(record.n, file_from_ledger(record))
     return found
+
+
+def file_from_ledger(record: LedgerFile) -> DownloadedFile:
+    """A file as the ledger recorded it, to be checked (`intact_since`) and kept."""
+    from pixeldojo_cli.store.downloads import DownloadedFile
+
+    return DownloadedFile(
+        Path(record.path), record.size, record.sha256, record.url, mtime_ns=record.mtime_ns
+    )
 
 
 def check_saveable(job: Job) -> None:
@@ -79,7 +84,7 @@ def save(
     raises the error that says so. Ctrl-C raises `JobsInterruptedError` with
     the command that resumes; no partial file is left under a final name.
     """
-    from pixeldojo_cli.store.downloads import api_base_url, download_outputs, write_metadata
+    from pixeldojo_cli.store.downloads import api_base_url, write_metadata
 
     check_saveable(job)
     base_url = api_base_url(client.transport)
@@ -88,6 +93,44 @@ def save(
     if not job.output_urls:
         notify(Notice(f"Job {job.id} completed without any output URL.", level="warning"))
     existing = {} if options.force else _known_files(local, folder, job.id, base_url)
+    files = _download(
+        client,
+        job,
+        folder,
+        existing,
+        options,
+        recorder=recorder,
+        notify=notify,
+        cancel=cancel,
+        expires_at=job.output_expiry() or (local.deadline() if local else None),
+    )
+    write_metadata(
+        folder,
+        job,
+        model or (local.model if local else None) or job.model or "unknown",
+        inputs if inputs is not None else (local.inputs if local else {}),
+        files,
+        base_url=base_url,
+    )
+    _say_what_was_kept(job.id, files, notify)
+    return files
+
+
+def _download(
+    client: Client,
+    job: Job,
+    folder: Path,
+    existing: dict[int, DownloadedFile],
+    options: SaveOptions,
+    *,
+    recorder: Recorder | None,
+    notify: EventSink,
+    cancel: threading.Event | None,
+    expires_at: datetime | None,
+) -> list[DownloadedFile]:
+    """The job's outputs into `folder`, each recorded as it lands; Ctrl-C is
+    `JobsInterruptedError` with the command that resumes."""
+    from pixeldojo_cli.store.downloads import download_outputs
 
     def on_saved(n: int, file: DownloadedFile) -> None:
         if recorder is not None:
@@ -97,7 +140,7 @@ def save(
         notify(FileProgress(job.id, index, done, total))
 
     try:
-        files = download_outputs(
+        return download_outputs(
             client.transport,
             job,
             folder,
@@ -106,7 +149,7 @@ def save(
             on_saved=on_saved,
             checksum=options.checksum,
             cancel=cancel,
-            expires_at=job.output_expiry() or (local.deadline() if local else None),
+            expires_at=expires_at,
         )
     except KeyboardInterrupt:
         raise JobsInterruptedError(
@@ -115,21 +158,15 @@ def save(
             job_ids=[job.id],
             hint=f"Resume with: pixeldojo download {job.id}",
         ) from None
-    write_metadata(
-        folder,
-        job,
-        model or (local.model if local else None) or job.model or "unknown",
-        inputs if inputs is not None else (local.inputs if local else {}),
-        files,
-        base_url=base_url,
-    )
+
+
+def _say_what_was_kept(job_id: str, files: list[DownloadedFile], notify: EventSink) -> None:
     kept = sum(1 for f in files if f.skipped)
     if kept:
         notify(
             Notice(
-                f"{job.id}: {kept} file{'' if kept == 1 else 's'} already saved and intact, "
+                f"{job_id}: {kept} file{'' if kept == 1 else 's'} already saved and intact, "
                 "not downloaded again "
                 "(--force fetches them anyway)."
             )
         )
-    return files

@@ -28,7 +28,7 @@ def wait(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[Job]:
-    """Poll `GET /jobs/{id}` until the job settles, yielding every answer.
+    """Poll `GET /jobs/{id}` until the job reaches a final state, yielding every answer.
 
     The engine's `Follower` for one job: `poll_interval` first, doubling,
     capped at `max_poll_interval`. A status the client does not know counts

@@ -402,7 +402,7 @@ class WebhookListener:
             job = self.jobs.get_job(job_id)
             if self.book is not None:
                 self.book.remember(job)
-            job = self._settled(job)
+            job = self._until_final(job)
             if job.failed or job.expired:
                 reason = PixelDojoError(f"Job {job_id} {job.status}: {job.error or 'no reason'}.")
                 reason.code = "job_failed"
@@ -420,7 +420,7 @@ class WebhookListener:
             bug.code = "unexpected"
             return Delivery(job_id, "error", error=bug)
 
-    def _settled(self, job: Job) -> Job:
+    def _until_final(self, job: Job) -> Job:
         """A notification may beat the job's own record: look again for a while."""
         deadline = time.monotonic() + self.settle
         delay = 1.0

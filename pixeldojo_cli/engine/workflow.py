@@ -8,8 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pixeldojo_cli.api.results import Job
 from pixeldojo_cli.core import interrupts
@@ -23,11 +22,12 @@ from pixeldojo_cli.core.errors import (
     outcome_of,
 )
 from pixeldojo_cli.engine.events import EventSink, JobSeen, Notice, ignore
-from pixeldojo_cli.engine.following import Settled, follow
+from pixeldojo_cli.engine.following import WaitEnd, follow
 from pixeldojo_cli.engine.options import SaveOptions, WaitOptions
 from pixeldojo_cli.engine.recorder import Recorder
 from pixeldojo_cli.engine.saving import check_saveable, save
 from pixeldojo_cli.engine.schedule import Schedule
+from pixeldojo_cli.engine.submission import Submission
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
@@ -60,35 +60,35 @@ class JobResult:
         return cls(job_id, outcome_of(error), job=job, error=error)
 
 
-def settle(
+def conclude(
     client: Client,
-    ended: Settled,
+    ended: WaitEnd,
     job_id: str,
     options: SaveOptions,
     *,
     recorder: Recorder | None = None,
     notify: EventSink = ignore,
-    model: str | None = None,
-    inputs: dict[str, Any] | None = None,
+    submission: Submission | None = None,
     cancel: threading.Event | None = None,
 ) -> JobResult:
-    """A job whose wait ended, saved (or listed) when it completed. Setting
-    `cancel` (from another thread) stops its downloads."""
-    result = _settle(client, ended, job_id, options, recorder, notify, model, inputs, cancel)
+    """How a job whose wait ended ends for this command: saved (or listed) when
+    it completed, else the error that says why not. `submission` (what the job
+    was asked) goes into the `<jobId>.json` sidecar. Setting `cancel` (from
+    another thread) stops its downloads."""
+    result = _result_of(client, ended, job_id, options, recorder, notify, submission, cancel)
     if recorder is None:
         return result
     return dataclasses.replace(result, saved=recorder.saved_state(job_id))
 
 
-def _settle(
+def _result_of(
     client: Client,
-    ended: Settled,
+    ended: WaitEnd,
     job_id: str,
     options: SaveOptions,
     recorder: Recorder | None,
     notify: EventSink,
-    model: str | None,
-    inputs: dict[str, Any] | None,
+    submission: Submission | None,
     cancel: threading.Event | None,
 ) -> JobResult:
     if isinstance(ended, PixelDojoError):
@@ -106,8 +106,8 @@ def _settle(
             options,
             recorder=recorder,
             notify=notify,
-            model=model,
-            inputs=inputs,
+            model=submission.model if submission is not None else None,
+            inputs=submission.inputs if submission is not None else None,
             cancel=cancel,
         )
     except JobsInterruptedError:
@@ -126,13 +126,13 @@ def wait_and_save(
     recorder: Recorder | None = None,
     notify: EventSink = ignore,
     schedule_for: Callable[[str | None], Schedule] | None = None,
-    model: str | None = None,
-    inputs: dict[str, Any] | None = None,
+    submission: Submission | None = None,
     look_now: bool | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[JobResult]:
     """Follow jobs to their end, then save each completed one: `run` and
-    `jobs wait`. Results come in the order the jobs were given."""
+    `jobs wait`. `submission` is what `run` asked of its one job (its model
+    picks the poll schedule). Results come in the order the jobs were given."""
     ended = follow(
         client,
         jobs,
@@ -142,21 +142,20 @@ def wait_and_save(
         schedule_for=schedule_for,
         sleep=sleep,
         look_now=look_now,
-        model=model,
+        model=submission.model if submission is not None else None,
     )
     results = []
     for job in jobs:
         job_id = job if isinstance(job, str) else job.id
         results.append(
-            settle(
+            conclude(
                 client,
                 ended[job_id],
                 job_id,
                 options,
                 recorder=recorder,
                 notify=notify,
-                model=model,
-                inputs=inputs,
+                submission=submission,
             )
         )
     return results
@@ -186,7 +185,7 @@ def fetch_and_save(
         )
         saved = recorder.saved_state(job_id) if recorder is not None else None
         return dataclasses.replace(JobResult.failure(job_id, error, job), saved=saved)
-    return settle(client, job, job_id, options, recorder=recorder, notify=notify)
+    return conclude(client, job, job_id, options, recorder=recorder, notify=notify)
 
 
 def sweep_pending(
@@ -220,29 +219,17 @@ def sweep_pending(
 
 def submit(
     client: Client,
-    model: str,
-    inputs: dict[str, Any],
+    submission: Submission,
     *,
-    folder: Path,
     recorder: Recorder | None = None,
     notify: EventSink = ignore,
-    webhook_url: str | None = None,
-    estimate: float | None = None,
-    input_hash: str | None = None,
 ) -> Job:
     """`POST /models/{model}/run` (never retried once the server may have it),
     then the job goes into the ledger before any waiting starts."""
-    job = client.run(model, inputs, webhook_url=webhook_url)
+    job = client.run(submission.model, submission.inputs, webhook_url=submission.webhook_url)
     # Paid for now: whatever interrupts what follows, the user gets its id.
     interrupts.set_resume_hint(f"Resume with: pixeldojo jobs wait {job.id}")
     if recorder is not None:
-        recorder.submitted(
-            job,
-            model=model,
-            inputs=inputs,
-            estimate=estimate,
-            folder=folder,
-            input_hash=input_hash,
-        )
+        recorder.submitted(job, submission)
     notify(JobSeen(job))
     return job

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Model
     from pixeldojo_cli.cli.outputs import Presentation
     from pixeldojo_cli.engine import EventSink, SaveOptions, WaitOptions
-    from pixeldojo_cli.engine.batch import Batch, BatchOptions, Line
+    from pixeldojo_cli.engine.batch import Batch, BatchOptions
+    from pixeldojo_cli.engine.batch_lines import Line
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ def run_batch(
 ) -> None:
     """Plan, check, then submit and follow every line of the batch."""
     from pixeldojo_cli.core.errors import JobsInterruptedError
-    from pixeldojo_cli.engine.batch import Batch, plan_lines, read_lines
+    from pixeldojo_cli.engine.batch import Batch
+    from pixeldojo_cli.engine.batch_lines import plan_lines, read_lines
     from pixeldojo_cli.inputs.schema import build_inputs
 
     defaults = build_inputs(

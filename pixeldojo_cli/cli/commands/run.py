@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
-from pixeldojo_cli.cli.completion.complete import complete_model, complete_param
+from pixeldojo_cli.cli.commands.run_flags import (
+    BatchFileOption,
+    ConcurrencyOption,
+    DryRunOption,
+    FollowFlags,
+    InputFileOption,
+    JsonOption,
+    MaxCreditsOption,
+    ModelArgument,
+    NoDownloadOption,
+    NoWaitOption,
+    OpenOption,
+    OutputDirOption,
+    ParamOption,
+    PreviewOption,
+    ProgressMode,
+    ProgressOption,
+    PromptArgument,
+    RunRequest,
+    SeedOption,
+    WebhookUrlOption,
+    check_webhook_url,
+    read_input_file,
+    read_prompt_from_stdin,
+    refuse_flags_that_cannot_apply,
+)
 from pixeldojo_cli.cli.outputs import (
-    OPEN_HELP,
     ChecksumOption,
     MaxPollIntervalOption,
     PollIntervalOption,
@@ -17,19 +40,13 @@ from pixeldojo_cli.cli.outputs import (
     TimeoutOption,
     result_lines,
 )
-from pixeldojo_cli.cli.state import (
-    AppState,
-    get_state,
-    inputs_object,
-    read_text_argument,
-)
-from pixeldojo_cli.core.durations import parse_duration
-from pixeldojo_cli.core.errors import UsageError
+from pixeldojo_cli.cli.state import AppState, get_state
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
     from pixeldojo_cli.api.results import Job, Model
-    from pixeldojo_cli.engine import SaveOptions, WaitOptions
+    from pixeldojo_cli.cli.commands.batch import BatchRequest
+    from pixeldojo_cli.engine import SaveOptions, Submission, WaitOptions
 
 RUN_HELP = """\
 Submit a job, wait for it, and download its outputs.
@@ -62,246 +79,141 @@ Examples:
 """
 
 
-class ProgressMode(StrEnum):
-    auto = "auto"
-    rich = "rich"
-    plain = "plain"
-    none = "none"
-
-
-def read_input_file(path: str) -> dict[str, Any]:
-    """`--input FILE` (or `-`): a JSON object of inputs."""
-    return inputs_object(read_text_argument(path, "--input"), f"--input {path}")
-
-
-def _check_webhook_url(url: str | None) -> None:
-    if url is not None and not url.startswith(("http://", "https://")):
-        raise UsageError(f"--webhook-url must be an http(s) URL, got {url[:60]!r}.")
-
-
 def run(
     ctx: typer.Context,
-    model_id: Annotated[
-        str,
-        typer.Argument(
-            metavar="MODEL",
-            help="Model id, e.g. flux-dev (see `pixeldojo models`).",
-            autocompletion=complete_model,
-        ),
-    ],
-    prompt: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="PROMPT", help="The prompt (fills the `prompt` input); - reads stdin."
-        ),
-    ] = None,
-    params: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--param",
-            "-p",
-            metavar="KEY=VALUE",
-            help="An input; KEY:=JSON for a JSON literal. Repeatable.",
-            autocompletion=complete_param,
-        ),
-    ] = None,
-    input_file: Annotated[
-        str | None,
-        typer.Option("--input", "-i", metavar="FILE", help="JSON object of inputs; - reads stdin."),
-    ] = None,
-    seed: Annotated[int | None, typer.Option("--seed", help="Shortcut for -p seed=N.")] = None,
-    webhook_url: Annotated[
-        str | None,
-        typer.Option("--webhook-url", metavar="URL", help="The API POSTs the finished job here."),
-    ] = None,
-    output_dir: Annotated[
-        str | None,
-        typer.Option(
-            "--output-dir",
-            "-o",
-            metavar="DIR",
-            help="Where outputs go (or PIXELDOJO_OUTPUT_DIR; default: current folder).",
-        ),
-    ] = None,
-    dry_run: Annotated[
-        bool,
-        typer.Option("--dry-run", help="Print the request and its estimated cost; submit nothing."),
-    ] = False,
-    no_wait: Annotated[
-        bool, typer.Option("--no-wait", help="Print the job id and return at once.")
-    ] = False,
-    no_download: Annotated[
-        bool, typer.Option("--no-download", help="Print output URLs instead of downloading.")
-    ] = False,
+    model_id: ModelArgument,
+    prompt: PromptArgument = None,
+    params: ParamOption = None,
+    input_file: InputFileOption = None,
+    seed: SeedOption = None,
+    webhook_url: WebhookUrlOption = None,
+    output_dir: OutputDirOption = None,
+    dry_run: DryRunOption = False,
+    no_wait: NoWaitOption = False,
+    no_download: NoDownloadOption = False,
     checksum: ChecksumOption = None,
-    json_output: Annotated[
-        bool, typer.Option("--json", help='Print one JSON object: the job plus "files".')
-    ] = False,
-    open_output: Annotated[bool, typer.Option("--open", help=OPEN_HELP)] = False,
-    preview: Annotated[
-        bool | None,
-        typer.Option(
-            "--preview/--no-preview",
-            show_default=False,
-            help="Draw the first saved image in the terminal (or PIXELDOJO_PREVIEW=1, or "
-            "`config set preview true`). Needs pixeldojo-cli[preview].",
-        ),
-    ] = None,
+    json_output: JsonOption = False,
+    open_output: OpenOption = False,
+    preview: PreviewOption = None,
     timeout: TimeoutOption = None,
     poll_interval: PollIntervalOption = None,
     max_poll_interval: MaxPollIntervalOption = None,
-    progress: Annotated[
-        ProgressMode,
-        typer.Option("--progress", help="Progress display on stderr.", case_sensitive=False),
-    ] = ProgressMode.auto,
-    batch_file: Annotated[
-        str | None,
-        typer.Option(
-            "--batch",
-            metavar="FILE",
-            help="Many jobs: JSON Lines of inputs or one prompt per line (- for stdin). "
-            "Rerunning skips lines already done.",
-        ),
-    ] = None,
-    concurrency: Annotated[
-        int | None,
-        typer.Option(
-            "--concurrency",
-            metavar="N",
-            min=1,
-            max=100,
-            show_default=False,
-            help="With --batch: jobs in flight at once (default 50: enough to keep the rate "
-            "limit busy, few enough for one list poll to see them all).",
-        ),
-    ] = None,
-    max_credits: Annotated[
-        float | None,
-        typer.Option(
-            "--max-credits",
-            metavar="CREDITS",
-            min=0,
-            help="With --batch: stop submitting before the estimated spend passes this.",
-        ),
-    ] = None,
+    progress: ProgressOption = ProgressMode.auto,
+    batch_file: BatchFileOption = None,
+    concurrency: ConcurrencyOption = None,
+    max_credits: MaxCreditsOption = None,
 ) -> None:
     state = get_state(ctx)
     with state.guard(json_output=json_output):
-        from pixeldojo_cli.engine import JobFlags
-
-        _refuse_flags_that_cannot_apply(
-            no_wait=no_wait,
-            no_download=no_download,
+        follow = FollowFlags(
+            timeout=timeout,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            checksum=checksum,
+            download=not no_download,
+            progress=progress,
             open_output=open_output,
-            preview=bool(preview),
-            waiting_flags={
-                "--timeout": timeout,
-                "--poll-interval": poll_interval,
-                "--max-poll-interval": max_poll_interval,
-                "--checksum/--no-checksum": checksum,
-                "--no-download": no_download or None,
-                "--progress": None if progress is ProgressMode.auto else progress,
-            },
+            preview=preview,
         )
-        wait_options, save_options = state.job_options(
-            JobFlags(
-                output_dir=output_dir,
-                poll_interval=poll_interval,
-                max_poll_interval=max_poll_interval,
-                timeout=parse_duration(timeout),
-                checksum=checksum,
-                download=not no_download,
-            )
+        refuse_flags_that_cannot_apply(follow, no_wait=no_wait)
+        options = state.job_options(follow.job_flags(output_dir))
+        show = follow.presentation(state, json_output)
+        check_webhook_url(webhook_url)
+        request = RunRequest(
+            model_id=model_id,
+            prompt=read_prompt_from_stdin() if prompt == "-" else prompt,
+            assignments=tuple(params or ()),
+            input_file=input_file,
+            seed=seed,
+            webhook_url=webhook_url,
+            dry_run=dry_run,
+            wait=not no_wait,
+            batch_file=batch_file,
+            concurrency=concurrency,
+            max_credits=max_credits,
         )
-        wanted = preview if preview is not None else bool(state.settings().preview.value)
-        show = Presentation(json_output, progress.value, open_output, wanted and not no_download)
-        _check_webhook_url(webhook_url)
-        if prompt == "-":
-            prompt = read_prompt_from_stdin()
-        if batch_file is not None and prompt is not None:
-            raise UsageError("Give a PROMPT or --batch FILE, not both.")
-        if batch_file is None and (concurrency is not None or max_credits is not None):
-            raise UsageError("--concurrency and --max-credits go with --batch.")
-        base_inputs = read_input_file(input_file) if input_file else None
-        client = state.client()
-        if not client.api_key and not dry_run:
-            from pixeldojo_cli.core.errors import MissingAPIKeyError
-
-            raise MissingAPIKeyError("No API key is set.")
-        model, schema = _model_and_schema(state, client, model_id)
-        if batch_file is not None:
-            from pixeldojo_cli.cli.commands.batch import BatchRequest, run_batch
-            from pixeldojo_cli.engine.batch import DEFAULT_CONCURRENCY, BatchOptions
-
-            request = BatchRequest(
-                batch_file=batch_file,
-                assignments=tuple(params or ()),
-                base_inputs=base_inputs,
-                seed=seed,
-                options=BatchOptions(
-                    concurrency=concurrency or DEFAULT_CONCURRENCY,
-                    max_credits=max_credits,
-                    wait=not no_wait,
-                    webhook_url=webhook_url,
-                ),
-                dry_run=dry_run,
-            )
-            run_batch(state, client, model, schema, request, (wait_options, save_options), show)
-            return
-        from pixeldojo_cli.inputs.schema import build_inputs, estimate_cost, validate_inputs
-
-        inputs = build_inputs(
-            schema, prompt=prompt, assignments=params or [], base=base_inputs, seed=seed
-        )
-        validate_inputs(schema, inputs)
-        estimate = estimate_cost(model, schema, inputs)
-        if dry_run:
-            _print_dry_run(state, model.id, inputs, webhook_url, estimate, json_output)
-            return
-        job = _submit(state, client, model.id, inputs, estimate, save_options, webhook_url)
-        if no_wait:
-            _print_submitted(state, job, show)
-            return
-        _follow_and_save(state, client, job, model.id, inputs, (wait_options, save_options), show)
+        request.check()
+        _execute(state, request, options, show)
 
 
-def _refuse_flags_that_cannot_apply(
-    *,
-    no_wait: bool,
-    no_download: bool,
-    open_output: bool,
-    preview: bool,
-    waiting_flags: dict[str, object],
+def _execute(
+    state: AppState,
+    request: RunRequest,
+    options: tuple[WaitOptions, SaveOptions],
+    show: Presentation,
 ) -> None:
-    """No flag is silently dropped: one that cannot apply is a usage error."""
-    if no_wait:
-        given = [name for name, value in waiting_flags.items() if value is not None]
-        given += ["--open"] if open_output else []
-        given += ["--preview"] if preview else []
-        if given:
-            raise UsageError(
-                f"{', '.join(given)} cannot apply with --no-wait: nothing is waited for "
-                "or downloaded.",
-                hint="Wait and download later with: pixeldojo jobs wait JOB_ID",
-            )
-    if no_download and (open_output or preview):
-        flag = "--open" if open_output else "--preview"
-        raise UsageError(f"{flag} shows a downloaded file; it cannot go with --no-download.")
+    """Read the inputs, look the model up, then run the batch or the one job."""
+    base_inputs = read_input_file(request.input_file) if request.input_file else None
+    client = state.client()
+    if not client.api_key and not request.dry_run:
+        from pixeldojo_cli.core.errors import MissingAPIKeyError
+
+        raise MissingAPIKeyError("No API key is set.")
+    model, schema = _model_and_schema(state, client, request.model_id)
+    if request.batch_file is not None:
+        from pixeldojo_cli.cli.commands.batch import run_batch
+
+        batch = _batch_request(request, request.batch_file, base_inputs)
+        run_batch(state, client, model, schema, batch, options, show)
+        return
+    submission = _submission(model, schema, request, base_inputs, options[1])
+    if request.dry_run:
+        _print_dry_run(state, submission, show.json_output)
+        return
+    job = _submit(state, client, submission, download=options[1].download)
+    if not request.wait:
+        _print_submitted(state, job, show)
+        return
+    _follow_and_save(state, client, job, submission, options, show)
 
 
-def read_prompt_from_stdin() -> str:
-    """`-` as PROMPT: the prompt from standard input (never a silent wait at a terminal)."""
-    import sys
+def _batch_request(
+    request: RunRequest, batch_file: str, base_inputs: dict[str, Any] | None
+) -> BatchRequest:
+    from pixeldojo_cli.cli.commands.batch import BatchRequest
+    from pixeldojo_cli.engine.batch import DEFAULT_CONCURRENCY, BatchOptions
 
-    if sys.stdin is None or sys.stdin.isatty():
-        raise UsageError(
-            "PROMPT is - but standard input is a terminal.",
-            hint='Pipe the prompt in: echo "a red fox" | pixeldojo run MODEL -',
-        )
-    text = sys.stdin.read().strip()
-    if not text:
-        raise UsageError("PROMPT is - but standard input was empty.")
-    return text
+    return BatchRequest(
+        batch_file=batch_file,
+        assignments=request.assignments,
+        base_inputs=base_inputs,
+        seed=request.seed,
+        options=BatchOptions(
+            concurrency=request.concurrency or DEFAULT_CONCURRENCY,
+            max_credits=request.max_credits,
+            wait=request.wait,
+            webhook_url=request.webhook_url,
+        ),
+        dry_run=request.dry_run,
+    )
+
+
+def _submission(
+    model: Model,
+    schema: dict[str, Any],
+    request: RunRequest,
+    base_inputs: dict[str, Any] | None,
+    save_options: SaveOptions,
+) -> Submission:
+    """The one job's inputs, checked against the schema and priced."""
+    from pixeldojo_cli.engine import Submission
+    from pixeldojo_cli.inputs.schema import build_inputs, estimate_cost, validate_inputs
+
+    inputs = build_inputs(
+        schema,
+        prompt=request.prompt,
+        assignments=list(request.assignments),
+        base=base_inputs,
+        seed=request.seed,
+    )
+    validate_inputs(schema, inputs)
+    return Submission(
+        model.id,
+        inputs,
+        save_options.folder_for(None),
+        estimate=estimate_cost(model, schema, inputs),
+        webhook_url=request.webhook_url,
+    )
 
 
 def _model_and_schema(
@@ -316,50 +228,34 @@ def _model_and_schema(
     return model, schema
 
 
-def _print_dry_run(
-    state: AppState,
-    model_id: str,
-    inputs: dict[str, Any],
-    webhook_url: str | None,
-    estimate: float | None,
-    json_output: bool,
-) -> None:
-    body = {**inputs, **({"webhook_url": webhook_url} if webhook_url else {})}
+def _print_dry_run(state: AppState, submission: Submission, json_output: bool) -> None:
+    webhook_url = submission.webhook_url
+    body = {**submission.inputs, **({"webhook_url": webhook_url} if webhook_url else {})}
     if json_output:
-        document = {"model": model_id, "body": body, "estimatedCredits": estimate}
+        document = {
+            "model": submission.model,
+            "body": body,
+            "estimatedCredits": submission.estimate,
+        }
         state.render.json({**document, "submitted": False})
         return
     state.render.json(body)
-    state.render.info(f"Estimated cost: {credits_text(estimate)}. Nothing was submitted.")
+    state.render.info(
+        f"Estimated cost: {credits_text(submission.estimate)}. Nothing was submitted."
+    )
 
 
-def _submit(
-    state: AppState,
-    client: Client,
-    model_id: str,
-    inputs: dict[str, Any],
-    estimate: float | None,
-    save_options: SaveOptions,
-    webhook_url: str | None,
-) -> Job:
+def _submit(state: AppState, client: Client, submission: Submission, *, download: bool) -> Job:
     """Check the output folder, submit, record, and say what it cost."""
     from pixeldojo_cli.engine import submit
     from pixeldojo_cli.store.downloads import ensure_writable_folder
 
-    folder = save_options.folder_for(None)
-    if save_options.download:
-        ensure_writable_folder(folder)  # an output path that cannot be a folder costs nothing yet
-    job = submit(
-        client,
-        model_id,
-        inputs,
-        folder=folder,
-        recorder=state.recorder(),
-        webhook_url=webhook_url,
-        estimate=estimate,
-    )
+    if download:  # an output path that cannot be a folder costs nothing yet
+        ensure_writable_folder(submission.folder)
+    job = submit(client, submission, recorder=state.recorder())
     state.render.info(
-        f"Submitted {job.id} ({model_id}): {credits_text(job.credit_cost or estimate)}, "
+        f"Submitted {job.id} ({submission.model}): "
+        f"{credits_text(job.credit_cost or submission.estimate)}, "
         f"{credits_text(job.credits_remaining, unit=False)} remaining."
     )
     return job
@@ -379,8 +275,7 @@ def _follow_and_save(
     state: AppState,
     client: Client,
     job: Job,
-    model_id: str,
-    inputs: dict[str, Any],
+    submission: Submission,
     options: tuple[WaitOptions, SaveOptions],
     show: Presentation,
 ) -> None:
@@ -397,8 +292,7 @@ def _follow_and_save(
             save_options,
             recorder=state.recorder(notify),
             notify=notify,
-            model=model_id,
-            inputs=inputs,
+            submission=submission,
         )
     if result.error is not None:
         raise result.error
