@@ -241,7 +241,7 @@ def mock_client(statuses: list[str]) -> Client:
 def test_known_synonyms_of_terminal_states_end_the_wait(status: str) -> None:
     client = mock_client(["processing", status])
     ended = follow(client, ["j"], FAST, sleep=lambda s: None)
-    assert not isinstance(ended["j"], Exception) and ended["j"].settled
+    assert not isinstance(ended["j"], Exception) and ended["j"].is_terminal
 
 
 def test_an_unknown_status_is_waited_for_a_bounded_time() -> None:
@@ -275,9 +275,9 @@ def test_outcomes_become_one_exit_code(outcomes: list[Outcome], code: int) -> No
     assert combined_exit_code(r.exit_code for r in results) == code
 
 
-def test_the_sweep_counts_a_failed_job_as_settled() -> None:
+def test_the_sweep_counts_a_failed_job_as_over() -> None:
     codes = [JobResult("a", Outcome.FAILED).exit_code, JobResult("b", Outcome.SAVED).exit_code]
-    assert combined_exit_code(codes, settled_failures_ok=True) == 0
+    assert combined_exit_code(codes, server_failures_ok=True) == 0
     assert combined_exit_code(codes) == 5
 
 

@@ -52,7 +52,7 @@ def test_limiters_sharing_a_file_stay_under_the_limit_together(tmp_path: Path) -
     sent = []
     for n in range(60):
         one = limiters[n % 4]
-        one.settle(one.acquire())
+        one.answered(one.acquire())
         sent.append(clock.now)
     assert max_in_any_window(sent, 2.0) <= 10
     assert all(one.shared for one in limiters)
@@ -73,7 +73,7 @@ def test_a_slot_is_held_until_the_answer_arrives(tmp_path: Path) -> None:
     one = limiter(tmp_path, clock, per_window=1)
     ticket = one.acquire()
     clock.now += 1.5  # a slow answer
-    one.settle(ticket)
+    one.answered(ticket)
     started = clock.now
     one.acquire()
     assert clock.now - started >= 2.0  # a full window after the answer, not after the send
@@ -116,7 +116,7 @@ def test_a_damaged_budget_file_is_reset(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / budget_file_name(ORIGIN, TEST_KEY)
     path.write_bytes(content)
     one = limiter(tmp_path, clock)
-    one.settle(one.acquire())
+    one.answered(one.acquire())
     assert one.shared
     assert len(json.loads(path.read_text())["sent"]) == 1
 
@@ -129,7 +129,7 @@ def test_a_lock_that_is_never_released_makes_the_process_count_alone(
     one = limiter(tmp_path, clock)
     with open(tmp_path / budget_file_name(ORIGIN, TEST_KEY), "rb") as other:
         fcntl.flock(other.fileno(), fcntl.LOCK_EX)  # a stopped process holding the lock
-        one.settle(one.acquire())
+        one.answered(one.acquire())
     assert not one.shared
 
 
@@ -138,7 +138,7 @@ def test_the_file_is_named_by_a_hash_and_never_holds_the_key(tmp_path: Path) -> 
     folder = tmp_path / "budget"
     folder.mkdir()
     one = limiter(folder, clock)
-    one.settle(one.acquire())
+    one.answered(one.acquire())
     [path] = folder.iterdir()
     assert TEST_KEY not in path.name and "api.example" not in path.name
     assert TEST_KEY.encode() not in path.read_bytes()

@@ -88,7 +88,7 @@ class Harness:
         self.saving = threading.Event()  # set when a save has begun
         self.gate = threading.Event()  # saves wait for it
         self.gate.set()
-        knobs.setdefault("settle", 5.0)
+        knobs.setdefault("final_state_wait", 5.0)
         self.listener = WebhookListener(
             self.client, self.save, on_outcome=self.outcomes.append, **knobs
         ).start()

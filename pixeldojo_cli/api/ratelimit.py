@@ -45,7 +45,7 @@ class SharedBudget:
     The file is named by a hash of the origin and key, never the key itself.
 
     Each request holds a slot from just before it is sent until its answer has
-    arrived (`settle` moves the slot's time there): the server counts the
+    arrived (`answered` moves the slot's time there): the server counts the
     request somewhere in between, so the slot frees a full window after the
     latest moment the server could have counted it, whatever the processes'
     scheduling did to the order of arrivals.
@@ -153,7 +153,7 @@ class SharedBudget:
             state["sent"].append((now, ticket))
             return 0.0, ticket
 
-    def settle(self, ticket: int) -> None:
+    def answered(self, ticket: int) -> None:
         """The request holding `ticket` has its answer: its slot counts from now."""
         with self._state() as state:
             now = self._clock()
@@ -239,7 +239,7 @@ class RateLimiter:
 
     def acquire(self) -> int | None:
         """Block until one more request fits, then count it. Returns a ticket to
-        hand to `settle` once the answer has arrived (None: nothing to settle)."""
+        hand to `answered` once the answer has arrived (None: nothing to count)."""
         while True:
             with self._lock:
                 now = self._clock()
@@ -259,14 +259,14 @@ class RateLimiter:
                         return None
             self._sleep(delay)
 
-    def settle(self, ticket: int | None) -> None:
+    def answered(self, ticket: int | None) -> None:
         """The request of `ticket` has been answered (or failed)."""
         if ticket is None:
             return
         with self._lock:
             if self.budget is not None:
                 try:
-                    self.budget.settle(ticket)
+                    self.budget.answered(ticket)
                 except SharedBudgetUnavailable:
                     self._drop_budget_locked()
 

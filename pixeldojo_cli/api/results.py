@@ -241,7 +241,7 @@ class Job:
         return self.status in EXPIRED_STATUSES
 
     @property
-    def settled(self) -> bool:
+    def is_terminal(self) -> bool:
         """The job will not change any more: waiting for it is over."""
         return self.status in TERMINAL_STATUSES
 
@@ -249,11 +249,6 @@ class Job:
     def known_status(self) -> bool:
         """A status the client understands (a published one or a known synonym)."""
         return self.status in TERMINAL_STATUSES or self.status in RUNNING_STATUSES
-
-    @property
-    def is_terminal(self) -> bool:
-        """Alias of `settled`, kept for library users."""
-        return self.settled
 
     def output_expiry(self) -> datetime | None:
         """`expiresAt` when the API gives it, else 24 h after completion."""

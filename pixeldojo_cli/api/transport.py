@@ -291,7 +291,7 @@ class Transport:
         """One attempt: a slot from the limiter, then the exchange, read whole."""
         ticket = self.limiter.acquire()
         if call.deadline is not None and time.monotonic() >= call.deadline:
-            self.limiter.settle(ticket)
+            self.limiter.answered(ticket)
             raise RequestTimeoutError(f"{call.method} {call.url.path} did not finish in time.")
         self._trace_request(call.request)
         started = time.monotonic()
@@ -299,7 +299,7 @@ class Transport:
             deadline = call.deadline if call.deadline is not None else started + self.total_timeout
             response = self._send_within(call.request, deadline)
         finally:
-            self.limiter.settle(ticket)
+            self.limiter.answered(ticket)
         self._trace_response(response, started)
         self.limiter.observe(response.headers)
         return response

@@ -431,15 +431,13 @@ def outcome_exit_code(outcome: Outcome, error: PixelDojoError | None = None) -> 
 
 
 def combined_exit_code(
-    codes: Iterable[ExitCode | int], *, settled_failures_ok: bool = False
+    codes: Iterable[ExitCode | int], *, server_failures_ok: bool = False
 ) -> ExitCode:
     """Several jobs, one exit code: the highest, so any trouble shows (0 only when
-    every job is fine; an interruption, 130, wins). With `settled_failures_ok`
-    (the `download --pending` sweep), a job that failed on the server is settled,
+    every job is fine; an interruption, 130, wins). With `server_failures_ok`
+    (the `download --pending` sweep), a job that failed on the server is over,
     not a failure of the command."""
     kept = [
-        ExitCode(code)
-        for code in codes
-        if not (settled_failures_ok and code == ExitCode.JOB_FAILED)
+        ExitCode(code) for code in codes if not (server_failures_ok and code == ExitCode.JOB_FAILED)
     ]
     return max(kept, default=ExitCode.OK)

@@ -156,7 +156,7 @@ class Follower:
             job = listed.get(tracked.job_id)
             if job is not None and job.succeeded and not job.output_urls:
                 job = None  # a list entry without its outputs: ask for the job itself
-            if tracked.due > now and (job is None or not job.settled):
+            if tracked.due > now and (job is None or not job.is_terminal):
                 continue
             if job is None:
                 try:
@@ -218,7 +218,7 @@ class Follower:
         self.notify(JobSeen(job, tracked.schedule.eta(elapsed), followed_as=tracked.job_id))
         if self.recorder is not None:
             self.recorder.seen(job)
-        if job.settled:
+        if job.is_terminal:
             del self._tracked[tracked.job_id]
             return job
         if job.known_status:

@@ -97,7 +97,7 @@ class Delivery:
 
     `outcome` is one of: `saved` (its `files`), `skipped` (the book says it is
     saved already), `failed` (the job failed: nothing to save), `unfinished`
-    (still running after the settle time), `error` (the lookup or the save
+    (still running after `final_state_wait`), `error` (the lookup or the save
     failed: `error`), `handed_back` (the listener stopped before saving it).
     """
 
@@ -285,7 +285,7 @@ class WebhookListener:
         max_connections: int = 32,
         book: JobBook | None = None,
         on_outcome: OnOutcome | None = None,
-        settle: float = 30.0,
+        final_state_wait: float = 30.0,
         remember_done: int = 10_000,
     ) -> None:
         if not path.startswith("/"):
@@ -298,7 +298,7 @@ class WebhookListener:
         self.max_body = max_body
         self.book = book
         self.on_outcome = on_outcome
-        self.settle = settle
+        self.final_state_wait = final_state_wait
         self._remember_done = remember_done
         self._queue: queue.Queue[str] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
@@ -422,9 +422,9 @@ class WebhookListener:
 
     def _until_final(self, job: Job) -> Job:
         """A notification may beat the job's own record: look again for a while."""
-        deadline = time.monotonic() + self.settle
+        deadline = time.monotonic() + self.final_state_wait
         delay = 1.0
-        while not job.settled:
+        while not job.is_terminal:
             if time.monotonic() + delay > deadline or self._stopping.wait(delay):
                 return job
             job = self.jobs.get_job(job.id)

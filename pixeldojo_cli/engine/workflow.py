@@ -177,7 +177,7 @@ def fetch_and_save(
         return JobResult.failure(job_id, exc)
     if recorder is not None:
         recorder.seen(job)
-    if not job.settled:
+    if not job.is_terminal:
         error = JobNotFinishedError(
             f"Job {job_id} has not finished yet (status: {job.status}).",
             hint=f"Wait for it and download it with: pixeldojo jobs wait {job_id}",

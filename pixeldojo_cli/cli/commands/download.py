@@ -92,8 +92,8 @@ def _sweep(state: AppState, save: SaveOptions, json_output: bool, open_output: b
             f"{plural(len(retry), 'job')} could not be saved this time and stay pending for "
             f"the next sweep: {', '.join(retry)}"
         )
-    # A job that failed on the server is settled, not a failure of the sweep.
-    return combined_exit_code((r.exit_code for r in results), settled_failures_ok=True)
+    # A job that failed on the server is over, not a failure of the sweep.
+    return combined_exit_code((r.exit_code for r in results), server_failures_ok=True)
 
 
 def download(
