@@ -9,8 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pixeldojo_cli.core.errors import (
-    UsageError,
+from pixeldojo_cli.core.durations import LIMITS, duration_message
+from pixeldojo_cli.core.errors import UsageError
+
+# How long a job whose status this client does not know is waited for, unless
+# --timeout or the `unknown_status_timeout` setting says otherwise (the setting's default).
+from pixeldojo_cli.store.settings import (
+    DEFAULT_UNKNOWN_STATUS_TIMEOUT as DEFAULT_UNKNOWN_STATUS_TIMEOUT,
 )
 
 if TYPE_CHECKING:
@@ -18,9 +23,6 @@ if TYPE_CHECKING:
     from pixeldojo_cli.store.settings import Settings
 
 
-# How long a job whose status this client does not know is waited for, unless
-# --timeout or the `unknown_status_timeout` setting says otherwise.
-DEFAULT_UNKNOWN_STATUS_TIMEOUT = 600.0
 # One `GET /jobs?limit=N` answers for many running jobs at once.
 LIST_LIMIT = 100
 
@@ -93,8 +95,8 @@ def resolve_options(settings: Settings, flags: JobFlags) -> tuple[WaitOptions, S
         (flags.poll_interval, "--poll-interval"),
         (flags.max_poll_interval, "--max-poll-interval"),
     ):
-        if value is not None and not 0 < value < 86400:
-            raise UsageError(f"{option} must be a positive number of seconds, got {value}.")
+        if value is not None and not LIMITS[option].allows(value):  # a library caller's value
+            raise UsageError(duration_message(option, f"{value:g}"))
     poll = flags.poll_interval or _from_config(settings.poll_interval)
     longest = flags.max_poll_interval or _from_config(settings.max_poll_interval)
     wait = WaitOptions(
