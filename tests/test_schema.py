@@ -332,7 +332,7 @@ def test_each_keyword_is_checked(schema: Any, good: Any, bad: Any, message: str)
 
 
 def test_numbers_compare_as_json_does() -> None:
-    from pixeldojo_cli.inputs.validator import json_equal
+    from pixeldojo_cli.inputs.json_values import json_equal
 
     assert json_equal(1, 1.0) and json_equal([{"a": 1}], [{"a": 1.0}])
     assert not json_equal(True, 1) and not json_equal(0, False) and not json_equal("1", 1)

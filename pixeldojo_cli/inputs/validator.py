@@ -27,18 +27,30 @@ library would have to be imported by every command that checks inputs.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
 from fractions import Fraction
-from typing import Any, TypeGuard
+from typing import Any
 from urllib.parse import unquote
 
-MAX_DEPTH = 64
+from pixeldojo_cli.inputs.formats import FORMAT_NAMES, FORMATS, compiled_pattern
+from pixeldojo_cli.inputs.json_values import (
+    MAX_DEPTH,
+    TYPE_CHECKS,
+    depth_of,
+    describe,
+    is_integer,
+    is_number,
+    json_equal,
+    json_type,
+    number,
+    plural,
+    unique_key,
+)
+
 # Schema applications one check may make: a hostile schema (`anyOf` of `$ref`s
 # to itself) would otherwise take exponential time. Past it, the rest is skipped.
 MAX_STEPS = 100_000
@@ -53,179 +65,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.path or 'the inputs'} {self.message}"
-
-
-# --- JSON values ------------------------------------------------------------------
-
-
-def _is_number(value: Any) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_integer(value: Any) -> TypeGuard[int | float]:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int):
-        return True
-    return isinstance(value, float) and math.isfinite(value) and value.is_integer()
-
-
-_TYPE_CHECKS: dict[str, Any] = {
-    "string": lambda v: isinstance(v, str),
-    "integer": _is_integer,
-    "number": lambda v: _is_number(v) and (not isinstance(v, float) or math.isfinite(v)),
-    "boolean": lambda v: isinstance(v, bool),
-    "array": lambda v: isinstance(v, list),
-    "object": lambda v: isinstance(v, dict),
-    "null": lambda v: v is None,
-}
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if _is_number(value):
-        return "integer" if _is_integer(value) else "number"
-    if isinstance(value, str):
-        return "string"
-    return "array" if isinstance(value, list) else "object"
-
-
-def _canonical(value: Any) -> Any:
-    """A form in which equal JSON values are equal Python values of one shape
-    (`1.0` -> `1`); bounded by the depth check done before."""
-    if isinstance(value, float) and value.is_integer() and math.isfinite(value):
-        return int(value)
-    if isinstance(value, list):
-        return [_canonical(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _canonical(v) for k, v in value.items()}
-    return value
-
-
-def _key(value: Any) -> str:
-    return json.dumps(_canonical(value), sort_keys=True, default=str)
-
-
-def json_equal(a: Any, b: Any) -> bool:
-    """Equality as JSON means it: `1 == 1.0`, but `true != 1`."""
-    return _key(a) == _key(b)
-
-
-def depth_of(value: Any, limit: int = MAX_DEPTH) -> int:
-    """How deeply `value` nests (without recursion); stops counting past `limit`."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        item, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > limit:
-            return deepest
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for v in item.values())
-        elif isinstance(item, list):
-            stack.extend((v, depth + 1) for v in item)
-    return deepest
-
-
-def _describe(value: Any) -> str:
-    text = json.dumps(value, default=str, ensure_ascii=False)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _number(value: float) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-# --- formats ----------------------------------------------------------------------
-
-_URI = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*:[^\s<>\"{}|\\^`\x00-\x1f\x7f]*")
-_URI_REFERENCE = re.compile(r"[^\s<>\"{}|\\^`\x00-\x1f\x7f]*")
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
-_TIME = re.compile(r"\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-_HOSTNAME = re.compile(
-    r"(?=.{1,253}\.?$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?"
-)
-
-
-def _is_date(text: str) -> bool:
-    if not _DATE.fullmatch(text):
-        return False
-    try:
-        date.fromisoformat(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_time(text: str) -> bool:
-    if not _TIME.fullmatch(text):
-        return False
-    hour, minute, second = int(text[0:2]), int(text[3:5]), int(text[6:8])
-    return hour < 24 and minute < 60 and second <= 60
-
-
-def _is_date_time(text: str) -> bool:
-    if len(text) < 20 or text[10] not in "Tt ":
-        return False
-    if not (_is_date(text[:10]) and _is_time(text[11:])):
-        return False
-    try:
-        datetime.fromisoformat(text[:19])
-    except ValueError:
-        return False
-    return True
-
-
-def _is_ip(text: str, version: int) -> bool:
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return address.version == version
-
-
-_FORMATS: dict[str, Any] = {
-    "uri": lambda s: bool(_URI.fullmatch(s)),
-    "uri-reference": lambda s: bool(_URI_REFERENCE.fullmatch(s)),
-    "email": lambda s: bool(_EMAIL.fullmatch(s)),
-    "date-time": _is_date_time,
-    "date": _is_date,
-    "time": _is_time,
-    "uuid": lambda s: bool(_UUID.fullmatch(s)),
-    "ipv4": lambda s: _is_ip(s, 4),
-    "ipv6": lambda s: _is_ip(s, 6),
-    "hostname": lambda s: bool(_HOSTNAME.fullmatch(s)),
-}
-_FORMAT_NAMES = {
-    "uri": "a URI (such as https://example.com/a.png)",
-    "uri-reference": "a URI reference",
-    "email": "an email address",
-    "date-time": "a date and time (such as 2025-01-23T12:00:00Z)",
-    "date": "a date (such as 2025-01-23)",
-    "time": "a time (such as 12:00:00Z)",
-    "uuid": "a UUID",
-    "ipv4": "an IPv4 address",
-    "ipv6": "an IPv6 address",
-    "hostname": "a host name",
-}
-
-
-def _pattern(pattern: str) -> re.Pattern[str] | None:
-    """The pattern as Python understands it, or None (ECMA-only syntax: skipped)."""
-    try:
-        return re.compile(pattern)
-    except (re.error, RecursionError, OverflowError):
-        return None
 
 
 # --- the validator ----------------------------------------------------------------
@@ -281,8 +120,8 @@ class _Validator:
             if target is not None:
                 yield from self.problems(target, value, path, depth + 1)
         yield from self._type_and_values(schema, value, path)
-        if _is_number(value):
-            yield from self._number(schema, value, path)
+        if is_number(value):
+            yield from self.number(schema, value, path)
         elif isinstance(value, str):
             yield from self._string(schema, value, path)
         elif isinstance(value, list):
@@ -301,25 +140,25 @@ class _Validator:
     ) -> Iterator[Problem]:
         kinds = schema.get("type")
         names = [kinds] if isinstance(kinds, str) else kinds if isinstance(kinds, list) else []
-        known = [k for k in names if isinstance(k, str) and k in _TYPE_CHECKS]
-        if known and not any(_TYPE_CHECKS[k](value) for k in known):
+        known = [k for k in names if isinstance(k, str) and k in TYPE_CHECKS]
+        if known and not any(TYPE_CHECKS[k](value) for k in known):
             if isinstance(value, float) and not math.isfinite(value):
                 yield Problem(path, f"must be a finite number, not {value}")
             else:
                 wanted = " or ".join(known)
-                yield Problem(path, f"must be of type {wanted}, not {_json_type(value)}")
+                yield Problem(path, f"must be of type {wanted}, not {json_type(value)}")
         enum = schema.get("enum")
         if isinstance(enum, list) and not any(json_equal(value, allowed) for allowed in enum):
-            allowed = ", ".join(_describe(v) for v in enum[:12]) + (
+            allowed = ", ".join(describe(v) for v in enum[:12]) + (
                 ", ..." if len(enum) > 12 else ""
             )
-            yield Problem(path, f"must be one of: {allowed}; got {_describe(value)}")
+            yield Problem(path, f"must be one of: {allowed}; got {describe(value)}")
         if "const" in schema and not json_equal(value, schema["const"]):
-            yield Problem(path, f"must be {_describe(schema['const'])}")
+            yield Problem(path, f"must be {describe(schema['const'])}")
 
     # --- numbers
 
-    def _number(self, schema: Mapping[str, Any], value: float, path: str) -> Iterator[Problem]:
+    def number(self, schema: Mapping[str, Any], value: float, path: str) -> Iterator[Problem]:
         if isinstance(value, float) and not math.isfinite(value):
             return
         low, high = schema.get("minimum"), schema.get("maximum")
@@ -327,53 +166,50 @@ class _Validator:
             schema.get("exclusiveMinimum"),
             schema.get("exclusiveMaximum"),
         )
-        if _is_number(low):
+        if is_number(low):
             if exclusive_low is True and value <= low:  # draft 4: a flag on minimum
-                yield Problem(path, f"must be greater than {_number(low)}, got {_number(value)}")
+                yield Problem(path, f"must be greater than {number(low)}, got {number(value)}")
             elif value < low:
-                yield Problem(path, f"must be at least {_number(low)}, got {_number(value)}")
-        if _is_number(high):
+                yield Problem(path, f"must be at least {number(low)}, got {number(value)}")
+        if is_number(high):
             if exclusive_high is True and value >= high:
-                yield Problem(path, f"must be less than {_number(high)}, got {_number(value)}")
+                yield Problem(path, f"must be less than {number(high)}, got {number(value)}")
             elif value > high:
-                yield Problem(path, f"must be at most {_number(high)}, got {_number(value)}")
-        if _is_number(exclusive_low) and value <= exclusive_low:
+                yield Problem(path, f"must be at most {number(high)}, got {number(value)}")
+        if is_number(exclusive_low) and value <= exclusive_low:
             yield Problem(
-                path, f"must be greater than {_number(exclusive_low)}, got {_number(value)}"
+                path, f"must be greater than {number(exclusive_low)}, got {number(value)}"
             )
-        if _is_number(exclusive_high) and value >= exclusive_high:
-            yield Problem(
-                path, f"must be less than {_number(exclusive_high)}, got {_number(value)}"
-            )
+        if is_number(exclusive_high) and value >= exclusive_high:
+            yield Problem(path, f"must be less than {number(exclusive_high)}, got {number(value)}")
         step = schema.get("multipleOf")
-        if _is_number(step) and step > 0 and not _multiple_of(value, step):
-            yield Problem(path, f"must be a multiple of {_number(step)}, got {_number(value)}")
+        if is_number(step) and step > 0 and not _multiple_of(value, step):
+            yield Problem(path, f"must be a multiple of {number(step)}, got {number(value)}")
 
     # --- strings
 
     def _string(self, schema: Mapping[str, Any], value: str, path: str) -> Iterator[Problem]:
         shortest, longest = schema.get("minLength"), schema.get("maxLength")
-        if _is_integer(shortest) and len(value) < shortest:
+        if is_integer(shortest) and len(value) < shortest:
             if shortest == 1:
                 yield Problem(path, "must not be empty")
             else:
                 yield Problem(
                     path,
-                    f"must be at least {_plural(int(shortest), 'character')} long, "
-                    f"got {len(value)}",
+                    f"must be at least {plural(int(shortest), 'character')} long, got {len(value)}",
                 )
-        if _is_integer(longest) and len(value) > longest:
+        if is_integer(longest) and len(value) > longest:
             yield Problem(
-                path, f"must be at most {_plural(int(longest), 'character')} long, got {len(value)}"
+                path, f"must be at most {plural(int(longest), 'character')} long, got {len(value)}"
             )
         pattern = schema.get("pattern")
-        compiled = _pattern(pattern) if isinstance(pattern, str) else None
+        compiled = compiled_pattern(pattern) if isinstance(pattern, str) else None
         if compiled is not None and compiled.search(value) is None:
             yield Problem(path, f"must match the pattern {pattern}")
         kind = schema.get("format")
-        check = _FORMATS.get(kind) if isinstance(kind, str) else None
+        check = FORMATS.get(kind) if isinstance(kind, str) else None
         if check is not None and not check(value):
-            yield Problem(path, f"must be {_FORMAT_NAMES[str(kind)]}, got {_describe(value)}")
+            yield Problem(path, f"must be {FORMAT_NAMES[str(kind)]}, got {describe(value)}")
 
     # --- arrays
 
@@ -381,16 +217,16 @@ class _Validator:
         self, schema: Mapping[str, Any], value: list[Any], path: str, depth: int
     ) -> Iterator[Problem]:
         fewest, most = schema.get("minItems"), schema.get("maxItems")
-        if _is_integer(fewest) and len(value) < fewest:
+        if is_integer(fewest) and len(value) < fewest:
             yield Problem(
-                path, f"must have at least {_plural(int(fewest), 'item')}, got {len(value)}"
+                path, f"must have at least {plural(int(fewest), 'item')}, got {len(value)}"
             )
-        if _is_integer(most) and len(value) > most:
-            yield Problem(path, f"must have at most {_plural(int(most), 'item')}, got {len(value)}")
+        if is_integer(most) and len(value) > most:
+            yield Problem(path, f"must have at most {plural(int(most), 'item')}, got {len(value)}")
         if schema.get("uniqueItems") is True:
             seen: dict[str, int] = {}
             for n, item in enumerate(value):
-                key = _key(item)
+                key = unique_key(item)
                 if key in seen:
                     yield Problem(
                         path, f"must not repeat items (items {seen[key]} and {n} are equal)"
@@ -402,13 +238,13 @@ class _Validator:
         if contains is not None:
             matching = sum(1 for item in value if self.fits(contains, item, depth + 1))
             least = schema.get("minContains", 1)
-            least = least if _is_integer(least) else 1
+            least = least if is_integer(least) else 1
             if matching < least:
-                yield Problem(path, f"must contain at least {_plural(int(least), 'matching item')}")
+                yield Problem(path, f"must contain at least {plural(int(least), 'matching item')}")
             greatest = schema.get("maxContains")
-            if _is_integer(greatest) and matching > greatest:
+            if is_integer(greatest) and matching > greatest:
                 yield Problem(
-                    path, f"must contain at most {_plural(int(greatest), 'matching item')}"
+                    path, f"must contain at most {plural(int(greatest), 'matching item')}"
                 )
 
     def _items(
@@ -436,17 +272,17 @@ class _Validator:
                 if isinstance(name, str) and name not in value:
                     yield Problem(_child(path, name), "is required")
         fewest, most = schema.get("minProperties"), schema.get("maxProperties")
-        if _is_integer(fewest) and len(value) < fewest:
-            yield Problem(path, f"must have at least {_plural(int(fewest), 'property')}")
-        if _is_integer(most) and len(value) > most:
-            yield Problem(path, f"must have at most {_plural(int(most), 'property')}")
+        if is_integer(fewest) and len(value) < fewest:
+            yield Problem(path, f"must have at least {plural(int(fewest), 'property')}")
+        if is_integer(most) and len(value) > most:
+            yield Problem(path, f"must have at most {plural(int(most), 'property')}")
         properties = schema.get("properties")
         properties = properties if isinstance(properties, Mapping) else {}
         patterns = schema.get("patternProperties")
         compiled = [
             (found, sub)
             for text, sub in (patterns.items() if isinstance(patterns, Mapping) else ())
-            if isinstance(text, str) and (found := _pattern(text)) is not None
+            if isinstance(text, str) and (found := compiled_pattern(text)) is not None
         ]
         extra = schema.get("additionalProperties", True)
         names = schema.get("propertyNames")
