@@ -187,7 +187,7 @@ def test_dry_run_refuses_an_empty_prompt(cli: Any, emulator: Any) -> None:
 
 
 def test_every_keyword_of_the_catalogue_is_checked() -> None:
-    from pixeldojo_cli.inputs import validator
+    from pixeldojo_cli.inputs import formats as format_checks
 
     checked = {
         "type", "enum", "const", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum",
@@ -210,7 +210,7 @@ def test_every_keyword_of_the_catalogue_is_checked() -> None:
             stack.extend(node.get("properties", {}).values())
             stack.extend([node["items"]] if isinstance(node.get("items"), dict) else [])
     assert used - annotations <= checked
-    assert formats <= set(validator._FORMATS)
+    assert formats <= set(format_checks.FORMATS)
 
 
 @pytest.mark.parametrize(
