@@ -18,7 +18,7 @@ from pixeldojo_cli.api.client import Client
 from pixeldojo_cli.api.model_cache import _cache_path, known_modality, known_model_ids
 from pixeldojo_cli.api.transport import budget_file_name, origin_of
 from pixeldojo_cli.emulator import Emulator
-from pixeldojo_cli.store.downloads import recorded_files
+from pixeldojo_cli.store.files import recorded_files
 from pixeldojo_cli.store.ledger import Ledger, pending_records_path
 from pixeldojo_cli.store.settings import cache_dir
 

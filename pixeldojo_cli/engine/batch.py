@@ -51,7 +51,7 @@ from pixeldojo_cli.engine import (
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
     from pixeldojo_cli.api.results import Job, Model
-    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.files import DownloadedFile
     from pixeldojo_cli.store.ledger import Ledger, LedgerJob
 
 # Show at most this many input problems before asking the user to fix the file.
@@ -239,7 +239,7 @@ class Batch:
         """An earlier run's files for a line, when all are still in place and
         intact (the check `save` makes) in the folder asked for; else None, and
         the line is followed and saved again (intact files are still kept)."""
-        from pixeldojo_cli.store.downloads import intact_since
+        from pixeldojo_cli.store.files import intact_since
 
         options = self.save_options
         if not known.downloaded or options.force or not options.download:
@@ -544,7 +544,7 @@ class Batch:
 
 
 def _from_ledger(record: Any) -> DownloadedFile:
-    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.files import DownloadedFile
 
     return DownloadedFile(
         Path(record.path), record.size, record.sha256, record.url, mtime_ns=record.mtime_ns

@@ -14,7 +14,7 @@ from pixeldojo_cli.core.errors import (
 from pixeldojo_cli.engine.events import EventSink, Notice, ignore
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.files import DownloadedFile
     from pixeldojo_cli.store.ledger import Ledger, LedgerJob, LedgerRecord
 
 

@@ -20,7 +20,7 @@ from pixeldojo_cli.engine.recorder import Recorder
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
-    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.files import DownloadedFile
     from pixeldojo_cli.store.ledger import LedgerJob
 
 
@@ -28,7 +28,7 @@ def _known_files(
     local: LedgerJob | None, folder: Path, job_id: str, base_url: str
 ) -> dict[int, DownloadedFile]:
     """Files this job (of this API) already has on disk, per its sidecar and the ledger."""
-    from pixeldojo_cli.store.downloads import DownloadedFile, recorded_files
+    from pixeldojo_cli.store.files import DownloadedFile, recorded_files
 
     found = dict(recorded_files(folder, job_id, base_url))
     for record in local.files if local is not None else ():
@@ -79,7 +79,8 @@ def save(
     raises the error that says so. Ctrl-C raises `JobsInterruptedError` with
     the command that resumes; no partial file is left under a final name.
     """
-    from pixeldojo_cli.store.downloads import api_base_url, download_outputs, write_metadata
+    from pixeldojo_cli.store.downloads import api_base_url, download_outputs
+    from pixeldojo_cli.store.files import write_metadata
 
     check_saveable(job)
     base_url = api_base_url(client.transport)

@@ -344,7 +344,7 @@ def _submit(
 ) -> Job:
     """Check the output folder, submit, record, and say what it cost."""
     from pixeldojo_cli.engine import submit
-    from pixeldojo_cli.store.downloads import ensure_writable_folder
+    from pixeldojo_cli.store.files import ensure_writable_folder
 
     folder = save_options.folder_for(None)
     if save_options.download:
