@@ -38,14 +38,14 @@ class Recorder:
         profile: str,
         notify: EventSink = ignore,
         *,
-        spill_to: Path | None = None,
+        ledger_file: Path | None = None,
     ) -> None:
         self.ledger = ledger
         self.base_url = base_url.rstrip("/")
         self.profile = profile
         self.notify = notify
-        # Where records go when the ledger could not even be opened.
-        self._spill_to = ledger.path if ledger is not None else spill_to
+        # The ledger's file: its side file takes records when the ledger could not be opened.
+        self._ledger_file = ledger.path if ledger is not None else ledger_file
         self.lock = threading.RLock()  # one ledger connection, many threads
         self._deferring = False
         self.deferred: list[str] = []  # job ids recorded later, from the side file
@@ -54,7 +54,7 @@ class Recorder:
     @property
     def records(self) -> bool:
         """Whether jobs are recorded at all (not under the embedded emulator)."""
-        return self._spill_to is not None
+        return self._ledger_file is not None
 
     def _note(self, ids: list[str], job_id: str, message: str) -> None:
         first = not ids
@@ -66,7 +66,7 @@ class Recorder:
     def _record(self, job_id: str, build: Callable[[], LedgerRecord]) -> None:
         from pixeldojo_cli.store.ledger import defer
 
-        if self._spill_to is None:
+        if self._ledger_file is None:
             return
         try:
             record = build()
@@ -76,7 +76,7 @@ class Recorder:
                         return
                     self._deferring = True
                 else:
-                    defer(record, self._spill_to)
+                    defer(record, self._ledger_file)
         except Exception as exc:  # neither written nor kept: say so, and go on
             reason = exc.message if isinstance(exc, PixelDojoError) else str(exc)
             self._note(
