@@ -295,11 +295,11 @@ def test_a_batch_submits_nothing_when_its_ledger_is_held_by_another_process(
 ) -> None:
     import sqlite3
 
-    from pixeldojo_cli.store import ledger as ledger_module
+    from pixeldojo_cli.store.ledger import locking
     from pixeldojo_cli.store.settings import ledger_path
 
     assert cli("run", "flux-dev", "warm", *POLL).exit_code == 0  # the ledger exists
-    monkeypatch.setattr(ledger_module, "DEFAULT_LOCK_WAIT", 1.0)
+    monkeypatch.setattr(locking, "DEFAULT_LOCK_WAIT", 1.0)
     holder = sqlite3.connect(ledger_path(), timeout=1, isolation_level=None)
     holder.execute("BEGIN EXCLUSIVE")
     try:

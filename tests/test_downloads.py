@@ -18,9 +18,9 @@ from pixeldojo_cli.api.results import Job
 from pixeldojo_cli.core.errors import DownloadError, ExpiredError
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.engine import wait
-from pixeldojo_cli.store import downloads
-from pixeldojo_cli.store.downloads import (
-    download_outputs,
+from pixeldojo_cli.store import downloads, files
+from pixeldojo_cli.store.downloads import download_outputs
+from pixeldojo_cli.store.files import (
     extension_for,
     output_path,
     recorded_files,
@@ -177,7 +177,7 @@ def test_by_default_an_unchanged_file_is_kept_by_size_and_time_without_hashing(
     client, job = completed_job(make_emulator())
     [saved] = download_outputs(client.transport, job, tmp_path)
     assert saved.sha256 is None and saved.mtime_ns == saved.path.stat().st_mtime_ns
-    monkeypatch.setattr(downloads, "file_sha256", None)  # a call would fail the test
+    monkeypatch.setattr(files, "file_sha256", None)  # a call would fail the test
     [kept] = download_outputs(client.transport, job, tmp_path, existing={1: saved})
     assert kept.skipped
 
@@ -260,7 +260,7 @@ def as_job(job_id: str, source: Job) -> Job:
     return parse_job({**source.raw, "jobId": job_id})
 
 
-def save_job(client: Client, job: Job, folder: Path) -> list[downloads.DownloadedFile]:
+def save_job(client: Client, job: Job, folder: Path) -> list[files.DownloadedFile]:
     """The engine's save: sidecar and ledger say what is already there."""
     from pixeldojo_cli.engine import SaveOptions, save
 
@@ -462,16 +462,16 @@ def test_an_encoded_output_that_expands_beyond_reason_is_refused(
 def test_an_output_folder_that_is_a_file_is_refused_before_submitting(tmp_path: Path) -> None:
     afile = tmp_path / "afile"
     afile.write_text("x")
-    with pytest.raises(downloads.WriteError) as info:
-        downloads.ensure_writable_folder(afile)
+    with pytest.raises(files.WriteError) as info:
+        files.ensure_writable_folder(afile)
     assert info.value.exit_code == 2 and "is a file" in info.value.message
-    with pytest.raises(downloads.WriteError):
-        downloads.ensure_writable_folder(afile / "below")
+    with pytest.raises(files.WriteError):
+        files.ensure_writable_folder(afile / "below")
 
 
 def test_a_writable_output_folder_is_created_and_left_clean(tmp_path: Path) -> None:
     folder = tmp_path / "new" / "deeper"
-    downloads.ensure_writable_folder(folder)
+    files.ensure_writable_folder(folder)
     assert folder.is_dir() and list(folder.iterdir()) == []
 
 
@@ -486,8 +486,8 @@ def test_a_read_only_output_folder_is_refused(tmp_path: Path) -> None:
 
         def check() -> str:
             try:
-                downloads.ensure_writable_folder(folder)
-            except downloads.WriteError as exc:
+                files.ensure_writable_folder(folder)
+            except files.WriteError as exc:
                 return f"{exc.exit_code}: {exc.message}"
             return "written"
 

@@ -149,10 +149,10 @@ def test_the_history_read_back_is_bounded(tmp_path: Path) -> None:
 
 
 def test_a_ledger_from_schema_version_3_gains_the_history_columns(tmp_path: Path) -> None:
-    from pixeldojo_cli.store import ledger as module
+    from pixeldojo_cli.store.ledger import schema
 
     path = tmp_path / "v3.sqlite3"
-    v3 = module._SCHEMA.replace("    completed_at TEXT,\n    duration REAL,\n", "").split(
+    v3 = schema.SCHEMA.replace("    completed_at TEXT,\n    duration REAL,\n", "").split(
         "CREATE INDEX IF NOT EXISTS jobs_by_model"
     )[0]
     db = sqlite3.connect(path)

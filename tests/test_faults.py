@@ -343,19 +343,19 @@ def test_a_full_disk_is_a_clear_error_and_the_sweep_saves_the_job_later(
 ) -> None:
     import errno
 
-    from pixeldojo_cli.store import downloads
+    from pixeldojo_cli.store import partfile
 
-    real_write = downloads._PartFile.write
+    real_write = partfile.PartFile.write
 
     def full(self: Any, chunk: bytes) -> None:
-        raise downloads.WriteError(f"Cannot write {self.path.name}: {os.strerror(errno.ENOSPC)}.")
+        raise partfile.WriteError(f"Cannot write {self.path.name}: {os.strerror(errno.ENOSPC)}.")
 
-    monkeypatch.setattr(downloads._PartFile, "write", full)
+    monkeypatch.setattr(partfile.PartFile, "write", full)
     result = cli("run", "flux-dev", "x", "-o", "out", *FAST)
     assert result.exit_code == 2
     assert "No space left on device" in result.stderr
     assert [p.name for p in Path("out").iterdir() if not p.name.startswith(".")] == []
-    monkeypatch.setattr(downloads._PartFile, "write", real_write)
+    monkeypatch.setattr(partfile.PartFile, "write", real_write)
     saved = cli("download", "--pending")
     assert saved.exit_code == 0 and saved.stdout.strip().endswith("-1.png")
 
@@ -365,12 +365,12 @@ def test_a_disk_that_fills_up_at_fsync_is_a_clear_error_and_no_final_file(
 ) -> None:
     import errno
 
-    from pixeldojo_cli.store import downloads
+    from pixeldojo_cli.store import partfile
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(downloads.os, "fsync", full)
+    monkeypatch.setattr(partfile.os, "fsync", full)
     result = cli("run", "flux-dev", "x", "-o", "out", *FAST)
     assert result.exit_code == 2, result.output
     assert "No space left on device" in result.stderr and "Traceback" not in result.output

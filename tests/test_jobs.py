@@ -408,11 +408,11 @@ V4_COLUMNS = "    completed_at TEXT,\n    duration REAL,\n"
 def test_a_ledger_from_schema_version_1_is_upgraded_in_place(tmp_path: Path) -> None:
     import sqlite3
 
-    from pixeldojo_cli.store import ledger as module
+    from pixeldojo_cli.store.ledger import schema
 
     path = tmp_path / "old.sqlite3"
     old_schema = (
-        module._SCHEMA.replace("    input_hash TEXT,\n", "")
+        schema.SCHEMA.replace("    input_hash TEXT,\n", "")
         .replace(V4_COLUMNS, "")
         .split("CREATE INDEX IF NOT EXISTS jobs_by_input")[0]
     )
@@ -436,7 +436,7 @@ def test_a_ledger_from_schema_version_1_is_upgraded_in_place(tmp_path: Path) -> 
 def test_a_ledger_from_schema_version_2_keeps_its_file_hashes(tmp_path: Path) -> None:
     import sqlite3
 
-    from pixeldojo_cli.store import ledger as module
+    from pixeldojo_cli.store.ledger import schema
 
     path = tmp_path / "v2.sqlite3"
     v2_files = (
@@ -444,7 +444,7 @@ def test_a_ledger_from_schema_version_2_keeps_its_file_hashes(tmp_path: Path) ->
         " path TEXT NOT NULL, size INTEGER NOT NULL, sha256 TEXT NOT NULL, url TEXT NOT NULL,"
         " downloaded_at TEXT NOT NULL, PRIMARY KEY (base_url, job_id, n))"
     )
-    jobs_table = module._SCHEMA.split(";")[0].replace(V4_COLUMNS, "")
+    jobs_table = schema.SCHEMA.split(";")[0].replace(V4_COLUMNS, "")
     db = sqlite3.connect(path)
     db.execute(jobs_table)
     db.execute(v2_files)
@@ -464,4 +464,4 @@ def test_a_ledger_from_schema_version_2_keeps_its_file_hashes(tmp_path: Path) ->
         [job] = ledger.jobs()
         assert [(f.sha256, f.mtime_ns) for f in job.files] == [("abc", None)]
     db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == module.SCHEMA_VERSION
+    assert db.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION

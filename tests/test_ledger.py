@@ -478,12 +478,12 @@ def test_run_with_a_ledger_held_by_another_process_still_saves_the_output(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from pixeldojo_cli.store import ledger as ledger_module
+    from pixeldojo_cli.store.ledger import locking
     from pixeldojo_cli.store.settings import ledger_path
 
     from conftest import FAST, make_invoker
 
-    monkeypatch.setattr(ledger_module, "DEFAULT_LOCK_WAIT", 1.0)
+    monkeypatch.setattr(locking, "DEFAULT_LOCK_WAIT", 1.0)
     Ledger().close()
     hold_lock(ledger_path())
     emulator = make_emulator(latency=0.2)

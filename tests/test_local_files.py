@@ -19,7 +19,7 @@ from pixeldojo_cli.api.model_cache import _cache_path, known_modality, known_mod
 from pixeldojo_cli.api.origin import origin_of
 from pixeldojo_cli.api.ratelimit import budget_file_name
 from pixeldojo_cli.emulator import Emulator
-from pixeldojo_cli.store.downloads import recorded_files
+from pixeldojo_cli.store.files import recorded_files
 from pixeldojo_cli.store.ledger import Ledger, pending_records_path
 from pixeldojo_cli.store.settings import cache_dir
 

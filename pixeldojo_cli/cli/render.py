@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pixeldojo_cli.core.errors import PixelDojoError
     from pixeldojo_cli.engine import Event, EventSink, JobResult
     from pixeldojo_cli.engine.webhooks import Delivery
-    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.files import DownloadedFile
     from pixeldojo_cli.store.ledger import LedgerFile, LedgerJob
 
 from pixeldojo_cli.core.text import dump_json, safe_lines, safe_text

@@ -100,7 +100,7 @@ class AppState:
             base_url,
             profile,
             notify or self.render.notice_sink(),
-            spill_to=None if self.use_emulator else ledger_path(),
+            ledger_file=None if self.use_emulator else ledger_path(),
         )
         self._recorders.append(recorder)
         return recorder

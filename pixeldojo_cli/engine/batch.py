@@ -45,7 +45,7 @@ from pixeldojo_cli.engine.workflow import JobResult, conclude, submit
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
     from pixeldojo_cli.api.results import Job
-    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.files import DownloadedFile
     from pixeldojo_cli.store.ledger import Ledger, LedgerJob
 
 # Jobs in flight at once: enough to keep 60 requests/min busy with jobs of a
@@ -141,7 +141,7 @@ class Batch:
         """An earlier run's files for a line, when all are still in place and
         intact (the check `save` makes) in the folder asked for; else None, and
         the line is followed and saved again (intact files are still kept)."""
-        from pixeldojo_cli.store.downloads import intact_since
+        from pixeldojo_cli.store.files import intact_since
 
         options = self.save_options
         if not known.downloaded or options.force or not options.download:

@@ -18,7 +18,7 @@ from pixeldojo_cli.engine.workflow import JobResult
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Job, Model
-    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.files import DownloadedFile
 
 # Show at most this many input problems before asking the user to fix the file.
 _MAX_PROBLEMS = 5

@@ -13,7 +13,7 @@ from pixeldojo_cli.engine.events import EventSink, Notice, ignore
 from pixeldojo_cli.engine.submission import Submission
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.files import DownloadedFile
     from pixeldojo_cli.store.ledger import Ledger, LedgerJob, LedgerRecord
 
 
@@ -37,14 +37,14 @@ class Recorder:
         profile: str,
         notify: EventSink = ignore,
         *,
-        spill_to: Path | None = None,
+        ledger_file: Path | None = None,
     ) -> None:
         self.ledger = ledger
         self.base_url = base_url.rstrip("/")
         self.profile = profile
         self.notify = notify
-        # Where records go when the ledger could not even be opened.
-        self._spill_to = ledger.path if ledger is not None else spill_to
+        # The ledger's file: its side file takes records when the ledger could not be opened.
+        self._ledger_file = ledger.path if ledger is not None else ledger_file
         self.lock = threading.RLock()  # one ledger connection, many threads
         self._deferring = False
         self.deferred: list[str] = []  # job ids recorded later, from the side file
@@ -53,7 +53,7 @@ class Recorder:
     @property
     def records(self) -> bool:
         """Whether jobs are recorded at all (not under the embedded emulator)."""
-        return self._spill_to is not None
+        return self._ledger_file is not None
 
     def _note(self, ids: list[str], job_id: str, message: str) -> None:
         first = not ids
@@ -65,7 +65,7 @@ class Recorder:
     def _record(self, job_id: str, build: Callable[[], LedgerRecord]) -> None:
         from pixeldojo_cli.store.ledger import defer
 
-        if self._spill_to is None:
+        if self._ledger_file is None:
             return
         try:
             record = build()
@@ -75,7 +75,7 @@ class Recorder:
                         return
                     self._deferring = True
                 else:
-                    defer(record, self._spill_to)
+                    defer(record, self._ledger_file)
         except Exception as exc:  # neither written nor kept: say so, and go on
             reason = exc.message if isinstance(exc, PixelDojoError) else str(exc)
             self._note(

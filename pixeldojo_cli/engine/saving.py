@@ -21,7 +21,7 @@ from pixeldojo_cli.engine.recorder import Recorder
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
-    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.files import DownloadedFile
     from pixeldojo_cli.store.ledger import LedgerFile, LedgerJob
 
 
@@ -29,7 +29,7 @@ def _known_files(
     local: LedgerJob | None, folder: Path, job_id: str, base_url: str
 ) -> dict[int, DownloadedFile]:
     """Files this job (of this API) already has on disk, per its sidecar and the ledger."""
-    from pixeldojo_cli.store.downloads import recorded_files
+    from pixeldojo_cli.store.files import recorded_files
 
     found = dict(recorded_files(folder, job_id, base_url))
     for record in local.files if local is not None else ():
@@ -39,7 +39,7 @@ def _known_files(
 
 def file_from_ledger(record: LedgerFile) -> DownloadedFile:
     """A file as the ledger recorded it, to be checked (`intact_since`) and kept."""
-    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.files import DownloadedFile
 
     return DownloadedFile(
         Path(record.path), record.size, record.sha256, record.url, mtime_ns=record.mtime_ns
@@ -84,7 +84,8 @@ def save(
     raises the error that says so. Ctrl-C raises `JobsInterruptedError` with
     the command that resumes; no partial file is left under a final name.
     """
-    from pixeldojo_cli.store.downloads import api_base_url, write_metadata
+    from pixeldojo_cli.store.downloads import api_base_url
+    from pixeldojo_cli.store.files import write_metadata
 
     check_saveable(job)
     base_url = api_base_url(client.transport)

@@ -31,7 +31,7 @@ from pixeldojo_cli.engine.submission import Submission
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
-    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.files import DownloadedFile
 
 
 @dataclass(frozen=True)

@@ -314,6 +314,11 @@ def resolve_settings(
     key = _text(
         pick(api_key, env, ENV_API_KEY, [(profile_table, where)], "api_key", None), "api_key"
     )
+
+    def typed(name: str, env_name: str | None, default: Any) -> Setting:
+        """A number or switch: environment (if it has a name) > profile > defaults."""
+        return _typed(pick(None, env, env_name, both, name, default), name)
+
     return Settings(
         profile=chosen_profile,
         # Whitespace around a key (a pasted key, a file's last newline) is never part of it.
@@ -325,29 +330,14 @@ def resolve_settings(
             pick(output_dir, env, ENV_OUTPUT_DIR, [(defaults, where)], "output_dir", "."),
             "output_dir",
         ),
-        rate_limit=_typed(
-            pick(None, env, None, both, "rate_limit", DEFAULT_RATE_LIMIT), "rate_limit"
+        rate_limit=typed("rate_limit", None, DEFAULT_RATE_LIMIT),
+        poll_interval=typed("poll_interval", None, DEFAULT_POLL_INTERVAL),
+        max_poll_interval=typed("max_poll_interval", None, DEFAULT_MAX_POLL_INTERVAL),
+        checksum=typed("checksum", ENV_CHECKSUM, False),
+        unknown_status_timeout=typed(
+            "unknown_status_timeout", ENV_UNKNOWN_STATUS_TIMEOUT, DEFAULT_UNKNOWN_STATUS_TIMEOUT
         ),
-        poll_interval=_typed(
-            pick(None, env, None, both, "poll_interval", DEFAULT_POLL_INTERVAL), "poll_interval"
-        ),
-        max_poll_interval=_typed(
-            pick(None, env, None, both, "max_poll_interval", DEFAULT_MAX_POLL_INTERVAL),
-            "max_poll_interval",
-        ),
-        checksum=_typed(pick(None, env, ENV_CHECKSUM, both, "checksum", False), "checksum"),
-        unknown_status_timeout=_typed(
-            pick(
-                None,
-                env,
-                ENV_UNKNOWN_STATUS_TIMEOUT,
-                both,
-                "unknown_status_timeout",
-                DEFAULT_UNKNOWN_STATUS_TIMEOUT,
-            ),
-            "unknown_status_timeout",
-        ),
-        preview=_typed(pick(None, env, ENV_PREVIEW, both, "preview", False), "preview"),
+        preview=typed("preview", ENV_PREVIEW, False),
         config_file=path,
     )
 

@@ -68,7 +68,7 @@ def run_batch(
         return
     wait_options, save_options = options
     if save_options.download:
-        from pixeldojo_cli.store.downloads import ensure_writable_folder
+        from pixeldojo_cli.store.files import ensure_writable_folder
 
         ensure_writable_folder(save_options.folder_for(None))
     mode = state.render.progress_mode(show.progress)

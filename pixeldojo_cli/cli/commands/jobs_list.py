@@ -76,7 +76,7 @@ JOB_COLUMNS = [
     Column("CREDITS", drop=6, justify="right"),
     Column("SAVED", drop=4),
 ]
-# The local history: the prompt says which job is which, so it outlasts the numbers.
+# The local ledger: the prompt says which job is which, so it outlasts the numbers.
 LOCAL_COLUMNS = [
     Column("ID", key=True),
     Column("MODEL", whole=True, drop=3),

@@ -248,7 +248,7 @@ def _print_dry_run(state: AppState, submission: Submission, json_output: bool) -
 def _submit(state: AppState, client: Client, submission: Submission, *, download: bool) -> Job:
     """Check the output folder, submit, record, and say what it cost."""
     from pixeldojo_cli.engine import submit
-    from pixeldojo_cli.store.downloads import ensure_writable_folder
+    from pixeldojo_cli.store.files import ensure_writable_folder
 
     if download:  # an output path that cannot be a folder costs nothing yet
         ensure_writable_folder(submission.folder)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Job
     from pixeldojo_cli.engine import Recorder, SaveOptions
     from pixeldojo_cli.engine.webhooks import Delivery, LedgerBook, WebhookListener
-    from pixeldojo_cli.store.downloads import DownloadedFile
+    from pixeldojo_cli.store.files import DownloadedFile
 
 app = typer.Typer(
     help="Webhooks: receive them and save each job's outputs, or resend one.",

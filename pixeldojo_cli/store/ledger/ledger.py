@@ -1,0 +1,389 @@
+"""The `Ledger`: open it, record, query; each write is its own transaction.
+
+See the package's docstring for what the ledger is; this module holds the
+connection and its life (setup, a damaged or read-only file), the writes as
+records, the `--batch` line claims and the reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pixeldojo_cli.api.results import Job
+from pixeldojo_cli.core.errors import LedgerError
+from pixeldojo_cli.store.ledger import claims, schema, sidefile
+from pixeldojo_cli.store.ledger.apply import apply_record, apply_replayed
+from pixeldojo_cli.store.ledger.claims import ClaimResult
+from pixeldojo_cli.store.ledger.locking import (
+    DEFAULT_BUSY_TIMEOUT,
+    BoundedWait,
+    is_read_only,
+    ledger_error,
+)
+from pixeldojo_cli.store.ledger.queries import JOB_COLUMNS, JobQuery, LedgerJob, job_from_row
+from pixeldojo_cli.store.ledger.records import (
+    LedgerFile,
+    LedgerRecord,
+    files_record,
+    lost_record,
+    status_record,
+    submission_record,
+)
+from pixeldojo_cli.store.ledger.values import now as _now
+from pixeldojo_cli.store.settings import ledger_path
+
+# At most this many durations are read back for one model (the history is bounded).
+MAX_HISTORY = 200
+
+T = TypeVar("T")
+
+
+class Ledger:
+    """The job ledger. Open it, record, query; each write is its own transaction.
+
+    `lock_wait` (default `DEFAULT_LOCK_WAIT`) bounds how long any call waits for
+    another process's lock (then `LedgerError`); `busy_timeout` is how long SQLite
+    waits inside one call. Once a wait has run out, later calls wait only
+    `busy_timeout` until one succeeds again: a ledger held for minutes costs a
+    command one full wait, not one per write.
+    """
+
+    def __init__(
+        self,
+        path: Path | None = None,
+        *,
+        lock_wait: float | None = None,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        replay: bool = True,
+    ) -> None:
+        self.path = path or ledger_path()
+        self._wait = BoundedWait(self.path, lock_wait, busy_timeout)
+        self.moved_aside: Path | None = None
+        self.read_only = False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(
+                f"Cannot create the folder of the job ledger {self.path.parent}: "
+                f"{exc.strerror or exc}."
+            ) from exc
+        self._db = self._connect()
+        self._open()
+        if replay and not self.read_only:
+            with contextlib.suppress(LedgerError):
+                self.replay_deferred()
+
+    @property
+    def lock_wait(self) -> float:
+        """How long, in all, any call waits for another process's lock."""
+        return self._wait.lock_wait
+
+    @property
+    def busy_timeout(self) -> float:
+        """How long SQLite waits for a lock inside one call."""
+        return self._wait.busy_timeout
+
+    # --- the connection ------------------------------------------------------
+
+    def _open(self) -> None:
+        """Set the ledger up; a damaged one is moved aside, one that cannot be
+        written is opened read-only."""
+        try:
+            self._wait.run(self._setup)
+        except LedgerError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, sqlite3.DatabaseError) and (
+                "not a database" in str(cause) or "malformed" in str(cause)
+            ):
+                self._start_afresh()
+            elif isinstance(cause, sqlite3.Error) and is_read_only(cause):
+                self._open_read_only(exc)
+            else:
+                self._db.close()
+                raise
+
+    def _connect(self, uri: str | None = None) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(
+                uri or self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=uri is not None,
+            )
+        except sqlite3.Error as exc:
+            raise ledger_error(self.path, exc) from exc
+
+    def _open_read_only(self, cause: LedgerError) -> None:
+        """A ledger that cannot be written can still be read: `download --pending`
+        then still finds the unsaved jobs. Every write raises `LedgerError`."""
+        self._db.close()
+        # `immutable`: a WAL ledger in a folder that cannot be written has no
+        # shared-memory file to open; nobody can be writing it there either.
+        for mode in ("mode=ro", "mode=ro&immutable=1"):
+            try:
+                self._db = self._connect(f"{self.path.resolve().as_uri()}?{mode}")
+                self._wait.run(lambda: self._db.execute("SELECT count(*) FROM jobs").fetchone())
+            except LedgerError:
+                self._db.close()
+                continue
+            self.read_only = True
+            return
+        raise cause
+
+    def _start_afresh(self) -> None:
+        """A damaged ledger is kept, renamed, for a person to look at; recording
+        goes on in a new one rather than failing every command from now on."""
+        self._db.close()
+        aside = self.path.with_name(f"{self.path.name}.damaged-{int(time.time())}")
+        try:
+            os.replace(self.path, aside)
+        except OSError as exc:
+            raise LedgerError(
+                f"The job ledger {self.path} is damaged and cannot be moved aside: "
+                f"{exc.strerror or exc}."
+            ) from exc
+        for suffix in ("-wal", "-shm"):
+            Path(f"{self.path}{suffix}").unlink(missing_ok=True)
+        self.moved_aside = aside
+        self._db = self._connect()
+        self._wait.run(self._setup)
+
+    def _setup(self) -> None:
+        """WAL mode and the tables. (SQLite answers "locked" at once, without
+        waiting, when two processes switch a new ledger to WAL together:
+        `BoundedWait.run` takes care of it.)"""
+        schema.configure(self._db, self.busy_timeout)
+        if not schema.is_current(self._db):
+            with self._write() as db:
+                schema.upgrade(db)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+            self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+
+    def _transaction(self, body: Callable[[sqlite3.Connection], T]) -> T:
+        """`body` in one write transaction, retried while the ledger is locked."""
+        if self.read_only:
+            raise LedgerError(f"The job ledger {self.path} is read-only; nothing can be recorded.")
+
+        def attempt() -> T:
+            with self._write() as db:
+                return body(db)
+
+        return self._wait.run(attempt, write=True)
+
+    def _read(self, body: Callable[[], T]) -> T:
+        return self._wait.run(body)
+
+    # --- writes --------------------------------------------------------------
+
+    def apply(self, record: LedgerRecord) -> None:
+        """Write one record (see `submission_record` and its siblings) now, or
+        raise `LedgerError` after the bounded wait."""
+        self._transaction(lambda db: apply_record(db, record, replaying=False))
+
+    def apply_or_defer(self, record: LedgerRecord) -> bool:
+        """Write the record now if the ledger takes it within the bounded wait,
+        else keep it in the side file for later. True when written now. Raises
+        `LedgerError` only when it can be neither written nor kept. Ctrl-C while
+        waiting keeps the record in the side file too, then goes on as Ctrl-C."""
+        try:
+            self.apply(record)
+        except LedgerError:
+            sidefile.defer(record, self.path)
+            return False
+        except KeyboardInterrupt:  # Ctrl-C during the wait: keep the record all the same
+            with contextlib.suppress(LedgerError):
+                sidefile.defer(record, self.path)
+            raise
+        return True
+
+    def replay_deferred(self) -> int:
+        """Write the records kept in `pending-records.jsonl` (all in one
+        transaction), then empty it. Returns how many were written; 0 when there
+        were none or the ledger is still unavailable (they stay for next time).
+        A record older than what the ledger already holds never overwrites it."""
+        if self.read_only:
+            return 0
+        return sidefile.replay(
+            self.path,
+            lambda records: self._transaction(lambda db: apply_replayed(db, records)),
+        )
+
+    def record_submission(
+        self,
+        job: Job,
+        *,
+        base_url: str,
+        profile: str,
+        model: str,
+        inputs: dict[str, Any],
+        estimated_credits: float | None,
+        output_dir: Path,
+        input_hash: str | None = None,
+    ) -> None:
+        """Record a job the moment the API accepted it, before any waiting.
+
+        `input_hash` identifies the request (`batch` finds it again on a rerun);
+        a `--batch` line claimed with that hash gets the job id in the same
+        transaction.
+        """
+        self.apply(
+            submission_record(
+                job,
+                base_url=base_url,
+                profile=profile,
+                model=model,
+                inputs=inputs,
+                estimated_credits=estimated_credits,
+                output_dir=output_dir,
+                input_hash=input_hash,
+            )
+        )
+
+    def update_job(self, base_url: str, job: Job, *, now: datetime | None = None) -> None:
+        """What the API last said about a job we know (unknown jobs are ignored).
+
+        The first time it is seen finished, its completion time and duration are
+        set, once (see `durations`). `now` is when the answer arrived.
+        """
+        record = status_record(base_url, job)
+        if now is not None:
+            record["at"] = now.isoformat()
+        self.apply(record)
+
+    def record_files(self, base_url: str, job_id: str, files: Sequence[LedgerFile]) -> None:
+        """Each downloaded file's path, size, time and (with --checksum) SHA-256."""
+        self.apply(files_record(base_url, job_id, files))
+
+    def mark_lost(self, base_url: str, job_id: str) -> None:
+        """The outputs expired before they were saved: stop offering to save them."""
+        self.apply(lost_record(base_url, job_id))
+
+    # --- --batch lines ----------------------------------------------------------
+
+    def claim_line(self, input_hash: str, *, base_url: str, profile: str) -> ClaimResult:
+        """Claim one `--batch` line before submitting it, atomically (one
+        `BEGIN IMMEDIATE`): see `ClaimResult` for the three answers. A line whose
+        job failed or expired unsaved is free again (worth another try).
+        Raises `LedgerError` when the claim cannot be recorded: then do not submit."""
+        return self._transaction(lambda db: claims.claim(db, input_hash, base_url, profile))
+
+    def attach_job(self, input_hash: str, job: Job | str, *, base_url: str, profile: str) -> None:
+        """The claimed line's POST answered: its job id, so a rerun follows the job
+        instead of submitting again. (`record_submission` with `input_hash` does
+        this in the same transaction.)"""
+        job_id = job if isinstance(job, str) else job.id
+        self._transaction(lambda db: claims.attach(db, base_url, profile, input_hash, job_id))
+
+    def mark_uncertain(self, input_hash: str, *, base_url: str, profile: str) -> None:
+        """The claimed line's POST may have reached the server but no job id came
+        back (a timeout, a reset, a 5xx): later claims answer `unknown`."""
+        self._transaction(lambda db: claims.mark_uncertain(db, base_url, profile, input_hash))
+
+    def release_line(self, input_hash: str, *, base_url: str, profile: str) -> None:
+        """Give a claimed line up: its POST certainly did not reach the server (or
+        the user has checked that it did not). A line with a job is kept."""
+        self._transaction(lambda db: claims.release(db, base_url, profile, input_hash))
+
+    # --- reads ---------------------------------------------------------------
+
+    def _select(self, query: str, args: Sequence[Any]) -> list[LedgerJob]:
+        """Jobs for a query, read in one go (retried while the ledger is locked)."""
+
+        def read() -> list[LedgerJob]:
+            rows = self._db.execute(query, args).fetchall()
+            return [job_from_row(self._db, row) for row in rows]
+
+        return self._read(read)
+
+    def get(self, base_url: str, job_id: str) -> LedgerJob | None:
+        """The job `job_id` of the API `base_url`, if the ledger has it."""
+        found = self._select(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE base_url = ? AND id = ?", (base_url, job_id)
+        )
+        return found[0] if found else None
+
+    def jobs(
+        self, *, base_url: str | None = None, profile: str | None = None, limit: int | None = None
+    ) -> list[LedgerJob]:
+        """Newest first; optionally only one API and profile."""
+        return self.find(JobQuery(base_url=base_url, profile=profile, limit=limit))
+
+    def find(self, query: JobQuery) -> list[LedgerJob]:
+        """The jobs `query` selects, newest first."""
+        where, args = query.where()
+        sql = f"SELECT {JOB_COLUMNS} FROM jobs WHERE {where} ORDER BY submitted_at DESC, rowid DESC"
+        if query.limit:
+            sql += " LIMIT ?"
+            args.append(query.limit)
+        return self._select(sql, args)
+
+    def durations(self, base_url: str, model: str, limit: int = 20) -> list[float]:
+        """Seconds each recent completed job of `model` on this API took, most
+        recent first, at most `limit` (and never more than `MAX_HISTORY`).
+
+        What the poll schedule learns from. Failed jobs, and jobs whose
+        completion was only seen long after the fact, have no duration.
+        """
+        limit = max(0, min(int(limit), MAX_HISTORY))
+        rows = self._read(
+            lambda: self._db.execute(
+                "SELECT duration FROM jobs WHERE base_url = ? AND model = ?"
+                " AND status = 'completed' AND duration IS NOT NULL"
+                " ORDER BY completed_at DESC, rowid DESC LIMIT ?",
+                (base_url, model, limit),
+            ).fetchall()
+        )
+        return [float(duration) for (duration,) in rows]
+
+    def find_by_input(self, *, base_url: str, profile: str, input_hash: str) -> LedgerJob | None:
+        """The newest job submitted for exactly this request, if any."""
+        found = self._select(
+            f"SELECT {JOB_COLUMNS} FROM jobs WHERE base_url = ? AND profile = ?"
+            " AND input_hash = ? ORDER BY submitted_at DESC, rowid DESC LIMIT 1",
+            (base_url, profile, input_hash),
+        )
+        return found[0] if found else None
+
+    def unsaved(self, *, base_url: str, profile: str) -> list[LedgerJob]:
+        """Jobs whose outputs were never downloaded, oldest first."""
+        return [
+            j for j in reversed(self.jobs(base_url=base_url, profile=profile)) if j.needs_saving()
+        ]
+
+    def expiring_soon(
+        self, *, base_url: str, profile: str, within: timedelta, now: datetime | None = None
+    ) -> list[LedgerJob]:
+        """Unsaved jobs whose outputs go within `within` (and have not gone yet)."""
+        now = now or _now()
+        return [
+            job
+            for job in self.unsaved(base_url=base_url, profile=profile)
+            if now < job.deadline() <= now + within
+        ]

@@ -1,0 +1,171 @@
+"""Reading the ledger: a job as it knows it (`LedgerJob`), which jobs to list
+(`JobQuery`), and the quick read-only look TAB completion takes."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pixeldojo_cli.api.results import DEFAULT_OUTPUT_LIFETIME, FAILED_STATUSES
+from pixeldojo_cli.store.ledger.records import LedgerFile
+from pixeldojo_cli.store.ledger.values import EPOCH, iso, json_column, parse_time
+from pixeldojo_cli.store.settings import ledger_path
+
+# The `jobs` columns a `LedgerJob` is read from, in `job_from_row`'s order.
+JOB_COLUMNS = (
+    "base_url, id, profile, model, inputs, estimated_credits, charged_credits,"
+    " submitted_at, status, expires_at, output_urls, output_dir, lost, completed_at, duration"
+)
+
+
+@dataclass(frozen=True)
+class LedgerJob:
+    """One job as the ledger knows it."""
+
+    base_url: str
+    id: str
+    profile: str
+    model: str
+    inputs: dict[str, Any]
+    estimated_credits: float | None
+    charged_credits: float | None
+    submitted_at: datetime
+    status: str
+    expires_at: datetime | None
+    output_urls: list[str]
+    output_dir: str
+    lost: bool
+    files: tuple[LedgerFile, ...] = ()
+    completed_at: datetime | None = None
+    duration: float | None = None
+
+    @property
+    def downloaded(self) -> bool:
+        """Every known output is on disk (as far as the ledger knows)."""
+        return bool(self.files) and len(self.files) >= max(1, len(self.output_urls))
+
+    def deadline(self) -> datetime:
+        """When the outputs go: `expiresAt`, else at the earliest 24 h after submission."""
+        return self.expires_at or self.submitted_at + DEFAULT_OUTPUT_LIFETIME
+
+    @property
+    def failed(self) -> bool:
+        """The job failed (or errored, or was cancelled) on the server."""
+        return self.status in FAILED_STATUSES
+
+    def needs_saving(self) -> bool:
+        """Paid for, not failed, not yet on disk and not given up on."""
+        return not self.failed and not self.downloaded and not self.lost
+
+
+def files_of(db: sqlite3.Connection, base_url: str, job_id: str) -> tuple[LedgerFile, ...]:
+    """The files recorded for one job, by output number."""
+    rows = db.execute(
+        "SELECT n, path, size, sha256, url, mtime_ns FROM files"
+        " WHERE base_url = ? AND job_id = ? ORDER BY n",
+        (base_url, job_id),
+    ).fetchall()
+    return tuple(LedgerFile(*row) for row in rows)
+
+
+def job_from_row(db: sqlite3.Connection, row: Sequence[Any]) -> LedgerJob:
+    """A `LedgerJob` from a row of `JOB_COLUMNS` (damaged values read as empty)."""
+    (base_url, job_id, profile, model, inputs, estimated, charged, submitted, status,
+     expires, urls, output_dir, lost, completed, duration) = row  # fmt: skip
+    return LedgerJob(
+        base_url=base_url,
+        id=job_id,
+        profile=profile,
+        model=model,
+        inputs=json_column(inputs, dict),
+        estimated_credits=estimated,
+        charged_credits=charged,
+        submitted_at=parse_time(submitted) or EPOCH,
+        status=status,
+        expires_at=parse_time(expires),
+        output_urls=[str(url) for url in json_column(urls, list)],
+        output_dir=output_dir,
+        lost=bool(lost),
+        files=files_of(db, base_url, job_id),
+        completed_at=parse_time(completed),
+        duration=duration,
+    )
+
+
+@dataclass(frozen=True)
+class JobQuery:
+    """Which ledger jobs to list, newest first: each field given narrows the list.
+
+    `model` matches exactly, or as a glob with `*`; `status` ignores case;
+    `since` keeps jobs submitted at or after it; `unsaved` keeps jobs whose
+    outputs were never all downloaded (not failed, not given up on); `search`
+    finds text in any string input (the prompt first of all), ignoring ASCII case.
+    """
+
+    base_url: str | None = None
+    profile: str | None = None
+    model: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+    unsaved: bool = False
+    search: str | None = None
+    limit: int | None = None
+
+    def where(self) -> tuple[str, list[Any]]:
+        """The SQL condition on `jobs` and its arguments."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        for column, value in (("base_url", self.base_url), ("profile", self.profile)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                args.append(value)
+        if self.model:
+            clauses.append("model GLOB ?" if "*" in self.model else "model = ?")
+            args.append(self.model)
+        if self.status:
+            clauses.append("lower(status) = lower(?)")
+            args.append(self.status)
+        if self.since is not None:
+            clauses.append("submitted_at >= ?")
+            args.append(iso(self.since))
+        if self.unsaved:
+            clauses.append(
+                "status != 'failed' AND lost = 0 AND (SELECT COUNT(*) FROM files"
+                " WHERE files.base_url = jobs.base_url AND files.job_id = jobs.id)"
+                " < MAX(1, json_array_length(output_urls))"
+            )
+        if self.search:
+            clauses.append(
+                "EXISTS (SELECT 1 FROM json_tree(jobs.inputs) AS t"
+                " WHERE t.type = 'text' AND t.value LIKE ? ESCAPE '\\')"
+            )
+            escaped = self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            args.append(f"%{escaped}%")
+        return " AND ".join(clauses) or "1 = 1", args
+
+
+def recent_job_ids(
+    *, base_url: str, profile: str, limit: int = 50, path: Path | None = None
+) -> list[tuple[str, str, str]]:
+    """(job id, model, status) of the newest jobs, newest first: what TAB offers
+    after `jobs show`. Opens the ledger read-only and quickly; [] on any trouble."""
+    path = path or ledger_path()
+    if not path.exists():
+        return []
+    try:
+        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1.0)
+        try:
+            rows = db.execute(
+                "SELECT id, model, status FROM jobs WHERE base_url = ? AND profile = ?"
+                " ORDER BY submitted_at DESC, rowid DESC LIMIT ?",
+                (base_url.rstrip("/"), profile, limit),
+            ).fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return []
+    return [(str(job_id), str(model), str(status)) for job_id, model, status in rows]

@@ -1,0 +1,55 @@
+"""How the ledger keeps values in its columns: times as ISO text, JSON as text.
+
+Reading is forgiving: a damaged value (a hand-edited row) reads as nothing,
+never as an exception that would stop `jobs list` or a batch's resume.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from pixeldojo_cli.core.untrusted import loads
+
+# What a damaged submission time reads as.
+EPOCH = datetime.fromtimestamp(0, UTC)
+Column = TypeVar("Column", dict, list)  # type: ignore[type-arg]
+
+
+def now() -> datetime:
+    """The time now, in UTC."""
+    return datetime.now(UTC)
+
+
+def iso(value: datetime | None) -> str | None:
+    """A time to the second, as stored; None stays None."""
+    return None if value is None else value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+def stamp(value: datetime) -> str:
+    """A time to the microsecond: durations of one-second jobs are made of these."""
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """A stored time; None when there is none or it is damaged (a hand-edited row)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def json_column(text: Any, kind: type[Column]) -> Column:
+    """A stored JSON column of the type `kind`; empty when it is damaged (a
+    hand-edited row must not stop `jobs list` or a batch's resume)."""
+    if isinstance(text, str | bytes):
+        try:
+            value = loads(text)
+        except ValueError:
+            return kind()
+        if isinstance(value, kind):
+            return value
+    return kind()
