@@ -18,7 +18,7 @@ import tempfile
 import time
 
 import pixeldojo_cli
-from pixeldojo_cli.api.model_cache import save_models
+from pixeldojo_cli.api.model_cache import ModelCache
 from pixeldojo_cli.emulator.catalogue import build_catalogue
 from pixeldojo_cli.store.settings import cache_dir
 
@@ -75,7 +75,9 @@ def main() -> None:
     me = [script] if script else [sys.executable, "-m", "pixeldojo_cli"]
     cache_home = tempfile.mkdtemp(prefix="pixeldojo-bench-cache-")
     os.environ["XDG_CACHE_HOME"] = cache_home
-    save_models(cache_dir(), CACHED_API, [{"id": m, "name": m, "type": "image"} for m in CATALOGUE])
+    ModelCache(cache_dir(), CACHED_API).save_models(
+        [{"id": m, "name": m, "type": "image"} for m in CATALOGUE]
+    )
     cases: dict[str, tuple[list[str], dict[str, str] | None]] = {
         "python -c pass": ([sys.executable, "-c", "pass"], None),
         "bare two-command Typer app --version": (

@@ -362,10 +362,12 @@ def test_a_video_model_seen_for_the_first_time_gets_the_video_cold_schedule(
 def test_the_models_type_is_read_from_the_local_cache_without_a_request(
     emulator: Emulator,
 ) -> None:
-    from pixeldojo_cli.api.model_cache import save_models
+    from pixeldojo_cli.api.model_cache import ModelCache
     from pixeldojo_cli.store.settings import cache_dir
 
-    save_models(cache_dir(), emulator.base_url, [{"id": "xai-video", "name": "x", "type": "video"}])
+    ModelCache(cache_dir(), emulator.base_url).save_models(
+        [{"id": "xai-video", "name": "x", "type": "video"}]
+    )
     requests: list[Any] = []
     with Client(
         api_key=TEST_KEY, base_url=emulator.base_url, trace=requests.append, cache_dir=cache_dir()

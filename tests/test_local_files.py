@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pixeldojo_cli.api.client import Client
-from pixeldojo_cli.api.model_cache import _cache_path, known_modality, known_model_ids
+from pixeldojo_cli.api.model_cache import ModelCache
 from pixeldojo_cli.api.origin import origin_of
 from pixeldojo_cli.api.ratelimit import budget_file_name
 from pixeldojo_cli.emulator import Emulator
@@ -69,11 +69,11 @@ def test_a_side_file_line_nested_too_deep_is_skipped_and_the_rest_replayed(
 
 
 def test_a_model_cache_nested_too_deep_is_ignored(cli: Invoke, emulator: Emulator) -> None:
-    cache = _cache_path(cache_dir(), "models", emulator.base_url)
+    cache = ModelCache(cache_dir(), emulator.base_url).path("models")
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_bytes(DEEP)
-    assert known_modality(cache_dir(), emulator.base_url, "flux-dev") is None
-    assert known_model_ids(cache_dir(), emulator.base_url) == []
+    assert ModelCache(cache_dir(), emulator.base_url).modality("flux-dev") is None
+    assert ModelCache(cache_dir(), emulator.base_url).model_ids() == []
     with Client(api_key=TEST_KEY, base_url=emulator.base_url) as client:
         assert client.modality_of("flux-dev") is None
     result = cli("run", "flux-dev", "x", *FAST)
@@ -82,18 +82,18 @@ def test_a_model_cache_nested_too_deep_is_ignored(cli: Invoke, emulator: Emulato
 
 
 def test_a_model_cache_too_big_is_ignored(emulator: Emulator) -> None:
-    cache = _cache_path(cache_dir(), "models", emulator.base_url)
+    cache = ModelCache(cache_dir(), emulator.base_url).path("models")
     cache.parent.mkdir(parents=True, exist_ok=True)
     entry = {"id": "flux-dev", "name": "x", "type": "video"}
     cache.write_text(json.dumps([entry] + [{"id": "x" * 64}] * 300_000))
-    assert known_modality(cache_dir(), emulator.base_url, "flux-dev") is None
+    assert ModelCache(cache_dir(), emulator.base_url).modality("flux-dev") is None
 
 
 # --- not a file at all: a FIFO or a device in the place of one of ours ---------------
 
 
 def model_cache(emulator: Emulator) -> Path:
-    path = _cache_path(cache_dir(), "models", emulator.base_url)
+    path = ModelCache(cache_dir(), emulator.base_url).path("models")
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -122,8 +122,8 @@ def test_a_fifo_as_the_model_cache_never_hangs_a_wait(emulator: Emulator, tmp_pa
 
 def test_a_link_to_a_device_as_the_model_cache_is_no_cache(emulator: Emulator) -> None:
     model_cache(emulator).symlink_to("/dev/zero")
-    assert known_modality(cache_dir(), emulator.base_url, "flux-dev") is None
-    assert known_model_ids(cache_dir(), emulator.base_url) == []
+    assert ModelCache(cache_dir(), emulator.base_url).modality("flux-dev") is None
+    assert ModelCache(cache_dir(), emulator.base_url).model_ids() == []
 
 
 def test_a_fifo_as_a_sidecar_never_hangs_a_download(emulator: Emulator, tmp_path: Path) -> None:

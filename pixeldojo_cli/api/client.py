@@ -183,9 +183,9 @@ class Client:
             return self._modalities[model_id]
         if self.cache_dir is None:
             return None
-        from pixeldojo_cli.api.model_cache import known_modality
+        from pixeldojo_cli.api.model_cache import ModelCache
 
-        return known_modality(self.cache_dir, self.base_url, model_id)
+        return ModelCache(self.cache_dir, self.base_url).modality(model_id)
 
     def get_schema(self, model_id: str) -> dict[str, Any]:
         """`GET /models/{apiId}/schema`: the model's input JSON Schema."""
@@ -197,10 +197,10 @@ class Client:
     def _model_not_found(self, exc: NotFoundError, model_id: str) -> NotFoundError:
         """The API's not_found, plus the model ids close to the one asked for (from
         the completion cache when there is one, else one `GET /models`)."""
-        from pixeldojo_cli.api.model_cache import known_model_ids
+        from pixeldojo_cli.api.model_cache import ModelCache
         from pixeldojo_cli.core.suggest import close_matches, did_you_mean
 
-        known = known_model_ids(self.cache_dir, self.base_url) if self.cache_dir else []
+        known = ModelCache(self.cache_dir, self.base_url).model_ids() if self.cache_dir else []
         if not known:
             try:
                 known = [model.id for model in self.list_models()]

@@ -16,18 +16,13 @@ import json
 import os
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 CACHE_TTL = 24 * 3600.0
 FETCH_TIMEOUT = 3.0
-
-
-def _cache_path(folder: Path, kind: str, base_url: str, model_id: str | None = None) -> Path:
-    tag = hashlib.sha256(base_url.rstrip("/").encode()).hexdigest()[:12]
-    suffix = f"-{re.sub(r'[^A-Za-z0-9._-]', '_', model_id)[:100]}" if model_id else ""
-    return folder / f"{kind}-{tag}{suffix}.json"
 
 
 def _write(path: Path, value: Any) -> None:
@@ -68,15 +63,6 @@ def _read(path: Path, max_age: float | None) -> Any:
         return None
 
 
-def save_models(folder: Path, base_url: str, models: list[dict[str, str]]) -> None:
-    """Remember the catalogue: `[{"id", "name", "type"}, ...]`."""
-    _write(_cache_path(folder, "models", base_url), models)
-
-
-def save_schema(folder: Path, base_url: str, model_id: str, schema: dict[str, Any]) -> None:
-    _write(_cache_path(folder, "schema", base_url, model_id), schema)
-
-
 def _fetch(base_url: str, path: str, api_key: str | None) -> Any:
     """One GET of an API path for completion, or None on any failure (a TAB
     never fails): one attempt, `FETCH_TIMEOUT` in all, and the answer taken in
@@ -103,65 +89,84 @@ def _fetch(base_url: str, path: str, api_key: str | None) -> Any:
         transport.close()
 
 
-def cached_models(folder: Path, base_url: str, api_key: str | None = None) -> list[dict[str, str]]:
-    """The catalogue from the cache; fetched once when missing or older than 24 h;
-    an old cache still beats nothing when the API cannot be reached."""
-    fresh = _read(_cache_path(folder, "models", base_url), CACHE_TTL)
-    if isinstance(fresh, list):
-        return fresh
-    from pixeldojo_cli.api.results import parse_model_list
+@dataclass(frozen=True)
+class ModelCache:
+    """One API's catalogue and model schemas as last fetched, in `folder` (the
+    CLI's user cache folder). Reading never fails: a missing, stale, damaged or
+    foreign file is no cache."""
 
-    answer = _fetch(base_url, "models", api_key)
-    if answer is not None:
+    folder: Path
+    base_url: str
+
+    def path(self, kind: str, model_id: str | None = None) -> Path:
+        """The file holding the catalogue (`models`) or one model's `schema`."""
+        tag = hashlib.sha256(self.base_url.rstrip("/").encode()).hexdigest()[:12]
+        suffix = f"-{re.sub(r'[^A-Za-z0-9._-]', '_', model_id)[:100]}" if model_id else ""
+        return self.folder / f"{kind}-{tag}{suffix}.json"
+
+    def save_models(self, models: list[dict[str, str]]) -> None:
+        """Remember the catalogue: `[{"id", "name", "type"}, ...]`."""
+        _write(self.path("models"), models)
+
+    def save_schema(self, model_id: str, schema: dict[str, Any]) -> None:
+        """Remember one model's input schema."""
+        _write(self.path("schema", model_id), schema)
+
+    def models(self, api_key: str | None = None) -> list[dict[str, str]]:
+        """The catalogue from the cache; fetched once when missing or older than 24 h;
+        an old cache still beats nothing when the API cannot be reached."""
+        fresh = _read(self.path("models"), CACHE_TTL)
+        if isinstance(fresh, list):
+            return fresh
+        from pixeldojo_cli.api.results import parse_model_list
+
+        answer = _fetch(self.base_url, "models", api_key)
+        if answer is not None:
+            try:
+                models = [
+                    {"id": m.id, "name": m.name, "type": m.modality}
+                    for m in parse_model_list(answer)
+                ]
+            except Exception:
+                models = []
+            if models:
+                self.save_models(models)
+                return models
+        stale = _read(self.path("models"), None)
+        return stale if isinstance(stale, list) else []
+
+    def schema(self, model_id: str, api_key: str | None = None) -> dict[str, Any]:
+        """One model's input schema from the cache; fetched once when missing or old."""
+        fresh = _read(self.path("schema", model_id), CACHE_TTL)
+        if isinstance(fresh, dict):
+            return fresh
+        from pixeldojo_cli.api.results import parse_schema
+
+        answer = _fetch(self.base_url, f"models/{quote(model_id, safe='')}/schema", api_key)
         try:
-            models = [
-                {"id": m.id, "name": m.name, "type": m.modality} for m in parse_model_list(answer)
-            ]
+            schema = parse_schema(answer) if answer is not None else {}
         except Exception:
-            models = []
-        if models:
-            save_models(folder, base_url, models)
-            return models
-    stale = _read(_cache_path(folder, "models", base_url), None)
-    return stale if isinstance(stale, list) else []
+            schema = {}
+        if schema:
+            self.save_schema(model_id, schema)
+            return schema
+        stale = _read(self.path("schema", model_id), None)
+        return stale if isinstance(stale, dict) else {}
 
+    def _catalogue(self) -> list[dict[str, Any]]:
+        """The catalogue's entries in the cache, however old (no request)."""
+        models = _read(self.path("models"), None)
+        return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
 
-def _cached_catalogue(folder: Path, base_url: str) -> list[dict[str, Any]]:
-    """The catalogue's entries in the cache, however old (no request)."""
-    models = _read(_cache_path(folder, "models", base_url), None)
-    return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+    def model_ids(self) -> list[str]:
+        """The model ids in the cache, however old (no request): for did-you-mean."""
+        return [str(m["id"]) for m in self._catalogue() if m.get("id")]
 
-
-def known_model_ids(folder: Path, base_url: str) -> list[str]:
-    """The model ids in the cache, however old (no request): for did-you-mean."""
-    return [str(m["id"]) for m in _cached_catalogue(folder, base_url) if m.get("id")]
-
-
-def known_modality(folder: Path, base_url: str, model_id: str) -> str | None:
-    """The model's type (`image`, `video`) from the cache, however old (no
-    request); None when the cache does not list it."""
-    for model in _cached_catalogue(folder, base_url):
-        if model.get("id") == model_id:
-            kind = model.get("type")
-            return kind.strip().lower() if isinstance(kind, str) and kind.strip() else None
-    return None
-
-
-def cached_schema(
-    folder: Path, base_url: str, model_id: str, api_key: str | None = None
-) -> dict[str, Any]:
-    fresh = _read(_cache_path(folder, "schema", base_url, model_id), CACHE_TTL)
-    if isinstance(fresh, dict):
-        return fresh
-    from pixeldojo_cli.api.results import parse_schema
-
-    answer = _fetch(base_url, f"models/{quote(model_id, safe='')}/schema", api_key)
-    try:
-        schema = parse_schema(answer) if answer is not None else {}
-    except Exception:
-        schema = {}
-    if schema:
-        save_schema(folder, base_url, model_id, schema)
-        return schema
-    stale = _read(_cache_path(folder, "schema", base_url, model_id), None)
-    return stale if isinstance(stale, dict) else {}
+    def modality(self, model_id: str) -> str | None:
+        """The model's type (`image`, `video`) from the cache, however old (no
+        request); None when the cache does not list it."""
+        for model in self._catalogue():
+            if model.get("id") == model_id:
+                kind = model.get("type")
+                return kind.strip().lower() if isinstance(kind, str) and kind.strip() else None
+        return None

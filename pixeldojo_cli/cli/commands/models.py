@@ -88,12 +88,10 @@ def _list(
         client = state.client()
         models = client.list_models(modality=model_type.value if model_type else None)
         if model_type is None and not state.use_emulator:
-            from pixeldojo_cli.api.model_cache import save_models
+            from pixeldojo_cli.api.model_cache import ModelCache
             from pixeldojo_cli.store.settings import cache_dir
 
-            save_models(
-                cache_dir(),
-                str(client.base_url),
+            ModelCache(cache_dir(), str(client.base_url)).save_models(
                 [{"id": m.id, "name": m.name, "type": m.modality} for m in models],
             )
         if feature is not None:

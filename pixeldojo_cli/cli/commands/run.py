@@ -221,10 +221,10 @@ def _model_and_schema(
 ) -> tuple[Model, dict[str, Any]]:
     model, schema = client.model_with_schema(model_id)
     if not state.use_emulator:
-        from pixeldojo_cli.api.model_cache import save_schema
+        from pixeldojo_cli.api.model_cache import ModelCache
         from pixeldojo_cli.store.settings import cache_dir
 
-        save_schema(cache_dir(), str(client.base_url), model.id, schema)
+        ModelCache(cache_dir(), str(client.base_url)).save_schema(model.id, schema)
     return model, schema
 
 

@@ -86,10 +86,10 @@ def model_candidates(
             for m in build_catalogue().values()
         ]
     else:
-        from pixeldojo_cli.api.model_cache import cached_models
+        from pixeldojo_cli.api.model_cache import ModelCache
         from pixeldojo_cli.store.settings import cache_dir
 
-        models = cached_models(cache_dir(), base_url, api_key)
+        models = ModelCache(cache_dir(), base_url).models(api_key)
     return models_matching(models, incomplete)
 
 
@@ -102,10 +102,10 @@ def parameter_candidates(
 
         schema = (build_catalogue().get(model_id) or {}).get("requestSchema") or {}
     else:
-        from pixeldojo_cli.api.model_cache import cached_schema
+        from pixeldojo_cli.api.model_cache import ModelCache
         from pixeldojo_cli.store.settings import cache_dir
 
-        schema = cached_schema(cache_dir(), base_url, model_id, api_key)
+        schema = ModelCache(cache_dir(), base_url).schema(model_id, api_key)
     return parameters_matching(schema, incomplete)
 
 
