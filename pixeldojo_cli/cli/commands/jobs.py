@@ -17,8 +17,9 @@ from pixeldojo_cli.cli.outputs import (
     TimeoutOption,
     print_results,
 )
-from pixeldojo_cli.cli.render import Column, human_size, printable
+from pixeldojo_cli.cli.render import printable
 from pixeldojo_cli.cli.state import AppState, get_state, parse_duration
+from pixeldojo_cli.cli.tables import Column, human_size
 from pixeldojo_cli.core.errors import PixelDojoError, UsageError
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ def parse_since(text: str, now: datetime) -> datetime:
 
 
 def _list_local(state: AppState, query: JobQuery, json_output: bool) -> None:
-    from pixeldojo_cli.cli.render import local_job_document
+    from pixeldojo_cli.cli.documents import local_job_document
     from pixeldojo_cli.store.ledger import JobQuery, Ledger, ledger_path
 
     now = datetime.now(UTC)
@@ -275,7 +276,7 @@ def list_jobs(
 
 
 def _list_remote(state: AppState, limit: int, json_output: bool) -> None:
-    from pixeldojo_cli.cli.render import job_document
+    from pixeldojo_cli.cli.documents import job_document
 
     jobs = state.client().list_jobs(limit=limit)
     now = datetime.now(UTC)
@@ -398,7 +399,7 @@ def _show_json(
     """The job entity (with the inputs it was submitted with, and what the
     ledger knows under `local`); when the API no longer has the job, the error
     entity with the same `local`."""
-    from pixeldojo_cli.cli.render import job_document, local_job_document
+    from pixeldojo_cli.cli.documents import job_document, local_job_document
 
     local_document = local_job_document(local, now) if local is not None else None
     if job is not None:
