@@ -40,7 +40,7 @@ def cli_reference() -> str:
     import typer
 
     from pixeldojo_cli.cli.app import app
-    from pixeldojo_cli.cli.helpformat import help_for
+    from pixeldojo_cli.cli.help import help_for
 
     root = typer.main.get_command(app)
     ctx = root.make_context("pixeldojo", [], resilient_parsing=True)

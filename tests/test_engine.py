@@ -296,7 +296,7 @@ def test_the_deadline_gets_one_last_look_before_giving_up(
 def test_a_failed_job_keeps_the_apis_error_field_in_its_result(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    from pixeldojo_cli.cli.render import result_document
+    from pixeldojo_cli.cli.documents import result_document
 
     with client_for(emulator) as client:
         job = client.run("flux-dev", {"prompt": "x #fail"})

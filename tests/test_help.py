@@ -12,7 +12,8 @@ import typer
 from typer.testing import CliRunner
 
 from pixeldojo_cli.cli.app import app
-from pixeldojo_cli.cli.helpformat import paragraphs
+from pixeldojo_cli.cli.help import PixelDojoCommand, PixelDojoGroup
+from pixeldojo_cli.cli.helptext import paragraphs
 
 from conftest import pixeldojo, run_subprocess_env
 
@@ -64,6 +65,12 @@ def source_text(command: Any) -> str:
 
 
 PATHS = command_paths()
+
+
+@pytest.mark.parametrize("path", [p for p, _ in PATHS], ids=lambda p: " ".join(p) or "root")
+def test_every_command_and_group_draws_our_help_page(path: list[str]) -> None:
+    command = dict((tuple(p), c) for p, c in PATHS)[tuple(path)]
+    assert isinstance(command, PixelDojoCommand | PixelDojoGroup), type(command)
 
 
 @pytest.mark.parametrize("path", [p for p, _ in PATHS], ids=lambda p: " ".join(p) or "root")
@@ -135,7 +142,7 @@ def test_help_command_prints_the_same_page_as_dash_dash_help() -> None:
 
 
 def test_a_long_example_is_continued_so_that_it_still_pastes_into_a_shell() -> None:
-    from pixeldojo_cli.cli.helpformat import fold_command
+    from pixeldojo_cli.cli.helptext import fold_command
 
     line = 'pixeldojo run flux-dev "a long prompt with spaces" -p aspect_ratio=16:9 -o out/'
     folded = fold_command(line, 40, 2)

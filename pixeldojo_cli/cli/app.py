@@ -15,7 +15,13 @@ from pixeldojo_cli.cli.commands import jobs as jobs_cmd
 from pixeldojo_cli.cli.commands import models as models_cmd
 from pixeldojo_cli.cli.commands import run as run_cmd
 from pixeldojo_cli.cli.commands import webhook as webhook_cmd
-from pixeldojo_cli.cli.helpformat import PixelDojoGroup, help_for, help_width
+from pixeldojo_cli.cli.help import (
+    PixelDojoCommand,
+    PixelDojoGroup,
+    help_for,
+    help_width,
+    with_our_help,
+)
 from pixeldojo_cli.cli.render import Renderer
 from pixeldojo_cli.cli.state import AppState, emulator_requested
 from pixeldojo_cli.core.version import __version__
@@ -59,23 +65,29 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["--help", "-h"]},
 )
-app.add_typer(models_cmd.app, name="models")
+app.add_typer(with_our_help(models_cmd.app), name="models", cls=PixelDojoGroup)
 app.command(
     "run",
+    cls=PixelDojoCommand,
     help=run_cmd.RUN_HELP,
     epilog=run_cmd.RUN_EXAMPLES,
 )(run_cmd.run)
-app.add_typer(jobs_cmd.app, name="jobs")
-app.command("download", help=download_cmd.HELP, epilog=download_cmd.EXAMPLES)(download_cmd.download)
-app.add_typer(webhook_cmd.app, name="webhook")
-app.add_typer(auth_cmd.app, name="auth")
-app.add_typer(config_cmd.app, name="config")
-app.add_typer(emulator_cmd.app, name="emulator")
-app.command("api", help=api_cmd.HELP, epilog=api_cmd.EXAMPLES, no_args_is_help=True)(api_cmd.api)
+app.add_typer(with_our_help(jobs_cmd.app), name="jobs", cls=PixelDojoGroup)
+app.command("download", cls=PixelDojoCommand, help=download_cmd.HELP, epilog=download_cmd.EXAMPLES)(
+    download_cmd.download
+)
+app.add_typer(with_our_help(webhook_cmd.app), name="webhook", cls=PixelDojoGroup)
+app.add_typer(with_our_help(auth_cmd.app), name="auth", cls=PixelDojoGroup)
+app.add_typer(with_our_help(config_cmd.app), name="config", cls=PixelDojoGroup)
+app.add_typer(with_our_help(emulator_cmd.app), name="emulator", cls=PixelDojoGroup)
+app.command(
+    "api", cls=PixelDojoCommand, help=api_cmd.HELP, epilog=api_cmd.EXAMPLES, no_args_is_help=True
+)(api_cmd.api)
 
 
 @app.command(
     "help",
+    cls=PixelDojoCommand,
     epilog="Examples:\n\n  pixeldojo help run\n\n  pixeldojo help jobs wait",
 )
 def help_command(
@@ -112,60 +124,64 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# The global options, valid before or after the command (see `argv.hoist_global_options`).
+VersionFlag = Annotated[
+    bool,
+    typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+]
+VerboseFlag = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Trace HTTP requests on stderr (the key is masked).")
+]
+QuietFlag = Annotated[bool, typer.Option("--quiet", "-q", help="Print results and errors only.")]
+NoColorFlag = Annotated[bool, typer.Option("--no-color", help="No colours (NO_COLOR works too).")]
+EmulatorFlag = Annotated[
+    bool,
+    typer.Option(
+        "--emulator",
+        help="Run against the embedded emulator: no key, no network, no credits "
+        "(or PIXELDOJO_EMULATOR=1).",
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        metavar="KEY",
+        help="API key (beats PIXELDOJO_API_KEY and the config file).",
+        show_default=False,
+    ),
+]
+BaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        metavar="URL",
+        help="API base URL (or PIXELDOJO_BASE_URL).",
+        show_default=False,
+    ),
+]
+ProfileOption = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        metavar="NAME",
+        help="Config profile to use (or PIXELDOJO_PROFILE, or `auth switch`).",
+        show_default=False,
+    ),
+]
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Show the version and exit."
-        ),
-    ] = False,
-    verbose: Annotated[
-        bool,
-        typer.Option("--verbose", "-v", help="Trace HTTP requests on stderr (the key is masked)."),
-    ] = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print results and errors only.")
-    ] = False,
-    no_color: Annotated[
-        bool, typer.Option("--no-color", help="No colours (NO_COLOR works too).")
-    ] = False,
-    emulator: Annotated[
-        bool,
-        typer.Option(
-            "--emulator",
-            help="Run against the embedded emulator: no key, no network, no credits "
-            "(or PIXELDOJO_EMULATOR=1).",
-        ),
-    ] = False,
-    api_key: Annotated[
-        str | None,
-        typer.Option(
-            "--api-key",
-            metavar="KEY",
-            help="API key (beats PIXELDOJO_API_KEY and the config file).",
-            show_default=False,
-        ),
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            "--base-url",
-            metavar="URL",
-            help="API base URL (or PIXELDOJO_BASE_URL).",
-            show_default=False,
-        ),
-    ] = None,
-    profile: Annotated[
-        str | None,
-        typer.Option(
-            "--profile",
-            metavar="NAME",
-            help="Config profile to use (or PIXELDOJO_PROFILE, or `auth switch`).",
-            show_default=False,
-        ),
-    ] = None,
+    version: VersionFlag = False,
+    verbose: VerboseFlag = False,
+    quiet: QuietFlag = False,
+    no_color: NoColorFlag = False,
+    emulator: EmulatorFlag = False,
+    api_key: ApiKeyOption = None,
+    base_url: BaseUrlOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Generate images and videos with PixelDojo's API."""
     state = AppState(

@@ -59,7 +59,7 @@ MaxPollIntervalOption = Annotated[
 def print_results(state: AppState, results: Sequence[JobResult], *, json_output: bool) -> None:
     """Each job's saved paths (or URLs) on stdout and its error on stderr; under
     --json one list of result documents instead of the paths."""
-    from pixeldojo_cli.cli.render import result_document
+    from pixeldojo_cli.cli.documents import result_document
 
     for result in results:
         if result.error is not None:

@@ -1,9 +1,10 @@
-"""Everything the CLI draws: results on stdout, people's lines on stderr.
+"""Everything the CLI writes: results on stdout, people's lines on stderr.
 
 stdout carries results only (file paths, JSON, tables); stderr carries
 status, progress, hints and errors. Rich is used for terminals; pipes get
-plain text with no escape codes. Rich's progress machinery is imported only
-when a progress display is actually drawn.
+plain text with no escape codes. The pieces live beside this module: the JSON
+shapes in `documents`, table layout in `tables`, the progress display in
+`progress` (imported, with Rich's progress machinery, only when one is drawn).
 
 Text from the server is untrusted: everything drawn for people passes through
 `safe_text`, which makes control and invisible format characters visible as
@@ -17,26 +18,20 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any, TextIO
+
+from pixeldojo_cli.cli.tables import Column, draw_table
+from pixeldojo_cli.core.text import dump_json, safe_lines, safe_text
 
 if TYPE_CHECKING:
     from collections import Counter
 
     from rich.console import Console
 
-    from pixeldojo_cli.api.results import Job
     from pixeldojo_cli.core.errors import PixelDojoError
-    from pixeldojo_cli.engine import Event, EventSink, JobResult
-    from pixeldojo_cli.engine.webhooks import Delivery
-    from pixeldojo_cli.store.files import DownloadedFile
-    from pixeldojo_cli.store.ledger import LedgerFile, LedgerJob
-
-from pixeldojo_cli.core.text import dump_json, safe_lines, safe_text
+    from pixeldojo_cli.engine import Event, EventSink
 
 
 def silence_broken_pipe() -> None:
@@ -76,101 +71,6 @@ def _safe_console_class() -> Callable[..., Console]:
     return SafeConsole
 
 
-# --- the JSON shapes: one per entity, used by every command ------------------
-
-
-def rfc3339(when: datetime | None) -> str | None:
-    """A timestamp as every JSON document here writes it: RFC 3339, UTC, `Z`."""
-    if when is None:
-        return None
-    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def file_document(file: DownloadedFile | LedgerFile) -> dict[str, Any]:
-    """A saved file: its absolute path, size, SHA-256 (or null) and source URL."""
-    from pathlib import Path
-
-    return {
-        "path": str(Path(file.path).resolve()),
-        "size": file.size,
-        "sha256": file.sha256,
-        "url": file.url,
-    }
-
-
-def job_document(
-    job: Job,
-    files: Sequence[DownloadedFile | LedgerFile] = (),
-    *,
-    saved: bool | None = None,
-) -> dict[str, Any]:
-    """A job: the API's object as returned, plus `jobId`, `files` and, when known,
-    `saved` (every output of it is on disk here)."""
-    document: dict[str, Any] = {**job.raw, "jobId": job.id}
-    document["files"] = [file_document(f) for f in files]
-    if saved is not None:
-        document["saved"] = saved
-    return document
-
-
-def delivery_document(delivery: Delivery) -> dict[str, Any]:
-    """One job a webhook listener handled (`webhook listen --json`, JSON Lines):
-    the job entity when the API confirmed it, with `outcome`, files as file
-    objects, and `error` when it did not end well."""
-    if delivery.job is not None:
-        document = job_document(delivery.job, [f for f in delivery.files if hasattr(f, "size")])
-    else:
-        document = {"jobId": delivery.job_id, "files": []}
-    if delivery.status is not None:
-        document["status"] = delivery.status
-    document["outcome"] = delivery.outcome
-    if delivery.error is not None:
-        document["error"] = delivery.error.to_json()["error"]
-    return document
-
-
-def local_job_document(job: LedgerJob, now: datetime) -> dict[str, Any]:
-    """A job as the local ledger knows it (`jobs list --local`): the same keys
-    as the API's job where they exist, plus what only this machine knows."""
-    return {
-        "jobId": job.id,
-        "model": job.model,
-        "status": job.status,
-        "submittedAt": rfc3339(job.submitted_at),
-        "expiresAt": rfc3339(job.expires_at),
-        "estimatedCredits": job.estimated_credits,
-        "creditCost": job.charged_credits,
-        "inputs": job.inputs,
-        "outputDir": job.output_dir,
-        "files": [file_document(f) for f in job.files],
-        "saved": job.downloaded,
-        "expired": not job.downloaded and (job.lost or job.deadline() <= now),
-        "baseUrl": job.base_url,
-        "profile": job.profile,
-    }
-
-
-def result_document(result: JobResult) -> dict[str, Any]:
-    """How one job ended (`jobs wait`, `download`, `run`): the job entity with
-    `outcome` when it ended well; otherwise the error entity with `jobId` and
-    `outcome`, and the job as last seen under `job` (so the API's own `error`
-    field of a failed job is kept as it was sent)."""
-    job: dict[str, Any] | None = None
-    if result.job is not None:
-        job = job_document(result.job, result.files, saved=result.saved)
-    document: dict[str, Any]
-    if result.error is None:
-        document = job if job is not None else {"jobId": result.job_id, "files": []}
-        document["outcome"] = str(result.outcome)
-        return document
-    document = result.error.to_json()
-    document["jobId"] = result.job_id
-    document["outcome"] = str(result.outcome)
-    if job is not None:
-        document["job"] = job
-    return document
-
-
 def printable(text: str) -> str:
     """`text` with control characters (escape codes included) shown as `?`:
     for text that reaches a terminal without Rich, which strips them itself."""
@@ -183,90 +83,6 @@ def plural(count: float, word: str) -> str:
     """`1 credit`, `2 credits`, `1.5 credits`, `0 jobs`."""
     number = f"{count:g}" if isinstance(count, float) else str(count)
     return f"{number} {word}" if count == 1 else f"{number} {word}s"
-
-
-def human_size(size: int) -> str:
-    """`1.2 MB`: a byte count as people read it (decimal units, as `ls -h --si`)."""
-    from rich.filesize import decimal
-
-    return decimal(size)
-
-
-def number_text(value: float) -> str:
-    """A number as written: integers whole (`2147483647`, never `2.14748e+09`)."""
-    if float(value).is_integer() and abs(value) < 1e18:
-        return str(int(value))
-    return f"{value:g}"
-
-
-@dataclass(frozen=True)
-class Column:
-    """A table column, and what may happen to it when the terminal is narrow.
-
-    `key` (a job or model id): never wrapped, cut or dropped. Other columns are
-    dropped before the table would cut an id, the highest `drop` first (0: never
-    dropped); until then they are shown whole, except that a `wrap` column wraps
-    at words and a column with `least` may be cut with an ellipsis down to that
-    many cells. `whole` says it outright for another id.
-    """
-
-    header: str
-    key: bool = False
-    whole: bool = False
-    drop: int = 0
-    wrap: bool = False
-    justify: Literal["left", "right"] = "left"
-    least: int = 0  # the narrowest it is worth showing, cut with an ellipsis
-
-
-GAP = 2  # spaces between table columns
-
-
-def _cell_width(text: str) -> int:
-    from rich.cells import cell_len
-
-    return max((cell_len(line) for line in text.splitlines()), default=0)
-
-
-def fit_columns(
-    columns: Sequence[Column], rows: Sequence[Sequence[str]], width: int
-) -> list[tuple[int, int]]:
-    """(column index, width) of the columns to draw in `width` cells: drop the
-    most droppable column until every id fits whole, then shorten the widest
-    of the others."""
-    natural = [
-        max([_cell_width(c.header), *(_cell_width(row[i]) for row in rows)])
-        for i, c in enumerate(columns)
-    ]
-
-    def least(i: int) -> int:
-        column = columns[i]
-        if column.wrap:
-            return min(natural[i], max(column.least, _cell_width(column.header), 10))
-        if column.least and not (column.key or column.whole):
-            return min(natural[i], max(column.least, _cell_width(column.header)))
-        return natural[i]  # short cells are shown whole, or the column is dropped
-
-    keep = list(range(len(columns)))
-    while sum(least(i) for i in keep) + GAP * (len(keep) - 1) > width:
-        droppable = [i for i in keep if columns[i].drop > 0]
-        if not droppable:
-            break
-        keep.remove(max(droppable, key=lambda i: (columns[i].drop, i)))
-    widths = {i: natural[i] for i in keep}
-    excess = sum(widths.values()) + GAP * (len(keep) - 1) - width
-    while excess > 0:
-        shrinkable = [i for i in keep if widths[i] > least(i)]
-        if not shrinkable:
-            break
-        widths[max(shrinkable, key=lambda i: widths[i])] -= 1
-        excess -= 1
-    return [(i, widths[i]) for i in keep]
-
-
-def _ascii_cut(text: str, width: int) -> str:
-    """Rich's ellipsis is `…`, which an ASCII-only stream cannot print: `...` instead."""
-    return text if len(text) <= width else text[: max(0, width - 3)] + "..."
 
 
 def _is_tty(stream: TextIO) -> bool:
@@ -415,36 +231,7 @@ class Renderer:
         if not rows and empty is not None:
             self.result(empty)
             return
-        from rich.table import Table
-        from rich.text import Text
-
-        table = Table(
-            title=title, box=None, header_style="bold", pad_edge=False, padding=(0, GAP // 2)
-        )
-        layout = fit_columns(specs, cells, self.out_console.width)
-        for index, width in layout:
-            spec = specs[index]
-            table.add_column(
-                spec.header,
-                width=width,
-                no_wrap=not spec.wrap,
-                overflow="fold" if spec.wrap else "ellipsis",
-                justify=spec.justify,
-            )
-        ascii_only = self.out_console.options.ascii_only
-        for row in cells:
-            table.add_row(
-                *(
-                    Text(  # Text: no Rich markup from the server
-                        _ascii_cut(row[index], width)
-                        if ascii_only and not specs[index].wrap
-                        else row[index]
-                    )
-                    for index, width in layout
-                )
-            )
-        needed = sum(width for _, width in layout) + GAP * (len(layout) - 1)
-        self.out_console.print(table, width=max(needed, self.out_console.width), crop=False)
+        draw_table(self.out_console, specs, cells, title)
 
     def _cell(self, cell: object) -> str:
         """A table cell: one line, no tabs (they separate TSV columns), nothing unsafe."""
@@ -509,60 +296,14 @@ class Renderer:
             return "plain"
         return "rich" if self.stderr_is_terminal() else "plain"
 
-    @contextmanager
     def batch_progress(
         self, counts: Callable[[], Counter[str]], total: int, mode: str
-    ) -> Iterator[Callable[[], None]]:
+    ) -> AbstractContextManager[Callable[[], None]]:
         """One bar for a whole batch, with a count per state; a no-op off a terminal
         (plain mode prints a line per finished job instead)."""
-        if mode != "rich":
-            yield lambda: None
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+        from pixeldojo_cli.cli import progress
 
-        progress = Progress(
-            TextColumn("batch"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}", markup=False),
-            console=self.err_console,
-            transient=True,
-        )
-        unfinished = ("queued", "running")
-        separator = " · " if self.stderr_is_utf8() else ", "
-
-        def refresh() -> None:
-            now = counts()
-            text = safe_text(
-                separator.join(f"{n} {state}" for state, n in sorted(now.items()) if n)
-            )
-            done = sum(n for state, n in now.items() if state not in unfinished)
-            progress.update(task, completed=done, description=text)
-
-        with progress:
-            task = progress.add_task("", total=total)
-            refresh()
-            yield refresh
-
-    @contextmanager
-    def _status_lines(self, mode: str) -> Iterator[Any]:
-        """Rich's live spinner lines on a terminal (`rich`); None otherwise."""
-        if mode != "rich":
-            yield None
-            return
-        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn
-
-        # Braille dots need UTF-8; elsewhere they would print as `\u280b`.
-        spinner = SpinnerColumn("dots" if self.stderr_is_utf8() else "line")
-        with Progress(
-            spinner,
-            TextColumn("{task.description}", markup=False),
-            BarColumn(bar_width=20),
-            _tail_column(),
-            console=self.err_console,
-            transient=True,
-        ) as progress:
-            yield progress
+        return progress.batch_progress(self, counts, total, mode)
 
     def notice_sink(self) -> EventSink:
         """An event sink that shows notices only (no live display)."""
@@ -577,104 +318,9 @@ class Renderer:
             else:
                 self.info(event.message)
 
-    @contextmanager
-    def job_display(self, mode: str) -> Iterator[EventSink]:
+    def job_display(self, mode: str) -> AbstractContextManager[EventSink]:
         """The engine's events drawn: a live line per job (with its download bars)
         on a terminal, one plain line per status change otherwise."""
-        with self._status_lines(mode) as progress:
-            yield JobDisplay(self, mode, progress).handle
+        from pixeldojo_cli.cli import progress
 
-
-def _tail_column() -> Any:
-    """Elapsed time and ETA for a job's line; bytes and speed for a file's."""
-    from rich.filesize import decimal
-    from rich.progress import ProgressColumn
-    from rich.text import Text
-
-    class TailColumn(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            if task.fields.get("kind") == "file":
-                done = decimal(int(task.completed))
-                total = f"/{decimal(int(task.total))}" if task.total else ""
-                return Text(f"{done}{total}", style="progress.download")
-            tail = _clock(task.elapsed or 0)
-            eta_until = task.fields.get("eta_until")
-            if eta_until is not None:
-                tail += f" (ETA {_clock(max(0.0, eta_until - time.monotonic()))})"
-            return Text(tail, style="progress.elapsed")
-
-    return TailColumn()
-
-
-def _clock(seconds: float) -> str:
-    seconds = max(0, int(seconds))
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-class JobDisplay:
-    """The engine's events on stderr: a Rich line per job and per file being
-    downloaded, or a plain line per status change (`job: status (3s)`)."""
-
-    def __init__(self, renderer: Renderer, mode: str, progress: Any) -> None:
-        self._renderer = renderer
-        self._mode = mode
-        self._progress = progress
-        self._jobs: dict[str, JobProgress] = {}
-        self._files: dict[tuple[str, int], Any] = {}
-
-    def handle(self, event: Event) -> None:
-        from pixeldojo_cli.engine import FileProgress, JobSeen
-
-        if isinstance(event, JobSeen):
-            job_id = event.job_id
-            if job_id not in self._jobs:
-                self._jobs[job_id] = JobProgress(self._renderer, job_id, self._mode, self._progress)
-            self._jobs[job_id].update(event.job.status, event.eta)
-        elif isinstance(event, FileProgress):
-            self._file(event.job_id, event.index, event.done, event.total)
-        else:
-            self._renderer.show_notice(event)
-
-    def _file(self, job_id: str, index: int, done: int, total: int | None) -> None:
-        if self._progress is None:
-            return
-        key = (job_id, index)
-        if key not in self._files:
-            name = f"  {safe_text(job_id)}-{index}"
-            self._files[key] = self._progress.add_task(name, kind="file")
-        self._progress.update(self._files[key], completed=done, total=total)
-
-
-class JobProgress:
-    """Status updates for one job: a Rich spinner line, or one plain line per change."""
-
-    def __init__(self, renderer: Renderer, job_id: str, mode: str, progress: Any) -> None:
-        self._renderer = renderer
-        self._job_id = safe_text(job_id)  # a newline in an id must not break the status line
-        self._mode = mode
-        self._progress = progress
-        self._task = (
-            progress.add_task(f"{self._job_id}: submitted", total=None, eta_until=None)
-            if progress is not None
-            else None
-        )
-        self._started = time.monotonic()
-        self._last: str | None = None
-
-    def update(self, status: str, eta: float | None = None) -> None:
-        status = safe_text(status)
-        elapsed = time.monotonic() - self._started
-        from pixeldojo_cli.engine.schedule import format_eta
-
-        left = f", {format_eta(eta)}" if eta is not None else ""
-        if self._progress is not None:
-            eta_until = None if eta is None else time.monotonic() + eta
-            self._progress.update(
-                self._task, description=f"{self._job_id}: {status}", eta_until=eta_until
-            )
-            return
-        if status == self._last:
-            return
-        self._last = status
-        if self._mode == "plain":
-            self._renderer.info(f"{self._job_id}: {status} ({elapsed:.0f}s{left})")
+        return progress.job_display(self, mode)

@@ -317,7 +317,7 @@ def list_profiles(ctx: typer.Context, json_output: JsonOption = False) -> None:
     `pixeldojo auth switch`, else `default`. A key given by --api-key or
     PIXELDOJO_API_KEY wins over the saved one; the list says so.
     """
-    from pixeldojo_cli.cli.render import Column
+    from pixeldojo_cli.cli.tables import Column
 
     state = get_state(ctx)
     with state.guard(json_output=json_output):

@@ -119,7 +119,7 @@ def line_document(line: Line) -> dict[str, Any]:
     """One finished line under --json (a line of JSON Lines): `line`, `outcome`,
     `jobId`, `files` (file objects), `urls` with --no-download, and `error` or
     `reason` when there is one; the job itself under `job` when it was seen."""
-    from pixeldojo_cli.cli.render import file_document, job_document
+    from pixeldojo_cli.cli.documents import file_document, job_document
 
     document: dict[str, Any] = {
         "line": line.number,

@@ -25,8 +25,9 @@ from pixeldojo_cli.cli.outputs import (
     TimeoutOption,
     print_results,
 )
-from pixeldojo_cli.cli.render import human_size, printable
+from pixeldojo_cli.cli.render import printable
 from pixeldojo_cli.cli.state import AppState, get_state
+from pixeldojo_cli.cli.tables import human_size
 from pixeldojo_cli.core.durations import parse_duration
 from pixeldojo_cli.core.errors import PixelDojoError, UsageError
 
@@ -247,7 +248,7 @@ def _show_json(
     """The job entity (with the inputs it was submitted with, and what the
     ledger knows under `local`); when the API no longer has the job, the error
     entity with the same `local`."""
-    from pixeldojo_cli.cli.render import job_document, local_job_document
+    from pixeldojo_cli.cli.documents import job_document, local_job_document
 
     local_document = local_job_document(local, now) if local is not None else None
     if job is not None:

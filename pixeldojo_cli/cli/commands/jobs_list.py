@@ -8,8 +8,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from pixeldojo_cli.cli.render import Column, printable
+from pixeldojo_cli.cli.render import printable
 from pixeldojo_cli.cli.state import AppState
+from pixeldojo_cli.cli.tables import Column
 from pixeldojo_cli.core import durations
 from pixeldojo_cli.core.errors import UsageError
 
@@ -127,7 +128,7 @@ def local_query(
 
 
 def list_local(state: AppState, query: JobQuery, json_output: bool) -> None:
-    from pixeldojo_cli.cli.render import local_job_document
+    from pixeldojo_cli.cli.documents import local_job_document
     from pixeldojo_cli.store.ledger import JobQuery, Ledger, ledger_path
 
     now = datetime.now(UTC)
@@ -170,7 +171,7 @@ def list_local(state: AppState, query: JobQuery, json_output: bool) -> None:
 
 
 def list_remote(state: AppState, limit: int, json_output: bool) -> None:
-    from pixeldojo_cli.cli.render import job_document
+    from pixeldojo_cli.cli.documents import job_document
 
     jobs = state.client().list_jobs(limit=limit)
     now = datetime.now(UTC)

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pixeldojo_cli.cli.completion.complete import complete_model
-from pixeldojo_cli.cli.render import Column, number_text, plural
+from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import get_state
+from pixeldojo_cli.cli.tables import Column, number_text
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Model

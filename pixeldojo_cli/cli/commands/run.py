@@ -263,7 +263,7 @@ def _submit(state: AppState, client: Client, submission: Submission, *, download
 
 def _print_submitted(state: AppState, job: Job, show: Presentation) -> None:
     """--no-wait: the job id, or the job entity under --json."""
-    from pixeldojo_cli.cli.render import job_document
+    from pixeldojo_cli.cli.documents import job_document
 
     if show.json_output:
         state.render.json(job_document(job, saved=state.recorder().saved_state(job.id)))
@@ -280,7 +280,7 @@ def _follow_and_save(
     show: Presentation,
 ) -> None:
     """Follow one submitted job to its end and save its outputs."""
-    from pixeldojo_cli.cli.render import result_document
+    from pixeldojo_cli.cli.documents import result_document
     from pixeldojo_cli.engine import wait_and_save
 
     wait_options, save_options = options

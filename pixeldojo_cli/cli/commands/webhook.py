@@ -180,7 +180,7 @@ class _Report:
         if self.json_output:
             import json
 
-            from pixeldojo_cli.cli.render import delivery_document
+            from pixeldojo_cli.cli.documents import delivery_document
 
             render.result(json.dumps(delivery_document(outcome), ensure_ascii=False, default=str))
         if outcome.outcome == "saved":

@@ -1,0 +1,107 @@
+"""The JSON shapes, one per entity, that every command's `--json` prints: a job,
+a saved file, a job as the local ledger knows it, how a job ended, and one
+webhook delivery. Timestamps are RFC 3339 in UTC with `Z`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.api.results import Job
+    from pixeldojo_cli.engine import JobResult
+    from pixeldojo_cli.engine.webhooks import Delivery
+    from pixeldojo_cli.store.files import DownloadedFile
+    from pixeldojo_cli.store.ledger import LedgerFile, LedgerJob
+
+
+def rfc3339(when: datetime | None) -> str | None:
+    """A timestamp as every JSON document here writes it: RFC 3339, UTC, `Z`."""
+    if when is None:
+        return None
+    return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def file_document(file: DownloadedFile | LedgerFile) -> dict[str, Any]:
+    """A saved file: its absolute path, size, SHA-256 (or null) and source URL."""
+    return {
+        "path": str(Path(file.path).resolve()),
+        "size": file.size,
+        "sha256": file.sha256,
+        "url": file.url,
+    }
+
+
+def job_document(
+    job: Job,
+    files: Sequence[DownloadedFile | LedgerFile] = (),
+    *,
+    saved: bool | None = None,
+) -> dict[str, Any]:
+    """A job: the API's object as returned, plus `jobId`, `files` and, when known,
+    `saved` (every output of it is on disk here)."""
+    document: dict[str, Any] = {**job.raw, "jobId": job.id}
+    document["files"] = [file_document(f) for f in files]
+    if saved is not None:
+        document["saved"] = saved
+    return document
+
+
+def delivery_document(delivery: Delivery) -> dict[str, Any]:
+    """One job a webhook listener handled (`webhook listen --json`, JSON Lines):
+    the job entity when the API confirmed it, with `outcome`, files as file
+    objects, and `error` when it did not end well."""
+    if delivery.job is not None:
+        document = job_document(delivery.job, [f for f in delivery.files if hasattr(f, "size")])
+    else:
+        document = {"jobId": delivery.job_id, "files": []}
+    if delivery.status is not None:
+        document["status"] = delivery.status
+    document["outcome"] = delivery.outcome
+    if delivery.error is not None:
+        document["error"] = delivery.error.to_json()["error"]
+    return document
+
+
+def local_job_document(job: LedgerJob, now: datetime) -> dict[str, Any]:
+    """A job as the local ledger knows it (`jobs list --local`): the same keys
+    as the API's job where they exist, plus what only this machine knows."""
+    return {
+        "jobId": job.id,
+        "model": job.model,
+        "status": job.status,
+        "submittedAt": rfc3339(job.submitted_at),
+        "expiresAt": rfc3339(job.expires_at),
+        "estimatedCredits": job.estimated_credits,
+        "creditCost": job.charged_credits,
+        "inputs": job.inputs,
+        "outputDir": job.output_dir,
+        "files": [file_document(f) for f in job.files],
+        "saved": job.downloaded,
+        "expired": not job.downloaded and (job.lost or job.deadline() <= now),
+        "baseUrl": job.base_url,
+        "profile": job.profile,
+    }
+
+
+def result_document(result: JobResult) -> dict[str, Any]:
+    """How one job ended (`jobs wait`, `download`, `run`): the job entity with
+    `outcome` when it ended well; otherwise the error entity with `jobId` and
+    `outcome`, and the job as last seen under `job` (so the API's own `error`
+    field of a failed job is kept as it was sent)."""
+    job: dict[str, Any] | None = None
+    if result.job is not None:
+        job = job_document(result.job, result.files, saved=result.saved)
+    document: dict[str, Any]
+    if result.error is None:
+        document = job if job is not None else {"jobId": result.job_id, "files": []}
+        document["outcome"] = str(result.outcome)
+        return document
+    document = result.error.to_json()
+    document["jobId"] = result.job_id
+    document["outcome"] = str(result.outcome)
+    if job is not None:
+        document["job"] = job
+    return document
