@@ -20,7 +20,6 @@ from pixeldojo_cli.cli.help import (
     PixelDojoGroup,
     help_for,
     help_width,
-    with_our_help,
 )
 from pixeldojo_cli.cli.render import Renderer
 from pixeldojo_cli.cli.state import AppState, emulator_requested
@@ -65,21 +64,21 @@ app = typer.Typer(
     rich_markup_mode=None,
     context_settings={"help_option_names": ["--help", "-h"]},
 )
-app.add_typer(with_our_help(models_cmd.app), name="models", cls=PixelDojoGroup)
+app.add_typer(models_cmd.app, name="models", cls=PixelDojoGroup)
 app.command(
     "run",
     cls=PixelDojoCommand,
     help=run_cmd.RUN_HELP,
     epilog=run_cmd.RUN_EXAMPLES,
 )(run_cmd.run)
-app.add_typer(with_our_help(jobs_cmd.app), name="jobs", cls=PixelDojoGroup)
+app.add_typer(jobs_cmd.app, name="jobs", cls=PixelDojoGroup)
 app.command("download", cls=PixelDojoCommand, help=download_cmd.HELP, epilog=download_cmd.EXAMPLES)(
     download_cmd.download
 )
-app.add_typer(with_our_help(webhook_cmd.app), name="webhook", cls=PixelDojoGroup)
-app.add_typer(with_our_help(auth_cmd.app), name="auth", cls=PixelDojoGroup)
-app.add_typer(with_our_help(config_cmd.app), name="config", cls=PixelDojoGroup)
-app.add_typer(with_our_help(emulator_cmd.app), name="emulator", cls=PixelDojoGroup)
+app.add_typer(webhook_cmd.app, name="webhook", cls=PixelDojoGroup)
+app.add_typer(auth_cmd.app, name="auth", cls=PixelDojoGroup)
+app.add_typer(config_cmd.app, name="config", cls=PixelDojoGroup)
+app.add_typer(emulator_cmd.app, name="emulator", cls=PixelDojoGroup)
 app.command(
     "api", cls=PixelDojoCommand, help=api_cmd.HELP, epilog=api_cmd.EXAMPLES, no_args_is_help=True
 )(api_cmd.api)

@@ -159,15 +159,6 @@ class PixelDojoGroup(_OurHelp, TyperGroup):
     """A Typer group with our help page: `typer.Typer(cls=PixelDojoGroup)`."""
 
 
-def with_our_help(sub_app: typer.Typer) -> typer.Typer:
-    """`sub_app`, each of its commands given our help page where it was declared
-    without a class: what `@sub_app.command(cls=PixelDojoCommand)` would do."""
-    for info in sub_app.registered_commands:
-        if info.cls in (None, TyperCommand):  # Typer's default
-            info.cls = PixelDojoCommand
-    return sub_app
-
-
 def help_for(path: list[str], root: Any, width: int) -> str:
     """The help page of `pixeldojo PATH...` as `--help` prints it, without colour.
 

@@ -8,13 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pixeldojo_cli.cli.help import PixelDojoCommand, PixelDojoGroup
 from pixeldojo_cli.cli.state import AppState, get_state
 
 if TYPE_CHECKING:
     from pixeldojo_cli.core.errors import PixelDojoError
     from pixeldojo_cli.store.settings import Setting
 
-app = typer.Typer(help="Save, check and remove your PixelDojo API key.", no_args_is_help=True)
+app = typer.Typer(
+    help="Save, check and remove your PixelDojo API key.", no_args_is_help=True, cls=PixelDojoGroup
+)
 
 ProfileOption = Annotated[
     str | None,
@@ -82,6 +85,7 @@ def _verify(state: AppState, api_key: str | None = None) -> None:
         '  echo "$PIXELDOJO_API_KEY" | pixeldojo auth login --with-token\n\n'
         "  pixeldojo --profile work auth login"
     ),
+    cls=PixelDojoCommand,
 )
 def login(
     ctx: typer.Context,
@@ -170,6 +174,7 @@ def _status(state: AppState, verify: bool) -> tuple[dict[str, Any], PixelDojoErr
 @app.command(
     "status",
     epilog="Examples:\n\n  pixeldojo auth status\n\n  pixeldojo auth status --json --offline",
+    cls=PixelDojoCommand,
 )
 def status(
     ctx: typer.Context,
@@ -210,6 +215,7 @@ def status(
 @app.command(
     "logout",
     epilog="Examples:\n\n  pixeldojo auth logout\n\n  pixeldojo auth logout --profile work",
+    cls=PixelDojoCommand,
 )
 def logout(ctx: typer.Context, profile: ProfileOption = None) -> None:
     """Remove a profile's saved key; other profiles and settings stay as they were.
@@ -252,6 +258,7 @@ def logout(ctx: typer.Context, profile: ProfileOption = None) -> None:
         "      https://pixeldojo.ai/api/v1/models\n\n"
         "  pixeldojo --profile work auth token | pbcopy"
     ),
+    cls=PixelDojoCommand,
 )
 def token(ctx: typer.Context, profile: ProfileOption = None) -> None:
     """Print the API key in use on stdout, for other tools (as `gh auth token` does).
@@ -309,6 +316,7 @@ def _profiles(state: AppState) -> list[dict[str, Any]]:
 @app.command(
     "list",
     epilog="Examples:\n\n  pixeldojo auth list\n\n  pixeldojo auth list --json",
+    cls=PixelDojoCommand,
 )
 def list_profiles(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Every profile in the config file, its key (masked) and which one is active.
@@ -362,6 +370,7 @@ def _profile_source(settings: Any) -> str:
 @app.command(
     "switch",
     epilog="Examples:\n\n  pixeldojo auth switch work\n\n  pixeldojo auth switch default",
+    cls=PixelDojoCommand,
 )
 def switch(
     ctx: typer.Context,

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pixeldojo_cli.cli.help import PixelDojoCommand, PixelDojoGroup
 from pixeldojo_cli.cli.state import AppState, get_state
 
 if TYPE_CHECKING:
@@ -16,6 +17,7 @@ app = typer.Typer(
     "rate_limit, checksum, preview, unknown_status_timeout). Keys are managed with "
     "`pixeldojo auth`.",
     no_args_is_help=True,
+    cls=PixelDojoGroup,
 )
 
 KeyArgument = Annotated[
@@ -76,7 +78,9 @@ def _shown(value: Any) -> str:
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 
 
-@app.command("path", epilog='Example:\n\n  $EDITOR "$(pixeldojo config path)"')
+@app.command(
+    "path", epilog='Example:\n\n  $EDITOR "$(pixeldojo config path)"', cls=PixelDojoCommand
+)
 def path(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Print where the config file lives (it may not exist yet).
 
@@ -94,7 +98,7 @@ def path(ctx: typer.Context, json_output: JsonOption = False) -> None:
             state.render.result(str(where))
 
 
-@app.command("get", epilog="Example:\n\n  pixeldojo config get output_dir")
+@app.command("get", epilog="Example:\n\n  pixeldojo config get output_dir", cls=PixelDojoCommand)
 def get(ctx: typer.Context, key: KeyArgument, json_output: JsonOption = False) -> None:
     """Print a setting's value in effect (flag > environment > config file > default).
 
@@ -119,6 +123,7 @@ def get(ctx: typer.Context, key: KeyArgument, json_output: JsonOption = False) -
         "Examples:\n\n  pixeldojo config set output_dir ~/Pictures/pixeldojo\n\n"
         "  pixeldojo --profile staging config set base_url https://staging.example/api/v1"
     ),
+    cls=PixelDojoCommand,
 )
 def set_(ctx: typer.Context, key: KeyArgument, value: Annotated[str, typer.Argument()]) -> None:
     """Save a setting in the config file, after checking its value.
@@ -144,7 +149,9 @@ def set_(ctx: typer.Context, key: KeyArgument, value: Annotated[str, typer.Argum
         state.render.info(f"{key} = {typed!r} saved in {file}.")
 
 
-@app.command("unset", epilog="Example:\n\n  pixeldojo config unset output_dir")
+@app.command(
+    "unset", epilog="Example:\n\n  pixeldojo config unset output_dir", cls=PixelDojoCommand
+)
 def unset(ctx: typer.Context, key: KeyArgument) -> None:
     """Remove a setting from the config file (its default applies again).
 
@@ -171,7 +178,9 @@ def unset(ctx: typer.Context, key: KeyArgument) -> None:
 
 
 @app.command(
-    "list", epilog="Examples:\n\n  pixeldojo config list\n\n  pixeldojo config list --json"
+    "list",
+    epilog="Examples:\n\n  pixeldojo config list\n\n  pixeldojo config list --json",
+    cls=PixelDojoCommand,
 )
 def list_(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Every setting in effect, and where its value comes from.

@@ -8,13 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pixeldojo_cli.cli.help import PixelDojoCommand, PixelDojoGroup
 from pixeldojo_cli.cli.state import AppState, duration_parser, get_state
 
 if TYPE_CHECKING:
     from pixeldojo_cli.emulator import Emulator
 
 app = typer.Typer(
-    help="Run the embedded PixelDojo emulator for your own scripts and CI.", no_args_is_help=True
+    help="Run the embedded PixelDojo emulator for your own scripts and CI.",
+    no_args_is_help=True,
+    cls=PixelDojoGroup,
 )
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -87,6 +90,7 @@ FailureRateOption = Annotated[
         "  pixeldojo emulator serve --time-scale 0.1   # every job 10x faster\n\n"
         "  pixeldojo emulator serve --latency 2   # every job takes exactly 2 s"
     ),
+    cls=PixelDojoCommand,
 )
 def serve(
     ctx: typer.Context,

@@ -18,6 +18,7 @@ from pixeldojo_cli.cli.commands.jobs_list import (
     one_line,
 )
 from pixeldojo_cli.cli.completion.complete import complete_job
+from pixeldojo_cli.cli.help import PixelDojoCommand, PixelDojoGroup
 from pixeldojo_cli.cli.outputs import (
     ChecksumOption,
     MaxPollIntervalOption,
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Job
     from pixeldojo_cli.store.ledger import LedgerJob
 
-app = typer.Typer(help="List, show and wait for jobs.", no_args_is_help=True)
+app = typer.Typer(help="List, show and wait for jobs.", no_args_is_help=True, cls=PixelDojoGroup)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
 JobIdArgument = Annotated[
@@ -102,6 +103,7 @@ SearchFilter = Annotated[
         "  pixeldojo jobs list --local --unsaved --all --json | jq -r '.[].jobId'\n\n"
         "  pixeldojo jobs list --limit 50 --json | jq -r '.[].jobId'"
     ),
+    cls=PixelDojoCommand,
 )
 def list_jobs(
     ctx: typer.Context,
@@ -186,6 +188,7 @@ def _local_lines(local: LedgerJob) -> list[str]:
         "Examples:\n\n  pixeldojo jobs show job_123\n\n  pixeldojo jobs show job_123 --json\n\n"
         "  pixeldojo jobs show job_123 --preview"
     ),
+    cls=PixelDojoCommand,
 )
 def show(
     ctx: typer.Context,
@@ -331,6 +334,7 @@ def _preview_first(state: AppState, local: LedgerJob) -> None:
         "Examples:\n\n  pixeldojo jobs wait job_123\n\n"
         "  pixeldojo jobs wait job_1 job_2 job_3 -o renders/ --timeout 20m"
     ),
+    cls=PixelDojoCommand,
 )
 def wait(
     ctx: typer.Context,

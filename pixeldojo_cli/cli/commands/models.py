@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from pixeldojo_cli.cli.completion.complete import complete_model
+from pixeldojo_cli.cli.help import PixelDojoCommand, PixelDojoGroup
 from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import get_state
 from pixeldojo_cli.cli.tables import Column, number_text
@@ -32,6 +33,7 @@ app = typer.Typer(
     help="List models, show a model's parameters, print its input schema.",
     invoke_without_command=True,
     no_args_is_help=False,
+    cls=PixelDojoGroup,
 )
 
 TypeOption = Annotated[
@@ -126,7 +128,7 @@ def models_root(
         _list(ctx, model_type, feature, json_output)
 
 
-@app.command("list", epilog=LIST_EXAMPLES)
+@app.command("list", epilog=LIST_EXAMPLES, cls=PixelDojoCommand)
 def list_models(
     ctx: typer.Context,
     model_type: TypeOption = None,
@@ -157,6 +159,7 @@ def _allowed(values: tuple[Any, ...] | None, minimum: float | None, maximum: flo
         "Examples:\n\n  pixeldojo models show flux-dev\n\n"
         "  pixeldojo models show seedance-1.5 --json"
     ),
+    cls=PixelDojoCommand,
 )
 def show(
     ctx: typer.Context,
@@ -208,6 +211,7 @@ def show(
 @app.command(
     "schema",
     epilog="Example:\n\n  pixeldojo models schema flux-dev > flux-dev.schema.json",
+    cls=PixelDojoCommand,
 )
 def schema(
     ctx: typer.Context,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from pixeldojo_cli.cli.completion.complete import complete_job
+from pixeldojo_cli.cli.help import PixelDojoCommand, PixelDojoGroup
 from pixeldojo_cli.cli.render import plural, printable
 from pixeldojo_cli.cli.state import AppState, get_state
 from pixeldojo_cli.core.durations import parse_duration
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Webhooks: receive them and save each job's outputs, or resend one.",
     no_args_is_help=True,
+    cls=PixelDojoGroup,
 )
 
 # Delivery states that mean the webhook did not arrive (any other state counts as sent).
@@ -39,6 +41,7 @@ UNDELIVERED = frozenset({"failed", "failure", "error", "errored", "skipped", "un
     "replay",
     epilog="Examples:\n\n  pixeldojo webhook replay job_123\n\n"
     "  pixeldojo webhook replay job_123 --json",
+    cls=PixelDojoCommand,
 )
 def replay(
     ctx: typer.Context,
@@ -304,7 +307,7 @@ GraceOption = Annotated[
 ]
 
 
-@app.command("listen", help=LISTEN_HELP, epilog=LISTEN_EXAMPLES)
+@app.command("listen", help=LISTEN_HELP, epilog=LISTEN_EXAMPLES, cls=PixelDojoCommand)
 def listen(
     ctx: typer.Context,
     host: HostOption = "127.0.0.1",
