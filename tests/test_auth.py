@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pixeldojo_cli.cli import auth_cmd
+from pixeldojo_cli.cli.commands import auth as auth_cmd
 from pixeldojo_cli.emulator import Emulator
 
 from conftest import FAST, TEST_KEY, Invoke, make_invoker
