@@ -136,8 +136,10 @@ part = Path(sys.argv[1])
 part.write_bytes(b"partial")
 interrupts.register_part(part)
 interrupts.set_resume_hint("Resume with: pixeldojo download job_1")
-print("ready", flush=True)
 try:
+    # Inside the try: the test's SIGINT may arrive while print() is still returning,
+    # and the KeyboardInterrupt is then raised on this line, not in sleep().
+    print("ready", flush=True)
     time.sleep(60)
 except KeyboardInterrupt:
     print("cleaning up", flush=True)
