@@ -35,6 +35,20 @@ def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture(scope="session", autouse=True)
+def app_built_once() -> Iterator[None]:
+    """Typer turns the app's signatures into click commands on every `invoke`: a
+    tenth of a second of CPU, a few minutes over the suite. A CLI process builds
+    them once; so does each test process (nothing in them changes per call)."""
+    import functools
+
+    import typer.testing
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(typer.testing, "_get_command", functools.cache(typer.testing._get_command))
+        yield
+
+
 @pytest.fixture
 def make_emulator() -> Iterator[Callable[..., Emulator]]:
     started: list[Emulator] = []
