@@ -221,8 +221,11 @@ def test_download_without_a_ledger_entry_uses_the_metadata_file(
 
 
 def test_a_download_cut_mid_body_leaves_no_final_file_and_a_rerun_completes_it(
-    cli: Invoke, emulator: Emulator
+    cli: Invoke, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from pixeldojo_cli.store import downloads
+
+    monkeypatch.setattr(downloads, "RETRY_BASE_DELAY", 0.001)  # the attempts, not 7 s of pauses
     job_id = submit(cli, "x")
     finish(emulator, job_id)
     emulator.add_fault("truncate", target="files", after_bytes=100, count=5)
