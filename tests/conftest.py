@@ -231,3 +231,15 @@ def max_in_any_window(times: list[float], window: float) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The soak test first, then those marked slow, then the rest in their own order:
+    with parallel workers, a long test started last would run on alone at the end."""
+
+    def rank(item: pytest.Item) -> int:
+        return next(
+            (n for n, mark in enumerate(("soak", "slow")) if any(item.iter_markers(mark))), 2
+        )
+
+    items.sort(key=rank)

@@ -344,6 +344,7 @@ def test_a_reminder_names_unsaved_outputs_about_to_expire(
     assert "expire within" not in cli("models").stderr
 
 
+@pytest.mark.slow
 def test_two_cli_processes_writing_the_ledger_lose_no_rows(emulator: Emulator) -> None:
     env = run_subprocess_env(emulator)
     script = "; ".join([f"pixeldojo run flux-dev p{i} --no-wait" for i in range(4)])

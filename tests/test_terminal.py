@@ -20,6 +20,7 @@ ANSI = re.compile(r"\x1b\[")
 FAST = ["--poll-interval", "0.1", "--max-poll-interval", "0.2"]
 
 
+@pytest.mark.slow
 def test_piped_stderr_gets_plain_status_lines_and_no_escape_codes(
     emulator: Emulator, tmp_path: Path
 ) -> None:
