@@ -206,7 +206,8 @@ def test_jobs_show_preview_draws_the_picture_in_a_real_terminal(
         # Until the picture is there and the screen has stopped changing (drawn in full).
         while time.time() < deadline and ("\u2580" * 10 not in screen or screen != previous):
             time.sleep(0.1)
-            previous, screen = screen, subprocess.run(
+            previous = screen
+            screen = subprocess.run(
                 [*tmux, "capture-pane", "-p", "-e", "-t", session],
                 capture_output=True,
                 text=True,
