@@ -21,18 +21,54 @@ TEST_KEY = "test-key-0123456789abcdef"  # made up: never a real key
 Invoke = Callable[..., Result]
 
 
+# What the terminal, the shell session or the machine running the suite would
+# otherwise lend every test: colour and width choices, the terminal and
+# multiplexer in use, a display to open files on, proxies for the loopback API,
+# and the shell-completion protocol's variables.
+LEAKY_VARIABLES = frozenset(
+    {
+        *("NO_COLOR", "FORCE_COLOR", "CI", "COLUMNS", "LINES", "COLORTERM"),
+        *("TTY_COMPATIBLE", "TTY_INTERACTIVE", "JUPYTER_COLUMNS", "JUPYTER_LINES"),
+        *("TMUX", "TMUX_PANE", "STY", "TERM_PROGRAM", "TERM_PROGRAM_VERSION", "KITTY_WINDOW_ID"),
+        *("DISPLAY", "WAYLAND_DISPLAY"),
+        *("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"),
+        *("http_proxy", "https_proxy", "all_proxy", "no_proxy"),
+        *("COMP_WORDS", "COMP_CWORD", "_TYPER_COMPLETE_ARGS", "_TYPER_COMPLETE_FISH_ACTION"),
+    }
+)
+
+
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Private config, data and cache folders (and home) in the test's own tmp_path,
+    the test's folder as cwd, and none of the caller's PIXELDOJO_* or terminal
+    variables: every test sees the same machine, alone or beside others."""
     home = tmp_path / "home"
     for name in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME"):
         folder = home / name.lower()
         folder.mkdir(parents=True)
         monkeypatch.setenv(name, str(folder))
+    monkeypatch.setenv("HOME", str(home))
     for name in list(os.environ):
-        if name.startswith("PIXELDOJO_") or name in ("NO_COLOR", "FORCE_COLOR", "CI"):
+        if name.startswith(("PIXELDOJO_", "_PIXELDOJO_")) or name in LEAKY_VARIABLES:
             monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TERM", "xterm-256color")  # not the caller's: `dumb` changes output
     monkeypatch.chdir(tmp_path)
     return home
+
+
+@pytest.fixture(scope="session", autouse=True)
+def app_built_once() -> Iterator[None]:
+    """Typer turns the app's signatures into click commands on every `invoke`: a
+    tenth of a second of CPU, a few minutes over the suite. A CLI process builds
+    them once; so does each test process (nothing in them changes per call)."""
+    import functools
+
+    import typer.testing
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(typer.testing, "_get_command", functools.cache(typer.testing._get_command))
+        yield
 
 
 @pytest.fixture
@@ -195,3 +231,15 @@ def max_in_any_window(times: list[float], window: float) -> int:
             start += 1
         best = max(best, end - start + 1)
     return best
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The soak test first, then those marked slow, then the rest in their own order:
+    with parallel workers, a long test started last would run on alone at the end."""
+
+    def rank(item: pytest.Item) -> int:
+        return next(
+            (n for n, mark in enumerate(("soak", "slow")) if any(item.iter_markers(mark))), 2
+        )
+
+    items.sort(key=rank)

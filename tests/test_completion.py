@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pixeldojo_cli.emulator import Emulator
 
-from conftest import PYTHON, run_subprocess_env
+from conftest import PYTHON, Invoke, run_subprocess_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -143,19 +143,12 @@ def test_an_option_value_after_an_equals_sign_still_completes(tmp_path: Path) ->
 
 
 def test_job_ids_complete_from_the_ledger_newest_first_without_httpx(
-    emulator: Emulator, tmp_path: Path
+    emulator: Emulator, cli: Invoke, tmp_path: Path
 ) -> None:
     env = run_subprocess_env(emulator)
-    ids = []
-    for prompt in ("first", "second"):
-        done = subprocess.run(
-            [PYTHON, "-m", "pixeldojo_cli", "run", "flux-dev", prompt, "--no-wait"],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-        )
-        ids.append(done.stdout.strip())
+    ids = [
+        cli("run", "flux-dev", prompt, "--no-wait").stdout.strip() for prompt in ("first", "second")
+    ]
     newest_first = ids[::-1]
     for line in ("jobs show ", "jobs wait ", "download ", "webhook replay ", "jobs show job_"):
         assert (

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from pixeldojo_cli.emulator import Emulator
 
@@ -54,9 +55,27 @@ def test_schema_endpoint_answers_a_json_schema(emulator: Emulator) -> None:
     assert "prompt" in schema["required"]
 
 
+class SteppedClock:
+    """The emulator's `time` module, but its wall clock moves only when told:
+    a job's states follow the clock, not how quickly a busy machine polls."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(time, name)
+
+
 def test_job_goes_pending_processing_completed_with_a_valid_png(
-    make_emulator: Callable[..., Emulator],
+    make_emulator: Callable[..., Emulator], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from pixeldojo_cli.emulator import server
+
+    clock = SteppedClock()
+    monkeypatch.setattr(server, "time", clock)
     emulator = make_emulator(latency=0.4)
     answer = submit(emulator, {"prompt": "a fox", "aspect_ratio": "16:9"})
     assert answer.status_code == 200
@@ -68,7 +87,7 @@ def test_job_goes_pending_processing_completed_with_a_valid_png(
             seen.append(status)
         if status == "completed":
             break
-        time.sleep(0.02)
+        clock.now += 0.02
     assert seen == ["pending", "processing", "completed"]
     job = wait_done(emulator, job_id)
     assert job["expiresAt"]

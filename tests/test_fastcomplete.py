@@ -1,14 +1,23 @@
-"""The TAB fast path answers exactly as Typer does, for every shell."""
+"""The TAB fast path answers exactly as Typer does, for every shell.
+
+The answers are compared in-process, through the same `main()` that
+`python -m pixeldojo_cli` runs (two hundred interpreters starting took two
+minutes); a process of its own is kept where the process is the point: what it
+imports, and that the entry point answers as `main()` does here."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
+from collections.abc import Callable
 
 import pytest
 
+from pixeldojo_cli.cli import main
 from pixeldojo_cli.emulator import Emulator
 
-from conftest import PYTHON, run_subprocess_env
+from conftest import PYTHON, TEST_KEY, run_subprocess_env
 
 LINES = [
     "pixeldojo ",
@@ -46,10 +55,8 @@ BASH_SPLIT = [
 ]
 
 
-def ask(
-    line: str, shell: str, env: dict[str, str], *, slow: bool, action: str = "get-args"
-) -> tuple[str, int]:
-    words = line.split(" ")
+def request_env(line: str, shell: str, *, slow: bool, action: str) -> dict[str, str]:
+    """The variables a shell's completion script sets for one TAB on `line`."""
     extra = {"_PIXELDOJO_COMPLETE": f"complete_{shell}"}
     if shell == "bash":
         import shlex
@@ -60,38 +67,85 @@ def ask(
         extra.update(_TYPER_COMPLETE_ARGS=line, _TYPER_COMPLETE_FISH_ACTION=action)
     if slow:
         extra["PIXELDOJO_SLOW_COMPLETE"] = "1"
+    return extra
+
+
+def ask_process(
+    line: str, shell: str, env: dict[str, str], *, slow: bool, action: str = "get-args"
+) -> tuple[str, int]:
+    """The answer of `python -m pixeldojo_cli`, a process of its own."""
     done = subprocess.run(
         [PYTHON, "-m", "pixeldojo_cli"],
         capture_output=True,
         text=True,
-        env={**env, **extra},
+        env={**env, **request_env(line, shell, slow=slow, action=action)},
         timeout=60,
     )
     assert "Traceback" not in done.stderr, done.stderr
-    del words
     return done.stdout, done.returncode
 
 
+Ask = Callable[..., tuple[str, int]]
+
+
+@pytest.fixture
+def ask(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Ask:
+    """The answer of the entry point's `main()`, run here with the request's environment."""
+    monkeypatch.setenv("PIXELDOJO_BASE_URL", emulator.base_url)
+    monkeypatch.setenv("PIXELDOJO_API_KEY", TEST_KEY)
+    monkeypatch.setattr(sys, "argv", ["pixeldojo"])
+
+    def answer(line: str, shell: str, *, slow: bool, action: str = "get-args") -> tuple[str, int]:
+        handlers = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+        code: int | str | None = 0
+        capsys.readouterr()
+        with monkeypatch.context() as request:
+            for name, value in request_env(line, shell, slow=slow, action=action).items():
+                request.setenv(name, value)
+            try:
+                main()
+            except SystemExit as done:
+                code = done.code
+            finally:  # main() installs its own; this process keeps pytest's
+                signal.signal(signal.SIGINT, handlers[0])
+                signal.signal(signal.SIGTERM, handlers[1])
+        out, err = capsys.readouterr()
+        assert "Traceback" not in err, err
+        return out, code if isinstance(code, int) else (0 if code is None else 1)
+
+    return answer
+
+
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
-def test_the_fast_path_answers_as_typer_does(emulator: Emulator, shell: str) -> None:
-    env = run_subprocess_env(emulator)
+def test_the_fast_path_answers_as_typer_does(ask: Ask, shell: str) -> None:
     for line in LINES:
-        assert ask(line, shell, env, slow=False) == ask(line, shell, env, slow=True), line
+        assert ask(line, shell, slow=False) == ask(line, shell, slow=True), line
         if shell == "fish":
-            fast = ask(line, shell, env, slow=False, action="is-args")
-            assert fast == ask(line, shell, env, slow=True, action="is-args"), line
+            fast = ask(line, shell, slow=False, action="is-args")
+            assert fast == ask(line, shell, slow=True, action="is-args"), line
 
 
-def test_the_fast_path_answers_bash_split_words_as_typer_does(emulator: Emulator) -> None:
-    env = run_subprocess_env(emulator)
+def test_the_fast_path_answers_bash_split_words_as_typer_does(ask: Ask) -> None:
     for line in BASH_SPLIT:
-        fast = ask(line, "bash", env, slow=False)
-        assert fast == ask(line, "bash", env, slow=True), line
+        fast = ask(line, "bash", slow=False)
+        assert fast == ask(line, "bash", slow=True), line
         assert fast[0].strip(), line  # something is offered
 
 
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+@pytest.mark.parametrize("slow", [False, True])
+def test_the_entry_point_answers_as_main_does_in_process(
+    ask: Ask, emulator: Emulator, shell: str, slow: bool
+) -> None:
+    env = run_subprocess_env(emulator)
+    for line in ["pixeldojo run fl", "pixeldojo run flux-dev -p aspect_ratio="]:
+        assert ask_process(line, shell, env, slow=slow) == ask(line, shell, slow=slow), line
+
+
 def test_the_fast_path_does_not_build_the_typer_app(emulator: Emulator) -> None:
-    ask("pixeldojo run fl", "bash", run_subprocess_env(emulator), slow=False)  # warm the cache
+    ask_process("pixeldojo run fl", "bash", run_subprocess_env(emulator), slow=False)  # warm it
     env = {
         **run_subprocess_env(emulator),
         "_PIXELDOJO_COMPLETE": "complete_bash",

@@ -87,6 +87,7 @@ def test_a_429_burst_on_any_endpoint_is_ridden_out(
     assert max_in_any_window(times, 60) <= 60
 
 
+@pytest.mark.slow
 def test_the_limiter_keeps_under_the_servers_limit_in_every_window(
     make_emulator: Callable[..., Emulator],
 ) -> None:
@@ -228,6 +229,7 @@ def test_outputs_of_unexpected_types_do_not_crash(
 # --- slow server -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_trickling_server_cannot_hold_a_timeout(
     make_emulator: Callable[..., Emulator],
 ) -> None:

@@ -221,8 +221,11 @@ def test_download_without_a_ledger_entry_uses_the_metadata_file(
 
 
 def test_a_download_cut_mid_body_leaves_no_final_file_and_a_rerun_completes_it(
-    cli: Invoke, emulator: Emulator
+    cli: Invoke, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from pixeldojo_cli.store import downloads
+
+    monkeypatch.setattr(downloads, "RETRY_BASE_DELAY", 0.001)  # the attempts, not 7 s of pauses
     job_id = submit(cli, "x")
     finish(emulator, job_id)
     emulator.add_fault("truncate", target="files", after_bytes=100, count=5)
@@ -341,6 +344,7 @@ def test_a_reminder_names_unsaved_outputs_about_to_expire(
     assert "expire within" not in cli("models").stderr
 
 
+@pytest.mark.slow
 def test_two_cli_processes_writing_the_ledger_lose_no_rows(emulator: Emulator) -> None:
     env = run_subprocess_env(emulator)
     script = "; ".join([f"pixeldojo run flux-dev p{i} --no-wait" for i in range(4)])

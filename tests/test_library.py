@@ -119,6 +119,7 @@ def main() -> None:
 
 
 @pytest.mark.skipif(importlib.util.find_spec("mypy") is None, reason="mypy is not installed")
+@pytest.mark.slow
 def test_mypy_strict_accepts_a_user_script_against_the_installed_package(tmp_path: Path) -> None:
     """As a user's project sees it: the package installed (a .pth file in a fresh
     venv's site-packages), so mypy reads its types only thanks to `py.typed`."""

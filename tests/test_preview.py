@@ -188,27 +188,33 @@ def test_jobs_show_preview_draws_the_picture_in_a_real_terminal(
     job_id = path.name.rsplit("-", 1)[0]
     env = run_subprocess_env(emulator)
     env.pop("NO_COLOR", None)
-    session = f"pixeldojo-preview-{os.getpid()}"
+    env.pop("TMUX", None)  # run inside tmux or not, this test's server is its own
+    # A server of our own (its own socket, no config file): a session on someone
+    # else's server would run with that server's environment, not this test's.
+    tmux = ["tmux", "-L", f"pixeldojo-test-{os.getpid()}-{tmp_path.name}", "-f", os.devnull]
+    session = "preview"
     command = f"{PYTHON} -m pixeldojo_cli jobs show {job_id} --preview; sleep 30"
     subprocess.run(
-        ["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "40", command],
+        [*tmux, "new-session", "-d", "-s", session, "-x", "80", "-y", "40", command],
         env={**env, "TERM": "xterm-256color"},
         cwd=tmp_path,
         check=True,
     )
     try:
-        screen = ""
+        screen, previous = "", None
         deadline = time.time() + 30
-        while time.time() < deadline and "\u2580" * 10 not in screen:
-            time.sleep(0.3)
+        # Until the picture is there and the screen has stopped changing (drawn in full).
+        while time.time() < deadline and ("\u2580" * 10 not in screen or screen != previous):
+            time.sleep(0.1)
+            previous = screen
             screen = subprocess.run(
-                ["tmux", "capture-pane", "-p", "-e", "-t", session],
+                [*tmux, "capture-pane", "-p", "-e", "-t", session],
                 capture_output=True,
                 text=True,
                 check=True,
             ).stdout
     finally:
-        subprocess.run(["tmux", "kill-session", "-t", session], check=False)
+        subprocess.run([*tmux, "kill-server"], check=False, capture_output=True)
     assert f"Job:        {job_id}" in screen and "Prompt:     a lighthouse at dusk" in screen
     drawn = [line for line in screen.splitlines() if "\u2580" in line]
     assert len(drawn) == preview.MAX_ROWS  # a square picture, as tall as a preview gets

@@ -191,6 +191,7 @@ def run_workers(emulator: Emulator, budget: str, processes: int, each: int) -> l
     return [int(worker.communicate(timeout=120)[0]) for worker in workers]
 
 
+@pytest.mark.slow
 def test_concurrent_processes_stay_under_the_limit_together(
     make_emulator: Callable[..., Emulator], tmp_path: Path
 ) -> None:

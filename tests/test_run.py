@@ -263,6 +263,7 @@ def test_a_429_with_retry_after_delays_the_next_request(cli: Invoke, emulator: E
     assert polls[1].at - polls[0].at >= 2.0
 
 
+@pytest.mark.usefixtures("fast_retries")  # the attempts, not their pauses
 def test_5xx_on_a_poll_is_retried(cli: Invoke, emulator: Emulator) -> None:
     emulator.add_fault("status", method="GET", path=r"/jobs/", status=503, count=2)
     result = cli("run", "flux-dev", "x", *FAST)
@@ -270,6 +271,7 @@ def test_5xx_on_a_poll_is_retried(cli: Invoke, emulator: Emulator) -> None:
     assert len(result.stdout.splitlines()) == 1
 
 
+@pytest.mark.usefixtures("fast_retries")  # the attempts, not their pauses
 def test_persistent_5xx_on_polls_exits_10(cli: Invoke, emulator: Emulator) -> None:
     emulator.add_fault("status", method="GET", path=r"/jobs/", status=502, count=-1)
     result = cli("run", "flux-dev", "x", *FAST)

@@ -555,6 +555,7 @@ def test_model_names_and_descriptions_are_inert_in_tables_tsv_show_and_json(
     assert cli("models").stdout.count("\n") == 1  # one TSV line, one model
 
 
+@pytest.mark.slow
 def test_a_terminal_table_and_live_progress_stay_inert(emulator: Emulator, tmp_path: Path) -> None:
     serve_hostile_models(emulator)
     emulator.add_fault("status", status=200, method="GET", path=r"/jobs/job_x", count=2,
@@ -644,6 +645,7 @@ def peak_rss_kib(args: list[str], env: dict[str, str], cwd: Path) -> tuple[int, 
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+@pytest.mark.slow
 def test_a_decompression_bomb_is_refused_in_a_few_mib(
     emulator: Emulator, tmp_path: Path, encoding: str
 ) -> None:
@@ -888,6 +890,7 @@ def test_the_error_report_itself_never_raises() -> None:
     render.error(error, json_output=True)  # prints, raises nothing
 
 
+@pytest.mark.slow
 def test_the_hostile_shapes_never_give_exit_1(emulator: Emulator) -> None:
     # The same hostile shapes, run the way a user's shell runs the program.
     env = run_subprocess_env(emulator)

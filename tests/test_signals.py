@@ -101,9 +101,9 @@ def test_sigterm_while_waiting_exits_143_with_the_resume_command(
     emulator = make_emulator(latency=60)
     proc = start(["run", "flux-dev", "slow", *FAST], emulator, tmp_path)
     deadline = time.monotonic() + 30
-    while not emulator.jobs and time.monotonic() < deadline:
+    # Until it polls the job: submitted, and waiting (a fixed pause was not always enough).
+    while not emulator.requests_to("GET", r"/jobs/job_") and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # polling now
     _, err = stop(proc, signal.SIGTERM)
     [job_id] = emulator.jobs
     assert proc.returncode == 143, err
@@ -137,7 +137,9 @@ part.write_bytes(b"partial")
 interrupts.register_part(part)
 interrupts.set_resume_hint("Resume with: pixeldojo download job_1")
 try:
-    print("ready", flush=True)  # inside: a signal may come before print returns
+    # Inside the try: the test's SIGINT may arrive while print() is still returning,
+    # and the KeyboardInterrupt is then raised on this line, not in sleep().
+    print("ready", flush=True)
     time.sleep(60)
 except KeyboardInterrupt:
     print("cleaning up", flush=True)

@@ -91,6 +91,7 @@ def test_jobs_show_gives_file_sizes_in_human_units(cli: Invoke) -> None:
     assert "bytes)" not in shown.stdout
 
 
+@pytest.mark.slow
 def test_an_empty_list_says_so_on_a_terminal_and_prints_nothing_to_a_pipe(
     tmp_path: Path,
 ) -> None:

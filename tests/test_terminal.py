@@ -20,6 +20,7 @@ ANSI = re.compile(r"\x1b\[")
 FAST = ["--poll-interval", "0.1", "--max-poll-interval", "0.2"]
 
 
+@pytest.mark.slow
 def test_piped_stderr_gets_plain_status_lines_and_no_escape_codes(
     emulator: Emulator, tmp_path: Path
 ) -> None:
@@ -88,9 +89,9 @@ def test_sigint_while_waiting_exits_130_with_the_resume_command(
         cwd=tmp_path,
     )
     deadline = time.time() + 20
-    while not emulator.jobs and time.time() < deadline:
+    # Until it polls the job: submitted, and waiting (a fixed pause was not always enough).
+    while not emulator.requests_to("GET", r"/jobs/job_") and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # now polling
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=20)
     [job_id] = emulator.jobs
