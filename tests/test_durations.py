@@ -146,6 +146,12 @@ def test_poll_interval_flags_take_units(cli: Invoke) -> None:
         ["run", "flux-dev", "x", "--timeout", "1y"],
         ["webhook", "listen", "--grace", "0"],
         ["jobs", "list", "--local", "--since", "yesterday"],
+        # The flags Typer converts itself: one line too, as `--poll-interval 0` always was.
+        ["run", "flux-dev", "x", "--poll-interval", "0"],
+        ["jobs", "wait", "job_x", "--poll-interval", "soon"],
+        ["jobs", "wait", "job_x", "--max-poll-interval", "1d"],
+        ["emulator", "serve", "--latency", "-1"],
+        ["emulator", "serve", "--ttl", "soon"],
     ],
 )
 def test_a_bad_duration_exits_2_on_one_line(cli: Invoke, args: list[str]) -> None:

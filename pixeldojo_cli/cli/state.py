@@ -315,11 +315,19 @@ def get_state(ctx: typer.Context) -> AppState:
 
 
 class DurationFlagError(typer.BadParameter):
-    """A bad value for a duration flag Typer converts itself: the message alone,
-    on one line (`error:` style is for errors inside a command's body)."""
+    """A bad value for a duration flag Typer converts itself (`--poll-interval`,
+    `emulator serve --ttl`): one line, as a bad `--timeout` says it (README,
+    "Durations"), not Click's usage block. (Under --json, `cli._json_usage_error`
+    reports it.)"""
 
     def format_message(self) -> str:
         return self.message
+
+    def show(self, file: Any = None) -> None:
+        """Click's hook for printing a usage error: ours, through the renderer."""
+        state = self.ctx.find_root().obj if self.ctx is not None else None
+        render = state.render if isinstance(state, AppState) else Renderer()
+        render.error(UsageError(self.message))
 
 
 def duration_parser(name: str) -> Callable[[Any], float]:
