@@ -175,3 +175,16 @@ def test_the_readme_documents_every_duration_flag_and_setting_once() -> None:
     for name in LIMITS:
         assert f"`{name}`" in section or f"{name}`" in section, name
     assert text.count("### Durations") == 1
+
+
+@pytest.mark.parametrize("name", sorted(LIMITS))
+def test_every_example_in_a_message_is_a_value_the_flag_accepts(name: str) -> None:
+    import re
+
+    with pytest.raises(DurationError) as info:
+        seconds("soon", name)
+    examples = info.value.message.split(" must be a duration like ", 1)[1]
+    for example in re.findall(r"\b\d+[smhdw]?\b", examples.split(" (")[0].split(";")[0]):
+        if LIMITS[name].unit and example.isdigit():
+            continue
+        seconds(example, name)  # raises if the message offers what the flag refuses

@@ -90,6 +90,8 @@ def duration_message(name: str, text: str, *, also: str = "") -> str:
     `--timeout must be a duration like 90, 90s, 10m, 1h or 2d (...); got 'x'.`"""
     limits = LIMITS[name]
     examples = EXAMPLES_WITH_UNIT if limits.unit else EXAMPLES
+    if limits.most <= DAY:  # no example the limit itself would refuse
+        examples = examples.replace(", 1h or 2d", " or 1h")
     return f"{name} must be a duration like {examples}{also}{limits.describe()}; got {text[:60]!r}."
 
 
