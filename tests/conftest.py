@@ -142,6 +142,17 @@ def pixeldojo(
     )
 
 
+def exit_code_within(proc: subprocess.Popen[str], seconds: float) -> int:
+    """`proc`'s exit code once it ends; one that does not end in time is killed (a
+    failing test leaves no server behind) and the test fails with TimeoutExpired."""
+    try:
+        return proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+
+
 @pytest.fixture
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same number of attempts, without the seconds of backoff between them."""
