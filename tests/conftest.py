@@ -66,8 +66,10 @@ def app_built_once() -> Iterator[None]:
 
     import typer.testing
 
+    build = getattr(typer.testing, "_get_command", None)  # Typer's own name for it
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(typer.testing, "_get_command", functools.cache(typer.testing._get_command))
+        if build is not None:  # (another Typer: each invoke builds them, only slower)
+            patch.setattr(typer.testing, "_get_command", functools.cache(build))
         yield
 
 
@@ -138,6 +140,17 @@ def pixeldojo(
         cwd=cwd,
         timeout=timeout,
     )
+
+
+def exit_code_within(proc: subprocess.Popen[str], seconds: float) -> int:
+    """`proc`'s exit code once it ends; one that does not end in time is killed (a
+    failing test leaves no server behind) and the test fails with TimeoutExpired."""
+    try:
+        return proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
 
 
 @pytest.fixture

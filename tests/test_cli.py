@@ -97,6 +97,8 @@ def test_verbose_trace_masks_the_key(cli: Invoke, emulator: Emulator) -> None:
 
 
 def test_emulator_serve_prints_the_base_url_and_serves_a_whole_run(tmp_path: Path) -> None:
+    from conftest import exit_code_within
+
     env = run_subprocess_env()
     server = subprocess.Popen(
         [PYTHON, "-m", "pixeldojo_cli", "emulator", "serve", "--latency", "0.2"],
@@ -116,7 +118,7 @@ def test_emulator_serve_prints_the_base_url_and_serves_a_whole_run(tmp_path: Pat
         assert_valid_png(tmp_path / done.stdout.strip())
     finally:
         server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=10) == 0
+        assert exit_code_within(server, 10) == 0
 
 
 def leaf_sections() -> dict[str, str]:

@@ -92,6 +92,8 @@ def test_job_times_can_be_left_out(make_emulator: Callable[..., Emulator]) -> No
 
 
 def test_emulator_serve_takes_a_time_scale(tmp_path: Path) -> None:
+    from conftest import exit_code_within
+
     server = subprocess.Popen(
         [PYTHON, "-m", "pixeldojo_cli", "emulator", "serve", "--time-scale", "0.01"],
         stdout=subprocess.PIPE,
@@ -107,4 +109,4 @@ def test_emulator_serve_takes_a_time_scale(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
     finally:
         server.send_signal(signal.SIGTERM)
-        assert server.wait(timeout=10) == 0
+        assert exit_code_within(server, 10) == 0

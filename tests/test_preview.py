@@ -214,7 +214,12 @@ def test_jobs_show_preview_draws_the_picture_in_a_real_terminal(
                 check=True,
             ).stdout
     finally:
+        socket = subprocess.run(
+            [*tmux, "display-message", "-p", "#{socket_path}"], capture_output=True, text=True
+        ).stdout.strip()
         subprocess.run([*tmux, "kill-server"], check=False, capture_output=True)
+        if socket:  # tmux leaves its socket file behind
+            Path(socket).unlink(missing_ok=True)
     assert f"Job:        {job_id}" in screen and "Prompt:     a lighthouse at dusk" in screen
     drawn = [line for line in screen.splitlines() if "\u2580" in line]
     assert len(drawn) == preview.MAX_ROWS  # a square picture, as tall as a preview gets

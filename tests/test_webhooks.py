@@ -398,7 +398,11 @@ class Listening:
 
     def stop(self) -> tuple[int, list[str], str]:
         self.process.send_signal(signal.SIGTERM)
-        code = self.process.wait(timeout=30)
+        try:
+            code = self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()  # the test fails; the listener does not outlive it
+            raise
         rest: list[str] = []
         while True:
             try:
