@@ -113,3 +113,16 @@ def reset() -> None:
     _hint, _signal, _terminated = None, None, False
     _parts.clear()
     _downloading.clear()
+
+
+def wait_for_interrupt() -> None:
+    """Block the calling (main) thread until Ctrl-C or SIGTERM raises in it.
+
+    In short waits, not one unbounded one: a signal that lands while another
+    thread is starting a process (`webhook listen --exec`) was seen to leave an
+    unbounded `Event.wait()` blocked with its handler never run."""
+    import threading
+
+    never = threading.Event()
+    while not never.wait(0.5):
+        pass

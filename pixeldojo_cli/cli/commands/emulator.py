@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import signal
-import threading
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from pixeldojo_cli.cli.help import PixelDojoCommand, PixelDojoGroup
 from pixeldojo_cli.cli.state import AppState, duration_parser, get_state
+from pixeldojo_cli.core import interrupts
 
 if TYPE_CHECKING:
     from pixeldojo_cli.emulator import Emulator
@@ -152,7 +152,7 @@ def _serve_until_stopped(state: AppState, emulator: Emulator) -> None:
     # A CI step stops it with `kill`: treat SIGTERM like Ctrl-C and shut down cleanly.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        threading.Event().wait()
+        interrupts.wait_for_interrupt()
     except KeyboardInterrupt:
         state.render.info("Emulator stopped.")
     finally:

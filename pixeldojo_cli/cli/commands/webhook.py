@@ -17,6 +17,7 @@ from pixeldojo_cli.cli.completion.complete import complete_job
 from pixeldojo_cli.cli.help import PixelDojoCommand, PixelDojoGroup
 from pixeldojo_cli.cli.render import plural, printable
 from pixeldojo_cli.cli.state import AppState, get_state
+from pixeldojo_cli.core import interrupts
 from pixeldojo_cli.core.durations import parse_duration
 from pixeldojo_cli.core.errors import UsageError
 
@@ -259,7 +260,7 @@ def _serve(state: AppState, listener: WebhookListener, grace: float) -> list[str
         state.render.err_console.print(
             f"Listening on {listener.url} (use it as --webhook-url). Ctrl-C stops.", markup=False
         )
-        threading.Event().wait()
+        interrupts.wait_for_interrupt()
     except KeyboardInterrupt:
         state.render.info("Stopping: no new notifications; finishing the downloads under way.")
     try:
