@@ -318,6 +318,34 @@ def test_without_retry_after_the_pause_is_the_limiter_s_or_the_backoff(status: i
         assert len(pauses) == 1
 
 
+@pytest.mark.parametrize("status", [429, 503])
+@pytest.mark.parametrize(
+    "nonsense", ["0", "-5", "soon", "inf", "nan", "1e999", "past-date", "0.0", "  "]
+)
+def test_a_retry_after_that_makes_no_sense_is_ignored_not_obeyed(
+    status: int, nonsense: str
+) -> None:
+    """The pauses are exactly those taken with no header at all: never none."""
+    value = email.utils.formatdate(time.time() - 3600, usegmt=True)
+    value = value if nonsense == "past-date" else nonsense
+    calls: list[httpx.Request] = []
+    client, clock = answering(status, value, calls)
+    assert client.get_job("j").id == "j" and len(calls) == 2
+    pauses = clock.pauses
+    assert 0.1 <= pauses[0] <= 0.2  # the first backoff, as without the header
+    if status == 429:  # and the limiter slowed to 45 a minute, as without the header
+        assert sum(pauses) == pytest.approx(60 / 45)
+    else:
+        assert len(pauses) == 1
+
+
+def test_retry_after_parsing_refuses_waits_that_make_no_sense() -> None:
+    past = email.utils.formatdate(time.time() - 60, usegmt=True)
+    for value in ("0", "-1", "nan", "inf", "-inf", "1e999", past, "garbage", ""):
+        assert parse_retry_after(value) is None, value
+    assert parse_retry_after("0.5") == 0.5
+
+
 def test_a_retry_after_longer_than_the_policy_allows_is_raised_at_once() -> None:
     calls: list[httpx.Request] = []
     client, clock = answering(429, "500", calls)

@@ -87,6 +87,22 @@ def test_a_429_burst_on_any_endpoint_is_ridden_out(
     assert max_in_any_window(times, 60) <= 60
 
 
+def test_a_retry_after_of_zero_does_not_send_the_retries_at_once(
+    emulator: Emulator, cli: Invoke
+) -> None:
+    """`Retry-After: 0` on a burst of 429s: the client backs off and slows down as
+    with no header (at least the limiter's 60/45 s after each 429), never sending
+    the retries back to back."""
+    job = finished_job(cli)
+    emulator.add_fault("status", status=429, method="GET", path="/jobs/", retry_after="0", count=2)
+    before = len(emulator.requests)
+    result = cli("jobs", "show", job)
+    assert result.exit_code == 0, result.output
+    times = [r.at for r in emulator.requests[before:] if r.target == "api"]
+    assert len(times) == 3
+    assert times[1] - times[0] >= 60 / 45 * 0.99 and times[2] - times[1] >= 60 / 45 * 0.99
+
+
 @pytest.mark.slow
 def test_the_limiter_keeps_under_the_servers_limit_in_every_window(
     make_emulator: Callable[..., Emulator],

@@ -19,6 +19,7 @@ Retry rules (README, "HTTP behaviour"):
 from __future__ import annotations
 
 import email.utils
+import math
 import random
 import time
 import zlib
@@ -66,7 +67,11 @@ MAX_REDIRECTS = 10
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date."""
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date.
+
+    None when it makes no sense as a wait (garbage, 0, negative, a date in the
+    past, not finite): the caller then backs off as if there were no header,
+    rather than sending its retries at once."""
     if not value:
         return None
     value = value.strip()
@@ -80,9 +85,9 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         if when is None:
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
-    if seconds != seconds:  # NaN
+    if not math.isfinite(seconds) or seconds <= 0:
         return None
-    return max(0.0, seconds)
+    return seconds
 
 
 @dataclass(frozen=True)
