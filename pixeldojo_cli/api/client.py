@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from pixeldojo_cli.api.defaults import DEFAULT_BASE_URL
+from pixeldojo_cli.api.model_cache import ModelCache
 from pixeldojo_cli.api.responses import api_response, json_body
 from pixeldojo_cli.api.results import (
     Job,
@@ -85,7 +86,7 @@ class Client:
         self.api_key = clean_api_key(api_key)
         self.base_url = base_url.rstrip("/")
         self._modalities: dict[str, str] = {}
-        self.cache_dir = cache_dir
+        self.model_cache = ModelCache(cache_dir, self.base_url) if cache_dir else None
         self.model_types_hint_schedule = model_types_hint_schedule
         self.transport = Transport(
             self.base_url,
@@ -113,7 +114,8 @@ class Client:
     def __repr__(self) -> str:
         return f"Client(base_url={self.base_url!r}, api_key={'set' if self.api_key else 'unset'})"
 
-    def _require_key(self) -> None:
+    def require_key(self) -> None:
+        """`MissingAPIKeyError` when no key is set (the job endpoints need one)."""
         if not self.api_key:
             raise MissingAPIKeyError("No API key is set.")
 
@@ -181,11 +183,7 @@ class Client:
         the poll schedule asks, and an unknown type only means a generic one."""
         if model_id in self._modalities:
             return self._modalities[model_id]
-        if self.cache_dir is None:
-            return None
-        from pixeldojo_cli.api.model_cache import ModelCache
-
-        return ModelCache(self.cache_dir, self.base_url).modality(model_id)
+        return self.model_cache.modality(model_id) if self.model_cache else None
 
     def get_schema(self, model_id: str) -> dict[str, Any]:
         """`GET /models/{apiId}/schema`: the model's input JSON Schema."""
@@ -197,10 +195,9 @@ class Client:
     def _model_not_found(self, exc: NotFoundError, model_id: str) -> NotFoundError:
         """The API's not_found, plus the model ids close to the one asked for (from
         the completion cache when there is one, else one `GET /models`)."""
-        from pixeldojo_cli.api.model_cache import ModelCache
         from pixeldojo_cli.core.suggest import close_matches, did_you_mean
 
-        known = ModelCache(self.cache_dir, self.base_url).model_ids() if self.cache_dir else []
+        known = self.model_cache.model_ids() if self.model_cache else []
         if not known:
             try:
                 known = [model.id for model in self.list_models()]
@@ -223,7 +220,7 @@ class Client:
 
     def run(self, model_id: str, inputs: dict[str, Any], *, webhook_url: str | None = None) -> Job:
         """`POST /models/{apiId}/run`. Never retried once the server may have it."""
-        self._require_key()
+        self.require_key()
         body = dict(inputs)
         if webhook_url:
             body["webhook_url"] = webhook_url
@@ -238,18 +235,18 @@ class Client:
 
     def get_job(self, job_id: str, *, timeout: float | None = None) -> Job:
         """`GET /jobs/{jobId}`, always on the API's origin (never a foreign statusUrl)."""
-        self._require_key()
+        self.require_key()
         return parse_job(self._get(f"jobs/{_segment(job_id, 'job id')}", timeout=timeout))
 
     def list_jobs(self, *, limit: int | None = None, timeout: float | None = None) -> list[Job]:
         """`GET /jobs?limit=N`: the account's recent jobs."""
-        self._require_key()
+        self.require_key()
         params = {"limit": limit} if limit else None
         return parse_job_list(self._get("jobs", params=params, timeout=timeout))
 
     def replay_webhook(self, job_id: str) -> dict[str, Any]:
         """`POST /jobs/{jobId}/webhook`: ask the API to resend the terminal webhook."""
-        self._require_key()
+        self.require_key()
         response = self.transport.request("POST", f"jobs/{_segment(job_id, 'job id')}/webhook")
         if not response.content:
             return {}

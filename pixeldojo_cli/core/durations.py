@@ -20,6 +20,8 @@ _PIECE = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)")
 EXAMPLES = "90, 90s, 10m, 1h or 2d"
 # A bare number is not a duration where it could be read as something else.
 EXAMPLES_WITH_UNIT = "90s, 10m, 1h or 2d"
+# For what must stay under a day: no example the limit itself would refuse.
+EXAMPLES_UNDER_A_DAY = "90, 90s, 10m or 1h"
 
 DAY = 86400.0
 WEEK = 7 * DAY
@@ -89,9 +91,10 @@ def duration_message(name: str, text: str, *, also: str = "") -> str:
     """The one shape of the message for a bad duration, e.g.
     `--timeout must be a duration like 90, 90s, 10m, 1h or 2d (...); got 'x'.`"""
     limits = LIMITS[name]
-    examples = EXAMPLES_WITH_UNIT if limits.unit else EXAMPLES
-    if limits.most <= DAY:  # no example the limit itself would refuse
-        examples = examples.replace(", 1h or 2d", " or 1h")
+    if limits.unit:
+        examples = EXAMPLES_WITH_UNIT
+    else:
+        examples = EXAMPLES_UNDER_A_DAY if limits.most <= DAY else EXAMPLES
     return f"{name} must be a duration like {examples}{also}{limits.describe()}; got {text[:60]!r}."
 
 

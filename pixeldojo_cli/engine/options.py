@@ -11,10 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pixeldojo_cli.core.durations import LIMITS, duration_message
 from pixeldojo_cli.core.errors import UsageError
-
-# How long a job whose status this client does not know is waited for, unless
-# --timeout or the `unknown_status_timeout` setting says otherwise (the setting's default).
-from pixeldojo_cli.store.settings import (
+from pixeldojo_cli.store.settings import (  # re-exported: the engine's name for it
     DEFAULT_UNKNOWN_STATUS_TIMEOUT as DEFAULT_UNKNOWN_STATUS_TIMEOUT,
 )
 

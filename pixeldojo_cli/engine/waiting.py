@@ -37,10 +37,7 @@ def wait(
     (`JobFailedError`, ...) when it did not succeed. `follow` watches many
     jobs at once.
     """
-    if not client.api_key:
-        from pixeldojo_cli.core.errors import MissingAPIKeyError
-
-        raise MissingAPIKeyError("No API key is set.")
+    client.require_key()
     if poll_interval <= 0 or max_poll_interval <= 0:
         raise UsageError("Poll intervals must be positive.")
     seen: list[Job] = []
