@@ -26,11 +26,15 @@ FETCH_TIMEOUT = 3.0
 
 
 def _write(path: Path, value: Any) -> None:
-    """Best effort: a cache that cannot be written is only a slower TAB."""
+    """Best effort: a cache that cannot be written is only a slower TAB. A new
+    file (0600, made with O_EXCL, in a 0700 folder) is renamed over the name:
+    a link planted there is replaced, never written through."""
     import tempfile
 
+    from pixeldojo_cli.core.ownfiles import private_folder
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(value, handle)
@@ -45,16 +49,18 @@ MAX_CACHE_BYTES = 16 * 1024 * 1024
 
 
 def _read(path: Path, max_age: float | None) -> Any:
-    """A cache file's JSON, or None when it is missing, stale, damaged, too big or
-    nested too deep (a cache is a file on disk, as untrusted as any)."""
-    from pixeldojo_cli.core.untrusted import loads, read_small_file
+    """A cache file's JSON, or None when it is missing, stale, damaged, too big,
+    nested too deep or not a file of ours (a link is not followed): a cache is a
+    file on disk, as untrusted as any."""
+    from pixeldojo_cli.core.ownfiles import read_private
+    from pixeldojo_cli.core.untrusted import loads
 
     try:
-        if max_age is not None and time.time() - path.stat().st_mtime > max_age:
+        if max_age is not None and time.time() - path.lstat().st_mtime > max_age:
             return None
     except OSError:
         return None
-    data = read_small_file(path, MAX_CACHE_BYTES)
+    data = read_private(path, MAX_CACHE_BYTES)
     if data is None:
         return None
     try:

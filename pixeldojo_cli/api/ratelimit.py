@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 
 from pixeldojo_cli.api.origin import Origin
-from pixeldojo_cli.core.untrusted import loads, open_regular
+from pixeldojo_cli.core.ownfiles import open_private, private_folder
+from pixeldojo_cli.core.untrusted import loads
 
 
 class SharedBudgetUnavailable(Exception):
@@ -59,7 +60,8 @@ class SharedBudget:
         self.path = path
         self.window = window
         self._clock = clock
-        self._fd = open_regular(path, os.O_RDWR | os.O_CREAT)
+        # A link (or anything not ours) at the name is replaced, never written through.
+        self._fd = open_private(path, os.O_RDWR | os.O_CREAT, replace=True)
 
     @classmethod
     def open(
@@ -69,9 +71,9 @@ class SharedBudget:
         this platform or folder cannot hold one (no error: the caller keeps a
         per-process budget)."""
         try:
-            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_folder(folder)
             path = folder / budget_file_name(origin, api_key)
-            fresh = not path.exists()
+            fresh = not os.path.lexists(path)
             budget = cls(path, window=window)
         except (ImportError, OSError, ValueError):
             return None
@@ -181,7 +183,7 @@ def _prune_stale_budgets(folder: Path, *, keep: Path) -> None:
     cutoff = time.time() - _STALE_BUDGET
     with suppress(OSError):
         for path in folder.glob("*.json"):
-            if path != keep and path.stat().st_mtime < cutoff:
+            if path != keep and path.lstat().st_mtime < cutoff:
                 path.unlink(missing_ok=True)
 
 

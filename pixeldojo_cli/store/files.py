@@ -33,7 +33,8 @@ from urllib.parse import unquote, urlsplit
 
 from pixeldojo_cli.api.results import Job
 from pixeldojo_cli.core.errors import WriteError
-from pixeldojo_cli.core.untrusted import loads, read_small_file
+from pixeldojo_cli.core.ownfiles import NOFOLLOW, output_mode
+from pixeldojo_cli.core.untrusted import loads, open_regular, read_small_file
 
 # --- names -------------------------------------------------------------------
 
@@ -84,7 +85,9 @@ def output_path(
     stem = stem if stem is not None else sanitize_component(job_id, "job")
     name = f"{sanitize_component(stem, 'job')}-{index}.{sanitize_component(ext, 'bin')}"
     path = folder / name
-    if path.resolve().parent != folder.resolve():  # belt and braces
+    # Belt and braces. The name itself is not resolved: a link planted there is
+    # replaced by the rename that saves the file, never followed.
+    if path.name != name or path.parent.resolve() != folder.resolve():
         raise WriteError(f"Refusing to write {name!r} outside {folder}.")
     return path
 
@@ -117,8 +120,9 @@ class DownloadedFile:
 
 
 def file_sha256(path: Path) -> str:
+    """The SHA-256 of the regular file at `path` (a link there is not followed)."""
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
+    with os.fdopen(open_regular(path, os.O_RDONLY | NOFOLLOW), "rb") as handle:
         for block in iter(lambda: handle.read(1024 * 1024), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -133,8 +137,8 @@ def intact_since(record: DownloadedFile, *, checksum: bool = False) -> int | Non
     SHA-256 but no time (written before times were recorded) is checked by
     its hash.
     """
-    try:
-        info = record.path.stat()
+    try:  # a link at the name is not a file we saved (lstat): it is saved again, replacing it
+        info = record.path.lstat()
         if not S_ISREG(info.st_mode) or info.st_size != record.size:
             return None
         if checksum or record.mtime_ns is None:
@@ -327,19 +331,28 @@ def ensure_folder(folder: Path) -> None:
         raise WriteError(f"The output path {folder} is not a folder.")
 
 
+def set_output_mode(fd: int) -> None:
+    """An output or sidecar gets the mode any new file of the user's would: what
+    the umask leaves of 0666 (the temporary file was made 0600)."""
+    if os.name == "posix":
+        os.fchmod(fd, output_mode())
+
+
 def write_json_atomic(path: Path, value: Any) -> None:
     """Write JSON to `path` through a temporary file and a rename: `path` holds
     its old content or the new one, whole, never a part (the temporary file goes
     when the write fails; after a crash, `remove_stale_parts` takes it)."""
     name: str | None = None
     try:
+        # mkstemp: a new file (O_EXCL|O_NOFOLLOW); the rename replaces a link at
+        # `path`, never writing through it.
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(value, handle, indent=2, ensure_ascii=False, default=str)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(name, 0o644)
+            set_output_mode(handle.fileno())
         os.replace(name, path)
     except OSError as exc:
         if name is not None:

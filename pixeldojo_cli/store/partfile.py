@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO
 
 from pixeldojo_cli.core.errors import WriteError
-from pixeldojo_cli.store.files import DownloadedFile
+from pixeldojo_cli.store.files import DownloadedFile, set_output_mode
 
 
 class ChunkWorker:
@@ -118,8 +118,9 @@ class PartFile:
         try:  # a full disk may only show itself at flush or fsync
             self.handle.flush()
             os.fsync(self.handle.fileno())
+            set_output_mode(self.handle.fileno())
             self.handle.close()
-            os.chmod(self.path, 0o644)
+            # A link planted at `final` is replaced by the rename, never written through.
             os.replace(self.path, final)
             mtime_ns = final.stat().st_mtime_ns
         except OSError as exc:

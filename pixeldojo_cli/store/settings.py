@@ -8,6 +8,7 @@ written atomically with tomli-w, mode 0600 in a 0700 folder.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import stat
@@ -21,7 +22,9 @@ from typing import Any
 from pixeldojo_cli.api.defaults import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from pixeldojo_cli.core import durations
 from pixeldojo_cli.core.errors import ConfigError
+from pixeldojo_cli.core.ownfiles import open_private, private_folder, read_at_most, tighten
 from pixeldojo_cli.core.redact import clean_api_key
+from pixeldojo_cli.core.untrusted import open_regular
 
 APP_NAME = "pixeldojo"
 DEFAULT_PROFILE = "default"
@@ -109,7 +112,7 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
     """
     path = path or config_path()
     try:
-        data = path.read_bytes()
+        data = _read_config_bytes(path)
     except FileNotFoundError:
         return {}
     except OSError as exc:
@@ -127,6 +130,24 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
             hint=f"Fix or remove it (`rm {path}`), then try again.",
         ) from exc
     return parsed
+
+
+# No config file of ours comes near this: past it, it is not a config file.
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+def _read_config_bytes(path: Path) -> bytes:
+    """The config file's bytes. A link to a regular file is followed (dotfiles
+    are often linked), but a FIFO or a device (`/dev/zero`) is refused before
+    reading, never waited on or read without end."""
+    fd = open_regular(path, os.O_RDONLY)
+    try:
+        data = read_at_most(fd, MAX_CONFIG_BYTES)
+    finally:
+        os.close(fd)
+    if data is None:
+        raise OSError(errno.EFBIG, f"it is bigger than {MAX_CONFIG_BYTES // 1024} KiB")
+    return data
 
 
 def insecure_permissions_warning(path: Path | None = None) -> str | None:
@@ -161,13 +182,13 @@ def save_config(config: Mapping[str, Any], path: Path | None = None) -> Path:
     path = path or config_path()
     folder = path.parent
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        os.chmod(folder, 0o700)
+        private_folder(folder)
+        # mkstemp: O_EXCL|O_NOFOLLOW, 0600; the rename replaces a link at the name.
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".config.", suffix=".toml.part")
     except OSError as exc:
         raise ConfigError(f"Cannot write in {folder}: {exc.strerror or exc}.") from exc
     try:
-        os.fchmod(fd, 0o600)
+        tighten(fd)
         with os.fdopen(fd, "wb") as handle:
             handle.write((CONFIG_HEADER + "\n" + tomli_w.dumps(dict(config))).encode("utf-8"))
             handle.flush()
@@ -184,8 +205,10 @@ def _config_lock(folder: Path) -> Iterator[None]:
     """Serialise read-modify-write of the config file between processes (POSIX;
     elsewhere the atomic rename alone still keeps the file whole)."""
     try:
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        handle = open(folder / ".config.lock", "a+b")  # noqa: SIM115 - held for the block
+        private_folder(folder)
+        # A link planted at the lock's name is replaced, never opened through.
+        fd = open_private(folder / ".config.lock", os.O_RDWR | os.O_CREAT, replace=True)
+        handle = os.fdopen(fd, "r+b")
     except OSError as exc:
         raise ConfigError(f"Cannot write in {folder}: {exc.strerror or exc}.") from exc
     try:

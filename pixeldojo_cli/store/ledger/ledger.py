@@ -19,9 +19,11 @@ from typing import Any, TypeVar
 
 from pixeldojo_cli.api.results import Job
 from pixeldojo_cli.core.errors import LedgerError
+from pixeldojo_cli.core.ownfiles import ForeignFile, private_folder, same_file
 from pixeldojo_cli.store.ledger import claims, schema, sidefile
 from pixeldojo_cli.store.ledger.apply import apply_record, apply_replayed
 from pixeldojo_cli.store.ledger.claims import ClaimResult
+from pixeldojo_cli.store.ledger.guard import claim_ledger
 from pixeldojo_cli.store.ledger.locking import (
     DEFAULT_BUSY_TIMEOUT,
     BoundedWait,
@@ -68,14 +70,14 @@ class Ledger:
         self._wait = BoundedWait(self.path, lock_wait, busy_timeout)
         self.moved_aside: Path | None = None
         self.read_only = False
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:  # the default folder is ours: 0700; a folder named by the caller is theirs
+            private_folder(self.path.parent, tighten_existing=path is None)
         except OSError as exc:
             raise LedgerError(
                 f"Cannot create the folder of the job ledger {self.path.parent}: "
                 f"{exc.strerror or exc}."
             ) from exc
-        self._db = self._connect()
+        self._db = self._connect_own_file()
         self._open()
         if replay and not self.read_only:
             with contextlib.suppress(LedgerError):
@@ -109,6 +111,23 @@ class Ledger:
             else:
                 self._db.close()
                 raise
+
+    def _connect_own_file(self) -> sqlite3.Connection:
+        """Connect to the ledger once its files are checked (`guard.claim_ledger`):
+        made 0600, never a link; and the file SQLite opened is the one checked."""
+        try:
+            fd = claim_ledger(self.path)
+        except ForeignFile as exc:
+            raise LedgerError(exc.advice("The job ledger")) from exc
+        try:
+            db = self._connect()
+            if fd is not None and not same_file(fd, self.path):
+                db.close()
+                raise LedgerError(f"The job ledger {self.path} changed while it was opened.")
+            return db
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def _connect(self, uri: str | None = None) -> sqlite3.Connection:
         try:
@@ -154,7 +173,7 @@ class Ledger:
         for suffix in ("-wal", "-shm"):
             Path(f"{self.path}{suffix}").unlink(missing_ok=True)
         self.moved_aside = aside
-        self._db = self._connect()
+        self._db = self._connect_own_file()
         self._wait.run(self._setup)
 
     def _setup(self) -> None:

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pixeldojo_cli.core.errors import LedgerError
-from pixeldojo_cli.core.untrusted import loads, open_regular
+from pixeldojo_cli.core.ownfiles import open_private, private_folder
+from pixeldojo_cli.core.untrusted import loads
 from pixeldojo_cli.store.ledger.locking import side_file_lock
 from pixeldojo_cli.store.ledger.records import LedgerRecord
 from pixeldojo_cli.store.settings import ledger_path
@@ -49,8 +50,9 @@ def defer(record: LedgerRecord, ledger: Path | None = None) -> Path:
     path = pending_records_path(ledger)
     line = (json.dumps(record, default=str, ensure_ascii=True) + "\n").encode()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        private_folder(path.parent, tighten_existing=ledger is None)
+        # A link (or FIFO, device, hard link) planted at the name is replaced.
+        fd = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, replace=True)
         with os.fdopen(fd, "ab") as handle, side_file_lock(handle, 2.0):
             handle.write(line)
             handle.flush()
@@ -68,10 +70,10 @@ def replay(ledger: Path, write_all: Callable[[list[LedgerRecord]], object]) -> i
     cannot be read or locked (they stay for next time). A `LedgerError` from
     `write_all` leaves them in the file too, and is raised."""
     side_file = pending_records_path(ledger)
-    if not side_file.exists():
+    if not os.path.lexists(side_file):
         return 0
-    try:
-        fd = open_regular(side_file, os.O_RDWR)
+    try:  # something not ours at the name holds none of our records: it goes
+        fd = open_private(side_file, os.O_RDWR, replace=True)
         with os.fdopen(fd, "r+b") as handle, side_file_lock(handle, 1.0) as have_lock:
             if not have_lock:
                 return 0
