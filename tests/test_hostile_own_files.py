@@ -205,7 +205,7 @@ def test_links_at_an_output_and_its_sidecar_are_replaced_and_their_targets_kept(
     out = tmp_path / "out"
     job_id = run_job(cli, "-o", str(out))
     picture, sidecar = victim(tmp_path), tmp_path / "victim.json"
-    claim = json.dumps({"jobId": job_id})
+    claim = json.dumps({"jobId": "job_someone_else"})  # read through the link: another name
     sidecar.write_text(claim)
     plant_link(out / f"{job_id}-1.png", picture)
     plant_link(out / f"{job_id}.json", sidecar)

@@ -49,11 +49,12 @@ class ForeignFile(OSError):
         )
 
 
-def _problem(info: os.stat_result) -> str | None:
-    """Why an opened file is not a private file of ours (None: it is)."""
+def _problem(info: os.stat_result, *, one_name: bool = True) -> str | None:
+    """Why an opened file is not a file of ours (None: it is). Only a file we
+    write must have one name: reading a hard-linked one harms nothing."""
     if not stat.S_ISREG(info.st_mode):
         return "is not a regular file"
-    if info.st_nlink != 1:
+    if one_name and info.st_nlink != 1:
         return "has other names (hard links)"
     return None
 
@@ -69,8 +70,9 @@ def _describe(path: Path) -> str:
     return _problem(info) or "cannot be opened as a regular file"
 
 
-def _open_checked(path: Path, flags: int, mode: int) -> int:
-    """`os.open` without following a link, then checked; `ForeignFile` otherwise."""
+def _open_checked(path: Path, flags: int, mode: int, *, private: bool = True) -> int:
+    """`os.open` without following a link, then checked; `ForeignFile` otherwise.
+    `private`: a file we write (one name only) and tighten."""
     try:
         fd = os.open(path, flags | NOFOLLOW | _NONBLOCK | _CLOEXEC, mode)
     except OSError as exc:
@@ -79,10 +81,11 @@ def _open_checked(path: Path, flags: int, mode: int) -> int:
         raise
     try:
         info = os.fstat(fd)
-        problem = _problem(info)
+        problem = _problem(info, one_name=private)
         if problem is not None:
             raise ForeignFile(path, "is a symbolic link" if os.path.islink(path) else problem)
-        tighten(fd, info)
+        if private:
+            tighten(fd, info)
     except BaseException:
         os.close(fd)
         raise
@@ -124,12 +127,13 @@ def tighten(fd: int, info: os.stat_result | None = None) -> None:
         os.fchmod(fd, stat.S_IMODE(info.st_mode) & 0o700)
 
 
-def read_private(path: Path, max_bytes: int) -> bytes | None:
+def read_private(path: Path, max_bytes: int, *, private: bool = True) -> bytes | None:
     """The bytes of one of our files (at most `max_bytes`), tightened if looser
-    than 0600; None when it is missing, unreadable, too big or not a file of
-    ours (a link, a FIFO, a device: never followed or waited on)."""
+    than 0600 (`private`; a sidecar in the user's output folder is not); None
+    when it is missing, unreadable, too big or not a file of ours (a link, a
+    FIFO, a device: never followed or waited on)."""
     try:
-        fd = _open_checked(path, os.O_RDONLY, 0o600)
+        fd = _open_checked(path, os.O_RDONLY, 0o600, private=private)
     except OSError:
         return None
     try:

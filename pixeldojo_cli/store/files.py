@@ -33,8 +33,8 @@ from urllib.parse import unquote, urlsplit
 
 from pixeldojo_cli.api.results import Job
 from pixeldojo_cli.core.errors import WriteError
-from pixeldojo_cli.core.ownfiles import NOFOLLOW, output_mode
-from pixeldojo_cli.core.untrusted import loads, open_regular, read_small_file
+from pixeldojo_cli.core.ownfiles import NOFOLLOW, output_mode, read_private
+from pixeldojo_cli.core.untrusted import loads, open_regular
 
 # --- names -------------------------------------------------------------------
 
@@ -158,8 +158,9 @@ MAX_SIDECAR_BYTES = 16 * 1024 * 1024
 
 def _read_sidecar(path: Path) -> dict[str, Any] | None:
     """A sidecar's JSON object; None when there is none, or none we can read (a
-    FIFO, a device, too big, damaged, nested too deep)."""
-    data = read_small_file(path, MAX_SIDECAR_BYTES)
+    link, never followed: the sidecar written next replaces it; a FIFO, a
+    device, too big, damaged, nested too deep)."""
+    data = read_private(path, MAX_SIDECAR_BYTES, private=False)
     if data is None:
         return None
     try:
