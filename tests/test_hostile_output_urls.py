@@ -165,7 +165,25 @@ def test_the_address_rule_refuses_every_address_inside_the_network(host: str) ->
     guard = AddressGuard(False, "api.invalid", resolver=stub(NAMES))
     with pytest.raises(OutputAddressRefused) as refused:
         guard.checked(host, 80)
-    assert refused.value.why.startswith("a ") and refused.value.why.endswith("address")
+    assert refused.value.why.startswith(("a ", "an ")) and "address" in refused.value.why
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("169.254.169.254", "a link-local address"),
+        ("2130706433", "a loopback address"),
+        ("10.0.0.1", "a private address"),
+        ("[::]", "an unspecified address"),
+        ("239.255.255.250", "a multicast address"),
+        ("2002:7f00:1::", "a loopback address (127.0.0.1) inside an IPv6 address"),
+        ("64:ff9b::a9fe:a9fe", "a link-local address (169.254.169.254) inside an IPv6 address"),
+    ],
+)
+def test_the_refusal_says_what_kind_of_address_it_is(host: str, why: str) -> None:
+    with pytest.raises(OutputAddressRefused) as refused:
+        AddressGuard(False, "api.invalid", resolver=numeric_only).checked(host, 80)
+    assert refused.value.why == why
 
 
 @pytest.mark.parametrize("host", PUBLIC_HOSTS)

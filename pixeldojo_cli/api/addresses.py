@@ -96,7 +96,7 @@ def why_refused(address: IPAddress) -> str | None:
     )
     for name, hit in checks:
         if hit:
-            return f"a {name} address"
+            return f"{'an' if name[0] in 'aeiou' else 'a'} {name} address"
     return None if address.is_global else "a non-public address"
 
 
@@ -177,7 +177,7 @@ class AddressGuard:
         literal = _literal(host)
         why = None if allowed or literal is None else why_refused(literal)
         if why is not None:  # also a literal no resolver takes (`fe80::1%25eth0`)
-            raise OutputAddressRefused(host, str(literal), why)
+            raise OutputAddressRefused(host, host, why)
         addresses = resolve(host, port, self.resolver)
         if allowed:
             return addresses
