@@ -74,6 +74,7 @@ class Client:
         budget_dir: Path | None = None,
         cache_dir: Path | None = None,
         model_types_hint_schedule: bool = True,
+        allow_private_outputs: bool | None = None,
     ) -> None:
         """`rate_limit` requests per `rate_window` seconds; `budget_dir` shares that
         budget with every other process using the same API and key (see
@@ -82,7 +83,9 @@ class Client:
         for model types and did-you-mean ids, never written; None: no cache.
         `model_types_hint_schedule=False` keeps model types out of the engine's
         poll schedule: for a server whose jobs take the same time whatever the
-        model, as the embedded emulator's do."""
+        model, as the embedded emulator's do. `allow_private_outputs`: whether
+        output downloads may reach loopback, link-local, private... addresses;
+        None: only when the API itself is on such an address (`addresses`)."""
         self.api_key = clean_api_key(api_key)
         self.base_url = base_url.rstrip("/")
         self._modalities: dict[str, str] = {}
@@ -100,6 +103,7 @@ class Client:
             http=http,
             rate_window=rate_window,
             budget_dir=budget_dir,
+            allow_private_outputs=allow_private_outputs,
         )
 
     def __enter__(self) -> Client:

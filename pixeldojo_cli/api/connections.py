@@ -1,12 +1,78 @@
 """How requests reach the network: httpx's transport with its TLS side built
-only when an https URL first needs it, and httpcore reading in larger pieces."""
+only when an https URL first needs it, output downloads connecting only where
+the address rule allows (`addresses`), and httpcore reading in larger pieces."""
 
 from __future__ import annotations
 
 import ssl
 import threading
+from collections.abc import Iterable
+from typing import Any
 
+import httpcore
 import httpx
+
+from pixeldojo_cli.api.addresses import AddressGuard
+
+# The request extension that marks an output download: its connections are
+# made through the address rule (`Transport.stream` sets it).
+OUTPUT_DOWNLOAD = "pixeldojo.output_download"
+
+
+class CheckedBackend(httpcore.NetworkBackend):
+    """httpcore's own backend, connecting only to addresses the guard allowed.
+
+    The host is resolved here, once; every address is checked, then the
+    socket connects to those addresses themselves (tried in order, as
+    `socket.create_connection` would), so nothing resolves the name again
+    between the check and the connection. TLS still checks the certificate
+    against the URL's host name: httpcore passes it as the server name.
+    """
+
+    def __init__(self, guard: AddressGuard) -> None:
+        self.guard = guard
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        try:
+            addresses = self.guard.checked(host, port)
+        except (OSError, UnicodeError) as exc:  # as httpcore reports a name that does not resolve
+            raise httpcore.ConnectError(str(exc)) from exc
+        failure: Exception = httpcore.ConnectError(f"{host} has no address")
+        for address in addresses:
+            try:
+                return self._inner.connect_tcp(
+                    address, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        raise failure
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        raise httpcore.ConnectError("output downloads do not use Unix sockets")
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _checked(transport: httpx.HTTPTransport, guard: AddressGuard) -> httpx.HTTPTransport:
+    """`transport` with its connections made through `CheckedBackend`. httpx has
+    no public way to name a network backend; its pool's is replaced, and a
+    future httpx without that attribute fails closed here, never unchecked."""
+    pool = getattr(transport, "_pool", None)
+    if not isinstance(pool, httpcore.ConnectionPool) or not hasattr(pool, "_network_backend"):
+        raise RuntimeError("this httpx cannot check output addresses; downloads are refused")
+    pool._network_backend = CheckedBackend(guard)
+    return transport
 
 
 class TLSWhenNeeded(httpx.BaseTransport):
@@ -17,12 +83,18 @@ class TLSWhenNeeded(httpx.BaseTransport):
     endpoint never need it, and https runs pay it once, as before. The plain
     side holds a context that trusts no certificate at all, so were it ever
     handed a TLS connection it would fail closed, never connect unverified.
+
+    Requests marked `OUTPUT_DOWNLOAD` go through a second pair of pools, built
+    when first needed, whose connections `guard` checks (`CheckedBackend`):
+    a connection to the API is never reused for an output, nor the reverse.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, guard: AddressGuard | None = None) -> None:
         self._plain = httpx.HTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT))
         self._tls: httpx.HTTPTransport | None = None
         self._lock = threading.Lock()
+        self.guard = guard
+        self._outputs: dict[str, httpx.HTTPTransport] = {}
 
     @property
     def tls_ready(self) -> bool:
@@ -35,7 +107,16 @@ class TLSWhenNeeded(httpx.BaseTransport):
                 self._tls = httpx.HTTPTransport()  # verify=True, SSL_CERT_FILE honoured
             return self._tls
 
+    def _output_side(self, scheme: str, guard: AddressGuard) -> httpx.HTTPTransport:
+        with self._lock:
+            if scheme not in self._outputs:
+                verify: Any = True if scheme == "https" else ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                self._outputs[scheme] = _checked(httpx.HTTPTransport(verify=verify), guard)
+            return self._outputs[scheme]
+
     def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if self.guard is not None and request.extensions.get(OUTPUT_DOWNLOAD):
+            return self._output_side(request.url.scheme, self.guard).handle_request(request)
         if request.url.scheme == "https":
             return self._tls_side().handle_request(request)
         return self._plain.handle_request(request)
@@ -44,6 +125,8 @@ class TLSWhenNeeded(httpx.BaseTransport):
         self._plain.close()
         if self._tls is not None:
             self._tls.close()
+        for side in self._outputs.values():
+            side.close()
 
 
 def read_in_larger_pieces() -> None:

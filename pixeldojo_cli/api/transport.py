@@ -31,7 +31,8 @@ from typing import Any
 
 import httpx
 
-from pixeldojo_cli.api.connections import TLSWhenNeeded, read_in_larger_pieces
+from pixeldojo_cli.api.addresses import AddressGuard, OutputAddressRefused
+from pixeldojo_cli.api.connections import OUTPUT_DOWNLOAD, TLSWhenNeeded, read_in_larger_pieces
 from pixeldojo_cli.api.decoding import API_ACCEPT_ENCODING, MAX_API_BODY, BodyTooLarge, decode_body
 from pixeldojo_cli.api.origin import DEFAULT_PORTS, OriginBoundAuth, origin_of
 from pixeldojo_cli.api.ratelimit import RateLimiter, SharedBudget
@@ -41,6 +42,7 @@ from pixeldojo_cli.core.errors import (
     BadResponseError,
     DownloadError,
     NetworkError,
+    OutputRefusedError,
     RateLimitError,
     RequestTimeoutError,
     ServerError,
@@ -138,9 +140,11 @@ class Transport:
         http: httpx.Client | None = None,
         rate_window: float = 60.0,
         budget_dir: Path | None = None,
+        allow_private_outputs: bool | None = None,
     ) -> None:
         """`budget_dir`: a folder where every process using the same API origin
-        and key shares one rate budget (off by default: a per-process one)."""
+        and key shares one rate budget (off by default: a per-process one).
+        `allow_private_outputs`: see `addresses.AddressGuard` (None: by the API's address)."""
         read_in_larger_pieces()
         api_key = check_api_key(api_key)  # before any request: a key that is not a header
         try:
@@ -163,7 +167,8 @@ class Transport:
         self._sleep = sleep
         self._key = api_key
         auth = OriginBoundAuth(api_key, self.origin) if api_key else None
-        self.connections = TLSWhenNeeded()
+        self.output_guard = AddressGuard(allow_private_outputs, self.base_url.host)
+        self.connections = TLSWhenNeeded(self.output_guard)
         self.http = http or httpx.Client(
             auth=auth,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
@@ -441,14 +446,16 @@ class Transport:
         """A streamed GET of any URL (an output file).
 
         Redirects are followed one hop at a time, at most `MAX_REDIRECTS`, and
-        every hop is checked as the first one is: http(s) only, and never plain
-        http once the API or an earlier hop was https. Each hop carries the key
-        only if it is on the API's own origin (the auth asks per request).
-        `extensions` go to httpx (a `trace` hook sees each new connection).
+        every hop is checked as the first one is: http(s) only, never plain
+        http once the API or an earlier hop was https, and connected only to
+        addresses `output_guard` allows. Each hop carries the key only if it is
+        on the API's own origin (the auth asks per request). `extensions` go
+        to httpx (a `trace` hook sees each new connection).
         """
         with key_masked(self._key):
             target = self._hop_url(url)
             secure = self.base_url.scheme == "https"
+            extensions = {**(extensions or {}), OUTPUT_DOWNLOAD: True}
             for _ in range(MAX_REDIRECTS + 1):
                 secure = self._check_hop(target, secure, url)
                 request = self.http.build_request(
@@ -456,7 +463,10 @@ class Transport:
                 )
                 self._trace_request(request)
                 started = time.monotonic()
-                response = self.http.send(request, stream=True, follow_redirects=False)
+                try:
+                    response = self.http.send(request, stream=True, follow_redirects=False)
+                except OutputAddressRefused as refused:
+                    raise refused.error(url, str(target), self._shown) from None
                 self._trace_response(response, started)
                 if not response.has_redirect_location:
                     try:
@@ -478,7 +488,7 @@ class Transport:
         try:
             return base.join(location) if base is not None else httpx.URL(location)
         except (httpx.InvalidURL, ValueError, TypeError):
-            raise DownloadError(
+            raise OutputRefusedError(
                 f"Refusing to download {self._shown(location, 100)!r}: it is not a valid URL."
             ) from None
 
@@ -486,12 +496,12 @@ class Transport:
         """Refuse a hop that is not http(s), or that steps down to plain http from an
         https API or an https hop; returns whether the chain is now https."""
         if url.scheme not in DEFAULT_PORTS or not url.host:
-            raise DownloadError(
+            raise OutputRefusedError(
                 f"Refusing to download {self._shown(first, 100)}: it leads to "
                 f"{self._shown(str(url), 100)}."
             )
         if url.scheme == "http" and secure:
-            raise DownloadError(
+            raise OutputRefusedError(
                 f"Refusing to download {self._shown(first, 100)} over plain http: it steps "
                 f"down from https to {self._shown(str(url), 100)}.",
                 hint="Anyone on the way could change the file. `pixeldojo jobs show ID` prints "

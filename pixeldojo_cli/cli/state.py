@@ -164,6 +164,7 @@ class AppState:
             cache_dir=None if self.use_emulator else cache_dir(),
             # The embedded emulator runs every job in 1.5 s, video or not.
             model_types_hint_schedule=not self.use_emulator,
+            allow_private_outputs=settings.allow_private_outputs.value,
         )
         self._clients.append(client)
         return client

@@ -220,6 +220,14 @@ class DownloadError(PixelDojoError):
     default_hint = "Retry with `pixeldojo download <job id>` before the outputs expire."
 
 
+class OutputRefusedError(DownloadError):
+    """An output URL that can never be downloaded as it stands: not an http(s)
+    URL, plain http from an https API, or an address inside the network. The
+    same exit code as any download failure (10), but no hint to try again."""
+
+    default_hint = "`pixeldojo jobs show <job id>` prints the job's output URLs."
+
+
 class LedgerError(PixelDojoError):
     """The job ledger could not be used: locked by another process for longer than
     the bounded wait, or read-only. Never a bug (exit 10, like a network fault)."""

@@ -58,7 +58,9 @@ class Emulator:
     `status_url_base` (put `statusUrl` on another origin), `output_bytes` (make
     every output a valid PNG of about that size, streamed, for download benchmarks),
     `echo_key` (a careless server: jobs, their output URLs and 401 messages echo
-    the caller's API key).
+    the caller's API key), `output_base_url` (output URLs name this base instead
+    of the file origin, e.g. `http://127.0.0.2:8000`: a hostile API pointing
+    outputs inside the network).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class Emulator:
         status_url_base: str | None = None,
         output_bytes: int | None = None,
         echo_key: bool = False,
+        output_base_url: str | None = None,
     ) -> None:
         self.host = host
         self.latency = latency
@@ -104,6 +107,7 @@ class Emulator:
         self.status_url_base = status_url_base
         self.output_bytes = output_bytes
         self.echo_key = echo_key
+        self.output_base_url = output_base_url
         self._padded: dict[tuple[str, int], png.PaddedPNG] = {}
         self.catalogue = build_catalogue()
         self.jobs: dict[str, EmulatedJob] = {}
@@ -330,7 +334,7 @@ class Emulator:
     def _job_format(self) -> JobFormat:
         return JobFormat(
             status_url_base=self.status_url_base or self.base_url,
-            files_url=self.files_url,
+            files_url=self.output_base_url or self.files_url,
             output_name=self.output_name,
             ttl=self.ttl,
             job_times=self.job_times,

@@ -32,7 +32,7 @@ import httpx
 from pixeldojo_cli.api.results import Job
 from pixeldojo_cli.api.transport import Transport
 from pixeldojo_cli.core import interrupts
-from pixeldojo_cli.core.errors import DownloadError, ExpiredError
+from pixeldojo_cli.core.errors import DownloadError, ExpiredError, OutputRefusedError
 from pixeldojo_cli.store.files import (
     DownloadedFile,
     ensure_folder,
@@ -170,11 +170,13 @@ def _refuse_unsafe_url(transport: Transport, url: str, index: int, job_id: str) 
     try:
         scheme = urlsplit(url).scheme.lower()
     except ValueError:  # e.g. an unclosed `[` of an IPv6 host: no URL at all
-        raise DownloadError(f"Refusing to download {url[:100]!r}: it is not a valid URL.") from None
+        raise OutputRefusedError(
+            f"Refusing to download {url[:100]!r}: it is not a valid URL."
+        ) from None
     if scheme not in ("http", "https"):
-        raise DownloadError(f"Refusing to download a {scheme or 'schemeless'} URL: {url[:80]}")
+        raise OutputRefusedError(f"Refusing to download a {scheme or 'schemeless'} URL: {url[:80]}")
     if scheme == "http" and transport.base_url.scheme == "https":
-        raise DownloadError(
+        raise OutputRefusedError(
             f"Refusing to download output {index} of job {job_id} over plain http from an "
             f"https API: {url[:100]}",
             hint="Anyone on the way could change the file. `pixeldojo jobs show ID` prints the "

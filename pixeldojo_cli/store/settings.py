@@ -44,6 +44,7 @@ ENV_CHECKSUM = "PIXELDOJO_CHECKSUM"
 ENV_UNKNOWN_STATUS_TIMEOUT = "PIXELDOJO_UNKNOWN_STATUS_TIMEOUT"
 ENV_PREVIEW = "PIXELDOJO_PREVIEW"
 ENV_SHARED_BUDGET = "PIXELDOJO_SHARED_RATE_BUDGET"
+ENV_ALLOW_PRIVATE_OUTPUTS = "PIXELDOJO_ALLOW_PRIVATE_OUTPUTS"
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _FALSY = frozenset({"0", "false", "no", "off"})
 
@@ -64,6 +65,8 @@ CONFIG_KEYS: dict[str, str] = {
     "checksum": "bool",
     "unknown_status_timeout": "duration",
     "preview": "bool",
+    # Unset (None): output URLs may reach private addresses only when the API is on one.
+    "allow_private_outputs": "bool",
 }
 
 
@@ -309,6 +312,7 @@ class Settings:
     checksum: Setting
     unknown_status_timeout: Setting
     preview: Setting
+    allow_private_outputs: Setting
     config_file: Path
 
 
@@ -361,6 +365,7 @@ def resolve_settings(
             "unknown_status_timeout", ENV_UNKNOWN_STATUS_TIMEOUT, DEFAULT_UNKNOWN_STATUS_TIMEOUT
         ),
         preview=typed("preview", ENV_PREVIEW, False),
+        allow_private_outputs=typed("allow_private_outputs", ENV_ALLOW_PRIVATE_OUTPUTS, None),
         config_file=path,
     )
 

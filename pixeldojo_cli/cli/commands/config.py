@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     help="Read and change the non-secret settings (output_dir, base_url, poll intervals, "
-    "rate_limit, checksum, preview, unknown_status_timeout). Keys are managed with "
-    "`pixeldojo auth`.",
+    "rate_limit, checksum, preview, unknown_status_timeout, allow_private_outputs). Keys are "
+    "managed with `pixeldojo auth`.",
     no_args_is_help=True,
     cls=PixelDojoGroup,
 )
@@ -25,7 +25,7 @@ KeyArgument = Annotated[
     typer.Argument(
         metavar="KEY",
         help="output_dir, base_url, poll_interval, max_poll_interval, rate_limit, checksum, "
-        "preview or unknown_status_timeout.",
+        "preview, unknown_status_timeout or allow_private_outputs.",
     ),
 ]
 

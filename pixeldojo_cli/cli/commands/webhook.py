@@ -19,7 +19,7 @@ from pixeldojo_cli.cli.render import plural, printable
 from pixeldojo_cli.cli.state import AppState, get_state
 from pixeldojo_cli.core import interrupts
 from pixeldojo_cli.core.durations import parse_duration
-from pixeldojo_cli.core.errors import UsageError
+from pixeldojo_cli.core.errors import OutputRefusedError, UsageError
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
@@ -204,7 +204,10 @@ class _Report:
         elif outcome.error is not None:
             error = outcome.error
             render.warn(render.scrub(f"{job_id}: {error.message} ({error.code})"))
-            render.info(f"Save it later with: pixeldojo download {job_id}")
+            if isinstance(error, OutputRefusedError):  # trying again cannot help
+                render.info(render.scrub(error.hint))
+            else:
+                render.info(f"Save it later with: pixeldojo download {job_id}")
 
     def _exec(self, outcome: Delivery) -> None:
         assert self.exec_argv is not None

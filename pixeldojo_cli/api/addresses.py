@@ -1,0 +1,188 @@
+"""Which addresses an output download may connect to.
+
+An API names its output URLs, and a hostile one could name an address inside
+the user's network: a cloud metadata service (`169.254.169.254`), a loopback
+admin port, a printer. Output downloads connect only to public addresses,
+unless the API itself is on a private one (the emulator, a local test) or the
+`allow_private_outputs` setting says otherwise.
+
+The check is of the addresses a host name resolves to, not of the name, and
+the connection is then made to an address that was checked (`connections`), so
+a name that resolves once to a public address and then to a private one gets
+nowhere. Every spelling a resolver accepts (`2130706433`, `0x7f.1`, `127.1`,
+`[::ffff:127.0.0.1]`) ends up as the address it stands for before it is judged.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pixeldojo_cli.core.errors import OutputRefusedError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# `socket.getaddrinfo`'s shape: (host, port, family, type) -> [(..., sockaddr)].
+Resolver = Callable[[str, int, int, int], Sequence[tuple[Any, ...]]]
+
+# Ranges Python's `is_global` calls public though nothing on the internet is there.
+_NOT_PUBLIC_V4 = (ipaddress.ip_network("192.0.0.0/24"),)  # IETF protocol assignments
+# IPv6 prefixes that carry an IPv4 address in their last 32 bits (NAT64, RFC 6052).
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class OutputAddressRefused(Exception):
+    """An output's host resolves to an address the policy refuses. Not an
+    `httpx` error, so nothing on the way retries it."""
+
+    def __init__(self, host: str, address: str, why: str) -> None:
+        super().__init__(f"{host} is {address}, {why}")
+        self.host = host
+        self.address = address
+        self.why = why
+
+    def error(self, first: str, hop: str, shown: Callable[[str, int], str]) -> OutputRefusedError:
+        """The one line for the user: the output URL `first` (and the redirect
+        `hop` that was refused, when it is another), `shown` masking the key."""
+        via = "" if hop == first else f" (it redirects to {shown(hop, 100)})"
+        host = shown(self.host, 60)
+        where = f"{host} is" if host == self.address else f"{host} resolves to {self.address},"
+        return OutputRefusedError(
+            f"Refusing to download {shown(first, 100)}{via}: {where} {self.why}, which "
+            "output URLs may not reach.",
+            hint="Nothing was fetched. If you expect this API's outputs on your own network, "
+            "allow them with `pixeldojo config set allow_private_outputs true` "
+            "(or PIXELDOJO_ALLOW_PRIVATE_OUTPUTS=true).",
+        )
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one stands for, where it carries one: mapped
+    (`::ffff:a.b.c.d`), 6to4 (`2002:AABB:CCDD::`), Teredo's client, NAT64."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def why_refused(address: IPAddress) -> str | None:
+    """Why an output may not be fetched from `address` ("a loopback address"...),
+    or None for a public address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = _embedded_ipv4(address)
+        if inner is not None:
+            why = why_refused(inner)
+            if why is not None:
+                return f"{why} ({inner}) inside an IPv6 address"
+            if address.ipv4_mapped is not None or address in _NAT64:
+                return None  # a public IPv4 address reached through IPv6
+    checks = (
+        ("unspecified", address.is_unspecified),
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+        ("site-local", isinstance(address, ipaddress.IPv6Address) and address.is_site_local),
+        ("non-public", any(address in net for net in _NOT_PUBLIC_V4)),
+    )
+    for name, hit in checks:
+        if hit:
+            return f"{'an' if name[0] in 'aeiou' else 'a'} {name} address"
+    return None if address.is_global else "a non-public address"
+
+
+def parse_address(text: str) -> IPAddress:
+    """An address as a resolver hands it back (a zone, `%eth0` or `%2`, dropped)."""
+    return ipaddress.ip_address(text.split("%", 1)[0])
+
+
+def _literal(host: str) -> IPAddress | None:
+    """The address a host that is an address literal names (a zone, percent-encoded
+    or not, dropped); None for a name."""
+    try:
+        return parse_address(host.strip("[]").replace("%25", "%"))
+    except ValueError:
+        return None
+
+
+def resolve(host: str, port: int, resolver: Resolver) -> list[str]:
+    """Every address `host` resolves to, in the resolver's order, as strings a
+    socket connects to without asking a resolver again (an IPv6 zone kept as
+    `%<index>`). `socket.gaierror` when it resolves to nothing."""
+    found: list[str] = []
+    for info in resolver(host.strip("[]"), port, 0, socket.SOCK_STREAM):
+        sockaddr = info[4]
+        text = str(sockaddr[0])
+        if len(sockaddr) >= 4 and sockaddr[3] and "%" not in text:
+            text = f"{text}%{sockaddr[3]}"
+        if text not in found:
+            found.append(text)
+    if not found:
+        raise socket.gaierror(socket.EAI_NONAME, f"{host} resolves to no address")
+    return found
+
+
+def _system_resolver(host: str, port: int, family: int, kind: int) -> Sequence[tuple[Any, ...]]:
+    return socket.getaddrinfo(host, port, family, kind)
+
+
+class AddressGuard:
+    """The rule for output downloads: which addresses they may connect to.
+
+    `allow_private` True or False decides outright; None (unset) allows
+    private addresses only when the API's own host (`api_host`) resolves to
+    nothing but such addresses: the emulator, a local test server.
+    `resolver` (default: the system's) is what tests replace.
+    """
+
+    def __init__(
+        self, allow_private: bool | None, api_host: str, resolver: Resolver | None = None
+    ) -> None:
+        self.allow_private = allow_private
+        self.api_host = api_host
+        self.resolver: Resolver = resolver or _system_resolver
+        self._api_is_private: bool | None = None
+        self._lock = threading.Lock()
+
+    def private_allowed(self) -> bool:
+        """Whether private addresses are allowed: the setting, or the API's own address."""
+        if self.allow_private is not None:
+            return self.allow_private
+        with self._lock:
+            if self._api_is_private is None:
+                self._api_is_private = self._api_on_private_address()
+            return self._api_is_private
+
+    def _api_on_private_address(self) -> bool:
+        try:
+            addresses = resolve(self.api_host, 0, self.resolver)
+        except (OSError, UnicodeError):  # unknown: the strict rule applies
+            return False
+        return all(why_refused(parse_address(a)) is not None for a in addresses)
+
+    def checked(self, host: str, port: int) -> list[str]:
+        """The addresses `host` resolves to, every one of them allowed; connect
+        only to these. `OutputAddressRefused` when any is not (a name that
+        resolves to a public and a private address is refused)."""
+        allowed = self.private_allowed()
+        literal = _literal(host)
+        why = None if allowed or literal is None else why_refused(literal)
+        if why is not None:  # also a literal no resolver takes (`fe80::1%25eth0`)
+            raise OutputAddressRefused(host, host, why)
+        addresses = resolve(host, port, self.resolver)
+        if allowed:
+            return addresses
+        for address in addresses:
+            why = why_refused(parse_address(address))
+            if why is not None:
+                raise OutputAddressRefused(host, address.split("%", 1)[0], why)
+        return addresses
