@@ -125,9 +125,9 @@ Examples:
 
   pixeldojo webhook listen --port 8787 -o renders/
 
-  pixeldojo run flux-dev "a fox" --no-wait --webhook-url http://127.0.0.1:8787/webhook/TOKEN
+  pixeldojo webhook listen --path /k3y --json --exec "./publish.sh"
 
-  pixeldojo webhook listen --path /hooks/k3y --json --exec "./publish.sh"
+  pixeldojo run flux-dev fox --no-wait --webhook-url http://127.0.0.1:8787/k3y
 """
 
 DEFAULT_PORT = 8787
