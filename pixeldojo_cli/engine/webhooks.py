@@ -11,15 +11,17 @@ listener takes only a job id from it, answers at once (202), and a bounded pool
 of workers then looks the job up through the API (`jobs.get_job`) and hands
 that answer, never the notification, to `save`. A forged or replayed
 notification can therefore neither plant a file nor send a download to another
-host; at worst it costs one `GET /jobs/{id}`.
+host; at worst it costs one `GET /jobs/{id}`, and only once it has named the
+listener's path, by default `/webhook/<random token>`. The HTTP side (whole
+deadlines, caps per peer, no thread per connection) is `webhook_http.py`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
+import hmac
 import queue
 import re
+import secrets
 import socket
 import sys
 import threading
@@ -27,13 +29,20 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
 from pixeldojo_cli.core.errors import PixelDojoError
 from pixeldojo_cli.core.untrusted import loads
+from pixeldojo_cli.engine.webhook_http import (
+    MAX_CONNECTIONS,
+    MAX_PER_PEER,
+    REQUEST_TIMEOUT,
+    Answer,
+    Head,
+    RequestLoop,
+)
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Job
@@ -41,8 +50,9 @@ if TYPE_CHECKING:
 
 # A job notification is a few kB; anything much larger is not one.
 MAX_BODY = 256 * 1024
-# Seconds a client may take to send its request (a slow sender cannot hold a thread).
-REQUEST_TIMEOUT = 10.0
+# After `stop`'s grace: how long a cancelled save may take to stop and clean up
+# (the downloads' own bound, `store.flight.STOP_GRACE`, is 1 s).
+CANCEL_WAIT = 3.0
 
 SaveJob = Callable[["Job"], Sequence[Any]]
 """Saves a completed job's outputs (looked up through the API) and returns the
@@ -146,117 +156,60 @@ def job_id_from_notification(body: Any) -> str | None:
     return _as_id(body.get("id"))
 
 
-class _Server(ThreadingHTTPServer):
-    """A threading server that answers 503 at once past `max_connections`."""
+class _Responder:
+    """The listener's answers: only POST of JSON with a job id on its path, and
+    the job queued (`offer`); nothing else is looked up."""
 
-    daemon_threads = True
-    request_queue_size = 128  # the listen backlog: a burst of notifications is normal
+    def __init__(self, listener: WebhookListener) -> None:
+        self.listener = listener
 
-    def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_connections: int
-    ) -> None:
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        self._slots = threading.BoundedSemaphore(max_connections)
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            with contextlib.suppress(OSError):
-                request.sendall(
-                    b"HTTP/1.0 503 Service Unavailable\r\nRetry-After: 5\r\n"
-                    b"Content-Length: 0\r\nConnection: close\r\n\r\n"
-                )
-            self.shutdown_request(request)
-            return
-        super().process_request(request, client_address)
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
+    def _on_our_path(self, head: Head) -> bool:
         try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._slots.release()
+            path = urlsplit(head.target).path
+        except ValueError:
+            return False
+        ours = self.listener.path.rstrip("/").encode()
+        # Constant time: the default path holds the token a forged notification must guess.
+        return hmac.compare_digest(path.rstrip("/").encode("utf-8", "replace"), ours)
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A sender hanging up or stalling is routine for a server on a network.
-        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
-            return
-        super().handle_error(request, client_address)
+    def check_head(self, head: Head) -> Answer | int:
+        if not self._on_our_path(head):
+            return Answer(404, {"error": "not found"})
+        if head.method != "POST":
+            return Answer(405, {"error": "only POST is accepted"}, {"Allow": "POST"})
+        if "transfer-encoding" in head.headers:
+            return Answer(411, {"error": "send a Content-Length"})
+        kind = head.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind and kind != "application/json" and not kind.endswith("+json"):
+            return Answer(415, {"error": "send application/json"})
+        length = head.headers.get("content-length", "")
+        if not length.isdigit() or not length.isascii():
+            return Answer(411, {"error": "send a Content-Length"})
+        if len(length) > 15 or int(length) > self.listener.max_body:
+            return Answer(413, {"error": f"the body is larger than {self.listener.max_body} bytes"})
+        return int(length)
 
-
-class _Handler(BaseHTTPRequestHandler):
-    listener: WebhookListener
-    server_version = "pixeldojo-webhook/1"
-    sys_version = ""
-    timeout = REQUEST_TIMEOUT
-
-    def log_message(self, format: str, *args: Any) -> None:
-        return
-
-    def _answer(
-        self, status: int, document: dict[str, Any], headers: dict[str, str] | None = None
-    ) -> None:
-        body = json.dumps(document).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    def _on_our_path(self) -> bool:
-        path = urlsplit(self.path).path
-        if path.rstrip("/") == self.listener.path.rstrip("/"):
-            return True
-        self._answer(404, {"error": "not found"})
-        return False
-
-    def _refuse_method(self) -> None:
-        if self._on_our_path():
-            self._answer(405, {"error": "only POST is accepted"}, {"Allow": "POST"})
-
-    do_GET = do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
-
-    def do_POST(self) -> None:
-        if not self._on_our_path():
-            return
-        body = self._read_body()
-        if body is None:
-            return
+    def answer(self, head: Head, body: bytes) -> Answer:
         try:
             document = loads(body)
         except ValueError:  # not JSON, not UTF-8, or nested past any notification
-            self._answer(400, {"error": "the body is not JSON"})
-            return
+            return Answer(400, {"error": "the body is not JSON"})
         job_id = job_id_from_notification(document)
         if job_id is None:
-            self._answer(400, {"error": "no job id in the notification"})
-            return
+            return Answer(400, {"error": "no job id in the notification"})
         status, answer = self.listener.offer(job_id)
-        self._answer(status, answer, {"Retry-After": "5"} if status == 503 else None)
+        return Answer(status, answer, {"Retry-After": "5"} if status == 503 else {})
 
-    def _read_body(self) -> bytes | None:
-        """The request body, or None once an error has been answered."""
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            self._answer(411, {"error": "send a Content-Length"})
-            return None
-        kind = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        if kind and kind != "application/json" and not kind.endswith("+json"):
-            self._answer(415, {"error": "send application/json"})
-            return None
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            self._answer(411, {"error": "send a Content-Length"})
-            return None
-        if length < 0 or length > self.listener.max_body:
-            self.close_connection = True  # the body is never read
-            self._answer(413, {"error": f"the body is larger than {self.listener.max_body} bytes"})
-            return None
-        return self.rfile.read(length)
+
+def _listening_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # The listen backlog: a burst of notifications is normal.
+    return socket.create_server((host, port), family=family, backlog=128)
+
+
+def random_path() -> str:
+    """`/webhook/<token>`: about 128 random bits a forged notification must guess."""
+    return f"/webhook/{secrets.token_urlsafe(16)}"
 
 
 class WebhookListener:
@@ -269,6 +222,11 @@ class WebhookListener:
     whatever is not saved when the listener stops is left for
     `pixeldojo download --pending`. At most `workers` jobs are looked up and
     saved at once, and at most `queue_size` wait; past that, 503.
+
+    `path` defaults to `/webhook/` and a random token (see `url`). Each request
+    must arrive whole within `request_timeout` seconds; past `max_per_peer`
+    connections from one address, or `max_connections` in all, the oldest one
+    still being read is cut (see `webhook_http`).
     """
 
     def __init__(
@@ -278,20 +236,24 @@ class WebhookListener:
         *,
         host: str = "127.0.0.1",
         port: int = 0,
-        path: str = "/",
+        path: str | None = None,
         workers: int = 2,
         queue_size: int = 100,
         max_body: int = MAX_BODY,
-        max_connections: int = 32,
+        max_connections: int = MAX_CONNECTIONS,
+        max_per_peer: int = MAX_PER_PEER,
+        request_timeout: float = REQUEST_TIMEOUT,
         book: JobBook | None = None,
         on_outcome: OnOutcome | None = None,
         final_state_wait: float = 30.0,
         remember_done: int = 10_000,
+        cancel: threading.Event | None = None,
     ) -> None:
+        path = random_path() if path is None else path
         if not path.startswith("/"):
             raise ValueError("path must start with '/'")
-        if workers < 1 or queue_size < 1 or max_connections < 1:
-            raise ValueError("workers, queue_size and max_connections must be at least 1")
+        if min(workers, queue_size, max_connections, max_per_peer) < 1:
+            raise ValueError("workers, queue_size and the connection caps must be at least 1")
         self.jobs = jobs
         self.save = save
         self.path = path
@@ -299,6 +261,7 @@ class WebhookListener:
         self.book = book
         self.on_outcome = on_outcome
         self.final_state_wait = final_state_wait
+        self.cancel = cancel or threading.Event()
         self._remember_done = remember_done
         self._queue: queue.Queue[str] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
@@ -308,24 +271,25 @@ class WebhookListener:
         self._stopping = threading.Event()
         self._abandoned = False
         self._stopped = False
-        handler = type("WebhookHandler", (_Handler,), {"listener": self})
-        self._server = _Server((host, port), handler, max_connections)
+        self._socket = _listening_socket(host, port)
+        self._loop = RequestLoop(
+            self._socket,
+            _Responder(self),
+            request_timeout=request_timeout,
+            max_connections=max_connections,
+            max_per_peer=max_per_peer,
+        )
         self._threads = [
             threading.Thread(target=self._work, name=f"webhook-worker-{n}", daemon=True)
             for n in range(workers)
         ]
-        self._serving = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.2},
-            name="webhook-server",
-            daemon=True,
-        )
+        self._serving = threading.Thread(target=self._loop.run, name="webhook-server", daemon=True)
 
     @property
     def url(self) -> str:
         """Where to send notifications (give it as the job's `webhook_url`)."""
-        address = self._server.server_address
-        host = address[0].decode() if isinstance(address[0], bytes) else str(address[0])
+        address = self._socket.getsockname()
+        host = str(address[0])
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{address[1]}{self.path}"
 
@@ -436,15 +400,21 @@ class WebhookListener:
     def stop(self, grace: float = 30.0) -> list[str]:
         """Stop accepting, let the jobs being saved finish for up to `grace`
         seconds, and return the ids of the jobs left unsaved (queued, or still
-        being saved). With a book, those it confirmed are recorded there."""
+        being saved). With a book, those it confirmed are recorded there.
+
+        Past the grace, `cancel` is set: a save that watches it (the engine's
+        `save(cancel=)`) stops and removes its temporary files, which this
+        waits for a moment longer; the jobs are handed back all the same."""
         with self._lock:
             first = not self._stopped
             self._stopped = True
             self._stopping.set()
         if first:
-            if self._serving.is_alive():  # (shutdown() waits for ever on a server never started)
-                self._server.shutdown()
-            self._server.server_close()
+            self._loop.stop()
+            if self._serving.is_alive():
+                self._serving.join(5)
+            else:  # never started
+                self._loop.close()
         while True:
             try:
                 job_id = self._queue.get_nowait()
@@ -453,11 +423,17 @@ class WebhookListener:
             with self._lock:
                 self._handed_back.append(job_id)
                 self._active.pop(job_id, None)
-        deadline = time.monotonic() + max(0.0, grace)
-        for thread in self._threads:
-            if thread.is_alive():
-                thread.join(max(0.0, deadline - time.monotonic()))
+        self._join_workers(max(0.0, grace))
         with self._lock:
             self._abandoned = True
             left = list(dict.fromkeys([*self._handed_back, *self._active]))
+        if any(thread.is_alive() for thread in self._threads):
+            self.cancel.set()
+            self._join_workers(CANCEL_WAIT)
         return left
+
+    def _join_workers(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        for thread in self._threads:
+            if thread.is_alive():
+                thread.join(max(0.0, deadline - time.monotonic()))

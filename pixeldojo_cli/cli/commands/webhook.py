@@ -95,8 +95,10 @@ def replay(
 LISTEN_HELP = """\
 Receive the API's job webhooks and save each job's outputs as it finishes.
 
-Give http://HOST:PORT/PATH as --webhook-url (`run --no-wait --webhook-url
-...`) and leave this running. The API publishes no webhook signature, so a
+Give the URL it prints at start (http://HOST:PORT/PATH; PATH is /webhook/ and
+a random token unless --path sets it) as --webhook-url (`run --no-wait
+--webhook-url ...`) and leave this running. The API publishes no webhook
+signature, so a
 notification is only a hint: the listener takes nothing from it but the job
 id, answers 202 at once, then looks the job up through the API and saves
 what the API says, exactly once per job, even when a notification comes
@@ -110,10 +112,12 @@ PIXELDOJO_FILE (the first) in its environment; its output goes to stderr.
 
 Only POST on PATH is accepted (others: 404, 405); a body that is not JSON
 (400, 415), too large (413) or without a job id (400) is refused; past
---concurrency jobs at work and 100 waiting, 503. Ctrl-C or SIGTERM stops it:
-it stops accepting, lets the downloads under way finish for --grace, and
-names the jobs it did not save; those it looked up stay in the ledger for
-`pixeldojo download --pending`.
+--concurrency jobs at work and 100 waiting, 503. Each request must arrive
+whole within 10 s; a sender that holds too many connections loses its
+oldest. Ctrl-C or SIGTERM stops it: it stops accepting, lets the downloads
+under way finish for --grace, then cuts them (no temporary file is left),
+and names the jobs it did not save; those it looked up stay in the ledger
+for `pixeldojo download --pending`.
 """
 
 LISTEN_EXAMPLES = """\
@@ -121,9 +125,9 @@ Examples:
 
   pixeldojo webhook listen --port 8787 -o renders/
 
-  pixeldojo run flux-dev "a fox" --no-wait --webhook-url http://127.0.0.1:8787/
+  pixeldojo webhook listen --path /k3y --json --exec "./publish.sh"
 
-  pixeldojo webhook listen --path /hooks/k3y --json --exec "./publish.sh"
+  pixeldojo run flux-dev fox --no-wait --webhook-url http://127.0.0.1:8787/k3y
 """
 
 DEFAULT_PORT = 8787
@@ -151,15 +155,17 @@ def _exec_argv(command: str | None) -> list[str] | None:
 
 
 def _save_job(
-    client: Client, options: SaveOptions, recorder: Recorder
+    client: Client, options: SaveOptions, recorder: Recorder, cancel: threading.Event
 ) -> Callable[[Job], list[DownloadedFile]]:
     """The listener's save step: the engine's `save` (intact files kept, each file
     recorded as it lands, `<jobId>.json` written). It runs in worker threads:
-    the `Recorder` is thread-safe, and nothing here draws a live display."""
+    the `Recorder` is thread-safe, and nothing here draws a live display.
+    `cancel` (set by the listener once a stop's grace is over) stops it and
+    removes its temporary files."""
     from pixeldojo_cli.engine import save
 
     def save_one(job: Job) -> list[DownloadedFile]:
-        return save(client, job, options, recorder=recorder, notify=recorder.notify)
+        return save(client, job, options, recorder=recorder, notify=recorder.notify, cancel=cancel)
 
     return save_one
 
@@ -257,7 +263,8 @@ def _stderr_fd() -> int:
 
 
 def _serve(state: AppState, listener: WebhookListener, grace: float) -> list[str]:
-    """Listen until Ctrl-C or SIGTERM, then stop; the ids of the jobs left unsaved."""
+    """Listen until Ctrl-C or SIGTERM, then stop; the ids of the jobs left unsaved.
+    No temporary file of a download cut short is left behind."""
     try:
         listener.start()
         state.render.err_console.print(
@@ -270,6 +277,10 @@ def _serve(state: AppState, listener: WebhookListener, grace: float) -> list[str
         return listener.stop(grace)
     except KeyboardInterrupt:  # asked twice: hand back at once
         return listener.stop(0)
+    finally:
+        # A save that outlived even the cancel's wait: its download may not remove
+        # its .part itself before the process ends.
+        interrupts.remove_parts()
 
 
 HostOption = Annotated[
@@ -279,7 +290,12 @@ PortOption = Annotated[
     int, typer.Option(help="Port to listen on (0: any free port).", min=0, max=65535)
 ]
 PathOption = Annotated[
-    str, typer.Option(help="The one URL path accepted (a hard-to-guess one hides it).")
+    str | None,
+    typer.Option(
+        help="The one URL path accepted (default: /webhook/ and a random token, new at "
+        "each start; set your own to keep one URL across restarts).",
+        show_default=False,
+    ),
 ]
 OutputDirOption = Annotated[
     str | None,
@@ -316,7 +332,7 @@ def listen(
     ctx: typer.Context,
     host: HostOption = "127.0.0.1",
     port: PortOption = DEFAULT_PORT,
-    path: PathOption = "/",
+    path: PathOption = None,
     output_dir: OutputDirOption = None,
     exec_command: ExecOption = None,
     json_output: JsonLinesOption = False,
@@ -326,19 +342,25 @@ def listen(
     state = get_state(ctx)
     state.remind = False  # a long-running server: no reminder at exit
     with state.guard(json_output=json_output):
-        if not path.startswith("/") or any(c.isspace() or c in "?#" for c in path):
+        if path is not None and (
+            not path.startswith("/") or any(c.isspace() or c in "?#" for c in path)
+        ):
             raise UsageError(f"--path must be a URL path starting with '/', got {path[:60]!r}.")
         exec_argv = _exec_argv(exec_command)
         grace_seconds = parse_duration(grace, option="--grace") or 0.0
         report = _Report(state, json_output, exec_argv)
         listener, book = _listener(state, output_dir, report, host, port, path, concurrency)
         # SIGTERM (systemd, `docker stop`, `kill`) stops it as Ctrl-C does; set before
-        # the URL is printed, so whoever reads that line may already send it.
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+        # the URL is printed, so whoever reads that line may already send it. Neither
+        # stops the downloads under way at once (as in `run`): they have --grace.
+        previous = {
+            signum: signal.signal(signum, _interrupt) for signum in (signal.SIGTERM, signal.SIGINT)
+        }
         try:
             left = _serve(state, listener, grace_seconds)
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
         in_ledger = {job_id for job_id in left if book is not None and book.knows(job_id)}
         report.handed_back(left, in_ledger)
         state.render.info("Stopped.")
@@ -350,7 +372,7 @@ def _listener(
     report: _Report,
     host: str,
     port: int,
-    path: str,
+    path: str | None,
     concurrency: int,
 ) -> tuple[WebhookListener, LedgerBook | None]:
     """The listener, bound but not started, and the ledger book it keeps (None
@@ -364,16 +386,18 @@ def _listener(
     book = None
     if recorder.ledger is not None:
         book = LedgerBook(recorder, save_options.folder_for(None).resolve())
+    cancel = threading.Event()
     try:
         listener = WebhookListener(
             client,
-            _save_job(client, save_options, recorder),
+            _save_job(client, save_options, recorder, cancel),
             host=host,
             port=port,
             path=path,
             workers=concurrency,
             book=book,
             on_outcome=report,
+            cancel=cancel,
         )
     except OSError as exc:
         raise UsageError(f"Cannot listen on {host}:{port}: {exc.strerror or exc}.") from exc
