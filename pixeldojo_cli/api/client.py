@@ -27,6 +27,7 @@ from pixeldojo_cli.api.results import (
     Job,
     Model,
     parse_job,
+    parse_job_about,
     parse_job_list,
     parse_model,
     parse_model_list,
@@ -234,9 +235,12 @@ class Client:
             raise
 
     def get_job(self, job_id: str, *, timeout: float | None = None) -> Job:
-        """`GET /jobs/{jobId}`, always on the API's origin (never a foreign statusUrl)."""
+        """`GET /jobs/{jobId}`, always on the API's origin (never a foreign statusUrl).
+        An answer about another job raises `WrongJobError` (one naming no job
+        stands for this one)."""
         self.require_key()
-        return parse_job(self._get(f"jobs/{_segment(job_id, 'job id')}", timeout=timeout))
+        answer = self._get(f"jobs/{_segment(job_id, 'job id')}", timeout=timeout)
+        return parse_job_about(answer, job_id)
 
     def list_jobs(self, *, limit: int | None = None, timeout: float | None = None) -> list[Job]:
         """`GET /jobs?limit=N`: the account's recent jobs."""
