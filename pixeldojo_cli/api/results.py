@@ -332,6 +332,22 @@ def _reads_as_job(value: dict[str, Any]) -> bool:
     return status.lower() not in SUCCEEDED_STATUSES or bool(extract_output_urls(value))
 
 
+def jobs_by_id(jobs: list[Job]) -> dict[str, Job]:
+    """List entries by the job each one is about, for standing in for that
+    job's own answer: only an entry whose `jobId` (or `id`) is exactly its id
+    counts (not one read from `id` beside a `jobId` of 123 or ""), and a job
+    two entries claim is left out (which one to believe?)."""
+    found: dict[str, Job] = {}
+    twice: set[str] = set()
+    for job in jobs:
+        if _claimed_id(job.raw) != job.id:
+            continue
+        if job.id in found:
+            twice.add(job.id)
+        found[job.id] = job
+    return {job_id: job for job_id, job in found.items() if job_id not in twice}
+
+
 def parse_job_list(value: Any) -> list[Job]:
     """`GET /jobs`: `{"jobs": [...]}` (or `data`/`items`) or a bare list."""
     items = value
