@@ -52,6 +52,7 @@ if TYPE_CHECKING:
         WaitTimeoutError,
         WebhookDeliveryError,
         WriteError,
+        WrongJobError,
     )
     from pixeldojo_cli.engine import (
         JobResult,
@@ -115,6 +116,7 @@ __all__ = [
     "WebhookDeliveryError",
     "WebhookListener",
     "WriteError",
+    "WrongJobError",
     "__version__",
     "follow",
     "job_id_from_notification",
@@ -152,6 +154,7 @@ _HOMES: dict[str, str] = {
             "RequestTimeoutError",
             "SubmissionUncertainError",
             "BadResponseError",
+            "WrongJobError",
             "DownloadError",
             "LedgerError",
             "WriteError",
