@@ -40,9 +40,11 @@ def unsaved_in_ledger(cli: Invoke) -> list[str]:
     return sorted(entry["jobId"] for entry in json.loads(result.stdout))
 
 
-def answered_about(emulator: Emulator, other: Any, path: str = ANY_JOB) -> None:
+def answered_about(
+    emulator: Emulator, other: Any, path: str = ANY_JOB, method: str = "GET"
+) -> None:
     """From now on, `GET /jobs/{id}` answers about `other` (see emulator faults)."""
-    emulator.add_fault("other_job", method="GET", path=path, other=other, count=-1)
+    emulator.add_fault("other_job", method=method, path=path, other=other, count=-1)
 
 
 def refused(result: Any, asked: str, answered: str) -> None:
@@ -359,3 +361,13 @@ def test_a_list_that_lies_about_a_job_does_not_end_its_wait(
     for job_id in jobs:
         assert (tmp_path / f"{job_id}-1.png").read_bytes() == emulator.output_file(job_id, 1)
     assert not emulator.requests_to("GET", rf"/outputs/{decoy}/", target="files")
+
+
+def test_webhook_replay_refuses_an_answer_about_another_job(
+    cli: Invoke, emulator: Emulator, receiver: tuple[str, list[dict[str, Any]]]
+) -> None:
+    url, _ = receiver
+    asked = cli("run", "flux-dev", "x", "--webhook-url", url, "--no-download", *FAST)
+    asked_id = submitted_id(asked.stderr)
+    answered_about(emulator, "job_madeup", path=rf"/jobs/{asked_id}/webhook$", method="POST")
+    refused(cli("webhook", "replay", asked_id), asked_id, "job_madeup")

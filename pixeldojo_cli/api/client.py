@@ -26,6 +26,7 @@ from pixeldojo_cli.api.responses import api_response, json_body
 from pixeldojo_cli.api.results import (
     Job,
     Model,
+    check_about,
     parse_job,
     parse_job_about,
     parse_job_list,
@@ -249,10 +250,12 @@ class Client:
         return parse_job_list(self._get("jobs", params=params, timeout=timeout))
 
     def replay_webhook(self, job_id: str) -> dict[str, Any]:
-        """`POST /jobs/{jobId}/webhook`: ask the API to resend the terminal webhook."""
+        """`POST /jobs/{jobId}/webhook`: ask the API to resend the terminal webhook.
+        An answer naming another job raises `WrongJobError`."""
         self.require_key()
         response = self.transport.request("POST", f"jobs/{_segment(job_id, 'job id')}/webhook")
         if not response.content:
             return {}
         body = json_body(response, self.api_key)
+        check_about(body, job_id)
         return body if isinstance(body, dict) else {"response": body}

@@ -322,6 +322,13 @@ def parse_job_about(value: Any, job_id: str) -> Job:
     return parse_job(value)
 
 
+def check_about(answer: Any, job_id: str) -> None:
+    """`WrongJobError` when an answer about `job_id` (a webhook replay's) names
+    another job in its own `jobId`."""
+    if isinstance(answer, dict):
+        _check_claim(_claimed_id(answer, ("jobId",)), job_id)
+
+
 def _reads_as_job(value: dict[str, Any]) -> bool:
     """Whether an answer naming no job still reads as one: a status the client
     knows and, once completed, its outputs. (`{"status": "completed"}` alone
