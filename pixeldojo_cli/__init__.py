@@ -53,6 +53,7 @@ if TYPE_CHECKING:
         WaitTimeoutError,
         WebhookDeliveryError,
         WriteError,
+        WrongJobError,
     )
     from pixeldojo_cli.engine import (
         JobResult,
@@ -117,6 +118,7 @@ __all__ = [
     "WebhookDeliveryError",
     "WebhookListener",
     "WriteError",
+    "WrongJobError",
     "__version__",
     "follow",
     "job_id_from_notification",
@@ -154,6 +156,7 @@ _HOMES: dict[str, str] = {
             "RequestTimeoutError",
             "SubmissionUncertainError",
             "BadResponseError",
+            "WrongJobError",
             "DownloadError",
             "OutputRefusedError",
             "LedgerError",

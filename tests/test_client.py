@@ -379,7 +379,7 @@ def test_job_ids_cannot_climb_out_of_their_path() -> None:
 
     def handler(request: httpx.Request) -> httpx.Response:
         paths.append(request.url.raw_path.decode())
-        return httpx.Response(200, json={"jobId": "x", "status": "pending"})
+        return httpx.Response(200, json={"jobId": "../models/x?y=1", "status": "pending"})
 
     mock_client(httpx.MockTransport(handler)).get_job("../models/x?y=1")
     assert paths == ["/v1/jobs/..%2Fmodels%2Fx%3Fy%3D1"]

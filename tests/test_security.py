@@ -604,17 +604,22 @@ def test_statuses_ids_and_urls_are_inert_in_show_views_and_status_lines(
         output={"images": [f"http://127.0.0.1:1/x.png?{EVIL}"]},
         model=f"m{EVIL}",
     )
+    forged = f"job_\nforged{EVIL}"
     emulator.add_fault("status", status=200, method="GET", path=r"/jobs$", count=-1,
                        body=b'{"jobs": [' + hostile_job + b"]}")  # fmt: skip
+    # Each job's own answer names it (an answer about another job is refused).
+    emulator.add_fault("status", status=200, method="GET", path="/jobs/job_\nforged", count=-1,
+                       body=hostile_job.replace(json.dumps(f"job_x{EVIL}").encode(),
+                                                json.dumps(forged).encode()))  # fmt: skip
     emulator.add_fault(
         "status", status=200, method="GET", path=r"/jobs/", count=-1, body=hostile_job
     )
     emulator.add_fault("status", status=200, method="POST", path=r"/run$", count=-1,
-                       body=job_body(jobId=f"job_\nforged{EVIL}", status="pending"))  # fmt: skip
+                       body=job_body(jobId=forged, status="pending"))  # fmt: skip
     for args in (
-        ["jobs", "show", "job_x"],
+        ["jobs", "show", f"job_x{EVIL}"],
         ["jobs", "list"],
-        ["jobs", "wait", "job_x", "--timeout", "1", *FAST],
+        ["jobs", "wait", f"job_x{EVIL}", "--timeout", "1", *FAST],
         ["run", "flux-dev", "x", "--timeout", "1", "--progress", "plain", *FAST],
         ["run", "flux-dev", "x", "--no-wait"],
     ):

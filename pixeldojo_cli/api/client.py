@@ -26,7 +26,9 @@ from pixeldojo_cli.api.responses import api_response, json_body
 from pixeldojo_cli.api.results import (
     Job,
     Model,
+    check_about,
     parse_job,
+    parse_job_about,
     parse_job_list,
     parse_model,
     parse_model_list,
@@ -238,9 +240,12 @@ class Client:
             raise
 
     def get_job(self, job_id: str, *, timeout: float | None = None) -> Job:
-        """`GET /jobs/{jobId}`, always on the API's origin (never a foreign statusUrl)."""
+        """`GET /jobs/{jobId}`, always on the API's origin (never a foreign statusUrl).
+        An answer about another job raises `WrongJobError` (one naming no job
+        stands for this one)."""
         self.require_key()
-        return parse_job(self._get(f"jobs/{_segment(job_id, 'job id')}", timeout=timeout))
+        answer = self._get(f"jobs/{_segment(job_id, 'job id')}", timeout=timeout)
+        return parse_job_about(answer, job_id)
 
     def list_jobs(self, *, limit: int | None = None, timeout: float | None = None) -> list[Job]:
         """`GET /jobs?limit=N`: the account's recent jobs."""
@@ -249,10 +254,12 @@ class Client:
         return parse_job_list(self._get("jobs", params=params, timeout=timeout))
 
     def replay_webhook(self, job_id: str) -> dict[str, Any]:
-        """`POST /jobs/{jobId}/webhook`: ask the API to resend the terminal webhook."""
+        """`POST /jobs/{jobId}/webhook`: ask the API to resend the terminal webhook.
+        An answer naming another job raises `WrongJobError`."""
         self.require_key()
         response = self.transport.request("POST", f"jobs/{_segment(job_id, 'job id')}/webhook")
         if not response.content:
             return {}
         body = json_body(response, self.api_key)
+        check_about(body, job_id)
         return body if isinstance(body, dict) else {"response": body}

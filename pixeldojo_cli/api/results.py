@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pixeldojo_cli.core.errors import BadResponseError
+from pixeldojo_cli.core.errors import BadResponseError, WrongJobError
 
 # The published statuses are pending, processing, completed and failed. Known
 # synonyms of the terminal ones end a wait too; anything else counts as running.
@@ -282,6 +282,77 @@ def parse_job(value: Any) -> Job:
         model=_str(value.get("model")) or _str(value.get("apiId")),
         created_at=_parse_time(value.get("createdAt") or value.get("created_at")),
     )
+
+
+# Where an answer names its job, in the order `parse_job` reads them.
+_JOB_ID_KEYS = ("jobId", "id")
+_NO_ID = object()
+
+
+def _claimed_id(value: dict[str, Any], keys: tuple[str, ...] = _JOB_ID_KEYS) -> object:
+    """The id an answer says it is about: its `jobId`, else (without one) its `id`;
+    `_NO_ID` when it names none (the key absent or null). Any other value, an
+    empty string, a number or a list included, is a claim to check."""
+    for key in keys:
+        if value.get(key) is not None:
+            return value[key]
+    return _NO_ID
+
+
+def _check_claim(claimed: object, job_id: str) -> None:
+    if claimed is not _NO_ID and not (type(claimed) is str and claimed == job_id):
+        raise WrongJobError(job_id, claimed)
+
+
+def parse_job_about(value: Any, job_id: str) -> Job:
+    """The answer to `GET /jobs/{job_id}`, as a job only if it is about `job_id`.
+
+    An answer that names another job (compared exactly: case, spaces and
+    look-alike characters count; a number is not a string) raises
+    `WrongJobError`, as does a `{"job": ...}` wrapper whose own `jobId` names
+    another. An answer that names no job at all stands for the one asked about."""
+    if isinstance(value, dict) and isinstance(value.get("job"), dict):
+        _check_claim(_claimed_id(value, ("jobId",)), job_id)
+        value = value["job"]
+    if isinstance(value, dict):
+        claimed = _claimed_id(value)
+        _check_claim(claimed, job_id)
+        if claimed is _NO_ID and _reads_as_job(value):
+            value = {**value, "jobId": job_id}
+    return parse_job(value)
+
+
+def check_about(answer: Any, job_id: str) -> None:
+    """`WrongJobError` when an answer about `job_id` (a webhook replay's) names
+    another job in its own `jobId`."""
+    if isinstance(answer, dict):
+        _check_claim(_claimed_id(answer, ("jobId",)), job_id)
+
+
+def _reads_as_job(value: dict[str, Any]) -> bool:
+    """Whether an answer naming no job still reads as one: a status the client
+    knows and, once completed, its outputs. (`{"status": "completed"}` alone
+    says nothing about any job: it stays a malformed answer.)"""
+    status = value.get("status")
+    if not isinstance(status, str) or status.lower() not in TERMINAL_STATUSES | RUNNING_STATUSES:
+        return False
+    return status.lower() not in SUCCEEDED_STATUSES or bool(extract_output_urls(value))
+
+
+def jobs_by_id(jobs: list[Job]) -> dict[str, Job]:
+    """List entries by the job each one is about, for standing in for that
+    job's own answer: only an entry whose `jobId` (or `id`) is exactly its id
+    counts (not one read from `id` beside a `jobId` of 123 or ""), and a job
+    two entries claim is left out (which one to believe?)."""
+    found: dict[str, Job] = {}
+    twice: set[str] = set()
+    for job in jobs:
+        if _claimed_id(job.raw) != job.id:
+            continue
+        if job.id in found:
+            twice.add(job.id)
+        found[job.id] = job
+    return {job_id: job for job_id, job in found.items() if job_id not in twice}
 
 
 def parse_job_list(value: Any) -> list[Job]:

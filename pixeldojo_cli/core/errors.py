@@ -11,10 +11,13 @@ CLI never decides an exit code anywhere else.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any
+
+from pixeldojo_cli.core.text import safe_text
 
 
 class ExitCode(IntEnum):
@@ -58,6 +61,8 @@ EXIT_CODES: dict[str, ExitCode] = {
     "timeout": ExitCode.NETWORK,
     "submission_uncertain": ExitCode.NETWORK,
     "bad_response": ExitCode.NETWORK,
+    # `GET /jobs/{id}` answered about another job: a server fault, never this job's state.
+    "wrong_job": ExitCode.NETWORK,
     "server_error": ExitCode.NETWORK,
     "download_failed": ExitCode.NETWORK,
     # The API answered, but could not deliver the job's webhook to its URL.
@@ -213,6 +218,31 @@ class BadResponseError(PixelDojoError):
 
     code = "bad_response"
     default_hint = "Check the base URL points at the PixelDojo API (`pixeldojo auth status`)."
+
+
+class WrongJobError(BadResponseError):
+    """The API answered about another job (another `jobId`) than the one asked
+    about: nothing in that answer is taken for the asked-for job, whose state
+    stays as it was. `job_id` is the asked-for job."""
+
+    code = "wrong_job"
+
+    def __init__(self, asked: str, answered: object) -> None:
+        super().__init__(
+            f"The API answered about job {_shown_id(answered)} when asked about job "
+            f"{_shown_id(asked)}.",
+            hint="Nothing was saved for either job. " + BadResponseError.default_hint,
+            job_id=asked,
+        )
+
+
+def _shown_id(value: object, limit: int = 80) -> str:
+    """A job id as one short, safe line: a string as it is, anything else (a
+    number, a list, "") as JSON; cut past `limit` characters."""
+    text = value if isinstance(value, str) and value else json.dumps(value, default=str)
+    if len(text) > limit:
+        text = text[: limit - 1] + "\u2026"
+    return safe_text(text)
 
 
 class DownloadError(PixelDojoError):

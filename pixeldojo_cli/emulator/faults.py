@@ -24,6 +24,14 @@ one thing:
 - `deep`: answer `status` (default 200) with a JSON job whose `output` is
   nested `depth` levels deep (`[[[...]]]`).
 
+- `other_job`: `GET /jobs/{id}` answers about another job: `other` names an
+  existing job (its record is served), or is any other JSON value (a made-up
+  id, a number, "") served as the `jobId` of the asked job's record; `None`
+  (the default) serves that record with no `jobId` at all. In-process, `other`
+  may be a function of the asked id (`str.upper`: the id in upper case).
+- `stale_list`: `GET /jobs` shows every job as `processing`, without outputs
+  (a list that lags for ever); `GET /jobs/{id}` still tells the truth.
+
 `headers` adds headers to a `status`, `bomb` or `deep` answer (for example a
 `Content-Encoding` for a hand-made `body`).
 
@@ -39,7 +47,9 @@ import re
 import struct
 import threading
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 KINDS = (
     "status",
@@ -52,6 +62,8 @@ KINDS = (
     "redirect",
     "bomb",
     "deep",
+    "other_job",
+    "stale_list",
 )
 _DEFAULT_CODES = {
     400: "validation_error",
@@ -84,6 +96,7 @@ class Fault:
     encoding: str = "gzip"
     depth: int = 100_000
     headers: dict[str, str] | None = None
+    other: Any = None
     fired: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -111,6 +124,19 @@ class Fault:
         body = b'{"jobId": "job_deep", "status": "completed", "output": ' + nested + b"}"
         return status, body, headers
 
+    def rewrite(self, answer: Any, record_of: Callable[[str], Any]) -> Any:
+        """An API answer as an `other_job` or `stale_list` fault changes it;
+        `record_of(id)` is another job's record (None when there is none)."""
+        if self.kind == "stale_list" and isinstance(answer, dict) and "jobs" in answer:
+            return {**answer, "jobs": [_unfinished(job) for job in answer["jobs"]]}
+        if self.kind != "other_job" or not isinstance(answer, dict) or "jobId" not in answer:
+            return answer
+        claim = self.other(answer["jobId"]) if callable(self.other) else self.other
+        if claim is None:
+            return {k: v for k, v in answer.items() if k != "jobId"}
+        other = record_of(claim) if isinstance(claim, str) else None
+        return other if other is not None else {**answer, "jobId": claim}
+
     @property
     def error_code(self) -> str:
         if self.code:
@@ -121,6 +147,12 @@ class Fault:
         if target != self.target or (self.method and self.method.upper() != method):
             return False
         return re.search(self.path, path) is not None
+
+
+def _unfinished(job: dict[str, Any]) -> dict[str, Any]:
+    """A job as a lagging list shows it: still processing, no outputs yet."""
+    gone = ("output", "completedAt", "expiresAt", "error")
+    return {**{k: v for k, v in job.items() if k not in gone}, "status": "processing"}
 
 
 class FaultPlan:

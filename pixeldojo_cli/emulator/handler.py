@@ -159,7 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.target == "files":
                 self._serve_file(path, fault)
             else:
-                self._serve_api(method, path, parse_qs(split.query), body)
+                self._serve_api(method, path, parse_qs(split.query), body, fault)
         except APIProblem as problem:
             self._send_problem(problem)
 
@@ -184,9 +184,16 @@ class _Handler(BaseHTTPRequestHandler):
                 message = fault.message or f"Injected fault: HTTP {fault.status}."
                 self._send_problem(APIProblem(fault.status, fault.error_code, message), headers)
             return True
-        return False  # truncate: handled while sending the body
+        return False  # truncate, other_job, stale_list: carried out on the normal path
 
-    def _serve_api(self, method: str, path: str, query: dict[str, list[str]], body: bytes) -> None:
+    def _serve_api(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        body: bytes,
+        fault: Fault | None = None,
+    ) -> None:
         emulator = self.emulator
         if not path.startswith(API_PREFIX + "/"):
             raise APIProblem(404, "not_found", f"No route for {path}.")
@@ -217,7 +224,15 @@ class _Handler(BaseHTTPRequestHandler):
             result = emulator.replay_webhook(parts[1], who)
         else:
             raise APIProblem(404, "not_found", f"No route for {method} {path}.")
+        if fault is not None:
+            result = fault.rewrite(result, lambda job_id: self._record_or_none(job_id, who))
         self._send_json(200, result, rate_headers)
+
+    def _record_or_none(self, job_id: str, owner: str) -> dict[str, Any] | None:
+        try:
+            return self.emulator.get_job(job_id, owner)
+        except APIProblem:
+            return None
 
     def _serve_padded(self, data: png.PaddedPNG) -> None:
         total = len(data)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from pixeldojo_cli.api.results import Job
+from pixeldojo_cli.api.results import Job, jobs_by_id
 from pixeldojo_cli.core import interrupts
 from pixeldojo_cli.core.errors import (
     JobsInterruptedError,
@@ -38,10 +38,16 @@ class _Tracked:
     unknown_since: float | None = None
     last: Job | None = None
     placed: bool = True  # its start time and schedule are known
+    own_look: float = 0.0  # clock time of its last own `GET /jobs/{id}` (or of its adding)
 
 
 # Seconds the last look at the deadline may take per request.
 LAST_LOOK_TIMEOUT = 3.0
+
+# The list is a hint, the job's own answer the truth: a job the list keeps
+# showing unfinished is still asked about by its own `GET /jobs/{id}` at least
+# this often, so a list that lags or disagrees cannot stall a wait for good.
+OWN_LOOK_INTERVAL = 60.0
 
 # How each job's wait ended: the job in a final state (it will not change any
 # more: completed, failed, expired), or the error that ended the wait.
@@ -97,7 +103,9 @@ class Follower:
         first = now if look_now else now + _delay(schedule, 0.0, 0)
         # A job just submitted started now; one known only by id is placed in
         # time (and given its model's schedule) when it is first seen.
-        tracked = _Tracked(job_id, now, first, schedule, last=known, placed=known is not None)
+        tracked = _Tracked(
+            job_id, now, first, schedule, last=known, placed=known is not None, own_look=now
+        )
         self._tracked[job_id] = tracked
         if known is not None:
             self.notify(JobSeen(known, schedule.eta(0.0)))
@@ -145,6 +153,8 @@ class Follower:
 
         With several jobs followed, one list request answers for all of them:
         a job the list shows in a final state ends its wait even if it was not due yet.
+        A due job the list shows unfinished is asked about itself when its own
+        answer is `OWN_LOOK_INTERVAL` old: that answer, not the list's, counts.
         """
         now = self._clock()
         if not any(t.due <= now for t in self._tracked.values()):
@@ -158,7 +168,10 @@ class Follower:
                 job = None  # a list entry without its outputs: ask for the job itself
             if tracked.due > now and (job is None or not job.is_terminal):
                 continue
+            if job is not None and not job.is_terminal and self._own_look_due(tracked, now):
+                job = None  # the list may lag: the job's own answer decides
             if job is None:
+                tracked.own_look = now
                 try:
                     job = self._get(tracked.job_id)
                 except PixelDojoError as exc:
@@ -169,6 +182,10 @@ class Follower:
             if result is not None:
                 ended[tracked.job_id] = result
         return ended
+
+    @staticmethod
+    def _own_look_due(tracked: _Tracked, now: float) -> bool:
+        return now - tracked.own_look >= OWN_LOOK_INTERVAL
 
     def _request_timeout(self) -> float | None:
         """Seconds one status request may take: none past the deadline, except a
@@ -186,7 +203,7 @@ class Follower:
             listed = self.client.list_jobs(limit=limit, timeout=self._request_timeout())
         except PixelDojoError:
             return {}  # one GET per job instead
-        return {job.id: job for job in listed}
+        return jobs_by_id(listed)
 
     def _get(self, job_id: str) -> Job:
         self.requests += 1

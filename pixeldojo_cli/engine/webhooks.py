@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
-from pixeldojo_cli.core.errors import PixelDojoError
+from pixeldojo_cli.core.errors import PixelDojoError, WrongJobError
 from pixeldojo_cli.core.untrusted import loads
 from pixeldojo_cli.engine.webhook_http import (
     MAX_CONNECTIONS,
@@ -67,7 +67,8 @@ _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:=+-]{0,199}")
 
 
 class JobSource(Protocol):
-    """What the listener needs from a client: one job, looked up through the API."""
+    """What the listener needs from a client: one job, looked up through the API
+    (a `Client` refuses an answer about another job; the listener checks again)."""
 
     def get_job(self, job_id: str) -> Job: ...
 
@@ -363,7 +364,7 @@ class WebhookListener:
         try:
             if self.book is not None and self.book.is_saved(job_id):
                 return Delivery(job_id, "skipped")
-            job = self.jobs.get_job(job_id)
+            job = self._look_up(job_id)
             if self.book is not None:
                 self.book.remember(job)
             job = self._until_final(job)
@@ -384,6 +385,14 @@ class WebhookListener:
             bug.code = "unexpected"
             return Delivery(job_id, "error", error=bug)
 
+    def _look_up(self, job_id: str) -> Job:
+        """The notified job through the API; an answer about another job is
+        refused (`WrongJobError`): nothing of it is saved or marked done."""
+        job = self.jobs.get_job(job_id)
+        if job.id != job_id:
+            raise WrongJobError(job_id, job.id)
+        return job
+
     def _until_final(self, job: Job) -> Job:
         """A notification may beat the job's own record: look again for a while."""
         deadline = time.monotonic() + self.final_state_wait
@@ -391,7 +400,7 @@ class WebhookListener:
         while not job.is_terminal:
             if time.monotonic() + delay > deadline or self._stopping.wait(delay):
                 return job
-            job = self.jobs.get_job(job.id)
+            job = self._look_up(job.id)
             delay = min(delay * 2, 8.0)
         return job
 
