@@ -58,7 +58,7 @@ class Emulator:
     `status_url_base` (put `statusUrl` on another origin), `output_bytes` (make
     every output a valid PNG of about that size, streamed, for download benchmarks),
     `echo_key` (a careless server: jobs, their output URLs and 401 messages echo
-    the caller's API key).
+    the caller's API key; jobs also in reversible forms, under `echoes`).
     """
 
     def __init__(
