@@ -67,6 +67,16 @@ def test_a_bom_anywhere_but_the_start_is_text() -> None:
     assert entries_of(f"one\n{BOM}two\n".encode()) == [(1, "one"), (2, f"{BOM}two")]
 
 
+def test_a_json_error_names_the_files_line_and_the_column_not_the_parsers_line() -> None:
+    with pytest.raises(UsageError) as caught:
+        entries_of(b'one\n\n  {"prompt": "x",}\n')
+    message = caught.value.message
+    assert (
+        message.startswith("--batch line 3 is not valid JSON") and "column 18" in message
+    )  # the `}`
+    assert "line 1" not in message
+
+
 def test_a_line_that_is_not_utf8_names_the_files_line() -> None:
     with pytest.raises(UsageError) as caught:
         entries_of("one\u2028still one\n# two\nthree \xff\n".encode().replace(b"\xc3\xbf", b"\xff"))

@@ -109,11 +109,29 @@ def decode_line(raw: bytes, first: bool, number: int, name: str) -> str:
 def parse_line(text: str, number: int) -> str | dict[str, Any] | None:
     """A line's entry: a JSON object of inputs when it starts with `{`, None when it
     is blank or a `# comment`, else the prompt (without the spaces around it)."""
-    from pixeldojo_cli.inputs.schema import inputs_object
-
     line = text.strip()
     if not line or line.startswith("#"):
         return None
     if line.startswith("{"):
-        return inputs_object(line, f"--batch line {number}")
+        return _inputs_object(line, number, column=len(text) - len(text.lstrip()))
     return line
+
+
+def _inputs_object(line: str, number: int, column: int) -> dict[str, Any]:
+    """A JSON line's inputs; an error naming the file's line, and the column in
+    it (never the JSON parser's own "line 1")."""
+    import json
+
+    from pixeldojo_cli.core.untrusted import loads
+
+    try:
+        value = loads(line)
+    except json.JSONDecodeError as exc:
+        raise UsageError(
+            f"--batch line {number} is not valid JSON: {exc.msg} at column {column + exc.colno}."
+        ) from None
+    except ValueError as exc:  # too deep, too many values, a number of too many digits
+        raise UsageError(f"--batch line {number} is not valid JSON: {exc}.") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"--batch line {number} must be a JSON object of inputs.")
+    return value
