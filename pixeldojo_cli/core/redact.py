@@ -6,8 +6,10 @@ newline) can never be part of a key and is dropped wherever a key enters;
 anything else that cannot go in a header is refused before any request.
 
 Masking covers the forms a key takes in other people's text too: the
-`repr()` of it (`b'Bearer KEY\\r'`), JSON-escaped, URL-encoded, HTML-escaped,
-inside base64 (`Basic ...`), in any letter case.
+`repr()` of it (`b'Bearer KEY\\r'`), JSON-escaped (`\\u0070` too), URL-encoded
+(in part or in full, either hex case, twice), HTML-escaped (named, decimal and
+hex character references, leading zeros, `;` left out), in any mix of those
+character by character, inside base64 (`Basic ...`), in any letter case.
 Only keys long enough to be a key are masked, so that a 1-character key
 cannot turn `pixeldojo` into `pi****eldojo`.
 """
@@ -16,10 +18,7 @@ from __future__ import annotations
 
 import base64
 import functools
-import html
-import json
 import re
-from urllib.parse import quote, quote_plus
 
 # Shorter than this is not a key worth hiding, and masking it would corrupt text.
 MIN_SECRET_LENGTH = 8
@@ -78,26 +77,52 @@ def mask_key(key: str | None) -> str:
     return "****" + key[-4:] if len(key) >= 12 else "****"
 
 
-def _escaped_forms(text: str) -> set[str]:
-    """`text` as Python, JSON and terminal-safe renderings of it would show it."""
-    forms = {text, repr(text)[1:-1], json.dumps(text)[1:-1]}
-    forms.add(json.dumps(text, ensure_ascii=False)[1:-1])
-    forms.add(repr(text.encode("utf-8", "backslashreplace"))[2:-1])
-    forms.add(re.sub(r"[\x00-\x1f\x7f-\x9f]", lambda m: f"\\u{ord(m.group()):04x}", text))
-    return forms
+@functools.lru_cache(maxsize=1)
+def _html_names() -> dict[str, tuple[str, ...]]:
+    """Each character HTML has a name for, and its names (`amp;`, `amp`, `sol;`...)."""
+    from html.entities import html5
+
+    names: dict[str, list[str]] = {}
+    for name, value in html5.items():
+        if len(value) == 1:
+            names.setdefault(value, []).append(name)
+    return {ch: tuple(found) for ch, found in names.items()}
 
 
-def _encoded_forms(text: str) -> set[str]:
-    """`text` as URLs, JSON with escaped slashes and HTML would carry it."""
-    encoding = {
-        "encoding": "utf-8",
-        "errors": "surrogatepass",
-    }  # a key from bytes that are not UTF-8
-    forms = {quote(text, "", **encoding), quote(text, **encoding), quote_plus(text, **encoding)}
-    forms.add(html.escape(text))
-    forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), f) for f in set(forms)}
-    forms.add(text.replace("/", "\\/"))
-    return forms
+# A backslash before an escape: itself, or URL-encoded (`%5Cu0070`).
+_BACKSLASH = r"(?:\\|%(?:25)*5c)"
+# The one-letter escapes of JSON and Python for the characters that have one.
+_LETTER_ESCAPES = {"\n": "n", "\r": "r", "\t": "t", "\f": "f", "\b": "b", "\v": "v", "\0": "0"}
+
+
+def _char_pattern(ch: str) -> str:
+    """One character of a key in every reversible form it may take, each
+    character in its own form (so mixes match): itself (after backslashes where
+    JSON or repr() escape it), percent-encoded (also twice: `%2570`; `%u0070`),
+    `+` for a space, an HTML character reference (decimal, hex, named, leading
+    zeros, `;` left out where HTML allows it, escaped again: `&amp;#112;`), a
+    JSON, Python or bytes escape (`\\u0070`, `\\x70`, `\\xc3\\xa9`)."""
+    code = ord(ch)
+    data = ch.encode("utf-8", "surrogatepass")
+    literal = re.escape(ch)
+    forms = [_BACKSLASH + "*" + literal if ch in "\"'/\\" else literal]
+    forms.append("".join(f"%(?:25)*{byte:02x}" for byte in data))
+    forms.append(f"%(?:25)*u{code:04x}" if code < 0x10000 else "")
+    forms.append(r"\+" if ch == " " else "")
+    amp = "&(?:amp;)*"
+    forms.append(f"{amp}#0*{code}(?:;|(?![0-9]))")
+    forms.append(f"{amp}#x0*{code:x}(?:;|(?![0-9a-f]))")
+    forms += [amp + re.escape(name) for name in _html_names().get(ch, ())]
+    forms.append(_BACKSLASH + "+" + _LETTER_ESCAPES[ch] if ch in _LETTER_ESCAPES else "")
+    forms.append(rf"{_BACKSLASH}+x{code:02x}" if code < 0x100 else "")
+    forms.append(rf"{_BACKSLASH}+u{code:04x}" if code < 0x10000 else "")
+    forms.append(rf"{_BACKSLASH}+U{code:08x}")
+    if code >= 0x10000:  # JSON's surrogate pair
+        high, low = divmod(code - 0x10000, 0x400)
+        forms.append(rf"{_BACKSLASH}+u{0xD800 + high:04x}{_BACKSLASH}+u{0xDC00 + low:04x}")
+    if not ch.isascii():  # a bytes repr: b'\\xc3\\xa9'
+        forms.append("".join(rf"{_BACKSLASH}+x{byte:02x}" for byte in data))
+    return "(?:" + "|".join(form for form in forms if form) + ")"
 
 
 def _base64_forms(text: str) -> set[str]:
@@ -114,21 +139,16 @@ def _base64_forms(text: str) -> set[str]:
 
 @functools.lru_cache(maxsize=32)
 def _pattern(key: str) -> tuple[re.Pattern[str], str] | None:
-    """One regular expression for every form of `key`, and what replaces it."""
+    """One regular expression for every form of `key`, and what replaces it:
+    the key character by character, each in any of its forms, in any case;
+    or the run of base64 characters that only the key's bytes decide."""
     core = key.strip(_SURROUNDING)
     if len(core) < MIN_SECRET_LENGTH:
         return None
-    forms: set[str] = set()
-    for base in {key, core}:
-        for escaped in _escaped_forms(base):
-            forms.add(escaped)
-            forms |= _encoded_forms(escaped)
-            forms |= {json.dumps(e)[1:-1] for e in _encoded_forms(escaped)}
-            forms.add(json.dumps(escaped)[1:-1])
-    forms |= _base64_forms(core)
-    forms = {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
-    alternatives = "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True))
-    return re.compile(alternatives, re.IGNORECASE), mask_key(core)
+    by_char = "".join(_char_pattern(ch) for ch in core)
+    inside_base64 = sorted(_base64_forms(core), key=len, reverse=True)
+    alternatives = [by_char] + [re.escape(f) for f in inside_base64 if len(f) >= MIN_SECRET_LENGTH]
+    return re.compile("|".join(alternatives), re.IGNORECASE), mask_key(core)
 
 
 def redact(text: str, key: str | None) -> str:

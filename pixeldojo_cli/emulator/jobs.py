@@ -124,7 +124,29 @@ def job_answer(job: EmulatedJob, now: float, fmt: JobFormat) -> dict[str, Any]:
     if fmt.echo_key:
         data["request"] = {"headers": {"Authorization": f"Bearer {job.owner}"}}
         data["owner"] = json.dumps({"apiKey": job.owner})  # escaped inside a string
+        data["echoes"] = echoed_forms(job.owner)
     return data
+
+
+def echoed_forms(key: str) -> dict[str, str]:
+    """A careless server's reversible renderings of a key: percent-encoded in
+    full (either hex case, or every other character), HTML character references
+    (decimal, hex with leading zeros, mixed with plain and named ones), JSON
+    `\\u` escapes inside a string."""
+    data = key.encode()
+    named = {"&": "&amp;", "/": "&sol;", "_": "&lowbar;", ".": "&period;"}
+    return {
+        "percentUpper": "".join(f"%{byte:02X}" for byte in data),
+        "percentLower": "".join(f"%{byte:02x}" for byte in data),
+        "percentMixed": "".join(ch if i % 2 else f"%{ord(ch):02X}" for i, ch in enumerate(key)),
+        "htmlDecimal": "".join(f"&#{ord(ch)};" for ch in key),
+        "htmlHex": "".join(f"&#X{ord(ch):04x};" for ch in key),
+        "htmlMixed": "".join(
+            named.get(ch) or (ch, f"&#00{ord(ch)};", f"&#x{ord(ch):X};")[i % 3]
+            for i, ch in enumerate(key)
+        ),
+        "jsonEscapes": "".join(f"\\u{ord(ch):04x}" for ch in key),
+    }
 
 
 def _outcome(job: EmulatedJob, now: float, fmt: JobFormat) -> dict[str, Any]:

@@ -58,9 +58,10 @@ class Emulator:
     `status_url_base` (put `statusUrl` on another origin), `output_bytes` (make
     every output a valid PNG of about that size, streamed, for download benchmarks),
     `echo_key` (a careless server: jobs, their output URLs and 401 messages echo
-    the caller's API key), `output_base_url` (output URLs name this base instead
-    of the file origin, e.g. `http://127.0.0.2:8000`: a hostile API pointing
-    outputs inside the network).
+    the caller's API key; jobs also in reversible forms, under `echoes`),
+    `output_base_url` (output URLs name this base instead of the file origin,
+    e.g. `http://127.0.0.2:8000`: a hostile API pointing outputs inside the
+    network).
     """
 
     def __init__(

@@ -1,13 +1,20 @@
 """A batch file's lines, read and planned before anything is spent: each line's
 inputs (over the defaults every line shares), checked against the schema,
 priced, and keyed by a hash of the model and its inputs, so that a rerun of
-the same batch finds each line again in the ledger."""
+the same batch finds each line again in the ledger.
+
+The plan is compact: per line its number, offset in the file, key and
+estimate, about 50 bytes, never its text; a line's inputs are read again from
+the file when it is submitted (and checked to be the ones planned).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
+import math
+from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,20 +25,55 @@ from pixeldojo_cli.engine.workflow import JobResult
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Job, Model
+    from pixeldojo_cli.engine.batch_file import BatchFile
     from pixeldojo_cli.store.files import DownloadedFile
 
 # Show at most this many input problems before asking the user to fix the file.
 _MAX_PROBLEMS = 5
+_KEY_BYTES = 32  # a sha256
+# Slots of the counting filter that finds repeated lines (one byte each).
+_FILTER_SLOTS = 1 << 24
 
 
-@dataclass
+class LineInputs:
+    """Where a planned line's inputs are read again: the batch file, the model,
+    and the inputs every line shares."""
+
+    def __init__(self, batch_file: BatchFile, model_id: str, defaults: dict[str, Any]) -> None:
+        self.file = batch_file
+        self.model_id = model_id
+        self.defaults = defaults
+
+    def of(self, entry: str | dict[str, Any]) -> dict[str, Any]:
+        """A line's inputs: its own values over the defaults."""
+        return {**self.defaults, **(entry if isinstance(entry, dict) else {"prompt": entry})}
+
+    def at(self, offset: int, number: int) -> dict[str, Any]:
+        """The inputs of line `number`, read again from the file."""
+        entry = self.file.entry_at(offset, number)
+        if entry is None:
+            raise self.changed(number)
+        return self.of(entry)
+
+    def changed(self, number: int) -> UsageError:
+        return UsageError(
+            f"--batch {self.file.name!r} changed after it was checked: line {number} "
+            "is not the line that was planned. It is not submitted.",
+            hint="Rerun the same command: finished lines are skipped.",
+        )
+
+
+@dataclass(eq=False)
 class Line:
-    """One line of the batch file and what became of it."""
+    """One line of the batch file and what became of it. Its inputs are read
+    again from the file each time they are asked for (see `LineInputs`)."""
 
     number: int
-    inputs: dict[str, Any]
     key: str
     estimate: float | None
+    source: LineInputs | None = field(default=None, repr=False)
+    offset: int = 0
+    occurrence: int = 0
     outcome: Outcome | None = None  # None while queued or in flight
     job: Job | None = None
     job_id: str | None = None
@@ -40,6 +82,16 @@ class Line:
     resumed: bool = False
     note: str | None = None
     saved: bool | None = None  # as the ledger knows it (None: no ledger, or not known)
+
+    @property
+    def inputs(self) -> dict[str, Any]:
+        """This line's inputs, as planned; a usage error if the file changed since."""
+        if self.source is None:
+            return {}
+        inputs = self.source.at(self.offset, self.number)
+        if request_key(self.source.model_id, inputs, self.occurrence) != self.key:
+            raise self.source.changed(self.number)
+        return inputs
 
     @property
     def done(self) -> bool:
@@ -55,67 +107,136 @@ class Line:
         return Submission(model_id, self.inputs, folder, self.estimate, self.key, webhook_url)
 
 
-def read_lines(text: str, source: str) -> list[tuple[int, str | dict[str, Any]]]:
-    """A batch file's entries: JSON Lines of input objects, or one prompt per line.
-
-    A line starting with `{` is a JSON object of inputs; a blank line, or one
-    whose first character is `#`, is skipped; any other line is a prompt.
-    Returns (line number, prompt or object).
-    """
-    from pixeldojo_cli.inputs.schema import inputs_object
-
-    entries: list[tuple[int, str | dict[str, Any]]] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("{"):
-            entries.append((number, inputs_object(line, f"--batch line {number}")))
-        else:
-            entries.append((number, line))
-    if not entries:
-        raise UsageError(f"--batch {source!r} has no prompts or inputs in it.")
-    return entries
-
-
 def request_key(model_id: str, inputs: dict[str, Any], occurrence: int) -> str:
     """Identifies one request of a batch: the model, the inputs, and which
     repetition of identical inputs it is (two identical lines are two jobs)."""
+    return _key_digest(model_id, inputs, occurrence).hex()
+
+
+def _key_digest(model_id: str, inputs: dict[str, Any], occurrence: int) -> bytes:
     canonical = json.dumps({"model": model_id, "inputs": inputs}, sort_keys=True, default=str)
-    return hashlib.sha256(f"{canonical}#{occurrence}".encode()).hexdigest()
+    return hashlib.sha256(f"{canonical}#{occurrence}".encode()).digest()
 
 
-def plan_lines(
-    model: Model,
-    schema: dict[str, Any],
-    entries: list[tuple[int, str | dict[str, Any]]],
-    defaults: dict[str, Any],
-) -> list[Line]:
+class Plan:
+    """Every valid line of a batch, compactly: number, offset, repetition, key
+    and estimate in arrays (no line's text), and where to read its inputs again."""
+
+    def __init__(self, source: LineInputs) -> None:
+        self.source = source
+        self.numbers = array("Q")
+        self.offsets = array("Q")
+        self.occurrences = array("I")
+        self.estimates = array("d")  # NaN: no estimate
+        self.keys = bytearray()
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def add(self, number: int, offset: int, key: bytes, estimate: float | None) -> None:
+        self.numbers.append(number)
+        self.offsets.append(offset)
+        self.occurrences.append(0)
+        self.keys += key
+        self.estimates.append(math.nan if estimate is None else estimate)
+
+    def key(self, index: int) -> bytes:
+        return bytes(self.keys[index * _KEY_BYTES : (index + 1) * _KEY_BYTES])
+
+    def estimate(self, index: int) -> float | None:
+        value = self.estimates[index]
+        return None if math.isnan(value) else value
+
+    def total_estimate(self) -> float:
+        return sum(value for value in self.estimates if not math.isnan(value))
+
+    def lines(self) -> list[Line]:
+        """One `Line` per planned line, for a run."""
+        return [self.line(index) for index in range(len(self))]
+
+    def line(self, index: int) -> Line:
+        return Line(
+            self.numbers[index],
+            self.key(index).hex(),
+            self.estimate(index),
+            self.source,
+            self.offsets[index],
+            self.occurrences[index],
+        )
+
+    def bodies(self) -> Iterator[tuple[int, dict[str, Any], float | None]]:
+        """(line number, inputs, estimate) of every planned line, in order, reading
+        the file once more from start to end."""
+        index = 0
+        for number, _, entry in self.source.file.entries():
+            if index < len(self) and self.numbers[index] == number:
+                yield number, self.source.of(entry), self.estimate(index)
+                index += 1
+
+    def number_repeats(self) -> None:
+        """Give identical lines their repetition (the second is a second job):
+        a counting filter finds the keys that may repeat, a dict of those alone
+        counts them, and a repeated line's key is made again from its inputs."""
+        counts = bytearray(_FILTER_SLOTS)
+        for index in range(len(self)):
+            slot = self._slot(index)
+            counts[slot] = min(counts[slot] + 1, 2)
+        seen: dict[bytes, int] = {}
+        for index in range(len(self)):
+            if counts[self._slot(index)] < 2:
+                continue
+            key = self.key(index)
+            occurrence = seen.get(key, 0)
+            seen[key] = occurrence + 1
+            if occurrence:
+                inputs = self.source.at(self.offsets[index], self.numbers[index])
+                start = index * _KEY_BYTES
+                self.keys[start : start + _KEY_BYTES] = _key_digest(
+                    self.source.model_id, inputs, occurrence
+                )
+                self.occurrences[index] = occurrence
+
+    def _slot(self, index: int) -> int:
+        start = index * _KEY_BYTES
+        return int.from_bytes(self.keys[start : start + 3], "big") % _FILTER_SLOTS
+
+
+def plan_batch(
+    model: Model, schema: dict[str, Any], batch_file: BatchFile, defaults: dict[str, Any]
+) -> Plan:
     """Every line's inputs (the line's own values over the -p/--input defaults),
-    checked against the schema before anything is spent."""
+    checked against the schema before anything is spent, read streaming: a usage
+    error naming the first bad lines (by the file's line numbers) when any is bad."""
     from pixeldojo_cli.inputs.schema import estimate_cost, validate_inputs
 
-    lines: list[Line] = []
+    plan = Plan(LineInputs(batch_file, model.id, defaults))
     problems: list[str] = []
-    seen: Counter[str] = Counter()
-    for number, entry in entries:
-        inputs = {**defaults, **(entry if isinstance(entry, dict) else {"prompt": entry})}
+    bad = entries = 0
+    for number, offset, entry in batch_file.entries():
+        entries += 1
+        inputs = plan.source.of(entry)
         try:
             validate_inputs(schema, inputs)
         except UsageError as exc:
-            problems.append(f"line {number}: {exc.message}")
+            bad += 1
+            if len(problems) < _MAX_PROBLEMS:
+                problems.append(f"line {number}: {exc.message}")
             continue
-        base_key = request_key(model.id, inputs, 0)
-        key = request_key(model.id, inputs, seen[base_key])
-        seen[base_key] += 1
-        lines.append(Line(number, inputs, key, estimate_cost(model, schema, inputs)))
-    if problems:
-        more = len(problems) - _MAX_PROBLEMS
-        listed = "; ".join(problems[:_MAX_PROBLEMS]) + (f"; and {more} more" if more > 0 else "")
-        raise UsageError(
-            f"{len(problems)} line{'' if len(problems) == 1 else 's'} of the batch "
-            f"not valid for {model.id}: {listed}.",
-            hint="Nothing was submitted. See the parameters with "
-            f"`pixeldojo models show {model.id}`.",
-        )
-    return lines
+        if not bad:
+            digest = _key_digest(model.id, inputs, 0)
+            plan.add(number, offset, digest, estimate_cost(model, schema, inputs))
+    if not entries:
+        raise UsageError(f"--batch {batch_file.name!r} has no prompts or inputs in it.")
+    if bad:
+        raise _invalid_lines(model.id, bad, problems)
+    plan.number_repeats()
+    return plan
+
+
+def _invalid_lines(model_id: str, bad: int, problems: list[str]) -> UsageError:
+    more = bad - len(problems)
+    listed = "; ".join(problems) + (f"; and {more} more" if more > 0 else "")
+    return UsageError(
+        f"{bad} line{'' if bad == 1 else 's'} of the batch not valid for {model_id}: {listed}.",
+        hint=f"Nothing was submitted. See the parameters with `pixeldojo models show {model_id}`.",
+    )

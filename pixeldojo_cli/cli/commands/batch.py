@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from pixeldojo_cli.cli.render import plural
-from pixeldojo_cli.cli.state import AppState, read_text_argument
+from pixeldojo_cli.cli.state import AppState
 from pixeldojo_cli.core.errors import Outcome
 
 if TYPE_CHECKING:
@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from pixeldojo_cli.cli.outputs import Presentation
     from pixeldojo_cli.engine import EventSink, SaveOptions, WaitOptions
     from pixeldojo_cli.engine.batch import Batch, BatchOptions
-    from pixeldojo_cli.engine.batch_lines import Line
+    from pixeldojo_cli.engine.batch_file import BatchFile
+    from pixeldojo_cli.engine.batch_lines import Line, Plan
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,7 @@ def run_batch(
     show: Presentation,
 ) -> None:
     """Plan, check, then submit and follow every line of the batch."""
-    from pixeldojo_cli.core.errors import JobsInterruptedError
-    from pixeldojo_cli.engine.batch import Batch
-    from pixeldojo_cli.engine.batch_lines import plan_lines, read_lines
+    from pixeldojo_cli.engine.batch_lines import plan_batch
     from pixeldojo_cli.inputs.schema import build_inputs
 
     defaults = build_inputs(
@@ -61,11 +60,47 @@ def run_batch(
         base=request.base_inputs,
         seed=request.seed,
     )
-    text = read_text_argument(request.batch_file, "--batch")
-    lines = plan_lines(model, schema, read_lines(text, request.batch_file), defaults)
-    if request.dry_run:
-        _print_plan(state, lines, request.options.webhook_url)
-        return
+    batch_file = open_batch_file(request.batch_file)
+    try:
+        plan = plan_batch(model, schema, batch_file, defaults)
+        if request.dry_run:
+            _print_plan(state, plan, request.options.webhook_url)
+        else:
+            _run_plan(state, client, model, plan.lines(), request, options, show)
+    finally:
+        batch_file.close()
+
+
+def open_batch_file(path: str) -> BatchFile:
+    """The --batch FILE, `-` meaning standard input, open for reading as bytes;
+    a usage error (never a traceback) when it cannot be opened."""
+    import sys
+
+    from pixeldojo_cli.core.errors import UsageError
+    from pixeldojo_cli.engine.batch_file import BatchFile
+
+    try:
+        stream = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = getattr(exc, "strerror", None) or exc
+        raise UsageError(f"Cannot read --batch {path[:200]!r}: {reason}.") from exc
+    return BatchFile(stream, path, copy=path == "-")
+
+
+def _run_plan(
+    state: AppState,
+    client: Client,
+    model: Model,
+    lines: list[Line],
+    request: BatchRequest,
+    options: tuple[WaitOptions, SaveOptions],
+    show: Presentation,
+) -> None:
+    """Submit and follow every planned line: the progress, each line's result as
+    it ends, the summary, and the batch's exit code."""
+    from pixeldojo_cli.core.errors import JobsInterruptedError
+    from pixeldojo_cli.engine.batch import Batch
+
     wait_options, save_options = options
     if save_options.download:
         from pixeldojo_cli.store.files import ensure_writable_folder
@@ -102,15 +137,15 @@ def run_batch(
         raise typer.Exit(int(code))
 
 
-def _print_plan(state: AppState, lines: list[Line], webhook_url: str | None) -> None:
-    total = sum(line.estimate or 0.0 for line in lines)
-    for line in lines:
-        body = {**line.inputs, **({"webhook_url": webhook_url} if webhook_url else {})}
+def _print_plan(state: AppState, plan: Plan, webhook_url: str | None) -> None:
+    for number, inputs, estimate in plan.bodies():
+        body = {**inputs, **({"webhook_url": webhook_url} if webhook_url else {})}
         state.render.result(
-            json.dumps({"line": line.number, "body": body, "estimatedCredits": line.estimate})
+            json.dumps({"line": number, "body": body, "estimatedCredits": estimate})
         )
+    total = plan.total_estimate()
     state.render.info(
-        f"{plural(len(lines), 'job')}, estimated {plural(total, 'credit')} in all. "
+        f"{plural(len(plan), 'job')}, estimated {plural(total, 'credit')} in all. "
         "Nothing was submitted."
     )
 
