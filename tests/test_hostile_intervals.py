@@ -302,3 +302,11 @@ def test_the_environment_refuses_what_cannot_be_meant(
     line = one_line_error(result)
     assert "$PIXELDOJO_UNKNOWN_STATUS_TIMEOUT" in line and "at least 0.01s" in line
     assert emulator.requests == []
+
+
+@pytest.mark.parametrize("value", ["0", "0.5", "1e-300", "nan", "inf", "-1"])
+def test_a_rate_limit_that_cannot_be_meant_is_refused(cli: Invoke, value: str) -> None:
+    result = cli("config", "set", "--", "rate_limit", value)
+    assert result.exit_code == 2, result.output
+    assert "at least 1" in one_line_error(result)
+    assert cli("config", "set", "rate_limit", "1").exit_code == 0
