@@ -21,6 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from pixeldojo_cli.api.defaults import DEFAULT_BASE_URL
+from pixeldojo_cli.api.headers import check_headers
 from pixeldojo_cli.api.model_cache import ModelCache
 from pixeldojo_cli.api.responses import api_response, json_body
 from pixeldojo_cli.api.results import (
@@ -143,11 +144,12 @@ class Client:
         """Any API request: `path` relative to the base URL (or an absolute URL on
         the API's own origin; any other origin is refused), with the key, the rate
         limiter and the retry rules. Only GET and HEAD are ever repeated. An error
-        answer raises its `APIError`, whose `response` holds the answer."""
+        answer raises its `APIError`, whose `response` holds the answer. A header
+        the HTTP layer would refuse or the client sets itself (`api.headers`) is a
+        `UsageError` before anything is sent."""
         method = method.upper()
         url = self.transport.request_url(path)
-        if any(name.lower() in ("authorization", "host") for name in headers or {}):
-            raise UsageError("The Authorization and Host headers cannot be set by hand.")
+        headers = check_headers(headers)  # before anything is sent
         response = self.transport.request(
             method,
             str(url),

@@ -40,8 +40,9 @@ PollIntervalOption = Annotated[
         "--poll-interval",
         metavar="DURATION",
         parser=duration_parser("--poll-interval"),
-        help="Poll on the fixed schedule: this first, doubling each poll (or the "
-        "poll_interval setting). Default: a schedule learned from the model's history.",
+        help="Poll on the fixed schedule: this first (0.25s at the least), doubling each "
+        "poll (or the poll_interval setting). Default: a schedule learned from the model's "
+        "history.",
     ),
 ]
 MaxPollIntervalOption = Annotated[

@@ -25,13 +25,16 @@ EXAMPLES_UNDER_A_DAY = "90, 90s, 10m or 1h"
 
 DAY = 86400.0
 WEEK = 7 * DAY
+# The shortest duration any flag or setting takes, 0 aside: `1e-300` or `1e-5`
+# seconds cannot be meant (and a poll interval that small polls flat out).
+SHORTEST = 0.01
 
 
 @dataclass(frozen=True)
 class Limits:
     """What one flag or setting accepts, in seconds.
 
-    `zero`: 0 is allowed (else the duration must be more than 0); `most`: the
+    `zero`: 0 is allowed; any other value is at least `SHORTEST`; `most`: the
     longest, itself excluded when `under`; `clamp`: longer is cut to `most`
     rather than refused; `unit`: a bare number is refused (`--since 20250131`
     is a date).
@@ -45,16 +48,16 @@ class Limits:
 
     def allows(self, seconds: float) -> bool:
         """Whether `seconds` is in range (NaN never is)."""
-        low_ok = seconds >= 0 if self.zero else seconds > 0
+        low_ok = seconds >= SHORTEST or (self.zero and seconds == 0)
         high_ok = seconds < self.most if self.under else seconds <= self.most
         return low_ok and high_ok
 
     def describe(self) -> str:
-        """The range in words, for the error message: ` (more than 0 and at most 7 days)`."""
-        parts = [] if self.zero else ["more than 0"]
+        """The range in words, for the error message: ` (at least 0.01s and at most 7 days)`."""
+        parts = [f"{'0 or ' if self.zero else ''}at least {SHORTEST:g}s"]
         if not self.clamp and math.isfinite(self.most):
             parts.append(f"{'under' if self.under else 'at most'} {_days(self.most)}")
-        return f" ({' and '.join(parts)})" if parts else ""
+        return f" ({' and '.join(parts)})"
 
 
 def _days(seconds: float) -> str:
@@ -66,6 +69,7 @@ def _days(seconds: float) -> str:
 LIMITS: dict[str, Limits] = {
     "--timeout": Limits(most=WEEK),
     "--grace": Limits(most=WEEK),
+    # Under 0.25 s is raised to 0.25 s by every poll schedule (`schedule.FLOOR`).
     "--poll-interval": Limits(most=DAY, under=True),
     "--max-poll-interval": Limits(most=DAY, under=True),
     # A date too (`pixeldojo jobs list --since 2025-01-31`); longer than 100 years is 100.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pixeldojo_cli.engine.options import (
     WaitOptions,
 )
 from pixeldojo_cli.engine.recorder import Recorder
-from pixeldojo_cli.engine.schedule import Schedule, choose_schedule
+from pixeldojo_cli.engine.schedule import FLOOR, Schedule, at_floor, choose_schedule
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
@@ -84,6 +85,9 @@ class Follower:
         self.deadline = None if wait.timeout is None else clock() + wait.timeout
         self._tracked: dict[str, _Tracked] = {}
         self._last_look = False
+        # No round (one list request, or one GET per due job) sooner than `FLOOR`
+        # after the last: jobs due at staggered times do not add up to a flood.
+        self._next_round = -math.inf
         self.requests = 0  # status requests made, for summaries and benchmarks
 
     # --- what is being followed
@@ -129,7 +133,7 @@ class Follower:
         """Seconds until the next poll is due (or the deadline comes)."""
         due = self.next_due()
         now = self._clock()
-        until = now if due is None else due
+        until = now if due is None else max(due, self._next_round)
         if self.deadline is not None:
             until = min(until, self.deadline)
         return max(0.0, until - now)
@@ -159,6 +163,9 @@ class Follower:
         now = self._clock()
         if not any(t.due <= now for t in self._tracked.values()):
             return {}
+        if now < self._next_round and not last_look:
+            return {}
+        self._next_round = now + FLOOR
         self._last_look = last_look
         listed = self._list_answers() if len(self._tracked) > 1 else {}
         ended: dict[str, WaitEnd] = {}
@@ -256,9 +263,8 @@ class Follower:
 
 
 def _delay(schedule: Schedule, elapsed: float, polls: int) -> float:
-    # The learned schedules keep their own floor; a fixed one is used as given,
-    # and the rate limiter keeps any schedule under the limit.
-    return max(0.0, schedule.delay(elapsed, polls))
+    # Every schedule of ours keeps the floor; so does one a library caller gives.
+    return at_floor(schedule.delay(elapsed, polls))
 
 
 def default_schedule_for(

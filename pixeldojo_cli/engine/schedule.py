@@ -18,9 +18,10 @@ comes from the ledger.
   generation takes tens of seconds, and the polls an image job needs in its
   first seconds would be spent on nothing.
 
-Every delay is at least `FLOOR` seconds and at most `MAX_DELAY` (the published
-cap), so no schedule polls one job faster than the rate budget allows for long,
-and none waits longer between polls than the published one does.
+Every delay of every schedule is at least `FLOOR` seconds (a shorter interval
+asked for is raised to it), so none polls one job faster than the rate budget
+allows for long; the learned ones wait at most `MAX_DELAY` (the published cap)
+between polls, as the published one does.
 """
 
 from __future__ import annotations
@@ -130,8 +131,14 @@ def _eta_from(durations: Sequence[float], elapsed: float) -> float | None:
     return _Fit.of(usable).remaining(elapsed)
 
 
+def at_floor(delay: float) -> float:
+    """`delay`, or `FLOOR` when it is shorter (or not a number): no schedule polls
+    one job more often than that."""
+    return delay if delay >= FLOOR else FLOOR
+
+
 def _bounded(delay: float) -> float:
-    return min(MAX_DELAY, max(FLOOR, delay))
+    return min(MAX_DELAY, at_floor(delay))
 
 
 @dataclass(frozen=True)
@@ -146,8 +153,10 @@ class FixedSchedule:
     history: tuple[float, ...] = ()
 
     def delay(self, elapsed: float, polls: int) -> float:
-        """`first` x 2^polls, at most `maximum`."""
-        return min(self.maximum, self.first * 2.0 ** min(max(polls, 0), 64))
+        """`first` x 2^polls, at most `maximum`; `FLOOR` for anything shorter (so
+        the doubling starts from the floor, not from a tiny `first`)."""
+        first, longest = at_floor(self.first), at_floor(self.maximum)
+        return min(max(first, longest), first * 2.0 ** min(max(polls, 0), 64))
 
     def eta(self, elapsed: float) -> float | None:
         """From the history when there is one; else None."""
@@ -260,11 +269,13 @@ def fixed_schedule(
 ) -> Schedule:
     """The published schedule: `first` seconds, doubling, capped at `maximum`.
 
-    `history` (earlier durations, most recent first) is used only for the ETA.
+    Either under `FLOOR` counts as `FLOOR`; a `maximum` under `first` is raised
+    to it. `history` (earlier durations, most recent first) is used only for the ETA.
     """
-    if not (first > 0 and maximum > 0):
-        raise ValueError("poll intervals must be positive")
-    return FixedSchedule(float(first), float(max(first, maximum)), tuple(_clean(history)))
+    if not (0 < first < math.inf and 0 < maximum < math.inf):
+        raise ValueError("poll intervals must be positive and finite")
+    first = at_floor(float(first))
+    return FixedSchedule(first, max(first, at_floor(float(maximum))), tuple(_clean(history)))
 
 
 def learned_schedule(durations: Sequence[float], kind: str | None = None) -> Schedule:

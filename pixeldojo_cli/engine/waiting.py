@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from pixeldojo_cli.api.results import Job
+from pixeldojo_cli.core.durations import LIMITS, duration_message
 from pixeldojo_cli.core.errors import PixelDojoError, UsageError
 from pixeldojo_cli.engine.events import Event, JobSeen
 from pixeldojo_cli.engine.following import Follower
@@ -31,15 +32,17 @@ def wait(
     """Poll `GET /jobs/{id}` until the job reaches a final state, yielding every answer.
 
     The engine's `Follower` for one job: `poll_interval` first, doubling,
-    capped at `max_poll_interval`. A status the client does not know counts
-    as still running (for a bounded time). Raises `WaitTimeoutError` once
-    `timeout` seconds have passed, and the error that ended the job
-    (`JobFailedError`, ...) when it did not succeed. `follow` watches many
-    jobs at once.
+    capped at `max_poll_interval` (either under 0.25 s counts as 0.25 s; the
+    range each accepts is the setting's: `durations.LIMITS`). A status the
+    client does not know counts as still running (for a bounded time). Raises
+    `WaitTimeoutError` once `timeout` seconds have passed, and the error that
+    ended the job (`JobFailedError`, ...) when it did not succeed. `follow`
+    watches many jobs at once.
     """
     client.require_key()
-    if poll_interval <= 0 or max_poll_interval <= 0:
-        raise UsageError("Poll intervals must be positive.")
+    for value, name in ((poll_interval, "poll_interval"), (max_poll_interval, "max_poll_interval")):
+        if not LIMITS[name].allows(value):  # as the setting would refuse it
+            raise UsageError(duration_message(name, f"{value:g}"))
     seen: list[Job] = []
 
     def keep(event: Event) -> None:

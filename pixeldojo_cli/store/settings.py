@@ -432,7 +432,10 @@ def parse_setting(key: str, raw: str) -> Any:
             number = float(raw)
         except ValueError:
             number = math.nan
-        if not math.isfinite(number) or number <= 0:
-            raise ConfigError(f"{key} must be a positive number, got {raw[:60]!r}.")
+        # Under one a minute cannot be meant (`1e-300`): the limiter counts whole requests.
+        if not math.isfinite(number) or number < 1:
+            raise ConfigError(
+                f"{key} must be a number of requests per minute, at least 1; got {raw[:60]!r}."
+            )
         return number
     return raw
