@@ -44,7 +44,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any
 
 KINDS = (
     "status",
@@ -117,7 +117,7 @@ class Fault:
         body = b'{"jobId": "job_deep", "status": "completed", "output": ' + nested + b"}"
         return status, body, headers
 
-    def dripping(self, out: BinaryIO) -> Drip:
+    def dripping(self, out: Any) -> Drip:
         """A `drip` fault's writer in front of the connection's `out`."""
         return Drip(out, self.delay, self.after_bytes)
 
@@ -137,7 +137,7 @@ class Drip:
     """Writes the first `after_bytes` as they come, then one byte every `delay`
     seconds, whatever the caller hands it at once."""
 
-    def __init__(self, out: BinaryIO, delay: float, after_bytes: int) -> None:
+    def __init__(self, out: Any, delay: float, after_bytes: int) -> None:
         self.out, self.delay, self.at_once = out, delay, after_bytes
 
     def write(self, data: bytes) -> int:
