@@ -113,11 +113,16 @@ def no_outputs(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
-def test_run_timeout_holds_against_a_dripping_poll(
-    make_emulator: Callable[..., Emulator], tmp_path: Path
+@pytest.mark.parametrize(
+    "fault",
+    [{"kind": "drip", "delay": DRIP}, {"kind": "status", "status": 503}],
+    ids=["dripping", "503 retried for ever"],
+)
+def test_run_timeout_holds_against_a_poll_that_never_answers(
+    make_emulator: Callable[..., Emulator], tmp_path: Path, fault: dict[str, Any]
 ) -> None:
     emulator = make_emulator(latency=30)
-    emulator.add_fault("drip", method="GET", path=r"/jobs", delay=DRIP, count=-1)
+    emulator.add_fault(method="GET", path=r"/jobs", count=-1, **fault)
     out = tmp_path / "out"
     args = ["run", "flux-dev", "x", "--timeout", "3s", "-o", str(out)]
     done, took = timed(args, run_subprocess_env(emulator))

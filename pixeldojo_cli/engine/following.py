@@ -194,7 +194,9 @@ class Follower:
         try:
             return self.client.get_job(job_id, timeout=self._request_timeout())
         except (RequestTimeoutError, DeadlineError) as exc:
-            if self.timed_out():
+            # A DeadlineError may come a little early (a retry that would end
+            # past the deadline is not tried): it ends the wait all the same.
+            if self.timed_out() or isinstance(exc, DeadlineError):
                 raise WaitTimeoutError.still_running(job_id) from exc
             raise
 
