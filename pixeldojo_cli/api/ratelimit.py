@@ -19,8 +19,10 @@ from typing import Any
 import httpx
 
 from pixeldojo_cli.api.origin import Origin
+from pixeldojo_cli.core import deadlines
+from pixeldojo_cli.core.errors import DeadlineError
 from pixeldojo_cli.core.ownfiles import open_private, private_folder
-from pixeldojo_cli.core.untrusted import loads
+from pixeldojo_cli.core.untrusted import loads, open_regular
 
 
 class SharedBudgetUnavailable(Exception):
@@ -241,7 +243,8 @@ class RateLimiter:
 
     def acquire(self) -> int | None:
         """Block until one more request fits, then count it. Returns a ticket to
-        hand to `answered` once the answer has arrived (None: nothing to count)."""
+        hand to `answered` once the answer has arrived (None: nothing to count).
+        A wait that would pass the deadline in force raises `DeadlineError` now."""
         while True:
             with self._lock:
                 now = self._clock()
@@ -259,6 +262,11 @@ class RateLimiter:
                     if delay <= 0:
                         self._sent.append(now)
                         return None
+            left = deadlines.remaining()
+            if left is not None and delay >= left:
+                raise DeadlineError(
+                    f"--timeout was reached waiting for the rate limit ({delay:.0f} s to go)."
+                )
             self._sleep(delay)
 
     def answered(self, ticket: int | None) -> None:

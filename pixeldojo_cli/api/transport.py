@@ -14,13 +14,17 @@ Retry rules (README, "HTTP behaviour"):
 - a request that may create something (`POST .../run`) is retried only when
   the server certainly did not take it: a 429, or a connection that failed
   before the request was sent. Never after a timeout or a 5xx.
+
+Deadlines (`core.deadlines`), not per-read timeouts: each attempt at an API
+request ends within `total_timeout` (connecting, the headers and the body
+together), and nothing waits past a deadline in force (a command's
+`--timeout`, a TAB's): neither an attempt, nor a pause between attempts, nor
+the rate limiter. A download has no deadline of its own but must keep moving
+(`DOWNLOAD_PROGRESS` bytes in every `DOWNLOAD_WINDOW` seconds).
 """
 
 from __future__ import annotations
 
-import email.utils
-import math
-import random
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -37,9 +41,13 @@ from pixeldojo_cli.api.decoding import API_ACCEPT_ENCODING, MAX_API_BODY, BodyTo
 from pixeldojo_cli.api.origin import DEFAULT_PORTS, OriginBoundAuth, origin_of
 from pixeldojo_cli.api.ratelimit import RateLimiter, SharedBudget
 from pixeldojo_cli.api.responses import api_response, error_from_response, key_masked
+from pixeldojo_cli.api.retries import RetryPolicy as RetryPolicy
+from pixeldojo_cli.api.retries import parse_retry_after as parse_retry_after
+from pixeldojo_cli.core import deadlines
 from pixeldojo_cli.core.errors import (
     APIError,
     BadResponseError,
+    DeadlineError,
     DownloadError,
     NetworkError,
     OutputRefusedError,
@@ -67,44 +75,14 @@ _MAYBE_SENT = (
 # A download redirected more often than this is going round in circles.
 MAX_REDIRECTS = 10
 
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date.
-
-    None when it makes no sense as a wait (garbage, 0, negative, a date in the
-    past, not finite): the caller then backs off as if there were no header,
-    rather than sending its retries at once."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError):
-            return None
-        if when is None:
-            return None
-        seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds) or seconds <= 0:
-        return None
-    return seconds
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How many attempts, and how long between them (jittered exponential)."""
-
-    max_attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-    max_retry_after: float = 120.0
-
-    def backoff(self, attempt: int) -> float:
-        """Delay before retry number `attempt` (1-based): half fixed, half random."""
-        ceiling = min(self.max_delay, self.base_delay * 2.0 ** (attempt - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)
+# The socket timeout of one read (or write); connecting gets at most 10 s of it.
+READ_TIMEOUT = 30.0
+# Each attempt at an API request, whole: four reads' worth. Answers are small.
+ATTEMPT_DEADLINE = 4 * READ_TIMEOUT
+# A download may take as long as it needs while it moves: at least this many
+# bytes in every window, about 0.5 KiB/s (a dial-up line does ten times that).
+DOWNLOAD_PROGRESS = 16 * 1024
+DOWNLOAD_WINDOW = READ_TIMEOUT
 
 
 # The policy a Transport gets when none is given (tests swap in a faster one).
@@ -131,20 +109,24 @@ class Transport:
         api_key: str | None,
         *,
         rate_limit: float = 60,
-        timeout: float = 30.0,
+        timeout: float = READ_TIMEOUT,
         retry: RetryPolicy | None = None,
         trace: Trace | None = None,
-        total_timeout: float = 120.0,
+        total_timeout: float = ATTEMPT_DEADLINE,
         user_agent: str = "pixeldojo-cli",
         sleep: Callable[[float], None] = time.sleep,
         http: httpx.Client | None = None,
         rate_window: float = 60.0,
         budget_dir: Path | None = None,
         allow_private_outputs: bool | None = None,
+        download_progress: tuple[int, float] = (DOWNLOAD_PROGRESS, DOWNLOAD_WINDOW),
     ) -> None:
         """`budget_dir`: a folder where every process using the same API origin
         and key shares one rate budget (off by default: a per-process one).
-        `allow_private_outputs`: see `addresses.AddressGuard` (None: by the API's address)."""
+        `allow_private_outputs`: see `addresses.AddressGuard` (None: by the API's address).
+        `timeout` bounds each socket read, `total_timeout` each attempt at an
+        API request as a whole (connecting, headers and body); a download must
+        take in `download_progress[0]` bytes in every `[1]` seconds."""
         read_in_larger_pieces()
         api_key = check_api_key(api_key)  # before any request: a key that is not a header
         try:
@@ -164,6 +146,7 @@ class Transport:
         self.limiter = RateLimiter(rate_limit, sleep=sleep, window=rate_window, budget=budget)
         self._trace = trace
         self.total_timeout = total_timeout
+        self.download_progress = download_progress
         self._sleep = sleep
         self._key = api_key
         auth = OriginBoundAuth(api_key, self.origin) if api_key else None
@@ -300,6 +283,9 @@ class Transport:
     def _attempt(self, call: _Call) -> httpx.Response:
         """One attempt: a slot from the limiter, then the exchange, read whole."""
         ticket = self.limiter.acquire()
+        if deadlines.passed():
+            self.limiter.answered(ticket)
+            raise self._too_late(call, sent=False)
         if call.deadline is not None and time.monotonic() >= call.deadline:
             self.limiter.answered(ticket)
             raise RequestTimeoutError(f"{call.method} {call.url.path} did not finish in time.")
@@ -307,7 +293,8 @@ class Transport:
         started = time.monotonic()
         try:
             deadline = call.deadline if call.deadline is not None else started + self.total_timeout
-            response = self._send_within(call.request, deadline)
+            with deadlines.until(deadline):  # every socket operation, not only the body
+                response = self._send_within(call.request, deadline)
         finally:
             self.limiter.answered(ticket)
         self._trace_response(response, started)
@@ -321,10 +308,12 @@ class Transport:
         there may be none: the last attempt, or a request that may have reached
         a server that must not see it twice."""
         method, url = call.method, call.url
+        if deadlines.passed():
+            raise self._too_late(call, sent=not isinstance(exc, _NOT_SENT)) from exc
         if isinstance(exc, _NOT_SENT):
             if last:
                 raise NetworkError(f"Could not connect to {url.host}: {exc}") from exc
-            self._wait_before_retry(attempt, None, f"connection failed ({exc})")
+            self._wait_before_retry(call, attempt, None, f"connection failed ({exc})")
         elif isinstance(exc, _MAYBE_SENT):
             if call.creates:
                 raise SubmissionUncertainError(
@@ -335,7 +324,7 @@ class Transport:
                     RequestTimeoutError if isinstance(exc, httpx.TimeoutException) else NetworkError
                 )
                 raise cls(f"{method} {url.path} failed: {type(exc).__name__}: {exc}") from exc
-            self._wait_before_retry(attempt, None, type(exc).__name__)
+            self._wait_before_retry(call, attempt, None, type(exc).__name__)
         else:
             raise NetworkError(redact(f"{method} {url} failed: {exc}", self._key)) from None
 
@@ -349,15 +338,28 @@ class Transport:
             self.limiter.on_rate_limited(error.retry_after)
             if last or (error.retry_after or 0) > self.retry.max_retry_after:
                 raise error
-            self._wait_before_retry(attempt, error.retry_after, "rate limited (429)")
+            self._wait_before_retry(call, attempt, error.retry_after, "rate limited (429)")
             return
         retriable_5xx = response.status_code >= 500 or isinstance(error, ServerError)
         if retriable_5xx and not call.creates and not last:
-            self._wait_before_retry(attempt, error.retry_after, f"HTTP {response.status_code}")
+            self._wait_before_retry(
+                call, attempt, error.retry_after, f"HTTP {response.status_code}"
+            )
             return
         if retriable_5xx and call.creates:
             error.hint = SubmissionUncertainError.default_hint
         raise error
+
+    def _too_late(self, call: _Call, *, sent: bool) -> DeadlineError | SubmissionUncertainError:
+        """The deadline in force (`--timeout`) came before `call` could end. A
+        request that may create something and may have been sent stays uncertain."""
+        where = f"{call.method} {call.url.path}"
+        if call.creates and sent:
+            return SubmissionUncertainError(
+                f"--timeout was reached after {where} was sent, before its answer came."
+            )
+        nothing = "; nothing was submitted" if call.creates else ""
+        return DeadlineError(f"--timeout was reached before {where} could end{nothing}.")
 
     def _error_for(self, call: _Call, response: httpx.Response) -> APIError:
         """The error an answer that is neither a success nor followed stands for,
@@ -422,8 +424,13 @@ class Transport:
             extensions=response.extensions,
         )
 
-    def _wait_before_retry(self, attempt: int, retry_after: float | None, why: str) -> None:
+    def _wait_before_retry(
+        self, call: _Call, attempt: int, retry_after: float | None, why: str
+    ) -> None:
         delay = retry_after if retry_after is not None else self.retry.backoff(attempt)
+        left = deadlines.remaining()
+        if left is not None and delay >= left:  # the next attempt would come too late
+            raise self._too_late(call, sent=False)
         if self._trace is not None:
             self._trace(f"  {why}; retrying in {delay:.1f} s (attempt {attempt + 1})")
         if retry_after is not None:
@@ -450,9 +457,10 @@ class Transport:
         http once the API or an earlier hop was https, and connected only to
         addresses `output_guard` allows. Each hop carries the key only if it is
         on the API's own origin (the auth asks per request). `extensions` go
-        to httpx (a `trace` hook sees each new connection).
+        to httpx (a `trace` hook sees each new connection). No deadline of its
+        own, but it must keep moving (`download_progress`).
         """
-        with key_masked(self._key):
+        with key_masked(self._key), deadlines.progressing(*self.download_progress):
             target = self._hop_url(url)
             secure = self.base_url.scheme == "https"
             extensions = {**(extensions or {}), OUTPUT_DOWNLOAD: True}

@@ -107,9 +107,13 @@ def _quiet_exit() -> None:
 def _main() -> None:
     _install_signal_handlers()
     _tolerate_ascii_stdout()
-    if "_PIXELDOJO_COMPLETE" in os.environ:  # a TAB: answered without Typer when we can
-        from pixeldojo_cli.cli.completion.fast import fast_complete
+    if "_PIXELDOJO_COMPLETE" not in os.environ:
+        _command()
+        return
+    # A TAB: answered without Typer when we can, and within its deadline either way.
+    from pixeldojo_cli.cli.completion.fast import fast_complete, tab_deadline
 
+    with tab_deadline():
         answer = fast_complete()
         if answer is not None:
             text, code = answer
@@ -119,6 +123,12 @@ def _main() -> None:
             sys.exit(code)
         if os.environ["_PIXELDOJO_COMPLETE"] == "complete_bash":
             sys.exit(_typer_bash_complete())
+        _command()
+
+
+def _command() -> None:
+    """The command line as given, through Typer (which answers a zsh or fish TAB
+    the fast path left to it)."""
     args = hoist_global_options(sys.argv[1:])
     if args == ["--version"]:  # the most scripted call of all: answered without Typer
         from pixeldojo_cli.core.version import __version__

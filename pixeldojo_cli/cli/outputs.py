@@ -5,6 +5,7 @@ The work itself (waiting, downloading, recording) is the engine's."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated
 
@@ -31,9 +32,22 @@ ChecksumOption = Annotated[
 TimeoutOption = Annotated[
     str | None,
     typer.Option(
-        "--timeout", metavar="DURATION", help="Stop waiting after e.g. 90s, 10m, 2d (exit 9)."
+        "--timeout",
+        metavar="DURATION",
+        help="Give up after e.g. 90s, 10m, 2d (exit 9): a deadline for the whole command, "
+        "submitting, waiting and downloading.",
     ),
 ]
+
+
+def whole_command(timeout: float | None) -> AbstractContextManager[None]:
+    """`--timeout` as the deadline of all the command does from here on: the
+    submission, the waiting, every request and the downloads (`core.deadlines`)."""
+    from pixeldojo_cli.core.deadlines import within
+
+    return within(timeout)
+
+
 PollIntervalOption = Annotated[
     float | None,
     typer.Option(

@@ -179,6 +179,15 @@ class WaitTimeoutError(PixelDojoError):
         return cls(f"Job {job_id} is still running after the timeout.", job_id=job_id)
 
 
+class DeadlineError(WaitTimeoutError):
+    """The command's deadline (`--timeout`) came before a request or a wait could
+    end: nothing more is sent or waited for (exit 9). Whoever knows the job
+    says how to resume."""
+
+    def __init__(self, message: str, *, job_id: str = "", hint: str | None = None) -> None:
+        super().__init__(message, job_id=job_id, hint=hint)
+
+
 class JobsInterruptedError(PixelDojoError):
     """Ctrl-C (or SIGTERM) while following or saving jobs: they keep running on the
     server, and the hint says how to pick them up again."""

@@ -17,6 +17,9 @@ one thing:
 - `delay`: sleep `delay` seconds before handling the request normally;
 - `trickle`: handle it normally but send the body in up to 200 pieces spread over
   `delay` seconds (a slow server);
+- `drip`: handle it normally but send the answer (status line, headers, body) one
+  byte every `delay` seconds, after the first `after_bytes` sent at once, then
+  close the connection (a server holding a client just under its read timeout);
 - `redirect`: answer `status` (301/302/307) with `Location: location`.
 - `bomb`: answer `status` (default 200) with a `Content-Encoding: encoding`
   (gzip or deflate) body of about a thousandth of `size` bytes that decodes
@@ -46,6 +49,7 @@ import random
 import re
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +63,7 @@ KINDS = (
     "gzip",
     "delay",
     "trickle",
+    "drip",
     "redirect",
     "bomb",
     "deep",
@@ -137,6 +142,10 @@ class Fault:
         other = record_of(claim) if isinstance(claim, str) else None
         return other if other is not None else {**answer, "jobId": claim}
 
+    def dripping(self, out: Any) -> Drip:
+        """A `drip` fault's writer in front of the connection's `out`."""
+        return Drip(out, self.delay, self.after_bytes)
+
     @property
     def error_code(self) -> str:
         if self.code:
@@ -153,6 +162,30 @@ def _unfinished(job: dict[str, Any]) -> dict[str, Any]:
     """A job as a lagging list shows it: still processing, no outputs yet."""
     gone = ("output", "completedAt", "expiresAt", "error")
     return {**{k: v for k, v in job.items() if k not in gone}, "status": "processing"}
+
+
+class Drip:
+    """Writes the first `after_bytes` as they come, then one byte every `delay`
+    seconds, whatever the caller hands it at once."""
+
+    def __init__(self, out: Any, delay: float, after_bytes: int) -> None:
+        self.out, self.delay, self.at_once = out, delay, after_bytes
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        now, view = view[: max(0, self.at_once)], view[max(0, self.at_once) :]
+        self.at_once -= len(now)
+        if now:
+            self.out.write(now)
+            self.out.flush()
+        for i in range(len(view)):
+            time.sleep(self.delay)
+            self.out.write(view[i : i + 1])
+            self.out.flush()
+        return len(data)
+
+    def __getattr__(self, name: str) -> object:  # flush, close, closed: the connection's
+        return getattr(self.out, name)
 
 
 class FaultPlan:

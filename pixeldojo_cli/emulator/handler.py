@@ -153,6 +153,10 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault is not None and fault.kind == "trickle":
             self.trickle_seconds = fault.delay
             fault = None
+        elif fault is not None and fault.kind == "drip":
+            self.wfile = fault.dripping(self.wfile)  # type: ignore[assignment]
+            self.close_connection = True  # the next request on it gets a plain writer
+            fault = None
         if fault is not None and self._apply_fault(fault):
             return
         try:

@@ -12,6 +12,7 @@ retry never pays twice.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections import Counter
@@ -354,7 +355,8 @@ class Batch:
             self._finish_result(line, result)
             return
         line.job = ended
-        self._saving[pool.submit(self._save, line, ended)] = line
+        # The pool's thread runs in a copy of this context: under --timeout too.
+        self._saving[pool.submit(contextvars.copy_context().run, self._save, line, ended)] = line
 
     def _save(self, line: Line, job: Job) -> JobResult:
         """In a pool thread: the engine's save, which records each file as it lands."""
@@ -392,10 +394,12 @@ class Batch:
         self._finish(line, result.outcome)
 
     def _time_out(self, pool: ThreadPoolExecutor) -> None:
-        """--timeout: one last look at every running job; the ones that finished
-        are saved (paid outputs: their downloads are let finish), the rest stay
-        as they are (running jobs keep running and are in the ledger); one line
-        says how to pick it all up again."""
+        """--timeout: one last look at every running job, the ones that finished
+        saved, while the deadline in force leaves time (under `run --timeout`,
+        the whole command's deadline: nothing is waited for past it, a download
+        cut by it is resumed by the next run); the rest stay as they are
+        (running jobs keep running and are in the ledger); one line says how to
+        pick it all up again."""
         for job_id, ended in self.follower.at_deadline().items():
             line = self._by_job.pop(job_id)
             if isinstance(ended, WaitTimeoutError):

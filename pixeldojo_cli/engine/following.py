@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pixeldojo_cli.api.results import Job, jobs_by_id
-from pixeldojo_cli.core import interrupts
+from pixeldojo_cli.core import deadlines, interrupts
 from pixeldojo_cli.core.errors import (
+    DeadlineError,
     JobsInterruptedError,
     PixelDojoError,
     RequestTimeoutError,
@@ -82,7 +83,7 @@ class Follower:
         self._clock = clock
         types = client.modality_of if client.model_types_hint_schedule else None
         self.schedule_for = schedule_for or default_schedule_for(wait, recorder, types)
-        self.deadline = None if wait.timeout is None else clock() + wait.timeout
+        self.deadline = _deadline(wait.timeout, clock)
         self._tracked: dict[str, _Tracked] = {}
         self._last_look = False
         # No round (one list request, or one GET per due job) sooner than `FLOOR`
@@ -216,8 +217,10 @@ class Follower:
         self.requests += 1
         try:
             return self.client.get_job(job_id, timeout=self._request_timeout())
-        except RequestTimeoutError as exc:
-            if self.timed_out():
+        except (RequestTimeoutError, DeadlineError) as exc:
+            # A DeadlineError may come a little early (a retry that would end
+            # past the deadline is not tried): it ends the wait all the same.
+            if self.timed_out() or isinstance(exc, DeadlineError):
                 raise WaitTimeoutError.still_running(job_id) from exc
             raise
 
@@ -260,6 +263,13 @@ class Follower:
                 )
         tracked.due = now + _delay(tracked.schedule, elapsed, tracked.polls)
         return None
+
+
+def _deadline(timeout: float | None, clock: Callable[[], float]) -> float | None:
+    """When the wait ends, on `clock`: after `timeout`, and no later than the
+    deadline in force (a command's `--timeout` counts from its start)."""
+    bounds = [s for s in (timeout, deadlines.remaining()) if s is not None]
+    return clock() + min(bounds) if bounds else None
 
 
 def _delay(schedule: Schedule, elapsed: float, polls: int) -> float:

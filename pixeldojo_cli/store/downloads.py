@@ -14,6 +14,11 @@ Ctrl-C (or SIGTERM) takes effect within a second in every phase: the download
 threads are daemons the caller never waits on for more than a second, their
 connections are shut from the calling thread, and this run's `.part` files go
 (`flight.py`).
+
+A download has no deadline of its own, only a rule that it keeps moving (the
+transport's); under a deadline (`run --timeout`), it ends with it: no retry
+after, no pause past it, the `.part` file removed, and the error says how to
+resume (`DeadlineError`, exit 9).
 """
 
 from __future__ import annotations
@@ -31,8 +36,13 @@ import httpx
 
 from pixeldojo_cli.api.results import Job
 from pixeldojo_cli.api.transport import Transport
-from pixeldojo_cli.core import interrupts
-from pixeldojo_cli.core.errors import DownloadError, ExpiredError, OutputRefusedError
+from pixeldojo_cli.core import deadlines, interrupts
+from pixeldojo_cli.core.errors import (
+    DeadlineError,
+    DownloadError,
+    ExpiredError,
+    OutputRefusedError,
+)
 from pixeldojo_cli.store.files import (
     DownloadedFile,
     ensure_folder,
@@ -102,6 +112,9 @@ class _Fetch:
     def pause(self, attempt: int) -> None:
         """The pause before another attempt; cut short by an interruption."""
         delay = min(8.0, RETRY_BASE_DELAY * 2**attempt)
+        left = deadlines.remaining()
+        if left is not None:  # no pause past the deadline: the next attempt ends it
+            delay = max(0.0, min(delay, left))
         if self.sleep is time.sleep:
             if self.flight.cancel.wait(delay):
                 raise _Cancelled
@@ -115,6 +128,15 @@ class _Fetch:
 
     def name(self) -> str:
         return f"Output {self.index} of job {self.job_id}"
+
+    def too_late(self) -> DeadlineError:
+        """The deadline in force (`--timeout`) came before this output was in."""
+        return DeadlineError(
+            f"--timeout was reached while downloading output {self.index} of job "
+            f"{self.job_id}; no partial file was left under a final name.",
+            job_id=self.job_id,
+            hint=f"Resume with: pixeldojo download {self.job_id}",
+        )
 
 
 def download_file(
@@ -218,6 +240,8 @@ def _stream_into(fetch: _Fetch, part: PartFile) -> Path:
     for attempt in range(1, fetch.max_attempts + 1):
         if fetch.flight.stopped():
             raise _Cancelled
+        if deadlines.passed():
+            raise fetch.too_late()
         try:
             final = _attempt(fetch, part, tries)
             if final is not None:
@@ -227,6 +251,8 @@ def _stream_into(fetch: _Fetch, part: PartFile) -> Path:
         except (httpx.TransportError, httpx.DecodingError) as exc:
             if fetch.flight.stopped():
                 raise _Cancelled from None
+            if deadlines.passed():
+                raise fetch.too_late() from None
             tries.last_error = f"{type(exc).__name__}: {exc}"
             if not tries.resumable:
                 part.restart()

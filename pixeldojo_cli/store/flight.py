@@ -9,6 +9,7 @@ blocked reading one, and this call's `.part` files are removed.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import queue
 import socket
 import threading
@@ -123,8 +124,12 @@ def _start_workers(
             except BaseException as exc:  # handed to the calling thread
                 results.put((n, exc))
 
+    # Each thread runs in a copy of the caller's context: a deadline in force
+    # (`core.deadlines`) holds for the downloads too.
     threads = [
-        threading.Thread(target=worker, name="download", daemon=True)
+        threading.Thread(
+            target=contextvars.copy_context().run, args=(worker,), name="download", daemon=True
+        )
         for _ in range(max(1, min(concurrency, len(todo))))
     ]
     for thread in threads:

@@ -25,6 +25,7 @@ from pixeldojo_cli.cli.outputs import (
     PollIntervalOption,
     TimeoutOption,
     print_results,
+    whole_command,
 )
 from pixeldojo_cli.cli.render import printable
 from pixeldojo_cli.cli.state import AppState, get_state
@@ -381,7 +382,10 @@ def wait(
             )
         )
         client = state.client()
-        with state.render.job_display(state.render.progress_mode()) as notify:
+        with (
+            whole_command(wait_options.timeout),
+            state.render.job_display(state.render.progress_mode()) as notify,
+        ):
             results = wait_and_save(
                 client,
                 list(dict.fromkeys(job_ids)),

@@ -39,6 +39,7 @@ from pixeldojo_cli.cli.outputs import (
     Presentation,
     TimeoutOption,
     result_lines,
+    whole_command,
 )
 from pixeldojo_cli.cli.state import AppState, get_state
 
@@ -133,7 +134,8 @@ def run(
             max_credits=max_credits,
         )
         request.check()
-        _execute(state, request, options, show)
+        with whole_command(options[0].timeout):
+            _execute(state, request, options, show)
 
 
 def _execute(

@@ -30,7 +30,10 @@ def complete_model(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]
     """Model ids starting with what was typed, with their names as help."""
     from pixeldojo_cli.cli.completion.candidates import model_candidates
 
-    return model_candidates(*_target(ctx), incomplete)
+    try:
+        return model_candidates(*_target(ctx), incomplete)
+    except Exception:  # a TAB never prints an error into the shell: offer nothing
+        return []
 
 
 def complete_param(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
@@ -41,7 +44,10 @@ def complete_param(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]
     model_id = ctx.params.get("model_id") or next(iter(ctx.args), None)
     if not isinstance(model_id, str) or not model_id:
         return []
-    return parameter_candidates(*_target(ctx), model_id, incomplete)
+    try:
+        return parameter_candidates(*_target(ctx), model_id, incomplete)
+    except Exception:  # a TAB never prints an error into the shell: offer nothing
+        return []
 
 
 def complete_job(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:

@@ -17,10 +17,15 @@ import os
 import re
 import shlex
 from collections.abc import Mapping, MutableMapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 COMPLETE_VAR = "_PIXELDOJO_COMPLETE"
+# A TAB answers within 3 s: every request it makes (connecting, the headers and
+# the body) ends this long after it starts, whatever the server does, leaving the
+# rest for starting Python and offering what the cache has.
+TAB_DEADLINE = 2.5
 GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "--no-color", "--emulator"})
 MODEL_COMMANDS = {("run",), ("models", "show"), ("models", "schema")}
 # Commands whose arguments are job ids: True when they take several.
@@ -35,6 +40,13 @@ JOB_COMMANDS = {
 WORD_BREAKS = frozenset("=:@")
 
 Candidates = list[tuple[str, str]]
+
+
+def tab_deadline() -> AbstractContextManager[None]:
+    """The deadline of one TAB, from now (`core.deadlines`)."""
+    from pixeldojo_cli.core.deadlines import within
+
+    return within(TAB_DEADLINE)
 
 
 def _tree() -> dict[str, Any]:
