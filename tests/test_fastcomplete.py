@@ -141,7 +141,13 @@ def test_the_entry_point_answers_as_main_does_in_process(
 ) -> None:
     env = run_subprocess_env(emulator)
     for line in ["pixeldojo run fl", "pixeldojo run flux-dev -p aspect_ratio="]:
-        assert ask_process(line, shell, env, slow=slow) == ask(line, shell, slow=slow), line
+        expected = ask(line, shell, slow=slow)
+        # A TAB gives up at its 3 s deadline and offers nothing: on a loaded machine
+        # the process's start-up alone can take that long, so a miss is asked again.
+        answers = [ask_process(line, shell, env, slow=slow) for _ in range(1)]
+        while answers[-1] != expected and len(answers) < 3:
+            answers.append(ask_process(line, shell, env, slow=slow))
+        assert answers[-1] == expected, (line, answers)
 
 
 def test_the_fast_path_does_not_build_the_typer_app(emulator: Emulator) -> None:

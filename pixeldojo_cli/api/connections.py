@@ -14,10 +14,13 @@ import httpcore
 import httpx
 
 from pixeldojo_cli.api.addresses import AddressGuard
+from pixeldojo_cli.core import deadlines
 
 # The request extension that marks an output download: its connections are
 # made through the address rule (`Transport.stream` sets it).
 OUTPUT_DOWNLOAD = "pixeldojo.output_download"
+
+_T = TypeVar("_T")
 
 
 class CheckedBackend(httpcore.NetworkBackend):
@@ -74,9 +77,6 @@ def _checked(transport: httpx.HTTPTransport, guard: AddressGuard) -> httpx.HTTPT
         raise RuntimeError("this httpx cannot check output addresses; downloads are refused")
     pool._network_backend = CheckedBackend(guard)
     return transport
-from pixeldojo_cli.core import deadlines
-
-_T = TypeVar("_T")
 
 
 class TLSWhenNeeded(httpx.BaseTransport):
