@@ -23,6 +23,8 @@ one thing:
   to `size` bytes of spaces: a decompression bomb (2 GiB in ~2 MB).
 - `deep`: answer `status` (default 200) with a JSON job whose `output` is
   nested `depth` levels deep (`[[[...]]]`).
+- `picture` (files): answer with a valid PNG of `width` x `height` pixels
+  (12,000 x 12,000 by default: 432 MB decoded, about 450 kB on the wire).
 
 `headers` adds headers to a `status`, `bomb` or `deep` answer (for example a
 `Content-Encoding` for a hand-made `body`).
@@ -41,6 +43,8 @@ import threading
 import zlib
 from dataclasses import dataclass, field
 
+from pixeldojo_cli.emulator.png import big_picture
+
 KINDS = (
     "status",
     "reset",
@@ -52,6 +56,7 @@ KINDS = (
     "redirect",
     "bomb",
     "deep",
+    "picture",
 )
 _DEFAULT_CODES = {
     400: "validation_error",
@@ -84,6 +89,8 @@ class Fault:
     encoding: str = "gzip"
     depth: int = 100_000
     headers: dict[str, str] | None = None
+    width: int = 12_000
+    height: int = 12_000
     fired: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -94,6 +101,8 @@ class Fault:
         if self.target not in ("api", "files"):
             raise ValueError("target is 'api' or 'files'")
         re.compile(self.path)
+        if self.kind == "picture" and self.content_type == "application/json":
+            self.content_type = "image/png"
 
     @property
     def body_bytes(self) -> bytes | None:
@@ -101,9 +110,11 @@ class Fault:
         return self.body.encode() if isinstance(self.body, str) else self.body
 
     def answer(self) -> tuple[int, bytes, dict[str, str]]:
-        """(status, body, headers) of a `bomb` or `deep` answer."""
+        """(status, body, headers) of a `bomb`, `deep` or `picture` answer."""
         status = 200 if self.status == 500 else self.status  # 500 is the field's default
         headers = dict(self.headers or {})
+        if self.kind == "picture":
+            return status, big_picture(self.width, self.height), headers
         if self.kind == "bomb":
             headers["Content-Encoding"] = self.encoding
             return status, compressed_spaces(self.size, self.encoding), headers
