@@ -208,7 +208,7 @@ def test_a_terminal_reporting_absurd_cell_pixels_still_gets_its_sixel_preview(
     assert "\x1bPq" in screen and peak < PEAK_MB
 
 
-@pytest.mark.parametrize("value", ["\u00b2", "99999999999999999999", "0"])
+@pytest.mark.parametrize("value", ["\u00b2", "99999999999999999999", "0", "1"])
 @pytest.mark.parametrize("args", [["models"], ["jobs", "list"], ["run", "--help"]])
 def test_tables_and_help_read_any_columns_without_failing(
     emulator: Emulator, cli: Invoke, tmp_path: Path, value: str, args: list[str]
@@ -258,6 +258,7 @@ UNREADABLE = {
     "bmp.jpg": _encoded("BMP"),
     "eps.png": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
     "big-canvas.gif": gif_canvas(65535, 65535),
+    "unknown-chunk.webp": b"RIFF\x16\0\0\0WEBPVP8Q" + bytes(14),
 }
 
 

@@ -97,7 +97,10 @@ def load_reduced(path: Path, box_for: Callable[[Box], Box]) -> Any:
         warnings.simplefilter("error", Image.DecompressionBombWarning)  # ...a bomb is refused
         try:
             with path.open("rb") as file:
-                sniffed = header_size(file.read(30))
+                head = file.read(30)
+            sniffed = header_size(head)
+            if sniffed is None and head[8:12] == b"WEBP":  # libwebp would allocate unchecked
+                raise NoPreview("not a picture Pillow can read")
             if sniffed is not None:  # before Pillow allocates anything (libwebp: on opening)
                 _check_extension(path, sniffed.format)
                 size = (sniffed.width, sniffed.height)

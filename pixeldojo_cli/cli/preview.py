@@ -35,6 +35,9 @@ PROTOCOLS = ("kitty", "iterm", "sixel", "blocks")
 ENV_PROTOCOL = "PIXELDOJO_PREVIEW_PROTOCOL"
 MAX_COLUMNS = 64  # a glance, not a viewer: --open shows it whole
 MAX_ROWS = 20  # and it leaves the lines above it on the screen
+# The most pixels a cell gets in a drawn picture: a HiDPI cell shows it a little smaller,
+# and the picture stays at most 1024 x 640 (a sixel of that takes seconds to encode).
+MAX_CELL_PIXELS = (16, 32)
 
 
 def show_preview(path: Path, renderer: Renderer) -> None:
@@ -58,7 +61,7 @@ def show_preview(path: Path, renderer: Renderer) -> None:
         renderer.note(f"No preview of {path.name}: colours are off (NO_COLOR or --no-color).")
         return
     terminal = terminal_size()
-    cell = (1, 2) if protocol == "blocks" else cell_pixels()  # half-blocks: 2 pixels a cell
+    cell = (1, 2) if protocol == "blocks" else _picture_cell()  # half-blocks: 2 pixels a cell
 
     def drawn_box(size: tuple[int, int]) -> tuple[int, int]:
         columns, rows = fit_cells(size, terminal)
@@ -110,14 +113,22 @@ def fit_cells(image_size: tuple[int, int], terminal: tuple[int, int]) -> tuple[i
 
 def draw(picture: Any, protocol: str, columns: int, rows: int, *, ascii_only: bool = False) -> str:
     """The escape sequences (or coloured text) that draw `picture` in columns x rows cells."""
-    if protocol == "kitty":
-        return kitty(_png(picture), columns, rows)
-    if protocol == "iterm":
-        return iterm(_png(picture), columns, rows)
-    if protocol == "sixel":
-        cell_width, cell_height = cell_pixels()
-        return sixel(picture.resize((columns * cell_width, rows * cell_height)))
+    cell_width, cell_height = _picture_cell()
+    box = (columns * cell_width, rows * cell_height)
+    if protocol in ("kitty", "iterm"):  # the terminal scales it to the cells: no more is sent
+        fitted = picture.copy()
+        fitted.thumbnail(box)
+        encode = kitty if protocol == "kitty" else iterm
+        return encode(_png(fitted), columns, rows)
+    if protocol == "sixel":  # drawn pixel for pixel
+        return sixel(picture.resize(box))
     return half_blocks(picture, columns, ascii_only=ascii_only)
+
+
+def _picture_cell() -> tuple[int, int]:
+    """A cell's size in pixels for a picture drawn by a graphics protocol."""
+    width, height = cell_pixels()
+    return min(width, MAX_CELL_PIXELS[0]), min(height, MAX_CELL_PIXELS[1])
 
 
 def _png(picture: Any) -> bytes:
