@@ -8,8 +8,9 @@ stderr and only when stdout and stderr are both terminals, so the paths on
 stdout stay the only stdout and a pipe or a log never gets escape codes.
 
 It needs Pillow, the optional extra `pip install 'pixeldojo-cli[preview]'`, to
-decode PNG, JPEG and WebP; without it, asking for a preview prints how to
-install it. The protocols themselves are a few escape sequences, written here:
+decode PNG, JPEG, WebP and GIF (at the size they are drawn, within a memory
+budget: `picture.py`); without it, asking for a preview prints how to install it.
+The protocols themselves are a few escape sequences, written here:
 the terminal-image libraries on PyPI either pin old Pillow versions, draw
 half-blocks only, or probe the terminal by reading its answers from stdin.
 """
