@@ -19,8 +19,8 @@ Measured (Pillow 13, Python 3.11, Linux x86-64; growth of peak RSS, MB):
     PNG 12000x12000 RGB (the emulator's)   443 kB    0, refused            1090
     PNG 12000x12000 16-bit RGB             842 kB    0, refused            1090
     PNG 12000x12000 palette                165 kB    0, refused             678
-    GIF 12000x12000 screen, 1x1 frame       40 B     0, refused             541
-    WebP 12000x12000 canvas, 1x1 frame     100 B     0, refused            2189
+    GIF 12000x12000 screen, 1x1 frame       35 B     0, refused             541
+    WebP 12000x12000 canvas, 1x1 frame      92 B     0, refused            2189
     PNG 5000x5000 RGB / 16-bit RGB          82 kB   94, drawn               182
     PNG 9000x9000 palette                   98 kB   86, drawn               377
     PNG 7000x7000 16-bit grey              109 kB   96, drawn               271

@@ -245,6 +245,8 @@ def _encoded(format_: str, mode: str = "RGB", **options: object) -> bytes:
 
 
 PNG = emulator_png("a fox", 1, 1, 64, 64)
+JPEG = _encoded("JPEG")
+_SOF = JPEG.index(b"\xff\xc0") + 5  # where a baseline JPEG says its height and width
 UNREADABLE = {
     "empty.png": b"",
     "truncated.png": PNG[: len(PNG) // 2],
@@ -252,12 +254,13 @@ UNREADABLE = {
     "flipped-byte.png": PNG[:100] + bytes([PNG[100] ^ 0xFF]) + PNG[101:],
     "zero-width.png": PNG[:16] + b"\0\0\0\0" + PNG[20:],
     "html.png": b"<html><body>502 Bad Gateway</body></html>",
-    "jpeg.png": _encoded("JPEG"),
+    "jpeg.png": JPEG,
     "gif.webp": _encoded("GIF", "P"),
     "tiff.png": _encoded("TIFF"),
     "bmp.jpg": _encoded("BMP"),
     "eps.png": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
     "big-canvas.gif": gif_canvas(65535, 65535),
+    "claims-60000x60000.jpg": JPEG[:_SOF] + struct.pack(">HH", 60000, 60000) + JPEG[_SOF + 4 :],
     "unknown-chunk.webp": b"RIFF\x16\0\0\0WEBPVP8Q" + bytes(14),
 }
 
