@@ -9,7 +9,6 @@ read `INTEGER`, `[a|b]`, and defaults `[default: ...]`.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from enum import Enum
 from typing import Any
@@ -19,13 +18,14 @@ from typer.core import TyperCommand, TyperGroup
 
 from pixeldojo_cli.cli.helptext import BOLD, RESET, Page, paragraphs, wrap_words
 from pixeldojo_cli.cli.render import color_wanted
+from pixeldojo_cli.cli.terminal import terminal_size
 
 MAX_WIDTH = 100  # wider lines are harder to read, even on a wide terminal
 
 
 def help_width() -> int:
     """The terminal's width (COLUMNS wins), at most MAX_WIDTH; 80 when unknown."""
-    return max(20, min(shutil.get_terminal_size((80, 24)).columns, MAX_WIDTH))
+    return max(20, min(terminal_size()[0], MAX_WIDTH))
 
 
 def _metavar(param: Any) -> str:

@@ -8,8 +8,9 @@ stderr and only when stdout and stderr are both terminals, so the paths on
 stdout stay the only stdout and a pipe or a log never gets escape codes.
 
 It needs Pillow, the optional extra `pip install 'pixeldojo-cli[preview]'`, to
-decode PNG, JPEG and WebP; without it, asking for a preview prints how to
-install it. The protocols themselves are a few escape sequences, written here:
+decode PNG, JPEG, WebP and GIF (at the size they are drawn, within a memory
+budget: `picture.py`); without it, asking for a preview prints how to install it.
+The protocols themselves are a few escape sequences, written here:
 the terminal-image libraries on PyPI either pin old Pillow versions, draw
 half-blocks only, or probe the terminal by reading its answers from stdin.
 """
@@ -20,10 +21,12 @@ import base64
 import io
 import os
 import re
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from pixeldojo_cli.cli.picture import NoPreview, load_reduced
+from pixeldojo_cli.cli.terminal import cell_pixels, terminal_size
 
 if TYPE_CHECKING:
     from pixeldojo_cli.cli.render import Renderer
@@ -33,7 +36,9 @@ PROTOCOLS = ("kitty", "iterm", "sixel", "blocks")
 ENV_PROTOCOL = "PIXELDOJO_PREVIEW_PROTOCOL"
 MAX_COLUMNS = 64  # a glance, not a viewer: --open shows it whole
 MAX_ROWS = 20  # and it leaves the lines above it on the screen
-CELL_PIXELS = (10, 20)  # a terminal cell's size in pixels when the terminal does not say
+# The most pixels a cell gets in a drawn picture: a HiDPI cell shows it a little smaller,
+# and the picture stays at most 1024 x 640 (a sixel of that takes seconds to encode).
+MAX_CELL_PIXELS = (16, 32)
 
 
 def show_preview(path: Path, renderer: Renderer) -> None:
@@ -46,7 +51,7 @@ def show_preview(path: Path, renderer: Renderer) -> None:
     if renderer.quiet or not (renderer.stdout_is_terminal() and renderer.stderr_is_terminal()):
         return
     try:
-        from PIL import Image
+        import PIL  # noqa: F401 - only to say how to install it when it is missing
     except ImportError:
         renderer.note(INSTALL_HINT)
         return
@@ -56,14 +61,19 @@ def show_preview(path: Path, renderer: Renderer) -> None:
     if protocol == "blocks" and not color_wanted(renderer.no_color, renderer.stderr):
         renderer.note(f"No preview of {path.name}: colours are off (NO_COLOR or --no-color).")
         return
+    terminal = terminal_size()
+    cell = (1, 2) if protocol == "blocks" else _picture_cell()  # half-blocks: 2 pixels a cell
+
+    def drawn_box(size: tuple[int, int]) -> tuple[int, int]:
+        columns, rows = fit_cells(size, terminal)
+        return columns * cell[0], rows * cell[1]
+
     try:
-        with Image.open(path) as opened:
-            opened.load()
-            picture = opened.convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError):
-        renderer.note(f"No preview of {path.name}: not a picture Pillow can read.")
+        picture = load_reduced(path, drawn_box)
+    except NoPreview as why:
+        renderer.note(f"No preview of {path.name}: {why}.")
         return
-    columns, rows = fit_cells(picture.size, _terminal_cells())
+    columns, rows = fit_cells(picture.size, terminal)
     drawing = draw(picture, protocol, columns, rows, ascii_only=_ascii_only(renderer))
     renderer.stderr.write(drawing)
     renderer.stderr.flush()
@@ -89,11 +99,6 @@ def detect_protocol(env: Mapping[str, str]) -> str:
     return "blocks"
 
 
-def _terminal_cells() -> tuple[int, int]:
-    size = shutil.get_terminal_size((80, 24))
-    return size.columns, size.lines
-
-
 def fit_cells(image_size: tuple[int, int], terminal: tuple[int, int]) -> tuple[int, int]:
     """(columns, rows) for the picture: as wide as allowed, its shape kept (a cell
     is about twice as tall as wide), never taller than the terminal."""
@@ -109,14 +114,22 @@ def fit_cells(image_size: tuple[int, int], terminal: tuple[int, int]) -> tuple[i
 
 def draw(picture: Any, protocol: str, columns: int, rows: int, *, ascii_only: bool = False) -> str:
     """The escape sequences (or coloured text) that draw `picture` in columns x rows cells."""
-    if protocol == "kitty":
-        return kitty(_png(picture), columns, rows)
-    if protocol == "iterm":
-        return iterm(_png(picture), columns, rows)
-    if protocol == "sixel":
-        cell_width, cell_height = _cell_pixels()
-        return sixel(picture.resize((columns * cell_width, rows * cell_height)))
+    cell_width, cell_height = _picture_cell()
+    box = (columns * cell_width, rows * cell_height)
+    if protocol in ("kitty", "iterm"):  # the terminal scales it to the cells: no more is sent
+        fitted = picture.copy()
+        fitted.thumbnail(box)
+        encode = kitty if protocol == "kitty" else iterm
+        return encode(_png(fitted), columns, rows)
+    if protocol == "sixel":  # drawn pixel for pixel
+        return sixel(picture.resize(box))
     return half_blocks(picture, columns, ascii_only=ascii_only)
+
+
+def _picture_cell() -> tuple[int, int]:
+    """A cell's size in pixels for a picture drawn by a graphics protocol."""
+    width, height = cell_pixels()
+    return min(width, MAX_CELL_PIXELS[0]), min(height, MAX_CELL_PIXELS[1])
 
 
 def _png(picture: Any) -> bytes:
@@ -128,23 +141,6 @@ def _png(picture: Any) -> bytes:
 def _ascii_only(renderer: Renderer) -> bool:
     encoding = (getattr(renderer.stderr, "encoding", None) or "").lower().replace("-", "")
     return not encoding.startswith("utf")
-
-
-def _cell_pixels() -> tuple[int, int]:
-    """A cell's size in pixels, from the terminal when it tells (TIOCGWINSZ)."""
-    try:
-        import fcntl
-        import struct
-        import sys
-        import termios
-
-        packed = fcntl.ioctl(sys.stderr.fileno(), termios.TIOCGWINSZ, b"\0" * 8)
-        rows, columns, width, height = struct.unpack("HHHH", packed)
-        if rows and columns and width and height:
-            return max(1, width // columns), max(1, height // rows)
-    except (ImportError, OSError, ValueError):
-        pass
-    return CELL_PIXELS
 
 
 # --- the protocols ---------------------------------------------------------------------

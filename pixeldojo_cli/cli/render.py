@@ -23,6 +23,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pixeldojo_cli.cli.tables import Column, draw_table
+from pixeldojo_cli.cli.terminal import console_size
 from pixeldojo_cli.core.text import dump_json, safe_lines, safe_text
 
 if TYPE_CHECKING:
@@ -164,6 +165,7 @@ class Renderer:
 
     def _console(self, stream: TextIO) -> Console:
         color = color_wanted(self.no_color, stream)
+        width, height = console_size()  # Rich must not parse COLUMNS/LINES itself
         return _safe_console_class()(
             self._tidy_lines,
             file=stream,
@@ -174,6 +176,8 @@ class Renderer:
             emoji=False,
             soft_wrap=True,
             force_terminal=True if color and not _is_tty(stream) else None,
+            width=width,
+            height=height,
         )
 
     @property

@@ -26,6 +26,8 @@ one thing:
   to `size` bytes of spaces: a decompression bomb (2 GiB in ~2 MB).
 - `deep`: answer `status` (default 200) with a JSON job whose `output` is
   nested `depth` levels deep (`[[[...]]]`).
+- `picture` (files): answer with a valid PNG of `width` x `height` pixels
+  (12,000 x 12,000 by default: 432 MB decoded, about 450 kB on the wire).
 
 - `other_job`: `GET /jobs/{id}` answers about another job: `other` names an
   existing job (its record is served), or is any other JSON value (a made-up
@@ -55,6 +57,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pixeldojo_cli.emulator.png import big_picture
+
 KINDS = (
     "status",
     "reset",
@@ -69,6 +73,7 @@ KINDS = (
     "deep",
     "other_job",
     "stale_list",
+    "picture",
 )
 _DEFAULT_CODES = {
     400: "validation_error",
@@ -102,6 +107,8 @@ class Fault:
     depth: int = 100_000
     headers: dict[str, str] | None = None
     other: Any = None
+    width: int = 12_000
+    height: int = 12_000
     fired: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -112,6 +119,8 @@ class Fault:
         if self.target not in ("api", "files"):
             raise ValueError("target is 'api' or 'files'")
         re.compile(self.path)
+        if self.kind == "picture" and self.content_type == "application/json":
+            self.content_type = "image/png"
 
     @property
     def body_bytes(self) -> bytes | None:
@@ -119,9 +128,11 @@ class Fault:
         return self.body.encode() if isinstance(self.body, str) else self.body
 
     def answer(self) -> tuple[int, bytes, dict[str, str]]:
-        """(status, body, headers) of a `bomb` or `deep` answer."""
+        """(status, body, headers) of a `bomb`, `deep` or `picture` answer."""
         status = 200 if self.status == 500 else self.status  # 500 is the field's default
         headers = dict(self.headers or {})
+        if self.kind == "picture":
+            return status, big_picture(self.width, self.height), headers
         if self.kind == "bomb":
             headers["Content-Encoding"] = self.encoding
             return status, compressed_spaces(self.size, self.encoding), headers

@@ -175,7 +175,7 @@ class _Handler(BaseHTTPRequestHandler):
         if fault.kind == "redirect":
             self._send(fault.status or 302, b"", headers={"Location": fault.location})
             return True
-        if fault.kind in ("bomb", "deep"):
+        if fault.kind in ("bomb", "deep", "picture"):
             status, body, extra = fault.answer()
             self._send(status, body, fault.content_type, extra)
             return True

@@ -46,6 +46,31 @@ def encode_png(width: int, height: int, rows: list[bytes]) -> bytes:
     )
 
 
+@lru_cache(maxsize=4)
+def big_picture(width: int, height: int) -> bytes:
+    """A valid 8-bit RGB PNG of width x height pixels that is small on the wire:
+    a gradient row, then rows that repeat it (PNG's `Up` filter: all zeros).
+    12,000 x 12,000 pixels (432 MB decoded) is about 430 kB: for testing what
+    a client does with a picture far larger than it will draw."""
+    first = b"\x00" + bytes(x * 255 // max(1, width - 1) for x in range(width) for _ in "rgb")
+    up = b"\x02" + bytes(width * 3)
+    per_block = max(1, 2**20 // len(up))  # whole rows, about 1 MiB a block
+    blocks, rest = divmod(height - 1, per_block)
+    rows = up * per_block
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    # A full flush restarts the compressor: each block's bytes are the same, made once.
+    head = deflate.compress(first) + deflate.flush(zlib.Z_FULL_FLUSH)
+    block = deflate.compress(rows) + deflate.flush(zlib.Z_FULL_FLUSH)
+    tail = deflate.compress(up * rest) + deflate.flush(zlib.Z_FINISH)
+    adler = zlib.adler32(first)
+    for _ in range(blocks):
+        adler = zlib.adler32(rows, adler)
+    adler = zlib.adler32(up * rest, adler)
+    stream = b"\x78\xda" + head + block * blocks + tail + struct.pack(">I", adler)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
+
+
 @lru_cache(maxsize=64)
 def render(prompt: str, seed: int, index: int, width: int, height: int) -> bytes:
     """A diagonal two-colour gradient with a disc: a picture of the prompt and seed."""
