@@ -547,3 +547,18 @@ def test_a_submit_answer_naming_two_jobs_is_followed_under_its_jobid_and_said(
     assert "job_decoy" in result.stderr and f"following {asked}" in result.stderr
     assert saved_here(tmp_path) == [f"{asked}-1.png", f"{asked}.json"]
     assert unsaved_in_ledger(cli) == [] and cli("jobs", "show", asked).exit_code == 0
+
+
+@pytest.mark.parametrize("order", ["the other first", "the asked first"])
+def test_an_id_key_given_twice_with_two_values_is_refused(
+    cli: Invoke, emulator: Emulator, tmp_path: Path, order: str
+) -> None:
+    asked, decoy = completed_jobs(cli, "mine", "decoy")
+    ids = [f'"jobId": "{decoy}"', f'"jobId": "{asked}"']
+    url = f"{emulator.files_url}/outputs/{decoy}/1.png"
+    first, second = ids if order == "the other first" else ids[::-1]
+    body = f'{{{first}, {second}, "status": "completed", "output": {{"images": ["{url}"]}}}}'
+    emulator.add_fault("status", status=200, method="GET", path=rf"/{asked}$", body=body, count=-1)
+    result = cli("download", asked)
+    assert result.exit_code == 10 and "(wrong_job)" in result.stderr, result.output
+    assert saved_here(tmp_path) == [] and unsaved_in_ledger(cli) == sorted([asked, decoy])

@@ -357,6 +357,23 @@ def id_claims(value: Any) -> list[Any]:
     return _scope_claims(value, alias=False) + _nested_claims(value, 0) + alias
 
 
+def _is_id_key(key: str) -> bool:
+    return _spelling(key) in ("jobid", JOB_ALIAS_KEY) or key == "job"
+
+
+def ids_given_twice(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as `json.loads` builds it (a repeated key: its last value),
+    except that an id key given twice with different values (`{"jobId": "A",
+    "jobId": "B"}`) keeps both, as a list: an id that names no one job, which
+    `check_about` refuses whichever value a reader would have taken."""
+    built: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in built and _is_id_key(key) and built[key] != value:
+            value = [built[key], value]
+        built[key] = value
+    return built
+
+
 def _names(claim: Any, job_id: str) -> bool:
     return type(claim) is str and claim == job_id
 
