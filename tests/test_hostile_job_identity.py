@@ -15,6 +15,7 @@ from test_webhooks import Listening, post, wait_for
 
 from pixeldojo_cli.api.results import parse_job_about
 from pixeldojo_cli.core.errors import BadResponseError, WrongJobError
+from pixeldojo_cli.core.idtext import shown_pair
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.engine import following
 
@@ -59,7 +60,6 @@ ASKED = "job_abc123"
 SAME_ANSWERS: dict[str, Any] = {
     "the same jobId": {"jobId": ASKED, "status": "pending"},
     "the same id (the alias)": {"id": ASKED, "status": "pending"},
-    "a jobId, an unrelated id": {"jobId": ASKED, "id": 7, "status": "pending"},
     "a wrapper naming it": {"jobId": ASKED, "job": {"jobId": ASKED, "status": "pending"}},
     "no jobId at all": {"status": "pending"},
     "a null jobId": {"jobId": None, "status": "pending"},
@@ -138,8 +138,10 @@ CLAIMS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def shown(claim: Any) -> str:
-    return claim if isinstance(claim, str) and claim else json.dumps(claim)
+def shown(claim: Any, asked: str) -> str:
+    """The claimed id as the message shows it beside `asked` (`idtext.shown_pair`:
+    escaped when the two are not both plain ASCII, so they never read alike)."""
+    return shown_pair(asked, claim)[1]
 
 
 def submitted_id(stderr: str) -> str:
@@ -165,7 +167,7 @@ def test_run_refuses_an_answer_claiming_another_id(
     answered_about(emulator, CLAIMS[name])
     result = cli("run", "flux-dev", "mine", *FAST)
     asked = submitted_id(result.stderr)
-    refused(result, asked, shown(CLAIMS[name](asked)))
+    refused(result, asked, shown(CLAIMS[name](asked), asked))
     assert saved_here(tmp_path) == [] and unsaved_in_ledger(cli) == [asked]
 
 
@@ -330,10 +332,13 @@ def test_a_list_entry_stands_only_for_the_job_it_names_exactly() -> None:
             {"jobId": "job_c", "status": "completed"},
             {"jobId": "job_c", "status": "processing"},  # two answers for job_c: neither
             {"id": "job_d", "status": "processing"},
-            {"jobId": "job_e", "id": "other", "status": "processing"},
+            {"jobId": "job_e", "id": "other", "status": "processing"},  # two ids: neither
+            {"job": {"jobId": "job_f", "status": "processing"}, "id": "other"},
+            {"jobId": "job_g", "data": {"jobId": "other"}, "status": "processing"},
+            {"job": {"jobId": "job_h", "status": "processing"}},
         ]
     )
-    assert sorted(jobs_by_id(listed)) == ["job_d", "job_e"]
+    assert sorted(jobs_by_id(listed)) == ["job_d", "job_h"]
 
 
 def test_a_list_that_lies_about_a_job_does_not_end_its_wait(
@@ -371,3 +376,189 @@ def test_webhook_replay_refuses_an_answer_about_another_job(
     asked_id = submitted_id(asked.stderr)
     answered_about(emulator, "job_madeup", path=rf"/jobs/{asked_id}/webhook$", method="POST")
     refused(cli("webhook", "replay", asked_id), asked_id, "job_madeup")
+
+
+# --- one rule for every id an answer gives (after the outside attack) ----------------
+
+# Every place this package reads a job's id (the listener's notifications
+# included), each naming `other`: an answer giving any of them for another job
+# than the one asked about is refused, at the top level or inside a wrapper.
+SPELLINGS: dict[str, Callable[[str], dict[str, Any]]] = {
+    "jobId": lambda other: {"jobId": other},
+    "job_id": lambda other: {"job_id": other},
+    "jobID": lambda other: {"jobID": other},
+    "JobId": lambda other: {"JobId": other},
+    "id beside the asked jobId": lambda other: {"jobId": ASKED, "id": other},
+    "id beside a null jobId": lambda other: {"jobId": None, "id": other},
+    "job as a string": lambda other: {"job": other},
+    "data.jobId": lambda other: {"data": {"jobId": other}},
+    "data.jobId beside the asked jobId": lambda other: {"jobId": ASKED, "data": {"jobId": other}},
+    "job.jobId": lambda other: {"job": {"jobId": other}},
+    "job.id": lambda other: {"job": {"id": other}},
+    "data.job.id": lambda other: {"data": {"job": {"id": other}}},
+    "payload.job_id": lambda other: {"payload": {"job_id": other}},
+    "an outer id, an inner record without one": lambda other: {"id": other, "job": {}},
+    "an outer jobId, the inner naming the asked one": lambda other: {
+        "jobId": other,
+        "job": {"jobId": ASKED},
+    },
+}
+RECORD = {"status": "completed", "output": {"images": ["https://example.invalid/1.png"]}}
+
+
+def naming(spelling: str, other: str) -> dict[str, Any]:
+    """A completed job's answer that gives `other` as its id the `spelling` way."""
+    answer = SPELLINGS[spelling](other)
+    if isinstance(answer.get("job"), dict):
+        return {**answer, "job": {**RECORD, **answer["job"]}}
+    return {**RECORD, **answer}
+
+
+@pytest.mark.parametrize("spelling", list(SPELLINGS))
+def test_every_id_an_answer_gives_is_checked(spelling: str) -> None:
+    from pixeldojo_cli.api.results import check_about
+
+    with pytest.raises(WrongJobError) as raised:
+        parse_job_about(naming(spelling, "job_other"), ASKED)
+    assert "job_other" in raised.value.message and raised.value.exit_code == 10
+    with pytest.raises(WrongJobError):
+        check_about(naming(spelling, "job_other"), ASKED)  # a webhook replay's answer
+
+
+@pytest.mark.parametrize("spelling", list(SPELLINGS))
+def test_an_answer_giving_the_asked_id_every_way_stands_for_it(spelling: str) -> None:
+    assert parse_job_about(naming(spelling, ASKED), ASKED).id == ASKED
+
+
+@pytest.mark.parametrize("spelling", list(SPELLINGS))
+def test_the_listener_reads_a_notified_id_where_answers_are_checked(spelling: str) -> None:
+    from pixeldojo_cli.engine.webhooks import job_id_from_notification
+
+    notification = SPELLINGS[spelling]("job_notified")
+    if ASKED not in json.dumps(notification):  # one id given: the listener takes it
+        assert job_id_from_notification(notification) == "job_notified"
+
+
+def decoy_answer(emulator: Emulator, decoy: str) -> str:
+    """The other job's record without its id, under an outer `id` naming it."""
+    url = f"{emulator.files_url}/outputs/{decoy}/1.png"
+    return json.dumps({"id": decoy, "job": {"status": "completed", "output": {"images": [url]}}})
+
+
+@pytest.mark.parametrize("command", [("download",), ("jobs", "show"), ("jobs", "wait")])
+def test_a_wrapper_whose_outer_id_names_another_job_is_refused(
+    cli: Invoke, emulator: Emulator, tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    asked, decoy = completed_jobs(cli, "mine", "decoy")
+    body = decoy_answer(emulator, decoy)
+    emulator.add_fault("status", status=200, method="GET", path=rf"/{asked}$", body=body, count=-1)
+    result = cli(*command, asked)
+    refused(result, asked, decoy)
+    assert saved_here(tmp_path) == [] and unsaved_in_ledger(cli) == sorted([asked, decoy])
+    assert not emulator.requests_to("GET", rf"/outputs/{decoy}/", target="files")
+
+
+def completed_jobs(cli: Invoke, *prompts: str) -> list[str]:
+    jobs = [submitted(cli, prompt) for prompt in prompts]
+    assert cli("jobs", "wait", *jobs, "--no-download", *FAST).exit_code == 0
+    return jobs
+
+
+REPLAY_ANSWERS = {
+    "id": {"id": "job_other", "delivery": {"status": "delivered"}},
+    "a null jobId and an id": {"jobId": None, "id": "job_other"},
+    "a job wrapper": {"job": {"jobId": "job_other"}, "delivery": {"status": "delivered"}},
+    "job_id": {"job_id": "job_other"},
+}
+
+
+@pytest.mark.parametrize("name", list(REPLAY_ANSWERS))
+def test_webhook_replay_checks_every_id_its_answer_gives(
+    cli: Invoke, emulator: Emulator, name: str
+) -> None:
+    asked = submitted(cli, "mine")
+    body = json.dumps(REPLAY_ANSWERS[name])
+    emulator.add_fault("status", status=200, method="POST", path=r"/webhook$", body=body)
+    refused(cli("webhook", "replay", asked), asked, "job_other")
+
+
+# --- the message tells the two ids apart ---------------------------------------------
+
+LONG = "job_" + "x" * 100
+LOOK_ALIKES = {
+    "a no-break space": ("job_1", "job_1\u00a0"),
+    "an ideographic space": ("job_1", "job_1\u3000"),
+    "a combining mark": ("job_e", "job_e\u0301"),
+    "a variation selector": ("job_1", "job_1\ufe0f"),
+    "NFC and NFD": ("job_caf\u00e9", "job_cafe\u0301"),
+    "a trailing space": ("job_1", "job_1 "),
+    "a Cyrillic letter": ("job_abc", "job_ab\u0441"),
+    "past the cut": (LONG + "A", LONG + "B"),
+    "a number spelling the id": ("123", 123),
+}
+
+
+@pytest.mark.parametrize("name", list(LOOK_ALIKES))
+def test_ids_that_look_alike_are_shown_apart(name: str) -> None:
+    asked, answered = LOOK_ALIKES[name]
+    message = WrongJobError(asked, answered).message
+    theirs, mine = message.removeprefix("The API answered about job ").split(
+        " when asked about job "
+    )
+    assert theirs.strip() != mine.removesuffix(".").strip(), message
+    assert message.replace("\u2026", "").isascii() and message.isprintable(), message
+    assert len(message) < 250
+
+
+def test_run_shows_an_id_with_a_no_break_space_escaped(cli: Invoke, emulator: Emulator) -> None:
+    answered_about(emulator, lambda asked: asked + "\u00a0")
+    result = cli("run", "flux-dev", "mine", *FAST)
+    asked = submitted_id(result.stderr)
+    refused(result, asked, asked + "\\xa0")
+
+
+def test_the_hint_says_which_job_nothing_was_saved_for(
+    cli: Invoke, emulator: Emulator, tmp_path: Path
+) -> None:
+    first, asked, other = completed_jobs(cli, "a", "b", "c")
+    answered_about(emulator, other, path=rf"/jobs/{asked}$")
+    result = cli("download", first, asked, other)
+    refused(result, asked, other)
+    assert "either job" not in result.stderr
+    assert f"neither for job {asked} nor under job {other}" in result.stderr
+    assert saved_here(tmp_path) == sorted(
+        f"{j}{e}" for j in (first, other) for e in ("-1.png", ".json")
+    )
+
+
+# --- a submit answer naming two jobs --------------------------------------------------
+
+
+def test_a_submit_answer_naming_two_jobs_is_followed_under_its_jobid_and_said(
+    cli: Invoke, emulator: Emulator, tmp_path: Path
+) -> None:
+    def two_ids(answer: Any) -> Any:
+        return {**answer, "job": {"jobId": "job_decoy", "status": "pending"}}
+
+    emulator.add_fault("reshape", method="POST", path=r"/run$", other=two_ids)
+    result = cli("run", "flux-dev", "mine", *FAST)
+    asked = submitted_id(result.stderr)
+    assert result.exit_code == 0, result.output
+    assert "job_decoy" in result.stderr and f"following {asked}" in result.stderr
+    assert saved_here(tmp_path) == [f"{asked}-1.png", f"{asked}.json"]
+    assert unsaved_in_ledger(cli) == [] and cli("jobs", "show", asked).exit_code == 0
+
+
+@pytest.mark.parametrize("order", ["the other first", "the asked first"])
+def test_an_id_key_given_twice_with_two_values_is_refused(
+    cli: Invoke, emulator: Emulator, tmp_path: Path, order: str
+) -> None:
+    asked, decoy = completed_jobs(cli, "mine", "decoy")
+    ids = [f'"jobId": "{decoy}"', f'"jobId": "{asked}"']
+    url = f"{emulator.files_url}/outputs/{decoy}/1.png"
+    first, second = ids if order == "the other first" else ids[::-1]
+    body = f'{{{first}, {second}, "status": "completed", "output": {{"images": ["{url}"]}}}}'
+    emulator.add_fault("status", status=200, method="GET", path=rf"/{asked}$", body=body, count=-1)
+    result = cli("download", asked)
+    assert result.exit_code == 10 and "(wrong_job)" in result.stderr, result.output
+    assert saved_here(tmp_path) == [] and unsaved_in_ledger(cli) == sorted([asked, decoy])

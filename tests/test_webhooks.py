@@ -311,7 +311,10 @@ def test_job_id_shapes_are_tolerated() -> None:
         ({"jobId": ""}, None),
         ({"jobId": "a/b"}, None),
         ({"jobId": "x" * 300}, None),
-        ({"jobId": None, "job": "job_1"}, None),
+        # `job` as a string names a job, in a notification as in any answer
+        # (issue 24: one rule, `api.results.id_claims`, for every id the package reads).
+        ({"jobId": None, "job": "job_1"}, "job_1"),
+        ({"JobId": "job_1"}, "job_1"),
     ]
     for body, expected in shapes:
         assert job_id_from_notification(body) == expected, body

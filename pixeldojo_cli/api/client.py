@@ -28,6 +28,7 @@ from pixeldojo_cli.api.results import (
     Job,
     Model,
     check_about,
+    ids_given_twice,
     parse_job,
     parse_job_about,
     parse_job_list,
@@ -126,8 +127,12 @@ class Client:
         if not self.api_key:
             raise MissingAPIKeyError("No API key is set.")
 
-    def _get(self, path: str, **kwargs: Any) -> Any:
-        return json_body(self.transport.request("GET", path, **kwargs), self.api_key)
+    def _get(self, path: str, *, about_jobs: bool = False, **kwargs: Any) -> Any:
+        """`GET path`'s JSON; `about_jobs`: an answer about jobs, whose ids given
+        twice, differently, are both kept (`ids_given_twice`)."""
+        hook = ids_given_twice if about_jobs else None
+        response = self.transport.request("GET", path, **kwargs)
+        return json_body(response, self.api_key, object_pairs_hook=hook)
 
     # --- any request (`pixeldojo api`) ---------------------------------------
 
@@ -246,14 +251,14 @@ class Client:
         An answer about another job raises `WrongJobError` (one naming no job
         stands for this one)."""
         self.require_key()
-        answer = self._get(f"jobs/{_segment(job_id, 'job id')}", timeout=timeout)
+        answer = self._get(f"jobs/{_segment(job_id, 'job id')}", about_jobs=True, timeout=timeout)
         return parse_job_about(answer, job_id)
 
     def list_jobs(self, *, limit: int | None = None, timeout: float | None = None) -> list[Job]:
         """`GET /jobs?limit=N`: the account's recent jobs."""
         self.require_key()
         params = {"limit": limit} if limit else None
-        return parse_job_list(self._get("jobs", params=params, timeout=timeout))
+        return parse_job_list(self._get("jobs", about_jobs=True, params=params, timeout=timeout))
 
     def replay_webhook(self, job_id: str) -> dict[str, Any]:
         """`POST /jobs/{jobId}/webhook`: ask the API to resend the terminal webhook.
@@ -262,6 +267,6 @@ class Client:
         response = self.transport.request("POST", f"jobs/{_segment(job_id, 'job id')}/webhook")
         if not response.content:
             return {}
-        body = json_body(response, self.api_key)
+        body = json_body(response, self.api_key, object_pairs_hook=ids_given_twice)
         check_about(body, job_id)
         return body if isinstance(body, dict) else {"response": body}

@@ -37,6 +37,10 @@ _MAX_BUDGET_BYTES = 256 * 1024
 _LOCK_PATIENCE = 2.0
 
 
+class NoSlotInTime(Exception):
+    """The rate budget has no room for a request before its deadline."""
+
+
 class SharedBudget:
     """The rate budget of one (API origin, key), shared by every process on the
     machine through a small file: the send times of the last window and a
@@ -241,10 +245,12 @@ class RateLimiter:
                 self.budget.close()
             self.budget = None
 
-    def acquire(self) -> int | None:
+    def acquire(self, max_wait: float | None = None) -> int | None:
         """Block until one more request fits, then count it. Returns a ticket to
         hand to `answered` once the answer has arrived (None: nothing to count).
-        A wait that would pass the deadline in force raises `DeadlineError` now."""
+        A wait that would pass the deadline in force raises `DeadlineError` now;
+        with `max_wait`, `NoSlotInTime` instead of waiting longer than that."""
+        give_up = None if max_wait is None else self._clock() + max_wait
         while True:
             with self._lock:
                 now = self._clock()
@@ -267,6 +273,8 @@ class RateLimiter:
                 raise DeadlineError(
                     f"--timeout was reached waiting for the rate limit ({delay:.0f} s to go)."
                 )
+            if give_up is not None and now + delay > give_up:
+                raise NoSlotInTime(f"no request fits in the rate budget for {delay:.1f} s")
             self._sleep(delay)
 
     def answered(self, ticket: int | None) -> None:

@@ -10,7 +10,7 @@ the errors this package raises never carry it, neither in their text (`str`,
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -30,12 +30,18 @@ if TYPE_CHECKING:
     import httpx
 
 
-def json_body(response: httpx.Response, secret: str | None = None) -> Any:
+def json_body(
+    response: httpx.Response,
+    secret: str | None = None,
+    *,
+    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
+) -> Any:
     """The answer's JSON, where server text enters: nested at most `MAX_DEPTH`
-    deep, with `secret` (the key) masked in every string (see `untrusted`)."""
+    deep, with `secret` (the key) masked in every string (see `untrusted`);
+    `object_pairs_hook` builds its objects, as in `json.loads`."""
     where = f"{response.request.method} {response.request.url.path}"
     try:
-        value = loads(response.content)
+        value = loads(response.content, object_pairs_hook=object_pairs_hook)
     except LimitError as exc:
         raise BadResponseError(
             redact(f"The API's answer to {where} is not usable: {exc}.", secret)

@@ -224,6 +224,8 @@ class Job:
     error: str | None = None
     model: str | None = None
     created_at: datetime | None = None
+    # Every id the answer gave for its job (`id_claims`), this one included.
+    claims: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
     @property
     def succeeded(self) -> bool:
@@ -250,6 +252,16 @@ class Job:
         """A status the client understands (a published one or a known synonym)."""
         return self.status in TERMINAL_STATUSES or self.status in RUNNING_STATUSES
 
+    @property
+    def other_ids(self) -> list[Any]:
+        """Ids the answer also gave for its job that are not `id` (a submit
+        answer naming two jobs): distinct, in the order given."""
+        others: list[Any] = []
+        for claim in self.claims:
+            if not _names(claim, self.id) and claim not in others:
+                others.append(claim)
+        return others
+
     def output_expiry(self) -> datetime | None:
         """`expiresAt` when the API gives it, else 24 h after completion."""
         if self.expires_at is not None:
@@ -260,14 +272,21 @@ class Job:
 
 
 def parse_job(value: Any) -> Job:
-    """A job from the submit answer, `GET /jobs/{id}` or an entry of `GET /jobs`."""
+    """A job from the submit answer, `GET /jobs/{id}` or an entry of `GET /jobs`.
+
+    Its id is the first string of `id_claims` (a top-level `jobId` first, then
+    one inside a `{"job": ...}` wrapper, a top-level `id` last); every id the
+    answer gave is kept in `claims`, for `jobs_by_id` and `Job.other_ids`."""
+    claims = tuple(id_claims(value))
     if isinstance(value, dict) and isinstance(value.get("job"), dict):
         value = value["job"]
     if not isinstance(value, dict):
         raise BadResponseError("The job response is not a JSON object.")
-    job_id = _str(value.get("jobId")) or _str(value.get("id"))
+    job_id = next((claim for claim in claims if _str(claim)), None)
     if job_id is None:
         raise BadResponseError("The job response has no `jobId`.")
+    if next((claim for claim in id_claims(value) if _str(claim)), None) != job_id:
+        value = {**value, "jobId": job_id}  # the record read again (the ledger) reads the same
     status = (_str(value.get("status")) or "unknown").lower()
     return Job(
         id=job_id,
@@ -281,52 +300,104 @@ def parse_job(value: Any) -> Job:
         error=_error_text(value.get("error")),
         model=_str(value.get("model")) or _str(value.get("apiId")),
         created_at=_parse_time(value.get("createdAt") or value.get("created_at")),
+        claims=claims,
     )
 
 
-# Where an answer names its job, in the order `parse_job` reads them.
-_JOB_ID_KEYS = ("jobId", "id")
-_NO_ID = object()
+# Where this package reads a job's id, anywhere: in an answer to `GET /jobs/{id}`,
+# a list entry, a submit or webhook-replay answer, a webhook notification. One
+# rule for all of them (`id_claims`), so an id one part would take for the job's,
+# every other part checks. The keys are matched whatever their case, `_` or `-`
+# (`jobId`, `job_id`, `jobID`, `JobId`, `job-id`; `id`, `ID`); `job` holding a
+# string (not an object) names a job too.
+JOB_ID_KEYS = ("jobId", "job_id", "jobID")
+JOB_ALIAS_KEY = "id"
+# Objects that may hold the job (or a notification's job) and are looked into,
+# two levels deep: `job.jobId`, `data.jobId`, `data.job.id`...
+JOB_NESTS = ("job", "data", "payload", "object", "resource")
+_NEST_DEPTH = 2
 
 
-def _claimed_id(value: dict[str, Any], keys: tuple[str, ...] = _JOB_ID_KEYS) -> object:
-    """The id an answer says it is about: its `jobId`, else (without one) its `id`;
-    `_NO_ID` when it names none (the key absent or null). Any other value, an
-    empty string, a number or a list included, is a claim to check."""
-    for key in keys:
-        if value.get(key) is not None:
-            return value[key]
-    return _NO_ID
+def _spelling(key: Any) -> str:
+    return key.replace("_", "").replace("-", "").casefold() if isinstance(key, str) else ""
 
 
-def _check_claim(claimed: object, job_id: str) -> None:
-    if claimed is not _NO_ID and not (type(claimed) is str and claimed == job_id):
-        raise WrongJobError(job_id, claimed)
+def _scope_claims(scope: dict[str, Any], *, alias: bool) -> list[Any]:
+    """The ids one object gives: its job-id keys (`jobId` first), a `job` that is
+    no object, and (with `alias`) its `id`. Null counts as no id."""
+    keys = [k for k in JOB_ID_KEYS if k in scope]
+    keys += [k for k in scope if _spelling(k) == "jobid" and k not in keys]
+    if not isinstance(scope.get("job"), dict):
+        keys.append("job")
+    if alias:
+        keys += [k for k in scope if _spelling(k) == JOB_ALIAS_KEY]
+    return [scope[k] for k in keys if scope.get(k) is not None]
 
 
-def parse_job_about(value: Any, job_id: str) -> Job:
-    """The answer to `GET /jobs/{job_id}`, as a job only if it is about `job_id`.
+def _nested_claims(scope: dict[str, Any], depth: int) -> list[Any]:
+    claims: list[Any] = []
+    for nest in JOB_NESTS:
+        inner = scope.get(nest)
+        if isinstance(inner, dict):
+            claims += _scope_claims(inner, alias=True)
+            if depth + 1 < _NEST_DEPTH:
+                claims += _nested_claims(inner, depth + 1)
+    return claims
 
-    An answer that names another job (compared exactly: case, spaces and
-    look-alike characters count; a number is not a string) raises
-    `WrongJobError`, as does a `{"job": ...}` wrapper whose own `jobId` names
-    another. An answer that names no job at all stands for the one asked about."""
-    if isinstance(value, dict) and isinstance(value.get("job"), dict):
-        _check_claim(_claimed_id(value, ("jobId",)), job_id)
-        value = value["job"]
-    if isinstance(value, dict):
-        claimed = _claimed_id(value)
-        _check_claim(claimed, job_id)
-        if claimed is _NO_ID and _reads_as_job(value):
-            value = {**value, "jobId": job_id}
-    return parse_job(value)
+
+def id_claims(value: Any) -> list[Any]:
+    """Every id an answer (or a notification) gives for the job it is about, in the
+    order this package prefers them: the top level's job-id keys, then those
+    and `id` inside the objects that hold a job (`JOB_NESTS`, two levels deep),
+    then the top level's `id`. Not only strings: a number, `""` or a list given
+    as an id is a claim too (and never the id it spells)."""
+    if not isinstance(value, dict):
+        return []
+    alias = [value[k] for k in value if _spelling(k) == JOB_ALIAS_KEY and value[k] is not None]
+    return _scope_claims(value, alias=False) + _nested_claims(value, 0) + alias
+
+
+def _is_id_key(key: str) -> bool:
+    return _spelling(key) in ("jobid", JOB_ALIAS_KEY) or key == "job"
+
+
+def ids_given_twice(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object as `json.loads` builds it (a repeated key: its last value),
+    except that an id key given twice with different values (`{"jobId": "A",
+    "jobId": "B"}`) keeps both, as a list: an id that names no one job, which
+    `check_about` refuses whichever value a reader would have taken."""
+    built: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in built and _is_id_key(key) and built[key] != value:
+            value = [built[key], value]
+        built[key] = value
+    return built
+
+
+def _names(claim: Any, job_id: str) -> bool:
+    return type(claim) is str and claim == job_id
 
 
 def check_about(answer: Any, job_id: str) -> None:
-    """`WrongJobError` when an answer about `job_id` (a webhook replay's) names
-    another job in its own `jobId`."""
-    if isinstance(answer, dict):
-        _check_claim(_claimed_id(answer, ("jobId",)), job_id)
+    """`WrongJobError` when an answer about `job_id` (to `GET /jobs/{id}`, a
+    webhook replay...) gives, anywhere `id_claims` looks, an id other than
+    `job_id`, compared exactly (case, spaces and look-alike characters count;
+    a number is not a string)."""
+    for claim in id_claims(answer):
+        if not _names(claim, job_id):
+            raise WrongJobError(job_id, claim)
+
+
+def parse_job_about(value: Any, job_id: str) -> Job:
+    """The answer to `GET /jobs/{job_id}`, as a job only if it is about `job_id`:
+    every id it gives must be `job_id` (`check_about`). An answer that gives no
+    id at all stands for the job asked about when it reads as a job."""
+    check_about(value, job_id)
+    if isinstance(value, dict) and not id_claims(value):
+        inner = value["job"] if isinstance(value.get("job"), dict) else value
+        if _reads_as_job(inner):
+            return parse_job({**inner, "jobId": job_id})
+    return parse_job(value)
 
 
 def _reads_as_job(value: dict[str, Any]) -> bool:
@@ -341,18 +412,27 @@ def _reads_as_job(value: dict[str, Any]) -> bool:
 
 def jobs_by_id(jobs: list[Job]) -> dict[str, Job]:
     """List entries by the job each one is about, for standing in for that
-    job's own answer: only an entry whose `jobId` (or `id`) is exactly its id
-    counts (not one read from `id` beside a `jobId` of 123 or ""), and a job
-    two entries claim is left out (which one to believe?)."""
+    job's own answer: only an entry every id of which (`id_claims`) is exactly
+    its id counts, and a job two entries claim is left out (which to believe?)."""
     found: dict[str, Job] = {}
     twice: set[str] = set()
     for job in jobs:
-        if _claimed_id(job.raw) != job.id:
+        if not all(_names(claim, job.id) for claim in job.claims):
             continue
         if job.id in found:
             twice.add(job.id)
         found[job.id] = job
     return {job_id: job for job_id, job in found.items() if job_id not in twice}
+
+
+def taken_from_list(job: Job) -> bool:
+    """Whether a list entry's word is taken for its job's state: still running (a
+    status the client knows as running), or completed with its outputs. Any
+    other end (failed, expired, cancelled, completed without outputs) or an
+    unknown status is a hint only, for the job's own answer to confirm."""
+    if job.status in RUNNING_STATUSES:
+        return True
+    return job.succeeded and bool(job.output_urls)
 
 
 def parse_job_list(value: Any) -> list[Job]:

@@ -39,7 +39,7 @@ from pixeldojo_cli.api.addresses import AddressGuard, OutputAddressRefused
 from pixeldojo_cli.api.connections import OUTPUT_DOWNLOAD, TLSWhenNeeded, read_in_larger_pieces
 from pixeldojo_cli.api.decoding import API_ACCEPT_ENCODING, MAX_API_BODY, BodyTooLarge, decode_body
 from pixeldojo_cli.api.origin import DEFAULT_PORTS, OriginBoundAuth, origin_of
-from pixeldojo_cli.api.ratelimit import RateLimiter, SharedBudget
+from pixeldojo_cli.api.ratelimit import NoSlotInTime, RateLimiter, SharedBudget
 from pixeldojo_cli.api.responses import api_response, error_from_response, key_masked
 from pixeldojo_cli.api.retries import RetryPolicy as RetryPolicy
 from pixeldojo_cli.api.retries import parse_retry_after as parse_retry_after
@@ -282,7 +282,13 @@ class Transport:
 
     def _attempt(self, call: _Call) -> httpx.Response:
         """One attempt: a slot from the limiter, then the exchange, read whole."""
-        ticket = self.limiter.acquire()
+        try:  # with a deadline, the rate budget is not waited for past it
+            ticket = self.limiter.acquire(
+                None if call.deadline is None else call.deadline - time.monotonic()
+            )
+        except NoSlotInTime:
+            message = f"{call.method} {call.url.path} did not fit in the rate budget in time."
+            raise RequestTimeoutError(message) from None
         if deadlines.passed():
             self.limiter.answered(ticket)
             raise self._too_late(call, sent=False)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from enum import IntEnum, StrEnum
 from typing import Any
 
-from pixeldojo_cli.core.text import safe_text
+from pixeldojo_cli.core.idtext import shown_pair
 
 
 class ExitCode(IntEnum):
@@ -237,21 +237,13 @@ class WrongJobError(BadResponseError):
     code = "wrong_job"
 
     def __init__(self, asked: str, answered: object) -> None:
+        mine, theirs = shown_pair(asked, answered)
         super().__init__(
-            f"The API answered about job {_shown_id(answered)} when asked about job "
-            f"{_shown_id(asked)}.",
-            hint="Nothing was saved for either job. " + BadResponseError.default_hint,
+            f"The API answered about job {theirs} when asked about job {mine}.",
+            hint=f"Nothing from this answer was saved, neither for job {mine} nor under "
+            f"job {theirs}. " + BadResponseError.default_hint,
             job_id=asked,
         )
-
-
-def _shown_id(value: object, limit: int = 80) -> str:
-    """A job id as one short, safe line: a string as it is, anything else (a
-    number, a list, "") as JSON; cut past `limit` characters."""
-    text = value if isinstance(value, str) and value else json.dumps(value, default=str)
-    if len(text) > limit:
-        text = text[: limit - 1] + "\u2026"
-    return safe_text(text)
 
 
 class DownloadError(PixelDojoError):
@@ -313,7 +305,6 @@ class ApiResponse:
 
     def json(self) -> Any:
         """The body decoded as JSON; `BadResponseError` when it is not JSON."""
-        import json
 
         try:
             return json.loads(self.body)

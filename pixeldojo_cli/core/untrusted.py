@@ -46,6 +46,7 @@ def loads(
     *,
     max_depth: int = MAX_DEPTH,
     parse_constant: Callable[[str], Any] | None = None,
+    object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None,
 ) -> Any:
     """`json.loads`, refusing documents nested deeper than `max_depth` with
     `LimitError`, or holding more than `MAX_ITEMS` values. Any failure is a
@@ -53,7 +54,7 @@ def loads(
     if _marks(text) > MAX_ITEMS:
         raise LimitError(reason=f"it holds more than {MAX_ITEMS:,} values")
     try:
-        value = json.loads(text, parse_constant=parse_constant)
+        value = json.loads(text, parse_constant=parse_constant, object_pairs_hook=object_pairs_hook)
     except RecursionError:
         raise LimitError(max_depth) from None
     _check_depth(value, max_depth)

@@ -36,6 +36,11 @@ one thing:
   may be a function of the asked id (`str.upper`: the id in upper case).
 - `stale_list`: `GET /jobs` shows every job as `processing`, without outputs
   (a list that lags for ever); `GET /jobs/{id}` still tells the truth.
+- `list_says`: `GET /jobs` shows every job with the status `other` (default
+  `failed`; `completed`: completed without its outputs), without outputs (a
+  list that says jobs ended that did not); `GET /jobs/{id}` tells the truth.
+- `reshape`: the API answer (the submit answer too) passed through `other`, a
+  function of it (in-process only): wrapped, given a second id...
 
 `headers` adds headers to a `status`, `bomb` or `deep` answer (for example a
 `Content-Encoding` for a hand-made `body`).
@@ -74,6 +79,8 @@ KINDS = (
     "other_job",
     "stale_list",
     "picture",
+    "list_says",
+    "reshape",
 )
 _DEFAULT_CODES = {
     400: "validation_error",
@@ -143,8 +150,13 @@ class Fault:
     def rewrite(self, answer: Any, record_of: Callable[[str], Any]) -> Any:
         """An API answer as an `other_job` or `stale_list` fault changes it;
         `record_of(id)` is another job's record (None when there is none)."""
-        if self.kind == "stale_list" and isinstance(answer, dict) and "jobs" in answer:
-            return {**answer, "jobs": [_unfinished(job) for job in answer["jobs"]]}
+        if self.kind == "reshape" and callable(self.other):
+            return self.other(answer)
+        if self.kind in ("stale_list", "list_says") and isinstance(answer, dict):
+            status = "processing" if self.kind == "stale_list" else self.other or "failed"
+            jobs = answer.get("jobs")
+            if isinstance(jobs, list):
+                return {**answer, "jobs": [_unfinished(job, status) for job in jobs]}
         if self.kind != "other_job" or not isinstance(answer, dict) or "jobId" not in answer:
             return answer
         claim = self.other(answer["jobId"]) if callable(self.other) else self.other
@@ -169,10 +181,10 @@ class Fault:
         return re.search(self.path, path) is not None
 
 
-def _unfinished(job: dict[str, Any]) -> dict[str, Any]:
-    """A job as a lagging list shows it: still processing, no outputs yet."""
+def _unfinished(job: dict[str, Any], status: str = "processing") -> dict[str, Any]:
+    """A job as a lagging (or lying) list shows it: `status`, no outputs."""
     gone = ("output", "completedAt", "expiresAt", "error")
-    return {**{k: v for k, v in job.items() if k not in gone}, "status": "processing"}
+    return {**{k: v for k, v in job.items() if k not in gone}, "status": status}
 
 
 class Drip:

@@ -188,7 +188,7 @@ class _Handler(BaseHTTPRequestHandler):
                 message = fault.message or f"Injected fault: HTTP {fault.status}."
                 self._send_problem(APIProblem(fault.status, fault.error_code, message), headers)
             return True
-        return False  # truncate, other_job, stale_list: carried out on the normal path
+        return False  # truncate, other_job, the lists, reshape: carried out on the normal path
 
     def _serve_api(
         self,
@@ -218,6 +218,8 @@ class _Handler(BaseHTTPRequestHandler):
             except ValueError as exc:
                 raise APIProblem(400, "invalid_json", "Invalid JSON in request body.") from exc
             result = emulator.submit(parts[1], parsed, who)
+            if fault is not None:
+                result = fault.rewrite(result, lambda job_id: self._record_or_none(job_id, who))
             self._send_json(emulator.submit_status, result, rate_headers)
             return
         elif method == "GET" and parts == ["jobs"]:

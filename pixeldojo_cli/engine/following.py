@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from pixeldojo_cli.api.results import Job, jobs_by_id
+from pixeldojo_cli.api.results import Job, jobs_by_id, taken_from_list
 from pixeldojo_cli.core import deadlines, interrupts
 from pixeldojo_cli.core.errors import (
     DeadlineError,
@@ -41,14 +41,19 @@ class _Tracked:
     last: Job | None = None
     placed: bool = True  # its start time and schedule are known
     own_look: float = 0.0  # clock time of its last own `GET /jobs/{id}` (or of its adding)
+    hint: Job | None = None  # the list's word about it, not taken, for its own answer to check
+    asked_itself: bool = False  # whether its own `GET /jobs/{id}` was made yet
 
 
-# Seconds the last look at the deadline may take per request.
+# Seconds the last look at the deadline may take, all its requests together
+# (the rate budget is not waited for past them).
 LAST_LOOK_TIMEOUT = 3.0
 
 # The list is a hint, the job's own answer the truth: a job the list keeps
 # showing unfinished is still asked about by its own `GET /jobs/{id}` at least
-# this often, so a list that lags or disagrees cannot stall a wait for good.
+# this often, and under a deadline by half the time left (never more often
+# than its own schedule, nor than `FLOOR`), so a list that lags or disagrees
+# cannot stall a wait for good nor run it out.
 OWN_LOOK_INTERVAL = 60.0
 
 # How each job's wait ended: the job in a final state (it will not change any
@@ -85,7 +90,10 @@ class Follower:
         self.schedule_for = schedule_for or default_schedule_for(wait, recorder, types)
         self.deadline = _deadline(wait.timeout, clock)
         self._tracked: dict[str, _Tracked] = {}
-        self._last_look = False
+        self._last_look: float | None = None  # when the last look must be over
+        # Once the list has said a job ended while the job's own answer says
+        # otherwise, it is not asked again: every job is asked about itself.
+        self.list_caught = False
         # No round (one list request, or one GET per due job) sooner than `FLOOR`
         # after the last: jobs due at staggered times do not add up to a flood.
         self._next_round = -math.inf
@@ -141,8 +149,9 @@ class Follower:
 
     def at_deadline(self) -> dict[str, WaitEnd]:
         """The deadline came: one last look at every job still followed (a job may
-        have finished since its last poll), then each one still running ends its
-        wait timed out."""
+        have finished since its last poll): the list, then each job's own
+        answer, as far as `LAST_LOOK_TIMEOUT` allows; then each one still
+        running ends its wait timed out."""
         now = self._clock()
         for tracked in self._tracked.values():
             tracked.due = now
@@ -156,10 +165,14 @@ class Follower:
     def poll_due(self, *, last_look: bool = False) -> dict[str, WaitEnd]:
         """Look at every job that is due; return those whose wait ended.
 
-        With several jobs followed, one list request answers for all of them:
-        a job the list shows in a final state ends its wait even if it was not due yet.
-        A due job the list shows unfinished is asked about itself when its own
-        answer is `OWN_LOOK_INTERVAL` old: that answer, not the list's, counts.
+        With several jobs followed, one list request answers for all of them,
+        as far as its word is taken (`taken_from_list`): a job it shows
+        completed with outputs ends its wait even if it was not due yet; one
+        it shows running counts as running until the job's own answer is due
+        (`_own_look_due`); any other end it shows (failed, expired, cancelled,
+        completed without outputs, a status unknown here) is only a hint, and
+        the job's own `GET /jobs/{id}` decides. The last look asks every job
+        the list does not show finished about itself.
         """
         now = self._clock()
         if not any(t.due <= now for t in self._tracked.values()):
@@ -167,21 +180,21 @@ class Follower:
         if now < self._next_round and not last_look:
             return {}
         self._next_round = now + FLOOR
-        self._last_look = last_look
-        listed = self._list_answers() if len(self._tracked) > 1 else {}
+        self._last_look = now + LAST_LOOK_TIMEOUT if last_look else None
+        use_list = len(self._tracked) > 1 and not self.list_caught
+        listed = self._list_answers() if use_list else {}
         ended: dict[str, WaitEnd] = {}
         for tracked in list(self._tracked.values()):
-            job = listed.get(tracked.job_id)
-            if job is not None and job.succeeded and not job.output_urls:
-                job = None  # a list entry without its outputs: ask for the job itself
+            job = self._from_list(tracked, listed.get(tracked.job_id))
             if tracked.due > now and (job is None or not job.is_terminal):
                 continue
             if job is not None and not job.is_terminal and self._own_look_due(tracked, now):
                 job = None  # the list may lag: the job's own answer decides
             if job is None:
-                tracked.own_look = now
+                if self._last_look is not None and self._clock() >= self._last_look:
+                    continue  # no time left: it ends timed out
                 try:
-                    job = self._get(tracked.job_id)
+                    job = self._own_answer(tracked, now)
                 except PixelDojoError as exc:
                     ended[tracked.job_id] = exc
                     del self._tracked[tracked.job_id]
@@ -191,17 +204,45 @@ class Follower:
                 ended[tracked.job_id] = result
         return ended
 
-    @staticmethod
-    def _own_look_due(tracked: _Tracked, now: float) -> bool:
-        return now - tracked.own_look >= OWN_LOOK_INTERVAL
+    def _from_list(self, tracked: _Tracked, listed: Job | None) -> Job | None:
+        """The list's entry for a job when its word is taken; else None (a hint
+        that is kept, for the job's own answer to confirm)."""
+        if listed is None:
+            return None
+        if taken_from_list(listed):
+            return listed
+        tracked.hint = listed
+        return None
+
+    def _own_answer(self, tracked: _Tracked, now: float) -> Job:
+        """The job's own `GET /jobs/{id}`; one that contradicts an end the list
+        showed for it means the list is not to be asked again."""
+        tracked.own_look, tracked.asked_itself = now, True
+        job = self._get(tracked.job_id)
+        hint, tracked.hint = tracked.hint, None
+        if hint is not None and hint.is_terminal and _ending(hint) != _ending(job):
+            self.list_caught = True
+        return job
+
+    def _own_look_due(self, tracked: _Tracked, now: float) -> bool:
+        """Whether a job the list shows running is to be asked about itself: every
+        `OWN_LOOK_INTERVAL`, or by half the time left until the deadline (not
+        more often than `FLOOR`); at the last look, unless it just was."""
+        since = now - tracked.own_look
+        if self._last_look is not None:
+            return since >= FLOOR or not tracked.asked_itself
+        interval = OWN_LOOK_INTERVAL
+        if self.deadline is not None:
+            interval = min(interval, max(FLOOR, (self.deadline - tracked.own_look) / 2))
+        return since >= interval
 
     def _request_timeout(self) -> float | None:
-        """Seconds one status request may take: none past the deadline, except a
-        short last look."""
+        """Seconds one status request may take: none past the deadline, except
+        in the short last look."""
         if self.deadline is None:
             return None
-        if self._last_look:
-            return LAST_LOOK_TIMEOUT
+        if self._last_look is not None:
+            return max(0.05, self._last_look - self._clock())
         return max(0.1, min(30.0, self.deadline - self._clock() + 0.5))
 
     def _list_answers(self) -> dict[str, Job]:
@@ -215,14 +256,26 @@ class Follower:
 
     def _get(self, job_id: str) -> Job:
         self.requests += 1
+        timeout, started = self._request_timeout(), self._clock()
         try:
-            return self.client.get_job(job_id, timeout=self._request_timeout())
+            return self.client.get_job(job_id, timeout=timeout)
         except (RequestTimeoutError, DeadlineError) as exc:
-            # A DeadlineError may come a little early (a retry that would end
-            # past the deadline is not tried): it ends the wait all the same.
-            if self.timed_out() or isinstance(exc, DeadlineError):
+            # A request that could not finish (or not even start, for the rate
+            # budget) by the deadline, or in the last look: the job is still
+            # running. A DeadlineError may come a little early (a retry that
+            # would end past the command's deadline is not tried): the same.
+            if (
+                isinstance(exc, DeadlineError)
+                or self._ran_to_deadline(started, timeout)
+                or self._last_look is not None
+            ):
                 raise WaitTimeoutError.still_running(job_id) from exc
             raise
+
+    def _ran_to_deadline(self, started: float, timeout: float | None) -> bool:
+        if self.deadline is None:
+            return False
+        return self.timed_out() or (timeout is not None and started + timeout >= self.deadline)
 
     def _place(self, tracked: _Tracked, job: Job, now: float) -> None:
         """First sight of a job known only by id: its age from `createdAt` (when
@@ -270,6 +323,15 @@ def _deadline(timeout: float | None, clock: Callable[[], float]) -> float | None
     deadline in force (a command's `--timeout` counts from its start)."""
     bounds = [s for s in (timeout, deadlines.remaining()) if s is not None]
     return clock() + min(bounds) if bounds else None
+
+
+def _ending(job: Job) -> str:
+    """How a job stands, as far as the list and its own answer must agree."""
+    if job.succeeded:
+        return "completed"
+    if job.failed:
+        return "failed"
+    return "expired" if job.expired else "running"
 
 
 def _delay(schedule: Schedule, elapsed: float, polls: int) -> float:

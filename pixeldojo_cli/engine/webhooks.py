@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlsplit
 
+from pixeldojo_cli.api.results import id_claims
 from pixeldojo_cli.core.errors import PixelDojoError, WrongJobError
 from pixeldojo_cli.core.untrusted import loads
 from pixeldojo_cli.engine.webhook_http import (
@@ -60,9 +61,6 @@ files: paths, or objects with a `path` (the engine's `DownloadedFile`)."""
 
 OnOutcome = Callable[["Delivery"], None]
 
-# Where senders put the job id: explicit keys first, then objects that hold the job.
-_ID_KEYS = ("jobId", "job_id", "jobID")
-_NESTS = ("job", "data", "payload", "object", "resource")
 _JOB_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:=+-]{0,199}")
 
 
@@ -134,27 +132,11 @@ def _as_id(value: Any) -> str | None:
 
 
 def job_id_from_notification(body: Any) -> str | None:
-    """The job id in a notification, wherever a sender put it: `jobId` (or
-    `job_id`), then `job.jobId`, `data.jobId`, `data.job.id`..., then `id`.
-    None when there is none that looks like a job id."""
-    if not isinstance(body, dict):
-        return None
-    for key in _ID_KEYS:
-        if found := _as_id(body.get(key)):
-            return found
-    for nest in _NESTS:
-        inner = body.get(nest)
-        if not isinstance(inner, dict):
-            continue
-        for key in (*_ID_KEYS, "id"):
-            if found := _as_id(inner.get(key)):
-                return found
-        for deeper in _NESTS:
-            if isinstance(inner.get(deeper), dict):
-                for key in (*_ID_KEYS, "id"):
-                    if found := _as_id(inner[deeper].get(key)):
-                        return found
-    return _as_id(body.get("id"))
+    """The job id in a notification, wherever a sender put it: the first of
+    `api.results.id_claims` (`jobId`, `job_id`..., then `job.jobId`,
+    `data.jobId`, `data.job.id`..., then `id`: the one rule every answer about
+    a job is checked by) that looks like a job id; None when there is none."""
+    return next((found for claim in id_claims(body) if (found := _as_id(claim))), None)
 
 
 class _Responder:

@@ -231,5 +231,21 @@ def submit(
     interrupts.set_resume_hint(f"Resume with: pixeldojo jobs wait {job.id}")
     if recorder is not None:
         recorder.submitted(job, submission)
+    if job.other_ids:
+        notify(Notice(_two_ids_warning(job), level="warning"))
     notify(JobSeen(job))
     return job
+
+
+def _two_ids_warning(job: Job) -> str:
+    """The submit answer named its job more than one way: it is followed (and in
+    the ledger) under the first id it gave; say which others it gave."""
+    from pixeldojo_cli.core.idtext import shown_pair
+
+    pairs = [shown_pair(job.id, other) for other in job.other_ids[:3]]
+    others = ", ".join(theirs for _, theirs in pairs)
+    return (
+        f"The API's answer names the submitted job {pairs[0][0]} and also {others}; "
+        f"following {pairs[0][0]} (in the ledger under that id). If it cannot be found, "
+        "`pixeldojo jobs list` shows the account's jobs."
+    )

@@ -171,16 +171,20 @@ def list_local(state: AppState, query: JobQuery, json_output: bool) -> None:
 
 
 def list_remote(state: AppState, limit: int, json_output: bool) -> None:
+    from pixeldojo_cli.api.results import jobs_by_id, taken_from_list
     from pixeldojo_cli.cli.documents import job_document
 
     jobs = state.client().list_jobs(limit=limit)
+    trusted = jobs_by_id(jobs)
     now = datetime.now(UTC)
     recorder = state.recorder()
     rows, documents = [], []
     for job in jobs:
         local_job = recorder.get(job.id)
-        if local_job is not None:
-            recorder.seen(job)  # cheap, and keeps expiry reminders honest
+        # Cheap, and keeps expiry reminders honest; but an end the list shows
+        # other than completed with outputs is a hint, not for the ledger.
+        if local_job is not None and trusted.get(job.id) is job and taken_from_list(job):
+            recorder.seen(job)
         documents.append(
             job_document(
                 job,

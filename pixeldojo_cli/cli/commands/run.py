@@ -254,7 +254,7 @@ def _submit(state: AppState, client: Client, submission: Submission, *, download
 
     if download:  # an output path that cannot be a folder costs nothing yet
         ensure_writable_folder(submission.folder)
-    job = submit(client, submission, recorder=state.recorder())
+    job = submit(client, submission, recorder=state.recorder(), notify=state.render.notice_sink())
     state.render.info(
         f"Submitted {job.id} ({submission.model}): "
         f"{credits_text(job.credit_cost or submission.estimate)}, "
