@@ -22,7 +22,7 @@ from pixeldojo_cli.api.origin import Origin
 from pixeldojo_cli.core import deadlines
 from pixeldojo_cli.core.errors import DeadlineError
 from pixeldojo_cli.core.ownfiles import open_private, private_folder
-from pixeldojo_cli.core.untrusted import loads, open_regular
+from pixeldojo_cli.core.untrusted import loads
 
 
 class SharedBudgetUnavailable(Exception):
