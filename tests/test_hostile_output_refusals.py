@@ -278,3 +278,76 @@ def test_a_base_url_whose_host_is_not_idna_is_a_usage_error(
     assert result.exit_code == 2, result.output
     assert result.stderr.startswith("error: The base URL is not a valid URL")
     assert "This is a bug" not in result.stderr
+
+
+# --- a refused job is not promised to the next sweep -----------------------------------------
+
+REFUSE = {"PIXELDOJO_ALLOW_PRIVATE_OUTPUTS": "false"}
+
+
+def finished_job(cli: Invoke) -> str:
+    job_id = cli("run", "flux-dev", "x", "--no-wait").stdout.strip()
+    assert cli("jobs", "wait", job_id, "--no-download", *FAST).exit_code == 0
+    return job_id
+
+
+def test_a_refused_job_fails_one_sweep_then_is_skipped_with_a_note(
+    make_emulator: Callable[..., Emulator],
+    inside: Inside,  # noqa: F811
+) -> None:
+    cli = make_invoker(make_emulator(output_base_url=inside.url))
+    job_id = finished_job(cli)
+    first = cli("download", "--pending", env=REFUSE)
+    assert first.exit_code == 10, first.output
+    assert f"will not be tried by later sweeps: {job_id}" in first.stderr
+    assert "next sweep" not in first.stderr
+    for _ in range(2):
+        later = cli("download", "--pending", env=REFUSE)
+        assert later.exit_code == 0, later.output
+        assert f"Skipped 1 job whose outputs were refused before: {job_id}" in later.stderr
+        assert "Refusing to download" not in later.stderr
+    assert inside.connections == 0
+
+
+def test_download_id_still_tries_a_job_the_sweep_skips(
+    make_emulator: Callable[..., Emulator],
+    inside: Inside,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    cli = make_invoker(make_emulator(output_base_url=inside.url))
+    job_id = finished_job(cli)
+    assert cli("download", "--pending", env=REFUSE).exit_code == 10
+    assert "REFUSED" in cli("jobs", "list").stdout
+    again = cli("download", job_id, "-o", "out", env=REFUSE)
+    assert again.exit_code == 10 and "Refusing to download" in again.stderr
+    allowed = cli("download", job_id, "-o", "out", env={"PIXELDOJO_ALLOW_PRIVATE_OUTPUTS": "true"})
+    assert allowed.exit_code == 0, allowed.output
+    assert Path(allowed.stdout.strip()).read_bytes() == b"\x89PNG"
+    swept = cli("download", "--pending", env=REFUSE)
+    assert swept.exit_code == 0 and "Skipped" not in swept.stderr, swept.stderr
+
+
+def test_a_job_refused_by_run_is_skipped_by_the_sweep(
+    make_emulator: Callable[..., Emulator],
+    inside: Inside,  # noqa: F811
+) -> None:
+    cli = make_invoker(make_emulator(output_base_url=inside.url))
+    ran = cli("run", "flux-dev", "x", "-o", "out", *FAST, env=REFUSE)
+    assert ran.exit_code == 10, ran.output
+    swept = cli("download", "--pending", env=REFUSE)
+    assert swept.exit_code == 0 and "Skipped 1 job whose outputs were refused" in swept.stderr
+
+
+def test_a_batch_line_whose_outputs_were_refused_is_not_submitted_again(
+    make_emulator: Callable[..., Emulator],
+    inside: Inside,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Refused is not expired: running the batch again must not pay for the line twice."""
+    emulator = make_emulator(output_base_url=inside.url)
+    cli = make_invoker(emulator)
+    (tmp_path / "b.txt").write_text("a fox\n")
+    for _ in range(2):
+        result = cli("run", "flux-dev", "--batch", "b.txt", "-o", "out", *FAST, env=REFUSE)
+        assert result.exit_code == 10, result.output
+    assert len(emulator.requests_to("POST", "/run")) == 1
