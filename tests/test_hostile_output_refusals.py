@@ -351,3 +351,55 @@ def test_a_batch_line_whose_outputs_were_refused_is_not_submitted_again(
         result = cli("run", "flux-dev", "--batch", "b.txt", "-o", "out", *FAST, env=REFUSE)
         assert result.exit_code == 10, result.output
     assert len(emulator.requests_to("POST", "/run")) == 1
+
+
+# --- what the refusal says, and the setting's spellings ----------------------------------------
+
+
+@pytest.mark.parametrize("spelling", ["HTTP://127.0.0.2:{port}/x.png", "http://127.0.0.2:{port}"])
+def test_an_output_url_only_spelled_another_way_is_not_called_a_redirect(
+    inside: Inside,  # noqa: F811
+    tmp_path: Path,
+    spelling: str,
+) -> None:
+    transport = transport_for("http://public.invalid/api/v1", None, stub({}))
+    with pytest.raises(OutputRefusedError) as error:
+        fetch(transport, spelling.format(port=inside.port), tmp_path)
+    assert "a loopback address" in error.value.message
+    assert "redirects to" not in error.value.message
+
+
+def test_a_refusal_by_the_environment_says_to_change_the_environment(
+    make_emulator: Callable[..., Emulator],
+    inside: Inside,  # noqa: F811
+) -> None:
+    """`config set` cannot override the variable, so the hint does not suggest it."""
+    cli = make_invoker(make_emulator(output_base_url=inside.url))
+    result = cli("run", "flux-dev", "x", "-o", "out", *FAST, env=REFUSE)
+    assert result.exit_code == 10
+    assert "PIXELDOJO_ALLOW_PRIVATE_OUTPUTS=false in the environment" in result.stderr
+    assert "config set allow_private_outputs true" not in result.stderr
+
+
+def test_a_refusal_by_the_config_file_names_the_file(
+    make_emulator: Callable[..., Emulator],
+    inside: Inside,  # noqa: F811
+) -> None:
+    cli = make_invoker(make_emulator(output_base_url=inside.url))
+    assert cli("config", "set", "allow_private_outputs", "false").exit_code == 0
+    result = cli("run", "flux-dev", "x", "-o", "out", *FAST)
+    assert result.exit_code == 10
+    assert "allow_private_outputs = false in " in result.stderr and "config.toml" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("word", "value"), [("TRUE", "true"), ("yes", "true"), ("On", "true"), ("0", "false")]
+)
+@pytest.mark.parametrize("key", ["allow_private_outputs", "checksum", "preview"])
+def test_every_switch_takes_the_same_spellings_and_prints_true_or_false(
+    cli: Invoke, key: str, word: str, value: str
+) -> None:
+    saved = cli("config", "set", key, word)
+    assert saved.exit_code == 0, saved.output
+    assert f"{key} = {value} saved" in saved.stderr
+    assert cli("config", "get", key).stdout.strip() == value
