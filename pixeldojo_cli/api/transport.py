@@ -141,7 +141,12 @@ class Transport:
         try:
             self.base_url = httpx.URL(base_url.rstrip("/") + "/")
             self.base_url.host  # noqa: B018 - a name that is not IDNA (`xn--a`) fails here
-        except (httpx.InvalidURL, UnicodeError, ValueError) as exc:
+        except UnicodeError:  # `xn--a`: punycode that decodes to no name
+            raise UsageError(
+                f"The base URL is not a valid URL: its host is not a valid international "
+                f"name ({safe_text(base_url[:100])!r})."
+            ) from None
+        except (httpx.InvalidURL, ValueError) as exc:
             raise UsageError(
                 f"The base URL is not a valid URL: {safe_text(str(exc))[:200]}"
             ) from None

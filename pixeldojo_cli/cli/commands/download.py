@@ -117,9 +117,10 @@ def _sweep(state: AppState, save: SaveOptions, json_output: bool, open_output: b
 def _say_skipped(state: AppState, skipped: list[str]) -> None:
     """The note about jobs an earlier sweep found refused: skipped, not failed."""
     if skipped:
+        named = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" * (len(skipped) > 10))
         state.render.info(
             f"Skipped {plural(len(skipped), 'job')} whose outputs were refused before: "
-            f"{', '.join(skipped)}. If what refused them has changed (the "
+            f"{named}. If what refused them has changed (the "
             "allow_private_outputs setting), `pixeldojo download ID` tries one again."
         )
 
