@@ -6,6 +6,13 @@ admin port, a printer. Output downloads connect only to public addresses,
 unless the API itself is on a private one (the emulator, a local test) or the
 `allow_private_outputs` setting says otherwise.
 
+"The API is on a private address" is read from the base URL's text alone: an
+address literal inside the network, or `localhost` / `*.localhost` (RFC 6761:
+always this machine; every connection to such a name goes to 127.0.0.1 or ::1,
+never to what a resolver says). Any other name counts as public, however it
+resolves: a DNS answer is the server's to choose, so it must not open the
+user's network to the server's outputs.
+
 The check is of the addresses a host name resolves to, not of the name, and
 the connection is then made to an address that was checked (`connections`), so
 a name that resolves once to a public address and then to a private one gets
@@ -16,8 +23,8 @@ nowhere. Every spelling a resolver accepts (`2130706433`, `0x7f.1`, `127.1`,
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
-import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -36,27 +43,36 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 class OutputAddressRefused(Exception):
     """An output's host resolves to an address the policy refuses. Not an
-    `httpx` error, so nothing on the way retries it."""
+    `httpx` error, so nothing on the way retries it. `hint`: how to allow it,
+    as the guard that refused it knows (`AddressGuard.how_to_allow`)."""
 
-    def __init__(self, host: str, address: str, why: str) -> None:
+    def __init__(self, host: str, address: str, why: str, hint: str = "") -> None:
         super().__init__(f"{host} is {address}, {why}")
         self.host = host
         self.address = address
         self.why = why
+        self.hint = hint
 
-    def error(self, first: str, hop: str, shown: Callable[[str, int], str]) -> OutputRefusedError:
-        """The one line for the user: the output URL `first` (and the redirect
-        `hop` that was refused, when it is another), `shown` masking the key."""
-        via = "" if hop == first else f" (it redirects to {shown(hop, 100)})"
+    def error(
+        self, first: str, hop: str | None, shown: Callable[[str, int], str]
+    ) -> OutputRefusedError:
+        """The one error for the user: the output URL `first` (and the redirect
+        `hop` that was refused, when there was one), `shown` masking the key."""
+        via = "" if hop is None else f" (it redirects to {shown(hop, 100)})"
         host = shown(self.host, 60)
         where = f"{host} is" if host == self.address else f"{host} resolves to {self.address},"
         return OutputRefusedError(
             f"Refusing to download {shown(first, 100)}{via}: {where} {self.why}, which "
             "output URLs may not reach.",
-            hint="Nothing was fetched. If you expect this API's outputs on your own network, "
-            "allow them with `pixeldojo config set allow_private_outputs true` "
-            "(or PIXELDOJO_ALLOW_PRIVATE_OUTPUTS=true).",
+            hint=f"Nothing was fetched. {self.hint or ALLOW_HINT}",
         )
+
+
+# How to allow outputs inside the network, when nothing has refused them outright.
+ALLOW_HINT = (
+    "If you expect this API's outputs on your own network, allow them with "
+    "`pixeldojo config set allow_private_outputs true` (or PIXELDOJO_ALLOW_PRIVATE_OUTPUTS=true)."
+)
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -114,10 +130,53 @@ def _literal(host: str) -> IPAddress | None:
         return None
 
 
+# What `localhost` and every `*.localhost` name stand for (RFC 6761), in the order tried.
+LOOPBACK = ("127.0.0.1", "::1")
+
+
+def is_localhost_name(host: str) -> bool:
+    """`localhost` or a name under it (any case, a final dot or not): this machine,
+    never a resolver's answer."""
+    name = host.lower().rstrip(".")
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def _numeric_addresses(host: str) -> list[IPAddress]:
+    """The address `host` names when it is an address in any spelling a resolver
+    accepts (`127.1`, `2130706433`, `0x7f.1`, `[::1]`), read without any
+    resolver at all; [] for a name."""
+    literal = _literal(host)
+    if literal is not None:
+        return [literal]
+    if not _IPV4_SPELLING.fullmatch(host):
+        return []
+    try:
+        return [ipaddress.IPv4Address(socket.inet_aton(host))]
+    except OSError:
+        return []
+
+
+# What inet_aton (and so a resolver) may read as an IPv4 address: digits, hex, dots.
+_IPV4_SPELLING = re.compile(r"[0-9a-fA-FxX.]+")
+
+
+def on_private_address(host: str) -> bool:
+    """Whether a base URL's host is inside the network by its text alone: an
+    address literal there, or a `localhost` name. No DNS is asked: an answer
+    the server controls must not decide what its outputs may reach."""
+    if is_localhost_name(host):
+        return True
+    found = _numeric_addresses(host)
+    return bool(found) and all(why_refused(a) is not None for a in found)
+
+
 def resolve(host: str, port: int, resolver: Resolver) -> list[str]:
     """Every address `host` resolves to, in the resolver's order, as strings a
     socket connects to without asking a resolver again (an IPv6 zone kept as
-    `%<index>`). `socket.gaierror` when it resolves to nothing."""
+    `%<index>`); a `localhost` name is `LOOPBACK`, whatever a resolver says.
+    `socket.gaierror` when it resolves to nothing."""
+    if is_localhost_name(host):
+        return list(LOOPBACK)
     found: list[str] = []
     for info in resolver(host.strip("[]"), port, 0, socket.SOCK_STREAM):
         sockaddr = info[4]
@@ -139,35 +198,51 @@ class AddressGuard:
     """The rule for output downloads: which addresses they may connect to.
 
     `allow_private` True or False decides outright; None (unset) allows
-    private addresses only when the API's own host (`api_host`) resolves to
-    nothing but such addresses: the emulator, a local test server.
-    `resolver` (default: the system's) is what tests replace.
+    private addresses only when the API's own host (`api_host`, as the base
+    URL writes it) is inside the network by its text: an address literal
+    there, or `localhost` (`on_private_address`); never by a DNS answer.
+    `source` is where a True or False came from, as settings name it
+    (`env:NAME`, `config:PATH`), for the hint. `resolver` (default: the
+    system's) resolves output hosts; tests replace it.
     """
 
     def __init__(
-        self, allow_private: bool | None, api_host: str, resolver: Resolver | None = None
+        self,
+        allow_private: bool | None,
+        api_host: str,
+        resolver: Resolver | None = None,
+        *,
+        source: str = "",
     ) -> None:
         self.allow_private = allow_private
         self.api_host = api_host
         self.resolver: Resolver = resolver or _system_resolver
-        self._api_is_private: bool | None = None
-        self._lock = threading.Lock()
+        self.source = source
+        self._api_is_private = on_private_address(api_host)
 
     def private_allowed(self) -> bool:
         """Whether private addresses are allowed: the setting, or the API's own address."""
         if self.allow_private is not None:
             return self.allow_private
-        with self._lock:
-            if self._api_is_private is None:
-                self._api_is_private = self._api_on_private_address()
-            return self._api_is_private
+        return self._api_is_private
 
-    def _api_on_private_address(self) -> bool:
-        try:
-            addresses = resolve(self.api_host, 0, self.resolver)
-        except (OSError, UnicodeError):  # unknown: the strict rule applies
-            return False
-        return all(why_refused(parse_address(a)) is not None for a in addresses)
+    def how_to_allow(self) -> str:
+        """The hint after a refusal: how to allow such outputs, from where the
+        rule that refused them came (an environment variable outranks the file)."""
+        if self.allow_private is False and self.source.startswith("env:"):
+            name = self.source[len("env:") :]
+            return (
+                f"{name}=false in the environment refuses them; if you expect this API's "
+                f"outputs on your own network, unset it or set it to true (`config set` "
+                "cannot change it while it is set)."
+            )
+        if self.allow_private is False and self.source.startswith("config:"):
+            return (
+                f"allow_private_outputs = false in {self.source[len('config:') :]} refuses "
+                "them; if you expect this API's outputs on your own network, set it to "
+                "true there (or PIXELDOJO_ALLOW_PRIVATE_OUTPUTS=true)."
+            )
+        return ALLOW_HINT
 
     def checked(self, host: str, port: int) -> list[str]:
         """The addresses `host` resolves to, every one of them allowed; connect
@@ -177,12 +252,12 @@ class AddressGuard:
         literal = _literal(host)
         why = None if allowed or literal is None else why_refused(literal)
         if why is not None:  # also a literal no resolver takes (`fe80::1%25eth0`)
-            raise OutputAddressRefused(host, host, why)
+            raise OutputAddressRefused(host, host, why, self.how_to_allow())
         addresses = resolve(host, port, self.resolver)
         if allowed:
             return addresses
         for address in addresses:
             why = why_refused(parse_address(address))
             if why is not None:
-                raise OutputAddressRefused(host, address.split("%", 1)[0], why)
+                raise OutputAddressRefused(host, address.split("%", 1)[0], why, self.how_to_allow())
         return addresses

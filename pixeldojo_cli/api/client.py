@@ -79,6 +79,7 @@ class Client:
         cache_dir: Path | None = None,
         model_types_hint_schedule: bool = True,
         allow_private_outputs: bool | None = None,
+        allow_private_outputs_source: str = "",
     ) -> None:
         """`rate_limit` requests per `rate_window` seconds; `budget_dir` shares that
         budget with every other process using the same API and key (see
@@ -89,7 +90,9 @@ class Client:
         poll schedule: for a server whose jobs take the same time whatever the
         model, as the embedded emulator's do. `allow_private_outputs`: whether
         output downloads may reach loopback, link-local, private... addresses;
-        None: only when the API itself is on such an address (`addresses`)."""
+        None: only when the API's base URL is such an address or `localhost`
+        (`addresses`); `allow_private_outputs_source` says where it was set
+        (`env:NAME`, `config:PATH`), for the hint after a refusal."""
         self.api_key = clean_api_key(api_key)
         self.base_url = base_url.rstrip("/")
         self._modalities: dict[str, str] = {}
@@ -108,6 +111,7 @@ class Client:
             rate_window=rate_window,
             budget_dir=budget_dir,
             allow_private_outputs=allow_private_outputs,
+            allow_private_outputs_source=allow_private_outputs_source,
         )
 
     def __enter__(self) -> Client:

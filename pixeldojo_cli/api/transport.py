@@ -40,6 +40,13 @@ from pixeldojo_cli.api.connections import OUTPUT_DOWNLOAD, TLSWhenNeeded, read_i
 from pixeldojo_cli.api.decoding import API_ACCEPT_ENCODING, MAX_API_BODY, BodyTooLarge, decode_body
 from pixeldojo_cli.api.origin import DEFAULT_PORTS, OriginBoundAuth, origin_of
 from pixeldojo_cli.api.ratelimit import NoSlotInTime, RateLimiter, SharedBudget
+from pixeldojo_cli.api.redirects import (
+    UnusableLocation,
+    check_hop,
+    check_location,
+    hop_url,
+    unusable,
+)
 from pixeldojo_cli.api.responses import api_response, error_from_response, key_masked
 from pixeldojo_cli.api.retries import RetryPolicy as RetryPolicy
 from pixeldojo_cli.api.retries import parse_retry_after as parse_retry_after
@@ -50,7 +57,6 @@ from pixeldojo_cli.core.errors import (
     DeadlineError,
     DownloadError,
     NetworkError,
-    OutputRefusedError,
     RateLimitError,
     RequestTimeoutError,
     ServerError,
@@ -58,6 +64,7 @@ from pixeldojo_cli.core.errors import (
     UsageError,
 )
 from pixeldojo_cli.core.redact import check_api_key, mask_key, redact
+from pixeldojo_cli.core.text import safe_text
 
 Trace = Callable[[str], None]
 
@@ -119,11 +126,13 @@ class Transport:
         rate_window: float = 60.0,
         budget_dir: Path | None = None,
         allow_private_outputs: bool | None = None,
+        allow_private_outputs_source: str = "",
         download_progress: tuple[int, float] = (DOWNLOAD_PROGRESS, DOWNLOAD_WINDOW),
     ) -> None:
         """`budget_dir`: a folder where every process using the same API origin
         and key shares one rate budget (off by default: a per-process one).
-        `allow_private_outputs`: see `addresses.AddressGuard` (None: by the API's address).
+        `allow_private_outputs`: see `addresses.AddressGuard` (None: by the API's address);
+        `allow_private_outputs_source` where it came from (`env:NAME`, `config:PATH`).
         `timeout` bounds each socket read, `total_timeout` each attempt at an
         API request as a whole (connecting, headers and body); a download must
         take in `download_progress[0]` bytes in every `[1]` seconds."""
@@ -131,8 +140,16 @@ class Transport:
         api_key = check_api_key(api_key)  # before any request: a key that is not a header
         try:
             self.base_url = httpx.URL(base_url.rstrip("/") + "/")
-        except httpx.InvalidURL as exc:
-            raise UsageError(f"The base URL is not a valid URL: {exc}") from None
+            self.base_url.host  # noqa: B018 - a name that is not IDNA (`xn--a`) fails here
+        except UnicodeError:  # `xn--a`: punycode that decodes to no name
+            raise UsageError(
+                f"The base URL is not a valid URL: its host is not a valid international "
+                f"name ({safe_text(base_url[:100])!r})."
+            ) from None
+        except (httpx.InvalidURL, ValueError) as exc:
+            raise UsageError(
+                f"The base URL is not a valid URL: {safe_text(str(exc))[:200]}"
+            ) from None
         if self.base_url.scheme not in DEFAULT_PORTS or not self.base_url.host:
             raise UsageError(f"The base URL must be an http(s) URL, got {base_url[:100]!r}.")
         self.origin = origin_of(self.base_url)
@@ -150,7 +167,11 @@ class Transport:
         self._sleep = sleep
         self._key = api_key
         auth = OriginBoundAuth(api_key, self.origin) if api_key else None
-        self.output_guard = AddressGuard(allow_private_outputs, self.base_url.host)
+        self.output_guard = AddressGuard(
+            allow_private_outputs,
+            self.base_url.raw_host.decode("ascii"),
+            source=allow_private_outputs_source,
+        )
         self.connections = TLSWhenNeeded(self.output_guard)
         self.http = http or httpx.Client(
             auth=auth,
@@ -161,6 +182,9 @@ class Transport:
         )
         if http is not None and auth is not None:
             self.http.auth = auth
+        # Every `Location` read before httpx works out where it leads (`redirects`).
+        hooks = self.http.event_hooks
+        self.http.event_hooks = {**hooks, "response": [*hooks.get("response", []), check_location]}
 
     def close(self) -> None:
         self.http.close()
@@ -263,7 +287,14 @@ class Transport:
             # With `timeout`, one deadline covers every attempt (a --timeout must
             # hold); without, each attempt gets `total_timeout`.
             deadline = None if timeout is None else time.monotonic() + timeout
-            return self._with_retries(_Call(method, url, request, creates, deadline))
+            try:
+                return self._with_retries(_Call(method, url, request, creates, deadline))
+            except UnusableLocation as bad:  # the server answered: nothing to retry
+                raise BadResponseError(
+                    f"The API redirected {method} {url.path} to "
+                    f"{self._shown(bad.location, 200)!r}, which is not a valid URL; redirects "
+                    "are not followed with your key."
+                ) from None
 
     def _with_retries(self, call: _Call) -> httpx.Response:
         """Attempt `call` until it succeeds, or its error may not be retried."""
@@ -467,58 +498,39 @@ class Transport:
         own, but it must keep moving (`download_progress`).
         """
         with key_masked(self._key), deadlines.progressing(*self.download_progress):
-            target = self._hop_url(url)
-            secure = self.base_url.scheme == "https"
-            extensions = {**(extensions or {}), OUTPUT_DOWNLOAD: True}
-            for _ in range(MAX_REDIRECTS + 1):
-                secure = self._check_hop(target, secure, url)
-                request = self.http.build_request(
-                    "GET", target, headers=headers, extensions=extensions
-                )
-                self._trace_request(request)
-                started = time.monotonic()
+            try:
+                yield from self._follow(url, {**(extensions or {}), OUTPUT_DOWNLOAD: True}, headers)
+            except UnusableLocation as bad:  # no URL, or a redirect to none: never retried
+                raise unusable(url, bad.location, self._shown) from None
+
+    def _follow(
+        self, url: str, extensions: dict[str, Any], headers: dict[str, str] | None
+    ) -> Iterator[httpx.Response]:
+        """`stream`'s hops, each checked, until an answer that is not a redirect."""
+        target = first = hop_url(url)
+        secure = self.base_url.scheme == "https"
+        for _ in range(MAX_REDIRECTS + 1):
+            secure = check_hop(target, secure, url, self._shown)
+            request = self.http.build_request("GET", target, headers=headers, extensions=extensions)
+            self._trace_request(request)
+            started = time.monotonic()
+            try:
+                response = self.http.send(request, stream=True, follow_redirects=False)
+            except OutputAddressRefused as refused:
+                # A hop that only spells the output URL another way is not a redirect.
+                hop = None if target == first else str(target)
+                raise refused.error(url, hop, self._shown) from None
+            self._trace_response(response, started)
+            if not response.has_redirect_location:
                 try:
-                    response = self.http.send(request, stream=True, follow_redirects=False)
-                except OutputAddressRefused as refused:
-                    raise refused.error(url, str(target), self._shown) from None
-                self._trace_response(response, started)
-                if not response.has_redirect_location:
-                    try:
-                        yield response
-                    finally:
-                        response.close()
-                    return
-                location = response.headers["location"]
-                response.close()
-                target = self._hop_url(location, target)
-            raise DownloadError(
-                f"Refusing to download {self._shown(url, 100)}: redirected more than "
-                f"{MAX_REDIRECTS} times."
-            )
-
-    def _hop_url(self, location: str, base: httpx.URL | None = None) -> httpx.URL:
-        """The URL of a download hop (`location` relative to `base`), or a download
-        error when it is no URL at all (a control character, a bad port...)."""
-        try:
-            return base.join(location) if base is not None else httpx.URL(location)
-        except (httpx.InvalidURL, ValueError, TypeError):
-            raise OutputRefusedError(
-                f"Refusing to download {self._shown(location, 100)!r}: it is not a valid URL."
-            ) from None
-
-    def _check_hop(self, url: httpx.URL, secure: bool, first: str) -> bool:
-        """Refuse a hop that is not http(s), or that steps down to plain http from an
-        https API or an https hop; returns whether the chain is now https."""
-        if url.scheme not in DEFAULT_PORTS or not url.host:
-            raise OutputRefusedError(
-                f"Refusing to download {self._shown(first, 100)}: it leads to "
-                f"{self._shown(str(url), 100)}."
-            )
-        if url.scheme == "http" and secure:
-            raise OutputRefusedError(
-                f"Refusing to download {self._shown(first, 100)} over plain http: it steps "
-                f"down from https to {self._shown(str(url), 100)}.",
-                hint="Anyone on the way could change the file. `pixeldojo jobs show ID` prints "
-                "the URL if you want to fetch it yourself.",
-            )
-        return secure or url.scheme == "https"
+                    yield response
+                finally:
+                    response.close()
+                return
+            location = response.headers["location"]
+            response.close()
+            target = hop_url(location, target)
+        raise DownloadError(
+            f"Refusing to download {self._shown(url, 100)}: redirected more than "
+            f"{MAX_REDIRECTS} times."
+        )

@@ -165,6 +165,7 @@ class AppState:
             # The embedded emulator runs every job in 1.5 s, video or not.
             model_types_hint_schedule=not self.use_emulator,
             allow_private_outputs=settings.allow_private_outputs.value,
+            allow_private_outputs_source=settings.allow_private_outputs.source,
         )
         self._clients.append(client)
         return client

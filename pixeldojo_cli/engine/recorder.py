@@ -168,6 +168,24 @@ class Recorder:
 
         self._record(job_id, lambda: lost_record(self.base_url, job_id))
 
+    def refused(self, job_id: str, refused: bool = True) -> None:
+        """Whether the last try at saving the job's outputs was refused (they can
+        never be fetched as things stand): the pending sweep skips it while it is."""
+        from pixeldojo_cli.store.ledger import refused_record
+
+        self._record(job_id, lambda: refused_record(self.base_url, job_id, refused))
+
+    def skipped_as_refused(self) -> list[LedgerJob]:
+        """Jobs of this API and profile the sweep skips, their outputs refused
+        before, that have not expired yet. Empty when unknown."""
+        if self.ledger is None:
+            return []
+        try:
+            with self.lock:
+                return self.ledger.refused(base_url=self.base_url, profile=self.profile)
+        except Exception:  # a note, never a failure
+            return []
+
     def durations(self, model: str) -> list[float]:
         """How long this model's recent jobs on this API took (most recent first):
         the history the poll schedule learns from. Empty when unknown."""

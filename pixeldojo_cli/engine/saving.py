@@ -14,6 +14,7 @@ from pixeldojo_cli.core.errors import (
     JobFailedError,
     JobNotFinishedError,
     JobsInterruptedError,
+    OutputRefusedError,
 )
 from pixeldojo_cli.engine.events import EventSink, FileProgress, Notice, ignore
 from pixeldojo_cli.engine.options import SaveOptions
@@ -83,6 +84,8 @@ def save(
     written beside them. A job that failed, expired or is still running
     raises the error that says so. Ctrl-C raises `JobsInterruptedError` with
     the command that resumes; no partial file is left under a final name.
+    Whether its outputs were refused (`OutputRefusedError`) this time goes
+    into the ledger: the pending sweep skips a refused job.
     """
     from pixeldojo_cli.store.downloads import api_base_url
     from pixeldojo_cli.store.files import write_metadata
@@ -94,17 +97,25 @@ def save(
     if not job.output_urls:
         notify(Notice(f"Job {job.id} completed without any output URL.", level="warning"))
     existing = {} if options.force else _known_files(local, folder, job.id, base_url)
-    files = _download(
-        client,
-        job,
-        folder,
-        existing,
-        options,
-        recorder=recorder,
-        notify=notify,
-        cancel=cancel,
-        expires_at=job.output_expiry() or (local.deadline() if local else None),
-    )
+    refused = False
+    try:
+        files = _download(
+            client,
+            job,
+            folder,
+            existing,
+            options,
+            recorder=recorder,
+            notify=notify,
+            cancel=cancel,
+            expires_at=job.output_expiry() or (local.deadline() if local else None),
+        )
+    except OutputRefusedError:
+        refused = True
+        raise
+    finally:
+        if recorder is not None and local is not None and local.refused != refused:
+            recorder.refused(job.id, refused)  # the sweep skips it while it stays refused
     write_metadata(
         folder,
         job,

@@ -420,7 +420,9 @@ def parse_setting(key: str, raw: str) -> Any:
     if kind == "bool":
         word = raw.strip().lower()
         if word not in _TRUTHY | _FALSY:
-            raise ConfigError(f"{key} must be true or false, got {raw!r}.")
+            raise ConfigError(
+                f"{key} must be true or false (also yes/no, on/off, 1/0), got {raw[:60]!r}."
+            )
         return word in _TRUTHY
     if kind == "duration":  # what each accepts: `durations.LIMITS`
         try:

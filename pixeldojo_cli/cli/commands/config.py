@@ -146,7 +146,8 @@ def set_(ctx: typer.Context, key: KeyArgument, value: Annotated[str, typer.Argum
             return True
 
         update_config(set_value, file)
-        state.render.info(f"{key} = {typed!r} saved in {file}.")
+        shown = _shown(typed) if isinstance(typed, bool) else repr(typed)  # `true`, as in TOML
+        state.render.info(f"{key} = {shown} saved in {file}.")
 
 
 @app.command(

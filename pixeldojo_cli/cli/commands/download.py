@@ -10,7 +10,12 @@ from pixeldojo_cli.cli.completion.complete import complete_job
 from pixeldojo_cli.cli.outputs import OPEN_HELP, ChecksumOption, open_first, print_results
 from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState, get_state
-from pixeldojo_cli.core.errors import Outcome, UsageError, combined_exit_code
+from pixeldojo_cli.core.errors import (
+    Outcome,
+    OutputRefusedError,
+    UsageError,
+    combined_exit_code,
+)
 
 if TYPE_CHECKING:
     from pixeldojo_cli.engine import SaveOptions
@@ -64,8 +69,10 @@ def _sweep(state: AppState, save: SaveOptions, json_output: bool, open_output: b
         )
     base_url, profile = state.ledger_scope()
     recorder = state.recorder()
+    skipped = [job.id for job in recorder.skipped_as_refused()]
     if not recorder.unsaved():
         state.render.info(f"Nothing pending for {base_url} (profile {profile!r}).")
+        _say_skipped(state, skipped)
         if json_output:
             state.render.json([])
         return 0
@@ -86,14 +93,36 @@ def _sweep(state: AppState, save: SaveOptions, json_output: bool, open_output: b
         state.render.warn(
             f"{plural(len(lost), 'job')} expired before their outputs were saved: {', '.join(lost)}"
         )
-    retry = [r.job_id for r in results if r.outcome is Outcome.ERROR]
+    refused = [r.job_id for r in results if isinstance(r.error, OutputRefusedError)]
+    if refused:
+        state.render.warn(
+            f"{plural(len(refused), 'job')} had outputs refused and will not be tried by "
+            f"later sweeps: {', '.join(refused)}"
+        )
+    retry = [
+        r.job_id
+        for r in results
+        if r.outcome is Outcome.ERROR and not isinstance(r.error, OutputRefusedError)
+    ]
     if retry:
         state.render.warn(
             f"{plural(len(retry), 'job')} could not be saved this time and stay pending for "
             f"the next sweep: {', '.join(retry)}"
         )
+    _say_skipped(state, skipped)
     # A job that failed on the server is over, not a failure of the sweep.
     return combined_exit_code((r.exit_code for r in results), server_failures_ok=True)
+
+
+def _say_skipped(state: AppState, skipped: list[str]) -> None:
+    """The note about jobs an earlier sweep found refused: skipped, not failed."""
+    if skipped:
+        named = ", ".join(skipped[:10]) + (f" and {len(skipped) - 10} more" * (len(skipped) > 10))
+        state.render.info(
+            f"Skipped {plural(len(skipped), 'job')} whose outputs were refused before: "
+            f"{named}. If what refused them has changed (the "
+            "allow_private_outputs setting), `pixeldojo download ID` tries one again."
+        )
 
 
 def download(

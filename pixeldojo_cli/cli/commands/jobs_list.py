@@ -51,7 +51,7 @@ def saved_cell(local: LedgerJob | None, now: datetime) -> str:
         return "-"
     if local.lost or local.deadline() <= now:
         return "EXPIRED UNSAVED"
-    return "NOT SAVED"
+    return "REFUSED" if local.refused else "NOT SAVED"
 
 
 def one_line(value: Any, limit: int = 200) -> str:

@@ -37,6 +37,7 @@ from pixeldojo_cli.store.ledger.records import (
     LedgerRecord,
     files_record,
     lost_record,
+    refused_record,
     status_record,
     submission_record,
 )
@@ -63,6 +64,7 @@ __all__ = [
     "lost_record",
     "pending_records_path",
     "recent_job_ids",
+    "refused_record",
     "status_record",
     "submission_record",
 ]

@@ -16,7 +16,12 @@ from typing import Any
 from pixeldojo_cli.api.results import TERMINAL_STATUSES, Job
 from pixeldojo_cli.core.errors import PixelDojoError
 from pixeldojo_cli.store.ledger import claims
-from pixeldojo_cli.store.ledger.records import LedgerRecord, record_job, record_time
+from pixeldojo_cli.store.ledger.records import (
+    LOST_REFUSED,
+    LedgerRecord,
+    record_job,
+    record_time,
+)
 from pixeldojo_cli.store.ledger.values import iso, parse_time, stamp
 
 # A duration seen only by polling is kept when the last look that found the job
@@ -52,6 +57,12 @@ def apply_record(db: sqlite3.Connection, record: Mapping[str, Any], *, replaying
         db.execute(
             "UPDATE jobs SET lost = 1, updated_at = ? WHERE base_url = ? AND id = ?",
             (stamp(record_time(record)), record["base_url"], record["job_id"]),
+        )
+    elif op == "refused":  # `lost` 2; never over 1, the outputs expired unsaved
+        old, new = (0, LOST_REFUSED) if record["refused"] else (LOST_REFUSED, 0)
+        db.execute(
+            "UPDATE jobs SET lost = ?, updated_at = ? WHERE base_url = ? AND id = ? AND lost = ?",
+            (new, stamp(record_time(record)), record["base_url"], record["job_id"], old),
         )
     elif op == "attach":
         claims.attach(db, record["base_url"], record["profile"], record["input_hash"],

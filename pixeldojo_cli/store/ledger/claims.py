@@ -119,7 +119,7 @@ def _retry_worthy(db: sqlite3.Connection, base_url: str, job_id: str) -> bool:
     row = db.execute(
         "SELECT status, lost FROM jobs WHERE base_url = ? AND id = ?", (base_url, job_id)
     ).fetchone()
-    return row is not None and (row[0] in FAILED_STATUSES or bool(row[1]))
+    return row is not None and (row[0] in FAILED_STATUSES or row[1] == 1)  # not refused: 2
 
 
 def attach(

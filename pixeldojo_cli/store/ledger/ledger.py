@@ -396,6 +396,18 @@ class Ledger:
             j for j in reversed(self.jobs(base_url=base_url, profile=profile)) if j.needs_saving()
         ]
 
+    def refused(
+        self, *, base_url: str, profile: str, now: datetime | None = None
+    ) -> list[LedgerJob]:
+        """Unsaved jobs whose outputs were refused the last time (skipped by the
+        sweep) and have not expired yet, oldest first."""
+        now = now or _now()
+        return [
+            j
+            for j in reversed(self.jobs(base_url=base_url, profile=profile))
+            if j.refused and not j.downloaded and not j.failed and j.deadline() > now
+        ]
+
     def expiring_soon(
         self, *, base_url: str, profile: str, within: timedelta, now: datetime | None = None
     ) -> list[LedgerJob]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from pixeldojo_cli.api.results import DEFAULT_OUTPUT_LIFETIME, FAILED_STATUSES
-from pixeldojo_cli.store.ledger.records import LedgerFile
+from pixeldojo_cli.store.ledger.records import LOST_REFUSED, LedgerFile
 from pixeldojo_cli.store.ledger.values import EPOCH, iso, json_column, parse_time
 from pixeldojo_cli.store.settings import ledger_path
 
@@ -42,6 +42,8 @@ class LedgerJob:
     files: tuple[LedgerFile, ...] = ()
     completed_at: datetime | None = None
     duration: float | None = None
+    # The last try at saving its outputs was refused (`OutputRefusedError`).
+    refused: bool = False
 
     @property
     def downloaded(self) -> bool:
@@ -58,8 +60,9 @@ class LedgerJob:
         return self.status in FAILED_STATUSES
 
     def needs_saving(self) -> bool:
-        """Paid for, not failed, not yet on disk and not given up on."""
-        return not self.failed and not self.downloaded and not self.lost
+        """Paid for, not failed, not yet on disk and not given up on (expired, or
+        its outputs refused: no sweep would do better)."""
+        return not self.failed and not self.downloaded and not self.lost and not self.refused
 
 
 def files_of(db: sqlite3.Connection, base_url: str, job_id: str) -> tuple[LedgerFile, ...]:
@@ -89,7 +92,8 @@ def job_from_row(db: sqlite3.Connection, row: Sequence[Any]) -> LedgerJob:
         expires_at=parse_time(expires),
         output_urls=[str(url) for url in json_column(urls, list)],
         output_dir=output_dir,
-        lost=bool(lost),
+        lost=lost == 1,
+        refused=lost == LOST_REFUSED,
         files=files_of(db, base_url, job_id),
         completed_at=parse_time(completed),
         duration=duration,
@@ -134,7 +138,7 @@ class JobQuery:
             args.append(iso(self.since))
         if self.unsaved:
             clauses.append(
-                "status != 'failed' AND lost = 0 AND (SELECT COUNT(*) FROM files"
+                "status != 'failed' AND lost != 1 AND (SELECT COUNT(*) FROM files"
                 " WHERE files.base_url = jobs.base_url AND files.job_id = jobs.id)"
                 " < MAX(1, json_array_length(output_urls))"
             )

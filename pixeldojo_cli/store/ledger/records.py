@@ -17,6 +17,10 @@ from typing import Any
 from pixeldojo_cli.api.results import Job, parse_job
 from pixeldojo_cli.store.ledger.values import now
 
+# `jobs.lost`: 0 to be saved, 1 expired unsaved, LOST_REFUSED its outputs refused
+# (the `download --pending` sweep skips it; `download ID` tries again).
+LOST_REFUSED = 2
+
 # One write to the ledger: {"op": ..., "at": ISO time, ...fields}.
 LedgerRecord = dict[str, Any]
 
@@ -88,6 +92,18 @@ def files_record(base_url: str, job_id: str, files: Sequence[LedgerFile]) -> Led
 def lost_record(base_url: str, job_id: str) -> LedgerRecord:
     """Outputs that expired unsaved (`Ledger.mark_lost`)."""
     return {"op": "lost", "at": now().isoformat(), "base_url": base_url, "job_id": job_id}
+
+
+def refused_record(base_url: str, job_id: str, refused: bool) -> LedgerRecord:
+    """Whether the last try at saving a job's outputs was refused (an address
+    inside the network, not an http(s) URL...): `download --pending` skips it."""
+    return {
+        "op": "refused",
+        "at": now().isoformat(),
+        "base_url": base_url,
+        "job_id": job_id,
+        "refused": bool(refused),
+    }
 
 
 def record_job(record: Mapping[str, Any]) -> Job:
