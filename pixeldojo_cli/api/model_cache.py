@@ -31,7 +31,7 @@ def _write(path: Path, value: Any) -> None:
     a link planted there is replaced, never written through."""
     import tempfile
 
-    from pixeldojo_cli.core.ownfiles import private_folder
+    from pixeldojo_cli.core.ownfolders import private_folder
 
     try:
         private_folder(path.parent)

@@ -22,7 +22,8 @@ from typing import Any
 from pixeldojo_cli.api.defaults import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from pixeldojo_cli.core import durations
 from pixeldojo_cli.core.errors import ConfigError
-from pixeldojo_cli.core.ownfiles import open_private, private_folder, read_at_most, tighten
+from pixeldojo_cli.core.ownfiles import open_private, read_at_most, tighten
+from pixeldojo_cli.core.ownfolders import private_folder
 from pixeldojo_cli.core.redact import clean_api_key
 from pixeldojo_cli.core.untrusted import open_regular
 

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pixeldojo_cli.core.errors import LedgerError
-from pixeldojo_cli.core.ownfiles import open_private, private_folder
+from pixeldojo_cli.core.ownfiles import open_private
+from pixeldojo_cli.core.ownfolders import private_folder
 from pixeldojo_cli.core.untrusted import loads
 from pixeldojo_cli.store.ledger.locking import side_file_lock
 from pixeldojo_cli.store.ledger.records import LedgerRecord
