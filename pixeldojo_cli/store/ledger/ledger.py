@@ -72,7 +72,7 @@ class Ledger:
         self.moved_aside: Path | None = None
         self.read_only = False
         try:  # the default folder is ours: 0700; a folder named by the caller is theirs
-            private_folder(self.path.parent, tighten_existing=path is None)
+            private_folder(self.path.parent, tighten_existing=self.path == ledger_path())
         except OSError as exc:
             raise LedgerError(
                 f"Cannot create the folder of the job ledger {self.path.parent}: "
