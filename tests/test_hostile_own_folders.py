@@ -290,3 +290,14 @@ def test_with_the_ledger_refused_run_and_the_sweep_say_where_the_job_is_kept(
     sweep = cli("download", "--pending")
     assert "Nothing pending" not in sweep.stderr
     assert job_id in sweep.stderr and "pixeldojo download" in sweep.stderr
+
+
+def test_a_config_folder_link_that_is_not_all_the_users_is_not_read_either(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    planted = a_folder(tmp_path / "planted", 0o777)
+    (planted / "config.toml").write_text('[defaults]\nbase_url = "http://127.0.0.9:1/api"\n')
+    plant_link(config_dir(), planted)
+    result = cli("config", "get", "base_url")
+    assert result.exit_code == 2, result.output
+    assert "a folder others may write in" in result.stderr and "127.0.0.9" not in result.stdout

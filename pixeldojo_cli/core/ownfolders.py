@@ -77,8 +77,9 @@ def private_folder(folder: Path, *, top: Path | None = None, tighten_existing: b
 
 def check_folder(top: Path) -> None:
     """Raise `ForeignFolder` when our top folder `top` is a symbolic link that
-    `private_folder` would not follow; change nothing (a reader's check)."""
-    if _POSIX and os.path.islink(top):
+    `private_folder` would not follow; change nothing (a reader's check). A
+    link to nothing is let be: nothing can be read through it."""
+    if _POSIX and os.path.islink(top) and os.path.exists(top):
         os.close(_follow_top_link(top, os.lstat(top)))
 
 
