@@ -31,7 +31,7 @@ def _write(path: Path, value: Any) -> None:
     a link planted there is replaced, never written through."""
     import tempfile
 
-    from pixeldojo_cli.core.ownfiles import private_folder
+    from pixeldojo_cli.core.ownfolders import private_folder
 
     try:
         private_folder(path.parent)
@@ -53,9 +53,11 @@ def _read(path: Path, max_age: float | None) -> Any:
     nested too deep or not a file of ours (a link is not followed): a cache is a
     file on disk, as untrusted as any."""
     from pixeldojo_cli.core.ownfiles import read_private
+    from pixeldojo_cli.core.ownfolders import check_folder
     from pixeldojo_cli.core.untrusted import loads
 
     try:
+        check_folder(path.parent)  # a link there only under the dotfiles rule
         if max_age is not None and time.time() - path.lstat().st_mtime > max_age:
             return None
     except OSError:

@@ -21,7 +21,8 @@ import httpx
 from pixeldojo_cli.api.origin import Origin
 from pixeldojo_cli.core import deadlines
 from pixeldojo_cli.core.errors import DeadlineError
-from pixeldojo_cli.core.ownfiles import open_private, private_folder
+from pixeldojo_cli.core.ownfiles import open_private
+from pixeldojo_cli.core.ownfolders import private_folder
 from pixeldojo_cli.core.untrusted import loads
 
 
@@ -77,7 +78,7 @@ class SharedBudget:
         this platform or folder cannot hold one (no error: the caller keeps a
         per-process budget)."""
         try:
-            private_folder(folder)
+            private_folder(folder, top=folder.parent)  # ours, in the cache folder
             path = folder / budget_file_name(origin, api_key)
             fresh = not os.path.lexists(path)
             budget = cls(path, window=window)

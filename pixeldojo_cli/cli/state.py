@@ -109,7 +109,13 @@ class AppState:
         """At the end, every job the ledger could not take, by id."""
         later = {i for r in self._recorders for i in r.deferred}
         lost = {i for r in self._recorders for i in r.unrecorded}
-        if later:
+        if later and any(r.unopened for r in self._recorders if r.deferred):
+            self.render.warn(
+                f"Not in the ledger yet (it could not be opened): {' '.join(sorted(later))}; "
+                "kept in pending-records.jsonl beside it until it can be opened. Until then "
+                "`pixeldojo download ID` saves their outputs."
+            )
+        elif later:
             self.render.warn(
                 f"Recorded later (the ledger was busy or read-only): {' '.join(sorted(later))}"
             )

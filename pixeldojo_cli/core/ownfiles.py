@@ -23,6 +23,9 @@ import stat
 import threading
 from pathlib import Path
 
+# Folders of ours live in `ownfolders`; this name stays importable from here.
+from pixeldojo_cli.core.ownfolders import private_folder as private_folder
+
 NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
@@ -153,43 +156,6 @@ def read_at_most(fd: int, max_bytes: int) -> bytes | None:
             break
         data += more
     return None if len(data) > max_bytes else data
-
-
-def private_folder(folder: Path, *, tighten_existing: bool = True) -> Path:
-    """Make `folder` (and any missing parent) 0700 whatever the umask.
-
-    Folders made here are 0700. An existing `folder` (not its parents: `~/.config`
-    is not ours) that is a real folder of ours is tightened to 0700 when
-    `tighten_existing`; one that is a link is left as the user made it."""
-    missing: list[Path] = []
-    here = folder
-    while not os.path.lexists(here) and here.parent != here:
-        missing.append(here)
-        here = here.parent
-    for path in reversed(missing):
-        try:
-            os.mkdir(path, 0o700)
-        except FileExistsError:
-            continue  # another process made it: it tightens it too
-        if _POSIX:
-            os.chmod(path, 0o700)  # the umask may have taken bits from the mkdir
-    if tighten_existing and not missing:
-        _tighten_folder(folder)
-    if not folder.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, "Not a folder", str(folder))
-    return folder
-
-
-def _tighten_folder(folder: Path) -> None:
-    """An existing folder of ours (not a link, ours) loses group and other bits."""
-    if not _POSIX:
-        return
-    try:
-        info = os.lstat(folder)
-    except OSError:
-        return
-    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and info.st_mode & 0o077:
-        os.chmod(folder, 0o700)
 
 
 def same_file(fd: int, path: Path) -> bool:

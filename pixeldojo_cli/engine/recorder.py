@@ -85,11 +85,25 @@ class Recorder:
                 "recorded, so `download --pending` will not know it.",
             )
             return
-        self._note(
-            self.deferred,
-            job_id,
-            f"The job ledger is busy or read-only; job {job_id} is kept beside it "
-            "and recorded the next time a command opens it.",
+        self._note(self.deferred, job_id, self._kept_message(job_id))
+
+    @property
+    def unopened(self) -> bool:
+        """Whether jobs are recorded but the ledger could not be opened at all
+        (refused, or its folder): records then wait in the side file."""
+        return self.ledger is None and self._ledger_file is not None
+
+    def _kept_message(self, job_id: str) -> str:
+        from pixeldojo_cli.store.ledger import PENDING_RECORDS
+
+        if self.unopened:
+            return (
+                f"The job ledger could not be opened (see above); job {job_id} is kept in "
+                f"{PENDING_RECORDS} beside it and recorded once the ledger can be opened."
+            )
+        return (
+            f"The job ledger is busy or read-only; job {job_id} is kept in {PENDING_RECORDS} "
+            "beside it and recorded the next time a command opens it."
         )
 
     def get(self, job_id: str) -> LedgerJob | None:
@@ -203,3 +217,12 @@ class Recorder:
             return []
         with self.lock:
             return self.ledger.unsaved(base_url=self.base_url, profile=self.profile)
+
+    def kept_unsaved(self) -> list[str]:
+        """Ids of unsaved jobs kept in the side file while the ledger could not
+        be opened (`unopened`): not in `unsaved`. [] otherwise."""
+        from pixeldojo_cli.store.ledger import kept_unsaved
+
+        if not self.unopened or self._ledger_file is None:
+            return []
+        return kept_unsaved(self._ledger_file, self.base_url, self.profile)

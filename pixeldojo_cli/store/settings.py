@@ -22,7 +22,8 @@ from typing import Any
 from pixeldojo_cli.api.defaults import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from pixeldojo_cli.core import durations
 from pixeldojo_cli.core.errors import ConfigError
-from pixeldojo_cli.core.ownfiles import open_private, private_folder, read_at_most, tighten
+from pixeldojo_cli.core.ownfiles import open_private, read_at_most, tighten
+from pixeldojo_cli.core.ownfolders import check_folder, private_folder
 from pixeldojo_cli.core.redact import clean_api_key
 from pixeldojo_cli.core.untrusted import open_regular
 
@@ -115,6 +116,8 @@ def load_config(path: Path | None = None) -> dict[str, Any]:
     """
     path = path or config_path()
     try:
+        if path == config_path():  # our folder: a link there only under the dotfiles rule
+            check_folder(path.parent)
         data = _read_config_bytes(path)
     except FileNotFoundError:
         return {}

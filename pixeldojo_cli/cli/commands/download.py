@@ -71,7 +71,16 @@ def _sweep(state: AppState, save: SaveOptions, json_output: bool, open_output: b
     recorder = state.recorder()
     skipped = [job.id for job in recorder.skipped_as_refused()]
     if not recorder.unsaved():
-        state.render.info(f"Nothing pending for {base_url} (profile {profile!r}).")
+        kept = recorder.kept_unsaved()
+        if kept:  # the ledger could not be opened: "nothing pending" would be untrue
+            state.render.warn(
+                f"The job ledger could not be opened (see above), so this sweep cannot save "
+                f"{plural(len(kept), 'job')} kept in pending-records.jsonl beside it: "
+                f"{' '.join(kept)}. Save them with `pixeldojo download ID`, or make the "
+                "ledger openable and sweep again."
+            )
+        else:
+            state.render.info(f"Nothing pending for {base_url} (profile {profile!r}).")
         _say_skipped(state, skipped)
         if json_output:
             state.render.json([])

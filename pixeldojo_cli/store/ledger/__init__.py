@@ -42,7 +42,12 @@ from pixeldojo_cli.store.ledger.records import (
     submission_record,
 )
 from pixeldojo_cli.store.ledger.schema import SCHEMA_VERSION
-from pixeldojo_cli.store.ledger.sidefile import PENDING_RECORDS, defer, pending_records_path
+from pixeldojo_cli.store.ledger.sidefile import (
+    PENDING_RECORDS,
+    defer,
+    kept_unsaved,
+    pending_records_path,
+)
 from pixeldojo_cli.store.settings import ledger_path
 
 __all__ = [
@@ -60,6 +65,7 @@ __all__ = [
     "LedgerRecord",
     "defer",
     "files_record",
+    "kept_unsaved",
     "ledger_path",
     "lost_record",
     "pending_records_path",

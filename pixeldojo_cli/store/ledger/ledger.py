@@ -19,11 +19,12 @@ from typing import Any, TypeVar
 
 from pixeldojo_cli.api.results import Job
 from pixeldojo_cli.core.errors import LedgerError
-from pixeldojo_cli.core.ownfiles import ForeignFile, private_folder, same_file
+from pixeldojo_cli.core.ownfiles import ForeignFile
+from pixeldojo_cli.core.ownfolders import private_folder
 from pixeldojo_cli.store.ledger import claims, schema, sidefile
 from pixeldojo_cli.store.ledger.apply import apply_record, apply_replayed
 from pixeldojo_cli.store.ledger.claims import ClaimResult
-from pixeldojo_cli.store.ledger.guard import claim_ledger
+from pixeldojo_cli.store.ledger.guard import claim_ledger, connect_ledger, opened_as_checked
 from pixeldojo_cli.store.ledger.locking import (
     DEFAULT_BUSY_TIMEOUT,
     BoundedWait,
@@ -71,7 +72,7 @@ class Ledger:
         self.moved_aside: Path | None = None
         self.read_only = False
         try:  # the default folder is ours: 0700; a folder named by the caller is theirs
-            private_folder(self.path.parent, tighten_existing=path is None)
+            private_folder(self.path.parent, tighten_existing=self.path == ledger_path())
         except OSError as exc:
             raise LedgerError(
                 f"Cannot create the folder of the job ledger {self.path.parent}: "
@@ -112,34 +113,43 @@ class Ledger:
                 self._db.close()
                 raise
 
-    def _connect_own_file(self) -> sqlite3.Connection:
+    def _connect_own_file(self, mode: str = "rw") -> sqlite3.Connection:
         """Connect to the ledger once its files are checked (`guard.claim_ledger`):
         made 0600, never a link; and the file SQLite opened is the one checked."""
         try:
-            fd = claim_ledger(self.path)
+            fd = claim_ledger(self.path, create=mode == "rw")
         except ForeignFile as exc:
             raise LedgerError(exc.advice("The job ledger")) from exc
         try:
-            db = self._connect()
-            if fd is not None and not same_file(fd, self.path):
+            db = connect_ledger(
+                self.path,
+                mode,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                checked = opened_as_checked(db, self.path, fd)
+            except sqlite3.Error:
                 db.close()
-                raise LedgerError(f"The job ledger {self.path} changed while it was opened.")
+                raise
+            if not checked:
+                db.close()
+                raise LedgerError(self._changed())
             return db
+        except sqlite3.Error as exc:
+            if os.path.islink(self.path):  # swapped in after the check: SQLite made nothing
+                raise LedgerError(self._changed()) from exc
+            raise ledger_error(self.path, exc) from exc
         finally:
             if fd is not None:
                 os.close(fd)
 
-    def _connect(self, uri: str | None = None) -> sqlite3.Connection:
-        try:
-            return sqlite3.connect(
-                uri or self.path,
-                timeout=self.busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-                uri=uri is not None,
-            )
-        except sqlite3.Error as exc:
-            raise ledger_error(self.path, exc) from exc
+    def _changed(self) -> str:
+        return (
+            f"The job ledger {self.path} changed while it was opened (a link or another "
+            "file was put at its name); nothing was written through it."
+        )
 
     def _open_read_only(self, cause: LedgerError) -> None:
         """A ledger that cannot be written can still be read: `download --pending`
@@ -147,9 +157,12 @@ class Ledger:
         self._db.close()
         # `immutable`: a WAL ledger in a folder that cannot be written has no
         # shared-memory file to open; nobody can be writing it there either.
-        for mode in ("mode=ro", "mode=ro&immutable=1"):
+        for mode in ("ro", "ro&immutable=1"):
             try:
-                self._db = self._connect(f"{self.path.resolve().as_uri()}?{mode}")
+                self._db = self._connect_own_file(mode)
+            except LedgerError:
+                continue
+            try:
                 self._wait.run(lambda: self._db.execute("SELECT count(*) FROM jobs").fetchone())
             except LedgerError:
                 self._db.close()

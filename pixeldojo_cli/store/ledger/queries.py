@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from pixeldojo_cli.api.results import DEFAULT_OUTPUT_LIFETIME, FAILED_STATUSES
+from pixeldojo_cli.core.ownfolders import check_folder
+from pixeldojo_cli.store.ledger.guard import claim_ledger, connect_ledger, opened_as_checked
 from pixeldojo_cli.store.ledger.records import LOST_REFUSED, LedgerFile
 from pixeldojo_cli.store.ledger.values import EPOCH, iso, json_column, parse_time
 from pixeldojo_cli.store.settings import ledger_path
@@ -156,13 +159,22 @@ def recent_job_ids(
     *, base_url: str, profile: str, limit: int = 50, path: Path | None = None
 ) -> list[tuple[str, str, str]]:
     """(job id, model, status) of the newest jobs, newest first: what TAB offers
-    after `jobs show`. Opens the ledger read-only and quickly; [] on any trouble."""
+    after `jobs show`. Opens the ledger read-only and quickly, through the same
+    checks as every opening (`guard`): nothing planted at its names (a link, a
+    FIFO, a hard link) is read, written or waited on. [] on any trouble."""
     path = path or ledger_path()
-    if not path.exists():
+    try:
+        check_folder(path.parent)
+        fd = claim_ledger(path, create=False)
+    except OSError:
+        return []
+    if fd is None:
         return []
     try:
-        db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=1.0)
+        db = connect_ledger(path, "ro", timeout=1.0)
         try:
+            if not opened_as_checked(db, path, fd):
+                return []
             rows = db.execute(
                 "SELECT id, model, status FROM jobs WHERE base_url = ? AND profile = ?"
                 " ORDER BY submitted_at DESC, rowid DESC LIMIT ?",
@@ -172,4 +184,6 @@ def recent_job_ids(
             db.close()
     except sqlite3.Error:
         return []
+    finally:
+        os.close(fd)
     return [(str(job_id), str(model), str(status)) for job_id, model, status in rows]

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pixeldojo_cli.core.errors import LedgerError
-from pixeldojo_cli.core.ownfiles import open_private, private_folder
+from pixeldojo_cli.core.ownfiles import open_private, read_private
+from pixeldojo_cli.core.ownfolders import private_folder
 from pixeldojo_cli.core.untrusted import loads
 from pixeldojo_cli.store.ledger.locking import side_file_lock
 from pixeldojo_cli.store.ledger.records import LedgerRecord
@@ -22,6 +23,8 @@ from pixeldojo_cli.store.settings import ledger_path
 
 # Writes that could not be done, kept beside the ledger until they can.
 PENDING_RECORDS = "pending-records.jsonl"
+# A side file past this is read no further by `kept_unsaved` (replay reads it all).
+_MAX_LOOK = 64 * 1024 * 1024
 
 
 def pending_records_path(ledger: Path | None = None) -> Path:
@@ -50,7 +53,7 @@ def defer(record: LedgerRecord, ledger: Path | None = None) -> Path:
     path = pending_records_path(ledger)
     line = (json.dumps(record, default=str, ensure_ascii=True) + "\n").encode()
     try:
-        private_folder(path.parent, tighten_existing=ledger is None)
+        private_folder(path.parent, tighten_existing=path.parent == ledger_path().parent)
         # A link (or FIFO, device, hard link) planted at the name is replaced.
         fd = open_private(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, replace=True)
         with os.fdopen(fd, "ab") as handle, side_file_lock(handle, 2.0):
@@ -88,3 +91,22 @@ def replay(ledger: Path, write_all: Callable[[list[LedgerRecord]], object]) -> i
         return 0
     # (Emptied, never removed: a process waiting to append holds it open.)
     return len(records)
+
+
+def kept_unsaved(ledger: Path, base_url: str, profile: str) -> list[str]:
+    """Ids of the jobs of this API and profile submitted while the ledger could
+    not take them, kept in the side file with no saved files or loss recorded
+    there: what `download --pending` cannot see while the ledger stays shut."""
+    data = read_private(pending_records_path(ledger), _MAX_LOOK) or b""
+    submitted: dict[str, None] = {}
+    done: set[str] = set()
+    for record in parse_records(data):
+        if record.get("base_url") != base_url.rstrip("/"):
+            continue
+        job = record.get("job")
+        if record["op"] == "submission" and record.get("profile") == profile:
+            if isinstance(job, dict) and isinstance(job.get("jobId"), str):
+                submitted[job["jobId"]] = None
+        elif record["op"] in ("files", "lost") and isinstance(record.get("job_id"), str):
+            done.add(record["job_id"])
+    return [job_id for job_id in submitted if job_id not in done]
