@@ -113,28 +113,3 @@ def open_regular(path: Path, flags: int, mode: int = 0o600) -> int:
         os.close(fd)
         raise OSError(errno.EINVAL, f"{path} is not a regular file")
     return fd
-
-
-def read_small_file(path: Path, max_bytes: int) -> bytes | None:
-    """The bytes of `path` when it is a regular file of at most `max_bytes`;
-    None when it is missing, unreadable, bigger, or not a regular file. Opened
-    without blocking and checked before reading, so a FIFO or a link to a
-    device such as /dev/zero in its place never hangs or fills memory."""
-    try:
-        fd = open_regular(path, os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        chunks: list[bytes] = []
-        total = 0
-        while total <= max_bytes:
-            chunk = os.read(fd, min(1 << 20, max_bytes + 1 - total))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            total += len(chunk)
-        return None if total > max_bytes else b"".join(chunks)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
