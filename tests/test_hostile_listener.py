@@ -204,33 +204,6 @@ def test_a_real_notification_is_saved_while_slow_senders_hold_connections(
     assert answered_in < 5, "a bound on waiting, well past 'a couple of seconds'"
 
 
-def test_connections_per_peer_are_capped_by_cutting_the_oldest(
-    make_listener: Callable[..., tuple[WebhookListener, NoJobs]],
-) -> None:
-    listener, jobs = make_listener(max_per_peer=4, max_connections=8)
-    other = connect(listener.url, "127.0.0.3")  # the oldest of all, from another peer
-    other.sendall(head_of(listener.url)[:10])
-    flood = []
-    for _ in range(10):
-        flood.append(connect(listener.url, "127.0.0.2"))
-        flood[-1].sendall(b"POST")
-    for sock in flood[:6]:
-        wait_for(lambda sock=sock: closed_by_server(sock))
-    assert [closed_by_server(sock) for sock in flood[6:]] == [False] * 4
-    assert not closed_by_server(other), "one peer's flood cuts only its own connections"
-    # Past the total: the busiest peer's oldest goes, not another peer's.
-    more = [connect(listener.url, f"127.0.0.{n}") for n in (4, 5, 6, 7)]
-    for sock in more:
-        sock.sendall(b"POST")
-    wait_for(lambda: closed_by_server(flood[6]))
-    assert not closed_by_server(other) and not any(closed_by_server(s) for s in more)
-    other.sendall(head_of(listener.url)[10:] + b'{"jobId": "job_a1"} ')
-    assert other.recv(4096).startswith(b"HTTP/1.0 202 ")
-    for sock in [other, *flood, *more]:
-        sock.close()
-    assert wait_for(lambda: jobs.asked) == ["job_a1"]
-
-
 @pytest.mark.parametrize(
     "shape, status",
     [

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+from collections.abc import Callable
 
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, the shell's convention
 TERMINATED_EXIT = 143  # 128 + SIGTERM
@@ -115,8 +116,9 @@ def reset() -> None:
     _downloading.clear()
 
 
-def wait_for_interrupt() -> None:
-    """Block the calling (main) thread until Ctrl-C or SIGTERM raises in it.
+def wait_for_interrupt(until: Callable[[], bool] | None = None) -> None:
+    """Block the calling (main) thread until Ctrl-C or SIGTERM raises in it, or
+    until `until()` turns true (checked every half second).
 
     In short waits, not one unbounded one: a signal that lands while another
     thread is starting a process (`webhook listen --exec`) was seen to leave an
@@ -125,4 +127,5 @@ def wait_for_interrupt() -> None:
 
     never = threading.Event()
     while not never.wait(0.5):
-        pass
+        if until is not None and until():
+            return

@@ -5,12 +5,21 @@ One thread runs a `selectors` loop over every connection. A request (request
 line, headers and body) must arrive whole within `request_timeout` of its
 connection's accept, however its bytes are paced; the connection is then cut.
 Heads are capped (line length, line count, total bytes) and bodies by the
-`Responder`. Connections are capped per peer address and in all; at a cap the
-OLDEST connection still being read (of that peer, or of the peer holding the
-most) is cut, never the newcomer: a slow sender holding connections cannot keep
-a real notification out, even from the same address. A complete request is
-answered at once in the loop (the `Responder` only queues work), and every
-connection is closed after its answer.
+`Responder`. A complete request is answered at once in the loop (the
+`Responder` only queues work), and every connection is closed after its answer.
+
+Who is cut when connections run out: only at `max_connections` (one address
+may hold many while there is room: a reverse proxy holds them all), the
+connection still being read that has been IDLE LONGEST (since its last byte,
+or its accept) is cut for the newcomer, first among addresses holding more than
+`max_per_peer`; fewest bytes received breaks a tie. A sender that keeps sending
+is therefore cut after those that hold, drip or reconnect and wait. At most one
+connection is cut per `EVICTION_INTERVAL`: newcomers past that wait in the
+system's queue of pending connections, so reconnecting over and over cannot
+churn through every idle moment of a real sender.
+
+One connection's failure (a bug in the `Responder`, say) is answered 500 and
+closed; the loop goes on. Should the loop itself fail, `failure` says why.
 """
 
 from __future__ import annotations
@@ -22,7 +31,7 @@ import selectors
 import socket
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
@@ -34,7 +43,9 @@ MAX_LINE = 8 * 1024  # the request line, or one header line
 MAX_HEADERS = 64
 MAX_HEAD = 32 * 1024  # the request line and every header
 MAX_CONNECTIONS = 256
-MAX_PER_PEER = 32
+MAX_PER_PEER = 32  # at MAX_CONNECTIONS, addresses holding more are cut first
+# At most one connection cut per this many seconds to make room for a newcomer.
+EVICTION_INTERVAL = 0.01
 # Accepts per turn of the loop, so that the bytes of a connection just accepted are
 # read before a burst of newer ones from its address could push it out.
 _ACCEPTS_PER_TURN = 8
@@ -66,6 +77,7 @@ class Answer:
 
 
 _BUSY = Answer(503, {"error": "too many connections"}, {"Retry-After": "5"})
+_BROKEN = Answer(500, {"error": "the listener failed on this request"})
 
 
 class Responder(Protocol):
@@ -113,6 +125,26 @@ def parse_head(raw: bytes, peer: str) -> Head:
     return Head(matched.group(1), matched.group(2), headers, peer)
 
 
+_PATH_CHAR = re.compile(r"[!$&'()*+,./:;=@_~A-Za-z0-9-]")
+_PATH = re.compile(r"/(?!/)(?:[!$&'()*+,./:;=@_~A-Za-z0-9-]|%[0-9A-Fa-f]{2})*")
+
+
+def check_path(path: str) -> str:
+    """`path` if the listener can match it, as printed: "/" and then visible
+    ASCII, no "?" or "#", not "//" first, "%" only in a %XX escape (a request's
+    path matches with its escapes decoded, in any hex case). Else ValueError
+    with the reason (other characters: percent-encode them as UTF-8)."""
+    if not path.startswith("/") or path.startswith("//"):
+        raise ValueError("it must start with a single '/'")
+    if not path.isascii() or not path.isprintable():
+        raise ValueError("only visible ASCII: percent-encode the rest as UTF-8 (/w%C3%A9bhook)")
+    if not _PATH.fullmatch(path):
+        bad = next((c for c in path if not _PATH_CHAR.fullmatch(c)), "%")
+        why = "only starts a %XX escape" if bad == "%" else "is not allowed"
+        raise ValueError(f"{bad!r} {why}")
+    return path
+
+
 def encode_answer(answer: Answer, *, head_only: bool = False) -> bytes:
     """The whole HTTP/1.0 response for `answer` (the connection closes after it)."""
     body = json.dumps(answer.document).encode()
@@ -135,10 +167,12 @@ def encode_answer(answer: Answer, *, head_only: bool = False) -> bytes:
 class _Connection:
     """One accepted connection: what has come in, and what is left to send."""
 
-    def __init__(self, sock: socket.socket, peer: str, deadline: float) -> None:
+    def __init__(self, sock: socket.socket, peer: str, now: float, deadline: float) -> None:
         self.sock = sock
         self.peer = peer
         self.deadline = deadline
+        self.last_heard = now  # the last byte received, or the accept
+        self.received = 0
         self.inbox = bytearray()
         self.head: Head | None = None
         self.body_length = 0
@@ -169,17 +203,21 @@ class RequestLoop:
         self.request_timeout = request_timeout
         self.max_connections = max_connections
         self.max_per_peer = max_per_peer
-        self._open: OrderedDict[socket.socket, _Connection] = OrderedDict()  # oldest first
+        self.failure: BaseException | None = None  # why `run` ended, if not by `stop`
+        self._open: dict[socket.socket, _Connection] = {}
         self._selector = selectors.DefaultSelector()
         self._wake_read, self._wake_write = socket.socketpair()
         self._stopping = threading.Event()
+        self._next_eviction = 0.0  # no connection is cut for a newcomer before then
+        self._accepting = True
         server.setblocking(False)
         self._wake_read.setblocking(False)
         self._selector.register(server, selectors.EVENT_READ, "accept")
         self._selector.register(self._wake_read, selectors.EVENT_READ, "wake")
 
     def run(self) -> None:
-        """Serve until `stop()`, then close every connection and the sockets."""
+        """Serve until `stop()`, then close every connection and the sockets. An
+        unexpected failure of the loop itself ends it too, kept in `failure`."""
         try:
             while not self._stopping.is_set():
                 for key, events in self._selector.select(self._next_wait()):
@@ -189,8 +227,13 @@ class RequestLoop:
                         with contextlib.suppress(OSError):
                             self._wake_read.recv(64)
                     elif key.fileobj in self._open:
-                        self._service(self._open[key.fileobj], events)  # type: ignore[index]
-                self._expire(time.monotonic())
+                        self._service(self._open[key.fileobj], events)
+                now = time.monotonic()
+                self._expire(now)
+                if not self._accepting and now >= self._next_eviction:
+                    self._pause_accepting(False)
+        except Exception as exc:  # kept for the owner to report; a thread's traceback is not
+            self.failure = exc
         finally:
             self.close()
 
@@ -214,44 +257,55 @@ class RequestLoop:
 
     def _accept_some(self) -> None:
         for _ in range(_ACCEPTS_PER_TURN):
+            full = len(self._open) >= self.max_connections
+            now = time.monotonic()
+            if full and now < self._next_eviction:
+                self._pause_accepting(True)  # the newcomer waits in the system's queue
+                return
             try:
                 sock, address = self.server.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:  # e.g. out of file descriptors: cut the oldest, go on
-                self._evict(None)
+            except OSError:  # e.g. out of file descriptors: cut the idlest, go on
+                self._evict(self._idlest(now, over_share=False))
                 return
             sock.setblocking(False)
             peer = str(address[0]) if isinstance(address, tuple) else str(address)
-            self._make_room(peer)
-            connection = _Connection(sock, peer, time.monotonic() + self.request_timeout)
-            self._open[sock] = connection
+            if full and self._evict(self._idlest(now, over_share=True)):
+                self._next_eviction = now + EVICTION_INTERVAL
+            self._open[sock] = _Connection(sock, peer, now, now + self.request_timeout)
             self._selector.register(sock, selectors.EVENT_READ, "conn")
 
-    def _make_room(self, peer: str) -> None:
-        """Cut the oldest connection still being read: of `peer` past its cap,
-        else of the peer holding the most past the total cap."""
-        per_peer: dict[str, int] = {}
-        for connection in self._open.values():
-            per_peer[connection.peer] = per_peer.get(connection.peer, 0) + 1
-        if per_peer.get(peer, 0) >= self.max_per_peer:
-            self._evict(peer)
-        elif len(self._open) >= self.max_connections:
-            busiest = max(per_peer, key=lambda p: per_peer[p])
-            if not self._evict(busiest):
-                self._evict(None)
+    def _pause_accepting(self, pause: bool) -> None:
+        """Stop (or resume) watching the listening socket: while paused, newcomers
+        wait in the system's queue instead of waking the loop for nothing."""
+        self._accepting = not pause
+        if pause:
+            self._selector.unregister(self.server)
+        else:
+            self._selector.register(self.server, selectors.EVENT_READ, "accept")
 
-    def _evict(self, peer: str | None) -> bool:
-        """Cut the oldest connection still being read (of `peer`, or of anyone);
-        False when there is none (connections still sending an answer stay)."""
-        for connection in self._open.values():
-            if connection.evictable and (peer is None or connection.peer == peer):
-                if not connection.answered:
-                    with contextlib.suppress(OSError):  # a polite word, if it fits at once
-                        connection.sock.send(encode_answer(_BUSY))
-                self._close(connection)
-                return True
-        return False
+    def _idlest(self, now: float, *, over_share: bool) -> _Connection | None:
+        """The connection still being read that has waited longest since its last
+        byte (fewest bytes received breaks a tie); with `over_share`, of the
+        addresses holding more than `max_per_peer` if there are any."""
+        candidates = [c for c in self._open.values() if c.evictable]
+        if over_share:
+            per_peer = Counter(c.peer for c in self._open.values())
+            greedy = [c for c in candidates if per_peer[c.peer] > self.max_per_peer]
+            candidates = greedy or candidates
+        return min(candidates, key=lambda c: (c.last_heard, c.received), default=None)
+
+    def _evict(self, connection: _Connection | None) -> bool:
+        """Cut `connection` for a newcomer (a polite 503 first, if it is still
+        being read and the word fits at once); False when there is none."""
+        if connection is None:
+            return False
+        if not connection.answered:
+            with contextlib.suppress(OSError):
+                connection.sock.send(encode_answer(_BUSY))
+        self._close(connection)
+        return True
 
     def _close(self, connection: _Connection) -> None:
         self._open.pop(connection.sock, None)
@@ -270,6 +324,8 @@ class RequestLoop:
 
     def _next_wait(self) -> float:
         soonest = min((c.deadline for c in self._open.values()), default=None)
+        if not self._accepting:
+            soonest = self._next_eviction if soonest is None else min(soonest, self._next_eviction)
         if soonest is None:
             return 0.5
         return max(0.0, min(0.5, soonest - time.monotonic()))
@@ -283,6 +339,11 @@ class RequestLoop:
             if events & selectors.EVENT_READ and connection.sock in self._open:
                 self._receive(connection)
         except OSError:  # reset, broken pipe: the client is gone
+            self._close(connection)
+        except Exception:  # a bug met on one request: answer it, serve the others
+            if not connection.answered:
+                with contextlib.suppress(OSError):
+                    connection.sock.send(encode_answer(_BROKEN))
             self._close(connection)
 
     def _receive(self, connection: _Connection) -> None:
@@ -298,6 +359,8 @@ class RequestLoop:
             if connection.drained > _DRAIN_BYTES:
                 self._close(connection)
             return
+        connection.last_heard = time.monotonic()
+        connection.received += len(data)
         connection.inbox += data
         try:
             answer = self._read_request(connection)

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 from pixeldojo_cli.api.results import id_claims
 from pixeldojo_cli.core.errors import PixelDojoError, WrongJobError
@@ -43,6 +43,7 @@ from pixeldojo_cli.engine.webhook_http import (
     Answer,
     Head,
     RequestLoop,
+    check_path,
 )
 
 if TYPE_CHECKING:
@@ -145,15 +146,17 @@ class _Responder:
 
     def __init__(self, listener: WebhookListener) -> None:
         self.listener = listener
+        self.ours = unquote_to_bytes(listener.path).rstrip(b"/")
 
     def _on_our_path(self, head: Head) -> bool:
         try:
             path = urlsplit(head.target).path
         except ValueError:
             return False
-        ours = self.listener.path.rstrip("/").encode()
+        # The target was read as latin-1: back to its bytes, %XX decoded as in `ours`.
+        theirs = unquote_to_bytes(path.encode("latin-1", "replace")).rstrip(b"/")
         # Constant time: the default path holds the token a forged notification must guess.
-        return hmac.compare_digest(path.rstrip("/").encode("utf-8", "replace"), ours)
+        return hmac.compare_digest(theirs, self.ours)
 
     def check_head(self, head: Head) -> Answer | int:
         if not self._on_our_path(head):
@@ -206,10 +209,12 @@ class WebhookListener:
     `pixeldojo download --pending`. At most `workers` jobs are looked up and
     saved at once, and at most `queue_size` wait; past that, 503.
 
-    `path` defaults to `/webhook/` and a random token (see `url`). Each request
-    must arrive whole within `request_timeout` seconds; past `max_per_peer`
-    connections from one address, or `max_connections` in all, the oldest one
-    still being read is cut (see `webhook_http`).
+    `path` defaults to `/webhook/` and a random token (see `url`); one given
+    must pass `check_path` (else ValueError). Each request must arrive whole
+    within `request_timeout` seconds; at `max_connections`, the connection
+    idle longest is cut for a newcomer, first of addresses holding more than
+    `max_per_peer` (see `webhook_http`). `serving` turns False should the
+    server thread fail (`failure` says why).
     """
 
     def __init__(
@@ -233,8 +238,10 @@ class WebhookListener:
         cancel: threading.Event | None = None,
     ) -> None:
         path = random_path() if path is None else path
-        if not path.startswith("/"):
-            raise ValueError("path must start with '/'")
+        try:
+            check_path(path)
+        except ValueError as exc:
+            raise ValueError(f"path {path[:60]!r}: {exc}") from None
         if min(workers, queue_size, max_connections, max_per_peer) < 1:
             raise ValueError("workers, queue_size and the connection caps must be at least 1")
         self.jobs = jobs
@@ -252,6 +259,7 @@ class WebhookListener:
         self._done: OrderedDict[str, None] = OrderedDict()
         self._handed_back: list[str] = []
         self._stopping = threading.Event()
+        self._hurry = threading.Event()
         self._abandoned = False
         self._stopped = False
         self._socket = _listening_socket(host, port)
@@ -275,6 +283,17 @@ class WebhookListener:
         host = str(address[0])
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{address[1]}{self.path}"
+
+    @property
+    def serving(self) -> bool:
+        """Whether the server thread is answering (False before `start`, after
+        `stop`, or once it failed)."""
+        return self._serving.is_alive()
+
+    @property
+    def failure(self) -> BaseException | None:
+        """What ended the server thread, if something other than `stop` did."""
+        return self._loop.failure
 
     def start(self) -> WebhookListener:
         for thread in self._threads:
@@ -393,9 +412,10 @@ class WebhookListener:
         seconds, and return the ids of the jobs left unsaved (queued, or still
         being saved). With a book, those it confirmed are recorded there.
 
-        Past the grace, `cancel` is set: a save that watches it (the engine's
-        `save(cancel=)`) stops and removes its temporary files, which this
-        waits for a moment longer; the jobs are handed back all the same."""
+        Past the grace (or once `hurry()` is called), `cancel` is set: a save
+        that watches it (the engine's `save(cancel=)`) stops and removes its
+        temporary files, which this waits for a moment longer; the jobs are
+        handed back all the same."""
         with self._lock:
             first = not self._stopped
             self._stopped = True
@@ -420,11 +440,18 @@ class WebhookListener:
             left = list(dict.fromkeys([*self._handed_back, *self._active]))
         if any(thread.is_alive() for thread in self._threads):
             self.cancel.set()
-            self._join_workers(CANCEL_WAIT)
+            self._join_workers(CANCEL_WAIT, hurried=False)
         return left
 
-    def _join_workers(self, seconds: float) -> None:
+    def hurry(self) -> None:
+        """Cut a `stop`'s grace short (from any thread, or a signal handler)."""
+        self._hurry.set()
+
+    def _join_workers(self, seconds: float, *, hurried: bool = True) -> None:
         deadline = time.monotonic() + seconds
         for thread in self._threads:
-            if thread.is_alive():
-                thread.join(max(0.0, deadline - time.monotonic()))
+            while thread.is_alive() and not (hurried and self._hurry.is_set()):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                thread.join(min(left, 0.1))

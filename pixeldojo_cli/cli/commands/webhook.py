@@ -19,7 +19,7 @@ from pixeldojo_cli.cli.render import plural, printable
 from pixeldojo_cli.cli.state import AppState, get_state
 from pixeldojo_cli.core import interrupts
 from pixeldojo_cli.core.durations import parse_duration
-from pixeldojo_cli.core.errors import OutputRefusedError, UsageError
+from pixeldojo_cli.core.errors import OutputRefusedError, PixelDojoError, UsageError
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
@@ -113,11 +113,13 @@ PIXELDOJO_FILE (the first) in its environment; its output goes to stderr.
 Only POST on PATH is accepted (others: 404, 405); a body that is not JSON
 (400, 415), too large (413) or without a job id (400) is refused; past
 --concurrency jobs at work and 100 waiting, 503. Each request must arrive
-whole within 10 s; a sender that holds too many connections loses its
-oldest. Ctrl-C or SIGTERM stops it: it stops accepting, lets the downloads
-under way finish for --grace, then cuts them (no temporary file is left),
-and names the jobs it did not save; those it looked up stay in the ledger
-for `pixeldojo download --pending`.
+whole within 10 s; when connections run out, the one idle longest is cut.
+--path is "/" and visible ASCII (percent-encode the rest). Ctrl-C or SIGTERM
+stops it: it stops accepting, lets the downloads and --exec commands under
+way finish for --grace, then stops them (no temporary file is left), names
+the jobs it did not save (those it looked up stay in the ledger for
+`pixeldojo download --pending`) and exits 0; further signals cut the grace
+short.
 """
 
 LISTEN_EXAMPLES = """\
@@ -133,8 +135,35 @@ Examples:
 DEFAULT_PORT = 8787
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+# After --grace, an --exec command still running gets SIGTERM, and SIGKILL this
+# many seconds later (within the listener's own wait for its workers).
+EXEC_TERM_WAIT = 1.0
+
+
+class _Signals:
+    """SIGTERM and Ctrl-C for the rest of the process: the first stops the
+    listener (a KeyboardInterrupt in the main thread); those that come while it
+    stops cut its grace short; once it has stopped they are ignored, so that a
+    stop exits 0 however many signals came (our own handlers would be undone
+    while Python exits, the default one would kill it)."""
+
+    def __init__(self, listener: WebhookListener) -> None:
+        self.listener = listener
+        self.stopping = False
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if not self.stopping:
+            self.stopping = True
+            raise KeyboardInterrupt
+        self.listener.hurry()
+
+    def stopped(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def _exec_argv(command: str | None) -> list[str] | None:
@@ -173,10 +202,17 @@ def _save_job(
 class _Report:
     """Prints each job's outcome (one line, or JSON Lines), then runs --exec."""
 
-    def __init__(self, state: AppState, json_output: bool, exec_argv: list[str] | None) -> None:
+    def __init__(
+        self,
+        state: AppState,
+        json_output: bool,
+        exec_argv: list[str] | None,
+        cancel: threading.Event,
+    ) -> None:
         self.state = state
         self.json_output = json_output
         self.exec_argv = exec_argv
+        self.cancel = cancel  # set past a stop's grace: --exec commands are ended
         self._lock = threading.Lock()
 
     def __call__(self, outcome: Delivery) -> None:
@@ -217,21 +253,43 @@ class _Report:
 
     def _exec(self, outcome: Delivery) -> None:
         assert self.exec_argv is not None
+        render, job_id = self.state.render, outcome.job_id
+        if self.cancel.is_set():
+            render.warn(f"{job_id}: --exec not run: the listener is stopping.")
+            return
         env = {
             **os.environ,
-            "PIXELDOJO_JOB_ID": outcome.job_id,
+            "PIXELDOJO_JOB_ID": job_id,
             "PIXELDOJO_FILES": "\n".join(outcome.paths),
             "PIXELDOJO_FILE": outcome.paths[0] if outcome.paths else "",
         }
         try:
-            done = subprocess.run(
-                self.exec_argv, env=env, stdin=subprocess.DEVNULL, stdout=_stderr_fd(), check=False
-            )
+            # Its own process group: a terminal's Ctrl-C reaches only us (it gets
+            # --grace), and a stop can end whatever it started too.
+            child = subprocess.Popen(
+                self.exec_argv, env=env, stdin=subprocess.DEVNULL, stdout=_stderr_fd(),
+                process_group=0,
+            )  # fmt: skip
         except OSError as exc:
-            self.state.render.warn(f"{outcome.job_id}: --exec could not run: {exc}")
+            render.warn(f"{job_id}: --exec could not run: {exc}")
             return
-        if done.returncode != 0:
-            self.state.render.warn(f"{outcome.job_id}: --exec exited {done.returncode}.")
+        code = self._wait(child)
+        if code is None:
+            render.warn(f"{job_id}: --exec was still running after --grace; stopped it.")
+        elif code != 0:
+            render.warn(f"{job_id}: --exec exited {code}.")
+
+    def _wait(self, child: subprocess.Popen[bytes]) -> int | None:
+        """The command's exit code; None if it was ended because the listener stopped."""
+        while not self.cancel.is_set():
+            try:
+                return child.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                continue
+        if child.poll() is not None:
+            return child.returncode
+        _end_process_group(child)
+        return None
 
     def handed_back(self, job_ids: list[str], in_ledger: set[str]) -> None:
         render = self.state.render
@@ -254,6 +312,19 @@ class _Report:
             )
 
 
+def _end_process_group(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the command and what it started, SIGKILL a moment later."""
+    import contextlib
+
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        child.wait(timeout=EXEC_TERM_WAIT)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(child.pid, signal.SIGKILL)  # whatever of the group is left
+    child.wait()
+
+
 def _stderr_fd() -> int:
     """--exec's output goes to our stderr: stdout is for the listener's own lines."""
     try:
@@ -262,21 +333,28 @@ def _stderr_fd() -> int:
         return 2
 
 
-def _serve(state: AppState, listener: WebhookListener, grace: float) -> list[str]:
-    """Listen until Ctrl-C or SIGTERM, then stop; the ids of the jobs left unsaved.
-    No temporary file of a download cut short is left behind."""
+def _serve(
+    state: AppState, listener: WebhookListener, grace: float, signals: _Signals, execs: bool
+) -> list[str]:
+    """Listen until Ctrl-C or SIGTERM (or until the server thread fails), then
+    stop; the ids of the jobs left unsaved. No temporary file of a download cut
+    short is left behind."""
     try:
+        signals.install()
         listener.start()
         state.render.err_console.print(
             f"Listening on {listener.url} (use it as --webhook-url). Ctrl-C stops.", markup=False
         )
-        interrupts.wait_for_interrupt()
+        interrupts.wait_for_interrupt(until=lambda: not listener.serving)
+        signals.stopping = True  # the server thread failed: stop as for a signal
     except KeyboardInterrupt:
-        state.render.info("Stopping: no new notifications; finishing the downloads under way.")
+        under_way = "downloads and --exec commands" if execs else "downloads"
+        state.render.info(
+            f"Stopping: no new notifications; the {under_way} under way have "
+            f"{grace:g} s (--grace) to finish, then are stopped."
+        )
     try:
         return listener.stop(grace)
-    except KeyboardInterrupt:  # asked twice: hand back at once
-        return listener.stop(0)
     finally:
         # A save that outlived even the cancel's wait: its download may not remove
         # its .part itself before the process ends.
@@ -342,28 +420,40 @@ def listen(
     state = get_state(ctx)
     state.remind = False  # a long-running server: no reminder at exit
     with state.guard(json_output=json_output):
-        if path is not None and (
-            not path.startswith("/") or any(c.isspace() or c in "?#" for c in path)
-        ):
-            raise UsageError(f"--path must be a URL path starting with '/', got {path[:60]!r}.")
+        if path is not None:
+            from pixeldojo_cli.engine.webhook_http import check_path
+
+            try:
+                check_path(path)
+            except ValueError as exc:
+                raise UsageError(f"--path {path[:60]!r}: {exc}.") from None
         exec_argv = _exec_argv(exec_command)
         grace_seconds = parse_duration(grace, option="--grace") or 0.0
-        report = _Report(state, json_output, exec_argv)
-        listener, book = _listener(state, output_dir, report, host, port, path, concurrency)
+        cancel = threading.Event()
+        report = _Report(state, json_output, exec_argv, cancel)
+        listener, book = _listener(state, output_dir, report, host, port, path, concurrency, cancel)
         # SIGTERM (systemd, `docker stop`, `kill`) stops it as Ctrl-C does; set before
         # the URL is printed, so whoever reads that line may already send it. Neither
         # stops the downloads under way at once (as in `run`): they have --grace.
-        previous = {
-            signum: signal.signal(signum, _interrupt) for signum in (signal.SIGTERM, signal.SIGINT)
-        }
-        try:
-            left = _serve(state, listener, grace_seconds)
-        finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
+        signals = _Signals(listener)
+        left = _serve(state, listener, grace_seconds, signals, exec_argv is not None)
         in_ledger = {job_id for job_id in left if book is not None and book.knows(job_id)}
         report.handed_back(left, in_ledger)
+        signals.stopped()
+        _check_served(listener)
         state.render.info("Stopped.")
+
+
+def _check_served(listener: WebhookListener) -> None:
+    """One line and exit 1 when the server thread failed (a bug) instead of being stopped."""
+    failure = listener.failure
+    if failure is not None:
+        bug = PixelDojoError(
+            f"The listener stopped answering: {type(failure).__name__}: {failure}",
+            hint="This is a bug in pixeldojo-cli: please report it (rerun with -v for more).",
+        )
+        bug.code = "unexpected"
+        raise bug
 
 
 def _listener(
@@ -374,6 +464,7 @@ def _listener(
     port: int,
     path: str | None,
     concurrency: int,
+    cancel: threading.Event,
 ) -> tuple[WebhookListener, LedgerBook | None]:
     """The listener, bound but not started, and the ledger book it keeps (None
     without a ledger)."""
@@ -386,7 +477,6 @@ def _listener(
     book = None
     if recorder.ledger is not None:
         book = LedgerBook(recorder, save_options.folder_for(None).resolve())
-    cancel = threading.Event()
     try:
         listener = WebhookListener(
             client,
