@@ -282,7 +282,7 @@ class Transport:
 
     def _attempt(self, call: _Call) -> httpx.Response:
         """One attempt: a slot from the limiter, then the exchange, read whole."""
-        ticket = self.limiter.acquire()
+        ticket = self.limiter.acquire(by=call.deadline)
         if deadlines.passed():
             self.limiter.answered(ticket)
             raise self._too_late(call, sent=False)
@@ -431,6 +431,9 @@ class Transport:
         left = deadlines.remaining()
         if left is not None and delay >= left:  # the next attempt would come too late
             raise self._too_late(call, sent=False)
+        if call.deadline is not None and time.monotonic() + delay >= call.deadline:
+            self._sleep(max(0.0, call.deadline - time.monotonic()))  # its timeout, not later
+            raise RequestTimeoutError(f"{call.method} {call.url.path} did not finish in time.")
         if self._trace is not None:
             self._trace(f"  {why}; retrying in {delay:.1f} s (attempt {attempt + 1})")
         if retry_after is not None:
