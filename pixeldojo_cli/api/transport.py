@@ -250,14 +250,17 @@ class Transport:
                 url = self.url(path_or_url) if "://" not in path_or_url else httpx.URL(path_or_url)
             except httpx.InvalidURL as exc:
                 raise UsageError(f"Not a valid API path: {exc}") from None
+            # Only encodings the bounded decoder undoes, whatever the caller asked:
+            # set on httpx's Headers, which replace a name whatever its case.
+            sent = httpx.Headers(headers or {})
+            sent["Accept-Encoding"] = API_ACCEPT_ENCODING
             request = self.http.build_request(
                 method,
                 url,
                 json=json,
                 params=params,
                 content=content,
-                # Only encodings the bounded decoder undoes, whatever the caller asked.
-                headers={**(headers or {}), "Accept-Encoding": API_ACCEPT_ENCODING},
+                headers=sent,
                 timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
             )
             # With `timeout`, one deadline covers every attempt (a --timeout must
