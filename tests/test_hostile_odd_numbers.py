@@ -161,6 +161,12 @@ def test_a_duration_takes_ascii_digits_only(text: str, name: str) -> None:
         seconds(text, name)
 
 
+@pytest.mark.parametrize("text", ["inf", "Infinity", "1e999", " 1E3 ", ".5", "1h30"])
+def test_what_ascii_numbers_said_before_they_still_say(text: str) -> None:
+    expected = {" 1E3 ": 1000.0, ".5": 0.5, "1h30": 3630.0}.get(text, math.inf)
+    assert seconds(text, "--ttl") == expected
+
+
 @pytest.mark.parametrize("text", OTHER_DIGITS)
 def test_rate_limit_takes_ascii_digits_only(text: str) -> None:
     with pytest.raises(ConfigError):

@@ -19,7 +19,9 @@ UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 # ASCII digits only: `float()` and `\d` also take other scripts' digits (Arabic-Indic,
 # fullwidth), which no one types as a number.
 _PIECE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhdw]?)")
-_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|nan)")
+_NUMBER = re.compile(
+    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)"
+)
 EXAMPLES = "90, 90s, 10m, 1h or 2d"
 # A bare number is not a duration where it could be read as something else.
 EXAMPLES_WITH_UNIT = "90s, 10m, 1h or 2d"
