@@ -21,7 +21,7 @@ from urllib.parse import quote
 import httpx
 
 from pixeldojo_cli.api.defaults import DEFAULT_BASE_URL
-from pixeldojo_cli.api.headers import check_headers
+from pixeldojo_cli.api.headers import Headers, check_headers
 from pixeldojo_cli.api.model_cache import ModelCache
 from pixeldojo_cli.api.responses import api_response, json_body
 from pixeldojo_cli.api.results import (
@@ -148,24 +148,25 @@ class Client:
         params: dict[str, Any] | None = None,
         json: Any = None,
         content: bytes | None = None,
-        headers: dict[str, str] | None = None,
+        headers: Headers | None = None,
     ) -> ApiResponse:
         """Any API request: `path` relative to the base URL (or an absolute URL on
         the API's own origin; any other origin is refused), with the key, the rate
         limiter and the retry rules. Only GET and HEAD are ever repeated. An error
-        answer raises its `APIError`, whose `response` holds the answer. A header
-        the HTTP layer would refuse or the client sets itself (`api.headers`) is a
+        answer raises its `APIError`, whose `response` holds the answer. `headers`:
+        a mapping or a list of (name, value) pairs; a header the HTTP layer would
+        refuse, the client sets itself, or one given twice (`api.headers`) is a
         `UsageError` before anything is sent."""
         method = method.upper()
         url = self.transport.request_url(path)
-        headers = check_headers(headers)  # before anything is sent
+        checked = check_headers(headers)  # before anything is sent
         response = self.transport.request(
             method,
             str(url),
             params=params,
             json=json,
             content=content,
-            headers=headers,
+            headers=checked,
             creates=method not in ("GET", "HEAD"),
         )
         return api_response(response)

@@ -13,7 +13,7 @@ crash after the request went half out.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from pixeldojo_cli.core.errors import UsageError
 from pixeldojo_cli.core.text import safe_text
@@ -40,6 +40,8 @@ CLIENT_OWNED: dict[str, str] = {
     "proxy-connection": _HOP,
     "upgrade": _HOP,
     "host": "the client sends it for the API's own origin",
+    "accept-encoding": "the client asks only for encodings it decodes within its size "
+    "cap (gzip, deflate)",
     "authorization": "the key goes only to the API's origin, from --api-key, "
     "PIXELDOJO_API_KEY or `pixeldojo auth login`",
 }
@@ -77,6 +79,40 @@ def check_header(name: object, value: object) -> str:
     return value.strip(_OWS)
 
 
-def check_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
-    """Every header checked by `check_header`; the values to send."""
-    return {name: check_header(name, value) for name, value in (headers or {}).items()}
+Headers = Mapping[str, str] | Iterable[tuple[str, str]]
+
+
+def check_headers(headers: Headers | None) -> dict[str, str]:
+    """Every header (a mapping, or a list of (name, value) pairs) checked by
+    `check_header`; the values to send. A name given twice, in any case, is a
+    usage error: which one the server would read is anyone's guess."""
+    pairs = _pairs(headers)
+    checked: dict[str, str] = {}
+    seen: set[str] = set()
+    for name, value in pairs:
+        sent = check_header(name, value)
+        text = str(name)
+        if text.lower() in seen:
+            raise UsageError(f"The {_shown(text)} header is given twice: give each header once.")
+        seen.add(text.lower())
+        checked[text] = sent
+    return checked
+
+
+_NOT_HEADERS = "Headers must be a mapping of names to values, or a list of (name, value) pairs."
+
+
+def _pairs(headers: Headers | None) -> list[tuple[object, object]]:
+    if headers is None:
+        return []
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    if isinstance(headers, str | bytes):
+        raise UsageError(_NOT_HEADERS)
+    try:
+        items = list(headers)
+    except TypeError:
+        raise UsageError(_NOT_HEADERS) from None
+    if not all(isinstance(pair, tuple | list) and len(pair) == 2 for pair in items):
+        raise UsageError(_NOT_HEADERS)
+    return [(name, value) for name, value in items]

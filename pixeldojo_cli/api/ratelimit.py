@@ -20,7 +20,7 @@ import httpx
 
 from pixeldojo_cli.api.origin import Origin
 from pixeldojo_cli.core import deadlines
-from pixeldojo_cli.core.errors import DeadlineError
+from pixeldojo_cli.core.errors import DeadlineError, RequestTimeoutError
 from pixeldojo_cli.core.ownfiles import open_private
 from pixeldojo_cli.core.ownfolders import private_folder
 from pixeldojo_cli.core.untrusted import loads
@@ -30,16 +30,16 @@ class SharedBudgetUnavailable(Exception):
     """The shared budget file cannot be used (any more): keep a per-process budget."""
 
 
+class BudgetLockPastDeadline(SharedBudgetUnavailable):
+    """The budget file's lock was not let go before the deadline in force came."""
+
+
 # Budget files untouched this long belong to keys or APIs no longer used.
 _STALE_BUDGET = 7 * 86400
 # A budget file larger than this is not ours: it is reset.
 _MAX_BUDGET_BYTES = 256 * 1024
 # Seconds to wait for another process to let go of the budget file's lock.
 _LOCK_PATIENCE = 2.0
-
-
-class NoSlotInTime(Exception):
-    """The rate budget has no room for a request before its deadline."""
 
 
 class SharedBudget:
@@ -108,17 +108,24 @@ class SharedBudget:
     def _lock(self) -> None:
         """Take the file's lock. Holders keep it for microseconds; one that is not
         let go within `_LOCK_PATIENCE` s belongs to a stopped process (Ctrl-Z):
-        this process then stops sharing rather than wait for it."""
-        give_up = time.monotonic() + _LOCK_PATIENCE
+        this process then stops sharing rather than wait for it. Nor is it
+        waited for past the deadline in force (`BudgetLockPastDeadline`)."""
+        patience = _LOCK_PATIENCE
+        left = deadlines.remaining()
+        cut = left is not None and left < patience
+        give_up = time.monotonic() + (max(0.0, left) if cut and left is not None else patience)
         pause = 0.001
         while True:
             try:
                 self._flock(self._fd, self._lock_ex)
                 return
             except BlockingIOError:
-                if time.monotonic() >= give_up:
+                now = time.monotonic()
+                if now >= give_up:
+                    if cut:
+                        raise BudgetLockPastDeadline("the deadline came first") from None
                     raise SharedBudgetUnavailable("the budget file stays locked") from None
-                time.sleep(pause)
+                time.sleep(min(pause, give_up - now))
                 pause = min(pause * 2, 0.05)
             except OSError as exc:
                 raise SharedBudgetUnavailable(str(exc)) from exc
@@ -246,12 +253,12 @@ class RateLimiter:
                 self.budget.close()
             self.budget = None
 
-    def acquire(self, max_wait: float | None = None) -> int | None:
+    def acquire(self, *, by: float | None = None) -> int | None:
         """Block until one more request fits, then count it. Returns a ticket to
         hand to `answered` once the answer has arrived (None: nothing to count).
         A wait that would pass the deadline in force raises `DeadlineError` now;
-        with `max_wait`, `NoSlotInTime` instead of waiting longer than that."""
-        give_up = None if max_wait is None else self._clock() + max_wait
+        one that would pass `by` (the request's own deadline, on `time.monotonic`)
+        ends there, with `RequestTimeoutError`: a request's timeout, not later."""
         while True:
             with self._lock:
                 now = self._clock()
@@ -259,6 +266,10 @@ class RateLimiter:
                 if self.budget is not None and delay <= 0:
                     try:
                         delay, ticket = self.budget.reserve(self.per_minute)
+                    except BudgetLockPastDeadline:
+                        raise DeadlineError(
+                            "--timeout was reached waiting for the shared rate budget."
+                        ) from None
                     except SharedBudgetUnavailable:
                         self._drop_budget_locked()
                     else:
@@ -274,8 +285,11 @@ class RateLimiter:
                 raise DeadlineError(
                     f"--timeout was reached waiting for the rate limit ({delay:.0f} s to go)."
                 )
-            if give_up is not None and now + delay > give_up:
-                raise NoSlotInTime(f"no request fits in the rate budget for {delay:.1f} s")
+            if by is not None and time.monotonic() + delay >= by:
+                self._sleep(max(0.0, by - time.monotonic()))
+                raise RequestTimeoutError(
+                    f"The rate limit held the request past its timeout ({delay:.0f} s to go)."
+                )
             self._sleep(delay)
 
     def answered(self, ticket: int | None) -> None:

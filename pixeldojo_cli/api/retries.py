@@ -9,13 +9,19 @@ import random
 import time
 from dataclasses import dataclass
 
+# A Retry-After shorter than this is no wait a server can mean (0.001 s, 1e-300 s):
+# it is ignored like `0` or garbage, and the jittered backoff used without the
+# header applies. It is the shortest first step of that backoff (`base_delay` / 2)
+# and the poll floor (`engine.schedule.FLOOR`): no retry goes out sooner.
+SHORTEST_RETRY_AFTER = 0.25
+
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
     """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP-date.
 
     None when it makes no sense as a wait (garbage, 0, negative, a date in the
-    past, not finite): the caller then backs off as if there were no header,
-    rather than sending its retries at once."""
+    past, not finite, shorter than `SHORTEST_RETRY_AFTER`): the caller then
+    backs off as if there were no header, rather than sending its retries at once."""
     if not value:
         return None
     value = value.strip()
@@ -29,7 +35,7 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         if when is None:
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
-    if not math.isfinite(seconds) or seconds <= 0:
+    if not math.isfinite(seconds) or seconds < SHORTEST_RETRY_AFTER:
         return None
     return seconds
 

@@ -39,7 +39,7 @@ from pixeldojo_cli.api.addresses import AddressGuard, OutputAddressRefused
 from pixeldojo_cli.api.connections import OUTPUT_DOWNLOAD, TLSWhenNeeded, read_in_larger_pieces
 from pixeldojo_cli.api.decoding import API_ACCEPT_ENCODING, MAX_API_BODY, BodyTooLarge, decode_body
 from pixeldojo_cli.api.origin import DEFAULT_PORTS, OriginBoundAuth, origin_of
-from pixeldojo_cli.api.ratelimit import NoSlotInTime, RateLimiter, SharedBudget
+from pixeldojo_cli.api.ratelimit import RateLimiter, SharedBudget
 from pixeldojo_cli.api.redirects import (
     UnusableLocation,
     check_hop,
@@ -274,14 +274,17 @@ class Transport:
                 url = self.url(path_or_url) if "://" not in path_or_url else httpx.URL(path_or_url)
             except httpx.InvalidURL as exc:
                 raise UsageError(f"Not a valid API path: {exc}") from None
+            # Only encodings the bounded decoder undoes, whatever the caller asked:
+            # set on httpx's Headers, which replace a name whatever its case.
+            sent = httpx.Headers(headers or {})
+            sent["Accept-Encoding"] = API_ACCEPT_ENCODING
             request = self.http.build_request(
                 method,
                 url,
                 json=json,
                 params=params,
                 content=content,
-                # Only encodings the bounded decoder undoes, whatever the caller asked.
-                headers={**(headers or {}), "Accept-Encoding": API_ACCEPT_ENCODING},
+                headers=sent,
                 timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
             )
             # With `timeout`, one deadline covers every attempt (a --timeout must
@@ -313,13 +316,7 @@ class Transport:
 
     def _attempt(self, call: _Call) -> httpx.Response:
         """One attempt: a slot from the limiter, then the exchange, read whole."""
-        try:  # with a deadline, the rate budget is not waited for past it
-            ticket = self.limiter.acquire(
-                None if call.deadline is None else call.deadline - time.monotonic()
-            )
-        except NoSlotInTime:
-            message = f"{call.method} {call.url.path} did not fit in the rate budget in time."
-            raise RequestTimeoutError(message) from None
+        ticket = self.limiter.acquire(by=call.deadline)
         if deadlines.passed():
             self.limiter.answered(ticket)
             raise self._too_late(call, sent=False)
@@ -468,6 +465,9 @@ class Transport:
         left = deadlines.remaining()
         if left is not None and delay >= left:  # the next attempt would come too late
             raise self._too_late(call, sent=False)
+        if call.deadline is not None and time.monotonic() + delay >= call.deadline:
+            self._sleep(max(0.0, call.deadline - time.monotonic()))  # its timeout, not later
+            raise RequestTimeoutError(f"{call.method} {call.url.path} did not finish in time.")
         if self._trace is not None:
             self._trace(f"  {why}; retrying in {delay:.1f} s (attempt {attempt + 1})")
         if retry_after is not None:

@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from pixeldojo_cli.core.errors import UsageError
 
 UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_PIECE = re.compile(r"(\d+(?:\.\d+)?)([smhdw]?)")
+# ASCII digits only: `float()` and `\d` also take other scripts' digits (Arabic-Indic,
+# fullwidth), which no one types as a number.
+_PIECE = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhdw]?)")
+_NUMBER = re.compile(
+    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)"
+)
 EXAMPLES = "90, 90s, 10m, 1h or 2d"
 # A bare number is not a duration where it could be read as something else.
 EXAMPLES_WITH_UNIT = "90s, 10m, 1h or 2d"
@@ -102,12 +107,19 @@ def duration_message(name: str, text: str, *, also: str = "") -> str:
     return f"{name} must be a duration like {examples}{also}{limits.describe()}; got {text[:60]!r}."
 
 
+def ascii_number(text: str) -> float | None:
+    """`text` as a number written with ASCII digits (`1.5`, `.5`, `1e3`, `-2`; `inf`
+    and `nan` too, for the range check to refuse), else None: unlike `float()`,
+    no other script's digits and no `1_000`."""
+    text = text.strip()
+    return float(text) if _NUMBER.fullmatch(text) else None
+
+
 def _read(compact: str) -> tuple[float, bool] | None:
     """(seconds, whether it was a bare number), or None when it is no duration."""
-    try:
-        return float(compact), True  # what a seconds setting always took: 1.5, .5, 1e3
-    except ValueError:
-        pass
+    number = ascii_number(compact)  # what a seconds setting always took: 1.5, .5, 1e3
+    if number is not None:
+        return number, True
     pos, total = 0, 0.0
     for match in _PIECE.finditer(compact):
         if match.start() != pos:

@@ -67,8 +67,14 @@ class EmulatedJob:
         return self.status(now) in ("completed", "failed") and now >= self.done_at + ttl
 
 
+# The last second a datetime holds: `--ttl inf` (never expires) or `1e308` ends there.
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+
+
 def iso(at: float) -> str:
-    """A timestamp as the API writes it: ISO 8601 in UTC, with a `Z`."""
+    """A timestamp as the API writes it: ISO 8601 in UTC, with a `Z`; clamped to
+    the years 1970 to 9999 (an endless ttl expires at the end of 9999)."""
+    at = min(max(at, 0.0), LATEST) if at == at else LATEST
     return datetime.fromtimestamp(at, tz=UTC).isoformat().replace("+00:00", "Z")
 
 

@@ -365,6 +365,9 @@ class Emulator:
 
     def _schedule_webhook(self, job: EmulatedJob) -> None:
         job.webhook = {"url": job.webhook_url, "status": "pending", "attempts": 0}
+        # `--latency inf`: a job that never ends notifies never (a Timer cannot wait for ever).
+        if not job.latency < 365 * 86400:
+            return
         timer = threading.Timer(max(0.0, job.latency), self.deliver_webhook, (job.id,))
         timer.daemon = True
         self._timers.append(timer)

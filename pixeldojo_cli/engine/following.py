@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from pixeldojo_cli.api.results import Job, jobs_by_id, taken_from_list
 from pixeldojo_cli.core import deadlines, interrupts
+from pixeldojo_cli.core.durations import DAY
 from pixeldojo_cli.core.errors import (
     DeadlineError,
     JobsInterruptedError,
@@ -177,7 +178,7 @@ class Follower:
         now = self._clock()
         if not any(t.due <= now for t in self._tracked.values()):
             return {}
-        if now < self._next_round and not last_look:
+        if now < self._next_round:  # the deadline's last look too: the floor holds
             return {}
         self._next_round = now + FLOOR
         self._last_look = now + LAST_LOOK_TIMEOUT if last_look else None
@@ -335,8 +336,9 @@ def _ending(job: Job) -> str:
 
 
 def _delay(schedule: Schedule, elapsed: float, polls: int) -> float:
-    # Every schedule of ours keeps the floor; so does one a library caller gives.
-    return at_floor(schedule.delay(elapsed, polls))
+    # Every schedule of ours keeps the floor; so does one a library caller gives,
+    # and it waits under a day (the longest poll interval) even if that says inf.
+    return min(at_floor(schedule.delay(elapsed, polls)), DAY)
 
 
 def default_schedule_for(

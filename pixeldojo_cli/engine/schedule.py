@@ -85,11 +85,13 @@ class Schedule(Protocol):
 
 
 def _clean(durations: Sequence[float]) -> list[float]:
-    """The most recent `WINDOW` usable durations (positive, finite, under a day)."""
+    """The most recent `WINDOW` usable durations (positive, finite, under a day),
+    each at least `FLOOR`: no job is seen done sooner than that, and a planted
+    `5e-324` must not take the fit's arithmetic below what a float holds."""
     usable = [
-        float(d)
+        max(FLOOR, float(d))
         for d in durations
-        if isinstance(d, int | float) and math.isfinite(d) and 0 < d < 86400
+        if isinstance(d, int | float) and not isinstance(d, bool) and 0 < d < 86400
     ]
     return usable[:WINDOW]
 
@@ -122,6 +124,16 @@ class _Fit:
             return None
         target = done + (1 - done) / 2
         return max(0.0, self.quantile(_NORMAL.inv_cdf(target)) - elapsed)
+
+
+def _mills(z: float) -> float:
+    """pdf(z) / (1 - cdf(z)) of the standard normal (its hazard), for any z: far in
+    the tail both underflow to 0, and the ratio tends to z."""
+    survival = 0.5 * math.erfc(z / math.sqrt(2))  # accurate in the tail, as 1 - cdf is not
+    density = _NORMAL.pdf(z)
+    if survival > 0.0 and density > 0.0:
+        return density / survival
+    return z + 1 / z if z > 0 else 0.0
 
 
 def _eta_from(durations: Sequence[float], elapsed: float) -> float | None:
@@ -219,15 +231,15 @@ class LearnedSchedule:
         return self.fit.quantile(HIGH_Z)
 
     def _hazard(self, t: float) -> float:
+        """The chance of finishing at `t` given not before (per second); the
+        log-normal's pdf over its survival, kept finite where either underflows."""
+        t = max(t, FLOOR)
         z = (math.log(t) - self.fit.mu) / self.fit.sigma
-        survival = _NORMAL.cdf(-z)
-        if survival <= 0.0:
-            return math.inf
-        return _NORMAL.pdf(z) / (self.fit.sigma * t * survival)
+        return _mills(z) / (self.fit.sigma * t)
 
     def _gap(self, t: float) -> float:
         """The gap wanted between polls around time `t`."""
-        hazard = self._hazard(max(t, 1e-6))
+        hazard = self._hazard(t)
         if hazard <= 0.0:
             return MAX_DELAY
         lag_goal = max(LAG_ABS, LAG_REL * t)

@@ -41,8 +41,12 @@ def wait(
     """
     client.require_key()
     for value, name in ((poll_interval, "poll_interval"), (max_poll_interval, "max_poll_interval")):
+        if not _is_number(value):
+            raise UsageError(f"{name} must be a number of seconds, got {str(value)[:60]!r}.")
         if not LIMITS[name].allows(value):  # as the setting would refuse it
             raise UsageError(duration_message(name, f"{value:g}"))
+    if timeout is not None and not _is_number(timeout):
+        raise UsageError(f"timeout must be a number of seconds, got {str(timeout)[:60]!r}.")
     seen: list[Job] = []
 
     def keep(event: Event) -> None:
@@ -63,3 +67,7 @@ def wait(
             raise outcome
         if outcome is not None:
             return
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)

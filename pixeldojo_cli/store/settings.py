@@ -9,7 +9,6 @@ written atomically with tomli-w, mode 0600 in a 0700 folder.
 from __future__ import annotations
 
 import errno
-import math
 import os
 import stat
 import tomllib
@@ -55,6 +54,9 @@ def emulator_from_env(env: Mapping[str, str] | None = None) -> bool:
     env = os.environ if env is None else env
     return env.get(ENV_EMULATOR, "").strip().lower() in _TRUTHY
 
+
+# The most requests a minute `rate_limit` takes (16,000 a second): more is no limit.
+MAX_RATE_LIMIT = 1_000_000
 
 # Non-secret keys `config set` accepts, with their parsers (see `parse_setting`).
 CONFIG_KEYS: dict[str, str] = {
@@ -433,14 +435,13 @@ def parse_setting(key: str, raw: str) -> Any:
         except durations.DurationError as exc:
             raise ConfigError(exc.message) from None
     if kind == "per_minute":
-        try:
-            number = float(raw)
-        except ValueError:
-            number = math.nan
-        # Under one a minute cannot be meant (`1e-300`): the limiter counts whole requests.
-        if not math.isfinite(number) or number < 1:
+        number = durations.ascii_number(raw)
+        # Under one a minute cannot be meant (`1e-300`): the limiter counts whole requests;
+        # nor over `MAX_RATE_LIMIT` (`1e308`): no API allows that many.
+        if number is None or not 1 <= number <= MAX_RATE_LIMIT:
             raise ConfigError(
-                f"{key} must be a number of requests per minute, at least 1; got {raw[:60]!r}."
+                f"{key} must be a number of requests per minute, at least 1 and at most "
+                f"{MAX_RATE_LIMIT:,}; got {raw[:60]!r}."
             )
         return number
     return raw

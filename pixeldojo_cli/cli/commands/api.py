@@ -116,15 +116,15 @@ def parse_headers(values: list[str]) -> dict[str, str]:
     """`-H 'Name: value'`, each checked as the request would need it
     (`api.headers.check_header`: Authorization, Host and the headers that frame
     the request are never set by hand)."""
-    from pixeldojo_cli.api.headers import check_header
+    from pixeldojo_cli.api.headers import check_headers
 
-    headers: dict[str, str] = {}
+    pairs: list[tuple[str, str]] = []
     for text in values:
         name, sep, value = text.partition(":")
         if not sep:
             raise UsageError(f"-H takes 'Name: value', got {text[:60]!r}.")
-        headers[name] = check_header(name, value)
-    return headers
+        pairs.append((name, value))
+    return check_headers(pairs)
 
 
 def _method_and_path(words: list[str], method: str | None) -> tuple[str | None, str]:

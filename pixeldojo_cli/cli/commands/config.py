@@ -124,6 +124,9 @@ def get(ctx: typer.Context, key: KeyArgument, json_output: JsonOption = False) -
         "  pixeldojo --profile staging config set base_url https://staging.example/api/v1"
     ),
     cls=PixelDojoCommand,
+    # `config set rate_limit -1` is a value to check (and refuse, saying the range), not
+    # an unknown option: `set` has none but --help.
+    context_settings={"ignore_unknown_options": True},
 )
 def set_(ctx: typer.Context, key: KeyArgument, value: Annotated[str, typer.Argument()]) -> None:
     """Save a setting in the config file, after checking its value.
