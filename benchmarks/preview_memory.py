@@ -30,6 +30,21 @@ Measured (Pillow 13, Python 3.11, Linux x86-64; growth of peak RSS, MB):
     WebP 2500x2500                          13 kB   87, drawn                87
     WebP 3600x3600                          24 kB    0, refused             189
     GIF 9000x9000, 2 frames                602 kB   86, drawn               377
+
+Pictures whose cost is in their structure, not their header (issue 24, class 8,
+after review; growth MB and CPU s of the preview; "before": the preview as it was,
+peak RSS of a whole `run --preview`, with the CLI's own ~50 MB):
+
+    picture                                 file     preview              before
+    JPEG 2000x2000, a scan per colour       45 kB   13, drawn
+    JPEG 9400x9400, a scan per colour     1011 kB    0, refused         567 peak
+    JPEG 7100x7100 grey, 100 scans         104 kB   87, 0.6 s, drawn
+    JPEG 4096x4096 grey, 3000 scans        134 kB    0, refused         7.0 s CPU
+    PNG 5000x5000 RGB interlaced            71 kB   91, drawn (as not interlaced)
+    PNG 1x1, a 300 MB private chunk        300 MB    0, refused         651 peak
+    GIF 1x1, a 300 MB comment              300 MB    0, refused         800 peak
+    WebP 8x8, 300 MB after its end         300 MB    0, refused         655 peak
+    JPEG 8x8, 300 MB of APP2 segments      300 MB    0, refused         356 peak
 """
 
 from __future__ import annotations
@@ -100,6 +115,58 @@ def webp_canvas(width: int, height: int) -> bytes:
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
+def _segment(marker: int, data: bytes) -> bytes:
+    return b"\xff" + bytes([marker]) + struct.pack(">H", len(data) + 2) + data
+
+
+def _jpeg_tables(ac_symbol: int) -> bytes:
+    one_code = bytes([1]) + bytes(15)  # one Huffman code, the bit `0`
+    return (
+        _segment(0xDB, b"\x00" + bytes([1]) * 64)
+        + _segment(0xC4, b"\x00" + one_code + b"\x00")
+        + _segment(0xC4, b"\x10" + one_code + bytes([ac_symbol]))
+    )
+
+
+def jpeg_scan_per_colour(width: int, height: int) -> bytes:
+    """A baseline colour JPEG with each colour in a scan of its own (grey)."""
+    blocks = -(-width // 8) * -(-height // 8)
+    frame = struct.pack(">BHHB", 8, height, width, 3) + b"\x01\x11\x00\x02\x11\x00\x03\x11\x00"
+    scans = b"".join(
+        _segment(0xDA, bytes([1, colour, 0, 0, 63, 0])) + bytes(-(-blocks * 2 // 8))
+        for colour in (1, 2, 3)
+    )
+    return b"\xff\xd8" + _jpeg_tables(0) + _segment(0xC0, frame) + scans + b"\xff\xd9"
+
+
+def jpeg_progressive_scans(width: int, height: int, scans: int) -> bytes:
+    """A grey progressive JPEG: a DC scan, then scans - 1 AC scans of end-of-band runs."""
+    blocks = -(-width // 8) * -(-height // 8)
+    frame = struct.pack(">BHHB", 8, height, width, 1) + b"\x01\x11\x00"
+    dc = _segment(0xDA, bytes([1, 1, 0, 0, 0, 0])) + bytes(-(-blocks // 8))
+    bits = ("0" + "1" * 14) * -(-blocks // 32767)
+    bits += "1" * (-len(bits) % 8)
+    data = int(bits, 2).to_bytes(len(bits) // 8, "big").replace(b"\xff", b"\xff\x00")
+    ac = _segment(0xDA, bytes([1, 1, 0, 1, 63, 0])) + data
+    head = b"\xff\xd8" + _jpeg_tables(0xE0) + _segment(0xC2, frame)
+    return head + dc + ac * (scans - 1) + b"\xff\xd9"
+
+
+def interlaced_png(width: int, height: int) -> bytes:
+    """A black RGB PNG stored interlaced (Adam7: seven passes of zero rows)."""
+    passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2)]
+    passes.append((0, 1, 1, 2))
+    deflate = zlib.compressobj(9)
+    parts = []
+    for x0, y0, dx, dy in passes:
+        columns, rows = -(-(width - x0) // dx), -(-(height - y0) // dy)
+        parts.append(deflate.compress(bytes((1 + columns * 3) * rows)))
+    parts.append(deflate.flush())
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 1)
+    body = _chunk(b"IHDR", header) + _chunk(b"IDAT", b"".join(parts)) + _chunk(b"IEND", b"")
+    return PNG_SIGNATURE + body
+
+
 def pillow_file(path: Path, size: tuple[int, int], format_: str, **options: object) -> None:
     """A picture made by Pillow, in a process of its own (the memory goes with it)."""
     code = (
@@ -142,6 +209,11 @@ def make_pictures(folder: Path) -> list[tuple[str, Path]]:
     pillow_file(
         put("JPEG 6000x6000 progressive", "6kp.jpg"), (6_000, 6_000), "JPEG", progressive=True
     )
+    put("JPEG 2000x2000 a scan per colour", "2kms.jpg", jpeg_scan_per_colour(2_000, 2_000))
+    put("JPEG 9400x9400 a scan per colour", "9kms.jpg", jpeg_scan_per_colour(9_400, 9_400))
+    put("JPEG 7100x7100 grey, 100 scans", "7k100.jpg", jpeg_progressive_scans(7_100, 7_100, 100))
+    put("JPEG 4096x4096 grey, 3000 scans", "4k3k.jpg", jpeg_progressive_scans(4_096, 4_096, 3_000))
+    put("PNG 5000x5000 RGB interlaced", "5ki.png", interlaced_png(5_000, 5_000))
     pillow_file(put("WebP 2500x2500", "2500.webp"), (2_500, 2_500), "WEBP", quality=80)
     pillow_file(put("WebP 3600x3600", "3600.webp"), (3_600, 3_600), "WEBP", quality=80)
     pillow_file(put("GIF 9000x9000, 2 frames", "9k.gif"), (9_000, 9_000), "GIF", save_all=True)
@@ -159,6 +231,7 @@ Renderer.stdout_is_terminal = lambda self: True
 Renderer.stderr_is_terminal = lambda self: True
 import PIL.Image, PIL.PngImagePlugin, PIL.JpegImagePlugin, PIL.WebPImagePlugin, PIL.GifImagePlugin
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+cpu = sum(os.times()[:2])
 if sys.argv[2] == "whole":
     import warnings; warnings.simplefilter("ignore")
     try:
@@ -172,7 +245,8 @@ else:
     drawn = screen.buffer.getvalue().decode()
     outcome = "drawn" if "\\u2580" in drawn else drawn.strip().split(": ", 1)[-1][:70]
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(f"{before / 1024:.0f}\\t{after / 1024:.0f}\\t{outcome}")
+cpu = sum(os.times()[:2]) - cpu
+print(f"{before / 1024:.0f}\\t{after / 1024:.0f}\\t{cpu:.1f}\\t{outcome}")
 """
 
 
@@ -194,8 +268,8 @@ def measure(path: Path, how: str) -> str:
     )
     if done.returncode:
         return f"failed (exit {done.returncode}): {done.stderr.strip()[-120:]}"
-    before, after, outcome = done.stdout.strip().split("\t")
-    return f"{int(after) - int(before):>5} MB  (peak {after:>4} MB)  {outcome}"
+    before, after, cpu, outcome = done.stdout.strip().split("\t")
+    return f"{int(after) - int(before):>5} MB  (peak {after:>4} MB, {cpu} s CPU)  {outcome}"
 
 
 def main() -> None:

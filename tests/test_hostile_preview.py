@@ -9,8 +9,11 @@ import io
 import os
 import re
 import select
+import shutil
+import signal
 import struct
 import subprocess
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -28,12 +31,21 @@ from conftest import FAST, PYTHON, Invoke, run_in_pty, run_subprocess_env
 Image = pytest.importorskip("PIL.Image")
 
 PEAK_MB = 400  # generous: the preview's budget is 100 MB; the whole picture decoded is 1.1 GB
-# A broken build must fail here, not take the machine's memory: the child's address
-# space is capped (exec keeps the pid, so wait4 still reports the child's own peak).
-CAPPED = (
-    "import os, resource, sys; resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30));"
-    "os.execv(sys.executable, [sys.executable, '-m', 'pixeldojo_cli', *sys.argv[1:]])"
-)
+# A broken build must fail here, not take the machine's memory: the CLI's address space
+# is capped. It is forked from a small launcher, which reports the CLI's own peak: a
+# child started straight from the test process (vfork, then exec) would report the test
+# process's peak when that is higher (a worker late in the suite).
+CAPPED = """
+import os, resource, sys
+pid = os.fork()
+if pid == 0:
+    resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+    os.execv(sys.executable, [sys.executable, "-m", "pixeldojo_cli", *sys.argv[1:]])
+_, status, usage = os.wait4(pid, 0)
+with open(os.environ["PIXELDOJO_TEST_PEAK_FILE"], "w") as report:
+    report.write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status) & 255)
+"""
 ESCAPES = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 LIBRARY_TEXT = ("Warning", "warn(", "PIL", "site-packages", "Traceback", "DecompressionBomb")
 
@@ -47,6 +59,8 @@ def run_on_terminal(
     import pty
     import termios
 
+    peak_file = Path(tempfile.mkdtemp(prefix="pixeldojo-peak-")) / "peak"
+    env = {**env, "PIXELDOJO_TEST_PEAK_FILE": str(peak_file)}
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", *winsize))
     proc = subprocess.Popen(
@@ -56,6 +70,7 @@ def run_on_terminal(
         stderr=slave,
         env=env,
         cwd=cwd,
+        process_group=0,  # the launcher and the CLI, killed together when they hang
     )
     os.close(slave)
     chunks: list[bytes] = []
@@ -70,11 +85,16 @@ def run_on_terminal(
                 break
             chunks.append(data)
     else:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     os.close(master)
-    return proc.returncode, b"".join(chunks).decode(errors="replace"), usage.ru_maxrss / 1024
+    try:
+        peak = int(peak_file.read_text())
+    except (OSError, ValueError):  # the launcher was killed: its own peak bounds the CLI's
+        peak = usage.ru_maxrss
+    shutil.rmtree(peak_file.parent, ignore_errors=True)
+    return proc.returncode, b"".join(chunks).decode(errors="replace"), peak / 1024
 
 
 def terminal_env(emulator: Emulator, **extra: str) -> dict[str, str]:

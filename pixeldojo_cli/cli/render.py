@@ -23,7 +23,7 @@ from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pixeldojo_cli.cli.tables import Column, draw_table
-from pixeldojo_cli.cli.terminal import console_size
+from pixeldojo_cli.cli.terminal import clamp_size, rich_environ
 from pixeldojo_cli.core.text import dump_json, safe_lines, safe_text
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def silence_broken_pipe() -> None:
 @functools.cache
 def _safe_console_class() -> Callable[..., Console]:
     """Rich's Console, with every string it is asked to print passed through a filter."""
-    from rich.console import Console
+    from rich.console import Console, ConsoleDimensions
 
     class SafeConsole(Console):
         def __init__(self, tidy: Callable[[str], str], **kwargs: Any) -> None:
@@ -63,6 +63,16 @@ def _safe_console_class() -> Callable[..., Console]:
         def print(self, *objects: Any, **kwargs: Any) -> None:
             tidied = [self._tidy(o) if isinstance(o, str) else o for o in objects]
             super().print(*tidied, **kwargs)
+
+        @property
+        def size(self) -> ConsoleDimensions:
+            # Rich asks the terminal whenever it measures; a pty may answer 65535 columns.
+            measured = super().size
+            return ConsoleDimensions(*clamp_size(measured.width, measured.height))
+
+        @size.setter
+        def size(self, new_size: tuple[int, int]) -> None:
+            self._width, self._height = new_size
 
         def on_broken_pipe(self) -> None:
             # Rich would exit 1 here; the command's guard ends quietly instead.
@@ -165,7 +175,6 @@ class Renderer:
 
     def _console(self, stream: TextIO) -> Console:
         color = color_wanted(self.no_color, stream)
-        width, height = console_size()  # Rich must not parse COLUMNS/LINES itself
         return _safe_console_class()(
             self._tidy_lines,
             file=stream,
@@ -176,8 +185,7 @@ class Renderer:
             emoji=False,
             soft_wrap=True,
             force_terminal=True if color and not _is_tty(stream) else None,
-            width=width,
-            height=height,
+            _environ=rich_environ(),  # Rich parses COLUMNS and LINES itself: only clamped ones
         )
 
     @property

@@ -6,8 +6,8 @@ Left alone, Rich parses COLUMNS itself (`²` passes its digit check and then fai
 `int()`: every command that prints ended in "this is a bug"), and a cell size of
 65535 pixels made the sixel preview ask Pillow for a picture of terabytes. So the
 help pages, tables, progress lines and previews all take their size from here,
-within `SANE_COLUMNS` and `SANE_LINES`, and Rich is handed the result rather than
-reading the environment.
+within `SANE_COLUMNS` and `SANE_LINES`: Rich reads an environment whose COLUMNS
+and LINES are the clamped size, and every size it measures is clamped too.
 """
 
 from __future__ import annotations
@@ -36,19 +36,26 @@ def terminal_size() -> tuple[int, int]:
         columns, lines = int(size.columns), int(size.lines)
     except (ValueError, OverflowError, OSError):  # an answer no terminal gives
         columns, lines = FALLBACK
-    return _clamp(columns, SANE_COLUMNS), _clamp(lines, SANE_LINES)
+    return clamp_size(columns, lines)
 
 
-def console_size(environ: Mapping[str, str] | None = None) -> tuple[int | None, int | None]:
-    """The width and height to give Rich's Console: the clamped size wherever the
-    environment sets COLUMNS or LINES (so that Rich never parses them itself), None
-    elsewhere (Rich asks the terminal, and follows it when it is resized)."""
+def rich_environ(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment for Rich's Console: COLUMNS and LINES, wherever set, replaced by
+    the clamped size. Rich parses each of them itself (`isdigit()`, then `int()`: `²`
+    and a number of 5,000 digits pass the one and fail the other) when it is built and
+    again whenever it measures the terminal, whichever of the two it was given."""
     environ = os.environ if environ is None else environ
+    tidy = dict(environ)
     columns, lines = terminal_size()
-    return (
-        columns if "COLUMNS" in environ else None,
-        lines if "LINES" in environ else None,
-    )
+    for name, value in (("COLUMNS", columns), ("LINES", lines)):
+        if name in tidy:
+            tidy[name] = str(value)
+    return tidy
+
+
+def clamp_size(columns: int, lines: int) -> tuple[int, int]:
+    """A size a terminal reported (65535 columns, say), within `SANE_COLUMNS` x `SANE_LINES`."""
+    return _clamp(columns, SANE_COLUMNS), _clamp(lines, SANE_LINES)
 
 
 def cell_pixels(fd: int | None = None) -> tuple[int, int]:
