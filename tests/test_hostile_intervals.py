@@ -110,8 +110,11 @@ def test_the_list_follower_of_a_batch_keeps_the_floor(slow: Emulator) -> None:
     result = make_invoker(slow)("run", "flux-dev", "--batch", "b.txt", *flags)
     assert result.exit_code == 0, result.output
     assert_no_faster_than_the_floor(slow.requests_to("GET", r"/jobs$"), "GET /jobs")
+    # The list serves the batch; a job looked at by itself once or not at all
+    # cannot have been polled too often.
     for path, polls in polls_per_job(slow).items():
-        assert_no_faster_than_the_floor(polls, path)
+        if len(polls) >= 2:
+            assert_no_faster_than_the_floor(polls, path)
 
 
 def test_jobs_wait_for_several_jobs_keeps_the_floor(slow: Emulator) -> None:
