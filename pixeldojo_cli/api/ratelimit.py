@@ -107,8 +107,11 @@ class SharedBudget:
     def _lock(self) -> None:
         """Take the file's lock. Holders keep it for microseconds; one that is not
         let go within `_LOCK_PATIENCE` s belongs to a stopped process (Ctrl-Z):
-        this process then stops sharing rather than wait for it."""
-        give_up = time.monotonic() + _LOCK_PATIENCE
+        this process then stops sharing rather than wait for it. Nor is it
+        waited for past the deadline in force (`DeadlineError`)."""
+        left = deadlines.remaining()
+        cut = left is not None and left < _LOCK_PATIENCE
+        give_up = time.monotonic() + (_LOCK_PATIENCE if left is None else min(left, _LOCK_PATIENCE))
         pause = 0.001
         while True:
             try:
@@ -116,6 +119,10 @@ class SharedBudget:
                 return
             except BlockingIOError:
                 if time.monotonic() >= give_up:
+                    if cut:
+                        raise DeadlineError(
+                            "--timeout was reached waiting for the rate budget file's lock."
+                        ) from None
                     raise SharedBudgetUnavailable("the budget file stays locked") from None
                 time.sleep(pause)
                 pause = min(pause * 2, 0.05)
