@@ -276,11 +276,18 @@ class Follower:
             raise
 
     def _timed_out(self, job_id: str) -> WaitTimeoutError:
-        """The deadline ended a job's wait: still running as last seen, or never
-        reached at all (an id whose job the API never answered about)."""
+        """The deadline ended a job's wait: still running as last seen (or a
+        moment early: the next look, a retry's pause or a Retry-After, would
+        pass it), or never reached at all (the API never answered about it)."""
         tracked = self._tracked.get(job_id)
         if tracked is not None and tracked.last is None:
             return WaitTimeoutError.unreached(job_id)
+        if not self.timed_out() and self._last_look is None:  # a pause would pass it
+            return WaitTimeoutError(
+                f"Job {job_id} is still running; the timeout comes before it could be "
+                "looked at again.",
+                job_id=job_id,
+            )
         return WaitTimeoutError.still_running(job_id)
 
     def _ran_to_deadline(self, started: float, timeout: float | None) -> bool:
