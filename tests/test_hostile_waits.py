@@ -240,7 +240,7 @@ def test_jobs_wait_for_a_job_never_reached_says_so_by_the_deadline(
     done, took = timed(["jobs", "wait", job_id, "--timeout", "3s"], env)
     assert took < 15, f"jobs wait --timeout 3s took {took:.2f} s"
     assert done.returncode == 9, done.stderr
-    assert f"could not be reached about job {job_id}" in done.stderr
+    assert f"No answer about job {job_id} came from the API" in done.stderr
     assert "still running" not in done.stderr
     assert f"pixeldojo jobs wait {job_id}" in done.stderr
 

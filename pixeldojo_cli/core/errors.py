@@ -182,7 +182,7 @@ class WaitTimeoutError(PixelDojoError):
     def unreached(cls, job_id: str) -> WaitTimeoutError:
         """The deadline passed before the API ever answered about the job."""
         return cls(
-            f"The API could not be reached about job {job_id} before the timeout: "
+            f"No answer about job {job_id} came from the API before the timeout: "
             "its status is unknown.",
             job_id=job_id,
         )
