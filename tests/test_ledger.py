@@ -106,6 +106,21 @@ def test_a_write_held_up_longer_than_the_wait_is_a_ledger_error_within_the_bound
     assert ledger.get(API, "job_1") is None
 
 
+def test_a_lock_is_not_waited_for_past_the_deadline_in_force(
+    ledger_file: Path, hold_lock: Callable[..., subprocess.Popen[str]]
+) -> None:
+    # Issue 24 class 5: `run --timeout 3s` with the ledger held took 11-12 s.
+    from pixeldojo_cli.core import deadlines
+
+    hold_lock(ledger_file)
+    ledger = Ledger(ledger_file, lock_wait=10.0, busy_timeout=0.2)
+    started = time.monotonic()
+    with deadlines.within(0.5), pytest.raises(LedgerError, match="locked by another process"):
+        record(ledger)
+    assert time.monotonic() - started < 5  # the deadline's 0.5 s, not the 10 s wait
+    assert ledger.get(API, "job_1") is None
+
+
 def test_a_lock_held_for_less_than_the_wait_is_waited_for(
     ledger_file: Path, hold_lock: Callable[..., subprocess.Popen[str]]
 ) -> None:

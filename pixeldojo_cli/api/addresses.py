@@ -25,9 +25,12 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pixeldojo_cli.core import deadlines
 from pixeldojo_cli.core.errors import OutputRefusedError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -170,15 +173,79 @@ def on_private_address(host: str) -> bool:
     return bool(found) and all(why_refused(a) is not None for a in found)
 
 
-def resolve(host: str, port: int, resolver: Resolver) -> list[str]:
+class ResolveTimeout(OSError):
+    """The resolver did not answer within the time left (`resolve`)."""
+
+
+class _Lookup:
+    """One resolver call, run in a daemon thread: its answer (or error) once done."""
+
+    def __init__(self, resolver: Resolver, name: str, port: int) -> None:
+        self.done = threading.Event()
+        self.finished = 0.0
+        self.outcome: Any = None
+
+        def run() -> None:
+            try:
+                self.outcome = resolver(name, port, 0, socket.SOCK_STREAM)
+            except BaseException as exc:  # handed to the waiting thread as it is
+                self.outcome = exc
+            self.finished = time.monotonic()
+            self.done.set()
+
+        threading.Thread(target=run, name="pixeldojo-resolve", daemon=True).start()
+
+    def stale(self) -> bool:
+        """Whether its answer came too long ago to be used."""
+        return self.done.is_set() and time.monotonic() - self.finished > _LEFT_FOR
+
+
+# Lookups a caller stopped waiting for, still under way or done since: the next
+# attempt waits for the same one rather than start again (a slow resolver's
+# answer is not thrown away, nor are threads piled up). An answer left here
+# longer than this is not used.
+_LEFT_LOOKUPS: dict[tuple[Any, str, int], _Lookup] = {}
+_LEFT_FOR = 30.0
+_LEFT_LOCK = threading.Lock()
+
+
+def _in_time(host: str, port: int, resolver: Resolver, timeout: float | None) -> Any:
+    """`resolver`'s answer for `host`, waited for at most `timeout` seconds cut to
+    the deadline in force. getaddrinfo takes no timeout and cannot be
+    interrupted, so a name is looked up in a daemon thread, left to finish on
+    its own when the time is up (`ResolveTimeout`). An address literal is
+    answered at once, without a thread."""
+    name = host.strip("[]")
+    limit, why = deadlines.bounded(timeout)
+    if limit is None or _literal(host) is not None:
+        return resolver(name, port, 0, socket.SOCK_STREAM)
+    if limit <= 0:
+        raise ResolveTimeout(f"resolving {host[:100]} took too long ({why or 'timed out'})")
+    key = (resolver, name, port)
+    with _LEFT_LOCK:
+        lookup = _LEFT_LOOKUPS.pop(key, None)
+        if lookup is None or lookup.stale():
+            lookup = _Lookup(resolver, name, port)
+    if not lookup.done.wait(limit):
+        with _LEFT_LOCK:
+            _LEFT_LOOKUPS[key] = lookup
+        raise ResolveTimeout(f"resolving {host[:100]} took too long ({why or 'timed out'})")
+    if isinstance(lookup.outcome, BaseException):
+        raise lookup.outcome
+    return lookup.outcome
+
+
+def resolve(host: str, port: int, resolver: Resolver, timeout: float | None = None) -> list[str]:
     """Every address `host` resolves to, in the resolver's order, as strings a
     socket connects to without asking a resolver again (an IPv6 zone kept as
     `%<index>`); a `localhost` name is `LOOPBACK`, whatever a resolver says.
-    `socket.gaierror` when it resolves to nothing."""
+    `socket.gaierror` when it resolves to nothing; `ResolveTimeout` when the
+    resolver takes longer than `timeout` or the deadline in force. Every
+    connection the package makes resolves here (`connections`)."""
     if is_localhost_name(host):
         return list(LOOPBACK)
     found: list[str] = []
-    for info in resolver(host.strip("[]"), port, 0, socket.SOCK_STREAM):
+    for info in _in_time(host, port, resolver, timeout):
         sockaddr = info[4]
         text = str(sockaddr[0])
         if len(sockaddr) >= 4 and sockaddr[3] and "%" not in text:
@@ -190,7 +257,8 @@ def resolve(host: str, port: int, resolver: Resolver) -> list[str]:
     return found
 
 
-def _system_resolver(host: str, port: int, family: int, kind: int) -> Sequence[tuple[Any, ...]]:
+def system_resolver(host: str, port: int, family: int, kind: int) -> Sequence[tuple[Any, ...]]:
+    """The system's resolver (`socket.getaddrinfo`, looked up at each call)."""
     return socket.getaddrinfo(host, port, family, kind)
 
 
@@ -216,12 +284,13 @@ class AddressGuard:
     ) -> None:
         self.allow_private = allow_private
         self.api_host = api_host
-        self.resolver: Resolver = resolver or _system_resolver
+        self.resolver: Resolver = resolver or system_resolver
         self.source = source
         self._api_is_private = on_private_address(api_host)
 
     def private_allowed(self) -> bool:
-        """Whether private addresses are allowed: the setting, or the API's own address."""
+        """Whether private addresses are allowed: the setting, or the API's own
+        address as its base URL writes it."""
         if self.allow_private is not None:
             return self.allow_private
         return self._api_is_private
@@ -244,16 +313,17 @@ class AddressGuard:
             )
         return ALLOW_HINT
 
-    def checked(self, host: str, port: int) -> list[str]:
+    def checked(self, host: str, port: int, timeout: float | None = None) -> list[str]:
         """The addresses `host` resolves to, every one of them allowed; connect
         only to these. `OutputAddressRefused` when any is not (a name that
-        resolves to a public and a private address is refused)."""
+        resolves to a public and a private address is refused); `ResolveTimeout`
+        when a lookup takes longer than `timeout` or the deadline in force."""
         allowed = self.private_allowed()
         literal = _literal(host)
         why = None if allowed or literal is None else why_refused(literal)
         if why is not None:  # also a literal no resolver takes (`fe80::1%25eth0`)
             raise OutputAddressRefused(host, host, why, self.how_to_allow())
-        addresses = resolve(host, port, self.resolver)
+        addresses = resolve(host, port, self.resolver, timeout)
         if allowed:
             return addresses
         for address in addresses:

@@ -5,15 +5,25 @@ every socket operation cut to the deadline in force (`core.deadlines`)."""
 
 from __future__ import annotations
 
+import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Any, TypeVar
 
 import httpcore
 import httpx
 
-from pixeldojo_cli.api.addresses import LOOPBACK, AddressGuard, is_localhost_name
+from pixeldojo_cli.api.addresses import (
+    LOOPBACK,
+    AddressGuard,
+    ResolveTimeout,
+    is_localhost_name,
+    resolve,
+    system_resolver,
+)
 from pixeldojo_cli.core import deadlines
 
 # The request extension that marks an output download: its connections are
@@ -24,18 +34,32 @@ _T = TypeVar("_T")
 
 
 class CheckedBackend(httpcore.NetworkBackend):
-    """httpcore's own backend, connecting only to addresses the guard allowed.
+    """httpcore's own backend, connecting to the addresses it resolved itself,
+    within the time left: with a `guard`, only to addresses the guard allowed.
 
-    The host is resolved here, once; every address is checked, then the
-    socket connects to those addresses themselves (tried in order, as
-    `socket.create_connection` would), so nothing resolves the name again
-    between the check and the connection. TLS still checks the certificate
-    against the URL's host name: httpcore passes it as the server name.
+    The host is resolved here, once (`addresses.resolve`: never longer than
+    the connect timeout or the deadline in force, unlike getaddrinfo inside
+    `socket.create_connection`); with a guard every address is checked; then
+    the socket connects to those addresses themselves (tried in order, as
+    `socket.create_connection` would, all within the one timeout), so nothing
+    resolves the name again between the check and the connection. TLS still
+    checks the certificate against the URL's host name: httpcore passes it as
+    the server name.
     """
 
-    def __init__(self, guard: AddressGuard) -> None:
+    def __init__(self, guard: AddressGuard | None = None) -> None:
         self.guard = guard
         self._inner = httpcore.SyncBackend()
+
+    def _addresses(self, host: str, port: int, timeout: float | None) -> list[str]:
+        try:
+            if self.guard is None:
+                return resolve(host, port, system_resolver, timeout)
+            return self.guard.checked(host, port, timeout)
+        except ResolveTimeout as exc:
+            raise httpcore.ConnectTimeout(str(exc)) from exc
+        except (OSError, UnicodeError) as exc:  # as httpcore reports a name that does not resolve
+            raise httpcore.ConnectError(str(exc)) from exc
 
     def connect_tcp(
         self,
@@ -45,16 +69,15 @@ class CheckedBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        try:
-            addresses = self.guard.checked(host, port)
-        except (OSError, UnicodeError) as exc:  # as httpcore reports a name that does not resolve
-            raise httpcore.ConnectError(str(exc)) from exc
+        give_up = None if timeout is None else time.monotonic() + timeout
+        addresses = self._addresses(host, port, timeout)
         failure: Exception = httpcore.ConnectError(f"{host} has no address")
         for address in addresses:
+            left = None if give_up is None else give_up - time.monotonic()
+            if left is not None and left <= 0:
+                raise httpcore.ConnectTimeout(f"connecting to {host} took too long")
             try:
-                return self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
+                return self._inner.connect_tcp(address, port, left, local_address, socket_options)
             except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
                 failure = exc
         raise failure
@@ -62,7 +85,7 @@ class CheckedBackend(httpcore.NetworkBackend):
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
     ) -> httpcore.NetworkStream:
-        raise httpcore.ConnectError("output downloads do not use Unix sockets")
+        raise httpcore.ConnectError("connections of this package do not use Unix sockets")
 
     def sleep(self, seconds: float) -> None:
         self._inner.sleep(seconds)
@@ -222,6 +245,27 @@ def _cut(
         raise
 
 
+# How much of a request body goes to one TLS write, each cut to the time left.
+WRITE_PIECE = 64 * 1024
+
+
+def _send_all(sock: socket.socket, buffer: bytes, timeout: float | None) -> None:
+    """`buffer` sent whole on a plain socket, each send() cut to the bound in force."""
+    view = memoryview(buffer)
+    while view:
+        limit, why = deadlines.bounded(timeout)
+        if limit is not None and limit <= 0:
+            raise httpcore.WriteTimeout(why)
+        try:
+            sock.settimeout(limit)
+            sent = sock.send(view)
+        except TimeoutError as exc:
+            raise httpcore.WriteTimeout(why or str(exc)) from exc
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc)) from exc
+        view = view[sent:]
+
+
 class _BoundedStream(httpcore.NetworkStream):
     """A connection whose every read and write is cut to the bound in force."""
 
@@ -234,7 +278,22 @@ class _BoundedStream(httpcore.NetworkStream):
         return data
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        _cut(timeout, httpcore.WriteTimeout, lambda t: self._stream.write(buffer, t))
+        """Write `buffer` whole, within the bound in force as a whole: httpcore
+        gives each send() the same timeout, so a server taking a request body in
+        bursts just inside it could stretch one write without end. The buffer
+        goes out a send (or a piece) at a time, each cut to the time left."""
+        if deadlines.bounded(None)[0] is None:  # no bound in force: httpcore's own way
+            self._stream.write(buffer, timeout)
+            return
+        sock = self._stream.get_extra_info("socket")
+        if type(sock) is socket.socket and self._stream.get_extra_info("ssl_object") is None:
+            _send_all(sock, buffer, timeout)
+            return
+        # TLS: one SSL_write of a piece runs against one timeout as a whole.
+        view = memoryview(buffer)
+        for start in range(0, len(view), WRITE_PIECE):
+            piece = bytes(view[start : start + WRITE_PIECE])
+            _cut(timeout, httpcore.WriteTimeout, partial(self._stream.write, piece))
 
     def close(self) -> None:
         self._stream.close()
@@ -294,6 +353,8 @@ def bounded(transport: httpx.HTTPTransport) -> httpx.HTTPTransport:
     this does not know is left as it is (tests/test_hostile_deadlines.py notices)."""
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
+    if isinstance(backend, httpcore.SyncBackend):  # resolved within the time left too
+        backend = CheckedBackend()
     if isinstance(backend, httpcore.NetworkBackend) and not isinstance(backend, _BoundedBackend):
         pool._network_backend = _BoundedBackend(backend)  # type: ignore[union-attr]
     return transport

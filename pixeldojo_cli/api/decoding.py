@@ -4,8 +4,11 @@ expand a whole piece at once). Only the encodings asked for are undone."""
 
 from __future__ import annotations
 
+import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
+
+import httpx
 
 from pixeldojo_cli.core.errors import BadResponseError
 
@@ -121,3 +124,46 @@ def decode_body(
         decoder.feed(chunk)
         after_each()
     return decoder.finish()
+
+
+def read_answer(http: httpx.Client, request: httpx.Request, deadline: float) -> httpx.Response:
+    """Send `request` through `http`, then read the body against a deadline for the whole exchange.
+
+    httpx's timeouts bound each read, so a server trickling a byte at a time
+    could hold a request for ever; this bounds the total, and the size.
+    """
+
+    def in_time() -> None:
+        if time.monotonic() > deadline:
+            raise httpx.ReadTimeout("the response took too long", request=request)
+
+    response = http.send(request, stream=True)
+    try:
+        if response.is_stream_consumed:
+            # Read in full already (httpx.MockTransport), and decoded by httpx.
+            body = decode_body([response.content], "", after_each=in_time)
+        else:
+            encoding = response.headers.get("content-encoding", "")
+            body = decode_body(response.iter_raw(), encoding, after_each=in_time)
+    except BodyTooLarge:
+        raise BadResponseError(
+            f"The API's answer to {request.method} {request.url.path} is larger "
+            f"than {MAX_API_BODY // 2**20} MiB; refusing to read it."
+        ) from None
+    except zlib.error as exc:
+        raise BadResponseError(
+            f"The API's answer to {request.method} {request.url.path} could not be "
+            f"decompressed ({exc})."
+        ) from None
+    finally:
+        response.close()
+    headers = response.headers.copy()
+    for name in ("content-encoding", "content-length"):  # the body is decoded now
+        headers.pop(name, None)
+    return httpx.Response(
+        response.status_code,
+        headers=headers,
+        content=body,
+        request=request,
+        extensions=response.extensions,
+    )

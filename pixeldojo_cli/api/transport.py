@@ -17,16 +17,17 @@ Retry rules (README, "HTTP behaviour"):
 
 Deadlines (`core.deadlines`), not per-read timeouts: each attempt at an API
 request ends within `total_timeout` (connecting, the headers and the body
-together), and nothing waits past a deadline in force (a command's
-`--timeout`, a TAB's): neither an attempt, nor a pause between attempts, nor
-the rate limiter. A download has no deadline of its own but must keep moving
-(`DOWNLOAD_PROGRESS` bytes in every `DOWNLOAD_WINDOW` seconds).
+together), one call with all its attempts, pauses and rate-limit waits within
+`call_timeout` (unless a command's deadline is in force: it decides), and
+nothing waits past a deadline in force (a command's `--timeout`, a TAB's):
+neither an attempt, nor a pause between attempts, nor the rate limiter. A
+download has no deadline of its own but must keep moving (`DOWNLOAD_PROGRESS`
+bytes in every `DOWNLOAD_WINDOW` seconds).
 """
 
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ import httpx
 
 from pixeldojo_cli.api.addresses import AddressGuard, OutputAddressRefused
 from pixeldojo_cli.api.connections import OUTPUT_DOWNLOAD, TLSWhenNeeded, read_in_larger_pieces
-from pixeldojo_cli.api.decoding import API_ACCEPT_ENCODING, MAX_API_BODY, BodyTooLarge, decode_body
+from pixeldojo_cli.api.decoding import API_ACCEPT_ENCODING, read_answer
 from pixeldojo_cli.api.origin import DEFAULT_PORTS, OriginBoundAuth, origin_of
 from pixeldojo_cli.api.ratelimit import RateLimiter, SharedBudget
 from pixeldojo_cli.api.redirects import (
@@ -86,6 +87,10 @@ MAX_REDIRECTS = 10
 READ_TIMEOUT = 30.0
 # Each attempt at an API request, whole: four reads' worth. Answers are small.
 ATTEMPT_DEADLINE = 4 * READ_TIMEOUT
+# One API call as a whole, every attempt, pause and rate-limit wait together,
+# when no command deadline (`--timeout`) is in force: five attempts of
+# `ATTEMPT_DEADLINE` would otherwise hold a command for over ten minutes.
+CALL_DEADLINE = 180.0
 # A download may take as long as it needs while it moves: at least this many
 # bytes in every window, about 0.5 KiB/s (a dial-up line does ten times that).
 DOWNLOAD_PROGRESS = 16 * 1024
@@ -105,6 +110,9 @@ class _Call:
     request: httpx.Request
     creates: bool  # must not be repeated once the server may have seen it
     deadline: float | None  # monotonic; one deadline for every attempt, when given
+    # Monotonic; past it no attempt starts and no pause is waited for
+    # (`CALL_DEADLINE`; None under a command's deadline).
+    whole: float | None = None
 
 
 class Transport:
@@ -120,6 +128,7 @@ class Transport:
         retry: RetryPolicy | None = None,
         trace: Trace | None = None,
         total_timeout: float = ATTEMPT_DEADLINE,
+        call_timeout: float = CALL_DEADLINE,
         user_agent: str = "pixeldojo-cli",
         sleep: Callable[[float], None] = time.sleep,
         http: httpx.Client | None = None,
@@ -135,7 +144,9 @@ class Transport:
         `allow_private_outputs_source` where it came from (`env:NAME`, `config:PATH`).
         `timeout` bounds each socket read, `total_timeout` each attempt at an
         API request as a whole (connecting, headers and body); a download must
-        take in `download_progress[0]` bytes in every `[1]` seconds."""
+        take in `download_progress[0]` bytes in every `[1]` seconds; one call,
+        all its attempts and pauses, gives up after `call_timeout` unless a
+        command's deadline is in force."""
         read_in_larger_pieces()
         api_key = check_api_key(api_key)  # before any request: a key that is not a header
         try:
@@ -163,6 +174,7 @@ class Transport:
         self.limiter = RateLimiter(rate_limit, sleep=sleep, window=rate_window, budget=budget)
         self._trace = trace
         self.total_timeout = total_timeout
+        self.call_timeout = call_timeout
         self.download_progress = download_progress
         self._sleep = sleep
         self._key = api_key
@@ -289,9 +301,12 @@ class Transport:
             )
             # With `timeout`, one deadline covers every attempt (a --timeout must
             # hold); without, each attempt gets `total_timeout`.
-            deadline = None if timeout is None else time.monotonic() + timeout
+            now = time.monotonic()
+            deadline = None if timeout is None else now + timeout
+            # A command's deadline in force decides alone, however far it is.
+            whole = None if deadlines.remaining() is not None else now + self.call_timeout
             try:
-                return self._with_retries(_Call(method, url, request, creates, deadline))
+                return self._with_retries(_Call(method, url, request, creates, deadline, whole))
             except UnusableLocation as bad:  # the server answered: nothing to retry
                 raise BadResponseError(
                     f"The API redirected {method} {url.path} to "
@@ -316,19 +331,22 @@ class Transport:
 
     def _attempt(self, call: _Call) -> httpx.Response:
         """One attempt: a slot from the limiter, then the exchange, read whole."""
-        ticket = self.limiter.acquire(by=call.deadline)
+        ends = [at for at in (call.deadline, call.whole) if at is not None]
+        # With a deadline, the rate budget is not waited for past it.
+        ticket = self.limiter.acquire(by=min(ends) if ends else None)
         if deadlines.passed():
             self.limiter.answered(ticket)
             raise self._too_late(call, sent=False)
-        if call.deadline is not None and time.monotonic() >= call.deadline:
+        if ends and time.monotonic() >= min(ends):
             self.limiter.answered(ticket)
             raise RequestTimeoutError(f"{call.method} {call.url.path} did not finish in time.")
         self._trace_request(call.request)
         started = time.monotonic()
         try:
             deadline = call.deadline if call.deadline is not None else started + self.total_timeout
+            deadline = min(deadline, call.whole) if call.whole is not None else deadline
             with deadlines.until(deadline):  # every socket operation, not only the body
-                response = self._send_within(call.request, deadline)
+                response = read_answer(self.http, call.request, deadline)
         finally:
             self.limiter.answered(ticket)
         self._trace_response(response, started)
@@ -370,9 +388,14 @@ class Transport:
         error = self._error_for(call, response)
         if isinstance(error, RateLimitError):
             self.limiter.on_rate_limited(error.retry_after)
+            left = deadlines.remaining()
+            if left is not None and (error.retry_after or 0) >= left:
+                raise self._too_late(call, sent=False)  # a --timeout ends it, whatever the wait
             if last or (error.retry_after or 0) > self.retry.max_retry_after:
                 raise error
-            self._wait_before_retry(call, attempt, error.retry_after, "rate limited (429)")
+            self._wait_before_retry(
+                call, attempt, error.retry_after, "rate limited (429)", instead=error
+            )
             return
         retriable_5xx = response.status_code >= 500 or isinstance(error, ServerError)
         if retriable_5xx and not call.creates and not last:
@@ -416,51 +439,18 @@ class Transport:
         error.response = api_response(response)
         return error
 
-    def _send_within(self, request: httpx.Request, deadline: float) -> httpx.Response:
-        """Send, then read the body against a deadline for the whole exchange.
-
-        httpx's timeouts bound each read, so a server trickling a byte at a time
-        could hold a request for ever; this bounds the total, and the size.
-        """
-
-        def in_time() -> None:
-            if time.monotonic() > deadline:
-                raise httpx.ReadTimeout("the response took too long", request=request)
-
-        response = self.http.send(request, stream=True)
-        try:
-            if response.is_stream_consumed:
-                # Read in full already (httpx.MockTransport), and decoded by httpx.
-                body = decode_body([response.content], "", after_each=in_time)
-            else:
-                encoding = response.headers.get("content-encoding", "")
-                body = decode_body(response.iter_raw(), encoding, after_each=in_time)
-        except BodyTooLarge:
-            raise BadResponseError(
-                f"The API's answer to {request.method} {request.url.path} is larger "
-                f"than {MAX_API_BODY // 2**20} MiB; refusing to read it."
-            ) from None
-        except zlib.error as exc:
-            raise BadResponseError(
-                f"The API's answer to {request.method} {request.url.path} could not be "
-                f"decompressed ({exc})."
-            ) from None
-        finally:
-            response.close()
-        headers = response.headers.copy()
-        for name in ("content-encoding", "content-length"):  # the body is decoded now
-            headers.pop(name, None)
-        return httpx.Response(
-            response.status_code,
-            headers=headers,
-            content=body,
-            request=request,
-            extensions=response.extensions,
-        )
-
     def _wait_before_retry(
-        self, call: _Call, attempt: int, retry_after: float | None, why: str
+        self,
+        call: _Call,
+        attempt: int,
+        retry_after: float | None,
+        why: str,
+        *,
+        instead: APIError | None = None,
     ) -> None:
+        """Pause before attempt `attempt + 1`; one that would pass the deadline in
+        force raises `_too_late`, one past the call's whole bound `instead`
+        (the answer's own error) or a timeout saying why the last one failed."""
         delay = retry_after if retry_after is not None else self.retry.backoff(attempt)
         left = deadlines.remaining()
         if left is not None and delay >= left:  # the next attempt would come too late
@@ -468,6 +458,11 @@ class Transport:
         if call.deadline is not None and time.monotonic() + delay >= call.deadline:
             self._sleep(max(0.0, call.deadline - time.monotonic()))  # its timeout, not later
             raise RequestTimeoutError(f"{call.method} {call.url.path} did not finish in time.")
+        if call.whole is not None and time.monotonic() + delay >= call.whole:
+            raise instead or RequestTimeoutError(
+                f"{call.method} {call.url.path} did not succeed within {self.call_timeout:g} s "
+                f"({attempt} {'attempt' if attempt == 1 else 'attempts'}; the last: {why})."
+            )
         if self._trace is not None:
             self._trace(f"  {why}; retrying in {delay:.1f} s (attempt {attempt + 1})")
         if retry_after is not None:

@@ -125,12 +125,18 @@ class Presentation:
     preview: bool = False
 
     def finish(self, state: AppState, paths: list[str]) -> None:
-        """After the results: --preview draws the first file, --open opens it."""
+        """After the results: --preview draws the first file (not once the
+        command's --timeout has passed: decoding a picture takes time), --open
+        opens it."""
         if self.preview and paths:
             from pathlib import Path
 
             from pixeldojo_cli.cli.preview import show_preview
+            from pixeldojo_cli.core.deadlines import passed
 
-            show_preview(Path(paths[0]), state.render)
+            if passed():
+                state.render.note(f"No preview of {Path(paths[0]).name}: --timeout was reached.")
+            else:
+                show_preview(Path(paths[0]), state.render)
         if self.open_output:
             open_first(state, paths)

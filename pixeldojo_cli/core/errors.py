@@ -178,6 +178,15 @@ class WaitTimeoutError(PixelDojoError):
         """The deadline passed and the job had not finished."""
         return cls(f"Job {job_id} is still running after the timeout.", job_id=job_id)
 
+    @classmethod
+    def unreached(cls, job_id: str) -> WaitTimeoutError:
+        """The deadline passed before the API ever answered about the job."""
+        return cls(
+            f"No answer about job {job_id} came from the API before the timeout: "
+            "its status is unknown.",
+            job_id=job_id,
+        )
+
 
 class DeadlineError(WaitTimeoutError):
     """The command's deadline (`--timeout`) came before a request or a wait could

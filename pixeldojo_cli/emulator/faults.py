@@ -28,6 +28,9 @@ one thing:
   nested `depth` levels deep (`[[[...]]]`).
 - `picture` (files): answer with a valid PNG of `width` x `height` pixels
   (12,000 x 12,000 by default: 432 MB decoded, about 450 kB on the wire).
+- `slow_read`: take the request body `after_bytes` at a time, one piece every
+  `delay` seconds, then handle the request normally (a server that keeps a
+  client's upload going just inside each send's timeout).
 
 - `other_job`: `GET /jobs/{id}` answers about another job: `other` names an
   existing job (its record is served), or is any other JSON value (a made-up
@@ -81,7 +84,10 @@ KINDS = (
     "picture",
     "list_says",
     "reshape",
+    "slow_read",
 )
+# Faults acted out before the request body is read (`FaultPlan.take(early=True)`).
+_EARLY = ("slow_read",)
 _DEFAULT_CODES = {
     400: "validation_error",
     401: "unauthorized",
@@ -230,9 +236,13 @@ class FaultPlan:
         with self._lock:
             self._faults.clear()
 
-    def take(self, target: str, method: str, path: str) -> Fault | None:
+    def take(self, target: str, method: str, path: str, *, early: bool = False) -> Fault | None:
+        """The fault that fires for this request, if any: with `early`, only one
+        acted out before the body is read (`slow_read`), else any other."""
         with self._lock:
             for fault in self._faults:
+                if (fault.kind in _EARLY) != early:
+                    continue
                 if fault.count != 0 and fault.matches(target, method, path):
                     if fault.probability < 1.0 and self._random.random() >= fault.probability:
                         continue

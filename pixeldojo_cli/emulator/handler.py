@@ -83,12 +83,27 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- plumbing ------------------------------------------------------------
 
-    def _read_body(self) -> bytes:
+    def _read_body(self, path: str) -> bytes:
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = 0
+        slow = self.emulator.faults.take(self.target, self.command, path, early=True)
+        if slow is not None and length > 0:
+            return self._read_slowly(length, slow.after_bytes or 65536, slow.delay)
         return self.rfile.read(min(length, _MAX_BODY)) if length > 0 else b""
+
+    def _read_slowly(self, length: int, piece: int, delay: float) -> bytes:
+        """The whole body, `piece` bytes every `delay` s (the first `_MAX_BODY` kept)."""
+        kept = bytearray()
+        while length > 0:
+            time.sleep(delay)
+            data = self.rfile.read1(min(piece, length))
+            if not data:
+                break
+            length -= len(data)
+            kept += data[: max(0, _MAX_BODY - len(kept))]
+        return bytes(kept)
 
     def _send(
         self,
@@ -134,7 +149,7 @@ class _Handler(BaseHTTPRequestHandler):
         emulator = self.emulator
         split = urlsplit(self.path)
         path = unquote(split.path)
-        body = self._read_body() if method == "POST" else b""
+        body = self._read_body(path) if method == "POST" else b""
         emulator.record(
             RecordedRequest(
                 self.target,

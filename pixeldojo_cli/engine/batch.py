@@ -173,6 +173,7 @@ class Batch:
                 hint="Resume with the same command: finished lines are skipped.",
             ) from None
         pool.shutdown(wait=True)
+        self._warn_timed_out()
 
     def _loop(self, pool: ThreadPoolExecutor) -> None:
         while True:
@@ -419,6 +420,13 @@ class Batch:
                 )
             line.note = "timeout"
             self._finish(line, Outcome.TIMED_OUT)
+
+    def _warn_timed_out(self) -> None:
+        """One line for every line the deadline ended, also those it ended a moment
+        early (a poll whose next try would have passed it): as the summary counts."""
+        left = [line for line in self.lines if line.outcome is Outcome.TIMED_OUT]
+        if not left:
+            return
         running = sum(1 for line in left if line.job_id)
         self.notify(
             _warning(

@@ -15,8 +15,11 @@ from pixeldojo_cli.core.durations import DAY
 from pixeldojo_cli.core.errors import (
     DeadlineError,
     JobsInterruptedError,
+    NetworkError,
     PixelDojoError,
+    RateLimitError,
     RequestTimeoutError,
+    ServerError,
     WaitTimeoutError,
 )
 from pixeldojo_cli.engine.events import EventSink, JobSeen, ignore
@@ -157,7 +160,7 @@ class Follower:
         for tracked in self._tracked.values():
             tracked.due = now
         ended = self.poll_due(last_look=True)
-        ended.update({job_id: WaitTimeoutError.still_running(job_id) for job_id in self._tracked})
+        ended.update({job_id: self._timed_out(job_id) for job_id in self._tracked})
         self._tracked.clear()
         return ended
 
@@ -197,7 +200,7 @@ class Follower:
                 try:
                     job = self._own_answer(tracked, now)
                 except PixelDojoError as exc:
-                    ended[tracked.job_id] = exc
+                    ended[tracked.job_id] = about_followed_job(exc, tracked.job_id)
                     del self._tracked[tracked.job_id]
                     continue
             result = self._seen(tracked, job)
@@ -270,8 +273,23 @@ class Follower:
                 or self._ran_to_deadline(started, timeout)
                 or self._last_look is not None
             ):
-                raise WaitTimeoutError.still_running(job_id) from exc
+                raise self._timed_out(job_id) from exc
             raise
+
+    def _timed_out(self, job_id: str) -> WaitTimeoutError:
+        """The deadline ended a job's wait: still running as last seen (or a
+        moment early: the next look, a retry's pause or a Retry-After, would
+        pass it), or never reached at all (the API never answered about it)."""
+        tracked = self._tracked.get(job_id)
+        if tracked is not None and tracked.last is None:
+            return WaitTimeoutError.unreached(job_id)
+        if not self.timed_out() and self._last_look is None:  # a pause would pass it
+            return WaitTimeoutError(
+                f"Job {job_id} is still running; the timeout comes before it could be "
+                "looked at again.",
+                job_id=job_id,
+            )
+        return WaitTimeoutError.still_running(job_id)
 
     def _ran_to_deadline(self, started: float, timeout: float | None) -> bool:
         if self.deadline is None:
@@ -317,6 +335,26 @@ class Follower:
                 )
         tracked.due = now + _delay(tracked.schedule, elapsed, tracked.polls)
         return None
+
+
+def about_followed_job(error: PixelDojoError, job_id: str) -> PixelDojoError:
+    """An error that ended the wait for a submitted job names the job and says
+    how to resume: never "try again", which would submit (and pay) again."""
+    if error.job_id is None:
+        error.job_id = job_id
+    resume = f"pixeldojo jobs wait {job_id}"
+    if resume in error.hint:
+        return error
+    if isinstance(error, RateLimitError) and error.retry_after is not None:
+        error.hint = (
+            f"The job keeps running on the server; the API asks for a pause of "
+            f"{error.retry_after:.0f} s: resume after it with `{resume}`."
+        )
+    elif isinstance(error, NetworkError | RateLimitError | ServerError) or not error.hint:
+        error.hint = f"The job keeps running on the server: resume with `{resume}`."
+    else:
+        error.hint = f"{error.hint} Then resume with `{resume}`."
+    return error
 
 
 def _deadline(timeout: float | None, clock: Callable[[], float]) -> float | None:

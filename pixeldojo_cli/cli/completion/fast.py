@@ -25,7 +25,7 @@ COMPLETE_VAR = "_PIXELDOJO_COMPLETE"
 # A TAB answers within 3 s: every request it makes (connecting, the headers and
 # the body) ends this long after it starts, whatever the server does, leaving the
 # rest for starting Python and offering what the cache has.
-TAB_DEADLINE = 2.5
+TAB_DEADLINE = 2.0
 GLOBAL_FLAGS = frozenset({"-v", "--verbose", "-q", "--quiet", "--no-color", "--emulator"})
 MODEL_COMMANDS = {("run",), ("models", "show"), ("models", "schema")}
 # Commands whose arguments are job ids: True when they take several.

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, TypeVar
 
+from pixeldojo_cli.core import deadlines
 from pixeldojo_cli.core.errors import LedgerError
 
 # SQLite waits this long for a lock inside one call; Python sees Ctrl-C only
@@ -68,10 +69,13 @@ class BoundedWait:
 
     def run(self, action: Callable[[], T], *, write: bool = False) -> T:
         """Run `action`, retrying while another process holds a lock, for at most
-        `lock_wait` seconds in all; any SQLite failure becomes a `LedgerError`."""
+        `lock_wait` seconds in all and not past the deadline in force; any SQLite
+        failure becomes a `LedgerError`."""
         started = time.monotonic()
         brief = write and self.held_elsewhere
         limit = min(self.lock_wait, self.busy_timeout) if brief else self.lock_wait
+        left = deadlines.remaining()  # nor past the command's --timeout
+        limit = limit if left is None else max(0.0, min(limit, left))
         pause = 0.01
         while True:
             try:
