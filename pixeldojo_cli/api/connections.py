@@ -17,10 +17,8 @@ import httpcore
 import httpx
 
 from pixeldojo_cli.api.addresses import (
-    LOOPBACK,
     AddressGuard,
     ResolveTimeout,
-    is_localhost_name,
     resolve,
     system_resolver,
 )
@@ -91,54 +89,6 @@ class CheckedBackend(httpcore.NetworkBackend):
         self._inner.sleep(seconds)
 
 
-class LocalhostPinned(httpcore.NetworkBackend):
-    """httpcore's own backend, with `localhost` and `*.localhost` connected to
-    127.0.0.1, then ::1 (RFC 6761), never to what a resolver or a hosts file
-    says: an API at `http://localhost:PORT` is this machine, which is what lets
-    its outputs be on loopback (`addresses.on_private_address`)."""
-
-    def __init__(self) -> None:
-        self._inner = httpcore.SyncBackend()
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        if not is_localhost_name(host):
-            return self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        failures: list[Exception] = []
-        for address in LOOPBACK:
-            try:
-                return self._inner.connect_tcp(
-                    address, port, timeout, local_address, socket_options
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failures.append(exc)
-        raise failures[0]  # 127.0.0.1's: ::1 may not even be configured
-
-    def connect_unix_socket(
-        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
-    ) -> httpcore.NetworkStream:
-        return self._inner.connect_unix_socket(path, timeout, socket_options)
-
-    def sleep(self, seconds: float) -> None:
-        self._inner.sleep(seconds)
-
-
-def _pinned(transport: httpx.HTTPTransport) -> httpx.HTTPTransport:
-    """`transport` with `localhost` names connected to loopback (`LocalhostPinned`);
-    a layout this does not know fails closed, as `_checked` does."""
-    pool = getattr(transport, "_pool", None)
-    if not isinstance(pool, httpcore.ConnectionPool) or not hasattr(pool, "_network_backend"):
-        raise RuntimeError("this httpx cannot pin localhost to loopback")
-    pool._network_backend = LocalhostPinned()
-    return transport
-
-
 def _checked(transport: httpx.HTTPTransport, guard: AddressGuard) -> httpx.HTTPTransport:
     """`transport` with its connections made through `CheckedBackend`. httpx has
     no public way to name a network backend; its pool's is replaced, and a
@@ -165,9 +115,9 @@ class TLSWhenNeeded(httpx.BaseTransport):
     """
 
     def __init__(self, guard: AddressGuard | None = None) -> None:
-        self._plain = bounded(
-            _pinned(httpx.HTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)))
-        )
+        # `bounded` gives both sides a `CheckedBackend` with no guard: names
+        # resolved within the time left, `localhost` pinned to loopback (RFC 6761).
+        self._plain = bounded(httpx.HTTPTransport(verify=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)))
         self._tls: httpx.HTTPTransport | None = None
         self._lock = threading.Lock()
         self.guard = guard
@@ -182,7 +132,7 @@ class TLSWhenNeeded(httpx.BaseTransport):
         with self._lock:
             if self._tls is None:
                 # verify=True, SSL_CERT_FILE honoured
-                self._tls = bounded(_pinned(httpx.HTTPTransport()))
+                self._tls = bounded(httpx.HTTPTransport())
             return self._tls
 
     def _output_side(self, scheme: str, guard: AddressGuard) -> httpx.HTTPTransport:
