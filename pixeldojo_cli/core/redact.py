@@ -9,7 +9,11 @@ Masking covers the forms a key takes in other people's text too: the
 `repr()` of it (`b'Bearer KEY\\r'`), JSON-escaped (`\\u0070` too), URL-encoded
 (in part or in full, either hex case, twice), HTML-escaped (named, decimal and
 hex character references, leading zeros, `;` left out), in any mix of those
-character by character, inside base64 (`Basic ...`), in any letter case.
+character by character, inside base64 (`Basic ...`), in any letter case,
+nested as deep as encoders nest them: up to 8 backslashes before an escape, 4
+levels of `%25` or `&amp;`. Masking takes time linear in the text, whatever the
+text: every repetition in the pattern is bounded (an unbounded one let a run of
+backslashes make it quadratic: 16 KiB took 51 s).
 Only keys long enough to be a key are masked, so that a 1-character key
 cannot turn `pixeldojo` into `pi****eldojo`.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import itertools
 import re
 
 # Shorter than this is not a key worth hiding, and masking it would corrupt text.
@@ -89,40 +94,90 @@ def _html_names() -> dict[str, tuple[str, ...]]:
     return {ch: tuple(found) for ch, found in names.items()}
 
 
+# How deep an encoding may be nested and still be masked: no encoder nests deeper
+# than a few levels, and every repetition in the pattern must be bounded, or a
+# long run of backslashes (or `%25`, `&amp;`) makes masking quadratic: the
+# regular expression would scan the whole run again from each of its characters.
+_MAX_NESTING = 4  # `%25252525`, `&amp;amp;amp;amp;`
+_MAX_BACKSLASHES = 8  # a repr() of a repr() of a repr(): 1, 2, 4, 8
+_PERCENT = f"%(?:25){{0,{_MAX_NESTING}}}"
+_AMP = f"&(?:amp;){{0,{_MAX_NESTING}}}"
 # A backslash before an escape: itself, or URL-encoded (`%5Cu0070`).
-_BACKSLASH = r"(?:\\|%(?:25)*5c)"
+_BACKSLASH = rf"(?:\\|{_PERCENT}5c)"
+# The backslashes before an escape's letter or code: all of them (`{1,8}+` never
+# gives one back, as what follows, a letter or a code, cannot be a backslash).
+_ESCAPES = f"{_BACKSLASH}{{1,{_MAX_BACKSLASHES}}}+"
 # The one-letter escapes of JSON and Python for the characters that have one.
 _LETTER_ESCAPES = {"\n": "n", "\r": "r", "\t": "t", "\f": "f", "\b": "b", "\v": "v", "\0": "0"}
 
 
-def _char_pattern(ch: str) -> str:
+def _char_forms(ch: str) -> list[str]:
     """One character of a key in every reversible form it may take, each
     character in its own form (so mixes match): itself (after backslashes where
     JSON or repr() escape it), percent-encoded (also twice: `%2570`; `%u0070`),
     `+` for a space, an HTML character reference (decimal, hex, named, leading
     zeros, `;` left out where HTML allows it, escaped again: `&amp;#112;`), a
-    JSON, Python or bytes escape (`\\u0070`, `\\x70`, `\\xc3\\xa9`)."""
+    JSON, Python or bytes escape (`\\u0070`, `\\x70`, `\\xc3\\xa9`).
+
+    Forms that start alike share their start (`%...`, `&...`, `\\...`), so that
+    a run of those characters is read once at each place, not once per form."""
     code = ord(ch)
     data = ch.encode("utf-8", "surrogatepass")
-    literal = re.escape(ch)
-    forms = [_BACKSLASH + "*" + literal if ch in "\"'/\\" else literal]
-    forms.append("".join(f"%(?:25)*{byte:02x}" for byte in data))
-    forms.append(f"%(?:25)*u{code:04x}" if code < 0x10000 else "")
-    forms.append(r"\+" if ch == " " else "")
-    amp = "&(?:amp;)*"
-    forms.append(f"{amp}#0*{code}(?:;|(?![0-9]))")
-    forms.append(f"{amp}#x0*{code:x}(?:;|(?![0-9a-f]))")
-    forms += [amp + re.escape(name) for name in _html_names().get(ch, ())]
-    forms.append(_BACKSLASH + "+" + _LETTER_ESCAPES[ch] if ch in _LETTER_ESCAPES else "")
-    forms.append(rf"{_BACKSLASH}+x{code:02x}" if code < 0x100 else "")
-    forms.append(rf"{_BACKSLASH}+u{code:04x}" if code < 0x10000 else "")
-    forms.append(rf"{_BACKSLASH}+U{code:08x}")
+    percent = ["".join(f"{byte:02x}" + _PERCENT for byte in data)[: -len(_PERCENT)]]
+    percent.append(f"u{code:04x}" if code < 0x10000 else "")
+    html = [f"#0*{code}(?:;|(?![0-9]))", f"#x0*{code:x}(?:;|(?![0-9a-f]))"]
+    names = {name.lower() for name in _html_names().get(ch, ())}  # (matched in any case)
+    html += [re.escape(name) for name in sorted(names, key=len, reverse=True)]
+    forms = [re.escape(ch), r"\+" if ch == " " else ""]
+    forms.append(_PERCENT + _any_of(percent))
+    forms.append(_AMP + _any_of(html))
+    forms.append(_ESCAPES + _any_of(_escape_tails(ch)))
+    return [form for form in forms if form]
+
+
+def _escape_tails(ch: str) -> list[str]:
+    """What follows the backslashes of an escaped `ch`: itself where JSON or
+    repr() escape it, a letter, or its code (`x70`, `u0070`, `U00000070`)."""
+    code = ord(ch)
+    data = ch.encode("utf-8", "surrogatepass")
+    tails = [re.escape(ch) if ch in "\"'/" else "", _LETTER_ESCAPES.get(ch, "")]
+    tails.append(f"x{code:02x}" if code < 0x100 else "")
+    tails.append(f"u{code:04x}" if code < 0x10000 else "")
+    tails.append(f"U{code:08x}")
     if code >= 0x10000:  # JSON's surrogate pair
         high, low = divmod(code - 0x10000, 0x400)
-        forms.append(rf"{_BACKSLASH}+u{0xD800 + high:04x}{_BACKSLASH}+u{0xDC00 + low:04x}")
+        tails.append(f"u{0xD800 + high:04x}{_ESCAPES}u{0xDC00 + low:04x}")
     if not ch.isascii():  # a bytes repr: b'\\xc3\\xa9'
-        forms.append("".join(rf"{_BACKSLASH}+x{byte:02x}" for byte in data))
+        tails.append(_ESCAPES.join(f"x{byte:02x}" for byte in data))
+    return tails
+
+
+def _any_of(forms: list[str]) -> str:
+    """A group matching any of the non-empty `forms`."""
     return "(?:" + "|".join(form for form in forms if form) + ")"
+
+
+def _backslashes_pattern(count: int) -> str:
+    """`count` backslashes of a key in a row, in any of their forms: a run of
+    1 to 8 backslashes for each (JSON or repr() escaped, up to three times), or
+    each in one of its forms. One bounded repetition for a run of plain ones, not
+    one per backslash: a pattern per backslash would try every way of cutting a
+    long run of them into `count` pieces, which grows exponentially with `count`."""
+    escaped = f"{_BACKSLASH}{{{count},{count * _MAX_BACKSLASHES}}}"
+    others = [form for form in _char_forms("\\") if form.startswith((_AMP, _ESCAPES))]
+    each = _any_of([_BACKSLASH, f"{_PERCENT}u005c", *others]) + f"{{{count}}}"
+    return f"(?:{escaped}|{each})"
+
+
+def _by_char_pattern(key: str) -> str:
+    """The key character by character, each character in any of its forms."""
+    parts = []
+    for is_backslash, run in itertools.groupby(key, lambda ch: ch == "\\"):
+        if is_backslash:
+            parts.append(_backslashes_pattern(len(list(run))))
+        else:
+            parts += ["(?:" + "|".join(_char_forms(ch)) + ")" for ch in run]
+    return "".join(parts)
 
 
 def _base64_forms(text: str) -> set[str]:
@@ -145,14 +200,15 @@ def _pattern(key: str) -> tuple[re.Pattern[str], str] | None:
     core = key.strip(_SURROUNDING)
     if len(core) < MIN_SECRET_LENGTH:
         return None
-    by_char = "".join(_char_pattern(ch) for ch in core)
     inside_base64 = sorted(_base64_forms(core), key=len, reverse=True)
-    alternatives = [by_char] + [re.escape(f) for f in inside_base64 if len(f) >= MIN_SECRET_LENGTH]
+    alternatives = [_by_char_pattern(core)]
+    alternatives += [re.escape(form) for form in inside_base64 if len(form) >= MIN_SECRET_LENGTH]
     return re.compile("|".join(alternatives), re.IGNORECASE), mask_key(core)
 
 
 def redact(text: str, key: str | None) -> str:
-    """`text` with every form of `key` (see the module's docstring) masked."""
+    """`text` with every form of `key` (see the module's docstring) masked, in
+    time linear in the length of `text`: every repetition in the pattern is bounded."""
     if not key or not isinstance(key, str) or not isinstance(text, str):
         return text
     compiled = _pattern(key)
