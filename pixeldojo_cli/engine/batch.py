@@ -34,6 +34,7 @@ from pixeldojo_cli.core.errors import (
     combined_exit_code,
     outcome_of,
 )
+from pixeldojo_cli.engine.batch_book import LineBook, LineSource
 from pixeldojo_cli.engine.batch_lines import Line
 from pixeldojo_cli.engine.events import EventSink, Notice, ignore
 from pixeldojo_cli.engine.following import Follower, WaitEnd
@@ -77,7 +78,7 @@ class Batch:
         self,
         client: Client,
         model_id: str,
-        lines: list[Line],
+        lines: LineSource,
         options: BatchOptions,
         wait: WaitOptions,
         save_options: SaveOptions,
@@ -89,7 +90,7 @@ class Batch:
     ) -> None:
         self.client = client
         self.model_id = model_id
-        self.lines = lines
+        self.lines = LineBook(lines)
         self.options = options
         self.save_options = save_options
         self.recorder = recorder
@@ -107,7 +108,7 @@ class Batch:
         # each one it submits.
         self._next = 0
         self._held: list[Line] = []
-        self._counts: Counter[str] = Counter(queued=len(lines))
+        self._counts: Counter[str] = Counter(queued=len(self.lines))
 
     @property
     def folder(self) -> Path:
@@ -125,7 +126,8 @@ class Batch:
         ledger = self.recorder.ledger
         if ledger is None:
             return
-        for line in self.lines:
+        for index in range(len(self.lines)):
+            line = self.lines.take(index)
             try:
                 known = ledger.find_by_input(
                     base_url=self.recorder.base_url,
@@ -135,6 +137,7 @@ class Batch:
             except Exception:  # a ledger that cannot be read resumes nothing
                 known = None
             if known is None or known.lost or known.failed:
+                self.lines.let_go(line)
                 continue  # never submitted, or worth another try
             line.job_id, line.resumed = known.id, True
             kept = self._kept_files(known)
@@ -210,7 +213,7 @@ class Batch:
 
     def queued(self) -> list[Line]:
         """The lines not submitted yet (nor ended): a scan, for the end of a batch."""
-        return [line for line in self.lines if not line.done and line.job_id is None]
+        return [line for line in self.lines.unfinished() if line.job_id is None]
 
     def in_flight(self) -> int:
         return self._counts["running"]
@@ -240,10 +243,10 @@ class Batch:
                 break
             self._submit_queued(line)
         while self._next < len(self.lines) and not self._full():
-            line = self.lines[self._next]
+            index = self._next
             self._next += 1
-            if not line.done and line.job_id is None:  # (else resumed)
-                self._submit_queued(line)
+            if self.lines.queued(index):  # (else resumed, or held and looked at above)
+                self._submit_queued(self.lines.take(index))
 
     def _submit_queued(self, line: Line) -> None:
         if not self._over_budget(line):
@@ -435,7 +438,7 @@ class Batch:
         if self._saving:
             wait_for_futures(list(self._saving))
             self._collect_saved()
-        left = [line for line in self.lines if not line.done]
+        left = self.lines.unfinished()
         for line in left:
             if line.error is None:
                 line.error = WaitTimeoutError(
@@ -460,10 +463,11 @@ class Batch:
         line.asked = None  # (a line's inputs are held only while it is in flight)
         self._count(line, str(outcome))
         self.on_line(line)
+        self.lines.ended(line)
 
     def exit_code(self) -> ExitCode:
         """The worst line's exit code (0 only when every line is fine)."""
-        return combined_exit_code(line.exit_code for line in self.lines)
+        return combined_exit_code(self.lines.exit_codes())
 
 
 def _warning(message: str) -> Notice:

@@ -86,6 +86,7 @@ class Line:
     saved: bool | None = None  # as the ledger knows it (None: no ledger, or not known)
     asked: Submission | None = field(default=None, repr=False)  # what was submitted
     counted_as: str = field(default="queued", repr=False)  # the batch's count it is in
+    index: int = 0  # in the plan
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -166,6 +167,7 @@ class Plan:
             self.source,
             self.offsets[index],
             self.occurrences[index],
+            index=index,
         )
 
     def bodies(self) -> Iterator[tuple[int, dict[str, Any], float | None]]:
