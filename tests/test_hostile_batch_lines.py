@@ -72,7 +72,7 @@ def test_a_json_error_names_the_files_line_and_the_column_not_the_parsers_line()
         entries_of(b'one\n\n  {"prompt": "x",}\n')
     message = caught.value.message
     assert (
-        message.startswith("--batch line 3 is not valid JSON") and "column 18" in message
+        message.startswith("--batch 'f' line 3 is not valid JSON") and "column 18" in message
     )  # the `}`
     assert "line 1" not in message
 

@@ -34,6 +34,7 @@ from pixeldojo_cli.core.errors import (
     combined_exit_code,
     outcome_of,
 )
+from pixeldojo_cli.engine.batch_book import LineBook, LineSource
 from pixeldojo_cli.engine.batch_lines import Line
 from pixeldojo_cli.engine.events import EventSink, Notice, ignore
 from pixeldojo_cli.engine.following import Follower, WaitEnd
@@ -77,7 +78,7 @@ class Batch:
         self,
         client: Client,
         model_id: str,
-        lines: list[Line],
+        lines: LineSource,
         options: BatchOptions,
         wait: WaitOptions,
         save_options: SaveOptions,
@@ -89,7 +90,7 @@ class Batch:
     ) -> None:
         self.client = client
         self.model_id = model_id
-        self.lines = lines
+        self.lines = LineBook(lines)
         self.options = options
         self.save_options = save_options
         self.recorder = recorder
@@ -101,13 +102,21 @@ class Batch:
         self._by_job: dict[str, Line] = {}
         self._saving: dict[Future[JobResult], Line] = {}
         self._cancel = threading.Event()
-        self._waiting_for_other: set[int] = set()
+        # Lines are taken in order from `_next`; those another process holds wait
+        # in `_held` to be looked at again. Counts are kept as lines change state,
+        # never recounted: a batch of a million lines must not scan them all for
+        # each one it submits.
+        self._next = 0
+        self._held: list[Line] = []
+        self._counts: Counter[str] = Counter(queued=len(self.lines))
 
     @property
     def folder(self) -> Path:
         return self.save_options.folder_for(None)
 
     def _submission(self, line: Line) -> Submission:
+        """The line's request, read from the file once, when it is submitted, and
+        checked to be the line planned (a usage error for this line if not)."""
         return line.submission(self.model_id, self.folder, self.options.webhook_url)
 
     # --- resuming
@@ -117,7 +126,8 @@ class Batch:
         ledger = self.recorder.ledger
         if ledger is None:
             return
-        for line in self.lines:
+        for index in range(len(self.lines)):
+            line = self.lines.take(index)
             try:
                 known = ledger.find_by_input(
                     base_url=self.recorder.base_url,
@@ -127,6 +137,7 @@ class Batch:
             except Exception:  # a ledger that cannot be read resumes nothing
                 known = None
             if known is None or known.lost or known.failed:
+                self.lines.let_go(line)
                 continue  # never submitted, or worth another try
             line.job_id, line.resumed = known.id, True
             kept = self._kept_files(known)
@@ -180,11 +191,11 @@ class Batch:
             self._collect_saved()
             self._submit_what_fits()
             if not self.options.wait:
-                if not self._waiting_for_other:
+                if not self._held:
                     return
                 self._sleep(0.2)  # lines another process is submitting: look again
                 continue
-            if not len(self.follower) and not self._saving and not self.queued():
+            if not len(self.follower) and not self._saving and not self._counts["queued"]:
                 return
             if self.follower.timed_out():
                 self._time_out(pool)
@@ -194,43 +205,52 @@ class Batch:
             pause = self.follower.pause() if len(self.follower) else 0.2
             if self._saving:
                 wait_for_futures(list(self._saving), timeout=pause, return_when="FIRST_COMPLETED")
-            elif self._submittable() and self.in_flight() < self.options.concurrency:
+            elif self._next < len(self.lines) and not self._full():
                 continue
             elif len(self.follower):
                 self._sleep(pause)
-            elif self.queued():
+            elif self._counts["queued"]:
                 self._sleep(0.2)  # lines another process is submitting: look again
 
     def queued(self) -> list[Line]:
-        return [line for line in self.lines if not line.done and line.job_id is None]
-
-    def _submittable(self) -> list[Line]:
-        return [line for line in self.queued() if line.number not in self._waiting_for_other]
-
-    def _submit_what_fits(self) -> None:
-        self._waiting_for_other.clear()  # look again at lines another process holds
-        self._submit_lines()
+        """The lines not submitted yet (nor ended): a scan, for the end of a batch."""
+        return [line for line in self.lines.unfinished() if line.job_id is None]
 
     def in_flight(self) -> int:
-        return sum(1 for line in self.lines if not line.done and line.job_id is not None)
+        return self._counts["running"]
 
     def counts(self) -> Counter[str]:
         """Lines per state: an outcome, or queued / running."""
-        return Counter(
-            str(line.outcome) if line.outcome else ("running" if line.job_id else "queued")
-            for line in self.lines
-        )
+        return +self._counts  # (a copy, without the states no line is in)
+
+    def _count(self, line: Line, state: str) -> None:
+        """Line `line` is now in `state` (an outcome, or running)."""
+        self._counts[line.counted_as] -= 1
+        self._counts[state] += 1
+        line.counted_as = state
+
+    def _full(self) -> bool:
+        return self.options.wait and self._counts["running"] >= self.options.concurrency
 
     # --- submitting
 
-    def _submit_lines(self) -> None:
-        for line in self.queued():
-            if line.number in self._waiting_for_other:
-                continue
-            if self.options.wait and self.in_flight() >= self.options.concurrency:
-                return
-            if self._over_budget(line):
-                continue
+    def _submit_what_fits(self) -> None:
+        """Submit lines in order while fewer than `concurrency` are in flight;
+        first, look again at the lines another process held."""
+        held, self._held = self._held, []
+        for index, line in enumerate(held):
+            if self._full():
+                self._held += held[index:]
+                break
+            self._submit_queued(line)
+        while self._next < len(self.lines) and not self._full():
+            index = self._next
+            self._next += 1
+            if self.lines.queued(index):  # (else resumed, or held and looked at above)
+                self._submit_queued(self.lines.take(index))
+
+    def _submit_queued(self, line: Line) -> None:
+        if not self._over_budget(line):
             self._submit(line)
 
     def _over_budget(self, line: Line) -> bool:
@@ -244,12 +264,16 @@ class Batch:
         return True
 
     def _submit(self, line: Line) -> None:
+        try:
+            line.asked = self._submission(line)
+        except PixelDojoError as exc:  # the file changed since it was planned: not this line
+            line.error = exc
+            self._finish(line, outcome_of(exc))
+            return
         if not self._claim(line):
             return
         try:
-            job = submit(
-                self.client, self._submission(line), recorder=self.recorder, notify=self.notify
-            )
+            job = submit(self.client, line.asked, recorder=self.recorder, notify=self.notify)
         except PixelDojoError as exc:
             self._unclaim(line, uncertain=isinstance(exc, SubmissionUncertainError))
             line.error = exc
@@ -302,7 +326,7 @@ class Batch:
             line.resumed = True
             self._follow(line, claim.job_id)
         elif claim.outcome == "taken":
-            self._waiting_for_other.add(line.number)  # its job id comes soon: look again
+            self._held.append(line)  # its job id comes soon: look again
         else:
             line.error = SubmissionUncertainError(
                 f"Line {line.number} may have been submitted by an earlier run that stopped "
@@ -337,12 +361,15 @@ class Batch:
     def _follow(self, line: Line, job: Job | str) -> None:
         job_id = job if isinstance(job, str) else job.id
         line.job_id = job_id
+        self._count(line, "running")
         self._by_job[job_id] = line
         self.follower.add(job, model=self.model_id)
 
     def _stop_submitting(self, cause: PixelDojoError) -> None:
         """No key or no credits: every other submission would fail the same way."""
-        for other in self.queued():
+        queued = self.queued()
+        self._held, self._next = [], len(self.lines)
+        for other in queued:
             other.error = cause
             self._finish(other, Outcome.ERROR)
 
@@ -368,8 +395,8 @@ class Batch:
             self.save_options,
             recorder=self.recorder,
             notify=self.notify,
-            submission=self._submission(line),
-            cancel=self._cancel,
+            submission=line.asked,  # as read when it was submitted (None: resumed,
+            cancel=self._cancel,  # and the ledger has what an earlier run asked)
         )
 
     def _collect_saved(self, *, interrupted: bool = False) -> None:
@@ -383,6 +410,8 @@ class Batch:
                 if not interrupted:
                     raise KeyboardInterrupt from None
                 continue
+            except PixelDojoError as exc:  # this line's trouble, never the batch's end
+                result = JobResult.failure(line.job_id or "", exc)
             if interrupted and result.outcome is not Outcome.SAVED:
                 continue
             self._finish_result(line, result)
@@ -410,7 +439,7 @@ class Batch:
         if self._saving:
             wait_for_futures(list(self._saving))
             self._collect_saved()
-        left = [line for line in self.lines if not line.done]
+        left = self.lines.unfinished()
         for line in left:
             if line.error is None:
                 line.error = WaitTimeoutError(
@@ -439,11 +468,14 @@ class Batch:
 
     def _finish(self, line: Line, outcome: Outcome) -> None:
         line.outcome = outcome
+        line.asked = None  # (a line's inputs are held only while it is in flight)
+        self._count(line, str(outcome))
         self.on_line(line)
+        self.lines.ended(line)
 
     def exit_code(self) -> ExitCode:
         """The worst line's exit code (0 only when every line is fine)."""
-        return combined_exit_code(line.exit_code for line in self.lines)
+        return combined_exit_code(self.lines.exit_codes())
 
 
 def _warning(message: str) -> Notice:

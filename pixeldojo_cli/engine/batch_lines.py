@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 from array import array
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -63,10 +63,12 @@ class LineInputs:
         )
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Line:
     """One line of the batch file and what became of it. Its inputs are read
-    again from the file each time they are asked for (see `LineInputs`)."""
+    again from the file each time they are asked for (see `LineInputs`); the
+    batch reads them once, when it submits the line, and keeps them (`asked`)
+    only until the line ends."""
 
     number: int
     key: str
@@ -77,11 +79,14 @@ class Line:
     outcome: Outcome | None = None  # None while queued or in flight
     job: Job | None = None
     job_id: str | None = None
-    files: list[DownloadedFile] = field(default_factory=list)
+    files: Sequence[DownloadedFile] = ()
     error: PixelDojoError | None = None
     resumed: bool = False
     note: str | None = None
     saved: bool | None = None  # as the ledger knows it (None: no ledger, or not known)
+    asked: Submission | None = field(default=None, repr=False)  # what was submitted
+    counted_as: str = field(default="queued", repr=False)  # the batch's count it is in
+    index: int = 0  # in the plan
 
     @property
     def inputs(self) -> dict[str, Any]:
@@ -162,6 +167,7 @@ class Plan:
             self.source,
             self.offsets[index],
             self.occurrences[index],
+            index=index,
         )
 
     def bodies(self) -> Iterator[tuple[int, dict[str, Any], float | None]]:
@@ -220,7 +226,7 @@ def plan_batch(
         except UsageError as exc:
             bad += 1
             if len(problems) < _MAX_PROBLEMS:
-                problems.append(f"line {number}: {exc.message}")
+                problems.append(f"line {number}: {exc.message.rstrip('.')}")  # (no "1..")
             continue
         if not bad:
             digest = _key_digest(model.id, inputs, 0)

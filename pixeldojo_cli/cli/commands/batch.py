@@ -66,7 +66,7 @@ def run_batch(
         if request.dry_run:
             _print_plan(state, plan, request.options.webhook_url)
         else:
-            _run_plan(state, client, model, plan.lines(), request, options, show)
+            _run_plan(state, client, model, plan, request, options, show)
     finally:
         batch_file.close()
 
@@ -91,7 +91,7 @@ def _run_plan(
     state: AppState,
     client: Client,
     model: Model,
-    lines: list[Line],
+    plan: Plan,
     request: BatchRequest,
     options: tuple[WaitOptions, SaveOptions],
     show: Presentation,
@@ -107,18 +107,24 @@ def _run_plan(
 
         ensure_writable_folder(save_options.folder_for(None))
     mode = state.render.progress_mode(show.progress)
-    with state.render.batch_progress(lambda: batch.counts(), len(lines), mode) as refresh:
+    first_files: list[str] = []  # what --preview and --open show (not every file: memory)
+
+    def line_done(line: Line) -> None:
+        first_files.extend(str(f.path) for f in line.files[: 1 - len(first_files)])
+        _line_done(state, line, show.json_output, mode, refresh)
+
+    with state.render.batch_progress(lambda: batch.counts(), len(plan), mode) as refresh:
         notify: EventSink = state.render.notice_sink()
         batch = Batch(
             client,
             model.id,
-            lines,
+            plan,
             request.options,
             wait_options,
             save_options,
             recorder=state.recorder(notify),
             notify=notify,
-            on_line=lambda line: _line_done(state, line, show.json_output, mode, refresh),
+            on_line=line_done,
         )
         batch.resume()
         try:
@@ -131,7 +137,7 @@ def _run_plan(
             state.render.result(json.dumps(exc.to_json()))
             raise typer.Exit(int(exc.exit_code)) from None
     _summary(state, batch)
-    show.finish(state, [str(f.path) for line in lines for f in line.files])
+    show.finish(state, first_files)
     code = batch.exit_code()
     if code:
         raise typer.Exit(int(code))
@@ -207,7 +213,7 @@ def _summary(state: AppState, batch: Batch) -> None:
     counts = batch.counts()
     order = [str(o) for o in Outcome]
     rows = [(name, str(counts[name])) for name in order if counts[name]]
-    resumed = sum(1 for line in batch.lines if line.resumed)
+    resumed = batch.lines.resumed
     rows += [
         ("from earlier runs", str(resumed)),
         ("credits spent", f"{batch.spent:g}"),
