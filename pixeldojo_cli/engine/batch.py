@@ -109,6 +109,7 @@ class Batch:
         self._next = 0
         self._held: list[Line] = []
         self._counts: Counter[str] = Counter(queued=len(self.lines))
+        self._timed_out_running = 0
 
     @property
     def folder(self) -> Path:
@@ -453,13 +454,13 @@ class Batch:
     def _warn_timed_out(self) -> None:
         """One line for every line the deadline ended, also those it ended a moment
         early (a poll whose next try would have passed it): as the summary counts."""
-        left = [line for line in self.lines if line.outcome is Outcome.TIMED_OUT]
-        if not left:
+        timed_out = self._counts[str(Outcome.TIMED_OUT)]
+        if not timed_out:
             return
-        running = sum(1 for line in left if line.job_id)
+        running = self._timed_out_running
         self.notify(
             _warning(
-                f"--timeout reached with {len(left)} line{'' if len(left) == 1 else 's'} "
+                f"--timeout reached with {timed_out} line{'' if timed_out == 1 else 's'} "
                 f"unfinished ({running} still "
                 "running on the server). Rerun the same command to resume: finished lines "
                 "are skipped."
@@ -468,6 +469,8 @@ class Batch:
 
     def _finish(self, line: Line, outcome: Outcome) -> None:
         line.outcome = outcome
+        if outcome is Outcome.TIMED_OUT and line.job_id:
+            self._timed_out_running += 1  # (lines are let go once ended: counted here)
         line.asked = None  # (a line's inputs are held only while it is in flight)
         self._count(line, str(outcome))
         self.on_line(line)
