@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_hostile_listener import Drippers, NoJobs, closed_by_server, connect, head_of
+from test_hostile_listener import (
+    Drippers,
+    NoJobs,
+    closed_by_server,
+    connect,
+    head_of,
+    make_listener,  # noqa: F401 (a fixture, shared)
+)
 from test_webhooks import Harness, completed_job, post, wait_for
 
 from pixeldojo_cli.emulator import Emulator
@@ -120,9 +127,9 @@ def test_a_paced_sender_is_not_cut_by_churners_and_drippers_from_its_own_address
 
 
 def test_at_the_cap_the_idlest_connection_of_an_address_over_its_share_is_cut(
-    make_listener_knobs: Any,
+    make_listener: Any,  # noqa: F811 (the fixture imported above)
 ) -> None:
-    listener, jobs = make_listener_knobs(max_per_peer=4, max_connections=8, request_timeout=60)
+    listener, jobs = make_listener(max_per_peer=4, max_connections=8, request_timeout=60)
     other = connect(listener.url, "127.0.0.3")  # the idlest of all, from another address
     other.sendall(head_of(listener.url)[:10])
     flood = [connect(listener.url, "127.0.0.2") for _ in range(7)]
@@ -145,20 +152,6 @@ def test_at_the_cap_the_idlest_connection_of_an_address_over_its_share_is_cut(
     for sock in [*flood, *more, other]:
         sock.close()
     assert wait_for(lambda: jobs.asked) == ["job_a1"]
-
-
-@pytest.fixture
-def make_listener_knobs() -> Any:
-    made: list[WebhookListener] = []
-
-    def make(**knobs: Any) -> tuple[WebhookListener, NoJobs]:
-        jobs = NoJobs()
-        made.append(WebhookListener(jobs, lambda job: [], **knobs).start())
-        return made[-1], jobs
-
-    yield make
-    for listener in made:
-        listener.stop(grace=1)
 
 
 # --- one request's failure is answered; the loop serves on --------------------------

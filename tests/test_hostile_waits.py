@@ -18,13 +18,16 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
+from test_hostile_deadlines import in_thread
+from test_hostile_deadlines import timed as deadline_timed
 
 from pixeldojo_cli.api import transport as transport_module
 from pixeldojo_cli.api.origin import origin_of
@@ -40,7 +43,7 @@ from pixeldojo_cli.core.errors import (
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.store.downloads import download_file
 
-from conftest import PYTHON, TEST_KEY, Invoke, run_subprocess_env
+from conftest import TEST_KEY, Invoke, run_subprocess_env
 
 BIG_BODY = 100_000_000
 # The server takes the body 2 MB every half second: each send() the client makes
@@ -50,35 +53,8 @@ SLOW_READ = {"after_bytes": 2_000_000, "delay": 0.5}
 SLOW_NAME = "api.slow.test"
 
 
-def timed(args: list[str], env: dict[str, str], limit: float = 60) -> tuple[Any, float]:
-    """`python -m pixeldojo_cli ARGS`, and how long it took (TimeoutExpired past `limit`)."""
-    started = time.monotonic()
-    done = subprocess.run(
-        [PYTHON, "-m", "pixeldojo_cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=limit,
-    )
-    return done, time.monotonic() - started
-
-
-def in_thread(work: Callable[[], Any], limit: float) -> Any:
-    """`work()`'s result or what it raised, or a failure after `limit` s (the work,
-    stuck, is left to its daemon thread)."""
-    outcome: list[Any] = []
-
-    def run() -> None:
-        try:
-            outcome.append(work())
-        except Exception as exc:
-            outcome.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(limit)
-    assert outcome, f"still waiting after {limit} s"
-    return outcome[0]
+# The deadline tests' runners; a child here may wait on a 30 s resolver, so 60 s.
+timed = partial(deadline_timed, limit=60)
 
 
 # --- a request body taken in bursts ----------------------------------------------------
