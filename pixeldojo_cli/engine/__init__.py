@@ -12,6 +12,8 @@ listen`) and `run --batch` are built on these pieces; none re-codes them:
   `wait()` yields one job's states until it ends (for library users).
 - `save()` downloads a completed job's outputs, keeps intact files, records
   each file in the ledger as it lands and writes the `<jobId>.json` sidecar.
+- `prepare()` turns one job as asked (`JobAsk`) into a checked, priced
+  `Submission` before anything is spent.
 - `submit()` sends one `Submission` (the model, its inputs, where its outputs
   go, what it should cost) and records it before any waiting starts.
 - `conclude()` turns how a job's wait ended (the job, or the error) into a
@@ -40,6 +42,7 @@ from pixeldojo_cli.engine.options import (
     WaitOptions,
     resolve_options,
 )
+from pixeldojo_cli.engine.preparing import JobAsk, prepare
 from pixeldojo_cli.engine.recorder import Recorder
 from pixeldojo_cli.engine.saving import check_saveable, save
 from pixeldojo_cli.engine.submission import Submission
@@ -60,6 +63,7 @@ __all__ = [
     "EventSink",
     "FileProgress",
     "Follower",
+    "JobAsk",
     "JobFlags",
     "JobResult",
     "JobSeen",
@@ -76,6 +80,7 @@ __all__ = [
     "follow",
     "ignore",
     "interrupted_waiting",
+    "prepare",
     "resolve_options",
     "save",
     "submit",

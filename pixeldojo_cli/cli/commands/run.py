@@ -197,25 +197,17 @@ def _submission(
     base_inputs: dict[str, Any] | None,
     save_options: SaveOptions,
 ) -> Submission:
-    """The one job's inputs, checked against the schema and priced."""
-    from pixeldojo_cli.engine import Submission
-    from pixeldojo_cli.inputs.schema import build_inputs, estimate_cost, validate_inputs
+    """The one job's inputs, checked against the schema and priced (the engine's)."""
+    from pixeldojo_cli.engine.preparing import JobAsk, prepare
 
-    inputs = build_inputs(
-        schema,
+    ask = JobAsk(
         prompt=request.prompt,
-        assignments=list(request.assignments),
-        base=base_inputs,
+        assignments=request.assignments,
+        base_inputs=base_inputs,
         seed=request.seed,
-    )
-    validate_inputs(schema, inputs)
-    return Submission(
-        model.id,
-        inputs,
-        save_options.folder_for(None),
-        estimate=estimate_cost(model, schema, inputs),
         webhook_url=request.webhook_url,
     )
+    return prepare(model, schema, ask, save_options.folder_for(None))
 
 
 def _model_and_schema(

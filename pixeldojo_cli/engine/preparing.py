@@ -1,0 +1,48 @@
+"""What the user asked for one job, turned into a checked, priced `Submission`
+before anything is spent: the one door every command that submits a single
+job goes through (`run`, and whatever else asks for one job)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pixeldojo_cli.engine.submission import Submission
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.api.results import Model
+
+
+@dataclass(frozen=True)
+class JobAsk:
+    """One job as the user asked for it, before any check: PROMPT, the `-p`
+    assignments, the `--input` object they override, `--seed`, `--webhook-url`."""
+
+    prompt: str | None = None
+    assignments: tuple[str, ...] = ()
+    base_inputs: dict[str, Any] | None = field(default=None, hash=False)
+    seed: int | None = None
+    webhook_url: str | None = None
+
+
+def prepare(model: Model, schema: dict[str, Any], ask: JobAsk, folder: Path) -> Submission:
+    """The job's inputs, merged, checked against the schema and priced: a usage
+    error (nothing spent) for anything the schema refuses."""
+    from pixeldojo_cli.inputs.schema import build_inputs, estimate_cost, validate_inputs
+
+    inputs = build_inputs(
+        schema,
+        prompt=ask.prompt,
+        assignments=list(ask.assignments),
+        base=ask.base_inputs,
+        seed=ask.seed,
+    )
+    validate_inputs(schema, inputs)
+    return Submission(
+        model.id,
+        inputs,
+        folder,
+        estimate=estimate_cost(model, schema, inputs),
+        webhook_url=ask.webhook_url,
+    )
