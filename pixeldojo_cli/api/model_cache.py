@@ -161,6 +161,12 @@ class ModelCache:
         stale = _read(self.path("schema", model_id), None)
         return stale if isinstance(stale, dict) else {}
 
+    def cached_schema(self, model_id: str) -> dict[str, Any]:
+        """One model's input schema as last fetched, however old (no request);
+        {} when the cache has none."""
+        schema = _read(self.path("schema", model_id), None)
+        return schema if isinstance(schema, dict) else {}
+
     def _catalogue(self) -> list[dict[str, Any]]:
         """The catalogue's entries in the cache, however old (no request)."""
         models = _read(self.path("models"), None)

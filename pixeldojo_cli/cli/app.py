@@ -14,6 +14,7 @@ from pixeldojo_cli.cli.commands import emulator as emulator_cmd
 from pixeldojo_cli.cli.commands import jobs as jobs_cmd
 from pixeldojo_cli.cli.commands import models as models_cmd
 from pixeldojo_cli.cli.commands import run as run_cmd
+from pixeldojo_cli.cli.commands import usage as usage_cmd
 from pixeldojo_cli.cli.commands import webhook as webhook_cmd
 from pixeldojo_cli.cli.help import (
     PixelDojoCommand,
@@ -76,6 +77,12 @@ app.command("download", cls=PixelDojoCommand, help=download_cmd.HELP, epilog=dow
     download_cmd.download
 )
 app.add_typer(webhook_cmd.app, name="webhook", cls=PixelDojoGroup)
+app.command(
+    "usage", cls=PixelDojoCommand, help=usage_cmd.USAGE_HELP, epilog=usage_cmd.USAGE_EXAMPLES
+)(usage_cmd.usage)
+app.command(
+    "credits", cls=PixelDojoCommand, help=usage_cmd.CREDITS_HELP, epilog=usage_cmd.CREDITS_EXAMPLES
+)(usage_cmd.credits)
 app.add_typer(auth_cmd.app, name="auth", cls=PixelDojoGroup)
 app.add_typer(config_cmd.app, name="config", cls=PixelDojoGroup)
 app.add_typer(emulator_cmd.app, name="emulator", cls=PixelDojoGroup)

@@ -1,6 +1,7 @@
 """The JSON shapes, one per entity, that every command's `--json` prints: a job,
-a saved file, a job as the local ledger knows it, how a job ended, and one
-webhook delivery. Timestamps are RFC 3339 in UTC with `Z`."""
+a saved file, a job as the local ledger knows it, how a job ended, one
+webhook delivery, a spend report (`usage`) and a balance (`credits`).
+Timestamps are RFC 3339 in UTC with `Z`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
     from pixeldojo_cli.engine import JobResult
     from pixeldojo_cli.engine.webhooks import Delivery
     from pixeldojo_cli.store.files import DownloadedFile
-    from pixeldojo_cli.store.ledger import LedgerFile, LedgerJob
+    from pixeldojo_cli.store.ledger import Balance, LedgerFile, LedgerJob, Spend
 
 
 def rfc3339(when: datetime | None) -> str | None:
@@ -105,3 +106,47 @@ def result_document(result: JobResult) -> dict[str, Any]:
     if job is not None:
         document["job"] = job
     return document
+
+
+def _credits(value: float) -> float:
+    """Sums of credits to a millionth: `0.3`, never `0.30000000000000004`."""
+    return round(value, 6)
+
+
+def spend_document(spend: Spend) -> dict[str, Any]:
+    """One row of a spend report, or its total: jobs and credits (`charged` by
+    the API, plus `estimated` where it never said), failed jobs apart (the API
+    may refund them), and seconds of video asked for (null when no job said)."""
+    return {
+        "jobs": spend.jobs,
+        "credits": _credits(spend.credits),
+        "charged": _credits(spend.charged),
+        "estimated": _credits(spend.estimated),
+        "estimatedJobs": spend.estimated_jobs,
+        "unpricedJobs": spend.unpriced_jobs,
+        "seconds": _credits(spend.seconds) if spend.timed_jobs else None,
+        "failed": {"jobs": spend.failed_jobs, "credits": _credits(spend.failed_credits)},
+    }
+
+
+def usage_document(scope: dict[str, Any], rows: dict[str, Spend], total: Spend) -> dict[str, Any]:
+    """`pixeldojo usage --json`: what was asked (`baseUrl`, `profile` or null for
+    every profile, `model`, `since`, `until`, `by`, `timezone` of the days), one
+    row per day, model or profile (`key`), and the `total`."""
+    return {
+        **scope,
+        "rows": [{"key": key, **spend_document(spend)} for key, spend in rows.items()],
+        "total": spend_document(total),
+    }
+
+
+def balance_document(base_url: str, profile: str, balance: Balance | None) -> dict[str, Any]:
+    """`pixeldojo credits --json`: the balance the API last reported on a submit
+    answer (null when none was ever seen), when, and after which job."""
+    return {
+        "credits": balance.credits if balance else None,
+        "seenAt": rfc3339(balance.seen_at) if balance else None,
+        "jobId": balance.job_id if balance else None,
+        "baseUrl": base_url,
+        "profile": profile,
+    }

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from pixeldojo_cli.core.errors import UsageError
 
@@ -79,6 +80,8 @@ LIMITS: dict[str, Limits] = {
     "--max-poll-interval": Limits(most=DAY, under=True),
     # A date too (`pixeldojo jobs list --since 2025-01-31`); longer than 100 years is 100.
     "--since": Limits(most=100 * 365 * DAY, zero=True, clamp=True, unit=True),
+    # `usage --until`: the same as --since (the end of a window, not included).
+    "--until": Limits(most=100 * 365 * DAY, zero=True, clamp=True, unit=True),
     # `emulator serve`: 0 and forever (`inf`) are fine for a test double.
     "--latency": Limits(most=math.inf, zero=True),
     "--ttl": Limits(most=math.inf, zero=True),
@@ -152,3 +155,20 @@ def parse_duration(text: str | None, *, option: str = "--timeout") -> float | No
         return seconds(text, option)
     except DurationError as exc:
         raise UsageError(exc.message) from None
+
+
+def time_point(text: str, now: datetime, option: str = "--since") -> datetime:
+    """`--since` or `--until` (`option`, a key of `LIMITS`): a duration back from
+    `now` (`2h`, `3d`, `1w`, `1d12h`) or a date (`2025-01-31`, `2025-01-31T09:00`,
+    local time unless it says otherwise), in UTC. A usage error (exit 2, one
+    line) when it is neither."""
+    try:
+        return now - timedelta(seconds=seconds(text, option))
+    except DurationError:
+        pass  # a date, then
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        message = duration_message(option, text, also=", or a date like 2025-01-31")
+        raise UsageError(message) from None
+    return when.astimezone(UTC) if when.tzinfo else when.astimezone().astimezone(UTC)

@@ -117,7 +117,21 @@ class Recorder:
             return None
 
     def submitted(self, job: Job, submission: Submission) -> None:
-        """A job was submitted: recorded before any waiting starts."""
+        """A job was submitted: recorded before any waiting starts, with the
+        credits balance the submit answer reported (`pixeldojo credits`)."""
+        self._record_submission(job, submission)
+        if job.credits_remaining is not None:
+            self._balance(job)
+
+    def _balance(self, job: Job) -> None:
+        """The balance a submit answer carried (only a finite number is kept)."""
+        from pixeldojo_cli.store.ledger import balance_record
+
+        record = balance_record(self.base_url, self.profile, job.credits_remaining, job.id)
+        if record is not None:
+            self._record(job.id, lambda: record)
+
+    def _record_submission(self, job: Job, submission: Submission) -> None:
         from pixeldojo_cli.store.ledger import submission_record
 
         self._record(
@@ -154,7 +168,8 @@ class Recorder:
         if self.get(job.id) is not None:
             self.seen(job)
             return
-        self.submitted(job, Submission(job.model or "unknown", {}, folder))
+        # (not `submitted`: a job looked up is no submit answer, its balance no news)
+        self._record_submission(job, Submission(job.model or "unknown", {}, folder))
 
     def seen(self, job: Job) -> None:
         """Keep the ledger's idea of a job it knows up to date."""

@@ -5,7 +5,7 @@ and `--since`, a duration back from now or a date."""
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pixeldojo_cli.cli.render import printable
@@ -93,16 +93,7 @@ LOCAL_COLUMNS = [
 def parse_since(text: str, now: datetime) -> datetime:
     """`--since`: a duration back from now (`2h`, `3d`, `1w`, `1d12h`) or a date
     (`2025-01-31`, `2025-01-31T09:00`, local time unless it says otherwise)."""
-    try:
-        return now - timedelta(seconds=durations.seconds(text, "--since"))
-    except durations.DurationError:
-        pass  # a date, then
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        message = durations.duration_message("--since", text, also=", or a date like 2025-01-31")
-        raise UsageError(message) from None
-    return when.astimezone(UTC) if when.tzinfo else when.astimezone().astimezone(UTC)
+    return durations.time_point(text, now, "--since")
 
 
 def local_query(

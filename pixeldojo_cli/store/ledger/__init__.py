@@ -22,12 +22,14 @@ poll schedule learns from (`durations`). That history never leaves the machine.
 The modules, one concern each: `schema` (tables, upgrades), `records` (every
 write as a record), `apply` (a record into the tables), `sidefile` (records
 kept for later), `claims` (`--batch` lines), `locking` (bounded waits),
-`queries` (`LedgerJob`, `JobQuery`), `ledger` (the `Ledger` itself) and
+`queries` (`LedgerJob`, `JobQuery`), `spending` (what was spent: `Spend`),
+`balances` (the credits balance as last reported), `ledger` (the `Ledger` itself) and
 `values` (how times and JSON are stored).
 """
 
 from __future__ import annotations
 
+from pixeldojo_cli.store.ledger.balances import Balance, balance_record
 from pixeldojo_cli.store.ledger.claims import STALE_CLAIM, ClaimResult
 from pixeldojo_cli.store.ledger.ledger import MAX_HISTORY, Ledger
 from pixeldojo_cli.store.ledger.locking import DEFAULT_BUSY_TIMEOUT, DEFAULT_LOCK_WAIT
@@ -48,6 +50,7 @@ from pixeldojo_cli.store.ledger.sidefile import (
     kept_unsaved,
     pending_records_path,
 )
+from pixeldojo_cli.store.ledger.spending import Spend, SpentJob, default_seconds, grouped, total
 from pixeldojo_cli.store.settings import ledger_path
 
 __all__ = [
@@ -57,14 +60,20 @@ __all__ = [
     "PENDING_RECORDS",
     "SCHEMA_VERSION",
     "STALE_CLAIM",
+    "Balance",
     "ClaimResult",
     "JobQuery",
     "Ledger",
     "LedgerFile",
     "LedgerJob",
     "LedgerRecord",
+    "Spend",
+    "SpentJob",
+    "balance_record",
+    "default_seconds",
     "defer",
     "files_record",
+    "grouped",
     "kept_unsaved",
     "ledger_path",
     "lost_record",
@@ -73,4 +82,5 @@ __all__ = [
     "refused_record",
     "status_record",
     "submission_record",
+    "total",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from pixeldojo_cli.api.results import TERMINAL_STATUSES, Job
 from pixeldojo_cli.core.errors import PixelDojoError
-from pixeldojo_cli.store.ledger import claims
+from pixeldojo_cli.store.ledger import balances, claims
 from pixeldojo_cli.store.ledger.records import (
     LOST_REFUSED,
     LedgerRecord,
@@ -64,6 +64,8 @@ def apply_record(db: sqlite3.Connection, record: Mapping[str, Any], *, replaying
             "UPDATE jobs SET lost = ?, updated_at = ? WHERE base_url = ? AND id = ? AND lost = ?",
             (new, stamp(record_time(record)), record["base_url"], record["job_id"], old),
         )
+    elif op == "balance":
+        balances.apply_balance(db, record)
     elif op == "attach":
         claims.attach(db, record["base_url"], record["profile"], record["input_hash"],
                       record["job_id"])  # fmt: skip

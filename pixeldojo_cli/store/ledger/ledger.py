@@ -21,8 +21,9 @@ from pixeldojo_cli.api.results import Job
 from pixeldojo_cli.core.errors import LedgerError
 from pixeldojo_cli.core.ownfiles import ForeignFile
 from pixeldojo_cli.core.ownfolders import private_folder
-from pixeldojo_cli.store.ledger import claims, schema, sidefile
+from pixeldojo_cli.store.ledger import balances, claims, schema, sidefile, spending
 from pixeldojo_cli.store.ledger.apply import apply_record, apply_replayed
+from pixeldojo_cli.store.ledger.balances import Balance
 from pixeldojo_cli.store.ledger.claims import ClaimResult
 from pixeldojo_cli.store.ledger.guard import claim_ledger, connect_ledger, opened_as_checked
 from pixeldojo_cli.store.ledger.locking import (
@@ -40,6 +41,7 @@ from pixeldojo_cli.store.ledger.records import (
     status_record,
     submission_record,
 )
+from pixeldojo_cli.store.ledger.spending import Spend, SpentJob
 from pixeldojo_cli.store.ledger.values import now as _now
 from pixeldojo_cli.store.settings import ledger_path
 
@@ -431,3 +433,31 @@ class Ledger:
             for job in self.unsaved(base_url=base_url, profile=profile)
             if now < job.deadline() <= now + within
         ]
+
+    # --- what was spent, and the balance -----------------------------------------
+
+    def spending(self, query: JobQuery) -> list[SpentJob]:
+        """Each job `query` selects (by API, profile, model, `since`, `until`),
+        oldest first, with what it cost: `pixeldojo usage` groups them."""
+        return self._read(lambda: spending.spent_jobs(self._db, query))
+
+    def spent(
+        self,
+        base_url: str,
+        profile: str | None,
+        since: datetime | None,
+        until: datetime | None,
+        *,
+        model: str | None = None,
+    ) -> Spend:
+        """What the ledger says was spent on the API `base_url` by `profile`
+        (None: every profile) on jobs submitted in [`since`, `until`) (None: no
+        bound), optionally of one `model` (a glob with `*`). `Spend.credits` is
+        charged plus estimated; failed jobs are apart (`failed_credits`)."""
+        query = JobQuery(base_url=base_url, profile=profile, model=model, since=since, until=until)
+        return spending.total(self.spending(query))
+
+    def balance(self, base_url: str, profile: str) -> Balance | None:
+        """The credits balance the API last reported on a submit answer for this
+        API and profile, or None when none was ever seen."""
+        return self._read(lambda: balances.last_balance(self._db, base_url, profile))

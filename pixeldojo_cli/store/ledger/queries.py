@@ -15,7 +15,7 @@ from pixeldojo_cli.api.results import DEFAULT_OUTPUT_LIFETIME, FAILED_STATUSES
 from pixeldojo_cli.core.ownfolders import check_folder
 from pixeldojo_cli.store.ledger.guard import claim_ledger, connect_ledger, opened_as_checked
 from pixeldojo_cli.store.ledger.records import LOST_REFUSED, LedgerFile
-from pixeldojo_cli.store.ledger.values import EPOCH, iso, json_column, parse_time
+from pixeldojo_cli.store.ledger.values import EPOCH, iso, json_column, parse_time, stamp
 from pixeldojo_cli.store.settings import ledger_path
 
 # The `jobs` columns a `LedgerJob` is read from, in `job_from_row`'s order.
@@ -108,9 +108,10 @@ class JobQuery:
     """Which ledger jobs to list, newest first: each field given narrows the list.
 
     `model` matches exactly, or as a glob with `*`; `status` ignores case;
-    `since` keeps jobs submitted at or after it; `unsaved` keeps jobs whose
-    outputs were never all downloaded (not failed, not given up on); `search`
-    finds text in any string input (the prompt first of all), ignoring ASCII case.
+    `since` keeps jobs submitted at or after it, `until` those submitted before
+    it; `unsaved` keeps jobs whose outputs were never all downloaded (not
+    failed, not given up on); `search` finds text in any string input (the
+    prompt first of all), ignoring ASCII case.
     """
 
     base_url: str | None = None
@@ -118,6 +119,7 @@ class JobQuery:
     model: str | None = None
     status: str | None = None
     since: datetime | None = None
+    until: datetime | None = None
     unsaved: bool = False
     search: str | None = None
     limit: int | None = None
@@ -139,6 +141,9 @@ class JobQuery:
         if self.since is not None:
             clauses.append("submitted_at >= ?")
             args.append(iso(self.since))
+        if self.until is not None:  # to the microsecond, as submission times are kept
+            clauses.append("submitted_at < ?")
+            args.append(stamp(self.until))
         if self.unsaved:
             clauses.append(
                 "status != 'failed' AND lost != 1 AND (SELECT COUNT(*) FROM files"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 FILES_TABLE = """CREATE TABLE IF NOT EXISTS files (
     base_url TEXT NOT NULL,
@@ -38,6 +38,17 @@ BATCH_LINES_TABLE = """CREATE TABLE IF NOT EXISTS batch_lines (
     PRIMARY KEY (base_url, profile, input_hash)
 )"""
 
+# v6: the credits balance the API last reported on a submit answer, per API and
+# profile (`pixeldojo credits`). Only finite numbers are kept.
+BALANCES_TABLE = """CREATE TABLE IF NOT EXISTS balances (
+    base_url TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    credits REAL NOT NULL,
+    seen_at TEXT NOT NULL,
+    job_id TEXT,
+    PRIMARY KEY (base_url, profile)
+)"""
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS jobs (
     base_url TEXT NOT NULL,
@@ -61,6 +72,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 {FILES_TABLE};
 {BATCH_LINES_TABLE};
+{BALANCES_TABLE};
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_by_input ON jobs (base_url, profile, input_hash);
 CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (base_url, model, completed_at);
@@ -85,6 +97,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # v5: --batch records each line's intent before submitting it (a new table only:
     # independent of any other migration, so it may be renumbered freely).
     4: (BATCH_LINES_TABLE,),
+    # v6: the balance as last reported (a new table only, like v5: renumber freely).
+    5: (BALANCES_TABLE,),
 }
 
 
