@@ -4,8 +4,9 @@ publishes no route for either."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
@@ -63,6 +64,7 @@ Examples:
 """
 
 BY_CHOICES = ("day", "model", "profile")
+T = TypeVar("T")
 
 SinceOption = Annotated[
     str | None,
@@ -126,7 +128,7 @@ def refuse_the_emulator(state: AppState, what: str) -> None:
         raise UsageError(f"The embedded emulator's jobs are not recorded: {what}.")
 
 
-def read_ledger(state: AppState, read: Any) -> Any:
+def read_ledger(state: AppState, read: Callable[[Ledger], T]) -> T | None:
     """`read(ledger)`, or None when there is no ledger yet (nothing is created).
     A ledger that cannot be opened is a `LedgerError` (exit 10)."""
     from pixeldojo_cli.store.ledger import Ledger, ledger_path
@@ -205,7 +207,10 @@ class UsageReport:
         start = durations.time_point(since, now, "--since") if since is not None else None
         end = durations.time_point(until, now, "--until") if until is not None else None
         if start is not None and end is not None and start >= end:
-            raise UsageError(f"--since ({since}) must be before --until ({until}).")
+            raise UsageError(
+                f"The window is empty: --since {since!r} ({local_time(start)}) is not before "
+                f"--until {until!r} ({local_time(end)})."
+            )
         refuse_the_emulator(state, "there is no usage to report")
         base_url, profile = state.ledger_scope()
         source = state.settings().profile.source
