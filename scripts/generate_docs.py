@@ -70,15 +70,19 @@ def command_tree() -> str:
 
 
 def expected_files() -> dict[Path, str]:
+    import typer
+
+    from pixeldojo_cli.cli.app import app
     from pixeldojo_cli.cli.manpages import man_pages
     from pixeldojo_cli.cli.reference import cli_reference
 
+    root = typer.main.get_command(app)
     files = {
         ROOT / "completions" / name: completion_script(shell) for shell, name in SHELLS.items()
     }
-    files[ROOT / "docs" / "cli.md"] = cli_reference()
+    files[ROOT / "docs" / "cli.md"] = cli_reference(root)
     files[ROOT / "pixeldojo_cli" / "cli" / "completion" / "commands.json"] = command_tree()
-    files.update({MAN_DIR / name: page for name, page in man_pages().items()})
+    files.update({MAN_DIR / name: page for name, page in man_pages(root).items()})
     return files
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from pixeldojo_cli.cli.help import describe_parameter, option_names, short_help, usage_line
 from pixeldojo_cli.cli.helptext import paragraphs
-from pixeldojo_cli.cli.reference import PROGRAM, Entry, children, root_command, walk
+from pixeldojo_cli.cli.reference import PROGRAM, Entry, children, walk
 
 SOURCE = "pixeldojo-cli"
 MANUAL = "User Commands"
@@ -106,7 +106,8 @@ def _page(entry: Entry, entries: list[Entry]) -> str:
     if not entry.path:
         lines.append(".SH COMMANDS")
         for sub in below:
-            lines += [".TP", f"\\fB{escape(page_name(sub.path))}\\fR(1)", _line(short_help(sub.command))]
+            name = f"\\fB{escape(page_name(sub.path))}\\fR(1)"
+            lines += [".TP", name, _line(short_help(sub.command))]
     elif below:
         lines.append(".SH COMMANDS")
         for sub in below:
@@ -124,9 +125,9 @@ def _see_also(entry: Entry, entries: list[Entry]) -> str:
     return ",\n".join(f"\\fB{escape(name)}\\fR(1)" for name in names)
 
 
-def man_pages(root: Any | None = None) -> dict[str, str]:
+def man_pages(root: Any) -> dict[str, str]:
     """`{"pixeldojo.1": roff, "pixeldojo-run.1": roff, ...}`: one page for the
-    program and one for each top-level command."""
-    entries = walk(root_command() if root is None else root)
+    program and one for each top-level command of the tree `root`."""
+    entries = walk(root)
     pages = [entries[0], *children(entries, ())]
     return {f"{page_name(e.path)}.1": _page(e, entries) for e in pages}

@@ -12,7 +12,7 @@ from typing import Any
 
 from pixeldojo_cli.cli.argv import GLOBAL_FLAGS, GLOBAL_OPTIONS
 from pixeldojo_cli.cli.help import short_help, usage_line
-from pixeldojo_cli.cli.reference import Entry, root_command, walk
+from pixeldojo_cli.cli.reference import Entry, walk
 from pixeldojo_cli.core.version import __version__
 
 SKILL_NAME = "pixeldojo"
@@ -85,14 +85,15 @@ def _exit_codes(root: Any) -> str:
     return "\n".join(f"- {row}" for row in rows)
 
 
-def skill_markdown(root: Any | None = None) -> str:
-    """The whole SKILL.md: front matter, the guide, then the generated reference."""
-    root = root_command() if root is None else root
+def skill_markdown(root: Any) -> str:
+    """The whole SKILL.md for the command tree `root`: front matter, the guide, then
+    the generated reference."""
     entries = walk(root)
     parts = [
         f"---\nname: {SKILL_NAME}\ndescription: {DESCRIPTION}\n---\n",
-        f"# pixeldojo\n\n`pixeldojo` (pixeldojo-cli {__version__}) runs PixelDojo's image and video",
-        "models from a shell. `pixeldojo skill` generates this file from the command tree.\n",
+        f"# pixeldojo\n\n`pixeldojo` (pixeldojo-cli {__version__}) runs PixelDojo's image and",
+        "video models from a shell. `pixeldojo skill` generates this file from the command",
+        "tree.\n",
         GUIDE,
         "## Global options\n\nGiven before or after the command: "
         + _options(root, GLOBAL_FLAGS | GLOBAL_OPTIONS)
