@@ -159,7 +159,7 @@ BaseUrlOption = Annotated[
     typer.Option(
         "--base-url",
         metavar="URL",
-        help="API base URL (or PIXELDOJO_BASE_URL).",
+        help="API base URL (or PIXELDOJO_BASE_URL, or its alias PIXELDOJO_API_BASE).",
         show_default=False,
     ),
 ]
