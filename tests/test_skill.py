@@ -95,6 +95,7 @@ def test_skill_prints_on_stdout() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("---\nname: pixeldojo\n")
     assert "`pixeldojo run [OPTIONS] MODEL [PROMPT]`" in done.stdout
+    assert "\n- 3 authentication" in done.stdout and "`--base-url`" in done.stdout
     assert done.stderr == ""
 
 
