@@ -14,6 +14,7 @@ from pixeldojo_cli.cli.commands import emulator as emulator_cmd
 from pixeldojo_cli.cli.commands import jobs as jobs_cmd
 from pixeldojo_cli.cli.commands import models as models_cmd
 from pixeldojo_cli.cli.commands import run as run_cmd
+from pixeldojo_cli.cli.commands import skill as skill_cmd
 from pixeldojo_cli.cli.commands import usage as usage_cmd
 from pixeldojo_cli.cli.commands import webhook as webhook_cmd
 from pixeldojo_cli.cli.help import (
@@ -89,6 +90,9 @@ app.add_typer(emulator_cmd.app, name="emulator", cls=PixelDojoGroup)
 app.command(
     "api", cls=PixelDojoCommand, help=api_cmd.HELP, epilog=api_cmd.EXAMPLES, no_args_is_help=True
 )(api_cmd.api)
+app.command("skill", cls=PixelDojoCommand, help=skill_cmd.HELP, epilog=skill_cmd.EXAMPLES)(
+    skill_cmd.skill
+)
 
 
 @app.command(
@@ -162,7 +166,7 @@ BaseUrlOption = Annotated[
     typer.Option(
         "--base-url",
         metavar="URL",
-        help="API base URL (or PIXELDOJO_BASE_URL).",
+        help="API base URL (or PIXELDOJO_BASE_URL, or its alias PIXELDOJO_API_BASE).",
         show_default=False,
     ),
 ]

@@ -110,7 +110,7 @@ def usage_line(command: Any, ctx: typer.Context, width: int, colour: bool = Fals
     return "\n".join(lines)
 
 
-def _short_help(command: Any) -> str:
+def short_help(command: Any) -> str:
     """A command's line in its group's list: its short help, or its first sentence."""
     if command.short_help:
         return " ".join(str(command.short_help).split())
@@ -132,7 +132,7 @@ def render_help(command: Any, ctx: typer.Context, width: int, colour: bool = Fal
                            for p in params if p.param_type_name == "option"])  # fmt: skip
     if isinstance(command, TyperGroup):
         subs = [(name, command.get_command(ctx, name)) for name in command.list_commands(ctx)]
-        page.rows("Commands:", [(name, _short_help(sub)) for name, sub in subs
+        page.rows("Commands:", [(name, short_help(sub)) for name, sub in subs
                                 if sub is not None and not sub.hidden])  # fmt: skip
     if command.epilog:
         page.text(command.epilog)

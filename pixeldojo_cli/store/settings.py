@@ -2,7 +2,8 @@
 
 One function, `resolve_settings()`, decides every setting and remembers its
 source (so `auth status` can say where the key came from). The config file is
-TOML in `platformdirs.user_config_dir("pixeldojo")`, read with tomllib and
+TOML in `$XDG_CONFIG_HOME/pixeldojo` when that is set (on every OS), else in
+`platformdirs.user_config_dir("pixeldojo")`; read with tomllib and
 written atomically with tomli-w, mode 0600 in a 0700 folder.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+import sys
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -37,6 +39,8 @@ DEFAULT_UNKNOWN_STATUS_TIMEOUT = 600.0
 
 ENV_API_KEY = "PIXELDOJO_API_KEY"
 ENV_BASE_URL = "PIXELDOJO_BASE_URL"
+# The name PixelDojo's own skill uses; PIXELDOJO_BASE_URL wins when both are set.
+ENV_API_BASE = "PIXELDOJO_API_BASE"
 ENV_PROFILE = "PIXELDOJO_PROFILE"
 ENV_OUTPUT_DIR = "PIXELDOJO_OUTPUT_DIR"
 ENV_EMULATOR = "PIXELDOJO_EMULATOR"
@@ -73,10 +77,31 @@ CONFIG_KEYS: dict[str, str] = {
 }
 
 
+# Where each folder goes when its XDG variable is set to a relative path (ignored, as
+# the XDG spec says) on a system whose platformdirs may still read it.
+_XDG_DEFAULTS = {
+    "XDG_CONFIG_HOME": ".config",
+    "XDG_DATA_HOME": ".local/share",
+    "XDG_CACHE_HOME": ".cache",
+    "XDG_STATE_HOME": ".local/state",
+}
+
+
+def _user_dir(variable: str, platform_dir: Callable[..., str]) -> Path:
+    """`$XDG_..._HOME/pixeldojo` when that variable is an absolute path, on every OS
+    (macOS and Windows included, as git and gh do); else the platform's folder."""
+    value = os.environ.get(variable, "")
+    if value and os.path.isabs(value):
+        return Path(value) / APP_NAME
+    if value and sys.platform not in ("win32", "darwin"):
+        return Path.home() / _XDG_DEFAULTS[variable] / APP_NAME
+    return Path(platform_dir(APP_NAME, appauthor=False))
+
+
 def config_dir() -> Path:
     from platformdirs import user_config_dir
 
-    return Path(user_config_dir(APP_NAME, appauthor=False))
+    return _user_dir("XDG_CONFIG_HOME", user_config_dir)
 
 
 def config_path() -> Path:
@@ -86,7 +111,7 @@ def config_path() -> Path:
 def data_dir() -> Path:
     from platformdirs import user_data_dir
 
-    return Path(user_data_dir(APP_NAME, appauthor=False))
+    return _user_dir("XDG_DATA_HOME", user_data_dir)
 
 
 def ledger_path() -> Path:
@@ -98,7 +123,15 @@ def ledger_path() -> Path:
 def cache_dir() -> Path:
     from platformdirs import user_cache_dir
 
-    return Path(user_cache_dir(APP_NAME, appauthor=False))
+    return _user_dir("XDG_CACHE_HOME", user_cache_dir)
+
+
+def state_dir() -> Path:
+    """The user's state folder (`$XDG_STATE_HOME/pixeldojo` when set). Nothing is kept
+    there yet: the ledger is data, the rate budget cache."""
+    from platformdirs import user_state_dir
+
+    return _user_dir("XDG_STATE_HOME", user_state_dir)
 
 
 def rate_budget_dir(env: Mapping[str, str] | None = None) -> Path | None:
@@ -356,7 +389,7 @@ def resolve_settings(
         # Whitespace around a key (a pasted key, a file's last newline) is never part of it.
         api_key=Setting(clean_api_key(key.value), key.source),
         base_url=_text(
-            pick(base_url, env, ENV_BASE_URL, both, "base_url", DEFAULT_BASE_URL), "base_url"
+            pick(base_url, env, _base_url_env(env), both, "base_url", DEFAULT_BASE_URL), "base_url"
         ),
         output_dir=_text(
             pick(output_dir, env, ENV_OUTPUT_DIR, [(defaults, where)], "output_dir", "."),
@@ -373,6 +406,12 @@ def resolve_settings(
         allow_private_outputs=typed("allow_private_outputs", ENV_ALLOW_PRIVATE_OUTPUTS, None),
         config_file=path,
     )
+
+
+def _base_url_env(env: Mapping[str, str]) -> str:
+    """The variable the base URL is read from: PIXELDOJO_BASE_URL, or its alias
+    PIXELDOJO_API_BASE when only that one is set."""
+    return ENV_API_BASE if env.get(ENV_API_BASE) and not env.get(ENV_BASE_URL) else ENV_BASE_URL
 
 
 _TOML_TYPES = {bool: "true or false", int: "a number", float: "a number", list: "a list"}

@@ -84,8 +84,9 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout."
 def path(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Print where the config file lives (it may not exist yet).
 
-    `$XDG_CONFIG_HOME/pixeldojo/config.toml` on Linux; the platform's config
-    folder elsewhere.
+    `$XDG_CONFIG_HOME/pixeldojo/config.toml` when XDG_CONFIG_HOME is set, on
+    every OS; otherwise the platform's config folder (~/.config/pixeldojo on
+    Linux).
     """
     from pixeldojo_cli.store.settings import config_path
 
