@@ -35,7 +35,9 @@ from pixeldojo_cli.store.ledger.queries import JobQuery, LedgerJob, recent_job_i
 from pixeldojo_cli.store.ledger.records import (
     LedgerFile,
     LedgerRecord,
+    JobGroup,
     files_record,
+    group_record,
     lost_record,
     refused_record,
     status_record,
@@ -65,6 +67,8 @@ __all__ = [
     "LedgerRecord",
     "defer",
     "files_record",
+    "group_record",
+    "JobGroup",
     "kept_unsaved",
     "ledger_path",
     "lost_record",
