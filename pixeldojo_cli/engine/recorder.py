@@ -139,9 +139,7 @@ class Recorder:
         what was varied for it: what a contact sheet groups by."""
         from pixeldojo_cli.store.ledger import group_record
 
-        self._record(
-            job_id, lambda: group_record(self.base_url, job_id, group_id, kind, varied)
-        )
+        self._record(job_id, lambda: group_record(self.base_url, job_id, group_id, kind, varied))
 
     def groups_of(self, job_ids: list[str]) -> dict[str, list[JobGroup]]:
         """The sweeps and comparisons these jobs belong to ({} when unknown)."""

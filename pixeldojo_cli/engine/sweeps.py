@@ -260,8 +260,10 @@ def _takes(schema: dict[str, Any], name: str) -> bool:
     from pixeldojo_cli.inputs.schema import RESERVED_FIELDS, parameters
 
     params = {p.name for p in parameters(schema)}
-    return not params or schema.get("additionalProperties") is True or (
-        name in params or name in RESERVED_FIELDS
+    return (
+        not params
+        or schema.get("additionalProperties") is True
+        or (name in params or name in RESERVED_FIELDS)
     )
 
 
@@ -413,4 +415,3 @@ class SweepTracker:
         return SweepResult(
             self.plan.group_id, self.plan.kind, self.plan.varied_keys(), job_ids, varied
         )
-

@@ -77,7 +77,7 @@ def parse_prompt(text: str) -> PromptTemplate:
         elif group is None and char == "}":
             raise _prompt_error(f"a }} at character {i + 1} closes no {{")
         elif group is not None and char == "{":
-            raise _prompt_error(f"a {{ at character {i + 1} is inside the group opened at {opened + 1}")
+            raise _prompt_error(f"a {{ at character {i + 1} is inside the group at {opened + 1}")
         elif group is not None and char in "|}":
             group.append(_alternative(literal, opened))
             literal = []

@@ -33,9 +33,9 @@ from pixeldojo_cli.store.ledger.ledger import MAX_HISTORY, Ledger
 from pixeldojo_cli.store.ledger.locking import DEFAULT_BUSY_TIMEOUT, DEFAULT_LOCK_WAIT
 from pixeldojo_cli.store.ledger.queries import JobQuery, LedgerJob, recent_job_ids
 from pixeldojo_cli.store.ledger.records import (
+    JobGroup,
     LedgerFile,
     LedgerRecord,
-    JobGroup,
     files_record,
     group_record,
     lost_record,
@@ -60,6 +60,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STALE_CLAIM",
     "ClaimResult",
+    "JobGroup",
     "JobQuery",
     "Ledger",
     "LedgerFile",
@@ -68,7 +69,6 @@ __all__ = [
     "defer",
     "files_record",
     "group_record",
-    "JobGroup",
     "kept_unsaved",
     "ledger_path",
     "lost_record",

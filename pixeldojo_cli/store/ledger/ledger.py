@@ -407,20 +407,22 @@ class Ledger:
     def groups_of(self, base_url: str, job_ids: Sequence[str]) -> dict[str, list[JobGroup]]:
         """The sweeps and comparisons each of `job_ids` belongs to (jobs in none
         are left out), oldest group first."""
+        import functools
         import json
 
         wanted = list(dict.fromkeys(job_ids))
         found: dict[str, list[JobGroup]] = {}
-        for start in range(0, len(wanted), 500):  # (SQLite's bound on parameters)
-            chunk = wanted[start : start + 500]
+
+        def read(chunk: list[str]) -> list[Any]:
             marks = ", ".join("?" * len(chunk))
-            rows = self._read(
-                lambda: self._db.execute(
-                    "SELECT job_id, group_id, kind, varied FROM job_groups"
-                    f" WHERE base_url = ? AND job_id IN ({marks}) ORDER BY recorded_at, rowid",
-                    (base_url, *chunk),  # noqa: B023 (read at once)
-                ).fetchall()
-            )
+            return self._db.execute(
+                "SELECT job_id, group_id, kind, varied FROM job_groups"
+                f" WHERE base_url = ? AND job_id IN ({marks}) ORDER BY recorded_at, rowid",
+                (base_url, *chunk),
+            ).fetchall()
+
+        for start in range(0, len(wanted), 500):  # (SQLite's bound on parameters)
+            rows = self._read(functools.partial(read, wanted[start : start + 500]))
             for job_id, group_id, kind, varied in rows:
                 found.setdefault(job_id, []).append(JobGroup(group_id, kind, json.loads(varied)))
         return found
