@@ -200,7 +200,7 @@ def plan_sweep(
     anything else, naming the value."""
     from pixeldojo_cli.inputs.sweeps import check_size
 
-    template, specs = _read_ask(ask)
+    template, specs = read_ask(ask)
     names = _asked_names(ask, specs)
     _refuse_unknown(names, models)
     targets = []
@@ -218,9 +218,9 @@ def plan_sweep(
     return plan
 
 
-def _read_ask(ask: SweepAsk) -> tuple[PromptTemplate | None, list[MatrixSpec]]:
+def read_ask(ask: SweepAsk) -> tuple[PromptTemplate | None, list[MatrixSpec]]:
     """The PROMPT's groups and the `--matrix` specs (`--seeds N` as seed=1..N),
-    refusing a key given twice."""
+    refusing a key given twice: the checks that need no schema."""
     from pixeldojo_cli.inputs.sweeps import MatrixSpec, parse_matrix, parse_prompt
 
     template = parse_prompt(ask.prompt) if ask.prompt is not None else None

@@ -114,7 +114,7 @@ ConcurrencyOption = Annotated[
         min=1,
         max=100,
         show_default=False,
-        help="With --batch: jobs in flight at once (default 50: enough to keep the rate "
+        help="With --batch or a sweep: jobs in flight at once (default 50: enough to keep the rate "
         "limit busy, few enough for one list poll to see them all).",
     ),
 ]
