@@ -59,7 +59,7 @@ Examples:
 
   pixeldojo compare flux-dev,flux-2-pro "a red fox" --seeds 4 -o foxes/
 
-  pixeldojo compare flux-dev,z-image-turbo "a {red|green} fox" -m aspect_ratio=1:1,16:9 --dry-run
+  pixeldojo compare flux-dev,z-image-turbo "a {red|green} fox" --dry-run
 """
 
 ModelsArgument = Annotated[

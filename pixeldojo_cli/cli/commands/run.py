@@ -70,6 +70,12 @@ limit, --concurrency at a time, polling them all together; --max-credits caps
 the estimated spend (skipped lines make it exit 4). Rerunning the same command
 skips lines whose job completed or is still running. With --json it prints one
 JSON object per line as each ends (JSON Lines).
+
+Sweeps: PROMPT alternatives "a {red|green} fox" ({{ and }} are literal braces)
+and --matrix KEY=V1,V2 (seed=1..8 is a range; \\, is a literal comma) make one
+job per combination, checked before anything is spent and run as a batch (so
+--concurrency, --max-credits, --json and resuming apply). --dry-run prints every
+job; more than 500 jobs need --yes.
 """
 
 RUN_EXAMPLES = """\
@@ -80,6 +86,8 @@ Examples:
   pixeldojo run flux-dev "a red fox" -p num_outputs=2 -o out/ --json
 
   pixeldojo run flux-dev --batch prompts.txt --max-credits 50 -o out/
+
+  pixeldojo run flux-dev "a {red|green} fox" --matrix seed=1..4 -o foxes/
 """
 
 
