@@ -8,6 +8,7 @@ import typer
 
 from pixeldojo_cli.cli.commands import api as api_cmd
 from pixeldojo_cli.cli.commands import auth as auth_cmd
+from pixeldojo_cli.cli.commands import compare as compare_cmd
 from pixeldojo_cli.cli.commands import config as config_cmd
 from pixeldojo_cli.cli.commands import download as download_cmd
 from pixeldojo_cli.cli.commands import emulator as emulator_cmd
@@ -73,6 +74,13 @@ app.command(
     help=run_cmd.RUN_HELP,
     epilog=run_cmd.RUN_EXAMPLES,
 )(run_cmd.run)
+app.command(
+    "compare",
+    cls=PixelDojoCommand,
+    help=compare_cmd.HELP,
+    epilog=compare_cmd.EXAMPLES,
+    no_args_is_help=True,
+)(compare_cmd.compare)
 app.add_typer(jobs_cmd.app, name="jobs", cls=PixelDojoGroup)
 app.command("download", cls=PixelDojoCommand, help=download_cmd.HELP, epilog=download_cmd.EXAMPLES)(
     download_cmd.download

@@ -70,7 +70,8 @@ class BatchOptions:
 class Batch:
     """One batch run: submit, follow together, save, and say how each line ended.
 
-    `on_line` is called (in the calling thread) once per line as it ends;
+    `on_line` is called (in the calling thread) once per line as it ends, and
+    `on_submitted` once per line this run paid for, as soon as its job exists;
     `notify` gets the engine's events.
     """
 
@@ -86,6 +87,7 @@ class Batch:
         recorder: Recorder,
         notify: EventSink = ignore,
         on_line: Callable[[Line], None] = lambda line: None,
+        on_submitted: Callable[[Line], None] = lambda line: None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.client = client
@@ -96,6 +98,7 @@ class Batch:
         self.recorder = recorder
         self.notify = notify
         self.on_line = on_line
+        self.on_submitted = on_submitted
         self._sleep = sleep
         self.follower = Follower(client, wait, notify=notify, recorder=recorder)
         self.spent = 0.0
@@ -286,6 +289,8 @@ class Batch:
         self._in_ledger(lambda ledger, scope: ledger.attach_job(line.key, job, **scope))
         self.spent += job.credit_cost if job.credit_cost is not None else (line.estimate or 0.0)
         line.job = job
+        line.job_id = job.id
+        self.on_submitted(line)
         if not self.options.wait:
             line.job_id = job.id
             self._finish(line, Outcome.SUBMITTED)
@@ -364,7 +369,7 @@ class Batch:
         line.job_id = job_id
         self._count(line, "running")
         self._by_job[job_id] = line
-        self.follower.add(job, model=self.model_id)
+        self.follower.add(job, model=line.model(self.model_id))
 
     def _stop_submitting(self, cause: PixelDojoError) -> None:
         """No key or no credits: every other submission would fail the same way."""

@@ -17,7 +17,7 @@ from array import array
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pixeldojo_cli.core.errors import ExitCode, Outcome, PixelDojoError, UsageError
 from pixeldojo_cli.engine.submission import Submission
@@ -35,6 +35,17 @@ _KEY_BYTES = 32  # a sha256
 _FILTER_SLOTS = 1 << 24
 
 
+class InputsSource(Protocol):
+    """Where a planned line's inputs (and model) are found again, by its offset:
+    a batch file (`LineInputs`), or a sweep's product (`engine.sweeps.SweepPlan`)."""
+
+    def at(self, offset: int, number: int) -> dict[str, Any]: ...
+
+    def model_at(self, offset: int) -> str: ...
+
+    def changed(self, number: int) -> UsageError: ...
+
+
 class LineInputs:
     """Where a planned line's inputs are read again: the batch file, the model,
     and the inputs every line shares."""
@@ -47,6 +58,10 @@ class LineInputs:
     def of(self, entry: str | dict[str, Any]) -> dict[str, Any]:
         """A line's inputs: its own values over the defaults."""
         return {**self.defaults, **(entry if isinstance(entry, dict) else {"prompt": entry})}
+
+    def model_at(self, offset: int) -> str:
+        """Every line of a batch file is for the one model."""
+        return self.model_id
 
     def at(self, offset: int, number: int) -> dict[str, Any]:
         """The inputs of line `number`, read again from the file."""
@@ -73,7 +88,7 @@ class Line:
     number: int
     key: str
     estimate: float | None
-    source: LineInputs | None = field(default=None, repr=False)
+    source: InputsSource | None = field(default=None, repr=False)
     offset: int = 0
     occurrence: int = 0
     outcome: Outcome | None = None  # None while queued or in flight
@@ -94,7 +109,7 @@ class Line:
         if self.source is None:
             return {}
         inputs = self.source.at(self.offset, self.number)
-        if request_key(self.source.model_id, inputs, self.occurrence) != self.key:
+        if request_key(self.source.model_at(self.offset), inputs, self.occurrence) != self.key:
             raise self.source.changed(self.number)
         return inputs
 
@@ -107,18 +122,26 @@ class Line:
         result = JobResult(self.job_id or "", self.outcome or Outcome.RUNNING, error=self.error)
         return result.exit_code
 
+    def model(self, default: str) -> str:
+        """The model this line is for (its source's; `default` without one)."""
+        return default if self.source is None else self.source.model_at(self.offset)
+
     def submission(self, model_id: str, folder: Path, webhook_url: str | None) -> Submission:
-        """What paying for this line asks: its inputs, priced, keyed for a rerun."""
-        return Submission(model_id, self.inputs, folder, self.estimate, self.key, webhook_url)
+        """What paying for this line asks: its model (`model_id` unless its source
+        says otherwise: a comparison's lines are of several models), its inputs,
+        priced, keyed for a rerun."""
+        model = self.model(model_id)
+        return Submission(model, self.inputs, folder, self.estimate, self.key, webhook_url)
 
 
 def request_key(model_id: str, inputs: dict[str, Any], occurrence: int) -> str:
     """Identifies one request of a batch: the model, the inputs, and which
     repetition of identical inputs it is (two identical lines are two jobs)."""
-    return _key_digest(model_id, inputs, occurrence).hex()
+    return key_digest(model_id, inputs, occurrence).hex()
 
 
-def _key_digest(model_id: str, inputs: dict[str, Any], occurrence: int) -> bytes:
+def key_digest(model_id: str, inputs: dict[str, Any], occurrence: int) -> bytes:
+    """`request_key` as the 32 bytes a plan keeps."""
     canonical = json.dumps({"model": model_id, "inputs": inputs}, sort_keys=True, default=str)
     return hashlib.sha256(f"{canonical}#{occurrence}".encode()).digest()
 
@@ -197,7 +220,7 @@ class Plan:
             if occurrence:
                 inputs = self.source.at(self.offsets[index], self.numbers[index])
                 start = index * _KEY_BYTES
-                self.keys[start : start + _KEY_BYTES] = _key_digest(
+                self.keys[start : start + _KEY_BYTES] = key_digest(
                     self.source.model_id, inputs, occurrence
                 )
                 self.occurrences[index] = occurrence
@@ -229,7 +252,7 @@ def plan_batch(
                 problems.append(f"line {number}: {exc.message.rstrip('.')}")  # (no "1..")
             continue
         if not bad:
-            digest = _key_digest(model.id, inputs, 0)
+            digest = key_digest(model.id, inputs, 0)
             plan.add(number, offset, digest, estimate_cost(model, schema, inputs))
     if not entries:
         raise UsageError(f"--batch {batch_file.name!r} has no prompts or inputs in it.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pixeldojo_cli.api.results import Job
 from pixeldojo_cli.core.errors import PixelDojoError
@@ -14,7 +14,7 @@ from pixeldojo_cli.engine.submission import Submission
 
 if TYPE_CHECKING:
     from pixeldojo_cli.store.files import DownloadedFile
-    from pixeldojo_cli.store.ledger import Ledger, LedgerJob, LedgerRecord
+    from pixeldojo_cli.store.ledger import JobGroup, Ledger, LedgerJob, LedgerRecord
 
 
 class Recorder:
@@ -147,6 +147,23 @@ class Recorder:
                 input_hash=submission.input_hash,
             ),
         )
+
+    def grouped(self, job_id: str, group_id: str, kind: str, varied: dict[str, Any]) -> None:
+        """The job is one of a sweep or a comparison (`group_id`), and `varied` is
+        what was varied for it: what a contact sheet groups by."""
+        from pixeldojo_cli.store.ledger import group_record
+
+        self._record(job_id, lambda: group_record(self.base_url, job_id, group_id, kind, varied))
+
+    def groups_of(self, job_ids: list[str]) -> dict[str, list[JobGroup]]:
+        """The sweeps and comparisons these jobs belong to ({} when unknown)."""
+        if self.ledger is None:
+            return {}
+        try:
+            with self.lock:
+                return self.ledger.groups_of(self.base_url, job_ids)
+        except Exception:  # a ledger that cannot be read knows nothing
+            return {}
 
     def knows(self, job_id: str) -> bool:
         """Whether the ledger has this job."""

@@ -240,6 +240,17 @@ def _check_value(param: Parameter, value: Any) -> str | None:
     return None
 
 
+def value_problem(param: Parameter, value: Any) -> str | None:
+    """What the schema's parameter refuses in `value` (type, allowed values,
+    bounds), as one sentence; None when it takes it."""
+    return _check_value(param, value)
+
+
+def unknown_parameter(name: str, known: Iterable[str]) -> UsageError:
+    """The usage error for an input the model does not take, with a did-you-mean."""
+    return _unknown(name, known)
+
+
 def _encodable(value: Any) -> bool:
     """Whether every string in `value` can be written as UTF-8: an argument of bytes
     that are not UTF-8 arrives holding lone surrogates, which no file or request

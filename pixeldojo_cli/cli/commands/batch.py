@@ -9,7 +9,8 @@ line ends, and a summary table on stderr.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from pixeldojo_cli.cli.outputs import Presentation
     from pixeldojo_cli.engine import EventSink, SaveOptions, WaitOptions
     from pixeldojo_cli.engine.batch import Batch, BatchOptions
+    from pixeldojo_cli.engine.batch_book import LineSource
     from pixeldojo_cli.engine.batch_file import BatchFile
     from pixeldojo_cli.engine.batch_lines import Line, Plan
 
@@ -98,9 +100,41 @@ def _run_plan(
 ) -> None:
     """Submit and follow every planned line: the progress, each line's result as
     it ends, the summary, and the batch's exit code."""
+    batch, first_files = drive_plan(state, client, model.id, plan, request.options, options, show)
+    summary(state, batch)
+    show.finish(state, first_files)
+    code = batch.exit_code()
+    if code:
+        raise typer.Exit(int(code))
+
+
+@dataclass(frozen=True)
+class LineHooks:
+    """What a caller of `drive_plan` adds to a batch: each ended line's JSON
+    document and label, and calls as lines are submitted and end."""
+
+    document: Callable[[Line], dict[str, Any]] = field(default=lambda line: line_document(line))
+    label: Callable[[Line], str] = field(default=lambda line: f"line {line.number}")
+    on_submitted: Callable[[Line], None] = field(default=lambda line: None)
+    on_ended: Callable[[Line], None] = field(default=lambda line: None)
+
+
+def drive_plan(
+    state: AppState,
+    client: Client,
+    model_id: str,
+    plan: LineSource,
+    batch_options: BatchOptions,
+    options: tuple[WaitOptions, SaveOptions],
+    show: Presentation,
+    hooks: LineHooks | None = None,
+) -> tuple[Batch, list[str]]:
+    """Submit and follow every planned line, showing the progress and each line's
+    result as it ends; the batch, and the first file saved (for --open, --preview)."""
     from pixeldojo_cli.core.errors import JobsInterruptedError
     from pixeldojo_cli.engine.batch import Batch
 
+    hooks = hooks or LineHooks()
     wait_options, save_options = options
     if save_options.download:
         from pixeldojo_cli.store.files import ensure_writable_folder
@@ -111,20 +145,22 @@ def _run_plan(
 
     def line_done(line: Line) -> None:
         first_files.extend(str(f.path) for f in line.files[: 1 - len(first_files)])
-        _line_done(state, line, show.json_output, mode, refresh)
+        hooks.on_ended(line)
+        _line_done(state, line, show.json_output, mode, refresh, hooks)
 
     with state.render.batch_progress(lambda: batch.counts(), len(plan), mode) as refresh:
         notify: EventSink = state.render.notice_sink()
         batch = Batch(
             client,
-            model.id,
+            model_id,
             plan,
-            request.options,
+            batch_options,
             wait_options,
             save_options,
             recorder=state.recorder(notify),
             notify=notify,
             on_line=line_done,
+            on_submitted=hooks.on_submitted,
         )
         batch.resume()
         try:
@@ -136,11 +172,7 @@ def _run_plan(
             state.render.error(exc)
             state.render.result(json.dumps(exc.to_json()))
             raise typer.Exit(int(exc.exit_code)) from None
-    _summary(state, batch)
-    show.finish(state, first_files)
-    code = batch.exit_code()
-    if code:
-        raise typer.Exit(int(code))
+    return batch, first_files
 
 
 def _print_plan(state: AppState, plan: Plan, webhook_url: str | None) -> None:
@@ -181,12 +213,14 @@ def line_document(line: Line) -> dict[str, Any]:
     return document
 
 
-def _line_done(state: AppState, line: Line, json_output: bool, mode: str, refresh: Any) -> None:
+def _line_done(
+    state: AppState, line: Line, json_output: bool, mode: str, refresh: Any, hooks: LineHooks
+) -> None:
     """A line ended: its results on stdout, a line for people on stderr (its
     error even under -q, as every command's errors)."""
     render = state.render
     if json_output:
-        render.result(json.dumps(line_document(line), ensure_ascii=False, default=str))
+        render.result(json.dumps(hooks.document(line), ensure_ascii=False, default=str))
     elif line.outcome is Outcome.SUBMITTED:
         render.result(line.job_id or "")
     elif line.outcome is Outcome.LISTED and line.job is not None:
@@ -195,7 +229,7 @@ def _line_done(state: AppState, line: Line, json_output: bool, mode: str, refres
     else:
         for file in line.files:
             render.result(str(file.path))
-    label = f"line {line.number}" + (f" ({line.job_id})" if line.job_id else "")
+    label = hooks.label(line) + (f" ({line.job_id})" if line.job_id else "")
     if line.outcome is Outcome.TIMED_OUT:
         pass  # one summary line says it for all of them
     elif line.error is not None:
@@ -208,8 +242,8 @@ def _line_done(state: AppState, line: Line, json_output: bool, mode: str, refres
     refresh()
 
 
-def _summary(state: AppState, batch: Batch) -> None:
-    """A small table on stderr for people."""
+def summary(state: AppState, batch: Batch, title: str = "Batch", unit: str = "line") -> None:
+    """A small table on stderr for people (`title` of so many `unit`s)."""
     counts = batch.counts()
     order = [str(o) for o in Outcome]
     rows = [(name, str(counts[name])) for name in order if counts[name]]
@@ -222,11 +256,11 @@ def _summary(state: AppState, batch: Batch) -> None:
     skipped = counts[str(Outcome.SKIPPED)]
     if state.render.quiet:
         return
-    state.render.info(f"Batch of {plural(len(batch.lines), 'line')}:")
+    state.render.info(f"{title} of {plural(len(batch.lines), unit)}:")
     for label, value in rows:
         state.render.info(f"  {label:<18}{value:>8}")
     if skipped:
         state.render.warn(
-            f"{plural(skipped, 'line')} not submitted: they would have passed --max-credits "
+            f"{plural(skipped, unit)} not submitted: they would have passed --max-credits "
             "(exit 4). Raise the cap and rerun the same command to do them."
         )

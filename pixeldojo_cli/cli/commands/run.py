@@ -13,6 +13,7 @@ from pixeldojo_cli.cli.commands.run_flags import (
     FollowFlags,
     InputFileOption,
     JsonOption,
+    MatrixOption,
     MaxCreditsOption,
     ModelArgument,
     NoDownloadOption,
@@ -27,6 +28,7 @@ from pixeldojo_cli.cli.commands.run_flags import (
     RunRequest,
     SeedOption,
     WebhookUrlOption,
+    YesOption,
     check_webhook_url,
     read_input_file,
     read_prompt_from_stdin,
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Job, Model
     from pixeldojo_cli.cli.commands.batch import BatchRequest
     from pixeldojo_cli.engine import SaveOptions, Submission, WaitOptions
+    from pixeldojo_cli.engine.batch import BatchOptions
 
 RUN_HELP = """\
 Submit a job, wait for it, and download its outputs.
@@ -67,6 +70,12 @@ limit, --concurrency at a time, polling them all together; --max-credits caps
 the estimated spend (skipped lines make it exit 4). Rerunning the same command
 skips lines whose job completed or is still running. With --json it prints one
 JSON object per line as each ends (JSON Lines).
+
+Sweeps: PROMPT alternatives "a {red|green} fox" ({{ and }} are literal braces)
+and --matrix KEY=V1,V2 (seed=1..8 is a range; \\, is a literal comma) make one
+job per combination, checked before anything is spent and run as a batch (so
+--concurrency, --max-credits, --json and resuming apply). --dry-run prints every
+job; more than 500 jobs need --yes.
 """
 
 RUN_EXAMPLES = """\
@@ -77,6 +86,8 @@ Examples:
   pixeldojo run flux-dev "a red fox" -p num_outputs=2 -o out/ --json
 
   pixeldojo run flux-dev --batch prompts.txt --max-credits 50 -o out/
+
+  pixeldojo run flux-dev "a {red|green} fox" --matrix seed=1..4 -o foxes/
 """
 
 
@@ -103,6 +114,8 @@ def run(
     batch_file: BatchFileOption = None,
     concurrency: ConcurrencyOption = None,
     max_credits: MaxCreditsOption = None,
+    matrix: MatrixOption = None,
+    yes: YesOption = False,
 ) -> None:
     state = get_state(ctx)
     with state.guard(json_output=json_output):
@@ -132,6 +145,8 @@ def run(
             batch_file=batch_file,
             concurrency=concurrency,
             max_credits=max_credits,
+            matrix=tuple(matrix or ()),
+            yes=yes,
         )
         request.check()
         with whole_command(options[0].timeout):
@@ -158,6 +173,9 @@ def _execute(
         batch = _batch_request(request, request.batch_file, base_inputs)
         run_batch(state, client, model, schema, batch, options, show)
         return
+    if request.is_sweep():
+        _run_sweep(state, client, (model, schema), request, base_inputs, options, show)
+        return
     submission = _submission(model, schema, request, base_inputs, options[1])
     if request.dry_run:
         _print_dry_run(state, submission, show.json_output)
@@ -169,23 +187,53 @@ def _execute(
     _follow_and_save(state, client, job, submission, options, show)
 
 
+def _run_sweep(
+    state: AppState,
+    client: Client,
+    model: tuple[Model, dict[str, Any]],
+    request: RunRequest,
+    base_inputs: dict[str, Any] | None,
+    options: tuple[WaitOptions, SaveOptions],
+    show: Presentation,
+) -> None:
+    """--matrix and PROMPT alternatives: every combination, through the batch."""
+    from pixeldojo_cli.cli.commands.sweeping import run_sweep
+    from pixeldojo_cli.engine.sweeps import SweepAsk
+
+    ask = SweepAsk(
+        prompt=request.prompt,
+        assignments=request.assignments,
+        base_inputs=base_inputs,
+        seed=request.seed,
+        matrix=request.matrix,
+        confirmed=request.yes,
+    )
+    batch_options = _batch_options(request)
+    run_sweep(state, client, [model], ask, batch_options, options, show, dry_run=request.dry_run)
+
+
+def _batch_options(request: RunRequest) -> BatchOptions:
+    from pixeldojo_cli.engine.batch import DEFAULT_CONCURRENCY, BatchOptions
+
+    return BatchOptions(
+        concurrency=request.concurrency or DEFAULT_CONCURRENCY,
+        max_credits=request.max_credits,
+        wait=request.wait,
+        webhook_url=request.webhook_url,
+    )
+
+
 def _batch_request(
     request: RunRequest, batch_file: str, base_inputs: dict[str, Any] | None
 ) -> BatchRequest:
     from pixeldojo_cli.cli.commands.batch import BatchRequest
-    from pixeldojo_cli.engine.batch import DEFAULT_CONCURRENCY, BatchOptions
 
     return BatchRequest(
         batch_file=batch_file,
         assignments=request.assignments,
         base_inputs=base_inputs,
         seed=request.seed,
-        options=BatchOptions(
-            concurrency=request.concurrency or DEFAULT_CONCURRENCY,
-            max_credits=request.max_credits,
-            wait=request.wait,
-            webhook_url=request.webhook_url,
-        ),
+        options=_batch_options(request),
         dry_run=request.dry_run,
     )
 
@@ -201,7 +249,7 @@ def _submission(
     from pixeldojo_cli.engine.preparing import JobAsk, prepare
 
     ask = JobAsk(
-        prompt=request.prompt,
+        prompt=request.plain_prompt(),
         assignments=request.assignments,
         base_inputs=base_inputs,
         seed=request.seed,

@@ -114,7 +114,7 @@ ConcurrencyOption = Annotated[
         min=1,
         max=100,
         show_default=False,
-        help="With --batch: jobs in flight at once (default 50: enough to keep the rate "
+        help="With --batch or a sweep: jobs in flight at once (default 50: enough to keep the rate "
         "limit busy, few enough for one list poll to see them all).",
     ),
 ]
@@ -124,8 +124,23 @@ MaxCreditsOption = Annotated[
         "--max-credits",
         metavar="CREDITS",
         min=0,
-        help="With --batch: stop submitting before the estimated spend passes this.",
+        help="With --batch or a sweep: stop submitting before the estimated spend passes this.",
     ),
+]
+MatrixOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--matrix",
+        "-m",
+        metavar="KEY=V1,V2",
+        help="Sweep an input over values (seed=1..8 is a range; \\, a literal comma): "
+        "one job per combination. Repeatable: the values multiply.",
+        autocompletion=complete_param,
+    ),
+]
+YesOption = Annotated[
+    bool,
+    typer.Option("--yes", "-y", help="Run a sweep of more than 500 jobs."),
 ]
 
 
@@ -197,15 +212,35 @@ class RunRequest:
     batch_file: str | None = None
     concurrency: int | None = None
     max_credits: float | None = None
+    matrix: tuple[str, ...] = ()
+    yes: bool = False
 
     def check(self) -> None:
         """Refuse what cannot go together, before anything is read or spent."""
         if self.batch_file is not None and self.prompt is not None:
             raise UsageError("Give a PROMPT or --batch FILE, not both.")
-        if self.batch_file is None and (
-            self.concurrency is not None or self.max_credits is not None
-        ):
-            raise UsageError("--concurrency and --max-credits go with --batch.")
+        if self.batch_file is not None and self.matrix:
+            raise UsageError("--matrix sweeps one request; it cannot go with --batch FILE.")
+        many = self.batch_file is not None or self.is_sweep()
+        if not many and (self.concurrency is not None or self.max_credits is not None):
+            raise UsageError("--concurrency and --max-credits go with --batch or a sweep.")
+        if self.yes and not self.is_sweep():
+            raise UsageError("--yes goes with a sweep (--matrix, or a PROMPT with {a|b}).")
+
+    def is_sweep(self) -> bool:
+        """Whether this asks for many jobs: --matrix, or PROMPT alternatives
+        (a malformed PROMPT is a usage error here, before anything is spent)."""
+        from pixeldojo_cli.inputs.sweeps import parse_prompt
+
+        if self.matrix:
+            return True
+        return self.prompt is not None and bool(parse_prompt(self.prompt).groups)
+
+    def plain_prompt(self) -> str | None:
+        """PROMPT for one job: `{{` and `}}` read as the braces they stand for."""
+        from pixeldojo_cli.inputs.sweeps import parse_prompt
+
+        return None if self.prompt is None else parse_prompt(self.prompt).render(())
 
 
 def read_input_file(path: str) -> dict[str, Any]:

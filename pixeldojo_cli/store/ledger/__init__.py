@@ -35,9 +35,11 @@ from pixeldojo_cli.store.ledger.ledger import MAX_HISTORY, Ledger
 from pixeldojo_cli.store.ledger.locking import DEFAULT_BUSY_TIMEOUT, DEFAULT_LOCK_WAIT
 from pixeldojo_cli.store.ledger.queries import JobQuery, LedgerJob, recent_job_ids
 from pixeldojo_cli.store.ledger.records import (
+    JobGroup,
     LedgerFile,
     LedgerRecord,
     files_record,
+    group_record,
     lost_record,
     refused_record,
     status_record,
@@ -62,6 +64,7 @@ __all__ = [
     "STALE_CLAIM",
     "Balance",
     "ClaimResult",
+    "JobGroup",
     "JobQuery",
     "Ledger",
     "LedgerFile",
@@ -73,6 +76,7 @@ __all__ = [
     "default_seconds",
     "defer",
     "files_record",
+    "group_record",
     "grouped",
     "kept_unsaved",
     "ledger_path",

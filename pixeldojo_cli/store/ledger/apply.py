@@ -69,6 +69,13 @@ def apply_record(db: sqlite3.Connection, record: Mapping[str, Any], *, replaying
     elif op == "attach":
         claims.attach(db, record["base_url"], record["profile"], record["input_hash"],
                       record["job_id"])  # fmt: skip
+    elif op == "group":
+        db.execute(
+            "INSERT OR IGNORE INTO job_groups (base_url, job_id, group_id, kind, varied,"
+            " recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (record["base_url"], record["job_id"], str(record["group_id"]), str(record["kind"]),
+             json.dumps(record["varied"]), stamp(record_time(record))),
+        )  # fmt: skip
     else:
         raise ValueError(f"unknown ledger record {op!r}")
 

@@ -34,6 +34,7 @@ from pixeldojo_cli.store.ledger.locking import (
 )
 from pixeldojo_cli.store.ledger.queries import JOB_COLUMNS, JobQuery, LedgerJob, job_from_row
 from pixeldojo_cli.store.ledger.records import (
+    JobGroup,
     LedgerFile,
     LedgerRecord,
     files_record,
@@ -404,6 +405,29 @@ class Ledger:
             (base_url, profile, input_hash),
         )
         return found[0] if found else None
+
+    def groups_of(self, base_url: str, job_ids: Sequence[str]) -> dict[str, list[JobGroup]]:
+        """The sweeps and comparisons each of `job_ids` belongs to (jobs in none
+        are left out), oldest group first."""
+        import functools
+        import json
+
+        wanted = list(dict.fromkeys(job_ids))
+        found: dict[str, list[JobGroup]] = {}
+
+        def read(chunk: list[str]) -> list[Any]:
+            marks = ", ".join("?" * len(chunk))
+            return self._db.execute(
+                "SELECT job_id, group_id, kind, varied FROM job_groups"
+                f" WHERE base_url = ? AND job_id IN ({marks}) ORDER BY recorded_at, rowid",
+                (base_url, *chunk),
+            ).fetchall()
+
+        for start in range(0, len(wanted), 500):  # (SQLite's bound on parameters)
+            rows = self._read(functools.partial(read, wanted[start : start + 500]))
+            for job_id, group_id, kind, varied in rows:
+                found.setdefault(job_id, []).append(JobGroup(group_id, kind, json.loads(varied)))
+        return found
 
     def unsaved(self, *, base_url: str, profile: str) -> list[LedgerJob]:
         """Jobs whose outputs were never downloaded, oldest first."""

@@ -37,6 +37,16 @@ class LedgerFile:
     mtime_ns: int | None = None
 
 
+@dataclass(frozen=True)
+class JobGroup:
+    """A sweep or comparison a job belongs to (`kind`: `sweep` or `compare`), and
+    what varied for that job: input name (or `prompt{N}`, or `model`) -> value."""
+
+    group_id: str
+    kind: str
+    varied: dict[str, Any]
+
+
 def submission_record(
     job: Job,
     *,
@@ -103,6 +113,21 @@ def refused_record(base_url: str, job_id: str, refused: bool) -> LedgerRecord:
         "base_url": base_url,
         "job_id": job_id,
         "refused": bool(refused),
+    }
+
+
+def group_record(
+    base_url: str, job_id: str, group_id: str, kind: str, varied: Mapping[str, Any]
+) -> LedgerRecord:
+    """A job belongs to a sweep or a comparison (`group_id`), and what varied for it."""
+    return {
+        "op": "group",
+        "at": now().isoformat(),
+        "base_url": base_url,
+        "job_id": job_id,
+        "group_id": group_id,
+        "kind": kind,
+        "varied": json.loads(json.dumps(dict(varied), default=str)),
     }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 FILES_TABLE = """CREATE TABLE IF NOT EXISTS files (
     base_url TEXT NOT NULL,
@@ -49,6 +49,19 @@ BALANCES_TABLE = """CREATE TABLE IF NOT EXISTS balances (
     PRIMARY KEY (base_url, profile)
 )"""
 
+# v7: the jobs of a sweep or a comparison (`run --matrix`, `compare`), and what
+# varied for each (a JSON object: input or `prompt{N}` or `model` -> value), so a
+# contact sheet can group them. A job may belong to several groups.
+JOB_GROUPS_TABLE = """CREATE TABLE IF NOT EXISTS job_groups (
+    base_url TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    group_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    varied TEXT NOT NULL,
+    recorded_at TEXT NOT NULL,
+    PRIMARY KEY (base_url, job_id, group_id)
+)"""
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS jobs (
     base_url TEXT NOT NULL,
@@ -73,6 +86,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 {FILES_TABLE};
 {BATCH_LINES_TABLE};
 {BALANCES_TABLE};
+{JOB_GROUPS_TABLE};
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_by_input ON jobs (base_url, profile, input_hash);
 CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (base_url, model, completed_at);
@@ -99,6 +113,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: (BATCH_LINES_TABLE,),
     # v6: the balance as last reported (a new table only, like v5: renumber freely).
     5: (BALANCES_TABLE,),
+    # v7: sweeps and comparisons (a new table only, like v5: renumber freely).
+    6: (JOB_GROUPS_TABLE,),
 }
 
 

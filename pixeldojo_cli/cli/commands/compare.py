@@ -1,0 +1,158 @@
+"""`pixeldojo compare MODEL[,MODEL...] PROMPT`: one prompt across several models,
+as one batch (the engine's `sweeps` on the batch engine)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pixeldojo_cli.cli.commands.run_flags import (
+    ConcurrencyOption,
+    DryRunOption,
+    InputFileOption,
+    MatrixOption,
+    MaxCreditsOption,
+    NoDownloadOption,
+    OutputDirOption,
+    ParamOption,
+    ProgressMode,
+    ProgressOption,
+    PromptArgument,
+    YesOption,
+    read_input_file,
+    read_prompt_from_stdin,
+)
+from pixeldojo_cli.cli.completion.complete import complete_model
+from pixeldojo_cli.cli.outputs import (
+    MaxPollIntervalOption,
+    PollIntervalOption,
+    Presentation,
+    TimeoutOption,
+    whole_command,
+)
+from pixeldojo_cli.cli.state import get_state
+from pixeldojo_cli.core.durations import parse_duration
+from pixeldojo_cli.core.errors import UsageError
+
+HELP = """\
+Run one prompt on several models, side by side, as one batch.
+
+MODELS is a comma-separated list of model ids. Each model gets the same
+inputs (PROMPT, -p, --input), --seeds N runs seeds 1..N on each (the same
+seeds on every model, so a rerun is the same comparison), and --matrix sweeps
+an input as on `run`. An input a model does not take is left out for that
+model (one line says so); a model that needs an input not given is skipped
+(one line says why). Everything is checked before anything is spent.
+
+The jobs run as a batch: at the rate limit, --concurrency at a time, within
+--max-credits; rerunning the same command skips jobs already done. More than
+500 jobs need --yes. Each saved file's path is printed on stdout; with --json,
+one JSON object per job as it ends (model, varied, seed, credits, seconds,
+files, outcome) and a last {"summary": ...} object.
+"""
+
+EXAMPLES = """\
+Examples:
+
+  pixeldojo compare flux-dev,seedream-4,qwen-image-plus "a lighthouse at dusk"
+
+  pixeldojo compare flux-dev,flux-2-pro "a red fox" --seeds 4 -o foxes/
+
+  pixeldojo compare flux-dev,z-image-turbo "a {red|green} fox" --dry-run
+"""
+
+ModelsArgument = Annotated[
+    str,
+    typer.Argument(
+        metavar="MODELS",
+        help="Model ids, comma-separated, e.g. flux-dev,seedream-4.",
+        autocompletion=complete_model,
+    ),
+]
+SeedsOption = Annotated[
+    int | None,
+    typer.Option(
+        "--seeds",
+        metavar="N",
+        min=1,
+        show_default=False,
+        help="N jobs per model, with seeds 1..N (the same on every model).",
+    ),
+]
+JsonLinesOption = Annotated[
+    bool,
+    typer.Option("--json", help="One JSON object per job as it ends, then a summary object."),
+]
+
+
+def compare(
+    ctx: typer.Context,
+    models: ModelsArgument,
+    prompt: PromptArgument = None,
+    params: ParamOption = None,
+    input_file: InputFileOption = None,
+    seeds: SeedsOption = None,
+    matrix: MatrixOption = None,
+    output_dir: OutputDirOption = None,
+    json_output: JsonLinesOption = False,
+    dry_run: DryRunOption = False,
+    max_credits: MaxCreditsOption = None,
+    concurrency: ConcurrencyOption = None,
+    yes: YesOption = False,
+    no_download: NoDownloadOption = False,
+    timeout: TimeoutOption = None,
+    poll_interval: PollIntervalOption = None,
+    max_poll_interval: MaxPollIntervalOption = None,
+    progress: ProgressOption = ProgressMode.auto,
+) -> None:
+    state = get_state(ctx)
+    with state.guard(json_output=json_output):
+        from pixeldojo_cli.cli.commands.sweeping import run_sweep
+        from pixeldojo_cli.engine import JobFlags
+        from pixeldojo_cli.engine.batch import DEFAULT_CONCURRENCY, BatchOptions
+        from pixeldojo_cli.engine.sweeps import SweepAsk, read_ask
+
+        model_ids = model_list(models)
+        flags = JobFlags(
+            output_dir=output_dir,
+            poll_interval=poll_interval,
+            max_poll_interval=max_poll_interval,
+            timeout=parse_duration(timeout),
+            download=not no_download,
+        )
+        options = state.job_options(flags)
+        show = Presentation(json_output, progress.value)
+        ask = SweepAsk(
+            prompt=read_prompt_from_stdin() if prompt == "-" else prompt,
+            assignments=tuple(params or ()),
+            base_inputs=read_input_file(input_file) if input_file else None,
+            matrix=tuple(matrix or ()),
+            seeds=seeds,
+            confirmed=yes,
+            kind="compare",
+        )
+        batch_options = BatchOptions(
+            concurrency=concurrency or DEFAULT_CONCURRENCY, max_credits=max_credits
+        )
+        read_ask(ask)  # a malformed PROMPT or --matrix: before any request
+        with whole_command(options[0].timeout):
+            client = state.client()
+            if not client.api_key and not dry_run:
+                from pixeldojo_cli.core.errors import MissingAPIKeyError
+
+                raise MissingAPIKeyError("No API key is set.")
+            found = [client.model_with_schema(model_id) for model_id in model_ids]
+            run_sweep(state, client, found, ask, batch_options, options, show, dry_run=dry_run)
+
+
+def model_list(text: str) -> list[str]:
+    """MODELS: ids separated by commas (spaces around them ignored, a repeat
+    counted once); a usage error for an empty one."""
+    ids = [part.strip() for part in text.split(",")]
+    if not text.strip() or any(not model_id for model_id in ids):
+        raise UsageError(
+            f"MODELS must be model ids separated by commas, got {text[:60]!r}.",
+            hint="For example: pixeldojo compare flux-dev,seedream-4 PROMPT",
+        )
+    return list(dict.fromkeys(ids))
