@@ -11,6 +11,7 @@ from pixeldojo_cli.cli.commands.run_flags import (
     ConcurrencyOption,
     DryRunOption,
     FollowFlags,
+    IgnoreBudgetOption,
     InputFileOption,
     JsonOption,
     MaxCreditsOption,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Job, Model
     from pixeldojo_cli.cli.commands.batch import BatchRequest
     from pixeldojo_cli.engine import SaveOptions, Submission, WaitOptions
+    from pixeldojo_cli.engine.budget import Budget
 
 RUN_HELP = """\
 Submit a job, wait for it, and download its outputs.
@@ -60,6 +62,12 @@ spent.
 
 Each downloaded file's path is printed on stdout, one per line; status goes to
 stderr. Files are named <jobId>-<n>.<ext>, with <jobId>.json beside them.
+
+Before each job is submitted, its estimated cost is checked against
+budget_daily / budget_monthly (the profile's credits per calendar day and
+month, local time; see `pixeldojo config`) and --max-credits: past one, the job
+is refused (exit 4). --ignore-budget skips the budgets for this command.
+--dry-run shows what was spent against each budget.
 
 --batch FILE runs one job per line (a prompt, or a JSON object of inputs that
 wins over -p; blank lines and lines starting with # are skipped), at the rate
@@ -103,6 +111,7 @@ def run(
     batch_file: BatchFileOption = None,
     concurrency: ConcurrencyOption = None,
     max_credits: MaxCreditsOption = None,
+    ignore_budget: IgnoreBudgetOption = False,
 ) -> None:
     state = get_state(ctx)
     with state.guard(json_output=json_output):
@@ -132,6 +141,7 @@ def run(
             batch_file=batch_file,
             concurrency=concurrency,
             max_credits=max_credits,
+            ignore_budget=ignore_budget,
         )
         request.check()
         with whole_command(options[0].timeout):
@@ -152,17 +162,18 @@ def _execute(
 
         raise MissingAPIKeyError("No API key is set.")
     model, schema = _model_and_schema(state, client, request.model_id)
+    budget = state.budget(ignore=request.ignore_budget, max_credits=request.max_credits)
     if request.batch_file is not None:
         from pixeldojo_cli.cli.commands.batch import run_batch
 
-        batch = _batch_request(request, request.batch_file, base_inputs)
+        batch = _batch_request(request, request.batch_file, base_inputs, budget, model.cost.default)
         run_batch(state, client, model, schema, batch, options, show)
         return
     submission = _submission(model, schema, request, base_inputs, options[1])
     if request.dry_run:
-        _print_dry_run(state, submission, show.json_output)
+        _print_dry_run(state, submission, show.json_output, budget)
         return
-    job = _submit(state, client, submission, download=options[1].download)
+    job = _submit(state, client, submission, budget, download=options[1].download)
     if not request.wait:
         _print_submitted(state, job, show)
         return
@@ -170,7 +181,11 @@ def _execute(
 
 
 def _batch_request(
-    request: RunRequest, batch_file: str, base_inputs: dict[str, Any] | None
+    request: RunRequest,
+    batch_file: str,
+    base_inputs: dict[str, Any] | None,
+    budget: Budget,
+    listed_cost: float | None,
 ) -> BatchRequest:
     from pixeldojo_cli.cli.commands.batch import BatchRequest
     from pixeldojo_cli.engine.batch import DEFAULT_CONCURRENCY, BatchOptions
@@ -185,6 +200,8 @@ def _batch_request(
             max_credits=request.max_credits,
             wait=request.wait,
             webhook_url=request.webhook_url,
+            budget=budget,
+            listed_cost=listed_cost,
         ),
         dry_run=request.dry_run,
     )
@@ -222,7 +239,11 @@ def _model_and_schema(
     return model, schema
 
 
-def _print_dry_run(state: AppState, submission: Submission, json_output: bool) -> None:
+def _print_dry_run(
+    state: AppState, submission: Submission, json_output: bool, budget: Budget
+) -> None:
+    from pixeldojo_cli.cli.budget_view import budget_document, budget_lines
+
     webhook_url = submission.webhook_url
     body = {**submission.inputs, **({"webhook_url": webhook_url} if webhook_url else {})}
     if json_output:
@@ -231,22 +252,28 @@ def _print_dry_run(state: AppState, submission: Submission, json_output: bool) -
             "body": body,
             "estimatedCredits": submission.estimate,
         }
-        state.render.json({**document, "submitted": False})
+        budgets = budget_document(state, submission, budget)
+        state.render.json({**document, **budgets, "submitted": False})
         return
     state.render.json(body)
     state.render.info(
         f"Estimated cost: {credits_text(submission.estimate)}. Nothing was submitted."
     )
+    for line in budget_lines(state, submission, budget):
+        state.render.info(line)
 
 
-def _submit(state: AppState, client: Client, submission: Submission, *, download: bool) -> Job:
-    """Check the output folder, submit, record, and say what it cost."""
+def _submit(
+    state: AppState, client: Client, submission: Submission, budget: Budget, *, download: bool
+) -> Job:
+    """Check the output folder, submit (within the budget), record, and say what it cost."""
     from pixeldojo_cli.engine import submit
     from pixeldojo_cli.store.files import ensure_writable_folder
 
     if download:  # an output path that cannot be a folder costs nothing yet
         ensure_writable_folder(submission.folder)
-    job = submit(client, submission, recorder=state.recorder(), notify=state.render.notice_sink())
+    recorder, notify = state.recorder(), state.render.notice_sink()
+    job = submit(client, submission, recorder=recorder, notify=notify, budget=budget)
     state.render.info(
         f"Submitted {job.id} ({submission.model}): "
         f"{credits_text(job.credit_cost or submission.estimate)}, "

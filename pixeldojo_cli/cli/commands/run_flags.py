@@ -5,6 +5,7 @@ nothing here talks to the API."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -124,7 +125,15 @@ MaxCreditsOption = Annotated[
         "--max-credits",
         metavar="CREDITS",
         min=0,
-        help="With --batch: stop submitting before the estimated spend passes this.",
+        help="The most this command may spend (estimated): a job past it is refused, "
+        "exit 4; with --batch, lines past it are skipped.",
+    ),
+]
+IgnoreBudgetOption = Annotated[
+    bool,
+    typer.Option(
+        "--ignore-budget",
+        help="Submit without checking budget_daily / budget_monthly (--max-credits still holds).",
     ),
 ]
 
@@ -197,15 +206,16 @@ class RunRequest:
     batch_file: str | None = None
     concurrency: int | None = None
     max_credits: float | None = None
+    ignore_budget: bool = False
 
     def check(self) -> None:
         """Refuse what cannot go together, before anything is read or spent."""
         if self.batch_file is not None and self.prompt is not None:
             raise UsageError("Give a PROMPT or --batch FILE, not both.")
-        if self.batch_file is None and (
-            self.concurrency is not None or self.max_credits is not None
-        ):
-            raise UsageError("--concurrency and --max-credits go with --batch.")
+        if self.batch_file is None and self.concurrency is not None:
+            raise UsageError("--concurrency goes with --batch.")
+        if self.max_credits is not None and not math.isfinite(self.max_credits):
+            raise UsageError(f"--max-credits must be a finite number, got {self.max_credits}.")
 
 
 def read_input_file(path: str) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 FILES_TABLE = """CREATE TABLE IF NOT EXISTS files (
     base_url TEXT NOT NULL,
@@ -38,6 +38,23 @@ BATCH_LINES_TABLE = """CREATE TABLE IF NOT EXISTS batch_lines (
     PRIMARY KEY (base_url, profile, input_hash)
 )"""
 
+# v6: budgets. Each process reserves a job's estimate here before its POST, in one
+# write transaction with the check, so processes started together never pass a
+# budget together. state: `held` (the POST may be on its way; released once its
+# process is gone or it is stale), `uncertain` (the POST may have been taken: it
+# counts in its window), `submitted` (job_id known; counts until the job's row does).
+RESERVATIONS_TABLE = """CREATE TABLE IF NOT EXISTS reservations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    base_url TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    credits REAL NOT NULL,
+    state TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    reserved_at TEXT NOT NULL,
+    job_id TEXT
+)"""
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS jobs (
     base_url TEXT NOT NULL,
@@ -61,6 +78,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 {FILES_TABLE};
 {BATCH_LINES_TABLE};
+{RESERVATIONS_TABLE};
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_by_input ON jobs (base_url, profile, input_hash);
 CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (base_url, model, completed_at);
@@ -85,6 +103,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # v5: --batch records each line's intent before submitting it (a new table only:
     # independent of any other migration, so it may be renumbered freely).
     4: (BATCH_LINES_TABLE,),
+    # v6: budgets reserve each job's estimate before its POST (a new table only).
+    5: (RESERVATIONS_TABLE,),
 }
 
 
