@@ -75,14 +75,14 @@ def budget_lines(
     lines = []
     if budget.max_credits is not None:
         fits = cost <= budget.max_credits + 1e-9
-        verdict = "fits" if fits else "would be refused"
+        verdict = "fits" if fits else "would pass it"
         lines.append(f"--max-credits {budget.max_credits:g}: {this} {verdict}.")
     states, problem = _states(state, budget)
     if problem is not None:
         lines.append(problem.replace("Nothing was submitted", "A job would be refused"))
     for s in states:
         window = s.window
-        verdict = "fits" if s.spent + cost <= window.limit + 1e-9 else "would pass it: refused"
+        verdict = "fits" if s.spent + cost <= window.limit + 1e-9 else "would pass it"
         lines.append(
             f"{window.name.capitalize()} budget: {s.spent:g} of {credits_text(window.limit)} "
             f"spent {window.period}; {this} {verdict}. It resets {window.resets_text()}."

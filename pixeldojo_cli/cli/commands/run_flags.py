@@ -14,8 +14,13 @@ import typer
 
 from pixeldojo_cli.cli.completion.complete import complete_model, complete_param
 from pixeldojo_cli.cli.outputs import OPEN_HELP, Presentation
-from pixeldojo_cli.cli.state import AppState, inputs_object, read_text_argument
-from pixeldojo_cli.core.durations import parse_duration
+from pixeldojo_cli.cli.state import (
+    AppState,
+    DurationFlagError,
+    inputs_object,
+    read_text_argument,
+)
+from pixeldojo_cli.core.durations import ascii_number, parse_duration
 from pixeldojo_cli.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -119,12 +124,24 @@ ConcurrencyOption = Annotated[
         "limit busy, few enough for one list poll to see them all).",
     ),
 ]
+
+
+def parse_credits(value: Any) -> float:
+    """--max-credits: a finite number of credits, 0 or more; one line otherwise."""
+    number = float(value) if isinstance(value, int | float) else ascii_number(str(value))
+    if number is None or not math.isfinite(number) or number < 0:
+        raise DurationFlagError(
+            f"--max-credits must be a number of credits, 0 or more; got {str(value)[:60]!r}."
+        )
+    return number
+
+
 MaxCreditsOption = Annotated[
     float | None,
     typer.Option(
         "--max-credits",
         metavar="CREDITS",
-        min=0,
+        parser=parse_credits,
         help="The most this command may spend (estimated): a job past it is refused, "
         "exit 4; with --batch, lines past it are skipped.",
     ),
@@ -214,8 +231,6 @@ class RunRequest:
             raise UsageError("Give a PROMPT or --batch FILE, not both.")
         if self.batch_file is None and self.concurrency is not None:
             raise UsageError("--concurrency goes with --batch.")
-        if self.max_credits is not None and not math.isfinite(self.max_credits):
-            raise UsageError(f"--max-credits must be a finite number, got {self.max_credits}.")
 
 
 def read_input_file(path: str) -> dict[str, Any]:
