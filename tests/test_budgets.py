@@ -408,3 +408,20 @@ def test_a_read_only_ledger_refuses_to_spend(
     [line] = error_lines(result.stderr)
     assert "The budget cannot be checked: The job ledger " in line and "read-only" in line
     assert "--ignore-budget" in line and posts(emulator) == 0
+
+
+def test_a_ledger_of_the_version_before_gets_the_reservations_table(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    from pixeldojo_cli.store.ledger import SCHEMA_VERSION, Ledger
+
+    Ledger().close()
+    with sqlite3.connect(ledger_path()) as db:
+        db.execute("DROP TABLE reservations")
+        db.execute("DROP INDEX jobs_by_spend")
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    assert cli("run", "flux-dev", "a", *NO_WAIT, env=daily("1")).exit_code == 0
+    assert cli("run", "flux-dev", "a", *NO_WAIT, env=daily("1")).exit_code == 4
+    with sqlite3.connect(ledger_path()) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("SELECT name FROM sqlite_master WHERE name = 'jobs_by_spend'").fetchone()

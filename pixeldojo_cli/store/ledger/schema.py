@@ -55,6 +55,9 @@ RESERVATIONS_TABLE = """CREATE TABLE IF NOT EXISTS reservations (
     job_id TEXT
 )"""
 
+# v6: what a profile spent since a time (budgets, `usage`) is read by this index.
+SPEND_INDEX = "CREATE INDEX IF NOT EXISTS jobs_by_spend ON jobs (base_url, profile, submitted_at)"
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS jobs (
     base_url TEXT NOT NULL,
@@ -82,6 +85,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_by_input ON jobs (base_url, profile, input_hash);
 CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (base_url, model, completed_at);
+{SPEND_INDEX};
 """
 
 # Upgrades from each older schema version (user_version) to the next.
@@ -104,7 +108,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # independent of any other migration, so it may be renumbered freely).
     4: (BATCH_LINES_TABLE,),
     # v6: budgets reserve each job's estimate before its POST (a new table only).
-    5: (RESERVATIONS_TABLE,),
+    5: (RESERVATIONS_TABLE, SPEND_INDEX),
 }
 
 
