@@ -243,7 +243,8 @@ def test_eight_processes_started_at_once_never_pass_the_budget_together(
     assert posts(emulator) <= 3  # the budget: three jobs of one credit
     assert codes.count(0) == posts(emulator) >= 1
     refused = [e for c, e in zip(codes, errors, strict=True) if c == 4]
-    assert all("(budget_exceeded)" in e for e in refused), refused
+    # (budget_unchecked only if a machine under load kept one from the ledger past its wait)
+    assert all("(budget_exceeded)" in e or "(budget_unchecked)" in e for e in refused), refused
 
 
 def test_a_reservation_is_released_when_the_post_is_refused_before_it_is_taken(
