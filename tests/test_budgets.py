@@ -167,6 +167,25 @@ def test_a_job_without_an_estimate_counts_at_the_models_listed_cost_and_says_so(
     assert refused.value.exit_code == 4 and posts(emulator) == 1
 
 
+def test_a_job_whose_cost_nobody_knows_is_refused_under_a_budget_or_a_cap(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    from pixeldojo_cli.api.client import Client
+    from pixeldojo_cli.core.errors import BudgetUncheckedError
+    from pixeldojo_cli.engine import Budget, Recorder, Submission, submit
+    from pixeldojo_cli.store.ledger import Ledger
+
+    unknown = Submission("flux-dev", {"prompt": "x"}, tmp_path)  # no estimate, no price
+    with Client(api_key=TEST_KEY, base_url=emulator.base_url) as client, Ledger() as ledger:
+        recorder = Recorder(ledger, emulator.base_url, "default")
+        ways_out = [(Budget(daily=5), "--ignore-budget"), (Budget(max_credits=5), "without --max")]
+        for budget, way_out in ways_out:
+            with pytest.raises(BudgetUncheckedError, match=way_out) as refused:
+                submit(client, unknown, recorder=recorder, budget=budget)
+            assert refused.value.exit_code == 4
+    assert posts(emulator) == 0
+
+
 def test_a_library_caller_without_a_budget_is_unaffected(
     emulator: Emulator, tmp_path: Path
 ) -> None:

@@ -164,10 +164,14 @@ def reserve(budget: Budget | None, submission: Submission, recorder: Recorder | 
         return Hold()
     cost, listed = counted_cost(submission)
     if cost is None:
+        what, way_out = (
+            ("the budget", IGNORE_HINT)
+            if budget.has_windows
+            else ("--max-credits", "without --max-credits it is submitted unchecked")
+        )
         raise BudgetUncheckedError(
             f"The cost of this {submission.model} job is unknown (no estimate, and the model "
-            f"lists no price), so the budget cannot be checked; nothing was submitted "
-            f"({IGNORE_HINT}).",
+            f"lists no price), so {what} cannot be checked; nothing was submitted ({way_out}).",
             hint="",
         )
     if budget.max_credits is not None and cost > budget.max_credits + 1e-9:
