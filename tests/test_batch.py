@@ -153,7 +153,7 @@ def test_no_wait_batch_prints_ids_and_a_rerun_skips_them(cli: Invoke, emulator: 
 
 def test_prompt_and_batch_together_is_a_usage_error(cli: Invoke, emulator: Emulator) -> None:
     assert cli("run", "flux-dev", "x", "--batch", write("b.txt", "y")).exit_code == 2
-    assert cli("run", "flux-dev", "x", "--max-credits", "3").exit_code == 2
+    assert cli("run", "flux-dev", "x", "--concurrency", "3").exit_code == 2
     assert posts(emulator) == 0
 
 

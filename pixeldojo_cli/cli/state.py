@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
     from pixeldojo_cli.emulator import Emulator
     from pixeldojo_cli.engine import EventSink, JobFlags, Recorder, SaveOptions, WaitOptions
+    from pixeldojo_cli.engine.budget import Budget
     from pixeldojo_cli.store.ledger import Ledger
     from pixeldojo_cli.store.settings import Settings
 
@@ -104,6 +105,17 @@ class AppState:
         )
         self._recorders.append(recorder)
         return recorder
+
+    def budget(self, *, ignore: bool = False, max_credits: float | None = None) -> Budget:
+        """What this command may spend: the profile's budgets (none with
+        --ignore-budget, nor under the embedded emulator, which charges nothing
+        real) and --max-credits. `submit()` checks it before each POST."""
+        from pixeldojo_cli.engine.budget import Budget
+
+        settings = self.settings()
+        if ignore or self.use_emulator:
+            return Budget(max_credits=max_credits)
+        return Budget(settings.budget_daily.value, settings.budget_monthly.value, max_credits)
 
     def _say_what_was_not_recorded(self) -> None:
         """At the end, every job the ledger could not take, by id."""

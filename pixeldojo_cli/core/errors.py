@@ -74,6 +74,11 @@ EXIT_CODES: dict[str, ExitCode] = {
     # or cannot be written (read-only): local and usually passing, like a network
     # fault, and safe to retry (nothing is submitted that could not be recorded).
     "ledger_unavailable": ExitCode.NETWORK,
+    # A budget (`budget_daily`, `budget_monthly`) or `--max-credits` refused a job,
+    # or a budget could not be checked (the ledger busy, read-only, unopened):
+    # nothing was sent, as when the API answers `insufficient_credits`.
+    "budget_exceeded": ExitCode.CREDITS,
+    "budget_unchecked": ExitCode.CREDITS,
     "interrupted": ExitCode.INTERRUPTED,
 }
 
@@ -277,6 +282,19 @@ class LedgerError(PixelDojoError):
         "Another program may be holding the ledger (a backup, a second pixeldojo); "
         "try again shortly, and check the file and its folder are writable."
     )
+
+
+class BudgetExceededError(PixelDojoError):
+    """A job's estimate would pass a budget or `--max-credits`: not submitted."""
+
+    code = "budget_exceeded"
+
+
+class BudgetUncheckedError(PixelDojoError):
+    """A budget is set but could not be checked (the ledger busy, read-only or
+    unopened; a cost nobody knows): the job is not submitted, never spent blindly."""
+
+    code = "budget_unchecked"
 
 
 class WebhookDeliveryError(PixelDojoError):

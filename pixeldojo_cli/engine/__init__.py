@@ -15,7 +15,9 @@ listen`) and `run --batch` are built on these pieces; none re-codes them:
 - `prepare()` turns one job as asked (`JobAsk`) into a checked, priced
   `Submission` before anything is spent.
 - `submit()` sends one `Submission` (the model, its inputs, where its outputs
-  go, what it should cost) and records it before any waiting starts.
+  go, what it should cost) and records it before any waiting starts; given a
+  `Budget` (daily and monthly budgets, `--max-credits`), it checks and reserves
+  the job's cost first, across processes (`engine/budget.py`).
 - `conclude()` turns how a job's wait ended (the job, or the error) into a
   `JobResult` with a typed `Outcome`; `errors.combined_exit_code()` turns many
   into one.
@@ -26,6 +28,7 @@ reached through `Recorder`, which never lets a ledger fault stop a paid job's
 outputs from being saved.
 """
 
+from pixeldojo_cli.engine.budget import Budget
 from pixeldojo_cli.engine.events import Event, EventSink, FileProgress, JobSeen, Notice, ignore
 from pixeldojo_cli.engine.following import (
     Follower,
@@ -59,6 +62,7 @@ from pixeldojo_cli.engine.workflow import (
 __all__ = [
     "DEFAULT_UNKNOWN_STATUS_TIMEOUT",
     "LIST_LIMIT",
+    "Budget",
     "Event",
     "EventSink",
     "FileProgress",

@@ -13,18 +13,20 @@ retry never pays twice.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_for_futures
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pixeldojo_cli.core import interrupts
 from pixeldojo_cli.core.errors import (
+    BudgetExceededError,
     ExitCode,
     JobsInterruptedError,
     Outcome,
@@ -36,6 +38,7 @@ from pixeldojo_cli.core.errors import (
 )
 from pixeldojo_cli.engine.batch_book import LineBook, LineSource
 from pixeldojo_cli.engine.batch_lines import Line
+from pixeldojo_cli.engine.budget import Budget
 from pixeldojo_cli.engine.events import EventSink, Notice, ignore
 from pixeldojo_cli.engine.following import Follower, WaitEnd
 from pixeldojo_cli.engine.options import SaveOptions, WaitOptions
@@ -59,12 +62,21 @@ BATCH_RESUME_HINT = "Resume with the same command: finished lines are skipped."
 
 @dataclass(frozen=True)
 class BatchOptions:
-    """What `--batch` adds to a run: pacing, the spend cap, and whether to wait."""
+    """What `--batch` adds to a run: pacing, the spend cap, and whether to wait.
+    `budget` is checked before each line's POST (a line past it is skipped);
+    `listed_costs`, each model's price, counts for a line with no estimate."""
 
     concurrency: int = DEFAULT_CONCURRENCY
     max_credits: float | None = None
     wait: bool = True
     webhook_url: str | None = None
+    budget: Budget | None = None
+    # Each model's listed price (a comparison's lines are of several models).
+    listed_costs: Mapping[str, float | None] = field(default_factory=dict, hash=False)
+
+    def listed_cost(self, model_id: str) -> float | None:
+        """What a line of `model_id` with no estimate counts as."""
+        return self.listed_costs.get(model_id)
 
 
 class Batch:
@@ -121,7 +133,8 @@ class Batch:
     def _submission(self, line: Line) -> Submission:
         """The line's request, read from the file once, when it is submitted, and
         checked to be the line planned (a usage error for this line if not)."""
-        return line.submission(self.model_id, self.folder, self.options.webhook_url)
+        asked = line.submission(self.model_id, self.folder, self.options.webhook_url)
+        return dataclasses.replace(asked, listed_cost=self.options.listed_cost(asked.model))
 
     # --- resuming
 
@@ -260,7 +273,8 @@ class Batch:
     def _over_budget(self, line: Line) -> bool:
         if self.options.max_credits is None:
             return False
-        cost = line.estimate or 0.0
+        listed = self.options.listed_cost(line.model(self.model_id))
+        cost = line.estimate if line.estimate is not None else listed or 0.0
         if self.spent + cost <= self.options.max_credits + 1e-9:
             return False
         line.note = f"would pass --max-credits {self.options.max_credits:g}"
@@ -277,7 +291,18 @@ class Batch:
         if not self._claim(line):
             return
         try:
-            job = submit(self.client, line.asked, recorder=self.recorder, notify=self.notify)
+            job = submit(
+                self.client,
+                line.asked,
+                recorder=self.recorder,
+                notify=self.notify,
+                budget=self.options.budget,
+            )
+        except BudgetExceededError as exc:  # skipped, as --max-credits skips: others may fit
+            self._unclaim(line, uncertain=False)
+            line.note = exc.message
+            self._finish(line, Outcome.SKIPPED)
+            return
         except PixelDojoError as exc:
             self._unclaim(line, uncertain=isinstance(exc, SubmissionUncertainError))
             line.error = exc

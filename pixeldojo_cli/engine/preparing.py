@@ -45,4 +45,5 @@ def prepare(model: Model, schema: dict[str, Any], ask: JobAsk, folder: Path) -> 
         folder,
         estimate=estimate_cost(model, schema, inputs),
         webhook_url=ask.webhook_url,
+        listed_cost=model.cost.default,
     )

@@ -14,7 +14,9 @@ class Submission:
 
     `model` and `inputs` (and `webhook_url`) are the request; `folder` is where
     the outputs are saved; `estimate` is the credits it was expected to cost;
-    `input_hash` identifies a `--batch` line so that a rerun finds it again.
+    `input_hash` identifies a `--batch` line so that a rerun finds it again;
+    `listed_cost` is the model's listed price, what a budget counts when there
+    is no estimate.
     Which API and profile a job belongs to is the `Recorder`'s: one recorder
     writes every record of a command to the same place.
     """
@@ -25,3 +27,4 @@ class Submission:
     estimate: float | None = None
     input_hash: str | None = None
     webhook_url: str | None = None
+    listed_cost: float | None = None

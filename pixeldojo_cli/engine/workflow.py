@@ -21,6 +21,7 @@ from pixeldojo_cli.core.errors import (
     outcome_exit_code,
     outcome_of,
 )
+from pixeldojo_cli.engine.budget import Budget, budget_hold
 from pixeldojo_cli.engine.events import EventSink, JobSeen, Notice, ignore
 from pixeldojo_cli.engine.following import WaitEnd, follow
 from pixeldojo_cli.engine.options import SaveOptions, WaitOptions
@@ -223,10 +224,15 @@ def submit(
     *,
     recorder: Recorder | None = None,
     notify: EventSink = ignore,
+    budget: Budget | None = None,
 ) -> Job:
     """`POST /models/{model}/run` (never retried once the server may have it),
-    then the job goes into the ledger before any waiting starts."""
-    job = client.run(submission.model, submission.inputs, webhook_url=submission.webhook_url)
+    then the job goes into the ledger before any waiting starts. With a
+    `budget`, the job's cost is checked and reserved first (see `engine.budget`):
+    refused past it, or when it cannot be checked."""
+    with budget_hold(budget, submission, recorder) as hold:
+        job = client.run(submission.model, submission.inputs, webhook_url=submission.webhook_url)
+        hold.submitted(job)
     # Paid for now: whatever interrupts what follows, the user gets its id.
     interrupts.set_resume_hint(f"Resume with: pixeldojo jobs wait {job.id}")
     if recorder is not None:

@@ -10,6 +10,7 @@ written atomically with tomli-w, mode 0600 in a 0700 folder.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import stat
 import sys
@@ -49,6 +50,8 @@ ENV_UNKNOWN_STATUS_TIMEOUT = "PIXELDOJO_UNKNOWN_STATUS_TIMEOUT"
 ENV_PREVIEW = "PIXELDOJO_PREVIEW"
 ENV_SHARED_BUDGET = "PIXELDOJO_SHARED_RATE_BUDGET"
 ENV_ALLOW_PRIVATE_OUTPUTS = "PIXELDOJO_ALLOW_PRIVATE_OUTPUTS"
+ENV_BUDGET_DAILY = "PIXELDOJO_BUDGET_DAILY"
+ENV_BUDGET_MONTHLY = "PIXELDOJO_BUDGET_MONTHLY"
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _FALSY = frozenset({"0", "false", "no", "off"})
 
@@ -74,7 +77,13 @@ CONFIG_KEYS: dict[str, str] = {
     "preview": "bool",
     # Unset (None): output URLs may reach private addresses only when the API is on one.
     "allow_private_outputs": "bool",
+    # Credits a profile may spend per calendar day / month (local time); unset: no budget.
+    "budget_daily": "credits",
+    "budget_monthly": "credits",
 }
+
+# The settings that belong to a profile (`[profiles.NAME]`), not to [defaults].
+PROFILE_KEYS = frozenset({"base_url", "budget_daily", "budget_monthly"})
 
 
 # Where each folder goes when its XDG variable is set to a relative path (ignored, as
@@ -352,6 +361,8 @@ class Settings:
     preview: Setting
     allow_private_outputs: Setting
     config_file: Path
+    budget_daily: Setting = Setting(None, "default")
+    budget_monthly: Setting = Setting(None, "default")
 
 
 def resolve_settings(
@@ -405,6 +416,8 @@ def resolve_settings(
         preview=typed("preview", ENV_PREVIEW, False),
         allow_private_outputs=typed("allow_private_outputs", ENV_ALLOW_PRIVATE_OUTPUTS, None),
         config_file=path,
+        budget_daily=typed("budget_daily", ENV_BUDGET_DAILY, None),
+        budget_monthly=typed("budget_monthly", ENV_BUDGET_MONTHLY, None),
     )
 
 
@@ -483,4 +496,14 @@ def parse_setting(key: str, raw: str) -> Any:
                 f"{MAX_RATE_LIMIT:,}; got {raw[:60]!r}."
             )
         return number
+    if kind == "credits":
+        return _credits(key, raw)
     return raw
+
+
+def _credits(key: str, raw: str) -> float:
+    """A budget: a finite number of credits, 0 or more (0: nothing may be spent)."""
+    number = durations.ascii_number(raw)
+    if number is None or not math.isfinite(number) or number < 0:
+        raise ConfigError(f"{key} must be a number of credits, 0 or more; got {raw[:60]!r}.")
+    return number

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -66,7 +67,7 @@ def run_batch(
     try:
         plan = plan_batch(model, schema, batch_file, defaults)
         if request.dry_run:
-            _print_plan(state, plan, request.options.webhook_url)
+            _print_plan(state, plan, request.options)
         else:
             _run_plan(state, client, model, plan, request, options, show)
     finally:
@@ -175,7 +176,11 @@ def drive_plan(
     return batch, first_files
 
 
-def _print_plan(state: AppState, plan: Plan, webhook_url: str | None) -> None:
+def _print_plan(state: AppState, plan: Plan, options: BatchOptions) -> None:
+    from pixeldojo_cli.cli.budget_view import budget_lines
+    from pixeldojo_cli.engine import Submission
+
+    webhook_url = options.webhook_url
     for number, inputs, estimate in plan.bodies():
         body = {**inputs, **({"webhook_url": webhook_url} if webhook_url else {})}
         state.render.result(
@@ -186,6 +191,10 @@ def _print_plan(state: AppState, plan: Plan, webhook_url: str | None) -> None:
         f"{plural(len(plan), 'job')}, estimated {plural(total, 'credit')} in all. "
         "Nothing was submitted."
     )
+    if options.budget is not None:  # (the whole batch, as if it were one job)
+        whole = Submission(plan.source.model_id, {}, Path("."), total, listed_cost=None)
+        for line in budget_lines(state, whole, options.budget, what="the batch's"):
+            state.render.info(line)
 
 
 def line_document(line: Line) -> dict[str, Any]:
@@ -262,5 +271,5 @@ def summary(state: AppState, batch: Batch, title: str = "Batch", unit: str = "li
     if skipped:
         state.render.warn(
             f"{plural(skipped, unit)} not submitted: they would have passed --max-credits "
-            "(exit 4). Raise the cap and rerun the same command to do them."
+            "or a budget (exit 4). Raise it and rerun the same command to do them."
         )

@@ -10,6 +10,7 @@ import typer
 from pixeldojo_cli.cli.commands.run_flags import (
     ConcurrencyOption,
     DryRunOption,
+    IgnoreBudgetOption,
     InputFileOption,
     MatrixOption,
     MaxCreditsOption,
@@ -98,6 +99,7 @@ def compare(
     json_output: JsonLinesOption = False,
     dry_run: DryRunOption = False,
     max_credits: MaxCreditsOption = None,
+    ignore_budget: IgnoreBudgetOption = False,
     concurrency: ConcurrencyOption = None,
     yes: YesOption = False,
     no_download: NoDownloadOption = False,
@@ -132,9 +134,6 @@ def compare(
             confirmed=yes,
             kind="compare",
         )
-        batch_options = BatchOptions(
-            concurrency=concurrency or DEFAULT_CONCURRENCY, max_credits=max_credits
-        )
         read_ask(ask)  # a malformed PROMPT or --matrix: before any request
         with whole_command(options[0].timeout):
             client = state.client()
@@ -143,6 +142,12 @@ def compare(
 
                 raise MissingAPIKeyError("No API key is set.")
             found = [client.model_with_schema(model_id) for model_id in model_ids]
+            batch_options = BatchOptions(
+                concurrency=concurrency or DEFAULT_CONCURRENCY,
+                max_credits=max_credits,
+                budget=state.budget(ignore=ignore_budget, max_credits=max_credits),
+                listed_costs={model.id: model.cost.default for model, _ in found},
+            )
             run_sweep(state, client, found, ask, batch_options, options, show, dry_run=dry_run)
 
 

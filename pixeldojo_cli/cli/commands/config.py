@@ -14,8 +14,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(
     help="Read and change the non-secret settings (output_dir, base_url, poll intervals, "
-    "rate_limit, checksum, preview, unknown_status_timeout, allow_private_outputs). Keys are "
-    "managed with `pixeldojo auth`.",
+    "rate_limit, checksum, preview, unknown_status_timeout, allow_private_outputs, "
+    "budget_daily, budget_monthly). Keys are managed with `pixeldojo auth`.",
     no_args_is_help=True,
     cls=PixelDojoGroup,
 )
@@ -25,12 +25,14 @@ KeyArgument = Annotated[
     typer.Argument(
         metavar="KEY",
         help="output_dir, base_url, poll_interval, max_poll_interval, rate_limit, checksum, "
-        "preview, unknown_status_timeout or allow_private_outputs.",
+        "preview, unknown_status_timeout, allow_private_outputs, budget_daily or "
+        "budget_monthly.",
     ),
 ]
 
-# base_url belongs to a profile (each profile may talk to its own API); the rest are defaults.
-_PROFILE_KEYS = frozenset({"base_url"})
+# Budget keys name a profile that must exist: a budget saved under a mistyped
+# profile would never hold the one meant.
+_BUDGET_KEYS = frozenset({"budget_daily", "budget_monthly"})
 
 
 def _check_key(key: str) -> None:
@@ -54,9 +56,32 @@ def _check_key(key: str) -> None:
 
 
 def _table_path(state: AppState, key: str) -> tuple[str, ...]:
-    if key in _PROFILE_KEYS:
+    """base_url and the budgets belong to a profile (each may talk to its own API
+    and spend its own credits); the rest are defaults."""
+    from pixeldojo_cli.store.settings import PROFILE_KEYS
+
+    if key in PROFILE_KEYS:
         return ("profiles", str(state.settings().profile.value))
     return ("defaults",)
+
+
+def _check_profile_exists(config: dict[str, Any], where: tuple[str, ...], file: Any) -> None:
+    """A budget goes only to a profile that exists: `default`, or one with a
+    [profiles.NAME] table (a key or a setting saved)."""
+    from pixeldojo_cli.core.errors import ConfigError
+    from pixeldojo_cli.store.settings import DEFAULT_PROFILE
+
+    name = where[-1]
+    profiles = config.get("profiles")
+    known = sorted(profiles) if isinstance(profiles, dict) else []
+    if name == DEFAULT_PROFILE or name in known:
+        return
+    raise ConfigError(
+        f"Profile {name!r} does not exist in {file} (known: "
+        f"{', '.join([DEFAULT_PROFILE, *known])}); a budget for it would never hold. "
+        f"Create it first with `pixeldojo --profile {name} auth login`.",
+        hint="",
+    )
 
 
 def _describe_source(setting: Setting) -> str:
@@ -132,7 +157,8 @@ def get(ctx: typer.Context, key: KeyArgument, json_output: JsonOption = False) -
 def set_(ctx: typer.Context, key: KeyArgument, value: Annotated[str, typer.Argument()]) -> None:
     """Save a setting in the config file, after checking its value.
 
-    base_url is saved for the current profile; the others under [defaults].
+    base_url, budget_daily and budget_monthly are saved for the current profile
+    (a budget only for one that exists); the others under [defaults].
     The whole file is rewritten (atomically, private: 0600), so comments in it
     are not kept; a header at its top says so.
     """
@@ -146,6 +172,8 @@ def set_(ctx: typer.Context, key: KeyArgument, value: Annotated[str, typer.Argum
         where = _table_path(state, key)
 
         def set_value(config: dict[str, Any]) -> bool:
+            if key in _BUDGET_KEYS:
+                _check_profile_exists(config, where, file)
             config_table(config, *where, path=file)[key] = typed
             return True
 

@@ -11,6 +11,7 @@ from pixeldojo_cli.cli.commands.run_flags import (
     ConcurrencyOption,
     DryRunOption,
     FollowFlags,
+    IgnoreBudgetOption,
     InputFileOption,
     JsonOption,
     MatrixOption,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from pixeldojo_cli.cli.commands.batch import BatchRequest
     from pixeldojo_cli.engine import SaveOptions, Submission, WaitOptions
     from pixeldojo_cli.engine.batch import BatchOptions
+    from pixeldojo_cli.engine.budget import Budget
 
 RUN_HELP = """\
 Submit a job, wait for it, and download its outputs.
@@ -63,6 +65,12 @@ spent.
 
 Each downloaded file's path is printed on stdout, one per line; status goes to
 stderr. Files are named <jobId>-<n>.<ext>, with <jobId>.json beside them.
+
+Before each job is submitted, its estimated cost is checked against
+budget_daily / budget_monthly (the profile's credits per calendar day and
+month, local time; see `pixeldojo config`) and --max-credits: past one, the job
+is refused (exit 4). --ignore-budget skips the budgets for this command.
+--dry-run shows what was spent against each budget.
 
 --batch FILE runs one job per line (a prompt, or a JSON object of inputs that
 wins over -p; blank lines and lines starting with # are skipped), at the rate
@@ -116,6 +124,7 @@ def run(
     max_credits: MaxCreditsOption = None,
     matrix: MatrixOption = None,
     yes: YesOption = False,
+    ignore_budget: IgnoreBudgetOption = False,
 ) -> None:
     state = get_state(ctx)
     with state.guard(json_output=json_output):
@@ -147,6 +156,7 @@ def run(
             max_credits=max_credits,
             matrix=tuple(matrix or ()),
             yes=yes,
+            ignore_budget=ignore_budget,
         )
         request.check()
         with whole_command(options[0].timeout):
@@ -167,20 +177,26 @@ def _execute(
 
         raise MissingAPIKeyError("No API key is set.")
     model, schema = _model_and_schema(state, client, request.model_id)
+    budget = state.budget(ignore=request.ignore_budget, max_credits=request.max_credits)
     if request.batch_file is not None:
         from pixeldojo_cli.cli.commands.batch import run_batch
 
-        batch = _batch_request(request, request.batch_file, base_inputs)
+        batch = _batch_request(
+            request, request.batch_file, base_inputs, _batch_options(request, budget, model)
+        )
         run_batch(state, client, model, schema, batch, options, show)
         return
     if request.is_sweep():
-        _run_sweep(state, client, (model, schema), request, base_inputs, options, show)
+        batch_options = _batch_options(request, budget, model)
+        _run_sweep(
+            state, client, (model, schema), request, (base_inputs, batch_options), options, show
+        )
         return
     submission = _submission(model, schema, request, base_inputs, options[1])
     if request.dry_run:
-        _print_dry_run(state, submission, show.json_output)
+        _print_dry_run(state, submission, show.json_output, budget)
         return
-    job = _submit(state, client, submission, download=options[1].download)
+    job = _submit(state, client, submission, budget, download=options[1].download)
     if not request.wait:
         _print_submitted(state, job, show)
         return
@@ -192,7 +208,7 @@ def _run_sweep(
     client: Client,
     model: tuple[Model, dict[str, Any]],
     request: RunRequest,
-    base_inputs: dict[str, Any] | None,
+    asked: tuple[dict[str, Any] | None, BatchOptions],
     options: tuple[WaitOptions, SaveOptions],
     show: Presentation,
 ) -> None:
@@ -200,6 +216,7 @@ def _run_sweep(
     from pixeldojo_cli.cli.commands.sweeping import run_sweep
     from pixeldojo_cli.engine.sweeps import SweepAsk
 
+    base_inputs, batch_options = asked
     ask = SweepAsk(
         prompt=request.prompt,
         assignments=request.assignments,
@@ -208,11 +225,10 @@ def _run_sweep(
         matrix=request.matrix,
         confirmed=request.yes,
     )
-    batch_options = _batch_options(request)
     run_sweep(state, client, [model], ask, batch_options, options, show, dry_run=request.dry_run)
 
 
-def _batch_options(request: RunRequest) -> BatchOptions:
+def _batch_options(request: RunRequest, budget: Budget, model: Model) -> BatchOptions:
     from pixeldojo_cli.engine.batch import DEFAULT_CONCURRENCY, BatchOptions
 
     return BatchOptions(
@@ -220,11 +236,16 @@ def _batch_options(request: RunRequest) -> BatchOptions:
         max_credits=request.max_credits,
         wait=request.wait,
         webhook_url=request.webhook_url,
+        budget=budget,
+        listed_costs={model.id: model.cost.default},
     )
 
 
 def _batch_request(
-    request: RunRequest, batch_file: str, base_inputs: dict[str, Any] | None
+    request: RunRequest,
+    batch_file: str,
+    base_inputs: dict[str, Any] | None,
+    batch_options: BatchOptions,
 ) -> BatchRequest:
     from pixeldojo_cli.cli.commands.batch import BatchRequest
 
@@ -233,7 +254,7 @@ def _batch_request(
         assignments=request.assignments,
         base_inputs=base_inputs,
         seed=request.seed,
-        options=_batch_options(request),
+        options=batch_options,
         dry_run=request.dry_run,
     )
 
@@ -270,7 +291,11 @@ def _model_and_schema(
     return model, schema
 
 
-def _print_dry_run(state: AppState, submission: Submission, json_output: bool) -> None:
+def _print_dry_run(
+    state: AppState, submission: Submission, json_output: bool, budget: Budget
+) -> None:
+    from pixeldojo_cli.cli.budget_view import budget_document, budget_lines
+
     webhook_url = submission.webhook_url
     body = {**submission.inputs, **({"webhook_url": webhook_url} if webhook_url else {})}
     if json_output:
@@ -279,22 +304,28 @@ def _print_dry_run(state: AppState, submission: Submission, json_output: bool) -
             "body": body,
             "estimatedCredits": submission.estimate,
         }
-        state.render.json({**document, "submitted": False})
+        budgets = budget_document(state, submission, budget)
+        state.render.json({**document, **budgets, "submitted": False})
         return
     state.render.json(body)
     state.render.info(
         f"Estimated cost: {credits_text(submission.estimate)}. Nothing was submitted."
     )
+    for line in budget_lines(state, submission, budget):
+        state.render.info(line)
 
 
-def _submit(state: AppState, client: Client, submission: Submission, *, download: bool) -> Job:
-    """Check the output folder, submit, record, and say what it cost."""
+def _submit(
+    state: AppState, client: Client, submission: Submission, budget: Budget, *, download: bool
+) -> Job:
+    """Check the output folder, submit (within the budget), record, and say what it cost."""
     from pixeldojo_cli.engine import submit
     from pixeldojo_cli.store.files import ensure_writable_folder
 
     if download:  # an output path that cannot be a folder costs nothing yet
         ensure_writable_folder(submission.folder)
-    job = submit(client, submission, recorder=state.recorder(), notify=state.render.notice_sink())
+    recorder, notify = state.recorder(), state.render.notice_sink()
+    job = submit(client, submission, recorder=recorder, notify=notify, budget=budget)
     state.render.info(
         f"Submitted {job.id} ({submission.model}): "
         f"{credits_text(job.credit_cost or submission.estimate)}, "

@@ -5,6 +5,7 @@ nothing here talks to the API."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
@@ -13,8 +14,13 @@ import typer
 
 from pixeldojo_cli.cli.completion.complete import complete_model, complete_param
 from pixeldojo_cli.cli.outputs import OPEN_HELP, Presentation
-from pixeldojo_cli.cli.state import AppState, inputs_object, read_text_argument
-from pixeldojo_cli.core.durations import parse_duration
+from pixeldojo_cli.cli.state import (
+    AppState,
+    DurationFlagError,
+    inputs_object,
+    read_text_argument,
+)
+from pixeldojo_cli.core.durations import ascii_number, parse_duration
 from pixeldojo_cli.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -118,13 +124,33 @@ ConcurrencyOption = Annotated[
         "limit busy, few enough for one list poll to see them all).",
     ),
 ]
+
+
+def parse_credits(value: Any) -> float:
+    """--max-credits: a finite number of credits, 0 or more; one line otherwise."""
+    number = float(value) if isinstance(value, int | float) else ascii_number(str(value))
+    if number is None or not math.isfinite(number) or number < 0:
+        raise DurationFlagError(
+            f"--max-credits must be a number of credits, 0 or more; got {str(value)[:60]!r}."
+        )
+    return number
+
+
 MaxCreditsOption = Annotated[
     float | None,
     typer.Option(
         "--max-credits",
         metavar="CREDITS",
-        min=0,
-        help="With --batch or a sweep: stop submitting before the estimated spend passes this.",
+        parser=parse_credits,
+        help="The most this command may spend (estimated): a job past it is refused, "
+        "exit 4; with --batch or a sweep, jobs past it are skipped.",
+    ),
+]
+IgnoreBudgetOption = Annotated[
+    bool,
+    typer.Option(
+        "--ignore-budget",
+        help="Submit without checking budget_daily / budget_monthly (--max-credits still holds).",
     ),
 ]
 MatrixOption = Annotated[
@@ -214,6 +240,7 @@ class RunRequest:
     max_credits: float | None = None
     matrix: tuple[str, ...] = ()
     yes: bool = False
+    ignore_budget: bool = False
 
     def check(self) -> None:
         """Refuse what cannot go together, before anything is read or spent."""
@@ -222,8 +249,8 @@ class RunRequest:
         if self.batch_file is not None and self.matrix:
             raise UsageError("--matrix sweeps one request; it cannot go with --batch FILE.")
         many = self.batch_file is not None or self.is_sweep()
-        if not many and (self.concurrency is not None or self.max_credits is not None):
-            raise UsageError("--concurrency and --max-credits go with --batch or a sweep.")
+        if not many and self.concurrency is not None:
+            raise UsageError("--concurrency goes with --batch or a sweep.")
         if self.yes and not self.is_sweep():
             raise UsageError("--yes goes with a sweep (--matrix, or a PROMPT with {a|b}).")
 

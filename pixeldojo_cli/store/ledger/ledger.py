@@ -21,7 +21,7 @@ from pixeldojo_cli.api.results import Job
 from pixeldojo_cli.core.errors import LedgerError
 from pixeldojo_cli.core.ownfiles import ForeignFile
 from pixeldojo_cli.core.ownfolders import private_folder
-from pixeldojo_cli.store.ledger import balances, claims, schema, sidefile, spending
+from pixeldojo_cli.store.ledger import balances, claims, reservations, schema, sidefile, spending
 from pixeldojo_cli.store.ledger.apply import apply_record, apply_replayed
 from pixeldojo_cli.store.ledger.balances import Balance
 from pixeldojo_cli.store.ledger.claims import ClaimResult
@@ -345,6 +345,37 @@ class Ledger:
         """Give a claimed line up: its POST certainly did not reach the server (or
         the user has checked that it did not). A line with a job is kept."""
         self._transaction(lambda db: claims.release(db, base_url, profile, input_hash))
+
+    # --- budgets ---------------------------------------------------------------
+
+    def reserve(
+        self,
+        credits: float,
+        windows: Sequence[tuple[datetime, float]],
+        *,
+        base_url: str,
+        profile: str,
+    ) -> reservations.Reservation:
+        """Check and reserve a job's `credits` before its POST, atomically (one
+        `BEGIN IMMEDIATE`): refused (`id` None) when, in one of the `windows`
+        (start, budget), the spent plus `credits` would pass the budget.
+        `LedgerError` when it cannot be done: then do not submit."""
+        return self._transaction(
+            lambda db: reservations.reserve(db, base_url, profile, credits, windows)
+        )
+
+    def settle_reservation(
+        self, reservation: int, job_id: str | None, *, uncertain: bool = False
+    ) -> None:
+        """After the POST: the job's id, or `uncertain` (it may have been taken),
+        or neither (it certainly was not: released)."""
+        self._transaction(
+            lambda db: reservations.settle(db, reservation, job_id, uncertain=uncertain)
+        )
+
+    def spent_since(self, since: datetime, *, base_url: str, profile: str) -> float:
+        """What a budget counts since `since`: jobs' credits and reservations."""
+        return self._read(lambda: reservations.spent_since(self._db, base_url, profile, since))
 
     # --- reads ---------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 FILES_TABLE = """CREATE TABLE IF NOT EXISTS files (
     base_url TEXT NOT NULL,
@@ -62,6 +62,26 @@ JOB_GROUPS_TABLE = """CREATE TABLE IF NOT EXISTS job_groups (
     PRIMARY KEY (base_url, job_id, group_id)
 )"""
 
+# v8: budgets. Each process reserves a job's estimate here before its POST, in one
+# write transaction with the check, so processes started together never pass a
+# budget together. state: `held` (the POST may be on its way; released once its
+# process is gone or it is stale), `uncertain` (the POST may have been taken: it
+# counts in its window), `submitted` (job_id known; counts until the job's row does).
+RESERVATIONS_TABLE = """CREATE TABLE IF NOT EXISTS reservations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    base_url TEXT NOT NULL,
+    profile TEXT NOT NULL,
+    credits REAL NOT NULL,
+    state TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    reserved_at TEXT NOT NULL,
+    job_id TEXT
+)"""
+
+# v8: what a profile spent since a time (budgets, `usage`) is read by this index.
+SPEND_INDEX = "CREATE INDEX IF NOT EXISTS jobs_by_spend ON jobs (base_url, profile, submitted_at)"
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS jobs (
     base_url TEXT NOT NULL,
@@ -87,9 +107,11 @@ CREATE TABLE IF NOT EXISTS jobs (
 {BATCH_LINES_TABLE};
 {BALANCES_TABLE};
 {JOB_GROUPS_TABLE};
+{RESERVATIONS_TABLE};
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_by_input ON jobs (base_url, profile, input_hash);
 CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (base_url, model, completed_at);
+{SPEND_INDEX};
 """
 
 # Upgrades from each older schema version (user_version) to the next.
@@ -115,6 +137,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     5: (BALANCES_TABLE,),
     # v7: sweeps and comparisons (a new table only, like v5: renumber freely).
     6: (JOB_GROUPS_TABLE,),
+    # v8: budgets reserve each job's estimate before its POST (a new table only).
+    7: (RESERVATIONS_TABLE, SPEND_INDEX),
 }
 
 

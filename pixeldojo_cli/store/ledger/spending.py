@@ -20,7 +20,7 @@ from typing import Any
 
 from pixeldojo_cli.api.results import FAILED_STATUSES
 from pixeldojo_cli.store.ledger.queries import JobQuery
-from pixeldojo_cli.store.ledger.values import EPOCH, parse_time
+from pixeldojo_cli.store.ledger.values import EPOCH, parse_time, stamp
 
 # No one job costs more; a larger value in the ledger is damage, not a price.
 MAX_JOB_CREDITS = 1e12
@@ -176,3 +176,31 @@ def spent_jobs(db: sqlite3.Connection, query: JobQuery) -> list[SpentJob]:
 def default_seconds(value: Any) -> float | None:
     """A model's default `duration` (from its schema) as seconds, or None."""
     return _amount(value, MAX_JOB_SECONDS)
+
+
+# A job's credits as budgets count them, in SQL: charged, else estimated, and only
+# a value a job can have (a negative or huge charge from a hostile server, or text
+# in a hand-edited row, would otherwise lower or break the sum).
+_BUDGET_CREDITS = f"""CASE
+    WHEN typeof(charged_credits) IN ('integer', 'real')
+         AND charged_credits BETWEEN 0 AND {MAX_JOB_CREDITS:.0f} THEN charged_credits
+    WHEN typeof(estimated_credits) IN ('integer', 'real')
+         AND estimated_credits BETWEEN 0 AND {MAX_JOB_CREDITS:.0f} THEN estimated_credits
+    ELSE 0 END"""
+
+
+def spent_in_window(db: sqlite3.Connection, base_url: str, profile: str, since: datetime) -> float:
+    """Credits of the jobs of `base_url` and `profile` submitted at `since` or
+    later, as budgets count them: what each was charged (the API's
+    `creditCost`), else its estimate.
+
+    Unlike `Spend.credits`, failed jobs count too: the API may refund them,
+    which the CLI cannot know, and a budget errs on the side of not spending.
+    A job with neither (one adopted from a webhook) counts nothing.
+    """
+    row = db.execute(
+        f"SELECT SUM({_BUDGET_CREDITS}) FROM jobs"
+        " WHERE base_url = ? AND profile = ? AND submitted_at >= ?",
+        (base_url, profile, stamp(since)),
+    ).fetchone()
+    return float(row[0] or 0.0)
