@@ -22,6 +22,7 @@ from pixeldojo_cli.core.errors import (
     outcome_of,
 )
 from pixeldojo_cli.engine.events import EventSink, JobSeen, Notice, ignore
+from pixeldojo_cli.engine.file_inputs import send_files
 from pixeldojo_cli.engine.following import WaitEnd, follow
 from pixeldojo_cli.engine.options import SaveOptions, WaitOptions
 from pixeldojo_cli.engine.recorder import Recorder
@@ -107,7 +108,8 @@ def _result_of(
             recorder=recorder,
             notify=notify,
             model=submission.model if submission is not None else None,
-            inputs=submission.inputs if submission is not None else None,
+            inputs=submission.kept_inputs() if submission is not None else None,
+            file_inputs=submission.file_documents() if submission is not None else None,
             cancel=cancel,
         )
     except JobsInterruptedError:
@@ -225,7 +227,9 @@ def submit(
     notify: EventSink = ignore,
 ) -> Job:
     """`POST /models/{model}/run` (never retried once the server may have it),
-    then the job goes into the ledger before any waiting starts."""
+    then the job goes into the ledger before any waiting starts. Its `@` values
+    are uploaded first (nothing is submitted when one cannot be)."""
+    submission = send_files(client, submission, recorder=recorder, notify=notify)
     job = client.run(submission.model, submission.inputs, webhook_url=submission.webhook_url)
     # Paid for now: whatever interrupts what follows, the user gets its id.
     interrupts.set_resume_hint(f"Resume with: pixeldojo jobs wait {job.id}")

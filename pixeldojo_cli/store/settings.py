@@ -45,6 +45,7 @@ ENV_UNKNOWN_STATUS_TIMEOUT = "PIXELDOJO_UNKNOWN_STATUS_TIMEOUT"
 ENV_PREVIEW = "PIXELDOJO_PREVIEW"
 ENV_SHARED_BUDGET = "PIXELDOJO_SHARED_RATE_BUDGET"
 ENV_ALLOW_PRIVATE_OUTPUTS = "PIXELDOJO_ALLOW_PRIVATE_OUTPUTS"
+ENV_UPLOAD = "PIXELDOJO_UPLOAD"
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _FALSY = frozenset({"0", "false", "no", "off"})
 
@@ -70,7 +71,15 @@ CONFIG_KEYS: dict[str, str] = {
     "preview": "bool",
     # Unset (None): output URLs may reach private addresses only when the API is on one.
     "allow_private_outputs": "bool",
+    # `@PATH` inputs: how a local file reaches the API (`data` or `command`; unset: refused).
+    "upload": "upload_way",
+    "upload_command": "command",
+    "upload_ttl": "duration",
+    "upload_timeout": "duration",
 }
+UPLOAD_WAYS = ("command", "data")
+DEFAULT_UPLOAD_TTL = 3600.0
+DEFAULT_UPLOAD_TIMEOUT = 120.0
 
 
 def config_dir() -> Path:
@@ -319,6 +328,10 @@ class Settings:
     preview: Setting
     allow_private_outputs: Setting
     config_file: Path
+    upload: Setting = Setting(None, "default")
+    upload_command: Setting = Setting(None, "default")
+    upload_ttl: Setting = Setting(DEFAULT_UPLOAD_TTL, "default")
+    upload_timeout: Setting = Setting(DEFAULT_UPLOAD_TIMEOUT, "default")
 
 
 def resolve_settings(
@@ -372,7 +385,44 @@ def resolve_settings(
         preview=typed("preview", ENV_PREVIEW, False),
         allow_private_outputs=typed("allow_private_outputs", ENV_ALLOW_PRIVATE_OUTPUTS, None),
         config_file=path,
+        upload=typed("upload", ENV_UPLOAD, None),
+        upload_command=_command(pick(None, env, None, both, "upload_command", None)),
+        upload_ttl=typed("upload_ttl", None, DEFAULT_UPLOAD_TTL),
+        upload_timeout=typed("upload_timeout", None, DEFAULT_UPLOAD_TIMEOUT),
     )
+
+
+def _command(setting: Setting) -> Setting:
+    """`upload_command`: a TOML array of strings (the words as they are), or one
+    string split as a POSIX shell splits words (no shell runs it); as a list."""
+    value = setting.value
+    if value is None:
+        return setting
+    file = setting.source.removeprefix("config:")
+    if isinstance(value, list) and value and all(isinstance(word, str) for word in value):
+        return Setting(list(value), setting.source)
+    if isinstance(value, str):
+        try:
+            return Setting(command_words(value), setting.source)
+        except ConfigError as exc:
+            raise ConfigError(f"In {file}: {exc.message}") from None
+    raise ConfigError(
+        f"In {file}: upload_command must be a list of strings or one string of words.",
+        hint='Write it as upload_command = ["my-upload", "{path}"] in ' + file + ".",
+    )
+
+
+def command_words(raw: str) -> list[str]:
+    """`raw` split into words as a POSIX shell splits them (quotes kept together)."""
+    import shlex
+
+    try:
+        words = shlex.split(raw)
+    except ValueError as exc:  # an unclosed quote
+        raise ConfigError(f"upload_command cannot be split into words: {exc}.") from None
+    if not words:
+        raise ConfigError("upload_command is empty: it needs at least the program to run.")
+    return words
 
 
 _TOML_TYPES = {bool: "true or false", int: "a number", float: "a number", list: "a list"}
@@ -422,6 +472,13 @@ def parse_setting(key: str, raw: str) -> Any:
         if not raw.startswith(("http://", "https://")):
             raise ConfigError(f"{key} must be an http(s) URL, got {raw!r}.")
         return raw.rstrip("/")
+    if kind == "upload_way":
+        if raw.strip().lower() not in UPLOAD_WAYS:
+            raise ConfigError(f"{key} must be command or data, got {raw[:60]!r}.")
+        return raw.strip().lower()
+    if kind == "command":
+        command_words(raw)
+        return raw
     if kind == "bool":
         word = raw.strip().lower()
         if word not in _TRUTHY | _FALSY:

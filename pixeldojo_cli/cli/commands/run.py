@@ -26,11 +26,13 @@ from pixeldojo_cli.cli.commands.run_flags import (
     PromptArgument,
     RunRequest,
     SeedOption,
+    UploadOption,
     WebhookUrlOption,
     check_webhook_url,
     read_input_file,
     read_prompt_from_stdin,
     refuse_flags_that_cannot_apply,
+    upload_settings,
 )
 from pixeldojo_cli.cli.outputs import (
     ChecksumOption,
@@ -56,7 +58,9 @@ PROMPT fills the model's `prompt` input; `-` reads it from stdin. Other inputs
 come from -p KEY=VALUE (coerced to the type the model's schema gives),
 -p KEY:=JSON (a JSON literal), or --input FILE (a JSON object; `-` reads stdin;
 -p wins over it). Inputs are checked against the schema before anything is
-spent.
+spent. In an input that takes a URL, @PATH sends a local file (uploaded the
+way `upload` says: data or command) and @job:ID/N an earlier job's output N;
+@@ is a literal @.
 
 Each downloaded file's path is printed on stdout, one per line; status goes to
 stderr. Files are named <jobId>-<n>.<ext>, with <jobId>.json beside them.
@@ -77,6 +81,8 @@ Examples:
   pixeldojo run flux-dev "a red fox" -p num_outputs=2 -o out/ --json
 
   pixeldojo run flux-dev --batch prompts.txt --max-credits 50 -o out/
+
+  pixeldojo run flux-kontext-pro "at night" -p image_url=@photo.png
 """
 
 
@@ -103,6 +109,7 @@ def run(
     batch_file: BatchFileOption = None,
     concurrency: ConcurrencyOption = None,
     max_credits: MaxCreditsOption = None,
+    upload: UploadOption = None,
 ) -> None:
     state = get_state(ctx)
     with state.guard(json_output=json_output):
@@ -132,6 +139,7 @@ def run(
             batch_file=batch_file,
             concurrency=concurrency,
             max_credits=max_credits,
+            upload=upload_settings(state, upload),
         )
         request.check()
         with whole_command(options[0].timeout):
@@ -180,6 +188,7 @@ def _batch_request(
         assignments=request.assignments,
         base_inputs=base_inputs,
         seed=request.seed,
+        upload=request.upload,
         options=BatchOptions(
             concurrency=request.concurrency or DEFAULT_CONCURRENCY,
             max_credits=request.max_credits,
@@ -206,6 +215,7 @@ def _submission(
         base_inputs=base_inputs,
         seed=request.seed,
         webhook_url=request.webhook_url,
+        upload=request.upload,
     )
     return prepare(model, schema, ask, save_options.folder_for(None))
 
@@ -225,15 +235,19 @@ def _model_and_schema(
 def _print_dry_run(state: AppState, submission: Submission, json_output: bool) -> None:
     webhook_url = submission.webhook_url
     body = {**submission.inputs, **({"webhook_url": webhook_url} if webhook_url else {})}
+    files = submission.files.planned() if submission.files is not None else []
     if json_output:
         document = {
             "model": submission.model,
             "body": body,
             "estimatedCredits": submission.estimate,
+            **({"files": files} if files else {}),
         }
         state.render.json({**document, "submitted": False})
         return
     state.render.json(body)
+    for line in planned_file_lines(files):
+        state.render.info(line)
     state.render.info(
         f"Estimated cost: {credits_text(submission.estimate)}. Nothing was submitted."
     )
@@ -296,6 +310,23 @@ def _follow_and_save(
         for line in result_lines(result):
             state.render.result(line)
     show.finish(state, [str(f.path) for f in result.files])
+
+
+def planned_file_lines(files: list[dict[str, Any]]) -> list[str]:
+    """--dry-run: one line per `@` file it would upload (nothing is uploaded)."""
+    from pixeldojo_cli.core.text import safe_text
+
+    lines = []
+    for entry in files:
+        where = entry["input"] + ("" if entry["index"] is None else f"[{entry['index']}]")
+        if "path" in entry:
+            lines.append(
+                f"Would upload {safe_text(entry['path'])} for {where}: {entry['size']:,} bytes, "
+                f"{entry['type']}, SHA-256 {entry['sha256']}."
+            )
+        else:
+            lines.append(f"Would use the output of job {safe_text(entry['job'])} for {where}.")
+    return lines
 
 
 def credits_text(value: float | None, *, unit: bool = True) -> str:

@@ -40,6 +40,7 @@ from pixeldojo_cli.store.ledger.records import (
     refused_record,
     status_record,
     submission_record,
+    upload_record,
 )
 from pixeldojo_cli.store.ledger.schema import SCHEMA_VERSION
 from pixeldojo_cli.store.ledger.sidefile import (
@@ -73,4 +74,5 @@ __all__ = [
     "refused_record",
     "status_record",
     "submission_record",
+    "upload_record",
 ]

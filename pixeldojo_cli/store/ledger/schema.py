@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 FILES_TABLE = """CREATE TABLE IF NOT EXISTS files (
     base_url TEXT NOT NULL,
@@ -38,6 +38,32 @@ BATCH_LINES_TABLE = """CREATE TABLE IF NOT EXISTS batch_lines (
     PRIMARY KEY (base_url, profile, input_hash)
 )"""
 
+# v6: `@PATH` inputs. Each upload's URL, by uploader and SHA-256, reused while
+# `upload_ttl` lasts; and each job's file inputs as sent (source, SHA-256, URL).
+UPLOADS_TABLE = """CREATE TABLE IF NOT EXISTS uploads (
+    uploader TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    url TEXT NOT NULL,
+    size INTEGER,
+    mime TEXT,
+    uploaded_at TEXT NOT NULL,
+    PRIMARY KEY (uploader, sha256)
+)"""
+INPUT_FILES_TABLE = """CREATE TABLE IF NOT EXISTS input_files (
+    base_url TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    input TEXT NOT NULL,
+    item INTEGER,
+    path TEXT,
+    source_job TEXT,
+    sha256 TEXT,
+    size INTEGER,
+    mime TEXT,
+    url TEXT NOT NULL,
+    PRIMARY KEY (base_url, job_id, position)
+)"""
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS jobs (
     base_url TEXT NOT NULL,
@@ -61,6 +87,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 {FILES_TABLE};
 {BATCH_LINES_TABLE};
+{UPLOADS_TABLE};
+{INPUT_FILES_TABLE};
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_by_input ON jobs (base_url, profile, input_hash);
 CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (base_url, model, completed_at);
@@ -85,6 +113,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # v5: --batch records each line's intent before submitting it (a new table only:
     # independent of any other migration, so it may be renumbered freely).
     4: (BATCH_LINES_TABLE,),
+    # v6: uploads and file inputs (new tables only: may be renumbered freely).
+    5: (UPLOADS_TABLE, INPUT_FILES_TABLE),
 }
 
 
