@@ -541,3 +541,24 @@ def test_the_ledger_and_the_sidecar_remember_each_file_input(
     assert str(picture) in shown.output and digest in shown.output and url in shown.output
     as_json = json.loads(cli("jobs", "show", job_id, "--json").stdout)
     assert as_json["local"]["fileInputs"][0]["sha256"] == digest
+
+
+def test_an_older_ledger_gains_the_uploads_and_input_files_tables(tmp_path: Path) -> None:
+    import sqlite3
+
+    from pixeldojo_cli.store.ledger import Ledger, upload_record
+
+    path = tmp_path / "jobs.sqlite3"
+    Ledger(path).close()
+    with sqlite3.connect(path) as db:
+        db.execute("DROP TABLE uploads")
+        db.execute("DROP TABLE input_files")
+        db.execute("PRAGMA user_version = 5")  # v5: before uploads and input_files
+    with Ledger(path) as ledger:
+        ledger.apply(upload_record("command:x", "ab" * 32, "https://h/x", 3, "image/png"))
+        assert ledger.upload_url("command:x", "ab" * 32, 3600) == "https://h/x"
+        assert ledger.upload_url("command:y", "ab" * 32, 3600) is None  # another uploader
+        import time
+
+        time.sleep(0.05)
+        assert ledger.upload_url("command:x", "ab" * 32, 0.01) is None  # older than the ttl
