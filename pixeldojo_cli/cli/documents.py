@@ -80,6 +80,7 @@ def local_job_document(job: LedgerJob, now: datetime) -> dict[str, Any]:
         "inputs": job.inputs,
         "outputDir": job.output_dir,
         "files": [file_document(f) for f in job.files],
+        "fileInputs": list(job.input_files),
         "saved": job.downloaded,
         "expired": not job.downloaded and (job.lost or job.deadline() <= now),
         "baseUrl": job.base_url,

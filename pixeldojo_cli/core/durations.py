@@ -88,6 +88,9 @@ LIMITS: dict[str, Limits] = {
     "poll_interval": Limits(most=DAY, under=True),
     "max_poll_interval": Limits(most=DAY, under=True),
     "unknown_status_timeout": Limits(most=30 * DAY),
+    # How long an uploaded file's URL is reused (0: never), and an upload command's deadline.
+    "upload_ttl": Limits(most=30 * DAY, zero=True),
+    "upload_timeout": Limits(most=DAY),
 }
 
 

@@ -67,6 +67,8 @@ EXIT_CODES: dict[str, ExitCode] = {
     "download_failed": ExitCode.NETWORK,
     # The API answered, but could not deliver the job's webhook to its URL.
     "webhook_failed": ExitCode.NETWORK,
+    # The `upload_command` failed for a `@PATH` input (nothing was submitted).
+    "upload_failed": ExitCode.NETWORK,
     # An output folder that cannot be written (or a full disk) is the user's to fix,
     # not a bug: it is reported as an input error.
     "write_failed": ExitCode.USAGE,
@@ -304,6 +306,14 @@ class WebhookDeliveryError(PixelDojoError):
     default_hint = (
         "Check that the URL is reachable from the internet and answers 2xx, then replay again."
     )
+
+
+class UploadError(PixelDojoError):
+    """A file of a `@PATH` input could not be uploaded: the `upload_command` failed,
+    hung past its deadline or printed no http(s) URL. Nothing was submitted."""
+
+    code = "upload_failed"
+    default_hint = "Nothing was submitted. Check the command with the file by hand, then retry."
 
 
 class WriteError(PixelDojoError):

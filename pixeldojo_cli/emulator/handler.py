@@ -19,7 +19,8 @@ from pixeldojo_cli.emulator import png
 from pixeldojo_cli.emulator.faults import Fault, FaultPlan
 from pixeldojo_cli.emulator.messages import API_PREFIX, APIProblem, RecordedRequest
 
-_MAX_BODY = 1024 * 1024
+# Room for a request whose files go inline as data: URIs (20 MiB of files, in base64).
+_MAX_BODY = 32 * 1024 * 1024
 
 
 class Backend(Protocol):

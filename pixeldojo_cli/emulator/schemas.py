@@ -116,6 +116,7 @@ def _image_feature_properties(features: tuple[str, ...]) -> dict[str, Any]:
     """The parameters an image model's features add: reference images, a LoRA."""
     props: dict[str, Any] = {}
     if "editing" in features:
+        props["image_url"] = {"type": "string", "format": "uri", "description": "An image to edit."}
         props["image_urls"] = {
             "type": "array",
             "items": {"type": "string", "format": "uri"},

@@ -9,6 +9,7 @@ import json
 import re
 from typing import Any
 
+from pixeldojo_cli.emulator.data_uris import data_uri_problem
 from pixeldojo_cli.emulator.messages import APIProblem
 
 
@@ -89,6 +90,8 @@ def _check_string(spec: dict[str, Any], value: str) -> str | None:
         return f"at most {spec['maxLength']} characters"
     if "pattern" in spec and re.search(spec["pattern"], value) is None:
         return f"must match {spec['pattern']}"
+    if spec.get("format") == "uri" and value.startswith("data:"):
+        return data_uri_problem(value)
     if spec.get("format") == "uri" and not _URI.fullmatch(value):
         return "must be a URI"
     return None

@@ -26,6 +26,7 @@ from pixeldojo_cli.engine.workflow import JobResult
 if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Job, Model
     from pixeldojo_cli.engine.batch_file import BatchFile
+    from pixeldojo_cli.engine.uploaders import UploadSettings
     from pixeldojo_cli.store.files import DownloadedFile
 
 # Show at most this many input problems before asking the user to fix the file.
@@ -43,17 +44,41 @@ class InputsSource(Protocol):
 
     def model_at(self, offset: int) -> str: ...
 
+    def schema_at(self, offset: int) -> dict[str, Any] | None: ...
+
     def changed(self, number: int) -> UsageError: ...
+
+    @property
+    def upload(self) -> UploadSettings | None: ...
 
 
 class LineInputs:
     """Where a planned line's inputs are read again: the batch file, the model,
-    and the inputs every line shares."""
+    and the inputs every line shares; and the schema and uploader its `@` values
+    are checked with again when it is submitted."""
 
-    def __init__(self, batch_file: BatchFile, model_id: str, defaults: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        batch_file: BatchFile,
+        model_id: str,
+        defaults: dict[str, Any],
+        schema: dict[str, Any] | None = None,
+        upload: UploadSettings | None = None,
+    ) -> None:
         self.file = batch_file
         self.model_id = model_id
         self.defaults = defaults
+        self.schema = schema
+        self._upload = upload
+
+    @property
+    def upload(self) -> UploadSettings | None:
+        """How this batch's `@PATH` values reach the API (None: refused)."""
+        return self._upload
+
+    def schema_at(self, offset: int) -> dict[str, Any] | None:
+        """Every line of a batch file is checked against the one model's schema."""
+        return self.schema
 
     def of(self, entry: str | dict[str, Any]) -> dict[str, Any]:
         """A line's inputs: its own values over the defaults."""
@@ -129,9 +154,18 @@ class Line:
     def submission(self, model_id: str, folder: Path, webhook_url: str | None) -> Submission:
         """What paying for this line asks: its model (`model_id` unless its source
         says otherwise: a comparison's lines are of several models), its inputs,
-        priced, keyed for a rerun."""
+        priced, keyed for a rerun, its `@` files checked again (they are uploaded
+        when it is submitted)."""
+        from pixeldojo_cli.engine.file_inputs import check_file_inputs
+
+        source = self.source
+        inputs, files = check_file_inputs(
+            source.schema_at(self.offset) if source else None,
+            self.inputs,
+            source.upload if source else None,
+        )
         model = self.model(model_id)
-        return Submission(model, self.inputs, folder, self.estimate, self.key, webhook_url)
+        return Submission(model, inputs, folder, self.estimate, self.key, webhook_url, files=files)
 
 
 def request_key(model_id: str, inputs: dict[str, Any], occurrence: int) -> str:
@@ -231,14 +265,21 @@ class Plan:
 
 
 def plan_batch(
-    model: Model, schema: dict[str, Any], batch_file: BatchFile, defaults: dict[str, Any]
+    model: Model,
+    schema: dict[str, Any],
+    batch_file: BatchFile,
+    defaults: dict[str, Any],
+    upload: UploadSettings | None = None,
 ) -> Plan:
     """Every line's inputs (the line's own values over the -p/--input defaults),
-    checked against the schema before anything is spent, read streaming: a usage
-    error naming the first bad lines (by the file's line numbers) when any is bad."""
+    checked against the schema, then its `@` files (with `upload`), before
+    anything is spent, read streaming: a usage error naming the first bad lines
+    (by the file's line numbers) when any is bad."""
+    from pixeldojo_cli.engine.file_inputs import check_file_inputs
     from pixeldojo_cli.inputs.schema import estimate_cost, validate_inputs
 
-    plan = Plan(LineInputs(batch_file, model.id, defaults))
+    plan = Plan(LineInputs(batch_file, model.id, defaults, schema, upload))
+    checked_files: dict[Any, Any] = {}
     problems: list[str] = []
     bad = entries = 0
     for number, offset, entry in batch_file.entries():
@@ -246,6 +287,7 @@ def plan_batch(
         inputs = plan.source.of(entry)
         try:
             validate_inputs(schema, inputs)
+            check_file_inputs(schema, inputs, upload, seen=checked_files)
         except UsageError as exc:
             bad += 1
             if len(problems) < _MAX_PROBLEMS:

@@ -12,23 +12,28 @@ from pixeldojo_cli.engine.submission import Submission
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Model
+    from pixeldojo_cli.engine.uploaders import UploadSettings
 
 
 @dataclass(frozen=True)
 class JobAsk:
     """One job as the user asked for it, before any check: PROMPT, the `-p`
-    assignments, the `--input` object they override, `--seed`, `--webhook-url`."""
+    assignments, the `--input` object they override, `--seed`, `--webhook-url`,
+    and how `@PATH` files are uploaded (`upload`; None: they are refused)."""
 
     prompt: str | None = None
     assignments: tuple[str, ...] = ()
     base_inputs: dict[str, Any] | None = field(default=None, hash=False)
     seed: int | None = None
     webhook_url: str | None = None
+    upload: UploadSettings | None = None
 
 
 def prepare(model: Model, schema: dict[str, Any], ask: JobAsk, folder: Path) -> Submission:
     """The job's inputs, merged, checked against the schema and priced: a usage
-    error (nothing spent) for anything the schema refuses."""
+    error (nothing spent) for anything the schema refuses, then for any `@`
+    file that cannot be sent."""
+    from pixeldojo_cli.engine.file_inputs import check_file_inputs
     from pixeldojo_cli.inputs.schema import build_inputs, estimate_cost, validate_inputs
 
     inputs = build_inputs(
@@ -39,6 +44,7 @@ def prepare(model: Model, schema: dict[str, Any], ask: JobAsk, folder: Path) -> 
         seed=ask.seed,
     )
     validate_inputs(schema, inputs)
+    inputs, files = check_file_inputs(schema, inputs, ask.upload)
     return Submission(
         model.id,
         inputs,
@@ -46,4 +52,5 @@ def prepare(model: Model, schema: dict[str, Any], ask: JobAsk, folder: Path) -> 
         estimate=estimate_cost(model, schema, inputs),
         webhook_url=ask.webhook_url,
         listed_cost=model.cost.default,
+        files=files,
     )

@@ -13,6 +13,7 @@ from pixeldojo_cli.engine.events import EventSink, Notice, ignore
 from pixeldojo_cli.engine.submission import Submission
 
 if TYPE_CHECKING:
+    from pixeldojo_cli.inputs.local_files import LocalFile
     from pixeldojo_cli.store.files import DownloadedFile
     from pixeldojo_cli.store.ledger import JobGroup, Ledger, LedgerJob, LedgerRecord
 
@@ -141,7 +142,8 @@ class Recorder:
                 base_url=self.base_url,
                 profile=self.profile,
                 model=submission.model,
-                inputs=submission.inputs,
+                inputs=submission.kept_inputs(),
+                file_inputs=submission.file_documents(),
                 estimated_credits=submission.estimate,
                 output_dir=submission.folder,
                 input_hash=submission.input_hash,
@@ -164,6 +166,29 @@ class Recorder:
                 return self.ledger.groups_of(self.base_url, job_ids)
         except Exception:  # a ledger that cannot be read knows nothing
             return {}
+
+    def upload_url(self, uploader: str, sha256: str, ttl: float) -> str | None:
+        """The URL this uploader gave for this file within `ttl` seconds, if the
+        ledger remembers one (None: upload it)."""
+        if self.ledger is None or ttl <= 0:
+            return None
+        try:
+            with self.lock:
+                return self.ledger.upload_url(uploader, sha256, ttl)
+        except Exception:  # a cache that cannot be read: upload again
+            return None
+
+    def uploaded(self, uploader: str, file: LocalFile, url: str) -> None:
+        """Remember an upload's URL, for reruns and batches (never fatal)."""
+        from pixeldojo_cli.store.ledger import upload_record
+
+        if self.ledger is None:
+            return
+        try:
+            with self.lock:
+                self.ledger.apply(upload_record(uploader, file.sha256, url, file.size, file.mime))
+        except Exception:  # not remembered: the next run uploads it again
+            return
 
     def knows(self, job_id: str) -> bool:
         """Whether the ledger has this job."""

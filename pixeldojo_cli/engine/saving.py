@@ -75,6 +75,7 @@ def save(
     model: str | None = None,
     inputs: dict[str, Any] | None = None,
     cancel: threading.Event | None = None,
+    file_inputs: list[dict[str, Any]] | None = None,
 ) -> list[DownloadedFile]:
     """Download a completed job's outputs and return the files, in output order.
 
@@ -123,6 +124,7 @@ def save(
         inputs if inputs is not None else (local.inputs if local else {}),
         files,
         base_url=base_url,
+        file_inputs=file_inputs or (list(local.input_files) if local else None),
     )
     _say_what_was_kept(job.id, files, notify)
     return files

@@ -29,6 +29,7 @@ from pixeldojo_cli.engine.batch_lines import Line, key_digest
 if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Model
     from pixeldojo_cli.engine.recorder import Recorder
+    from pixeldojo_cli.engine.uploaders import UploadSettings
     from pixeldojo_cli.inputs.sweeps import Axis, MatrixSpec, PromptTemplate
 
 _KEY_BYTES = 32
@@ -49,6 +50,7 @@ class SweepAsk:
     seeds: int | None = None
     confirmed: bool = False
     kind: str = "sweep"
+    upload: UploadSettings | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,11 @@ class SweepPlan:
         self.estimates = array("d")
         self.occurrences = array("I")
         self.group_id = ""
+        self.upload: UploadSettings | None = None
+
+    def schema_at(self, offset: int) -> dict[str, Any] | None:
+        """The schema of job `offset`'s model (its `@` values are checked with it)."""
+        return self._where(offset)[0].schema
 
     def __len__(self) -> int:
         return len(self.estimates)
@@ -211,6 +218,7 @@ def plan_sweep(
     if not targets:
         raise UsageError("No model can run this comparison (see the reasons above).")
     plan = SweepPlan(targets, ask.kind)
+    plan.upload = ask.upload
     check_size(plan.total, confirmed=ask.confirmed, what=ask.kind)
     for target in targets:
         _check_axes(target, several=len(targets) > 1)
@@ -342,14 +350,17 @@ def _check_axes(target: SweepTarget, *, several: bool) -> None:
 
 def _fill(plan: SweepPlan) -> None:
     """Check every job's whole request, key it (`request_key`'s kind), price it."""
+    from pixeldojo_cli.engine.file_inputs import check_file_inputs
     from pixeldojo_cli.inputs.schema import estimate_cost, validate_inputs
 
     seen: dict[bytes, int] = {}
+    files_seen: dict[Any, Any] = {}  # a file named by many jobs is read once
     for at, target in enumerate(plan.targets):
         for index in range(plan.starts[at], plan.starts[at + 1]):
             inputs = plan.at(index, index + 1)
             try:
                 validate_inputs(target.schema, inputs)
+                check_file_inputs(target.schema, inputs, plan.upload, seen=files_seen)
             except UsageError as exc:
                 raise _bad_job(plan, index, exc) from None
             digest = key_digest(target.model.id, inputs, 0)

@@ -23,6 +23,7 @@ from pixeldojo_cli.core.errors import (
 )
 from pixeldojo_cli.engine.budget import Budget, budget_hold
 from pixeldojo_cli.engine.events import EventSink, JobSeen, Notice, ignore
+from pixeldojo_cli.engine.file_inputs import send_files
 from pixeldojo_cli.engine.following import WaitEnd, follow
 from pixeldojo_cli.engine.options import SaveOptions, WaitOptions
 from pixeldojo_cli.engine.recorder import Recorder
@@ -108,7 +109,8 @@ def _result_of(
             recorder=recorder,
             notify=notify,
             model=submission.model if submission is not None else None,
-            inputs=submission.inputs if submission is not None else None,
+            inputs=submission.kept_inputs() if submission is not None else None,
+            file_inputs=submission.file_documents() if submission is not None else None,
             cancel=cancel,
         )
     except JobsInterruptedError:
@@ -229,8 +231,10 @@ def submit(
     """`POST /models/{model}/run` (never retried once the server may have it),
     then the job goes into the ledger before any waiting starts. With a
     `budget`, the job's cost is checked and reserved first (see `engine.budget`):
-    refused past it, or when it cannot be checked."""
+    refused past it, or when it cannot be checked. Its `@` values are uploaded
+    next (nothing is submitted when one cannot be), then the POST."""
     with budget_hold(budget, submission, recorder) as hold:
+        submission = send_files(client, submission, recorder=recorder, notify=notify)
         job = client.run(submission.model, submission.inputs, webhook_url=submission.webhook_url)
         hold.submitted(job)
     # Paid for now: whatever interrupts what follows, the user gets its id.

@@ -279,13 +279,18 @@ def validate_inputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any])
     type, a value not allowed, or a missing required value; then for anything
     else the whole JSON Schema refuses (an empty prompt under `minLength`, too
     many images under `maxItems`, a `pattern`, a `format`, nested objects...).
+    A `@PATH` or `@job:ID` value stands as a URL here (`file_refs.checkable`);
+    a `@` value where no URL goes is a usage error.
     """
+    from pixeldojo_cli.inputs.file_refs import checkable
+
     for name, value in inputs.items():
         if not _encodable(value):
             raise UsageError(
                 f"{name} is not valid Unicode text (bytes that are not UTF-8?).",
                 hint="Give it as UTF-8 text.",
             )
+    inputs = checkable(schema, inputs)
     _check_common_rules(schema, inputs)
     if not isinstance(schema, Mapping):
         return

@@ -256,9 +256,11 @@ def write_metadata(
     files: list[DownloadedFile],
     *,
     base_url: str | None = None,
+    file_inputs: list[dict[str, Any]] | None = None,
 ) -> Path:
     """The sidecar beside the outputs (`<jobId>.json`, see `job_stem`): the job,
-    its API (`baseUrl`), the model, the inputs and the files."""
+    its API (`baseUrl`), the model, the inputs, the files, and (`fileInputs`)
+    each `@` input as sent: its local path or source job, SHA-256 and URL."""
     ensure_folder(folder)
     path = sidecar_path(folder, job.id, base_url)
     document: dict[str, Any] = {"jobId": job.id}
@@ -272,6 +274,8 @@ def write_metadata(
             "files": [_file_entry(f) for f in files],
         }
     )
+    if file_inputs:
+        document["fileInputs"] = file_inputs
     write_json_atomic(path, document)
     return path
 

@@ -52,6 +52,7 @@ ENV_SHARED_BUDGET = "PIXELDOJO_SHARED_RATE_BUDGET"
 ENV_ALLOW_PRIVATE_OUTPUTS = "PIXELDOJO_ALLOW_PRIVATE_OUTPUTS"
 ENV_BUDGET_DAILY = "PIXELDOJO_BUDGET_DAILY"
 ENV_BUDGET_MONTHLY = "PIXELDOJO_BUDGET_MONTHLY"
+ENV_UPLOAD = "PIXELDOJO_UPLOAD"
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _FALSY = frozenset({"0", "false", "no", "off"})
 
@@ -80,7 +81,15 @@ CONFIG_KEYS: dict[str, str] = {
     # Credits a profile may spend per calendar day / month (local time); unset: no budget.
     "budget_daily": "credits",
     "budget_monthly": "credits",
+    # `@PATH` inputs: how a local file reaches the API (`data` or `command`; unset: refused).
+    "upload": "upload_way",
+    "upload_command": "command",
+    "upload_ttl": "duration",
+    "upload_timeout": "duration",
 }
+UPLOAD_WAYS = ("command", "data")
+DEFAULT_UPLOAD_TTL = 3600.0
+DEFAULT_UPLOAD_TIMEOUT = 120.0
 
 # The settings that belong to a profile (`[profiles.NAME]`), not to [defaults].
 PROFILE_KEYS = frozenset({"base_url", "budget_daily", "budget_monthly"})
@@ -363,6 +372,10 @@ class Settings:
     config_file: Path
     budget_daily: Setting = Setting(None, "default")
     budget_monthly: Setting = Setting(None, "default")
+    upload: Setting = Setting(None, "default")
+    upload_command: Setting = Setting(None, "default")
+    upload_ttl: Setting = Setting(DEFAULT_UPLOAD_TTL, "default")
+    upload_timeout: Setting = Setting(DEFAULT_UPLOAD_TIMEOUT, "default")
 
 
 def resolve_settings(
@@ -418,6 +431,10 @@ def resolve_settings(
         config_file=path,
         budget_daily=typed("budget_daily", ENV_BUDGET_DAILY, None),
         budget_monthly=typed("budget_monthly", ENV_BUDGET_MONTHLY, None),
+        upload=typed("upload", ENV_UPLOAD, None),
+        upload_command=_command(pick(None, env, None, both, "upload_command", None)),
+        upload_ttl=typed("upload_ttl", None, DEFAULT_UPLOAD_TTL),
+        upload_timeout=typed("upload_timeout", None, DEFAULT_UPLOAD_TIMEOUT),
     )
 
 
@@ -425,6 +442,39 @@ def _base_url_env(env: Mapping[str, str]) -> str:
     """The variable the base URL is read from: PIXELDOJO_BASE_URL, or its alias
     PIXELDOJO_API_BASE when only that one is set."""
     return ENV_API_BASE if env.get(ENV_API_BASE) and not env.get(ENV_BASE_URL) else ENV_BASE_URL
+
+
+def _command(setting: Setting) -> Setting:
+    """`upload_command`: a TOML array of strings (the words as they are), or one
+    string split as a POSIX shell splits words (no shell runs it); as a list."""
+    value = setting.value
+    if value is None:
+        return setting
+    file = setting.source.removeprefix("config:")
+    if isinstance(value, list) and value and all(isinstance(word, str) for word in value):
+        return Setting(list(value), setting.source)
+    if isinstance(value, str):
+        try:
+            return Setting(command_words(value), setting.source)
+        except ConfigError as exc:
+            raise ConfigError(f"In {file}: {exc.message}") from None
+    raise ConfigError(
+        f"In {file}: upload_command must be a list of strings or one string of words.",
+        hint='Write it as upload_command = ["my-upload", "{path}"] in ' + file + ".",
+    )
+
+
+def command_words(raw: str) -> list[str]:
+    """`raw` split into words as a POSIX shell splits them (quotes kept together)."""
+    import shlex
+
+    try:
+        words = shlex.split(raw)
+    except ValueError as exc:  # an unclosed quote
+        raise ConfigError(f"upload_command cannot be split into words: {exc}.") from None
+    if not words:
+        raise ConfigError("upload_command is empty: it needs at least the program to run.")
+    return words
 
 
 _TOML_TYPES = {bool: "true or false", int: "a number", float: "a number", list: "a list"}
@@ -474,6 +524,13 @@ def parse_setting(key: str, raw: str) -> Any:
         if not raw.startswith(("http://", "https://")):
             raise ConfigError(f"{key} must be an http(s) URL, got {raw!r}.")
         return raw.rstrip("/")
+    if kind == "upload_way":
+        if raw.strip().lower() not in UPLOAD_WAYS:
+            raise ConfigError(f"{key} must be command or data, got {raw[:60]!r}.")
+        return raw.strip().lower()
+    if kind == "command":
+        command_words(raw)
+        return raw
     if kind == "bool":
         word = raw.strip().lower()
         if word not in _TRUTHY | _FALSY:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from pixeldojo_cli.engine.batch_book import LineSource
     from pixeldojo_cli.engine.batch_file import BatchFile
     from pixeldojo_cli.engine.batch_lines import Line, Plan
+    from pixeldojo_cli.engine.uploaders import UploadSettings
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class BatchRequest:
     base_inputs: dict[str, Any] | None = None
     seed: int | None = None
     dry_run: bool = False
+    upload: UploadSettings | None = None
 
 
 def run_batch(
@@ -65,7 +67,7 @@ def run_batch(
     )
     batch_file = open_batch_file(request.batch_file)
     try:
-        plan = plan_batch(model, schema, batch_file, defaults)
+        plan = plan_batch(model, schema, batch_file, defaults, request.upload)
         if request.dry_run:
             _print_plan(state, plan, request.options)
         else:
@@ -179,13 +181,17 @@ def drive_plan(
 def _print_plan(state: AppState, plan: Plan, options: BatchOptions) -> None:
     from pixeldojo_cli.cli.budget_view import budget_lines
     from pixeldojo_cli.engine import Submission
+    from pixeldojo_cli.engine.file_inputs import check_file_inputs
 
     webhook_url = options.webhook_url
-    for number, inputs, estimate in plan.bodies():
+    source = plan.source
+    for number, asked, estimate in plan.bodies():
+        inputs, files = check_file_inputs(source.schema, asked, source.upload)
         body = {**inputs, **({"webhook_url": webhook_url} if webhook_url else {})}
-        state.render.result(
-            json.dumps({"line": number, "body": body, "estimatedCredits": estimate})
-        )
+        document = {"line": number, "body": body, "estimatedCredits": estimate}
+        if files is not None:
+            document["files"] = files.planned()  # what it would upload; nothing is
+        state.render.result(json.dumps(document))
     total = plan.total_estimate()
     state.render.info(
         f"{plural(len(plan), 'job')}, estimated {plural(total, 'credit')} in all. "

@@ -23,6 +23,7 @@ from pixeldojo_cli.cli.commands.run_flags import (
     YesOption,
     read_input_file,
     read_prompt_from_stdin,
+    upload_settings,
 )
 from pixeldojo_cli.cli.completion.complete import complete_model
 from pixeldojo_cli.cli.outputs import (
@@ -133,6 +134,7 @@ def compare(
             seeds=seeds,
             confirmed=yes,
             kind="compare",
+            upload=upload_settings(state, None),
         )
         read_ask(ask)  # a malformed PROMPT or --matrix: before any request
         with whole_command(options[0].timeout):

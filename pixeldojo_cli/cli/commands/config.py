@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 app = typer.Typer(
     help="Read and change the non-secret settings (output_dir, base_url, poll intervals, "
     "rate_limit, checksum, preview, unknown_status_timeout, allow_private_outputs, "
-    "budget_daily, budget_monthly). Keys are managed with `pixeldojo auth`.",
+    "budget_daily, budget_monthly, upload, upload_command, upload_ttl, upload_timeout). "
+    "Keys are managed with `pixeldojo auth`.",
     no_args_is_help=True,
     cls=PixelDojoGroup,
 )
@@ -25,8 +26,8 @@ KeyArgument = Annotated[
     typer.Argument(
         metavar="KEY",
         help="output_dir, base_url, poll_interval, max_poll_interval, rate_limit, checksum, "
-        "preview, unknown_status_timeout, allow_private_outputs, budget_daily or "
-        "budget_monthly.",
+        "preview, unknown_status_timeout, allow_private_outputs, budget_daily, "
+        "budget_monthly, upload, upload_command, upload_ttl or upload_timeout.",
     ),
 ]
 
@@ -97,6 +98,10 @@ def _shown(value: Any) -> str:
     """A value as the config file spells it: booleans as true/false."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, list):  # upload_command's words
+        import shlex
+
+        return shlex.join(str(word) for word in value)
     return "" if value is None else str(value)
 
 

@@ -180,7 +180,18 @@ def _input_lines(inputs: dict[str, Any]) -> list[str]:
 def _local_lines(local: LedgerJob) -> list[str]:
     lines = _input_lines(local.inputs)
     lines += [_label("Saved", f"{f.path} ({human_size(f.size)})") for f in local.files]
+    lines += [_label("File input", printable(_file_input_text(f))) for f in local.input_files]
     return lines
+
+
+def _file_input_text(entry: dict[str, Any]) -> str:
+    """One `@` input as sent: `image_url: /home/me/photo.png (sha256 ab12...) as URL`."""
+    where = f"{entry['input']}" + ("" if entry.get("index") is None else f"[{entry['index']}]")
+    source = entry.get("path") or f"job {entry.get('job')}"
+    if entry.get("job") and entry.get("path"):
+        source = f"job {entry['job']}, saved as {entry['path']}"
+    digest = f" (sha256 {entry['sha256']})" if entry.get("sha256") else ""
+    return f"{where}: {source}{digest} as {entry.get('url')}"
 
 
 @app.command(

@@ -28,12 +28,14 @@ from pixeldojo_cli.cli.commands.run_flags import (
     PromptArgument,
     RunRequest,
     SeedOption,
+    UploadOption,
     WebhookUrlOption,
     YesOption,
     check_webhook_url,
     read_input_file,
     read_prompt_from_stdin,
     refuse_flags_that_cannot_apply,
+    upload_settings,
 )
 from pixeldojo_cli.cli.outputs import (
     ChecksumOption,
@@ -61,7 +63,9 @@ PROMPT fills the model's `prompt` input; `-` reads it from stdin. Other inputs
 come from -p KEY=VALUE (coerced to the type the model's schema gives),
 -p KEY:=JSON (a JSON literal), or --input FILE (a JSON object; `-` reads stdin;
 -p wins over it). Inputs are checked against the schema before anything is
-spent.
+spent. In an input that takes a URL, @PATH sends a local file (uploaded the
+way `upload` says: data or command) and @job:ID/N an earlier job's output N;
+@@ is a literal @.
 
 Each downloaded file's path is printed on stdout, one per line; status goes to
 stderr. Files are named <jobId>-<n>.<ext>, with <jobId>.json beside them.
@@ -96,6 +100,8 @@ Examples:
   pixeldojo run flux-dev --batch prompts.txt --max-credits 50 -o out/
 
   pixeldojo run flux-dev "a {red|green} fox" --matrix seed=1..4 -o foxes/
+
+  pixeldojo run flux-kontext-pro "at night" -p image_url=@photo.png
 """
 
 
@@ -125,6 +131,7 @@ def run(
     matrix: MatrixOption = None,
     yes: YesOption = False,
     ignore_budget: IgnoreBudgetOption = False,
+    upload: UploadOption = None,
 ) -> None:
     state = get_state(ctx)
     with state.guard(json_output=json_output):
@@ -157,6 +164,7 @@ def run(
             matrix=tuple(matrix or ()),
             yes=yes,
             ignore_budget=ignore_budget,
+            upload=upload_settings(state, upload),
         )
         request.check()
         with whole_command(options[0].timeout):
@@ -224,6 +232,7 @@ def _run_sweep(
         seed=request.seed,
         matrix=request.matrix,
         confirmed=request.yes,
+        upload=request.upload,
     )
     run_sweep(state, client, [model], ask, batch_options, options, show, dry_run=request.dry_run)
 
@@ -254,6 +263,7 @@ def _batch_request(
         assignments=request.assignments,
         base_inputs=base_inputs,
         seed=request.seed,
+        upload=request.upload,
         options=batch_options,
         dry_run=request.dry_run,
     )
@@ -275,6 +285,7 @@ def _submission(
         base_inputs=base_inputs,
         seed=request.seed,
         webhook_url=request.webhook_url,
+        upload=request.upload,
     )
     return prepare(model, schema, ask, save_options.folder_for(None))
 
@@ -298,16 +309,20 @@ def _print_dry_run(
 
     webhook_url = submission.webhook_url
     body = {**submission.inputs, **({"webhook_url": webhook_url} if webhook_url else {})}
+    files = submission.files.planned() if submission.files is not None else []
     if json_output:
         document = {
             "model": submission.model,
             "body": body,
             "estimatedCredits": submission.estimate,
+            **({"files": files} if files else {}),
         }
         budgets = budget_document(state, submission, budget)
         state.render.json({**document, **budgets, "submitted": False})
         return
     state.render.json(body)
+    for line in planned_file_lines(files):
+        state.render.info(line)
     state.render.info(
         f"Estimated cost: {credits_text(submission.estimate)}. Nothing was submitted."
     )
@@ -375,6 +390,23 @@ def _follow_and_save(
         for line in result_lines(result):
             state.render.result(line)
     show.finish(state, [str(f.path) for f in result.files])
+
+
+def planned_file_lines(files: list[dict[str, Any]]) -> list[str]:
+    """--dry-run: one line per `@` file it would upload (nothing is uploaded)."""
+    from pixeldojo_cli.core.text import safe_text
+
+    lines = []
+    for entry in files:
+        where = entry["input"] + ("" if entry["index"] is None else f"[{entry['index']}]")
+        if "path" in entry:
+            lines.append(
+                f"Would upload {safe_text(entry['path'])} for {where}: {entry['size']:,} bytes, "
+                f"{entry['type']}, SHA-256 {entry['sha256']}."
+            )
+        else:
+            lines.append(f"Would use the output of job {safe_text(entry['job'])} for {where}.")
+    return lines
 
 
 def credits_text(value: float | None, *, unit: bool = True) -> str:

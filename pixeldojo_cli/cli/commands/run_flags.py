@@ -21,10 +21,11 @@ from pixeldojo_cli.cli.state import (
     read_text_argument,
 )
 from pixeldojo_cli.core.durations import ascii_number, parse_duration
-from pixeldojo_cli.core.errors import UsageError
+from pixeldojo_cli.core.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from pixeldojo_cli.engine import JobFlags
+    from pixeldojo_cli.engine.uploaders import UploadSettings
 
 
 class ProgressMode(StrEnum):
@@ -136,6 +137,15 @@ def parse_credits(value: Any) -> float:
     return number
 
 
+UploadOption = Annotated[
+    str | None,
+    typer.Option(
+        "--upload",
+        metavar="WAY",
+        help="How @PATH files reach the API: data (inline data: URI) or command "
+        "(upload_command); or PIXELDOJO_UPLOAD, or `config set upload`.",
+    ),
+]
 MaxCreditsOption = Annotated[
     float | None,
     typer.Option(
@@ -241,6 +251,7 @@ class RunRequest:
     matrix: tuple[str, ...] = ()
     yes: bool = False
     ignore_budget: bool = False
+    upload: UploadSettings | None = None
 
     def check(self) -> None:
         """Refuse what cannot go together, before anything is read or spent."""
@@ -268,6 +279,30 @@ class RunRequest:
         from pixeldojo_cli.inputs.sweeps import parse_prompt
 
         return None if self.prompt is None else parse_prompt(self.prompt).render(())
+
+
+def upload_settings(state: AppState, flag: str | None) -> UploadSettings:
+    """The uploader in force: --upload > PIXELDOJO_UPLOAD > config > default (none;
+    `data` under the embedded emulator, so `@PATH` works with no configuration)."""
+    from pixeldojo_cli.engine.uploaders import UploadSettings
+    from pixeldojo_cli.store.settings import parse_setting
+
+    settings = state.settings()
+    way, source = settings.upload.value, settings.upload.source
+    if flag is not None:
+        try:
+            way, source = parse_setting("upload", flag), "--upload"
+        except ConfigError as exc:
+            raise UsageError(exc.message.replace("upload must", "--upload must")) from None
+    elif way is None and state.use_emulator:
+        way, source = "data", "the embedded emulator's default"
+    return UploadSettings(
+        way=way,
+        command=tuple(settings.upload_command.value or ()),
+        timeout=float(settings.upload_timeout.value),
+        ttl=float(settings.upload_ttl.value),
+        source=source,
+    )
 
 
 def read_input_file(path: str) -> dict[str, Any]:

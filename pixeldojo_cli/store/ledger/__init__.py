@@ -44,6 +44,7 @@ from pixeldojo_cli.store.ledger.records import (
     refused_record,
     status_record,
     submission_record,
+    upload_record,
 )
 from pixeldojo_cli.store.ledger.schema import SCHEMA_VERSION
 from pixeldojo_cli.store.ledger.sidefile import (
@@ -87,4 +88,5 @@ __all__ = [
     "status_record",
     "submission_record",
     "total",
+    "upload_record",
 ]

@@ -66,6 +66,13 @@ def apply_record(db: sqlite3.Connection, record: Mapping[str, Any], *, replaying
         )
     elif op == "balance":
         balances.apply_balance(db, record)
+    elif op == "upload":
+        db.execute(
+            "INSERT OR REPLACE INTO uploads (uploader, sha256, url, size, mime, uploaded_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (record["uploader"], record["sha256"], record["url"], record.get("size"),
+             record.get("mime"), stamp(record_time(record))),
+        )  # fmt: skip
     elif op == "attach":
         claims.attach(db, record["base_url"], record["profile"], record["input_hash"],
                       record["job_id"])  # fmt: skip
@@ -145,8 +152,24 @@ def _apply_submission(
             record.get("input_hash"),
         ),
     )
+    _apply_input_files(db, record["base_url"], job.id, record.get("file_inputs") or [])
     if record.get("input_hash"):
         claims.attach(db, record["base_url"], record["profile"], record["input_hash"], job.id)
+
+
+def _apply_input_files(
+    db: sqlite3.Connection, base_url: str, job_id: str, files: Sequence[Mapping[str, Any]]
+) -> None:
+    """A job's file inputs as sent (kept as they were first recorded)."""
+    db.executemany(
+        "INSERT OR IGNORE INTO input_files (base_url, job_id, position, input, item, path,"
+        " source_job, sha256, size, mime, url) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (base_url, job_id, position, str(f["input"]), f.get("index"), f.get("path"),
+             f.get("job"), f.get("sha256"), f.get("size"), f.get("type"), str(f["url"]))
+            for position, f in enumerate(files)
+        ],
+    )  # fmt: skip
 
 
 def _apply_status(db: sqlite3.Connection, record: Mapping[str, Any], *, replaying: bool) -> None:

@@ -44,6 +44,7 @@ from pixeldojo_cli.store.ledger.records import (
 )
 from pixeldojo_cli.store.ledger.spending import Spend, SpentJob
 from pixeldojo_cli.store.ledger.values import now as _now
+from pixeldojo_cli.store.ledger.values import stamp
 from pixeldojo_cli.store.settings import ledger_path
 
 # At most this many durations are read back for one model (the history is bounded).
@@ -459,6 +460,18 @@ class Ledger:
             for job_id, group_id, kind, varied in rows:
                 found.setdefault(job_id, []).append(JobGroup(group_id, kind, json.loads(varied)))
         return found
+
+    def upload_url(self, uploader: str, sha256: str, ttl: float) -> str | None:
+        """The URL `uploader` gave for the file `sha256` less than `ttl` seconds
+        ago, if any: the same file is not uploaded again while it is good."""
+        since = stamp(_now() - timedelta(seconds=ttl))
+        row = self._read(
+            lambda: self._db.execute(
+                "SELECT url FROM uploads WHERE uploader = ? AND sha256 = ? AND uploaded_at > ?",
+                (uploader, sha256, since),
+            ).fetchone()
+        )
+        return str(row[0]) if row else None
 
     def unsaved(self, *, base_url: str, profile: str) -> list[LedgerJob]:
         """Jobs whose outputs were never downloaded, oldest first."""

@@ -47,6 +47,8 @@ class LedgerJob:
     duration: float | None = None
     # The last try at saving its outputs was refused (`OutputRefusedError`).
     refused: bool = False
+    # Its `@` inputs as sent: `input`, `index`, `path` or `job`, `sha256`, `size`, `type`, `url`.
+    input_files: tuple[dict[str, Any], ...] = ()
 
     @property
     def downloaded(self) -> bool:
@@ -78,6 +80,22 @@ def files_of(db: sqlite3.Connection, base_url: str, job_id: str) -> tuple[Ledger
     return tuple(LedgerFile(*row) for row in rows)
 
 
+def input_files_of(
+    db: sqlite3.Connection, base_url: str, job_id: str
+) -> tuple[dict[str, Any], ...]:
+    """A job's file inputs as sent, in order (none for a ledger without the table)."""
+    try:
+        rows = db.execute(
+            "SELECT input, item, path, source_job, sha256, size, mime, url FROM input_files"
+            " WHERE base_url = ? AND job_id = ? ORDER BY position",
+            (base_url, job_id),
+        ).fetchall()
+    except sqlite3.OperationalError:  # a read-only ledger of an older version
+        return ()
+    keys = ("input", "index", "path", "job", "sha256", "size", "type", "url")
+    return tuple(dict(zip(keys, row, strict=True)) for row in rows)
+
+
 def job_from_row(db: sqlite3.Connection, row: Sequence[Any]) -> LedgerJob:
     """A `LedgerJob` from a row of `JOB_COLUMNS` (damaged values read as empty)."""
     (base_url, job_id, profile, model, inputs, estimated, charged, submitted, status,
@@ -98,6 +116,7 @@ def job_from_row(db: sqlite3.Connection, row: Sequence[Any]) -> LedgerJob:
         lost=lost == 1,
         refused=lost == LOST_REFUSED,
         files=files_of(db, base_url, job_id),
+        input_files=input_files_of(db, base_url, job_id),
         completed_at=parse_time(completed),
         duration=duration,
     )

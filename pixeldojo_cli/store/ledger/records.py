@@ -57,8 +57,10 @@ def submission_record(
     estimated_credits: float | None,
     output_dir: Path,
     input_hash: str | None = None,
+    file_inputs: Sequence[Mapping[str, Any]] = (),
 ) -> LedgerRecord:
-    """A job the API just accepted (`Ledger.record_submission`)."""
+    """A job the API just accepted (`Ledger.record_submission`), with its file
+    inputs as sent (`input`, `index`, `path` or `job`, `sha256`, `size`, `type`, `url`)."""
     return {
         "op": "submission",
         "at": now().isoformat(),
@@ -70,7 +72,14 @@ def submission_record(
         "output_dir": str(output_dir.resolve()),
         "input_hash": input_hash,
         "job": job.raw,
+        **({"file_inputs": [dict(f) for f in file_inputs]} if file_inputs else {}),
     }
+
+
+def upload_record(uploader: str, sha256: str, url: str, size: int, mime: str) -> LedgerRecord:
+    """A file uploaded by `uploader`, for reuse while `upload_ttl` lasts."""
+    return {"op": "upload", "at": now().isoformat(), "uploader": uploader, "sha256": sha256,
+            "url": url, "size": size, "mime": mime}  # fmt: skip
 
 
 def status_record(base_url: str, job: Job) -> LedgerRecord:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 FILES_TABLE = """CREATE TABLE IF NOT EXISTS files (
     base_url TEXT NOT NULL,
@@ -82,6 +82,32 @@ RESERVATIONS_TABLE = """CREATE TABLE IF NOT EXISTS reservations (
 # v8: what a profile spent since a time (budgets, `usage`) is read by this index.
 SPEND_INDEX = "CREATE INDEX IF NOT EXISTS jobs_by_spend ON jobs (base_url, profile, submitted_at)"
 
+# v9: `@PATH` inputs. Each upload's URL, by uploader and SHA-256, reused while
+# `upload_ttl` lasts; and each job's file inputs as sent (source, SHA-256, URL).
+UPLOADS_TABLE = """CREATE TABLE IF NOT EXISTS uploads (
+    uploader TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    url TEXT NOT NULL,
+    size INTEGER,
+    mime TEXT,
+    uploaded_at TEXT NOT NULL,
+    PRIMARY KEY (uploader, sha256)
+)"""
+INPUT_FILES_TABLE = """CREATE TABLE IF NOT EXISTS input_files (
+    base_url TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    input TEXT NOT NULL,
+    item INTEGER,
+    path TEXT,
+    source_job TEXT,
+    sha256 TEXT,
+    size INTEGER,
+    mime TEXT,
+    url TEXT NOT NULL,
+    PRIMARY KEY (base_url, job_id, position)
+)"""
+
 SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS jobs (
     base_url TEXT NOT NULL,
@@ -108,6 +134,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 {BALANCES_TABLE};
 {JOB_GROUPS_TABLE};
 {RESERVATIONS_TABLE};
+{UPLOADS_TABLE};
+{INPUT_FILES_TABLE};
 CREATE INDEX IF NOT EXISTS jobs_by_time ON jobs (submitted_at);
 CREATE INDEX IF NOT EXISTS jobs_by_input ON jobs (base_url, profile, input_hash);
 CREATE INDEX IF NOT EXISTS jobs_by_model ON jobs (base_url, model, completed_at);
@@ -139,6 +167,8 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     6: (JOB_GROUPS_TABLE,),
     # v8: budgets reserve each job's estimate before its POST (a new table only).
     7: (RESERVATIONS_TABLE, SPEND_INDEX),
+    # v9: uploads and file inputs (new tables only: may be renumbered freely).
+    8: (UPLOADS_TABLE, INPUT_FILES_TABLE),
 }
 
 
