@@ -12,6 +12,7 @@ from pixeldojo_cli.cli.commands import config as config_cmd
 from pixeldojo_cli.cli.commands import download as download_cmd
 from pixeldojo_cli.cli.commands import emulator as emulator_cmd
 from pixeldojo_cli.cli.commands import jobs as jobs_cmd
+from pixeldojo_cli.cli.commands import mcp as mcp_cmd
 from pixeldojo_cli.cli.commands import models as models_cmd
 from pixeldojo_cli.cli.commands import run as run_cmd
 from pixeldojo_cli.cli.commands import webhook as webhook_cmd
@@ -82,6 +83,7 @@ app.add_typer(emulator_cmd.app, name="emulator", cls=PixelDojoGroup)
 app.command(
     "api", cls=PixelDojoCommand, help=api_cmd.HELP, epilog=api_cmd.EXAMPLES, no_args_is_help=True
 )(api_cmd.api)
+app.command("mcp", cls=PixelDojoCommand, help=mcp_cmd.HELP, epilog=mcp_cmd.EXAMPLES)(mcp_cmd.mcp)
 
 
 @app.command(

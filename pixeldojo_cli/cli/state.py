@@ -275,12 +275,7 @@ class AppState:
         except Exception as exc:
             if self.verbose:
                 self.render.err_console.print(traceback.format_exc(), markup=False)
-            bug = PixelDojoError(
-                f"Unexpected error: {type(exc).__name__}: {exc}",
-                hint="This is a bug in pixeldojo-cli: please report it (rerun with -v for more).",
-            )
-            bug.code = "unexpected"
-            self._report(bug, json_output)
+            self._report(unexpected_error(exc), json_output)
             raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
 
     def _report(self, exc: PixelDojoError, json_output: bool) -> None:
@@ -301,6 +296,16 @@ class AppState:
                 sys.stderr.write(f"error: {safe_text(line)} ({exc.code})\n")
             except Exception:
                 return
+
+
+def unexpected_error(exc: Exception) -> PixelDojoError:
+    """An exception none of our code raised on purpose: a bug, said as one (exit 1)."""
+    bug = PixelDojoError(
+        f"Unexpected error: {type(exc).__name__}: {exc}",
+        hint="This is a bug in pixeldojo-cli: please report it (rerun with -v for more).",
+    )
+    bug.code = "unexpected"
+    return bug
 
 
 def _key_source(source: str) -> str:
