@@ -235,6 +235,7 @@ class Tools:
         """Follow one job to its end and save it (the engine's), within `timeout`."""
         from pixeldojo_cli.core.deadlines import within
         from pixeldojo_cli.engine import wait_and_save
+        from pixeldojo_cli.engine.following import stoppable_pause
 
         wait = self.wait_options
         if timeout is not None:
@@ -248,7 +249,7 @@ class Tools:
                 recorder=self.recorder,
                 notify=self._notice,
                 submission=submission,
-                sleep=self._sleep,
+                sleep=stoppable_pause(self.stop),
             )
         if result.error is not None:
             raise result.error
@@ -335,9 +336,3 @@ class Tools:
     def _notice(self, event: Event) -> None:
         """The engine's notices go to stderr (stdout carries only the protocol)."""
         self.state.render.show_notice(event)
-
-    def _sleep(self, seconds: float) -> None:
-        """The pause between polls; once the client has gone, the wait ends here
-        as an interrupted one (the job stays in the ledger)."""
-        if self.stop.wait(seconds):
-            raise KeyboardInterrupt
