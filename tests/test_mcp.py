@@ -394,3 +394,27 @@ def test_start_up_imports_neither_the_mcp_sdk_nor_pygments(args: tuple[str, ...]
     assert "pixeldojo_cli" in modules
     assert not {m for m in modules if m.split(".")[0] in ("mcp", "pygments", "click")}
     assert "rich.syntax" not in modules  # (httpx's own command line imports it, and the above)
+
+
+def test_generate_with_thumbnail_adds_a_small_png_never_the_output(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    import base64
+    import io
+
+    from PIL import Image
+
+    async def scenario(client: ClientSession) -> CallToolResult:
+        ask = {"model": "flux-dev", "prompt": "x", "thumbnail": True}
+        return await client.call_tool("generate", ask)
+
+    emulator = make_emulator(image_size=1024)
+    result = drive(scenario, "-o", "out", emulator=emulator, errlog=tmp_path / "e")
+    found = answer(result)
+    [image] = [block for block in result.content if block.type == "image"]
+    assert found["thumbnail"] == image.mime_type == "image/png"  # type: ignore[union-attr]
+    png = base64.b64decode(image.data)  # type: ignore[union-attr]
+    with Image.open(found["files"][0]["path"]) as output:
+        assert max(output.size) == 1024
+    with Image.open(io.BytesIO(png)) as picture:
+        assert picture.format == "PNG" and max(picture.size) == 256

@@ -9,16 +9,17 @@ Every string in an answer is made safe (`safe_text`) with secrets masked.
 
 from __future__ import annotations
 
-import functools
+import base64
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.mcpserver import MCPServer
-from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from mcp.types import CallToolResult, ImageContent, TextContent, ToolAnnotations
 from pydantic import Field
 
-from pixeldojo_cli.cli.mcp_tools import HISTORY_LIMIT, Tools
+from pixeldojo_cli.cli.mcp_tools import HISTORY_LIMIT, THUMBNAIL_SIZE, Tools, thumbnail_png
 from pixeldojo_cli.cli.render import Renderer
 from pixeldojo_cli.cli.state import unexpected_error
 from pixeldojo_cli.core.errors import PixelDojoError
@@ -94,10 +95,47 @@ def answered(render: Renderer, call: Callable[[], dict[str, Any]]) -> CallToolRe
     return CallToolResult(content=[text], structured_content=safe)
 
 
-async def in_thread(render: Renderer, call: Callable[[], dict[str, Any]]) -> CallToolResult:
-    """The engine is synchronous: run it on a worker thread that a client going
-    away abandons (its waits end at their next pause, see `Tools.stop`)."""
-    work = functools.partial(answered, render, call)
+def with_thumbnail(result: CallToolResult) -> CallToolResult:
+    """`generate`'s answer with a small PNG of its first picture (never the output
+    itself); `thumbnail` in the answer says what came, or why nothing did."""
+    from pixeldojo_cli.cli.picture import NoPreview
+
+    answer = result.structured_content
+    if result.is_error or not isinstance(answer, dict):
+        return result
+    pictures = [f["path"] for f in answer.get("files", []) if _is_picture(f["path"])]
+    image: ImageContent | None = None
+    try:
+        if not pictures:
+            raise NoPreview("no picture among the outputs")
+        data = base64.b64encode(thumbnail_png(Path(pictures[0]))).decode("ascii")
+        image = ImageContent(type="image", data=data, mime_type="image/png")
+        answer["thumbnail"] = "image/png"
+    except NoPreview as exc:
+        answer["thumbnail"] = safe_text(f"none: {exc}")
+    content: list[Any] = [TextContent(type="text", text=dump_json(answer))]
+    return CallToolResult(
+        content=[*content, *([image] if image else [])], structured_content=answer
+    )
+
+
+def _is_picture(path: str) -> bool:
+    return path.lower().endswith((".png", ".jpg", ".jpeg", ".webp", ".gif"))
+
+
+async def in_thread(
+    render: Renderer,
+    call: Callable[[], dict[str, Any]],
+    then: Callable[[CallToolResult], CallToolResult] | None = None,
+) -> CallToolResult:
+    """The engine is synchronous: run it (and `then` on its answer) on a worker
+    thread that a client going away abandons (its waits end at their next
+    pause, see `Tools.stop`)."""
+
+    def work() -> CallToolResult:
+        result = answered(render, call)
+        return then(result) if then is not None else result
+
     return await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
 
 
@@ -148,15 +186,20 @@ def _job_tools(server: MCPServer[Any], tools: Tools) -> None:
         seed: Seed = None,
         wait: Annotated[bool, Field(description="false: return the job id at once.")] = True,
         timeout_seconds: Timeout = None,
+        thumbnail: Annotated[
+            bool, Field(description=f"Add a PNG thumbnail ({THUMBNAIL_SIZE} px at most).")
+        ] = False,
     ) -> CallToolResult:
         """Generate an image or video: inputs checked (a bad one spends nothing), the job
         submitted (spends credits), followed, and its outputs saved. Returns {jobId, model,
         status, outcome, files: [{path, size, sha256, url}], sidecar, creditsCharged,
         estimatedCredits, seconds, sessionSpent, maxCredits, creditsLeft}; paths are absolute.
-        With wait=false: {jobId, status, ...} at once; then call wait_for_job."""
+        With wait=false: {jobId, status, ...} at once; then call wait_for_job. With
+        thumbnail=true, a small PNG of the first picture comes as an image beside it."""
         return await in_thread(
             render,
             lambda: tools.generate(model, prompt, inputs, seed, wait=wait, timeout=timeout_seconds),
+            with_thumbnail if thumbnail and wait else None,
         )
 
     @server.tool(annotations=LOOK)

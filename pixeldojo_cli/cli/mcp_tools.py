@@ -39,6 +39,31 @@ MAX_HISTORY_LIMIT = 1000
 MAX_WAIT_SECONDS = 86400.0
 
 
+# A thumbnail is at most this many pixels a side: a glance, never the output itself.
+THUMBNAIL_SIZE = 256
+
+
+def thumbnail_png(path: Path) -> bytes:
+    """A small PNG of the picture at `path`, decoded within `--preview`'s memory
+    budget (`picture.load_reduced`); `NoPreview` says why there is none."""
+    import io
+
+    from pixeldojo_cli.cli.picture import NoPreview, load_reduced
+
+    def box_for(size: tuple[int, int]) -> tuple[int, int]:
+        scale = min(1.0, THUMBNAIL_SIZE / max(1, *size))
+        return max(1, round(size[0] * scale)), max(1, round(size[1] * scale))
+
+    try:
+        picture = load_reduced(path, box_for)
+    except ImportError:
+        raise NoPreview("Pillow is not installed: pip install 'pixeldojo-cli[preview]'") from None
+    picture.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+    out = io.BytesIO()
+    picture.save(out, format="PNG")
+    return out.getvalue()
+
+
 class SpendCap:
     """`mcp --max-credits`: what one server session may spend, across every call.
 
