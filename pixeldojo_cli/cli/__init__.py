@@ -10,6 +10,19 @@ from types import FrameType
 from pixeldojo_cli.cli.argv import hoist_global_options
 from pixeldojo_cli.core import interrupts
 
+
+def _skip_httpx_command_line() -> None:
+    """`import httpx` also imports httpx's own command line (click, rich.syntax,
+    pygments: about 60 ms) whenever click can be imported, as it can once the
+    `[mcp]` extra is installed. We never run it: marking it absent (a None in
+    `sys.modules` makes its import fail) makes httpx take its documented
+    fallback, so every command starts as fast with the extra as without."""
+    if "httpx" not in sys.modules:
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+
+
+_skip_httpx_command_line()
+
 INTERRUPTED = interrupts.INTERRUPTED_EXIT
 # A reader that went away (`pixeldojo models | head -1`): exit as a process killed by
 # SIGPIPE is reported by a shell (128 + 13), with nothing printed.

@@ -13,6 +13,7 @@ from pixeldojo_cli.cli.commands import config as config_cmd
 from pixeldojo_cli.cli.commands import download as download_cmd
 from pixeldojo_cli.cli.commands import emulator as emulator_cmd
 from pixeldojo_cli.cli.commands import jobs as jobs_cmd
+from pixeldojo_cli.cli.commands import mcp as mcp_cmd
 from pixeldojo_cli.cli.commands import models as models_cmd
 from pixeldojo_cli.cli.commands import run as run_cmd
 from pixeldojo_cli.cli.commands import skill as skill_cmd
@@ -101,6 +102,7 @@ app.command(
 app.command("skill", cls=PixelDojoCommand, help=skill_cmd.HELP, epilog=skill_cmd.EXAMPLES)(
     skill_cmd.skill
 )
+app.command("mcp", cls=PixelDojoCommand, help=mcp_cmd.HELP, epilog=mcp_cmd.EXAMPLES)(mcp_cmd.mcp)
 
 
 @app.command(

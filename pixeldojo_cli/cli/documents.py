@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from pixeldojo_cli.api.results import Job
+    from pixeldojo_cli.api.results import Job, Model
     from pixeldojo_cli.engine import JobResult
     from pixeldojo_cli.engine.webhooks import Delivery
     from pixeldojo_cli.store.files import DownloadedFile
@@ -23,6 +23,18 @@ def rfc3339(when: datetime | None) -> str | None:
     if when is None:
         return None
     return when.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def model_summary(model: Model) -> dict[str, Any]:
+    """A model, as `models --json` (and the MCP server's `list_models`) shows it."""
+    return {
+        "id": model.id,
+        "name": model.name,
+        "type": model.modality,
+        "description": model.description,
+        "creditCost": model.cost.raw,
+        "features": list(model.features),
+    }
 
 
 def file_document(file: DownloadedFile | LedgerFile) -> dict[str, Any]:

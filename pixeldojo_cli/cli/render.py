@@ -277,16 +277,24 @@ class Renderer:
 
     def error(self, exc: PixelDojoError, *, json_output: bool = False) -> None:
         """The error on stderr (one sentence, then what to do next); under --json, on stdout too."""
-        code = f" ({exc.code})" if exc.code else ""
-        message = self.scrub(exc.message)
-        line = self.for_people(f"error: {message}{code}")
+        line, hint = self.error_text(exc)
         self.err_console.print(line, style="bold red", markup=False)
-        if exc.hint:
-            self.err_console.print(self.for_people(exc.hint), markup=False)
+        if hint:
+            self.err_console.print(hint, markup=False)
         if json_output:
-            document = exc.to_json()
-            document["error"]["message"] = message
-            self.json(document)
+            self.json(self.error_document(exc))
+
+    def error_text(self, exc: PixelDojoError) -> tuple[str, str]:
+        """The error's line (`error: MESSAGE (code)`) and its hint (or ""), made safe."""
+        code = f" ({exc.code})" if exc.code else ""
+        line = self.for_people(f"error: {self.scrub(exc.message)}{code}")
+        return line, self.for_people(exc.hint) if exc.hint else ""
+
+    def error_document(self, exc: PixelDojoError) -> dict[str, Any]:
+        """The `{"error": {...}}` document of `--json`, with secrets masked in the message."""
+        document = exc.to_json()
+        document["error"]["message"] = self.scrub(exc.message)
+        return document
 
     # --- progress ------------------------------------------------------------
 

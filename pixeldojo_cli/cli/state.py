@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from pixeldojo_cli.emulator import Emulator
     from pixeldojo_cli.engine import EventSink, JobFlags, Recorder, SaveOptions, WaitOptions
     from pixeldojo_cli.engine.budget import Budget
+    from pixeldojo_cli.engine.uploaders import UploadSettings
     from pixeldojo_cli.store.ledger import Ledger
     from pixeldojo_cli.store.settings import Settings
 
@@ -116,6 +117,31 @@ class AppState:
         if ignore or self.use_emulator:
             return Budget(max_credits=max_credits)
         return Budget(settings.budget_daily.value, settings.budget_monthly.value, max_credits)
+
+    def upload(self, flag: str | None = None) -> UploadSettings:
+        """The uploader in force for `@PATH` inputs: --upload (`flag`) >
+        PIXELDOJO_UPLOAD > config > default (none; `data` under the embedded
+        emulator, so `@PATH` works with no configuration)."""
+        from pixeldojo_cli.core.errors import ConfigError
+        from pixeldojo_cli.engine.uploaders import UploadSettings
+        from pixeldojo_cli.store.settings import parse_setting
+
+        settings = self.settings()
+        way, source = settings.upload.value, settings.upload.source
+        if flag is not None:
+            try:
+                way, source = parse_setting("upload", flag), "--upload"
+            except ConfigError as exc:
+                raise UsageError(exc.message.replace("upload must", "--upload must")) from None
+        elif way is None and self.use_emulator:
+            way, source = "data", "the embedded emulator's default"
+        return UploadSettings(
+            way=way,
+            command=tuple(settings.upload_command.value or ()),
+            timeout=float(settings.upload_timeout.value),
+            ttl=float(settings.upload_ttl.value),
+            source=source,
+        )
 
     def _say_what_was_not_recorded(self) -> None:
         """At the end, every job the ledger could not take, by id."""
@@ -287,12 +313,7 @@ class AppState:
         except Exception as exc:
             if self.verbose:
                 self.render.err_console.print(traceback.format_exc(), markup=False)
-            bug = PixelDojoError(
-                f"Unexpected error: {type(exc).__name__}: {exc}",
-                hint="This is a bug in pixeldojo-cli: please report it (rerun with -v for more).",
-            )
-            bug.code = "unexpected"
-            self._report(bug, json_output)
+            self._report(unexpected_error(exc), json_output)
             raise typer.Exit(int(ExitCode.UNEXPECTED)) from None
 
     def _report(self, exc: PixelDojoError, json_output: bool) -> None:
@@ -313,6 +334,16 @@ class AppState:
                 sys.stderr.write(f"error: {safe_text(line)} ({exc.code})\n")
             except Exception:
                 return
+
+
+def unexpected_error(exc: Exception) -> PixelDojoError:
+    """An exception none of our code raised on purpose: a bug, said as one (exit 1)."""
+    bug = PixelDojoError(
+        f"Unexpected error: {type(exc).__name__}: {exc}",
+        hint="This is a bug in pixeldojo-cli: please report it (rerun with -v for more).",
+    )
+    bug.code = "unexpected"
+    return bug
 
 
 def _key_source(source: str) -> str:

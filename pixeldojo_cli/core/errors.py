@@ -82,6 +82,8 @@ EXIT_CODES: dict[str, ExitCode] = {
     "budget_exceeded": ExitCode.CREDITS,
     "budget_unchecked": ExitCode.CREDITS,
     "interrupted": ExitCode.INTERRUPTED,
+    # `mcp --max-credits`: a job that would take the session past its cap, refused unsent.
+    "max_credits": ExitCode.CREDITS,
 }
 
 
@@ -321,6 +323,12 @@ class WriteError(PixelDojoError):
 
     code = "write_failed"
     default_hint = "Check the output folder exists, is writable and has free space."
+
+
+class SpendCapError(PixelDojoError):
+    """A job refused before it was submitted: its estimate would pass a spend cap."""
+
+    code = "max_credits"
 
 
 # --- API errors -------------------------------------------------------------

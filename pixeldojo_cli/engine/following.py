@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -440,6 +441,18 @@ def follow(
     finally:
         interrupts.set_resume_hint(None)
     return ended
+
+
+def stoppable_pause(stop: threading.Event) -> Callable[[float], None]:
+    """A `sleep` for `follow` that ends the wait as an interrupted one (the jobs
+    keep running, in the ledger) as soon as `stop` is set from another thread:
+    a server whose client went away stops waiting for it."""
+
+    def pause(seconds: float) -> None:
+        if stop.wait(seconds):
+            raise KeyboardInterrupt
+
+    return pause
 
 
 def interrupted_waiting(job_ids: Sequence[str]) -> JobsInterruptedError:

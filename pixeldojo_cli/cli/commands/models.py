@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import json
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
 from pixeldojo_cli.cli.completion.complete import complete_model
+from pixeldojo_cli.cli.documents import model_summary
 from pixeldojo_cli.cli.help import PixelDojoCommand, PixelDojoGroup
 from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import get_state
 from pixeldojo_cli.cli.tables import Column, number_text
-
-if TYPE_CHECKING:
-    from pixeldojo_cli.api.results import Model
 
 
 class ModelType(StrEnum):
@@ -69,18 +67,6 @@ Examples:
 
   pixeldojo models --feature lora --json | jq -r '.[].id'
 """
-
-
-def model_summary(model: Model) -> dict[str, Any]:
-    """The JSON form of a model in `models --json`."""
-    return {
-        "id": model.id,
-        "name": model.name,
-        "type": model.modality,
-        "description": model.description,
-        "creditCost": model.cost.raw,
-        "features": list(model.features),
-    }
 
 
 def _list(

@@ -21,7 +21,7 @@ from pixeldojo_cli.cli.state import (
     read_text_argument,
 )
 from pixeldojo_cli.core.durations import ascii_number, parse_duration
-from pixeldojo_cli.core.errors import ConfigError, UsageError
+from pixeldojo_cli.core.errors import UsageError
 
 if TYPE_CHECKING:
     from pixeldojo_cli.engine import JobFlags
@@ -282,27 +282,8 @@ class RunRequest:
 
 
 def upload_settings(state: AppState, flag: str | None) -> UploadSettings:
-    """The uploader in force: --upload > PIXELDOJO_UPLOAD > config > default (none;
-    `data` under the embedded emulator, so `@PATH` works with no configuration)."""
-    from pixeldojo_cli.engine.uploaders import UploadSettings
-    from pixeldojo_cli.store.settings import parse_setting
-
-    settings = state.settings()
-    way, source = settings.upload.value, settings.upload.source
-    if flag is not None:
-        try:
-            way, source = parse_setting("upload", flag), "--upload"
-        except ConfigError as exc:
-            raise UsageError(exc.message.replace("upload must", "--upload must")) from None
-    elif way is None and state.use_emulator:
-        way, source = "data", "the embedded emulator's default"
-    return UploadSettings(
-        way=way,
-        command=tuple(settings.upload_command.value or ()),
-        timeout=float(settings.upload_timeout.value),
-        ttl=float(settings.upload_ttl.value),
-        source=source,
-    )
+    """The uploader in force (`AppState.upload`): --upload over the settings."""
+    return state.upload(flag)
 
 
 def read_input_file(path: str) -> dict[str, Any]:
