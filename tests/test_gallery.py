@@ -228,11 +228,11 @@ def test_gallery_group_by_a_key_no_job_has_is_exit_2_with_did_you_mean(cli: Invo
 
 def test_a_filter_matching_nothing_is_a_sentence_exit_0_and_no_file(cli: Invoke) -> None:
     run_job(cli, "flux-dev", "x")
-    result = cli("gallery", "--model", "no-such-model")
+    result = cli("gallery", "--model", "no-such-model", "-o", "new/sheet.html")
     assert result.exit_code == 0
     assert result.stdout == ""
     assert "match" in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert not Path("contact-sheet.html").exists()
+    assert not Path("new").exists()
 
 
 def test_a_ledger_that_cannot_be_read_is_one_line_and_exit_10(

@@ -147,12 +147,16 @@ def gallery(
 def _write(
     state: AppState, jobs: list[LedgerJob], request: SheetRequest, grid: Path | None
 ) -> None:
-    """The page (and the PNG), each path on stdout as it is written."""
+    """The page (and the PNG), each path on stdout as it is written (their folders
+    made if missing)."""
     from pixeldojo_cli.engine.gallery import write_grid_for, write_sheet_for
+    from pixeldojo_cli.store.files import ensure_folder
 
+    ensure_folder(request.path.parent)
     write_sheet_for(jobs, request)
     state.render.result(str(request.path))
     if grid is not None:
+        ensure_folder(grid.parent)
         left_out = write_grid_for(jobs, request, grid, _load_thumbnail)
         state.render.result(str(grid))
         if left_out:
@@ -163,13 +167,9 @@ def _write(
 
 def _page_path(state: AppState, output: Path | None) -> Path:
     """Where the page goes: `-o FILE` (an .html name, not a folder), or
-    contact-sheet.html in the output folder (made if missing)."""
+    contact-sheet.html in the output folder."""
     if output is None:
-        from pixeldojo_cli.store.files import ensure_folder
-
-        folder = Path(str(state.settings().output_dir.value)).expanduser()
-        ensure_folder(folder)
-        return folder / SHEET_NAME
+        return Path(str(state.settings().output_dir.value)).expanduser() / SHEET_NAME
     output = output.expanduser()
     if output.is_dir():
         raise UsageError(f"-o {output} is a folder: name the page, e.g. -o {output / SHEET_NAME}")
