@@ -18,7 +18,8 @@ from pixeldojo_cli.store.contact_sheet import Group, Tile
 
 THUMB = 200  # a tile's picture area, square
 LABEL_LINES = 3
-LINE = 14
+FONT_SIZE = 12
+LINE = 16
 PAD = 8
 COLUMNS = 6
 MAX_TILES = 240
@@ -60,10 +61,10 @@ def render_grid(
     title: str, groups: Sequence[Group], load: Callable[[Path, tuple[int, int]], Any]
 ) -> tuple[bytes, int]:
     """The PNG's bytes, and how many tiles were left out of it."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     kept, left_out = _cut(groups)
-    font = ImageFont.load_default()
+    font = _font()
     tile_w, tile_h = THUMB + 2 * PAD, THUMB + 2 * PAD + LABEL_LINES * LINE
     columns = max(1, min(COLUMNS, max((len(g.tiles) for g in kept), default=1)))
     rows = sum(-(-len(g.tiles) // columns) for g in kept)
@@ -86,6 +87,16 @@ def render_grid(
     out = io.BytesIO()
     canvas.save(out, "PNG", optimize=True)
     return out.getvalue(), left_out
+
+
+def _font() -> Any:
+    """Pillow's own font: at FONT_SIZE where it can scale it (FreeType, Pillow 10.1+)."""
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=FONT_SIZE)
+    except (TypeError, ImportError, OSError):  # an older Pillow, or one without FreeType
+        return ImageFont.load_default()
 
 
 def _draw_tile(

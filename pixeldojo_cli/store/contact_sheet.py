@@ -148,9 +148,9 @@ overflow-wrap:anywhere}
 list-style:none;margin:0;padding:0}
 .tile{background:var(--card);border:1px solid var(--line);border-radius:10px;overflow:hidden;
 display:flex;flex-direction:column;min-width:0}
-.media{display:flex;align-items:center;justify-content:center;aspect-ratio:1;
-background:var(--well);color:var(--muted);text-align:center;padding:0}
-.media img,.media video{width:100%;height:100%;object-fit:contain;display:block}
+.media{position:relative;display:flex;align-items:center;justify-content:center;aspect-ratio:1;
+background:var(--well);color:var(--muted);text-align:center;overflow:hidden}
+.media img,.media video{position:absolute;inset:0;width:100%;height:100%;object-fit:contain}
 .media.gone img{display:none}
 .media.gone::after{content:"This file could not be shown.";padding:12px}
 .nomedia{padding:14px;overflow-wrap:anywhere}
