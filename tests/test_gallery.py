@@ -327,6 +327,14 @@ def test_grid_without_pillow_says_what_to_install_and_exits_2(
     assert not Path("sheet.png").exists() and not Path("contact-sheet.html").exists()
 
 
+def test_grid_never_writes_over_a_saved_output(cli: Invoke) -> None:
+    picture = Path(run_job(cli, "flux-dev", "x"))
+    before = picture.read_bytes()
+    result = cli("gallery", "--grid", str(picture))
+    assert result.exit_code == 2 and "is a saved output of job" in result.stderr
+    assert picture.read_bytes() == before and not Path("contact-sheet.html").exists()
+
+
 def test_grid_tile_of_a_file_that_is_not_a_picture_says_so(cli: Invoke) -> None:
     Path(run_job(cli, "flux-dev", "x")).write_bytes(b"not a png")
     result = cli("gallery", "--grid", "sheet.png")

@@ -142,6 +142,15 @@ def check_group_keys(jobs: Iterable[LedgerJob], group_by: Sequence[str]) -> None
             )
 
 
+def refuse_overwriting_outputs(jobs: Iterable[LedgerJob], *targets: Path) -> None:
+    """`UsageError` when the page or the grid would be written over a saved output."""
+    saved = {os.path.abspath(f.path): job.id for job in jobs for f in job.files}
+    for target in targets:
+        job_id = saved.get(os.path.abspath(target))
+        if job_id is not None:
+            raise UsageError(f"{target} is a saved output of job {job_id}: name another file.")
+
+
 def value_text(value: Any) -> str:
     """An input value as typed: strings bare, the rest as compact JSON."""
     if isinstance(value, str):

@@ -109,7 +109,12 @@ def gallery(
 ) -> None:
     state = get_state(ctx)
     with state.guard():
-        from pixeldojo_cli.engine.gallery import SheetRequest, check_group_keys, find_jobs
+        from pixeldojo_cli.engine.gallery import (
+            SheetRequest,
+            check_group_keys,
+            find_jobs,
+            refuse_overwriting_outputs,
+        )
 
         if state.use_emulator:
             raise UsageError(
@@ -136,6 +141,7 @@ def gallery(
             return
         groups = tuple(group_by or ())
         check_group_keys(jobs, groups)
+        refuse_overwriting_outputs(jobs, page, *([grid] if grid is not None else []))
         request = SheetRequest(page, title, groups)
         _write(state, jobs, request, grid)
         if query.limit and len(jobs) == query.limit:
