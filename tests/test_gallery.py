@@ -245,7 +245,20 @@ def test_a_ledger_that_cannot_be_read_is_one_line_and_exit_10(
     ledger_path().symlink_to(tmp_path / "elsewhere.sqlite3")
     result = cli("gallery")
     assert result.exit_code == 10, result.output
-    assert result.stderr.startswith("error: ") and "Traceback" not in result.output
+    assert result.stderr.startswith("error: The job ledger ")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not Path("contact-sheet.html").exists()
+
+
+def test_a_damaged_ledger_is_one_line_and_exit_10_not_an_empty_sheet(cli: Invoke) -> None:
+    from pixeldojo_cli.store.settings import ledger_path
+
+    ledger_path().parent.mkdir(parents=True, exist_ok=True)
+    ledger_path().write_bytes(b"not a database " * 100)
+    result = cli("gallery")
+    assert result.exit_code == 10, result.output
+    assert "was damaged: it was moved to" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
     assert not Path("contact-sheet.html").exists()
 
 

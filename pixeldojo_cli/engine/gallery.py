@@ -19,7 +19,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pixeldojo_cli.core.errors import UsageError
+from pixeldojo_cli.core.errors import LedgerError, UsageError
 from pixeldojo_cli.core.suggest import close_matches, did_you_mean
 from pixeldojo_cli.store.contact_sheet import Group, Media, Tile, media_kind, relative_href
 
@@ -44,13 +44,27 @@ class SheetRequest:
 
 def find_jobs(query: JobQuery) -> list[LedgerJob]:
     """The ledger's jobs that `query` selects, newest first ([] when there is no
-    ledger yet). `LedgerError` when it cannot be read."""
+    ledger yet). `LedgerError` when it cannot be read, or was damaged (it is then
+    moved aside, as every command does, and there is nothing to show)."""
+    from pixeldojo_cli.core.ownfiles import ForeignFile
     from pixeldojo_cli.store.ledger import Ledger, ledger_path
 
-    if not ledger_path().exists() and not ledger_path().is_symlink():
+    path = ledger_path()
+    if not path.exists() and not path.is_symlink():
         return []
-    with Ledger() as ledger:
-        return ledger.find(query)
+    try:
+        with Ledger() as ledger:
+            if ledger.moved_aside is not None:
+                raise LedgerError(
+                    f"The job ledger {path} was damaged: it was moved to {ledger.moved_aside} "
+                    "and a new one started, so there are no jobs to show.",
+                    hint="",
+                )
+            return ledger.find(query)
+    except LedgerError as exc:
+        if isinstance(exc.__cause__, ForeignFile):  # its message says what to do
+            raise LedgerError(exc.message, hint="") from exc
+        raise
 
 
 def sheet_for_jobs(recorder: Recorder, job_ids: Sequence[str], request: SheetRequest) -> Path:

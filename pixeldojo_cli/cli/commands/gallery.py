@@ -14,7 +14,7 @@ from pixeldojo_cli.cli.commands.jobs_list import ledger_filter, local_query
 from pixeldojo_cli.cli.outputs import open_first
 from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState, get_state
-from pixeldojo_cli.core.errors import UsageError
+from pixeldojo_cli.core.errors import LedgerError, UsageError
 
 if TYPE_CHECKING:
     from pixeldojo_cli.engine.gallery import SheetRequest
@@ -132,7 +132,11 @@ def gallery(
             limit=None if all_jobs else limit,
         )
         base_url, profile = state.ledger_scope()
-        jobs = find_jobs(replace(query, base_url=base_url, profile=profile))
+        try:
+            jobs = find_jobs(replace(query, base_url=base_url, profile=profile))
+        except LedgerError:
+            state.remind = False  # it would open the same ledger, and say so again
+            raise
         if not jobs:
             state.render.info(
                 f"No jobs in the local ledger for {base_url} (profile {profile!r}) match: "
