@@ -273,6 +273,24 @@ def test_a_job_whose_file_is_gone_has_a_tile_that_says_so(cli: Invoke) -> None:
     assert "(1 of 2)" in page.joined and "(2 of 2)" in page.joined
 
 
+def test_a_job_with_only_some_outputs_saved_says_which_of_how_many(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from pixeldojo_cli.engine.gallery import tiles_for
+    from pixeldojo_cli.store.ledger import LedgerFile, LedgerJob
+
+    saved = tmp_path / "job_a-2.png"
+    saved.write_bytes(b"x")
+    job = LedgerJob(
+        *("http://api", "job_a", "default", "flux-dev", {"prompt": "p"}, 1.0, 1.0),
+        *(datetime.now(UTC), "completed", None, ["http://f/1.png", "http://f/2.png"]),
+        *(str(tmp_path), False),
+        files=(LedgerFile(2, str(saved), 1, None, "http://f/2.png"),),
+    )
+    (tile,) = tiles_for(job, tmp_path)
+    assert tile.output == (2, 2) and tile.media is not None and tile.media.present
+
+
 def test_a_failed_job_has_a_tile_that_says_it_failed(cli: Invoke) -> None:
     assert cli("run", "flux-dev", "x #fail", *FAST).exit_code == 5
     _, page = gallery(cli)

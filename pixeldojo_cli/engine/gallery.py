@@ -180,14 +180,14 @@ def tiles_for(job: LedgerJob | str, folder: Path) -> list[Tile]:
     base = _job_tile(job, folder)
     if not job.files:
         return [_replace(base, note=_why_no_file(job))]
-    count = len(job.files)
+    outputs = max(len(job.files), len(job.output_urls))
     tiles = []
     for file in job.files:
         path = Path(os.path.abspath(file.path))
         present = _is_file(path)
         media = Media(path, relative_href(path, folder), media_kind(path), present)
         note = None if present else f"{path.name} is gone from {path.parent}."
-        output = (file.n, max(count, len(job.output_urls))) if count > 1 else None
+        output = (file.n, outputs) if outputs > 1 else None
         tiles.append(_replace(base, media=media, output=output, note=note))
     return tiles
 
