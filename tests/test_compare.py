@@ -147,3 +147,35 @@ def test_no_model_left_is_a_usage_error(cli: Invoke, emulator: Emulator) -> None
     result = cli("compare", "wan-2.6-flash", "x")
     assert result.exit_code == 2 and "No model can run" in result.stderr
     assert posts(emulator) == 0
+
+
+def test_a_comparison_writes_its_contact_sheet_into_the_output_folder(
+    cli: Invoke, emulator: Emulator, tmp_path: object
+) -> None:
+    result = cli(
+        "compare", "flux-dev,seedream-4", "a <b>fox</b>", "--seeds", "2", "-o", "out",
+        "--json", *POLL,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json_lines(result.stdout)[-1]["summary"]
+    assert isinstance(summary, dict)
+    sheet = str(summary["contactSheet"])
+    assert sheet.endswith("contact-sheet.html") and f"Contact sheet: {sheet}" in result.stderr
+    from pathlib import Path
+
+    page = Path(sheet).read_text(encoding="utf-8")
+    assert Path(sheet).parent.name == "out"
+    for job_id in summary["jobIds"]:  # type: ignore[union-attr]
+        assert str(job_id) in page
+    assert "<b>fox</b>" not in page and "&lt;b&gt;fox&lt;/b&gt;" in page
+    assert "seedream-4" in page and "flux-dev" in page
+
+
+def test_a_comparison_without_downloads_writes_no_contact_sheet(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    result = cli(
+        "compare", "flux-dev,seedream-4", "a fox", "-o", "out", "--no-download", "--json", *POLL
+    )
+    assert result.exit_code == 0, result.output
+    assert json_lines(result.stdout)[-1]["summary"]["contactSheet"] is None  # type: ignore[index]

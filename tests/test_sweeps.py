@@ -215,3 +215,16 @@ def test_matrix_cannot_go_with_batch(cli: Invoke, emulator: Emulator, tmp_path: 
     result = cli("run", "flux-dev", "--batch", "b.txt", "--matrix", "seed=1,2")
     assert result.exit_code == 2
     assert posts(emulator) == 0
+
+
+def test_a_sweep_writes_its_contact_sheet_grouped_by_what_varied(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    result = cli("run", "flux-dev", "a {red|green} fox", "-m", "seed=1..2", "-o", "out", *POLL)
+    assert result.exit_code == 0, result.output
+    sheet = Path("out") / "contact-sheet.html"
+    assert "Contact sheet: " in result.stderr and str(sheet) in result.stderr
+    page = sheet.read_text(encoding="utf-8")
+    for job in emulator.jobs.values():
+        assert job.id in page
+    assert "a red fox" in page and "a green fox" in page

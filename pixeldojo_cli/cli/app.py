@@ -12,6 +12,7 @@ from pixeldojo_cli.cli.commands import compare as compare_cmd
 from pixeldojo_cli.cli.commands import config as config_cmd
 from pixeldojo_cli.cli.commands import download as download_cmd
 from pixeldojo_cli.cli.commands import emulator as emulator_cmd
+from pixeldojo_cli.cli.commands import gallery as gallery_cmd
 from pixeldojo_cli.cli.commands import jobs as jobs_cmd
 from pixeldojo_cli.cli.commands import mcp as mcp_cmd
 from pixeldojo_cli.cli.commands import models as models_cmd
@@ -85,6 +86,9 @@ app.command(
 app.add_typer(jobs_cmd.app, name="jobs", cls=PixelDojoGroup)
 app.command("download", cls=PixelDojoCommand, help=download_cmd.HELP, epilog=download_cmd.EXAMPLES)(
     download_cmd.download
+)
+app.command("gallery", cls=PixelDojoCommand, help=gallery_cmd.HELP, epilog=gallery_cmd.EXAMPLES)(
+    gallery_cmd.gallery
 )
 app.add_typer(webhook_cmd.app, name="webhook", cls=PixelDojoGroup)
 app.command(

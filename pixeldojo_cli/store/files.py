@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import mimetypes
 import os
@@ -24,11 +25,11 @@ import re
 import tempfile
 import time
 import unicodedata
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import unquote, urlsplit
 
 from pixeldojo_cli.api.results import Job
@@ -204,6 +205,17 @@ def sidecar_path(folder: Path, job_id: str, base_url: str | None) -> Path:
     return folder / f"{job_stem(folder, job_id, base_url)}.json"
 
 
+def sidecar_document(folder: Path, job_id: str, base_url: str | None) -> dict[str, Any] | None:
+    """The job's sidecar in `folder` as a JSON object, when it is this job's (its
+    `jobId`, and its `baseUrl` unless `base_url` is None); else None."""
+    meta = _read_sidecar(sidecar_path(folder, job_id, base_url))
+    if meta is None or meta.get("jobId") != job_id:
+        return None
+    if base_url is not None and meta.get("baseUrl") != base_url:
+        return None
+    return meta
+
+
 def _optional(entry: Mapping[str, Any], key: str, kind: Callable[[Any], Any]) -> Any:
     value = entry.get(key)
     return None if value is None else kind(value)
@@ -347,14 +359,30 @@ def write_json_atomic(path: Path, value: Any) -> None:
     """Write JSON to `path` through a temporary file and a rename: `path` holds
     its old content or the new one, whole, never a part (the temporary file goes
     when the write fails; after a crash, `remove_stale_parts` takes it)."""
+    with _atomic_file(path) as handle:
+        text = io.TextIOWrapper(handle, encoding="utf-8")
+        json.dump(value, text, indent=2, ensure_ascii=False, default=str)
+        text.write("\n")
+        text.flush()
+        text.detach()  # the bytes are written; `_atomic_file` syncs and closes the file
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` as `write_json_atomic` writes JSON: whole or not at all."""
+    with _atomic_file(path) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def _atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A new temporary file beside `path`, renamed to `path` once written and synced."""
     name: str | None = None
     try:
         # mkstemp: a new file (O_EXCL|O_NOFOLLOW); the rename replaces a link at
         # `path`, never writing through it.
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(value, handle, indent=2, ensure_ascii=False, default=str)
-            handle.write("\n")
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
             set_output_mode(handle.fileno())

@@ -15,6 +15,7 @@ from pixeldojo_cli.cli.commands.run_flags import (
     MatrixOption,
     MaxCreditsOption,
     NoDownloadOption,
+    OpenOption,
     OutputDirOption,
     ParamOption,
     ProgressMode,
@@ -98,6 +99,7 @@ def compare(
     matrix: MatrixOption = None,
     output_dir: OutputDirOption = None,
     json_output: JsonLinesOption = False,
+    open_output: OpenOption = False,
     dry_run: DryRunOption = False,
     max_credits: MaxCreditsOption = None,
     ignore_budget: IgnoreBudgetOption = False,
@@ -125,7 +127,7 @@ def compare(
             download=not no_download,
         )
         options = state.job_options(flags)
-        show = Presentation(json_output, progress.value)
+        show = Presentation(json_output, progress.value, open_output=open_output)
         ask = SweepAsk(
             prompt=read_prompt_from_stdin() if prompt == "-" else prompt,
             assignments=tuple(params or ()),

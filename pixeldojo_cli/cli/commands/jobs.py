@@ -12,6 +12,7 @@ from pixeldojo_cli.cli.commands.jobs_list import (
     age,
     credits_cell,
     expires_in,
+    ledger_filter,
     list_local,
     list_remote,
     local_query,
@@ -57,43 +58,17 @@ LimitOption = Annotated[
         help="How many, newest first (at most 100 from the API).",
     ),
 ]
-AllOption = Annotated[bool, typer.Option("--all", help="With --local: every job, no limit.")]
+LOCAL_ONLY = "With --local: "
+AllOption = Annotated[bool, ledger_filter("--all", prefix=LOCAL_ONLY)]
 LocalOption = Annotated[
     bool,
     typer.Option("--local", help="List the local ledger (jobs this CLI submitted) instead."),
 ]
-ModelFilter = Annotated[
-    str | None,
-    typer.Option(
-        "--model", metavar="MODEL", help="With --local: only this model (* for any text)."
-    ),
-]
-StatusFilter = Annotated[
-    str | None,
-    typer.Option(
-        "--status", metavar="STATUS", help="With --local: only this status (e.g. failed)."
-    ),
-]
-SinceFilter = Annotated[
-    str | None,
-    typer.Option(
-        "--since",
-        metavar="WHEN",
-        help="With --local: submitted in the last 2h, 3d, 1w, or since a date (2025-01-31).",
-    ),
-]
-UnsavedFilter = Annotated[
-    bool,
-    typer.Option("--unsaved", help="With --local: only jobs whose outputs were not saved."),
-]
-SearchFilter = Annotated[
-    str | None,
-    typer.Option(
-        "--search",
-        metavar="TEXT",
-        help="With --local: only jobs whose prompt or inputs contain TEXT.",
-    ),
-]
+ModelFilter = Annotated[str | None, ledger_filter("--model", prefix=LOCAL_ONLY)]
+StatusFilter = Annotated[str | None, ledger_filter("--status", prefix=LOCAL_ONLY)]
+SinceFilter = Annotated[str | None, ledger_filter("--since", prefix=LOCAL_ONLY)]
+UnsavedFilter = Annotated[bool, ledger_filter("--unsaved", prefix=LOCAL_ONLY)]
+SearchFilter = Annotated[str | None, ledger_filter("--search", prefix=LOCAL_ONLY)]
 
 
 @app.command(

@@ -1,12 +1,15 @@
 """`pixeldojo jobs list`: the API's recent jobs and the local ledger's, as tables or
 JSON; their cells (age, expiry, credits, whether saved), shared with `jobs show`;
-and `--since`, a duration back from now or a date."""
+`--since`, a duration back from now or a date; and the filters of the local
+list as options, shared with `gallery`."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
+
+import typer
 
 from pixeldojo_cli.cli.render import printable
 from pixeldojo_cli.cli.state import AppState
@@ -94,6 +97,28 @@ def parse_since(text: str, now: datetime) -> datetime:
     """`--since`: a duration back from now (`2h`, `3d`, `1w`, `1d12h`) or a date
     (`2025-01-31`, `2025-01-31T09:00`, local time unless it says otherwise)."""
     return durations.time_point(text, now, "--since")
+
+
+# The filters of the ledger's jobs (`jobs list --local`, `gallery`): flag -> (its
+# metavar, or None for a switch; what it keeps).
+LEDGER_FILTERS: dict[str, tuple[str | None, str]] = {
+    "--model": ("MODEL", "only this model (* for any text)."),
+    "--status": ("STATUS", "only this status (e.g. failed)."),
+    "--since": ("WHEN", "submitted in the last 2h, 3d, 1w, or since a date (2025-01-31)."),
+    "--unsaved": (None, "only jobs whose outputs were not saved."),
+    "--search": ("TEXT", "only jobs whose prompt or inputs contain TEXT."),
+    "--all": (None, "every job, no limit."),
+}
+
+
+def ledger_filter(flag: str, *, prefix: str = "") -> Any:
+    """The option of one of `LEDGER_FILTERS`, its help after `prefix` (e.g.
+    "With --local: "), or capitalised without one."""
+    metavar, keeps = LEDGER_FILTERS[flag]
+    text = f"{prefix}{keeps}" if prefix else keeps[:1].upper() + keeps[1:]
+    if metavar is None:
+        return typer.Option(flag, help=text)
+    return typer.Option(flag, metavar=metavar, help=text)
 
 
 def local_query(

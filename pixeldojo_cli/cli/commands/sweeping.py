@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from pixeldojo_cli.cli.commands.batch import LineHooks, drive_plan, line_document, summary
+from pixeldojo_cli.cli.outputs import open_first
 from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState
 
@@ -51,16 +53,42 @@ def run_sweep(
         _print_plan(state, plan, batch_options.webhook_url, confirmed=ask.confirmed)
         return
     batch, result, first_files = _run(state, client, plan, batch_options, options, show)
-    # The contact sheet of `result.job_ids` (issue 28, parts 3-4) is written here,
-    # into the output folder, and its path printed (and under --json, put in the summary).
+    sheet = None
+    if batch_options.wait and options[1].download:
+        sheet = _contact_sheet(state, result, options[1].folder_for(None))
     if show.json_output:
-        state.render.result(
-            json.dumps({"summary": summary_document(batch, plan, result)}, ensure_ascii=False)
-        )
+        document = summary_document(batch, plan, result)
+        document["contactSheet"] = None if sheet is None else str(sheet)
+        state.render.result(json.dumps({"summary": document}, ensure_ascii=False))
+    if sheet is not None and show.open_output:  # --open: the sheet, not the first picture
+        open_first(state, [str(sheet)])
+        show = replace(show, open_output=False)
     show.finish(state, first_files)
     code = batch.exit_code()
     if code:
         raise typer.Exit(int(code))
+
+
+def _contact_sheet(state: AppState, result: SweepResult, folder: Path) -> Path | None:
+    """`contact-sheet.html` of this sweep's jobs in the output folder, grouped by
+    what varied first (the model in a comparison); its path, said on stderr.
+    Never fatal: the outputs are saved whatever becomes of the page."""
+    from pixeldojo_cli.core.errors import PixelDojoError
+    from pixeldojo_cli.engine.gallery import SheetRequest, sheet_for_jobs
+
+    if not result.job_ids:
+        return None
+    first = next(iter(result.varied_keys), None)
+    group_by = () if first is None else ("prompt" if first.startswith("prompt{") else first,)
+    title = "Comparison" if result.kind == "compare" else "Sweep"
+    request = SheetRequest(folder / "contact-sheet.html", title, group_by)
+    try:
+        path = sheet_for_jobs(state.recorder(), result.job_ids, request)
+    except (OSError, PixelDojoError) as exc:
+        state.render.warn(f"No contact sheet: {exc}")
+        return None
+    state.render.info(f"Contact sheet: {path}")
+    return path
 
 
 def _run(
