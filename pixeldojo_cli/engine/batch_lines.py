@@ -39,10 +39,26 @@ class LineInputs:
     """Where a planned line's inputs are read again: the batch file, the model,
     and the inputs every line shares."""
 
-    def __init__(self, batch_file: BatchFile, model_id: str, defaults: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        batch_file: BatchFile,
+        model_id: str,
+        defaults: dict[str, Any],
+        seeds: tuple[int, int] | None = None,
+    ) -> None:
         self.file = batch_file
         self.model_id = model_id
         self.defaults = defaults
+        self.seeds = seeds  # the model's seed range, when lines get a seed of their own
+
+    def seeded(self, inputs: dict[str, Any], key: str) -> dict[str, Any]:
+        """A line's inputs as sent: with the seed derived from its key when
+        `auto_seed` is on and the line gives none. Derived, not drawn: the key
+        is made without it, so a rerun asks for the same picture (a random seed
+        per run would make a rerun's line another request than the ledger's)."""
+        from pixeldojo_cli.inputs.seeds import derived_seed, with_seed
+
+        return inputs if self.seeds is None else with_seed(inputs, derived_seed(self.seeds, key))
 
     def of(self, entry: str | dict[str, Any]) -> dict[str, Any]:
         """A line's inputs: its own values over the defaults."""
@@ -109,7 +125,10 @@ class Line:
 
     def submission(self, model_id: str, folder: Path, webhook_url: str | None) -> Submission:
         """What paying for this line asks: its inputs, priced, keyed for a rerun."""
-        return Submission(model_id, self.inputs, folder, self.estimate, self.key, webhook_url)
+        inputs = self.inputs
+        if self.source is not None:
+            inputs = self.source.seeded(inputs, self.key)
+        return Submission(model_id, inputs, folder, self.estimate, self.key, webhook_url)
 
 
 def request_key(model_id: str, inputs: dict[str, Any], occurrence: int) -> str:
@@ -176,7 +195,8 @@ class Plan:
         index = 0
         for number, _, entry in self.source.file.entries():
             if index < len(self) and self.numbers[index] == number:
-                yield number, self.source.of(entry), self.estimate(index)
+                inputs = self.source.seeded(self.source.of(entry), self.key(index).hex())
+                yield number, inputs, self.estimate(index)
                 index += 1
 
     def number_repeats(self) -> None:
@@ -208,14 +228,22 @@ class Plan:
 
 
 def plan_batch(
-    model: Model, schema: dict[str, Any], batch_file: BatchFile, defaults: dict[str, Any]
+    model: Model,
+    schema: dict[str, Any],
+    batch_file: BatchFile,
+    defaults: dict[str, Any],
+    *,
+    auto_seed: bool = False,
 ) -> Plan:
     """Every line's inputs (the line's own values over the -p/--input defaults),
     checked against the schema before anything is spent, read streaming: a usage
-    error naming the first bad lines (by the file's line numbers) when any is bad."""
+    error naming the first bad lines (by the file's line numbers) when any is bad.
+    With `auto_seed`, a line that gives no seed gets one derived from its key."""
     from pixeldojo_cli.inputs.schema import estimate_cost, validate_inputs
+    from pixeldojo_cli.inputs.seeds import seed_range
 
-    plan = Plan(LineInputs(batch_file, model.id, defaults))
+    seeds = seed_range(schema) if auto_seed else None
+    plan = Plan(LineInputs(batch_file, model.id, defaults, seeds))
     problems: list[str] = []
     bad = entries = 0
     for number, offset, entry in batch_file.entries():

@@ -45,6 +45,8 @@ ENV_UNKNOWN_STATUS_TIMEOUT = "PIXELDOJO_UNKNOWN_STATUS_TIMEOUT"
 ENV_PREVIEW = "PIXELDOJO_PREVIEW"
 ENV_SHARED_BUDGET = "PIXELDOJO_SHARED_RATE_BUDGET"
 ENV_ALLOW_PRIVATE_OUTPUTS = "PIXELDOJO_ALLOW_PRIVATE_OUTPUTS"
+ENV_AUTO_SEED = "PIXELDOJO_AUTO_SEED"
+ENV_EMBED_METADATA = "PIXELDOJO_EMBED_METADATA"
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _FALSY = frozenset({"0", "false", "no", "off"})
 
@@ -70,6 +72,10 @@ CONFIG_KEYS: dict[str, str] = {
     "preview": "bool",
     # Unset (None): output URLs may reach private addresses only when the API is on one.
     "allow_private_outputs": "bool",
+    # A random seed for a model that takes one when none is given; the job, model,
+    # inputs and seed written into saved PNG, JPEG and WebP outputs.
+    "auto_seed": "bool",
+    "embed_metadata": "bool",
 }
 
 
@@ -319,6 +325,8 @@ class Settings:
     preview: Setting
     allow_private_outputs: Setting
     config_file: Path
+    auto_seed: Setting = Setting(True, "default")
+    embed_metadata: Setting = Setting(True, "default")
 
 
 def resolve_settings(
@@ -372,6 +380,8 @@ def resolve_settings(
         preview=typed("preview", ENV_PREVIEW, False),
         allow_private_outputs=typed("allow_private_outputs", ENV_ALLOW_PRIVATE_OUTPUTS, None),
         config_file=path,
+        auto_seed=typed("auto_seed", ENV_AUTO_SEED, True),
+        embed_metadata=typed("embed_metadata", ENV_EMBED_METADATA, True),
     )
 
 

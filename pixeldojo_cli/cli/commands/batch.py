@@ -39,6 +39,7 @@ class BatchRequest:
     base_inputs: dict[str, Any] | None = None
     seed: int | None = None
     dry_run: bool = False
+    auto_seed: bool = False
 
 
 def run_batch(
@@ -62,7 +63,7 @@ def run_batch(
     )
     batch_file = open_batch_file(request.batch_file)
     try:
-        plan = plan_batch(model, schema, batch_file, defaults)
+        plan = plan_batch(model, schema, batch_file, defaults, auto_seed=request.auto_seed)
         if request.dry_run:
             _print_plan(state, plan, request.options.webhook_url)
         else:

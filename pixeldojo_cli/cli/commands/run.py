@@ -15,6 +15,7 @@ from pixeldojo_cli.cli.commands.run_flags import (
     JsonOption,
     MaxCreditsOption,
     ModelArgument,
+    NoAutoSeedOption,
     NoDownloadOption,
     NoWaitOption,
     OpenOption,
@@ -87,6 +88,7 @@ def run(
     params: ParamOption = None,
     input_file: InputFileOption = None,
     seed: SeedOption = None,
+    no_auto_seed: NoAutoSeedOption = False,
     webhook_url: WebhookUrlOption = None,
     output_dir: OutputDirOption = None,
     dry_run: DryRunOption = False,
@@ -132,6 +134,7 @@ def run(
             batch_file=batch_file,
             concurrency=concurrency,
             max_credits=max_credits,
+            auto_seed=not no_auto_seed and bool(state.settings().auto_seed.value),
         )
         request.check()
         with whole_command(options[0].timeout):
@@ -180,6 +183,7 @@ def _batch_request(
         assignments=request.assignments,
         base_inputs=base_inputs,
         seed=request.seed,
+        auto_seed=request.auto_seed,
         options=BatchOptions(
             concurrency=request.concurrency or DEFAULT_CONCURRENCY,
             max_credits=request.max_credits,
@@ -206,6 +210,7 @@ def _submission(
         base_inputs=base_inputs,
         seed=request.seed,
         webhook_url=request.webhook_url,
+        auto_seed=request.auto_seed,
     )
     return prepare(model, schema, ask, save_options.folder_for(None))
 
@@ -235,7 +240,8 @@ def _print_dry_run(state: AppState, submission: Submission, json_output: bool) -
         return
     state.render.json(body)
     state.render.info(
-        f"Estimated cost: {credits_text(submission.estimate)}. Nothing was submitted."
+        f"{seed_text(submission.inputs)}Estimated cost: {credits_text(submission.estimate)}. "
+        "Nothing was submitted."
     )
 
 
@@ -248,7 +254,7 @@ def _submit(state: AppState, client: Client, submission: Submission, *, download
         ensure_writable_folder(submission.folder)
     job = submit(client, submission, recorder=state.recorder(), notify=state.render.notice_sink())
     state.render.info(
-        f"Submitted {job.id} ({submission.model}): "
+        f"Submitted {job.id} ({submission.model}): {seed_text(submission.inputs, lower=True)}"
         f"{credits_text(job.credit_cost or submission.estimate)}, "
         f"{credits_text(job.credits_remaining, unit=False)} remaining."
     )
@@ -304,3 +310,11 @@ def credits_text(value: float | None, *, unit: bool = True) -> str:
     if not unit:
         return number
     return f"{number} credit" if value == 1 else f"{number} credits"
+
+
+def seed_text(inputs: dict[str, Any], *, lower: bool = False) -> str:
+    """`Seed 12345. ` (or `seed 12345, `) when the job has an integer seed, else ``."""
+    seed = inputs.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        return ""
+    return f"seed {seed}, " if lower else f"Seed {seed}. "
