@@ -11,6 +11,7 @@ from pixeldojo_cli.cli.commands import auth as auth_cmd
 from pixeldojo_cli.cli.commands import config as config_cmd
 from pixeldojo_cli.cli.commands import download as download_cmd
 from pixeldojo_cli.cli.commands import emulator as emulator_cmd
+from pixeldojo_cli.cli.commands import inspect as inspect_cmd
 from pixeldojo_cli.cli.commands import jobs as jobs_cmd
 from pixeldojo_cli.cli.commands import models as models_cmd
 from pixeldojo_cli.cli.commands import run as run_cmd
@@ -75,6 +76,13 @@ app.add_typer(jobs_cmd.app, name="jobs", cls=PixelDojoGroup)
 app.command("download", cls=PixelDojoCommand, help=download_cmd.HELP, epilog=download_cmd.EXAMPLES)(
     download_cmd.download
 )
+app.command(
+    "inspect",
+    cls=PixelDojoCommand,
+    help=inspect_cmd.HELP,
+    epilog=inspect_cmd.EXAMPLES,
+    no_args_is_help=True,
+)(inspect_cmd.inspect)
 app.add_typer(webhook_cmd.app, name="webhook", cls=PixelDojoGroup)
 app.add_typer(auth_cmd.app, name="auth", cls=PixelDojoGroup)
 app.add_typer(config_cmd.app, name="config", cls=PixelDojoGroup)

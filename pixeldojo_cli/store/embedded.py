@@ -38,6 +38,8 @@ from pixeldojo_cli.store.xmp import JPEG_XMP_HEADER, document_in
 MAX_TEXT_BYTES = 2**20
 # Nor is more than this read in all, whatever the number of pieces.
 MAX_TOTAL_BYTES = 8 * 2**20
+# Nor more than this many metadata pieces.
+MAX_TEXTS = 1000
 # Other programs' metadata: at most this many pieces, each cut to this many characters.
 MAX_FOREIGN = 8
 FOREIGN_CHARS = 2000
@@ -96,15 +98,21 @@ def read_embedded(path: Path) -> Embedded:
 
 def _read_texts(kind: str, texts: list[_Text], problems: list[str]) -> Embedded:
     found: Provenance | None = None
-    foreign: list[tuple[str, str]] = []
+    others: list[_Text] = []
     for text in texts:
         made = _ours(text, problems) if text.ours and found is None else None
         if made is not None:
             found = made
-        elif len(foreign) < MAX_FOREIGN:
-            cut = text.text[:FOREIGN_CHARS] + ("..." if len(text.text) > FOREIGN_CHARS else "")
-            foreign.append((text.label, cut))
-    return Embedded(kind, found, tuple(foreign), tuple(problems))
+        else:
+            others.append(text)
+    if found is not None:  # the `parameters` line written beside our document is ours too
+        others = [text for text in others if text.label != "parameters"]
+    foreign = tuple((text.label, _cut(text.text)) for text in others[:MAX_FOREIGN])
+    return Embedded(kind, found, foreign, tuple(problems))
+
+
+def _cut(text: str) -> str:
+    return text[:FOREIGN_CHARS] + ("..." if len(text) > FOREIGN_CHARS else "")
 
 
 def _ours(text: _Text, problems: list[str]) -> Provenance | None:
@@ -124,11 +132,11 @@ def _ours(text: _Text, problems: list[str]) -> Provenance | None:
 
 
 def _bounded(texts: Iterator[_Text], problems: list[str]) -> Iterator[_Text]:
-    """The texts up to `MAX_TOTAL_BYTES` in all."""
+    """The texts up to `MAX_TOTAL_BYTES` (and `MAX_TEXTS`) in all."""
     total = 0
-    for text in texts:
+    for count, text in enumerate(texts):
         total += len(text.text)
-        if total > MAX_TOTAL_BYTES:
+        if total > MAX_TOTAL_BYTES or count >= MAX_TEXTS:
             problems.append("more metadata than is read; the rest was skipped")
             return
         yield text
