@@ -31,7 +31,7 @@ from pixeldojo_cli.store.containers import (
     read_exact,
     webp_pieces,
 )
-from pixeldojo_cli.store.provenance import Provenance, from_document
+from pixeldojo_cli.store.provenance import Provenance, from_document, from_sidecar
 from pixeldojo_cli.store.xmp import JPEG_XMP_HEADER, document_in
 
 # A metadata piece bigger than this is not read (said in `problems`).
@@ -94,6 +94,14 @@ def read_embedded(path: Path) -> Embedded:
         problems: list[str] = _Problems()
         texts = list(_bounded(_texts(kind, stream, size, problems), problems))
     return _read_texts(kind, texts, problems)
+
+
+def read_provenance(path: Path) -> Provenance | None:
+    """How the output at `path` was made: its embedded metadata, else the
+    sidecar beside it that names it; None when neither says. OSError when the
+    file cannot be read (a folder, a FIFO, a device, missing). For `rerun`:
+    `model` and `inputs` are what to submit again."""
+    return read_embedded(path).provenance or from_sidecar(path)
 
 
 def _read_texts(kind: str, texts: list[_Text], problems: list[str]) -> Embedded:

@@ -5,8 +5,8 @@ was made and what it cost.
 It is written into PNG, JPEG and WebP outputs as one JSON document
 (`document`, `encode`) and read back from them (`from_document`), or, when a
 file's metadata is gone (a picture edited elsewhere), from the sidecar
-`<jobId>.json` beside it (`from_sidecar`). `read_provenance(path)` tries
-both, in that order: what `inspect` shows and what `rerun` submits again.
+`<jobId>.json` beside it (`from_sidecar`). `embedded.read_provenance(path)`
+tries both, in that order: what `inspect` shows and what `rerun` submits again.
 """
 
 from __future__ import annotations
@@ -179,11 +179,21 @@ def _stem_of(name: str) -> str | None:
 
 
 def _lists(files: Any, path: Path, saved_sha256: str | None) -> bool:
-    """Whether the sidecar's `files` names this file, or holds its hash."""
+    """Whether the sidecar's `files` names this file, or holds its hash (only
+    hashed when its size is one listed: a big stranger is never read whole)."""
     entries = [f for f in files if isinstance(f, dict)] if isinstance(files, list) else []
     if any(entry.get("path") == path.name for entry in entries):
         return True
-    hashes = {entry.get(k) for entry in entries for k in ("sha256", "servedSha256")}
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return False
+    hashes = {
+        entry.get(digest)
+        for entry in entries
+        for digest, length in (("sha256", "size"), ("servedSha256", "servedSize"))
+        if entry.get(length) == size
+    }
     if not hashes - {None}:
         return False
     if saved_sha256 is None:
@@ -194,13 +204,3 @@ def _lists(files: Any, path: Path, saved_sha256: str | None) -> bool:
         except OSError:
             return False
     return saved_sha256 in hashes
-
-
-def read_provenance(path: Path) -> Provenance | None:
-    """How the output at `path` was made: its embedded metadata, else its
-    sidecar; None when neither says. OSError when the file cannot be read (a
-    folder, a FIFO, a device, missing)."""
-    from pixeldojo_cli.store.embedded import read_embedded
-
-    found = read_embedded(path)
-    return found.provenance or from_sidecar(path)
