@@ -159,10 +159,10 @@ def served_bytes(emulator: Emulator) -> bytes:
     return emulator.output_file(job_id, 1)
 
 
-def test_run_saves_a_png_with_the_job_in_it_and_the_sidecar_keeps_both_hashes(
+def test_run_saves_a_png_with_the_job_in_it_and_the_sidecar_keeps_both_hashes_and_sizes(
     cli: Invoke, emulator: Emulator, tmp_path: Path
 ) -> None:
-    result = cli("run", "flux-dev", "a red fox", "-o", "out", *FAST)
+    result = cli("run", "flux-dev", "a red fox", "-o", "out", "--checksum", *FAST)
     assert result.exit_code == 0, result.stderr
     [path] = saved_files(tmp_path / "out")
     saved, served = path.read_bytes(), served_bytes(emulator)
@@ -246,7 +246,12 @@ def test_a_saved_picture_with_metadata_is_found_intact_and_not_downloaded_again(
     assert (path.stat().st_mtime_ns, path.read_bytes()) == before
     assert len(emulator.requests_to("GET", "/outputs/", target="files")) == 1
     entry = sidecar_of(tmp_path / "out")["files"][0]
-    assert entry["servedSha256"] == hashlib.sha256(served_bytes(emulator)).hexdigest()
+    assert entry["size"] == len(before[1]) and entry["servedSize"] == len(served_bytes(emulator))
+    if checksum:
+        assert entry["servedSha256"] == hashlib.sha256(served_bytes(emulator)).hexdigest()
+        assert entry["sha256"] == hashlib.sha256(before[1]).hexdigest()
+    else:  # no --checksum: no hash of either (SHA-256 costs CPU), as for any file
+        assert "sha256" not in entry and "servedSha256" not in entry
 
 
 def test_a_picture_changed_since_is_downloaded_again_under_checksum(

@@ -10,7 +10,7 @@ import pytest
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.emulator.png import PNG_SIGNATURE
 
-from conftest import FAST, TEST_KEY, Invoke, make_invoker
+from conftest import FAST, TEST_KEY, Invoke, as_served, make_invoker
 
 
 def posts(emulator: Emulator) -> list[dict[str, object]]:
@@ -29,7 +29,7 @@ def test_run_prints_only_file_paths_and_writes_the_emulators_pngs(
     data = Path(paths[0]).read_bytes()
     assert data.startswith(PNG_SIGNATURE)
     job_id = posts(emulator) and next(iter(emulator.jobs))
-    assert data == emulator.output_file(job_id, 1)
+    assert as_served(data) == emulator.output_file(job_id, 1)
     assert Path(paths[0]).name == f"{job_id}-1.png"
 
 

@@ -117,8 +117,8 @@ class DownloadedFile:
     url: str
     skipped: bool = False  # already on disk, complete, not downloaded again
     mtime_ns: int | None = None  # the file's modification time once in place
-    # When metadata was written into the file (`embedding`): the size and SHA-256 of
-    # the bytes as served; `size` and `sha256` are then the saved file's.
+    # When metadata was written into the file (`embedding`): the size and (with
+    # checksum) SHA-256 of the bytes as served; `size` and `sha256` are the saved file's.
     served_size: int | None = None
     served_sha256: str | None = None
 
@@ -257,6 +257,7 @@ def _file_entry(file: DownloadedFile) -> dict[str, Any]:
         entry["mtimeNs"] = file.mtime_ns
     if file.served_size is not None:  # metadata written into it: the bytes as served
         entry["servedSize"] = file.served_size
+    if file.served_sha256 is not None:
         entry["servedSha256"] = file.served_sha256
     entry["url"] = file.url
     return entry

@@ -83,7 +83,7 @@ class PartFile:
         self.handle: IO[bytes] = os.fdopen(fd, "wb")
         self.size = 0
         # Once `rewrite` changed it: (size, SHA-256) as served, and the SHA-256 as saved.
-        self.served: tuple[int, str] | None = None
+        self.served: tuple[int, str | None] | None = None
         self.saved_sha256: str | None = None
         self.hasher = hashlib.sha256()
         self._workers = [ChunkWorker("download-writer", self.handle.write)]
@@ -119,8 +119,8 @@ class PartFile:
     def rewrite(self, transform: Callable[[BinaryIO, BinaryIO, int], bool]) -> bool:
         """Replace the whole file by what `transform(source, target, size)`
         writes (say, the picture with metadata in it), under the same name;
-        nothing changes when it says False. The sizes and SHA-256 of the bytes
-        as served and as they are now are kept for `commit`."""
+        nothing changes when it says False. The size as served is kept for
+        `commit`, and with `checksum` the SHA-256 as served and as saved."""
         self._settle()
         try:
             self.handle.flush()
@@ -129,13 +129,12 @@ class PartFile:
             )
         except OSError as exc:
             raise WriteError(f"Cannot write in {self.path.parent}: {exc.strerror or exc}.") from exc
-        target = _Hashing(os.fdopen(fd, "w+b"))
-        done, served = False, (0, "")
+        target = _Hashing(os.fdopen(fd, "w+b"), hashing=self.checksum)
+        done = False
         try:
             with open(self.path, "rb") as source:
                 done = transform(source, target, self.size)  # type: ignore[arg-type]
             if done:
-                served = (self.size, file_digest(self.path))
                 os.replace(name, self.path)
         except OSError as exc:
             raise WriteError(f"Cannot write {self.path.name}: {exc.strerror or exc}.") from exc
@@ -147,7 +146,10 @@ class PartFile:
             return False
         self.handle.close()
         self.handle = target.handle
-        self.size, self.served, self.saved_sha256 = target.size, served, target.hasher.hexdigest()
+        served_sha256 = self.hasher.hexdigest() if self.checksum else None
+        self.served = (self.size, served_sha256)
+        self.size = target.size
+        self.saved_sha256 = target.hasher.hexdigest() if self.checksum else None
         return True
 
     def commit(self, final: Path) -> DownloadedFile:
@@ -190,23 +192,16 @@ class PartFile:
 
 
 class _Hashing:
-    """A file being written, its size and SHA-256 counted as it is."""
+    """A file being written, its size counted (and with `hashing`, its SHA-256)."""
 
-    def __init__(self, handle: IO[bytes]) -> None:
+    def __init__(self, handle: IO[bytes], *, hashing: bool) -> None:
         self.handle = handle
         self.hasher = hashlib.sha256()
+        self.hashing = hashing
         self.size = 0
 
     def write(self, data: bytes) -> int:
-        self.hasher.update(data)
+        if self.hashing:
+            self.hasher.update(data)
         self.size += len(data)
         return self.handle.write(data)
-
-
-def file_digest(path: Path) -> str:
-    """The SHA-256 of the file at `path` (a temporary file of ours)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
