@@ -256,3 +256,27 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         )
 
     items.sort(key=rank)
+
+
+def as_served(data: bytes) -> bytes:
+    """A saved output without the metadata this client writes into pictures (a
+    PNG's `pixeldojo` and `parameters` iTXt chunks, a JPEG's XMP segment): the
+    bytes as the server sent them, for tests that compare them exactly.
+    Written apart from the code under test, so that it checks it."""
+    import struct
+
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        kept, at = [data[:8]], 8
+        while at < len(data):
+            (length,) = struct.unpack(">I", data[at : at + 4])
+            piece = data[at : at + 12 + length]
+            ours = piece[4:8] == b"iTXt" and piece[8:].startswith((b"pixeldojo\0", b"parameters\0"))
+            kept += [] if ours else [piece]
+            at += 12 + length
+        return b"".join(kept)
+    if data.startswith(b"\xff\xd8"):
+        xmp = data.find(b"\xff\xe1", 2)
+        if xmp != -1 and data[xmp + 4 :].startswith(b"http://ns.adobe.com/xap/1.0/\0"):
+            (length,) = struct.unpack(">H", data[xmp + 2 : xmp + 4])
+            return data[:xmp] + data[xmp + 2 + length :]
+    return data

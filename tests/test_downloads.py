@@ -27,7 +27,7 @@ from pixeldojo_cli.store.files import (
     sanitize_component,
 )
 
-from conftest import TEST_KEY
+from conftest import TEST_KEY, as_served
 
 
 def completed_job(emulator: Emulator, **inputs: object) -> tuple[Client, Job]:
@@ -280,8 +280,8 @@ def test_two_job_ids_that_sanitise_alike_never_share_a_file(
     [a] = save_job(client, as_job(first, one), tmp_path)
     [b] = save_job(client, as_job(second, two), tmp_path)  # not "already saved and intact"
     assert not b.skipped and a.path != b.path
-    assert a.path.read_bytes() == emulator.output_file(one.id, 1)
-    assert b.path.read_bytes() == emulator.output_file(two.id, 1)
+    assert as_served(a.path.read_bytes()) == emulator.output_file(one.id, 1)
+    assert as_served(b.path.read_bytes()) == emulator.output_file(two.id, 1)
     sidecars = {json.loads(p.read_text())["jobId"] for p in tmp_path.glob("*.json")}
     assert sidecars == {first, second}
     [again] = save_job(client, as_job(second, two), tmp_path)  # its own files are kept
@@ -310,8 +310,8 @@ def test_the_same_job_id_from_two_apis_into_one_folder_is_two_jobs(
     [b] = save_job(second_client, as_job(job_id, second), tmp_path)
     assert a.path.name == f"{job_id}-1.png"  # the first keeps the usual name
     assert not b.skipped and b.path != a.path and b.path.name.startswith(f"{job_id}-")
-    assert a.path.read_bytes() == first_api.output_file(first.id, 1)
-    assert b.path.read_bytes() == second_api.output_file(second.id, 1)
+    assert as_served(a.path.read_bytes()) == first_api.output_file(first.id, 1)
+    assert as_served(b.path.read_bytes()) == second_api.output_file(second.id, 1)
     assert {json.loads(p.read_text())["baseUrl"] for p in tmp_path.glob("*.json")} == {
         first_api.base_url,
         second_api.base_url,
@@ -545,4 +545,6 @@ def test_a_pending_sweep_that_meets_a_404_before_expiry_keeps_the_job_for_the_ne
     emulator.faults.clear()
     second = cli("download", "--pending")
     assert second.exit_code == 0, second.output
-    assert (Path("out") / f"{job_id}-1.png").read_bytes() == emulator.output_file(job_id, 1)
+    assert as_served((Path("out") / f"{job_id}-1.png").read_bytes()) == emulator.output_file(
+        job_id, 1
+    )

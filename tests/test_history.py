@@ -19,6 +19,13 @@ from pixeldojo_cli.store.ledger import JobQuery, Ledger
 from conftest import FAST, Invoke, make_invoker
 
 
+@pytest.fixture(autouse=True)
+def no_auto_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These jobs' inputs are printed and compared whole: no random seed among them
+    (the seed every job gets is `test_seeds.py`'s)."""
+    monkeypatch.setenv("PIXELDOJO_AUTO_SEED", "off")
+
+
 def submit(cli: Invoke, model: str, prompt: str, *args: str) -> str:
     result = cli("run", model, prompt, *args, "--no-wait")
     assert result.exit_code == 0, result.output

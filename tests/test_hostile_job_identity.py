@@ -19,7 +19,7 @@ from pixeldojo_cli.core.idtext import shown_pair
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.engine import following
 
-from conftest import FAST, TEST_KEY, Invoke
+from conftest import FAST, TEST_KEY, Invoke, as_served
 
 ANY_JOB = r"/jobs/job_[^/]*$"  # every GET /jobs/{id}, not the list
 
@@ -364,7 +364,8 @@ def test_a_list_that_lies_about_a_job_does_not_end_its_wait(
     result = cli("jobs", "wait", *jobs, *FAST)
     assert result.exit_code == 0, result.output
     for job_id in jobs:
-        assert (tmp_path / f"{job_id}-1.png").read_bytes() == emulator.output_file(job_id, 1)
+        saved = (tmp_path / f"{job_id}-1.png").read_bytes()
+        assert as_served(saved) == emulator.output_file(job_id, 1)
     assert not emulator.requests_to("GET", rf"/outputs/{decoy}/", target="files")
 
 

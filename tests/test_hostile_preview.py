@@ -26,7 +26,7 @@ from pixeldojo_cli.cli.render import Renderer
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.emulator.png import render as emulator_png
 
-from conftest import FAST, PYTHON, Invoke, run_in_pty, run_subprocess_env
+from conftest import FAST, PYTHON, Invoke, as_served, run_in_pty, run_subprocess_env
 
 Image = pytest.importorskip("PIL.Image")
 
@@ -196,7 +196,7 @@ def test_a_picture_that_cannot_be_read_as_named_is_one_skip_line_and_exit_0(
     code, screen, _ = run_on_terminal(args, terminal_env(emulator), tmp_path)
     assert code == 0, screen
     [saved] = tmp_path.glob("job_*-1.png")
-    assert saved.read_bytes() == body
+    assert as_served(saved.read_bytes()) == body
     assert skip_lines(screen) == [f"No preview of {saved.name}: {reason}."]
     assert "\u2580" not in screen
 

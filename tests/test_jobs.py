@@ -15,7 +15,15 @@ import pytest
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.store.ledger import Ledger, ledger_path
 
-from conftest import FAST, PYTHON, TEST_KEY, Invoke, make_invoker, run_subprocess_env
+from conftest import (
+    FAST,
+    PYTHON,
+    TEST_KEY,
+    Invoke,
+    as_served,
+    make_invoker,
+    run_subprocess_env,
+)
 
 
 def submit(cli: Invoke, *args: str) -> str:
@@ -43,7 +51,8 @@ def test_run_records_the_job_before_waiting(cli: Invoke, emulator: Emulator) -> 
     with Ledger() as ledger:
         [job] = ledger.jobs()
     assert (job.id, job.model, job.status) == (job_id, "flux-dev", "pending")
-    assert job.inputs == {"prompt": "a fox", "num_outputs": 2}
+    seed = job.inputs["seed"]  # picked at random (auto_seed): recorded before the wait too
+    assert job.inputs == {"prompt": "a fox", "num_outputs": 2, "seed": seed}
     assert job.estimated_credits == 2 and job.charged_credits == 2
     assert job.base_url == emulator.base_url and job.profile == "default"
     assert Path(job.output_dir) == Path("renders").resolve()
@@ -201,7 +210,9 @@ def test_download_skips_intact_files_and_force_fetches_again(
     Path(first.stdout.splitlines()[1]).write_bytes(b"damaged")
     repaired = cli("download", job_id, "-o", "out")
     assert file_requests(emulator) == 3  # only the damaged one
-    assert Path(repaired.stdout.splitlines()[1]).read_bytes() == emulator.output_file(job_id, 2)
+    assert as_served(Path(repaired.stdout.splitlines()[1]).read_bytes()) == emulator.output_file(
+        job_id, 2
+    )
     assert cli("download", job_id, "-o", "out", "--force").exit_code == 0
     assert file_requests(emulator) == 5
 
@@ -234,7 +245,7 @@ def test_a_download_cut_mid_body_leaves_no_final_file_and_a_rerun_completes_it(
     assert list(Path("out").iterdir()) == []  # neither the file nor a temporary one
     rerun = cli("download", job_id, "-o", "out")
     assert rerun.exit_code == 0, rerun.output
-    assert Path(rerun.stdout.strip()).read_bytes() == emulator.output_file(job_id, 1)
+    assert as_served(Path(rerun.stdout.strip()).read_bytes()) == emulator.output_file(job_id, 1)
 
 
 @pytest.mark.parametrize(

@@ -496,7 +496,7 @@ def test_run_with_a_ledger_held_by_another_process_still_saves_the_output(
     from pixeldojo_cli.store.ledger import locking
     from pixeldojo_cli.store.settings import ledger_path
 
-    from conftest import FAST, make_invoker
+    from conftest import FAST, as_served, make_invoker
 
     monkeypatch.setattr(locking, "DEFAULT_LOCK_WAIT", 1.0)
     Ledger().close()
@@ -505,7 +505,7 @@ def test_run_with_a_ledger_held_by_another_process_still_saves_the_output(
     result = make_invoker(emulator)("run", "flux-dev", "a paid job", "-o", "out", *FAST)
     assert result.exit_code == 0, result.output  # never 1: a warning, and the work goes on
     [job_id] = emulator.jobs
-    assert Path(result.stdout.strip()).read_bytes() == emulator.output_file(job_id, 1)
+    assert as_served(Path(result.stdout.strip()).read_bytes()) == emulator.output_file(job_id, 1)
     assert "ledger" in result.stderr and job_id in result.stderr  # said plainly, with the id
 
 

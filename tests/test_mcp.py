@@ -219,7 +219,8 @@ def test_estimate_cost_prices_the_request_and_submits_nothing(
         return answer(await client.call_tool("estimate_cost", ask))
 
     found = drive(scenario, "-o", "out", emulator=emulator, errlog=tmp_path / "e")
-    assert found["body"] == {"prompt": "x", "num_outputs": 2}
+    seed = found["body"].pop("seed")  # auto_seed: the seed it would send, shown
+    assert isinstance(seed, int) and found["body"] == {"prompt": "x", "num_outputs": 2}
     assert found["estimatedCredits"] == 2 and found["submitted"] is False
     assert posts(emulator) == 0
 

@@ -10,7 +10,7 @@ import pytest
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.emulator.png import PNG_SIGNATURE
 
-from conftest import FAST, TEST_KEY, Invoke, make_invoker
+from conftest import FAST, TEST_KEY, Invoke, as_served, make_invoker
 
 
 def posts(emulator: Emulator) -> list[dict[str, object]]:
@@ -29,7 +29,7 @@ def test_run_prints_only_file_paths_and_writes_the_emulators_pngs(
     data = Path(paths[0]).read_bytes()
     assert data.startswith(PNG_SIGNATURE)
     job_id = posts(emulator) and next(iter(emulator.jobs))
-    assert data == emulator.output_file(job_id, 1)
+    assert as_served(data) == emulator.output_file(job_id, 1)
     assert Path(paths[0]).name == f"{job_id}-1.png"
 
 
@@ -42,7 +42,9 @@ def test_run_writes_metadata_json_beside_the_outputs(
     meta = json.loads((tmp_path / "out" / f"{job_id}.json").read_text())
     assert meta["jobId"] == job_id
     assert meta["model"] == "flux-dev"
-    assert meta["inputs"] == {"prompt": "a fox", "num_outputs": 2}
+    seed = meta["inputs"]["seed"]  # picked at random (auto_seed), recorded with the rest
+    assert meta["inputs"] == {"prompt": "a fox", "num_outputs": 2, "seed": seed}
+    assert isinstance(seed, int) and 0 <= seed <= 2**31 - 1
     assert [f["path"] for f in meta["files"]] == [f"{job_id}-1.png", f"{job_id}-2.png"]
     assert result.stdout.splitlines() == [f"out/{job_id}-1.png", f"out/{job_id}-2.png"]
 
@@ -81,7 +83,9 @@ def test_no_download_prints_urls(cli: Invoke, emulator: Emulator, tmp_path: Path
 def test_dry_run_prints_body_and_estimate_and_submits_nothing(
     cli: Invoke, emulator: Emulator
 ) -> None:
-    result = cli("run", "seedance-1.5", "waves", "-p", "duration=4", "--dry-run", "--json")
+    result = cli(
+        "run", "seedance-1.5", "waves", "-p", "duration=4", "--dry-run", "--json", "--no-auto-seed"
+    )
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["body"] == {"prompt": "waves", "duration": 4}
@@ -90,7 +94,7 @@ def test_dry_run_prints_body_and_estimate_and_submits_nothing(
 
 
 def test_dry_run_needs_no_key(emulator: Emulator) -> None:
-    result = make_invoker(emulator, key=None)("run", "flux-dev", "x", "--dry-run")
+    result = make_invoker(emulator, key=None)("run", "flux-dev", "x", "--dry-run", "--no-auto-seed")
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout) == {"prompt": "x"}
     assert "Estimated cost: 1 credit." in result.stderr
@@ -110,6 +114,7 @@ def test_p_values_are_coerced_to_the_schema_types(cli: Invoke, emulator: Emulato
         "-p",
         "image_urls=http://a/2.png",
         "--no-wait",
+        "--no-auto-seed",
     )
     assert result.exit_code == 0, result.stderr
     assert posts(emulator)[0] == {
@@ -132,13 +137,30 @@ def test_p_json_literal_and_input_file_with_p_overriding(
     cli: Invoke, emulator: Emulator, tmp_path: Path
 ) -> None:
     (tmp_path / "in.json").write_text(json.dumps({"prompt": "from file", "num_outputs": 3}))
-    result = cli("run", "flux-dev", "--input", "in.json", "-p", "num_outputs:=1", "--no-wait")
+    result = cli(
+        "run",
+        "flux-dev",
+        "--input",
+        "in.json",
+        "-p",
+        "num_outputs:=1",
+        "--no-wait",
+        "--no-auto-seed",
+    )
     assert result.exit_code == 0, result.stderr
     assert posts(emulator)[0] == {"prompt": "from file", "num_outputs": 1}
 
 
 def test_input_from_stdin(cli: Invoke, emulator: Emulator) -> None:
-    result = cli("run", "flux-dev", "--input", "-", "--no-wait", input='{"prompt": "piped"}')
+    result = cli(
+        "run",
+        "flux-dev",
+        "--input",
+        "-",
+        "--no-wait",
+        "--no-auto-seed",
+        input='{"prompt": "piped"}',
+    )
     assert result.exit_code == 0, result.stderr
     assert posts(emulator)[0] == {"prompt": "piped"}
 

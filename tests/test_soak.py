@@ -22,7 +22,7 @@ import pytest
 from pixeldojo_cli.emulator import Emulator
 from pixeldojo_cli.store.ledger import Ledger
 
-from conftest import make_invoker
+from conftest import as_served, make_invoker
 
 JOBS = int(os.environ.get("PIXELDOJO_SOAK_JOBS", "50"))
 RATE = 0.05
@@ -113,7 +113,7 @@ def test_soak_every_output_on_disk_exactly_once(
     assert [p.name for p in pngs] == sorted(f"{job}-1.png" for job in submitted)
     for png in pngs:
         job_id = png.name.rsplit("-", 1)[0]
-        assert png.read_bytes() == emulator.output_file(job_id, 1)
+        assert as_served(png.read_bytes()) == emulator.output_file(job_id, 1)
         assert json.loads((out / f"{job_id}.json").read_text())["jobId"] == job_id
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary leftovers
 

@@ -13,6 +13,7 @@ from pixeldojo_cli.cli.commands import config as config_cmd
 from pixeldojo_cli.cli.commands import download as download_cmd
 from pixeldojo_cli.cli.commands import emulator as emulator_cmd
 from pixeldojo_cli.cli.commands import gallery as gallery_cmd
+from pixeldojo_cli.cli.commands import inspect as inspect_cmd
 from pixeldojo_cli.cli.commands import jobs as jobs_cmd
 from pixeldojo_cli.cli.commands import mcp as mcp_cmd
 from pixeldojo_cli.cli.commands import models as models_cmd
@@ -90,6 +91,13 @@ app.command("download", cls=PixelDojoCommand, help=download_cmd.HELP, epilog=dow
 app.command("gallery", cls=PixelDojoCommand, help=gallery_cmd.HELP, epilog=gallery_cmd.EXAMPLES)(
     gallery_cmd.gallery
 )
+app.command(
+    "inspect",
+    cls=PixelDojoCommand,
+    help=inspect_cmd.HELP,
+    epilog=inspect_cmd.EXAMPLES,
+    no_args_is_help=True,
+)(inspect_cmd.inspect)
 app.add_typer(webhook_cmd.app, name="webhook", cls=PixelDojoGroup)
 app.command(
     "usage", cls=PixelDojoCommand, help=usage_cmd.USAGE_HELP, epilog=usage_cmd.USAGE_EXAMPLES

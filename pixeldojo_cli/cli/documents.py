@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Job, Model
+    from pixeldojo_cli.core.errors import PixelDojoError
     from pixeldojo_cli.engine import JobResult
     from pixeldojo_cli.engine.webhooks import Delivery
+    from pixeldojo_cli.store.embedded import Embedded
     from pixeldojo_cli.store.files import DownloadedFile
     from pixeldojo_cli.store.ledger import Balance, LedgerFile, LedgerJob, Spend
+    from pixeldojo_cli.store.provenance import Provenance
 
 
 def rfc3339(when: datetime | None) -> str | None:
@@ -163,3 +166,40 @@ def balance_document(base_url: str, profile: str, balance: Balance | None) -> di
         "baseUrl": base_url,
         "profile": profile,
     }
+
+
+def provenance_document(
+    path: Path,
+    embedded: Embedded,
+    made: Provenance | None,
+    error: PixelDojoError | None = None,
+) -> dict[str, Any]:
+    """How one file was made (`inspect --json`, one per FILE): the file's
+    `path` and `format` (`png`, `jpeg`, `webp` or null); `source` (`embedded`:
+    the file's own metadata, `sidecar`: the `<jobId>.json` beside it, null:
+    neither) and `where` it was read; the job's `jobId`, `model`, `prompt`,
+    `seed`, `inputs` (all of them, the prompt and seed included), `api`,
+    `createdAt` and `credits` (null when not known); `truncated` (long inputs
+    were cut to fit); `otherMetadata`, what other programs wrote, as text
+    (`label`, `text`, cut); `problems`, what was ignored and why; and
+    `error` when nothing was found or the file could not be read."""
+    document: dict[str, Any] = {
+        "path": str(path.absolute()),
+        "format": embedded.kind,
+        "source": made.source if made is not None else None,
+        "where": made.where if made is not None else None,
+        "jobId": made.job_id if made is not None else None,
+        "model": made.model if made is not None else None,
+        "prompt": made.prompt if made is not None else None,
+        "seed": made.seed if made is not None else None,
+        "inputs": made.inputs if made is not None else None,
+        "api": made.api if made is not None else None,
+        "createdAt": made.created if made is not None else None,
+        "credits": made.credits if made is not None else None,
+        "truncated": made.truncated if made is not None else False,
+        "otherMetadata": [{"label": label, "text": text} for label, text in embedded.foreign],
+        "problems": list(embedded.problems),
+    }
+    if error is not None:
+        document["error"] = error.to_json()["error"]
+    return document

@@ -179,7 +179,13 @@ class Tools:
         from pixeldojo_cli.engine import JobAsk, prepare
 
         model, schema = self.client.model_with_schema(model_id)
-        ask = JobAsk(prompt=prompt, base_inputs=inputs, seed=seed, upload=self.state.upload())
+        ask = JobAsk(
+            prompt=prompt,
+            base_inputs=inputs,
+            seed=seed,
+            upload=self.state.upload(),
+            auto_seed=bool(self.state.settings().auto_seed.value),
+        )
         return prepare(model, schema, ask, self.save_options.folder_for(None))
 
     def estimate_cost(

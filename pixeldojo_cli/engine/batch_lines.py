@@ -46,6 +46,8 @@ class InputsSource(Protocol):
 
     def schema_at(self, offset: int) -> dict[str, Any] | None: ...
 
+    def seeded(self, inputs: dict[str, Any], key: str, offset: int) -> dict[str, Any]: ...
+
     def changed(self, number: int) -> UsageError: ...
 
     @property
@@ -64,12 +66,14 @@ class LineInputs:
         defaults: dict[str, Any],
         schema: dict[str, Any] | None = None,
         upload: UploadSettings | None = None,
+        seeds: tuple[int, int] | None = None,
     ) -> None:
         self.file = batch_file
         self.model_id = model_id
         self.defaults = defaults
         self.schema = schema
         self._upload = upload
+        self.seeds = seeds  # the model's seed range, when lines get a seed of their own
 
     @property
     def upload(self) -> UploadSettings | None:
@@ -79,6 +83,15 @@ class LineInputs:
     def schema_at(self, offset: int) -> dict[str, Any] | None:
         """Every line of a batch file is checked against the one model's schema."""
         return self.schema
+
+    def seeded(self, inputs: dict[str, Any], key: str, offset: int = 0) -> dict[str, Any]:
+        """A line's inputs as sent: with the seed derived from its key when
+        `auto_seed` is on and the line gives none. Derived, not drawn: the key
+        is made without it, so a rerun asks for the same picture (a random seed
+        per run would make a rerun's line another request than the ledger's)."""
+        from pixeldojo_cli.inputs.seeds import derived_seed, with_seed
+
+        return inputs if self.seeds is None else with_seed(inputs, derived_seed(self.seeds, key))
 
     def of(self, entry: str | dict[str, Any]) -> dict[str, Any]:
         """A line's inputs: its own values over the defaults."""
@@ -153,15 +166,18 @@ class Line:
 
     def submission(self, model_id: str, folder: Path, webhook_url: str | None) -> Submission:
         """What paying for this line asks: its model (`model_id` unless its source
-        says otherwise: a comparison's lines are of several models), its inputs,
-        priced, keyed for a rerun, its `@` files checked again (they are uploaded
-        when it is submitted)."""
+        says otherwise: a comparison's lines are of several models), its inputs
+        (with its derived seed, see `LineInputs.seeded`), priced, keyed for a
+        rerun, its `@` files checked again (they are uploaded when it is submitted)."""
         from pixeldojo_cli.engine.file_inputs import check_file_inputs
 
         source = self.source
+        inputs = self.inputs
+        if source is not None:
+            inputs = source.seeded(inputs, self.key, self.offset)
         inputs, files = check_file_inputs(
             source.schema_at(self.offset) if source else None,
-            self.inputs,
+            inputs,
             source.upload if source else None,
         )
         model = self.model(model_id)
@@ -233,7 +249,8 @@ class Plan:
         index = 0
         for number, _, entry in self.source.file.entries():
             if index < len(self) and self.numbers[index] == number:
-                yield number, self.source.of(entry), self.estimate(index)
+                inputs = self.source.seeded(self.source.of(entry), self.key(index).hex())
+                yield number, inputs, self.estimate(index)
                 index += 1
 
     def number_repeats(self) -> None:
@@ -270,15 +287,20 @@ def plan_batch(
     batch_file: BatchFile,
     defaults: dict[str, Any],
     upload: UploadSettings | None = None,
+    *,
+    auto_seed: bool = False,
 ) -> Plan:
     """Every line's inputs (the line's own values over the -p/--input defaults),
     checked against the schema, then its `@` files (with `upload`), before
     anything is spent, read streaming: a usage error naming the first bad lines
-    (by the file's line numbers) when any is bad."""
+    (by the file's line numbers) when any is bad. With `auto_seed`, a line that
+    gives no seed gets one derived from its key."""
     from pixeldojo_cli.engine.file_inputs import check_file_inputs
     from pixeldojo_cli.inputs.schema import estimate_cost, validate_inputs
+    from pixeldojo_cli.inputs.seeds import seed_range
 
-    plan = Plan(LineInputs(batch_file, model.id, defaults, schema, upload))
+    seeds = seed_range(schema) if auto_seed else None
+    plan = Plan(LineInputs(batch_file, model.id, defaults, schema, upload, seeds))
     checked_files: dict[Any, Any] = {}
     problems: list[str] = []
     bad = entries = 0

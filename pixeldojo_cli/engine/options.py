@@ -56,6 +56,7 @@ class SaveOptions:
     checksum: bool = False
     force: bool = False
     download: bool = True
+    embed_metadata: bool = True  # the job written into saved PNG, JPEG and WebP files
 
     def folder_for(self, local: LedgerJob | None) -> Path:
         """The folder one job's outputs go to."""
@@ -109,5 +110,6 @@ def resolve_options(settings: Settings, flags: JobFlags) -> tuple[WaitOptions, S
         checksum=bool(settings.checksum.value) if flags.checksum is None else flags.checksum,
         force=flags.force,
         download=flags.download,
+        embed_metadata=bool(settings.embed_metadata.value),
     )
     return wait, save

@@ -18,8 +18,10 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class JobAsk:
     """One job as the user asked for it, before any check: PROMPT, the `-p`
-    assignments, the `--input` object they override, `--seed`, `--webhook-url`,
-    and how `@PATH` files are uploaded (`upload`; None: they are refused)."""
+    assignments, the `--input` object they override, `--seed`, `--webhook-url`;
+    how `@PATH` files are uploaded (`upload`; None: they are refused); and
+    `auto_seed` (the setting, on by default): pick a seed when the model takes
+    one and none was given."""
 
     prompt: str | None = None
     assignments: tuple[str, ...] = ()
@@ -27,6 +29,7 @@ class JobAsk:
     seed: int | None = None
     webhook_url: str | None = None
     upload: UploadSettings | None = None
+    auto_seed: bool = True
 
 
 def prepare(model: Model, schema: dict[str, Any], ask: JobAsk, folder: Path) -> Submission:
@@ -44,6 +47,8 @@ def prepare(model: Model, schema: dict[str, Any], ask: JobAsk, folder: Path) -> 
         seed=ask.seed,
     )
     validate_inputs(schema, inputs)
+    if ask.auto_seed:
+        inputs = _with_random_seed(schema, inputs)
     inputs, files = check_file_inputs(schema, inputs, ask.upload)
     return Submission(
         model.id,
@@ -54,3 +59,22 @@ def prepare(model: Model, schema: dict[str, Any], ask: JobAsk, folder: Path) -> 
         listed_cost=model.cost.default,
         files=files,
     )
+
+
+def _with_random_seed(schema: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs with a random seed when the model takes one and none was
+    given; unchanged when the schema would refuse the seed picked (a rule
+    beyond its bounds, such as `multipleOf`): the API then picks its own."""
+    from pixeldojo_cli.core.errors import UsageError
+    from pixeldojo_cli.inputs.schema import validate_inputs
+    from pixeldojo_cli.inputs.seeds import SEED, random_seed, seed_range
+
+    bounds = seed_range(schema)
+    if bounds is None or SEED in inputs:
+        return inputs
+    seeded = {**inputs, SEED: random_seed(bounds)}
+    try:
+        validate_inputs(schema, seeded)
+    except UsageError:
+        return inputs
+    return seeded

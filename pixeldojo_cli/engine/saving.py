@@ -22,6 +22,7 @@ from pixeldojo_cli.engine.recorder import Recorder
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
+    from pixeldojo_cli.store.downloads import Rewrite
     from pixeldojo_cli.store.files import DownloadedFile
     from pixeldojo_cli.store.ledger import LedgerFile, LedgerJob
 
@@ -98,6 +99,9 @@ def save(
     if not job.output_urls:
         notify(Notice(f"Job {job.id} completed without any output URL.", level="warning"))
     existing = {} if options.force else _known_files(local, folder, job.id, base_url)
+    model = model or (local.model if local else None) or job.model or "unknown"
+    inputs = inputs if inputs is not None else (local.inputs if local else {})
+    stamp = _stamp(client, job, model, inputs, base_url) if options.embed_metadata else None
     refused = False
     try:
         files = _download(
@@ -110,6 +114,7 @@ def save(
             notify=notify,
             cancel=cancel,
             expires_at=job.output_expiry() or (local.deadline() if local else None),
+            rewrite=stamp,
         )
     except OutputRefusedError:
         refused = True
@@ -141,6 +146,7 @@ def _download(
     notify: EventSink,
     cancel: threading.Event | None,
     expires_at: datetime | None,
+    rewrite: Rewrite | None = None,
 ) -> list[DownloadedFile]:
     """The job's outputs into `folder`, each recorded as it lands; Ctrl-C is
     `JobsInterruptedError` with the command that resumes."""
@@ -164,6 +170,7 @@ def _download(
             checksum=options.checksum,
             cancel=cancel,
             expires_at=expires_at,
+            rewrite=rewrite,
         )
     except KeyboardInterrupt:
         raise JobsInterruptedError(
@@ -172,6 +179,28 @@ def _download(
             job_ids=[job.id],
             hint=f"Resume with: pixeldojo download {job.id}",
         ) from None
+
+
+def _stamp(client: Client, job: Job, model: str, inputs: dict[str, Any], base_url: str) -> Rewrite:
+    """What writes the job into each saved picture (`store.embedding`): its
+    model, inputs (the prompt and seed among them), id, API, creation time
+    and cost, the key masked wherever a server may have echoed it."""
+    from functools import partial
+
+    from pixeldojo_cli.core.version import __version__
+    from pixeldojo_cli.store.embedding import embed
+    from pixeldojo_cli.store.provenance import Provenance
+
+    when = job.created_at or job.completed_at
+    made = Provenance(
+        job_id=job.id,
+        model=model,
+        inputs=inputs,
+        api=base_url,
+        created=when.isoformat().replace("+00:00", "Z") if when is not None else None,
+        credits=job.credit_cost,
+    )
+    return partial(embed, made=made, tool=f"pixeldojo-cli {__version__}", secret=client.api_key)
 
 
 def _say_what_was_kept(job_id: str, files: list[DownloadedFile], notify: EventSink) -> None:

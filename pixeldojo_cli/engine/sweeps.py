@@ -51,6 +51,7 @@ class SweepAsk:
     confirmed: bool = False
     kind: str = "sweep"
     upload: UploadSettings | None = None
+    auto_seed: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,16 @@ class SweepPlan:
         self.occurrences = array("I")
         self.group_id = ""
         self.upload: UploadSettings | None = None
+        self.auto_seed = False
+
+    def seeded(self, inputs: dict[str, Any], key: str, offset: int) -> dict[str, Any]:
+        """Job `offset`'s inputs as sent: with `auto_seed`, a job that gives no
+        seed gets one derived from its key (as a `--batch` line does: a rerun of
+        the sweep asks for the same pictures and finds its jobs again)."""
+        from pixeldojo_cli.inputs.seeds import derived_seed, seed_range, with_seed
+
+        bounds = seed_range(self.schema_at(offset)) if self.auto_seed else None
+        return inputs if bounds is None else with_seed(inputs, derived_seed(bounds, key))
 
     def schema_at(self, offset: int) -> dict[str, Any] | None:
         """The schema of job `offset`'s model (its `@` values are checked with it)."""
@@ -219,6 +230,7 @@ def plan_sweep(
         raise UsageError("No model can run this comparison (see the reasons above).")
     plan = SweepPlan(targets, ask.kind)
     plan.upload = ask.upload
+    plan.auto_seed = ask.auto_seed
     check_size(plan.total, confirmed=ask.confirmed, what=ask.kind)
     for target in targets:
         _check_axes(target, several=len(targets) > 1)

@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -59,6 +60,9 @@ from pixeldojo_cli.store.partfile import PartFile
 
 # (file index, bytes so far, total or None)
 ProgressCallback = Callable[[int, int, int | None], None]
+# Writes the file as served (source, its size) anew into target, say with metadata
+# in it (`embedding.embed`); False leaves the file as served.
+Rewrite = Callable[[BinaryIO, BinaryIO, int], bool]
 
 
 def api_base_url(transport: Transport) -> str:
@@ -153,10 +157,13 @@ def download_file(
     expires_at: datetime | None = None,
     stem: str | None = None,
     flight: Flight | None = None,
+    rewrite: Rewrite | None = None,
 ) -> DownloadedFile:
     """Download one output to `<folder>/<stem>-<index>.<ext>`, atomically.
 
     With `checksum`, the file's SHA-256 is computed on the way in and recorded.
+    `rewrite` (metadata written into a picture) is applied to the whole file
+    before its final rename; the file then records both sizes and hashes.
     `expires_at` is when the API deletes the job's outputs: a 404 before then
     is retried and, if it persists, a `DownloadError`, never an `ExpiredError`.
     """
@@ -180,6 +187,8 @@ def download_file(
     interrupts.register_part(part.path)
     try:
         final = _stream_into(fetch, part)
+        if rewrite is not None:
+            part.rewrite(rewrite)
         return replace(part.commit(final), url=url)
     finally:
         part.discard()
@@ -360,6 +369,7 @@ def download_outputs(
     expires_at: datetime | None = None,
     base_url: str | None = None,
     cancel: threading.Event | None = None,
+    rewrite: Rewrite | None = None,
 ) -> list[DownloadedFile]:
     """Download every output of `job` into `folder`, a few at a time, in order.
 
@@ -374,7 +384,7 @@ def download_outputs(
     `base_url` (default: the transport's) names the job's API for `job_stem`.
     Ctrl-C, `cancel` set from another thread, or `interrupts.request_stop()`
     stops every download within about a second, removes their temporary
-    files and raises KeyboardInterrupt.
+    files and raises KeyboardInterrupt. `rewrite`: see `download_file`.
     """
     ensure_folder(folder)
     remove_stale_parts(folder)
@@ -391,7 +401,9 @@ def download_outputs(
     todo = [(n, url) for n, url in enumerate(urls, start=1) if n not in saved]
     if todo:
         flight = Flight(cancel=cancel or threading.Event())
-        fetch_one = _fetcher(transport, folder, job.id, flight, stem, expiry, checksum, on_progress)
+        fetch_one = _fetcher(
+            transport, folder, job.id, flight, stem, expiry, checksum, on_progress, rewrite
+        )
         interrupts.downloading(job.id, +1)
         try:
             failure = run_all(fetch_one, todo, concurrency, flight, saved, on_saved)
@@ -427,6 +439,7 @@ def _fetcher(
     expires_at: datetime | None,
     checksum: bool,
     on_progress: ProgressCallback | None,
+    rewrite: Rewrite | None = None,
 ) -> Callable[[int, str], DownloadedFile]:
     """`download_file` for output n at a URL, with one `download_outputs` call's settings."""
 
@@ -442,6 +455,7 @@ def _fetcher(
             expires_at=expires_at,
             stem=stem,
             flight=flight,
+            rewrite=rewrite,
         )
 
     return fetch_one

@@ -118,6 +118,10 @@ class DownloadedFile:
     url: str
     skipped: bool = False  # already on disk, complete, not downloaded again
     mtime_ns: int | None = None  # the file's modification time once in place
+    # When metadata was written into the file (`embedding`): the size and (with
+    # checksum) SHA-256 of the bytes as served; `size` and `sha256` are the saved file's.
+    served_size: int | None = None
+    served_sha256: str | None = None
 
 
 def file_sha256(path: Path) -> str:
@@ -155,6 +159,11 @@ def intact_since(record: DownloadedFile, *, checksum: bool = False) -> int | Non
 
 # A sidecar lists one job's files: far below this. Past it, it is not one of ours.
 MAX_SIDECAR_BYTES = 16 * 1024 * 1024
+
+
+def read_sidecar(path: Path) -> dict[str, Any] | None:
+    """A sidecar's JSON object, None when there is none we can read (see below)."""
+    return _read_sidecar(path)
 
 
 def _read_sidecar(path: Path) -> dict[str, Any] | None:
@@ -244,6 +253,8 @@ def recorded_files(folder: Path, job_id: str, base_url: str | None) -> dict[int,
                 sha256=_optional(entry, "sha256", str),
                 url=str(entry.get("url", "")),
                 mtime_ns=_optional(entry, "mtimeNs", int),
+                served_size=_optional(entry, "servedSize", int),
+                served_sha256=_optional(entry, "servedSha256", str),
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             continue
@@ -256,6 +267,10 @@ def _file_entry(file: DownloadedFile) -> dict[str, Any]:
         entry["sha256"] = file.sha256
     if file.mtime_ns is not None:
         entry["mtimeNs"] = file.mtime_ns
+    if file.served_size is not None:  # metadata written into it: the bytes as served
+        entry["servedSize"] = file.served_size
+    if file.served_sha256 is not None:
+        entry["servedSha256"] = file.served_sha256
     entry["url"] = file.url
     return entry
 

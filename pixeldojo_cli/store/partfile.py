@@ -15,7 +15,7 @@ import tempfile
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 
 from pixeldojo_cli.core.errors import WriteError
 from pixeldojo_cli.store.files import DownloadedFile, set_output_mode
@@ -79,8 +79,12 @@ class PartFile:
         except OSError as exc:
             raise WriteError(f"Cannot write in {folder}: {exc.strerror or exc}.") from exc
         self.path = Path(name)
+        self.stem = stem
         self.handle: IO[bytes] = os.fdopen(fd, "wb")
         self.size = 0
+        # Once `rewrite` changed it: (size, SHA-256) as served, and the SHA-256 as saved.
+        self.served: tuple[int, str | None] | None = None
+        self.saved_sha256: str | None = None
         self.hasher = hashlib.sha256()
         self._workers = [ChunkWorker("download-writer", self.handle.write)]
         if checksum:
@@ -112,6 +116,42 @@ class PartFile:
             worker.put(chunk)
         self.size += len(chunk)
 
+    def rewrite(self, transform: Callable[[BinaryIO, BinaryIO, int], bool]) -> bool:
+        """Replace the whole file by what `transform(source, target, size)`
+        writes (say, the picture with metadata in it), under the same name;
+        nothing changes when it says False. The size as served is kept for
+        `commit`, and with `checksum` the SHA-256 as served and as saved."""
+        self._settle()
+        try:
+            self.handle.flush()
+            fd, name = tempfile.mkstemp(
+                dir=self.path.parent, prefix=f".{self.stem}.", suffix=".part"
+            )
+        except OSError as exc:
+            raise WriteError(f"Cannot write in {self.path.parent}: {exc.strerror or exc}.") from exc
+        target = _Hashing(os.fdopen(fd, "w+b"), hashing=self.checksum)
+        done = False
+        try:
+            with open(self.path, "rb") as source:
+                done = transform(source, target, self.size)  # type: ignore[arg-type]
+            if done:
+                os.replace(name, self.path)
+        except OSError as exc:
+            raise WriteError(f"Cannot write {self.path.name}: {exc.strerror or exc}.") from exc
+        finally:
+            if not done:
+                target.handle.close()
+                Path(name).unlink(missing_ok=True)
+        if not done:
+            return False
+        self.handle.close()
+        self.handle = target.handle
+        served_sha256 = self.hasher.hexdigest() if self.checksum else None
+        self.served = (self.size, served_sha256)
+        self.size = target.size
+        self.saved_sha256 = target.hasher.hexdigest() if self.checksum else None
+        return True
+
     def commit(self, final: Path) -> DownloadedFile:
         """Flush, rename into place, and say what landed."""
         self._settle()
@@ -125,6 +165,16 @@ class PartFile:
             mtime_ns = final.stat().st_mtime_ns
         except OSError as exc:
             raise WriteError(f"Cannot write {final.name}: {exc.strerror or exc}.") from exc
+        if self.served is not None:
+            return DownloadedFile(
+                path=final,
+                size=self.size,
+                sha256=self.saved_sha256,
+                url="",
+                mtime_ns=mtime_ns,
+                served_size=self.served[0],
+                served_sha256=self.served[1],
+            )
         return DownloadedFile(
             path=final,
             size=self.size,
@@ -139,3 +189,19 @@ class PartFile:
         if not self.handle.closed:
             self.handle.close()
         self.path.unlink(missing_ok=True)
+
+
+class _Hashing:
+    """A file being written, its size counted (and with `hashing`, its SHA-256)."""
+
+    def __init__(self, handle: IO[bytes], *, hashing: bool) -> None:
+        self.handle = handle
+        self.hasher = hashlib.sha256()
+        self.hashing = hashing
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        if self.hashing:
+            self.hasher.update(data)
+        self.size += len(data)
+        return self.handle.write(data)

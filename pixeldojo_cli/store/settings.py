@@ -53,6 +53,8 @@ ENV_ALLOW_PRIVATE_OUTPUTS = "PIXELDOJO_ALLOW_PRIVATE_OUTPUTS"
 ENV_BUDGET_DAILY = "PIXELDOJO_BUDGET_DAILY"
 ENV_BUDGET_MONTHLY = "PIXELDOJO_BUDGET_MONTHLY"
 ENV_UPLOAD = "PIXELDOJO_UPLOAD"
+ENV_AUTO_SEED = "PIXELDOJO_AUTO_SEED"
+ENV_EMBED_METADATA = "PIXELDOJO_EMBED_METADATA"
 _TRUTHY = frozenset({"1", "true", "yes", "on"})
 _FALSY = frozenset({"0", "false", "no", "off"})
 
@@ -86,6 +88,10 @@ CONFIG_KEYS: dict[str, str] = {
     "upload_command": "command",
     "upload_ttl": "duration",
     "upload_timeout": "duration",
+    # A random seed for a model that takes one when none is given; the job, model,
+    # inputs and seed written into saved PNG, JPEG and WebP outputs.
+    "auto_seed": "bool",
+    "embed_metadata": "bool",
 }
 UPLOAD_WAYS = ("command", "data")
 DEFAULT_UPLOAD_TTL = 3600.0
@@ -376,6 +382,8 @@ class Settings:
     upload_command: Setting = Setting(None, "default")
     upload_ttl: Setting = Setting(DEFAULT_UPLOAD_TTL, "default")
     upload_timeout: Setting = Setting(DEFAULT_UPLOAD_TIMEOUT, "default")
+    auto_seed: Setting = Setting(True, "default")
+    embed_metadata: Setting = Setting(True, "default")
 
 
 def resolve_settings(
@@ -435,6 +443,8 @@ def resolve_settings(
         upload_command=_command(pick(None, env, None, both, "upload_command", None)),
         upload_ttl=typed("upload_ttl", None, DEFAULT_UPLOAD_TTL),
         upload_timeout=typed("upload_timeout", None, DEFAULT_UPLOAD_TIMEOUT),
+        auto_seed=typed("auto_seed", ENV_AUTO_SEED, True),
+        embed_metadata=typed("embed_metadata", ENV_EMBED_METADATA, True),
     )
 
 

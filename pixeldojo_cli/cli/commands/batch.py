@@ -44,6 +44,7 @@ class BatchRequest:
     seed: int | None = None
     dry_run: bool = False
     upload: UploadSettings | None = None
+    auto_seed: bool = False
 
 
 def run_batch(
@@ -67,7 +68,9 @@ def run_batch(
     )
     batch_file = open_batch_file(request.batch_file)
     try:
-        plan = plan_batch(model, schema, batch_file, defaults, request.upload)
+        plan = plan_batch(
+            model, schema, batch_file, defaults, request.upload, auto_seed=request.auto_seed
+        )
         if request.dry_run:
             _print_plan(state, plan, request.options)
         else:

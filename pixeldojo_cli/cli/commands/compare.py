@@ -137,6 +137,7 @@ def compare(
             confirmed=yes,
             kind="compare",
             upload=upload_settings(state, None),
+            auto_seed=bool(state.settings().auto_seed.value),
         )
         read_ask(ask)  # a malformed PROMPT or --matrix: before any request
         with whole_command(options[0].timeout):

@@ -17,6 +17,7 @@ from pixeldojo_cli.cli.commands.run_flags import (
     MatrixOption,
     MaxCreditsOption,
     ModelArgument,
+    NoAutoSeedOption,
     NoDownloadOption,
     NoWaitOption,
     OpenOption,
@@ -112,6 +113,7 @@ def run(
     params: ParamOption = None,
     input_file: InputFileOption = None,
     seed: SeedOption = None,
+    no_auto_seed: NoAutoSeedOption = False,
     webhook_url: WebhookUrlOption = None,
     output_dir: OutputDirOption = None,
     dry_run: DryRunOption = False,
@@ -165,6 +167,7 @@ def run(
             yes=yes,
             ignore_budget=ignore_budget,
             upload=upload_settings(state, upload),
+            auto_seed=not no_auto_seed and bool(state.settings().auto_seed.value),
         )
         request.check()
         with whole_command(options[0].timeout):
@@ -233,6 +236,7 @@ def _run_sweep(
         matrix=request.matrix,
         confirmed=request.yes,
         upload=request.upload,
+        auto_seed=request.auto_seed,
     )
     run_sweep(state, client, [model], ask, batch_options, options, show, dry_run=request.dry_run)
 
@@ -264,6 +268,7 @@ def _batch_request(
         base_inputs=base_inputs,
         seed=request.seed,
         upload=request.upload,
+        auto_seed=request.auto_seed,
         options=batch_options,
         dry_run=request.dry_run,
     )
@@ -286,6 +291,7 @@ def _submission(
         seed=request.seed,
         webhook_url=request.webhook_url,
         upload=request.upload,
+        auto_seed=request.auto_seed,
     )
     return prepare(model, schema, ask, save_options.folder_for(None))
 
@@ -324,7 +330,8 @@ def _print_dry_run(
     for line in planned_file_lines(files):
         state.render.info(line)
     state.render.info(
-        f"Estimated cost: {credits_text(submission.estimate)}. Nothing was submitted."
+        f"{seed_text(submission.inputs)}Estimated cost: {credits_text(submission.estimate)}. "
+        "Nothing was submitted."
     )
     for line in budget_lines(state, submission, budget):
         state.render.info(line)
@@ -342,7 +349,7 @@ def _submit(
     recorder, notify = state.recorder(), state.render.notice_sink()
     job = submit(client, submission, recorder=recorder, notify=notify, budget=budget)
     state.render.info(
-        f"Submitted {job.id} ({submission.model}): "
+        f"Submitted {job.id} ({submission.model}): {seed_text(submission.inputs, lower=True)}"
         f"{credits_text(job.credit_cost or submission.estimate)}, "
         f"{credits_text(job.credits_remaining, unit=False)} remaining."
     )
@@ -415,3 +422,11 @@ def credits_text(value: float | None, *, unit: bool = True) -> str:
     if not unit:
         return number
     return f"{number} credit" if value == 1 else f"{number} credits"
+
+
+def seed_text(inputs: dict[str, Any], *, lower: bool = False) -> str:
+    """`Seed 12345. ` (or `seed 12345, `) when the job has an integer seed, else ``."""
+    seed = inputs.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        return ""
+    return f"seed {seed}, " if lower else f"Seed {seed}. "

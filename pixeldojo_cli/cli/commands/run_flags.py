@@ -64,6 +64,14 @@ InputFileOption = Annotated[
     typer.Option("--input", "-i", metavar="FILE", help="JSON object of inputs; - reads stdin."),
 ]
 SeedOption = Annotated[int | None, typer.Option("--seed", help="Shortcut for -p seed=N.")]
+NoAutoSeedOption = Annotated[
+    bool,
+    typer.Option(
+        "--no-auto-seed",
+        help="Leave the seed to the API when none is given (default: a random one, "
+        "printed and recorded; setting auto_seed).",
+    ),
+]
 WebhookUrlOption = Annotated[
     str | None,
     typer.Option("--webhook-url", metavar="URL", help="The API POSTs the finished job here."),
@@ -245,6 +253,7 @@ class RunRequest:
     webhook_url: str | None = None
     dry_run: bool = False
     wait: bool = True
+    auto_seed: bool = True
     batch_file: str | None = None
     concurrency: int | None = None
     max_credits: float | None = None
