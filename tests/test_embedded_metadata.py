@@ -178,6 +178,20 @@ def test_run_saves_a_png_with_the_job_in_it_and_the_sidecar_keeps_both_hashes_an
     assert entry["servedSha256"] == hashlib.sha256(served).hexdigest()
 
 
+def test_the_sidecar_keeps_both_hashes_without_checksum_too(
+    cli: Invoke, emulator: Emulator, tmp_path: Path
+) -> None:
+    result = cli("run", "flux-dev", "a red fox", "-o", "out", "--json", *FAST)
+    assert result.exit_code == 0, result.stderr
+    [path] = saved_files(tmp_path / "out")
+    saved, served = path.read_bytes(), served_bytes(emulator)
+    [entry] = sidecar_of(tmp_path / "out")["files"]
+    assert entry["servedSha256"] == hashlib.sha256(served).hexdigest()
+    assert entry["savedSha256"] == hashlib.sha256(saved).hexdigest()
+    assert "sha256" not in entry  # the checked hash stays --checksum's
+    assert json.loads(result.stdout)["files"][0]["sha256"] is None
+
+
 @pytest.mark.parametrize(
     ("name", "fmt", "content_type"),
     [("pic.jpg", "JPEG", "image/jpeg"), ("pic.webp", "WEBP", "image/webp")],
@@ -250,8 +264,10 @@ def test_a_saved_picture_with_metadata_is_found_intact_and_not_downloaded_again(
     if checksum:
         assert entry["servedSha256"] == hashlib.sha256(served_bytes(emulator)).hexdigest()
         assert entry["sha256"] == hashlib.sha256(before[1]).hexdigest()
-    else:  # no --checksum: no hash of either (SHA-256 costs CPU), as for any file
-        assert "sha256" not in entry and "servedSha256" not in entry
+    else:  # no --checksum: no checked hash, but the sidecar says what the rewrite changed
+        assert "sha256" not in entry
+        assert entry["servedSha256"] == hashlib.sha256(served_bytes(emulator)).hexdigest()
+        assert entry["savedSha256"] == hashlib.sha256(before[1]).hexdigest()
 
 
 def test_a_picture_changed_since_is_downloaded_again_under_checksum(

@@ -118,10 +118,12 @@ class DownloadedFile:
     url: str
     skipped: bool = False  # already on disk, complete, not downloaded again
     mtime_ns: int | None = None  # the file's modification time once in place
-    # When metadata was written into the file (`embedding`): the size and (with
-    # checksum) SHA-256 of the bytes as served; `size` and `sha256` are the saved file's.
+    # When metadata was written into the file (`embedding`): the size and SHA-256
+    # of the bytes as served, and the SHA-256 of the file as saved (both always:
+    # the sidecar says what changed); `size` and `sha256` are the saved file's.
     served_size: int | None = None
     served_sha256: str | None = None
+    saved_sha256: str | None = None
 
 
 def file_sha256(path: Path) -> str:
@@ -255,6 +257,7 @@ def recorded_files(folder: Path, job_id: str, base_url: str | None) -> dict[int,
                 mtime_ns=_optional(entry, "mtimeNs", int),
                 served_size=_optional(entry, "servedSize", int),
                 served_sha256=_optional(entry, "servedSha256", str),
+                saved_sha256=_optional(entry, "savedSha256", str),
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             continue
@@ -271,6 +274,8 @@ def _file_entry(file: DownloadedFile) -> dict[str, Any]:
         entry["servedSize"] = file.served_size
     if file.served_sha256 is not None:
         entry["servedSha256"] = file.served_sha256
+    if file.saved_sha256 is not None:
+        entry["savedSha256"] = file.saved_sha256
     entry["url"] = file.url
     return entry
 

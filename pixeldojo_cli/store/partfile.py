@@ -83,7 +83,9 @@ class PartFile:
         self.handle: IO[bytes] = os.fdopen(fd, "wb")
         self.size = 0
         # Once `rewrite` changed it: (size, SHA-256) as served, and the SHA-256 as saved.
-        self.served: tuple[int, str | None] | None = None
+        # Both SHA-256s are kept whatever `checksum` says: the file is read and
+        # written whole for the rewrite anyway, and the sidecar says what changed.
+        self.served: tuple[int, str] | None = None
         self.saved_sha256: str | None = None
         self.hasher = hashlib.sha256()
         self._workers = [ChunkWorker("download-writer", self.handle.write)]
@@ -129,9 +131,10 @@ class PartFile:
             )
         except OSError as exc:
             raise WriteError(f"Cannot write in {self.path.parent}: {exc.strerror or exc}.") from exc
-        target = _Hashing(os.fdopen(fd, "w+b"), hashing=self.checksum)
+        target = _Hashing(os.fdopen(fd, "w+b"), hashing=True)
         done = False
         try:
+            served_sha256 = self.hasher.hexdigest() if self.checksum else _sha256_of(self.path)
             with open(self.path, "rb") as source:
                 done = transform(source, target, self.size)  # type: ignore[arg-type]
             if done:
@@ -146,10 +149,9 @@ class PartFile:
             return False
         self.handle.close()
         self.handle = target.handle
-        served_sha256 = self.hasher.hexdigest() if self.checksum else None
         self.served = (self.size, served_sha256)
         self.size = target.size
-        self.saved_sha256 = target.hasher.hexdigest() if self.checksum else None
+        self.saved_sha256 = target.hasher.hexdigest()
         return True
 
     def commit(self, final: Path) -> DownloadedFile:
@@ -169,11 +171,12 @@ class PartFile:
             return DownloadedFile(
                 path=final,
                 size=self.size,
-                sha256=self.saved_sha256,
+                sha256=self.saved_sha256 if self.checksum else None,
                 url="",
                 mtime_ns=mtime_ns,
                 served_size=self.served[0],
                 served_sha256=self.served[1],
+                saved_sha256=self.saved_sha256,
             )
         return DownloadedFile(
             path=final,
@@ -189,6 +192,15 @@ class PartFile:
         if not self.handle.closed:
             self.handle.close()
         self.path.unlink(missing_ok=True)
+
+
+def _sha256_of(path: Path) -> str:
+    """The SHA-256 of the bytes at `path` (the part file, as served)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 class _Hashing:
