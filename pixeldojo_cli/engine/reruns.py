@@ -87,12 +87,12 @@ def file_or_job_id(text: str) -> Path | str:
     looks_like_file = "/" in text or os.sep in text or path.suffix.lower() in _FILE_SUFFIXES
     if looks_like_file:
         raise UsageError(
-            f"There is no file {shown(text, 200)!r}.",
+            f"There is no file '{shown(text, 200)}'.",
             hint="Give a saved output's path, or a job id (see `pixeldojo jobs list`).",
         )
     if not _JOB_ID.fullmatch(text):
         raise UsageError(
-            f"{shown(text, 200)!r} is neither an existing file nor a job id.",
+            f"'{shown(text, 200)}' is neither an existing file nor a job id.",
             hint="Give a saved output's path, or a job id such as job_abc123 "
             "(see `pixeldojo jobs list`).",
         )
@@ -165,7 +165,7 @@ def _check_claims(made: Provenance, name: str) -> None:
     if not _MODEL_ID.fullmatch(made.model) or not made.job_id or len(made.job_id) > 200:
         raise UsageError(
             f"The metadata of {name} names no usable model or job (model "
-            f"{shown(made.model, 60)!r}); nothing was submitted.",
+            f"'{shown(made.model, 60)}'); nothing was submitted.",
             hint=f"See what it holds with: pixeldojo inspect {name}",
         )
 
