@@ -64,8 +64,9 @@ inputs (exit 6 when the ledger does not know it).
 picture comes out the same. A file input sent from a local file is that
 file again (@PATH: uploaded again unless its upload is still fresh), if it
 is still there and unchanged (else exit 2, nothing spent); an earlier job's
-output is @job:ID/N again. A job made on another API than the one in force
-is run on the one in force, with a warning.
+output is @job:ID/N again. Which file that was, the job ledger says: for a
+picture from elsewhere, give it with -p KEY=@PATH. A job made on another
+API than the one in force is run on the one in force, with a warning.
 """
 
 EXAMPLES = """\
