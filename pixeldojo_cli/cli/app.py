@@ -17,6 +17,7 @@ from pixeldojo_cli.cli.commands import inspect as inspect_cmd
 from pixeldojo_cli.cli.commands import jobs as jobs_cmd
 from pixeldojo_cli.cli.commands import mcp as mcp_cmd
 from pixeldojo_cli.cli.commands import models as models_cmd
+from pixeldojo_cli.cli.commands import rerun as rerun_cmd
 from pixeldojo_cli.cli.commands import run as run_cmd
 from pixeldojo_cli.cli.commands import skill as skill_cmd
 from pixeldojo_cli.cli.commands import usage as usage_cmd
@@ -98,6 +99,13 @@ app.command(
     epilog=inspect_cmd.EXAMPLES,
     no_args_is_help=True,
 )(inspect_cmd.inspect)
+app.command(
+    "rerun",
+    cls=PixelDojoCommand,
+    help=rerun_cmd.HELP,
+    epilog=rerun_cmd.EXAMPLES,
+    no_args_is_help=True,
+)(rerun_cmd.rerun)
 app.add_typer(webhook_cmd.app, name="webhook", cls=PixelDojoGroup)
 app.command(
     "usage", cls=PixelDojoCommand, help=usage_cmd.USAGE_HELP, epilog=usage_cmd.USAGE_EXAMPLES

@@ -4,6 +4,7 @@ job goes through (`run`, and whatever else asks for one job)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,3 +79,27 @@ def _with_random_seed(schema: dict[str, Any], inputs: dict[str, Any]) -> dict[st
     except UsageError:
         return inputs
     return seeded
+
+
+def takes_input(schema: dict[str, Any], name: str) -> bool:
+    """Whether the model takes the input `name` (a schema that lists no
+    parameters, or allows any, takes every one)."""
+    from pixeldojo_cli.inputs.schema import RESERVED_FIELDS, parameters
+
+    params = {p.name for p in parameters(schema)}
+    return (
+        not params
+        or schema.get("additionalProperties") is True
+        or (name in params or name in RESERVED_FIELDS)
+    )
+
+
+def leave_out(
+    model_id: str, schema: dict[str, Any], names: Iterable[str], notify: Callable[[str], None]
+) -> list[str]:
+    """The inputs among `names` the model does not take, said in one `notify`
+    line: what `compare` and `rerun --model` leave out for a model."""
+    left_out = [name for name in names if not takes_input(schema, name)]
+    if left_out:
+        notify(f"{model_id} takes no {', '.join(left_out)}: left out for it.")
+    return left_out

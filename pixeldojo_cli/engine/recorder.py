@@ -117,6 +117,23 @@ class Recorder:
         except Exception:  # a ledger that cannot be read knows nothing
             return None
 
+    def find(self, job_id: str) -> LedgerJob | None:
+        """What the ledger knows of a job: on this API and profile, else on this
+        API, else the newest of that id on another API (`rerun` says so)."""
+        from pixeldojo_cli.store.ledger import JobQuery
+
+        if self.ledger is None:
+            return None
+        try:
+            with self.lock:
+                found = self.ledger.find(JobQuery(job_id=job_id, limit=50))
+        except Exception:  # a ledger that cannot be read knows nothing
+            return None
+        ranked = sorted(
+            found, key=lambda j: (j.base_url != self.base_url, j.profile != self.profile)
+        )
+        return ranked[0] if ranked else None
+
     def submitted(self, job: Job, submission: Submission) -> None:
         """A job was submitted: recorded before any waiting starts, with the
         credits balance the submit answer reported (`pixeldojo credits`)."""

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pixeldojo_cli.core.errors import UsageError
 from pixeldojo_cli.engine.batch_lines import Line, key_digest
+from pixeldojo_cli.engine.preparing import leave_out, takes_input
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.results import Model
@@ -276,23 +277,12 @@ def _asked_names(ask: SweepAsk, specs: list[MatrixSpec]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _takes(schema: dict[str, Any], name: str) -> bool:
-    from pixeldojo_cli.inputs.schema import RESERVED_FIELDS, parameters
-
-    params = {p.name for p in parameters(schema)}
-    return (
-        not params
-        or schema.get("additionalProperties") is True
-        or (name in params or name in RESERVED_FIELDS)
-    )
-
-
 def _refuse_unknown(names: list[str], models: Sequence[tuple[Model, dict[str, Any]]]) -> None:
     """An input no model takes is a mistake (with a did-you-mean), not a notice."""
     from pixeldojo_cli.inputs.schema import parameters, unknown_parameter
 
     for name in names:
-        if not any(_takes(schema, name) for _, schema in models):
+        if not any(takes_input(schema, name) for _, schema in models):
             known = {p.name for _, schema in models for p in parameters(schema)}
             raise unknown_parameter(name, known)
 
@@ -312,10 +302,7 @@ def _target(
     from pixeldojo_cli.inputs.schema import build_inputs, parameters, parse_assignment
     from pixeldojo_cli.inputs.sweeps import Axis, matrix_values, prompt_axes
 
-    left_out = [name for name in names if not _takes(schema, name)]
-    if left_out:
-        listed = ", ".join(left_out)
-        notify(f"{model.id} takes no {listed}: left out for it.")
+    left_out = leave_out(model.id, schema, names, notify)
     base = build_inputs(
         schema,
         assignments=[a for a in ask.assignments if parse_assignment(a)[0] not in left_out],

@@ -107,7 +107,7 @@ def check_local_file(
     try:
         fd = open_regular(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise UsageError(f"{label}: {shown} {_why_not(path, exc)}.") from None
+        raise UsageError(f"{label}: {shown} {why_not_readable(path, exc)}.") from None
     try:
         return _checked(fd, path.absolute(), label, shown, frozenset(kinds), max_bytes)
     finally:
@@ -161,7 +161,7 @@ def read_checked(file: LocalFile, max_bytes: int) -> bytes:
     try:
         fd = open_regular(file.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
-        raise UsageError(f"{label} {_why_not(file.path, exc)}.") from None
+        raise UsageError(f"{label} {why_not_readable(file.path, exc)}.") from None
     try:
         data = bytearray()
         while chunk := os.read(fd, _CHUNK):
@@ -175,7 +175,7 @@ def read_checked(file: LocalFile, max_bytes: int) -> bytes:
     return bytes(data)
 
 
-def _why_not(path: Path, exc: OSError) -> str:
+def why_not_readable(path: Path, exc: OSError) -> str:
     """What stops a path being read as a file, in words."""
     if exc.errno == errno.ENOENT:
         return "does not exist"

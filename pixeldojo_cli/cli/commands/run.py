@@ -44,14 +44,14 @@ from pixeldojo_cli.cli.outputs import (
     PollIntervalOption,
     Presentation,
     TimeoutOption,
-    result_lines,
     whole_command,
 )
 from pixeldojo_cli.cli.state import AppState, get_state
+from pixeldojo_cli.cli.submitting import model_and_schema, run_one
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
-    from pixeldojo_cli.api.results import Job, Model
+    from pixeldojo_cli.api.results import Model
     from pixeldojo_cli.cli.commands.batch import BatchRequest
     from pixeldojo_cli.engine import SaveOptions, Submission, WaitOptions
     from pixeldojo_cli.engine.batch import BatchOptions
@@ -187,7 +187,7 @@ def _execute(
         from pixeldojo_cli.core.errors import MissingAPIKeyError
 
         raise MissingAPIKeyError("No API key is set.")
-    model, schema = _model_and_schema(state, client, request.model_id)
+    model, schema = model_and_schema(state, client, request.model_id)
     budget = state.budget(ignore=request.ignore_budget, max_credits=request.max_credits)
     if request.batch_file is not None:
         from pixeldojo_cli.cli.commands.batch import run_batch
@@ -204,14 +204,16 @@ def _execute(
         )
         return
     submission = _submission(model, schema, request, base_inputs, options[1])
-    if request.dry_run:
-        _print_dry_run(state, submission, show.json_output, budget)
-        return
-    job = _submit(state, client, submission, budget, download=options[1].download)
-    if not request.wait:
-        _print_submitted(state, job, show)
-        return
-    _follow_and_save(state, client, job, submission, options, show)
+    run_one(
+        state,
+        client,
+        submission,
+        budget,
+        dry_run=request.dry_run,
+        wait=request.wait,
+        options=options,
+        show=show,
+    )
 
 
 def _run_sweep(
@@ -294,139 +296,3 @@ def _submission(
         auto_seed=request.auto_seed,
     )
     return prepare(model, schema, ask, save_options.folder_for(None))
-
-
-def _model_and_schema(
-    state: AppState, client: Client, model_id: str
-) -> tuple[Model, dict[str, Any]]:
-    model, schema = client.model_with_schema(model_id)
-    if not state.use_emulator:
-        from pixeldojo_cli.api.model_cache import ModelCache
-        from pixeldojo_cli.store.settings import cache_dir
-
-        ModelCache(cache_dir(), str(client.base_url)).save_schema(model.id, schema)
-    return model, schema
-
-
-def _print_dry_run(
-    state: AppState, submission: Submission, json_output: bool, budget: Budget
-) -> None:
-    from pixeldojo_cli.cli.budget_view import budget_document, budget_lines
-
-    webhook_url = submission.webhook_url
-    body = {**submission.inputs, **({"webhook_url": webhook_url} if webhook_url else {})}
-    files = submission.files.planned() if submission.files is not None else []
-    if json_output:
-        document = {
-            "model": submission.model,
-            "body": body,
-            "estimatedCredits": submission.estimate,
-            **({"files": files} if files else {}),
-        }
-        budgets = budget_document(state, submission, budget)
-        state.render.json({**document, **budgets, "submitted": False})
-        return
-    state.render.json(body)
-    for line in planned_file_lines(files):
-        state.render.info(line)
-    state.render.info(
-        f"{seed_text(submission.inputs)}Estimated cost: {credits_text(submission.estimate)}. "
-        "Nothing was submitted."
-    )
-    for line in budget_lines(state, submission, budget):
-        state.render.info(line)
-
-
-def _submit(
-    state: AppState, client: Client, submission: Submission, budget: Budget, *, download: bool
-) -> Job:
-    """Check the output folder, submit (within the budget), record, and say what it cost."""
-    from pixeldojo_cli.engine import submit
-    from pixeldojo_cli.store.files import ensure_writable_folder
-
-    if download:  # an output path that cannot be a folder costs nothing yet
-        ensure_writable_folder(submission.folder)
-    recorder, notify = state.recorder(), state.render.notice_sink()
-    job = submit(client, submission, recorder=recorder, notify=notify, budget=budget)
-    state.render.info(
-        f"Submitted {job.id} ({submission.model}): {seed_text(submission.inputs, lower=True)}"
-        f"{credits_text(job.credit_cost or submission.estimate)}, "
-        f"{credits_text(job.credits_remaining, unit=False)} remaining."
-    )
-    return job
-
-
-def _print_submitted(state: AppState, job: Job, show: Presentation) -> None:
-    """--no-wait: the job id, or the job entity under --json."""
-    from pixeldojo_cli.cli.documents import job_document
-
-    if show.json_output:
-        state.render.json(job_document(job, saved=state.recorder().saved_state(job.id)))
-    else:
-        state.render.result(job.id)
-
-
-def _follow_and_save(
-    state: AppState,
-    client: Client,
-    job: Job,
-    submission: Submission,
-    options: tuple[WaitOptions, SaveOptions],
-    show: Presentation,
-) -> None:
-    """Follow one submitted job to its end and save its outputs."""
-    from pixeldojo_cli.cli.documents import result_document
-    from pixeldojo_cli.engine import wait_and_save
-
-    wait_options, save_options = options
-    with state.render.job_display(state.render.progress_mode(show.progress)) as notify:
-        [result] = wait_and_save(
-            client,
-            [job],
-            wait_options,
-            save_options,
-            recorder=state.recorder(notify),
-            notify=notify,
-            submission=submission,
-        )
-    if result.error is not None:
-        raise result.error
-    if show.json_output:
-        state.render.json(result_document(result))
-    else:
-        for line in result_lines(result):
-            state.render.result(line)
-    show.finish(state, [str(f.path) for f in result.files])
-
-
-def planned_file_lines(files: list[dict[str, Any]]) -> list[str]:
-    """--dry-run: one line per `@` file it would upload (nothing is uploaded)."""
-    from pixeldojo_cli.core.text import safe_text
-
-    lines = []
-    for entry in files:
-        where = entry["input"] + ("" if entry["index"] is None else f"[{entry['index']}]")
-        if "path" in entry:
-            lines.append(
-                f"Would upload {safe_text(entry['path'])} for {where}: {entry['size']:,} bytes, "
-                f"{entry['type']}, SHA-256 {entry['sha256']}."
-            )
-        else:
-            lines.append(f"Would use the output of job {safe_text(entry['job'])} for {where}.")
-    return lines
-
-
-def credits_text(value: float | None, *, unit: bool = True) -> str:
-    """`1 credit`, `2.5 credits`, `? credits` (or the bare number without `unit`)."""
-    number = "?" if value is None else f"{value:g}"
-    if not unit:
-        return number
-    return f"{number} credit" if value == 1 else f"{number} credits"
-
-
-def seed_text(inputs: dict[str, Any], *, lower: bool = False) -> str:
-    """`Seed 12345. ` (or `seed 12345, `) when the job has an integer seed, else ``."""
-    seed = inputs.get("seed")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        return ""
-    return f"seed {seed}, " if lower else f"Seed {seed}. "

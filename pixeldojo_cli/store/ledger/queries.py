@@ -130,7 +130,8 @@ class JobQuery:
     `since` keeps jobs submitted at or after it, `until` those submitted before
     it; `unsaved` keeps jobs whose outputs were never all downloaded (not
     failed, not given up on); `search` finds text in any string input (the
-    prompt first of all), ignoring ASCII case.
+    prompt first of all), ignoring ASCII case; `job_id` keeps that job (of
+    any API, unless `base_url` says).
     """
 
     base_url: str | None = None
@@ -142,12 +143,14 @@ class JobQuery:
     unsaved: bool = False
     search: str | None = None
     limit: int | None = None
+    job_id: str | None = None
 
     def where(self) -> tuple[str, list[Any]]:
         """The SQL condition on `jobs` and its arguments."""
         clauses: list[str] = []
         args: list[Any] = []
-        for column, value in (("base_url", self.base_url), ("profile", self.profile)):
+        pairs = (("base_url", self.base_url), ("profile", self.profile), ("id", self.job_id))
+        for column, value in pairs:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 args.append(value)
