@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pixeldojo_cli.core.ownfiles import ForeignFile, open_private, same_file
+from pixeldojo_cli.store.ledger.values import job_time
 
 COMPANIONS = ("-wal", "-shm", "-journal")
 
@@ -76,10 +77,12 @@ def _clear_companion(path: Path) -> None:
 def connect_ledger(path: Path, mode: str, **options: Any) -> sqlite3.Connection:
     """`sqlite3.connect` to the ledger through a `file:` URI with `mode` (`rw`,
     `ro`, `ro&immutable=1`): never `rwc`, so SQLite creates no file. Check the
-    file it opened with `opened_as_checked` before the first statement."""
+    file it opened with `opened_as_checked` before the first statement. SQL on
+    it has `job_time(text)` (`values.job_time`) to compare stored times with."""
     db: sqlite3.Connection = sqlite3.connect(
         f"{path.absolute().as_uri()}?mode={mode}", uri=True, **options
     )
+    db.create_function("job_time", 1, job_time, deterministic=True)
     return db
 
 
