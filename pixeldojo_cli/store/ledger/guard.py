@@ -37,7 +37,8 @@ def claim_ledger(path: Path, *, create: bool = True) -> int | None:
     (to compare with what SQLite opened), or None when it cannot be opened here
     (SQLite then says why: a read-only folder, ...; or, without `create`, it
     is missing). `ForeignFile` when something at one of the names is not a
-    file of ours and cannot go. Never waits on a FIFO."""
+    file of ours and cannot go; `PermissionError` when the ledger is there but
+    cannot be read. Never waits on a FIFO."""
     for suffix in COMPANIONS:
         _clear_companion(Path(f"{path}{suffix}"))
     if create:
@@ -51,6 +52,8 @@ def claim_ledger(path: Path, *, create: bool = True) -> int | None:
         return open_private(path, os.O_RDONLY)
     except ForeignFile:
         raise
+    except PermissionError:  # there, and not ours to read: SQLite would only say
+        raise  # "unable to open database file"
     except OSError:
         return None
 
