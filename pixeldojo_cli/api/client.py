@@ -16,13 +16,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
 from pixeldojo_cli.api.defaults import DEFAULT_BASE_URL
 from pixeldojo_cli.api.headers import Headers, check_headers
 from pixeldojo_cli.api.model_cache import ModelCache
+from pixeldojo_cli.api.paths import path_segment
 from pixeldojo_cli.api.responses import api_response, json_body
 from pixeldojo_cli.api.results import (
     Job,
@@ -44,17 +44,9 @@ from pixeldojo_cli.core.errors import (
     NotFoundError,
     PixelDojoError,
     SubmissionUncertainError,
-    UsageError,
 )
 from pixeldojo_cli.core.redact import clean_api_key
 from pixeldojo_cli.core.version import __version__
-
-
-def _segment(value: str, what: str) -> str:
-    """A model or job id as one URL path segment (nothing can climb out of it)."""
-    if not value or not value.strip():
-        raise UsageError(f"The {what} must not be empty.")
-    return quote(value, safe="")
 
 
 class Client:
@@ -189,7 +181,7 @@ class Client:
     def get_model(self, model_id: str) -> Model:
         """`GET /models/{apiId}`: details, price and (usually) the request schema."""
         try:
-            model = parse_model(self._get(f"models/{_segment(model_id, 'model id')}"))
+            model = parse_model(self._get(f"models/{path_segment(model_id, 'model id')}"))
         except NotFoundError as exc:
             raise self._model_not_found(exc, model_id) from None
         self._modalities[model_id] = model.modality
@@ -206,7 +198,7 @@ class Client:
     def get_schema(self, model_id: str) -> dict[str, Any]:
         """`GET /models/{apiId}/schema`: the model's input JSON Schema."""
         try:
-            return parse_schema(self._get(f"models/{_segment(model_id, 'model id')}/schema"))
+            return parse_schema(self._get(f"models/{path_segment(model_id, 'model id')}/schema"))
         except NotFoundError as exc:
             raise self._model_not_found(exc, model_id) from None
 
@@ -244,7 +236,7 @@ class Client:
             body["webhook_url"] = webhook_url
         try:
             response = self.transport.request(
-                "POST", f"models/{_segment(model_id, 'model id')}/run", json=body, creates=True
+                "POST", f"models/{path_segment(model_id, 'model id')}/run", json=body, creates=True
             )
             return parse_job(json_body(response, self.api_key))
         except BadResponseError as exc:  # the server took the request: the job may exist
@@ -256,7 +248,9 @@ class Client:
         An answer about another job raises `WrongJobError` (one naming no job
         stands for this one)."""
         self.require_key()
-        answer = self._get(f"jobs/{_segment(job_id, 'job id')}", about_jobs=True, timeout=timeout)
+        answer = self._get(
+            f"jobs/{path_segment(job_id, 'job id')}", about_jobs=True, timeout=timeout
+        )
         return parse_job_about(answer, job_id)
 
     def list_jobs(self, *, limit: int | None = None, timeout: float | None = None) -> list[Job]:
@@ -269,7 +263,7 @@ class Client:
         """`POST /jobs/{jobId}/webhook`: ask the API to resend the terminal webhook.
         An answer naming another job raises `WrongJobError`."""
         self.require_key()
-        response = self.transport.request("POST", f"jobs/{_segment(job_id, 'job id')}/webhook")
+        response = self.transport.request("POST", f"jobs/{path_segment(job_id, 'job id')}/webhook")
         if not response.content:
             return {}
         body = json_body(response, self.api_key, object_pairs_hook=ids_given_twice)

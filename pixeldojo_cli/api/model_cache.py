@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 CACHE_TTL = 24 * 3600.0
 FETCH_TIMEOUT = 3.0
@@ -148,9 +147,15 @@ class ModelCache:
         fresh = _read(self.path("schema", model_id), CACHE_TTL)
         if isinstance(fresh, dict):
             return fresh
+        from pixeldojo_cli.api.paths import path_segment
         from pixeldojo_cli.api.results import parse_schema
+        from pixeldojo_cli.core.errors import UsageError
 
-        answer = _fetch(self.base_url, f"models/{quote(model_id, safe='')}/schema", api_key)
+        try:
+            segment = path_segment(model_id, "model id")
+        except UsageError:  # `.`, `..`: no model's id, nothing to ask
+            return {}
+        answer = _fetch(self.base_url, f"models/{segment}/schema", api_key)
         try:
             schema = parse_schema(answer) if answer is not None else {}
         except Exception:

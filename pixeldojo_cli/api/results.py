@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pixeldojo_cli.core.errors import BadResponseError, WrongJobError
+from pixeldojo_cli.core.timestamps import plausible
 
 # The published statuses are pending, processing, completed and failed. Known
 # synonyms of the terminal ones end a wait too; anything else counts as running.
@@ -155,12 +156,14 @@ def parse_schema(value: Any) -> dict[str, Any]:
 
 
 def _parse_time(value: Any) -> datetime | None:
+    """A time in an answer; None when it is none a job can have (9999-12-31:
+    no time zone or added day could take it)."""
     if isinstance(value, str) and value:
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        return plausible(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC))
     number = _number(value)
     if number is not None and 0 < number < 1e13:
         seconds = number / 1000 if number > 1e11 else number  # epoch ms or s

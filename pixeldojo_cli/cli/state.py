@@ -221,9 +221,11 @@ class AppState:
         settings = self.settings()
         return str(settings.base_url.value).rstrip("/"), str(settings.profile.value)
 
-    def ledger(self) -> Ledger | None:
+    def ledger(self, *, recording: bool = True) -> Ledger | None:
         """The job ledger, or None under the embedded emulator (its jobs die with
-        the process) or when it cannot be opened (a warning, never a failed run)."""
+        the process) or when it cannot be opened (a warning, never a failed run;
+        none when not `recording`: a reminder only reads, and the command said
+        already what was wrong with the ledger, or never needed it)."""
         if self.use_emulator or self._ledger_failed:
             return None
         if self._ledger is None:
@@ -233,7 +235,8 @@ class AppState:
                 self._ledger = Ledger()
             except PixelDojoError as exc:
                 self._ledger_failed = True
-                self.render.warn(f"{exc.message} Jobs are not being recorded.")
+                if recording:
+                    self.render.warn(f"{exc.message} Jobs are not being recorded.")
                 return None
             if self._ledger.moved_aside is not None:
                 self.render.warn(
@@ -254,7 +257,7 @@ class AppState:
             if not ledger_path().exists():
                 return
             base_url, profile = self.ledger_scope()
-            ledger = self.ledger()
+            ledger = self.ledger(recording=False)
             if ledger is None:
                 return
             soon = ledger.expiring_soon(

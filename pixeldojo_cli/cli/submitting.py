@@ -99,7 +99,7 @@ def submit_one(
     job = submit(client, submission, recorder=recorder, notify=notify, budget=budget)
     state.render.info(
         f"Submitted {job.id} ({submission.model}): {seed_text(submission.inputs, lower=True)}"
-        f"{credits_text(job.credit_cost or submission.estimate)}, "
+        f"{credits_text(submission.estimate if job.credit_cost is None else job.credit_cost)}, "
         f"{credits_text(job.credits_remaining, unit=False)} remaining."
     )
     return job

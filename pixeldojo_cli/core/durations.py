@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from pixeldojo_cli.core.errors import UsageError
+from pixeldojo_cli.core.timestamps import EARLIEST, LATEST, RANGE_TEXT
 
 UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 # ASCII digits only: `float()` and `\d` also take other scripts' digits (Arabic-Indic,
@@ -164,7 +165,7 @@ def time_point(text: str, now: datetime, option: str = "--since") -> datetime:
     """`--since` or `--until` (`option`, a key of `LIMITS`): a duration back from
     `now` (`2h`, `3d`, `1w`, `1d12h`) or a date (`2025-01-31`, `2025-01-31T09:00`,
     local time unless it says otherwise), in UTC. A usage error (exit 2, one
-    line) when it is neither."""
+    line) when it is neither, or a date no job can have (before 1970, from 9000)."""
     try:
         return now - timedelta(seconds=seconds(text, option))
     except DurationError:
@@ -174,4 +175,19 @@ def time_point(text: str, now: datetime, option: str = "--since") -> datetime:
     except ValueError:
         message = duration_message(option, text, also=", or a date like 2025-01-31")
         raise UsageError(message) from None
-    return when.astimezone(UTC) if when.tzinfo else when.astimezone().astimezone(UTC)
+    utc = _date_in_utc(when)
+    if utc is None:
+        raise UsageError(f"{option} must be a date {RANGE_TEXT}; got {text.strip()[:60]!r}.")
+    return utc
+
+
+def _date_in_utc(when: datetime) -> datetime | None:
+    """A `--since`/`--until` date (naive: local time) in UTC; None when it is
+    outside the years a job can have (a day's slack either side, for the time
+    zones ahead of and behind UTC), or cannot even be moved to UTC (0001-01-01
+    in a zone ahead of UTC is in the year 0)."""
+    try:
+        utc = (when if when.tzinfo else when.astimezone()).astimezone(UTC)
+    except (OverflowError, ValueError, OSError):
+        return None
+    return utc if EARLIEST - timedelta(days=1) <= utc < LATEST + timedelta(days=1) else None

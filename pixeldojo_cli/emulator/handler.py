@@ -159,6 +159,7 @@ class _Handler(BaseHTTPRequestHandler):
                 {k.lower(): v for k, v in self.headers.items()},
                 body,
                 time.time(),
+                split.path,
             )
         )
         fault = emulator.faults.take(self.target, method, path)
@@ -179,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
             if self.target == "files":
                 self._serve_file(path, fault)
             else:
-                self._serve_api(method, path, parse_qs(split.query), body, fault)
+                self._serve_api(method, split.path, parse_qs(split.query), body, fault)
         except APIProblem as problem:
             self._send_problem(problem)
 
@@ -217,8 +218,10 @@ class _Handler(BaseHTTPRequestHandler):
         emulator = self.emulator
         if not path.startswith(API_PREFIX + "/"):
             raise APIProblem(404, "not_found", f"No route for {path}.")
+        # `path` as sent: split at each `/`, then each segment decoded (as a web
+        # server routes: `%2F` inside an id is part of the id).
         route = path[len(API_PREFIX) :].rstrip("/")
-        parts = route.strip("/").split("/")
+        parts = [unquote(part) for part in route.strip("/").split("/")]
         is_models = parts[0] == "models" and not (len(parts) == 3 and parts[2] == "run")
         who = emulator.authenticate(self.headers.get("Authorization"), required=not is_models)
         rate_headers = emulator.check_rate(who)

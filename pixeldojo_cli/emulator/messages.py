@@ -20,6 +20,7 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     at: float
+    raw_path: str = ""  # as sent, percent-encoding and all (`path` is decoded)
 
     @property
     def authorization(self) -> str | None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from pixeldojo_cli.api.paths import NotAnIdError
 from pixeldojo_cli.api.results import Job, jobs_by_id, taken_from_list
 from pixeldojo_cli.core import deadlines, interrupts
 from pixeldojo_cli.core.durations import DAY
@@ -341,6 +342,8 @@ class Follower:
 def about_followed_job(error: PixelDojoError, job_id: str) -> PixelDojoError:
     """An error that ended the wait for a submitted job names the job and says
     how to resume: never "try again", which would submit (and pay) again."""
+    if isinstance(error, NotAnIdError):  # never asked about: nothing to resume
+        return error
     if error.job_id is None:
         error.job_id = job_id
     resume = f"pixeldojo jobs wait {job_id}"

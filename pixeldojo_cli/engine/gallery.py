@@ -46,25 +46,19 @@ def find_jobs(query: JobQuery) -> list[LedgerJob]:
     """The ledger's jobs that `query` selects, newest first ([] when there is no
     ledger yet). `LedgerError` when it cannot be read, or was damaged (it is then
     moved aside, as every command does, and there is nothing to show)."""
-    from pixeldojo_cli.core.ownfiles import ForeignFile
     from pixeldojo_cli.store.ledger import Ledger, ledger_path
 
     path = ledger_path()
     if not path.exists() and not path.is_symlink():
         return []
-    try:
-        with Ledger() as ledger:
-            if ledger.moved_aside is not None:
-                raise LedgerError(
-                    f"The job ledger {path} was damaged: it was moved to {ledger.moved_aside} "
-                    "and a new one started, so there are no jobs to show.",
-                    hint="",
-                )
-            return ledger.find(query)
-    except LedgerError as exc:
-        if isinstance(exc.__cause__, ForeignFile):  # its message says what to do
-            raise LedgerError(exc.message, hint="") from exc
-        raise
+    with Ledger() as ledger:
+        if ledger.moved_aside is not None:
+            raise LedgerError(
+                f"The job ledger {path} was damaged: it was moved to {ledger.moved_aside} "
+                "and a new one started, so there are no jobs to show.",
+                hint="",
+            )
+        return ledger.find(query)
 
 
 def sheet_for_jobs(recorder: Recorder, job_ids: Sequence[str], request: SheetRequest) -> Path:

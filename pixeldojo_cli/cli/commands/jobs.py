@@ -12,6 +12,7 @@ from pixeldojo_cli.cli.commands.jobs_list import (
     age,
     credits_cell,
     expires_in,
+    job_credits,
     ledger_filter,
     list_local,
     list_remote,
@@ -283,7 +284,7 @@ def _show_text(
             _label("Model", local.model),
             _label("Status", f"{local.status} (last seen here)"),
             _label("Submitted", f"{age(local.submitted_at, now)} ago"),
-            _label("Credits", credits_cell(local.charged_credits or local.estimated_credits)),
+            _label("Credits", credits_cell(job_credits(local))),
         ]
     if local is not None:
         lines += _local_lines(local)

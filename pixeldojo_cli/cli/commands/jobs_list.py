@@ -45,6 +45,11 @@ def credits_cell(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
 
+def job_credits(job: LedgerJob) -> float | None:
+    """What the API said it charged, else the estimate (a charge of 0 is a charge)."""
+    return job.charged_credits if job.charged_credits is not None else job.estimated_credits
+
+
 def saved_cell(local: LedgerJob | None, now: datetime) -> str:
     if local is None:
         return ""
@@ -166,7 +171,7 @@ def list_local(state: AppState, query: JobQuery, json_output: bool) -> None:
             job.status,
             age(job.submitted_at, now),
             expires_in(job.deadline(), now) if not job.downloaded else "-",
-            credits_cell(job.charged_credits or job.estimated_credits),
+            credits_cell(job_credits(job)),
             saved_cell(job, now),
             prompt_cell(job),
         ]

@@ -76,14 +76,42 @@ def _install(folder: Path, text: str, force: bool) -> tuple[Path, str]:
 
     target = skill_target(folder)
     _check_folder(target.parent.parent)
+    hint = "Give a skills folder you can write to, e.g. ~/.claude/skills."
+    if target.parent.exists() and not target.parent.is_dir():
+        raise WriteError(
+            f"--install: {target.parent} is there but is not a folder, and the skill's "
+            f"SKILL.md goes in a folder of that name; move it away first.",
+            hint="",
+        )
     try:
         target.parent.mkdir(exist_ok=True)
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or exc
-        raise WriteError(f"Cannot create {target.parent}: {reason}.") from exc
+        raise WriteError(f"Cannot create {target.parent}: {reason}.", hint=hint) from exc
     if not target.parent.is_dir():
-        raise WriteError(f"{target.parent} is not a folder.")
-    return target, place_text(target, text, replace=force)
+        raise WriteError(f"{target.parent} is not a folder.", hint=hint)
+    try:
+        return target, place_text(target, text, replace=force)
+    except WriteError as exc:
+        if exc.hint == WriteError.default_hint:  # it speaks of "the output folder"
+            exc.hint = hint
+        raise
+
+
+def _check_name(install: str) -> None:
+    """A folder name with a control character (a newline, an escape) is refused:
+    no one means it, and the path printed would be unreadable or escaped."""
+    import unicodedata
+
+    from pixeldojo_cli.core.errors import UsageError
+
+    if not install.strip():
+        raise UsageError("--install needs a folder: it was given an empty one.")
+    if any(unicodedata.category(char) in ("Cc", "Zl", "Zp") for char in install):
+        raise UsageError(
+            "--install: the folder name has a control character (a newline, a tab or "
+            "an escape); give a plain path."
+        )
 
 
 def skill(ctx: typer.Context, install: InstallOption = None, force: ForceOption = False) -> None:
@@ -95,8 +123,8 @@ def skill(ctx: typer.Context, install: InstallOption = None, force: ForceOption 
     with state.guard():
         if install is None and force:
             raise UsageError("--force applies only with --install DIR.")
-        if install is not None and not install.strip():
-            raise UsageError("--install needs a folder: it was given an empty one.")
+        if install is not None:
+            _check_name(install)
         text = skill_markdown(ctx.find_root().command)
         if install is None:
             typer.echo(text, nl=False)

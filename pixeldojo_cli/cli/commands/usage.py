@@ -13,7 +13,7 @@ import typer
 from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState, get_state
 from pixeldojo_cli.cli.tables import Column
-from pixeldojo_cli.core import durations
+from pixeldojo_cli.core import durations, timestamps
 from pixeldojo_cli.core.errors import UsageError
 
 if TYPE_CHECKING:
@@ -33,6 +33,8 @@ NAME (or PIXELDOJO_PROFILE) narrows it to one profile. Days are calendar days
 in local time (the header says which). --since and --until take a duration
 back from now (2h, 3d, 1w) or a date (2025-01-31, local time unless it says
 otherwise); --until is not included (--until 2025-02-01 stops before that day).
+A job whose time the ledger cannot read (a hand-edited row) counts on the day
+"unknown", and in no --since/--until window.
 No request is made: only jobs this machine submitted are counted.
 """
 
@@ -156,21 +158,19 @@ def credits_word(value: float) -> str:
     return "credit" if value == 1 else "credits"
 
 
-def local_time(when: datetime) -> str:
-    """`2025-01-31 09:00` in local time."""
-    return when.astimezone().strftime("%Y-%m-%d %H:%M")
+def local_time(when: datetime | None) -> str:
+    """`2025-01-31 09:00` in local time (`timestamps.local_text`: never raises)."""
+    return timestamps.local_text(when)
 
 
 def utc_offset(now: datetime) -> str:
     """The local offset from UTC now, `UTC+01:00`."""
-    offset = now.astimezone().strftime("%z") or "+0000"
+    offset = timestamps.local(now).strftime("%z") or "+0000"
     return f"UTC{offset[:3]}:{offset[3:]}"
 
 
 def balance_line(base_url: str, profile: str, balance: Balance | None, now: datetime) -> str:
     """What `credits` prints: the balance, when, for which profile and API."""
-    from pixeldojo_cli.cli.commands.jobs_list import age
-
     if balance is None:
         return (
             f"No balance seen yet for profile {profile!r} on {base_url}: the API reports "
@@ -179,9 +179,21 @@ def balance_line(base_url: str, profile: str, balance: Balance | None, now: date
     after = f" after job {balance.job_id}" if balance.job_id else ""
     return (
         f"{credits_text(balance.credits)} {credits_word(balance.credits)} remaining for "
-        f"profile {profile!r} on {base_url}, as the API reported at {local_time(balance.seen_at)} "
-        f"({age(balance.seen_at, now)} ago){after}."
+        f"profile {profile!r} on {base_url}, as the API reported at {local_time(balance.seen_at)}"
+        f"{seen_how_long_ago(balance.seen_at, now)}{after}."
     )
+
+
+def seen_how_long_ago(seen_at: datetime | None, now: datetime) -> str:
+    """` (3h ago)`; for a time later than now (a clock that was ahead) `
+    (2d in the future: a clock was wrong)`; nothing for an unknown time."""
+    from pixeldojo_cli.cli.commands.jobs_list import age
+
+    if seen_at is None:
+        return ""
+    if seen_at > now:
+        return f" ({age(now, seen_at)} in the future: a clock was wrong)"
+    return f" ({age(seen_at, now)} ago)"
 
 
 class UsageReport:
@@ -200,9 +212,9 @@ class UsageReport:
         """The flags checked (a usage error, exit 2, before the ledger is read)."""
         from pixeldojo_cli.cli.documents import rfc3339
 
-        by = by.strip().lower()
+        asked_by, by = by, by.strip().lower()
         if by not in BY_CHOICES:
-            raise UsageError(f"--by must be day, model or profile; got {by[:40]!r}.")
+            raise UsageError(f"--by must be day, model or profile; got {asked_by[:40]!r}.")
         now = datetime.now(UTC)
         start = durations.time_point(since, now, "--since") if since is not None else None
         end = durations.time_point(until, now, "--until") if until is not None else None
@@ -244,7 +256,7 @@ class UsageReport:
             return job.model
         if self.by == "profile":
             return job.profile
-        return job.submitted_at.astimezone().date().isoformat()
+        return timestamps.local_day(job.submitted_at)
 
     def summed(self) -> tuple[dict[str, Spend], Spend]:
         """The rows and the total, each job's seconds from its inputs or its model's default."""

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from pixeldojo_cli.store.ledger.records import LedgerRecord, record_time
-from pixeldojo_cli.store.ledger.values import EPOCH, now, parse_time, stamp
+from pixeldojo_cli.store.ledger.values import now, parse_time, stamp
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class Balance:
     base_url: str
     profile: str
     credits: float
-    seen_at: datetime
+    seen_at: datetime | None  # None: damaged (a hand-edited row)
     job_id: str | None = None
 
 
@@ -63,7 +63,11 @@ def balance_record(
 
 def apply_balance(db: sqlite3.Connection, record: Mapping[str, Any]) -> None:
     """Keep the balance unless the ledger already has a newer one (a record
-    replayed from the side file may be older than what was seen since)."""
+    replayed from the side file may be older than what was seen since).
+
+    A kept time that is later than now, or no time at all, orders nothing (a
+    clock that was ahead once, a hand-edited row): any balance replaces it,
+    or one such row would hide every later balance for good."""
     number = finite_credits(record.get("credits"))
     if number is None:  # a hand-edited side file: nothing to keep
         return
@@ -72,13 +76,15 @@ def apply_balance(db: sqlite3.Connection, record: Mapping[str, Any]) -> None:
         "INSERT INTO balances (base_url, profile, credits, seen_at, job_id)"
         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (base_url, profile) DO UPDATE SET"
         " credits = excluded.credits, seen_at = excluded.seen_at, job_id = excluded.job_id"
-        " WHERE excluded.seen_at >= balances.seen_at",
+        " WHERE excluded.seen_at >= job_time(balances.seen_at)"
+        " OR job_time(balances.seen_at) IS NULL OR job_time(balances.seen_at) > ?",
         (
             str(record["base_url"]),
             str(record["profile"]),
             number,
             stamp(record_time(record)),
             job_id if isinstance(job_id, str) else None,
+            stamp(now()),
         ),
     )
 
@@ -105,6 +111,6 @@ def last_balance(db: sqlite3.Connection, base_url: str, profile: str) -> Balance
         base_url=base_url,
         profile=profile,
         credits=number,
-        seen_at=parse_time(seen_at) or EPOCH,
+        seen_at=parse_time(seen_at),
         job_id=job_id if isinstance(job_id, str) else None,
     )

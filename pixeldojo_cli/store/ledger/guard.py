@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from pixeldojo_cli.core.ownfiles import ForeignFile, open_private, same_file
+from pixeldojo_cli.store.ledger.values import job_time
 
 COMPANIONS = ("-wal", "-shm", "-journal")
 
@@ -36,7 +37,8 @@ def claim_ledger(path: Path, *, create: bool = True) -> int | None:
     (to compare with what SQLite opened), or None when it cannot be opened here
     (SQLite then says why: a read-only folder, ...; or, without `create`, it
     is missing). `ForeignFile` when something at one of the names is not a
-    file of ours and cannot go. Never waits on a FIFO."""
+    file of ours and cannot go; `PermissionError` when the ledger is there but
+    cannot be read. Never waits on a FIFO."""
     for suffix in COMPANIONS:
         _clear_companion(Path(f"{path}{suffix}"))
     if create:
@@ -50,6 +52,8 @@ def claim_ledger(path: Path, *, create: bool = True) -> int | None:
         return open_private(path, os.O_RDONLY)
     except ForeignFile:
         raise
+    except PermissionError:  # there, and not ours to read: SQLite would only say
+        raise  # "unable to open database file"
     except OSError:
         return None
 
@@ -76,10 +80,12 @@ def _clear_companion(path: Path) -> None:
 def connect_ledger(path: Path, mode: str, **options: Any) -> sqlite3.Connection:
     """`sqlite3.connect` to the ledger through a `file:` URI with `mode` (`rw`,
     `ro`, `ro&immutable=1`): never `rwc`, so SQLite creates no file. Check the
-    file it opened with `opened_as_checked` before the first statement."""
+    file it opened with `opened_as_checked` before the first statement. SQL on
+    it has `job_time(text)` (`values.job_time`) to compare stored times with."""
     db: sqlite3.Connection = sqlite3.connect(
         f"{path.absolute().as_uri()}?mode={mode}", uri=True, **options
     )
+    db.create_function("job_time", 1, job_time, deterministic=True)
     return db
 
 

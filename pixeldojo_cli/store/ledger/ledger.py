@@ -122,8 +122,13 @@ class Ledger:
         made 0600, never a link; and the file SQLite opened is the one checked."""
         try:
             fd = claim_ledger(self.path, create=mode == "rw")
-        except ForeignFile as exc:
-            raise LedgerError(exc.advice("The job ledger")) from exc
+        except ForeignFile as exc:  # its message says what to do
+            raise LedgerError(exc.advice("The job ledger"), hint="") from exc
+        except PermissionError as exc:
+            raise LedgerError(
+                f"The job ledger {self.path} cannot be read: {exc.strerror or exc}.",
+                hint=f"Check the file's owner and permissions: ls -l '{self.path}'",
+            ) from exc
         try:
             db = connect_ledger(
                 self.path,

@@ -46,8 +46,11 @@ def ledger_error(path: Path, exc: sqlite3.Error, waited: float | None = None) ->
             f"The job ledger {path} is locked by another process; "
             f"gave up after waiting {waited:.0f} s."
         )
-    if is_read_only(exc):
-        return LedgerError(f"The job ledger {path} cannot be written: {exc}.")
+    if is_read_only(exc):  # no other program is to blame
+        return LedgerError(
+            f"The job ledger {path} cannot be written: {exc}.",
+            hint="Check that the file and its folder are writable by you.",
+        )
     return LedgerError(f"The job ledger {path} cannot be used: {exc}.")
 
 

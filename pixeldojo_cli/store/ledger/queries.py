@@ -160,11 +160,12 @@ class JobQuery:
         if self.status:
             clauses.append("lower(status) = lower(?)")
             args.append(self.status)
+        # A time read as `job_time` reads it (a damaged one is in no window).
         if self.since is not None:
-            clauses.append("submitted_at >= ?")
+            clauses.append("job_time(submitted_at) >= ?")
             args.append(iso(self.since))
         if self.until is not None:  # to the microsecond, as submission times are kept
-            clauses.append("submitted_at < ?")
+            clauses.append("job_time(submitted_at) < ?")
             args.append(stamp(self.until))
         if self.unsaved:
             clauses.append(

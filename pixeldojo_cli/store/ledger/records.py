@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from pixeldojo_cli.api.results import Job, parse_job
+from pixeldojo_cli.core.timestamps import plausible
 from pixeldojo_cli.store.ledger.values import now
 
 # `jobs.lost`: 0 to be saved, 1 expired unsaved, LOST_REFUSED its outputs refused
@@ -146,9 +147,10 @@ def record_job(record: Mapping[str, Any]) -> Job:
 
 
 def record_time(record: Mapping[str, Any]) -> datetime:
-    """When a record was made (records from the side file keep their own time)."""
+    """When a record was made (records from the side file keep their own time;
+    one no record can have, as `parse_time` reads it, is now)."""
     try:
         at = datetime.fromisoformat(str(record["at"]))
     except (KeyError, ValueError):
         return now()
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
+    return plausible(at if at.tzinfo else at.replace(tzinfo=UTC)) or now()

@@ -20,7 +20,7 @@ from typing import Any
 
 from pixeldojo_cli.api.results import FAILED_STATUSES
 from pixeldojo_cli.store.ledger.queries import JobQuery
-from pixeldojo_cli.store.ledger.values import EPOCH, parse_time, stamp
+from pixeldojo_cli.store.ledger.values import parse_time, stamp
 
 # No one job costs more; a larger value in the ledger is damage, not a price.
 MAX_JOB_CREDITS = 1e12
@@ -42,7 +42,7 @@ class SpentJob:
 
     profile: str
     model: str
-    submitted_at: datetime
+    submitted_at: datetime | None  # None: damaged (a hand-edited row), in no day
     failed: bool
     charged: float | None  # what the API said it charged
     estimated: float | None  # the estimate made before submitting
@@ -155,7 +155,9 @@ def spent_jobs(db: sqlite3.Connection, query: JobQuery) -> list[SpentJob]:
     where, args = query.where()
     rows = db.execute(
         "SELECT profile, model, submitted_at, status, charged_credits, estimated_credits,"
-        " CASE WHEN json_valid(inputs) THEN json_extract(inputs, '$.duration') END"
+        # Only a JSON number: json_extract reads `true` as 1.
+        " CASE WHEN json_valid(inputs) THEN CASE WHEN json_type(inputs, '$.duration')"
+        " IN ('integer', 'real') THEN json_extract(inputs, '$.duration') END END"
         f" FROM jobs WHERE {where} ORDER BY submitted_at, rowid",
         args,
     ).fetchall()
@@ -163,7 +165,7 @@ def spent_jobs(db: sqlite3.Connection, query: JobQuery) -> list[SpentJob]:
         SpentJob(
             profile=str(profile),
             model=str(model),
-            submitted_at=parse_time(submitted) or EPOCH,
+            submitted_at=parse_time(submitted),
             failed=str(status).lower() in FAILED_STATUSES,
             charged=_amount(charged, MAX_JOB_CREDITS),
             estimated=_amount(estimated, MAX_JOB_CREDITS),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from pixeldojo_cli.core.timestamps import plausible
 from pixeldojo_cli.core.untrusted import loads
 
 # What a damaged submission time reads as.
@@ -32,14 +33,25 @@ def stamp(value: datetime) -> str:
 
 
 def parse_time(value: str | None) -> datetime | None:
-    """A stored time; None when there is none or it is damaged (a hand-edited row)."""
+    """A stored time, in UTC; None when there is none or it is damaged (a
+    hand-edited row: not a time, or one no job can have, such as 9999-12-31,
+    which no time zone or date arithmetic could take)."""
     if not isinstance(value, str):
         return None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
         return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+    return plausible(parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC))
+
+
+def job_time(value: Any) -> str | None:
+    """A stored time as `stamp` writes it, None when `parse_time` reads none: in
+    SQL (`connect_ledger` defines it on every connection) a window compares
+    this, never the raw text, which a hand-edited row may write another way
+    (`+05:00`, no fraction) or not as a time at all."""
+    parsed = parse_time(value) if isinstance(value, str) else None
+    return None if parsed is None else stamp(parsed)
 
 
 def json_column(text: Any, kind: type[Column]) -> Column:
