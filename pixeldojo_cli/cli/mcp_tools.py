@@ -97,9 +97,13 @@ class SpendCap:
             return reserved
 
     def settle(self, reserved: float, charged: float | None) -> None:
-        """The job was submitted: count what it was charged instead of its estimate."""
+        """The job was submitted: count what it was charged when that is more than
+        its estimate. A charge that is missing, negative, not a number or below the
+        estimate counts as the estimate: what a server says never gives credits back
+        to the session (a `creditCost` of -5 must not raise the cap)."""
         with self._lock:
-            self.spent += (reserved if charged is None else charged) - reserved
+            if isinstance(charged, int | float) and math.isfinite(charged) and charged > reserved:
+                self.spent += charged - reserved
 
     def release(self, reserved: float) -> None:
         """The job was certainly not taken: give its reservation back."""
@@ -132,9 +136,10 @@ def check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None
 class Tools:
     """The tools of one server session: one client, one recorder, one spend cap.
 
-    Tool calls run on worker threads (the SDK's); setting `stop` (the client
-    went away) ends every wait at its next pause, leaving the job in the ledger
-    for `download --pending`."""
+    Tool calls run on worker threads (the SDK's), each under its own cancel
+    event (`open_call`); a cancelled call, or every call once the client went
+    away (`shutdown`), ends at its next pause, leaving its job in the ledger for
+    `download --pending`."""
 
     def __init__(
         self,
@@ -149,6 +154,34 @@ class Tools:
         self.wait_options, self.save_options = options
         self.cap = cap
         self.stop = stop
+        self._calls: set[threading.Event] = set()
+        self._calls_lock = threading.Lock()
+
+    # --- the calls in flight ------------------------------------------------------
+
+    def open_call(self) -> threading.Event:
+        """A new call's cancel event: set when it is cancelled, or when the client
+        goes away (`shutdown`), so every pause in it ends (`core.cancelling`)."""
+        event = threading.Event()
+        with self._calls_lock:
+            self._calls.add(event)
+            if self.stop.is_set():
+                event.set()
+        return event
+
+    def close_call(self, event: threading.Event) -> None:
+        """The call is over (answered or cancelled): whatever still runs in it stops."""
+        event.set()
+        with self._calls_lock:
+            self._calls.discard(event)
+
+    def shutdown(self) -> None:
+        """The client went away: every call in flight stops at its next pause, its
+        jobs left in the ledger for `download --pending`."""
+        with self._calls_lock:
+            self.stop.set()
+            for event in self._calls:
+                event.set()
 
     # --- the catalogue ------------------------------------------------------------
 
@@ -272,7 +305,6 @@ class Tools:
         """Follow one job to its end and save it (the engine's), within `timeout`."""
         from pixeldojo_cli.core.deadlines import within
         from pixeldojo_cli.engine import wait_and_save
-        from pixeldojo_cli.engine.following import stoppable_pause
 
         wait = self.wait_options
         if timeout is not None:
@@ -286,7 +318,6 @@ class Tools:
                 recorder=self.recorder,
                 notify=self._notice,
                 submission=submission,
-                sleep=stoppable_pause(self.stop),
             )
         if result.error is not None:
             raise result.error

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pixeldojo_cli.api.results import Job, jobs_by_id, taken_from_list
-from pixeldojo_cli.core import deadlines, interrupts
+from pixeldojo_cli.core import cancelling, deadlines, interrupts
 from pixeldojo_cli.core.durations import DAY
 from pixeldojo_cli.core.errors import (
     DeadlineError,
@@ -411,7 +411,7 @@ def follow(
     notify: EventSink = ignore,
     recorder: Recorder | None = None,
     schedule_for: Callable[[str | None], Schedule] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = cancelling.pause,
     look_now: bool | None = None,
     model: str | None = None,
 ) -> dict[str, WaitEnd]:
