@@ -35,6 +35,7 @@ class RawClient:
         )
         self.answers: queue.Queue[dict[str, Any]] = queue.Queue()
         self.stderr: list[str] = []
+        self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
         threading.Thread(target=self._read_stderr, daemon=True).start()
         self.send(
@@ -55,6 +56,7 @@ class RawClient:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
+            self.lines.append(line)
             self.answers.put(json.loads(line))
 
     def _read_stderr(self) -> None:
@@ -151,4 +153,35 @@ def test_a_cancelled_wait_stops_polling(
     before = gets(emulator)
     time.sleep(6)  # a wait still going polls every 2-4 s here
     assert gets(emulator) == before
+    assert client.close(20) == 0
+
+
+def test_a_prompt_with_a_newline_comes_back_unchanged_and_no_raw_control_reaches_the_client(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emulator = make_emulator()
+    client = RawClient(emulator, tmp_path / "out")
+    prompt = "line1\nline2\x1b[31m\u202e"
+    client.call(2, "estimate_cost", {"model": "flux-dev", "prompt": prompt})
+    result = client.answer(2)["result"]
+    body = result["structuredContent"]["body"]
+    assert body["prompt"] == "line1\nline2\x1b[31m\\u202e"  # bidi made visible, the rest exact
+    assert json.loads(result["content"][0]["text"])["body"] == body
+    assert client.close(20) == 0
+    for line in client.lines:  # what went down the wire
+        assert "\u202e" not in line and not any(ord(c) < 0x20 for c in line.rstrip("\n"))
+
+
+def test_an_empty_job_id_is_a_usage_error_before_anything_is_asked(
+    make_emulator: Callable[..., Emulator], tmp_path: Path
+) -> None:
+    emulator = make_emulator()
+    client = RawClient(emulator, tmp_path / "out")
+    for request_id, tool in enumerate(("job_status", "wait_for_job", "download_job"), start=2):
+        client.call(request_id, tool, {"job_id": " "})
+        result = client.answer(request_id)["result"]
+        assert result["isError"] is True
+        assert result["structuredContent"]["error"]["code"] == "usage_error", tool
+        assert "jobs wait" not in result["content"][0]["text"]
+    assert gets(emulator) == 0
     assert client.close(20) == 0

@@ -4,7 +4,7 @@ official MCP SDK (the `[mcp]` extra). Only that command imports this module.
 Each tool answers with the CLI's `--json` shape, as structured content and as
 its JSON text; an error is a tool error (`isError`) carrying the line the CLI
 prints and the CLI's `{"error": {"code", "message", "exit_code"}}` document.
-Every string in an answer is made safe (`safe_text`) with secrets masked.
+Every string in an answer has its secrets masked and is made safe in JSON (`safe_in_json`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pixeldojo_cli.cli.render import Renderer
 from pixeldojo_cli.cli.state import unexpected_error
 from pixeldojo_cli.core import cancelling
 from pixeldojo_cli.core.errors import PixelDojoError
-from pixeldojo_cli.core.text import dump_json, safe_text
+from pixeldojo_cli.core.text import dump_json, safe_in_json, safe_text
 from pixeldojo_cli.core.version import __version__
 
 INSTRUCTIONS = """\
@@ -63,9 +63,12 @@ SAVE = ToolAnnotations(
 
 
 def safe_value(value: Any, scrub: Callable[[str], str]) -> Any:
-    """`value` with every string (keys too) masked and made safe to show."""
+    """`value` with every string (keys too) masked and made safe in JSON: a
+    prompt's newline stays a newline (JSON escapes it, and an assistant copying
+    `body` back resubmits the same text); what JSON writes raw (bidi and other
+    format characters, C1) is made visible (`safe_in_json`)."""
     if isinstance(value, str):
-        return safe_text(scrub(value))
+        return safe_in_json(scrub(value))
     if isinstance(value, dict):
         return {safe_value(str(k), scrub): safe_value(v, scrub) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -128,6 +128,13 @@ def wait_seconds(value: float | None) -> float | None:
     return float(value)
 
 
+def check_job_id(job_id: str) -> str:
+    """A tool's `job_id`, refused (`usage_error`) when empty, before anything is asked."""
+    if not job_id.strip():
+        raise UsageError("job_id must not be empty: give the jobId that generate returned.")
+    return job_id
+
+
 def check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
     if value is not None and value not in allowed:
         raise UsageError(f"{name} must be one of {', '.join(allowed)}, got {value[:40]!r}.")
@@ -343,7 +350,7 @@ class Tools:
         """`jobs show --json`: the job as the API says now, with any files saved here."""
         from pixeldojo_cli.cli.documents import job_document
 
-        job = self.client.get_job(job_id)
+        job = self.client.get_job(check_job_id(job_id))
         self.recorder.seen(job)
         local = self.recorder.get(job.id)
         return job_document(
@@ -352,14 +359,19 @@ class Tools:
 
     def wait_for_job(self, job_id: str, timeout: float | None) -> dict[str, Any]:
         """`jobs wait ID --json`: follow a job to its end and save its outputs."""
-        return self._saved_document(self._follow(job_id, wait_seconds(timeout)))
+        timeout = wait_seconds(timeout)
+        return self._saved_document(self._follow(check_job_id(job_id), timeout))
 
     def download_job(self, job_id: str) -> dict[str, Any]:
         """`download ID --json`: save a completed job's outputs (those on disk are kept)."""
         from pixeldojo_cli.engine import fetch_and_save
 
         result = fetch_and_save(
-            self.client, job_id, self.save_options, recorder=self.recorder, notify=self._notice
+            self.client,
+            check_job_id(job_id),
+            self.save_options,
+            recorder=self.recorder,
+            notify=self._notice,
         )
         if result.error is not None:
             raise result.error
