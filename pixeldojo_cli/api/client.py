@@ -12,7 +12,6 @@ Waiting for a job, saving its outputs and the ledger are the workflow on top:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from pixeldojo_cli.api.results import (
     parse_schema,
 )
 from pixeldojo_cli.api.transport import RetryPolicy, Trace, Transport
+from pixeldojo_cli.core import cancelling
 from pixeldojo_cli.core.errors import (
     ApiResponse,
     BadResponseError,
@@ -64,7 +64,7 @@ class Client:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         trace: Trace | None = None,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = cancelling.pause,
         http: httpx.Client | None = None,
         rate_window: float = 60.0,
         budget_dir: Path | None = None,

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from pixeldojo_cli.api.origin import Origin
-from pixeldojo_cli.core import deadlines
+from pixeldojo_cli.core import cancelling, deadlines
 from pixeldojo_cli.core.errors import DeadlineError, RequestTimeoutError
 from pixeldojo_cli.core.ownfiles import open_private
 from pixeldojo_cli.core.ownfolders import private_folder
@@ -220,7 +220,7 @@ class RateLimiter:
         per_minute: float = 60,
         *,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = cancelling.pause,
         window: float | None = None,
         budget: SharedBudget | None = None,
     ) -> None:

@@ -51,7 +51,7 @@ from pixeldojo_cli.api.redirects import (
 from pixeldojo_cli.api.responses import api_response, error_from_response, key_masked
 from pixeldojo_cli.api.retries import RetryPolicy as RetryPolicy
 from pixeldojo_cli.api.retries import parse_retry_after as parse_retry_after
-from pixeldojo_cli.core import deadlines
+from pixeldojo_cli.core import cancelling, deadlines
 from pixeldojo_cli.core.errors import (
     APIError,
     BadResponseError,
@@ -130,7 +130,7 @@ class Transport:
         total_timeout: float = ATTEMPT_DEADLINE,
         call_timeout: float = CALL_DEADLINE,
         user_agent: str = "pixeldojo-cli",
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = cancelling.pause,
         http: httpx.Client | None = None,
         rate_window: float = 60.0,
         budget_dir: Path | None = None,

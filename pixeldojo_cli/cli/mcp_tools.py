@@ -97,9 +97,13 @@ class SpendCap:
             return reserved
 
     def settle(self, reserved: float, charged: float | None) -> None:
-        """The job was submitted: count what it was charged instead of its estimate."""
+        """The job was submitted: count what it was charged when that is more than
+        its estimate. A charge that is missing, negative, not a number or below the
+        estimate counts as the estimate: what a server says never gives credits back
+        to the session (a `creditCost` of -5 must not raise the cap)."""
         with self._lock:
-            self.spent += (reserved if charged is None else charged) - reserved
+            if isinstance(charged, int | float) and math.isfinite(charged) and charged > reserved:
+                self.spent += charged - reserved
 
     def release(self, reserved: float) -> None:
         """The job was certainly not taken: give its reservation back."""
@@ -124,6 +128,13 @@ def wait_seconds(value: float | None) -> float | None:
     return float(value)
 
 
+def check_job_id(job_id: str) -> str:
+    """A tool's `job_id`, refused (`usage_error`) when empty, before anything is asked."""
+    if not job_id.strip():
+        raise UsageError("job_id must not be empty: give the jobId that generate returned.")
+    return job_id
+
+
 def check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
     if value is not None and value not in allowed:
         raise UsageError(f"{name} must be one of {', '.join(allowed)}, got {value[:40]!r}.")
@@ -132,9 +143,10 @@ def check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None
 class Tools:
     """The tools of one server session: one client, one recorder, one spend cap.
 
-    Tool calls run on worker threads (the SDK's); setting `stop` (the client
-    went away) ends every wait at its next pause, leaving the job in the ledger
-    for `download --pending`."""
+    Tool calls run on worker threads (the SDK's), each under its own cancel
+    event (`open_call`); a cancelled call, or every call once the client went
+    away (`shutdown`), ends at its next pause, leaving its job in the ledger for
+    `download --pending`."""
 
     def __init__(
         self,
@@ -149,6 +161,34 @@ class Tools:
         self.wait_options, self.save_options = options
         self.cap = cap
         self.stop = stop
+        self._calls: set[threading.Event] = set()
+        self._calls_lock = threading.Lock()
+
+    # --- the calls in flight ------------------------------------------------------
+
+    def open_call(self) -> threading.Event:
+        """A new call's cancel event: set when it is cancelled, or when the client
+        goes away (`shutdown`), so every pause in it ends (`core.cancelling`)."""
+        event = threading.Event()
+        with self._calls_lock:
+            self._calls.add(event)
+            if self.stop.is_set():
+                event.set()
+        return event
+
+    def close_call(self, event: threading.Event) -> None:
+        """The call is over (answered or cancelled): whatever still runs in it stops."""
+        event.set()
+        with self._calls_lock:
+            self._calls.discard(event)
+
+    def shutdown(self) -> None:
+        """The client went away: every call in flight stops at its next pause, its
+        jobs left in the ledger for `download --pending`."""
+        with self._calls_lock:
+            self.stop.set()
+            for event in self._calls:
+                event.set()
 
     # --- the catalogue ------------------------------------------------------------
 
@@ -272,7 +312,6 @@ class Tools:
         """Follow one job to its end and save it (the engine's), within `timeout`."""
         from pixeldojo_cli.core.deadlines import within
         from pixeldojo_cli.engine import wait_and_save
-        from pixeldojo_cli.engine.following import stoppable_pause
 
         wait = self.wait_options
         if timeout is not None:
@@ -286,7 +325,6 @@ class Tools:
                 recorder=self.recorder,
                 notify=self._notice,
                 submission=submission,
-                sleep=stoppable_pause(self.stop),
             )
         if result.error is not None:
             raise result.error
@@ -312,7 +350,7 @@ class Tools:
         """`jobs show --json`: the job as the API says now, with any files saved here."""
         from pixeldojo_cli.cli.documents import job_document
 
-        job = self.client.get_job(job_id)
+        job = self.client.get_job(check_job_id(job_id))
         self.recorder.seen(job)
         local = self.recorder.get(job.id)
         return job_document(
@@ -321,14 +359,19 @@ class Tools:
 
     def wait_for_job(self, job_id: str, timeout: float | None) -> dict[str, Any]:
         """`jobs wait ID --json`: follow a job to its end and save its outputs."""
-        return self._saved_document(self._follow(job_id, wait_seconds(timeout)))
+        timeout = wait_seconds(timeout)
+        return self._saved_document(self._follow(check_job_id(job_id), timeout))
 
     def download_job(self, job_id: str) -> dict[str, Any]:
         """`download ID --json`: save a completed job's outputs (those on disk are kept)."""
         from pixeldojo_cli.engine import fetch_and_save
 
         result = fetch_and_save(
-            self.client, job_id, self.save_options, recorder=self.recorder, notify=self._notice
+            self.client,
+            check_job_id(job_id),
+            self.save_options,
+            recorder=self.recorder,
+            notify=self._notice,
         )
         if result.error is not None:
             raise result.error

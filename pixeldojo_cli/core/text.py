@@ -58,6 +58,15 @@ def safe_lines(text: str) -> str:
     return "\n".join(safe_text(line) for line in str(text).split("\n"))
 
 
+def safe_in_json(text: str) -> str:
+    """`text` for a value in a JSON document: what JSON escapes itself (C0
+    controls, so newlines and ESC) is kept, so the value round-trips exactly; what
+    it writes raw (DEL, C1, bidi and other format characters, U+2028/2029, lone
+    surrogates) is made visible as `safe_text` does."""
+    text = str(text)
+    return _UNSAFE_IN_JSON.sub(_escape, text) if _UNSAFE_IN_JSON.search(text) else text
+
+
 def dump_json(value: Any) -> str:
     """The CLI's JSON: indented, UTF-8, anything unknown as a string.
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from pixeldojo_cli.api.paths import NotAnIdError
 from pixeldojo_cli.api.results import Job, jobs_by_id, taken_from_list
-from pixeldojo_cli.core import deadlines, interrupts
+from pixeldojo_cli.core import cancelling, deadlines, interrupts
 from pixeldojo_cli.core.durations import DAY
 from pixeldojo_cli.core.errors import (
     DeadlineError,
@@ -414,7 +414,7 @@ def follow(
     notify: EventSink = ignore,
     recorder: Recorder | None = None,
     schedule_for: Callable[[str | None], Schedule] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = cancelling.pause,
     look_now: bool | None = None,
     model: str | None = None,
 ) -> dict[str, WaitEnd]:

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from pixeldojo_cli.api.results import Job
+from pixeldojo_cli.core import cancelling
 from pixeldojo_cli.core.durations import LIMITS, duration_message
 from pixeldojo_cli.core.errors import PixelDojoError, UsageError
 from pixeldojo_cli.engine.events import Event, JobSeen
@@ -26,7 +27,7 @@ def wait(
     poll_interval: float = DEFAULT_POLL_INTERVAL,
     max_poll_interval: float = DEFAULT_MAX_POLL_INTERVAL,
     timeout: float | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = cancelling.pause,
     clock: Callable[[], float] = time.monotonic,
 ) -> Iterator[Job]:
     """Poll `GET /jobs/{id}` until the job reaches a final state, yielding every answer.

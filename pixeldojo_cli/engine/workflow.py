@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pixeldojo_cli.api.results import Job
-from pixeldojo_cli.core import interrupts
+from pixeldojo_cli.core import cancelling, interrupts
 from pixeldojo_cli.core.errors import (
     ExitCode,
     JobNotFinishedError,
@@ -131,7 +130,7 @@ def wait_and_save(
     schedule_for: Callable[[str | None], Schedule] | None = None,
     submission: Submission | None = None,
     look_now: bool | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = cancelling.pause,
 ) -> list[JobResult]:
     """Follow jobs to their end, then save each completed one: `run` and
     `jobs wait`. `submission` is what `run` asked of its one job (its model
