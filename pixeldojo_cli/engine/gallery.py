@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pixeldojo_cli.core.errors import LedgerError, UsageError
 from pixeldojo_cli.core.suggest import close_matches, did_you_mean
@@ -25,11 +25,12 @@ from pixeldojo_cli.store.contact_sheet import Group, Media, Tile, media_kind, re
 
 if TYPE_CHECKING:
     from pixeldojo_cli.engine.recorder import Recorder
-    from pixeldojo_cli.store.ledger import JobQuery, LedgerJob
+    from pixeldojo_cli.store.ledger import JobQuery, Ledger, LedgerJob
 
 # What a sheet may be grouped by besides an input's name.
 MODEL_KEY = "model"
 NOT_SET = "(not set)"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -46,12 +47,17 @@ def find_jobs(query: JobQuery) -> list[LedgerJob]:
     """The ledger's jobs that `query` selects, newest first ([] when there is no
     ledger yet). `LedgerError` when it cannot be read, or was damaged (it is then
     moved aside, as every command does, and there is nothing to show)."""
+    return _read_ledger(lambda ledger: ledger.find(query), [])
+
+
+def _read_ledger(read: Callable[[Ledger], T], empty: T) -> T:
+    """What `read` finds in the ledger; `empty` when there is none yet."""
     from pixeldojo_cli.core.ownfiles import ForeignFile
     from pixeldojo_cli.store.ledger import Ledger, ledger_path
 
     path = ledger_path()
     if not path.exists() and not path.is_symlink():
-        return []
+        return empty
     try:
         with Ledger() as ledger:
             if ledger.moved_aside is not None:
@@ -60,7 +66,7 @@ def find_jobs(query: JobQuery) -> list[LedgerJob]:
                     "and a new one started, so there are no jobs to show.",
                     hint="",
                 )
-            return ledger.find(query)
+            return read(ledger)
     except LedgerError as exc:
         if isinstance(exc.__cause__, ForeignFile):  # its message says what to do
             raise LedgerError(exc.message, hint="") from exc
@@ -156,13 +162,40 @@ def check_group_keys(jobs: Iterable[LedgerJob], group_by: Sequence[str]) -> None
             )
 
 
-def refuse_overwriting_outputs(jobs: Iterable[LedgerJob], *targets: Path) -> None:
-    """`UsageError` when the page or the grid would be written over a saved output."""
-    saved = {os.path.abspath(f.path): job.id for job in jobs for f in job.files}
-    for target in targets:
-        job_id = saved.get(os.path.abspath(target))
+def refuse_overwriting_outputs(*targets: Path) -> None:
+    """`UsageError` when the page or the grid would be written over a file the
+    ledger records as a saved output: of any job, API or profile, by its own path,
+    through a linked folder, or as a link to it."""
+    none: list[tuple[Path, str | None]] = []
+    found = _read_ledger(lambda ledger: [(t, _output_at(ledger, t)) for t in targets], none)
+    for target, job_id in found:
         if job_id is not None:
             raise UsageError(f"{target} is a saved output of job {job_id}: name another file.")
+
+
+def _output_at(ledger: Ledger, target: Path) -> str | None:
+    """The job whose recorded output `target` is (the same real path, or the same
+    file), if any."""
+    real = _real_path(target)
+    names = sorted({target.name, os.path.basename(real)} - {""})
+    for job_id, path in ledger.outputs_named(names):
+        if _real_path(Path(path)) == real or _same_file(target, path):
+            return job_id
+    return None
+
+
+def _real_path(path: Path) -> str:
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):  # (a NUL in a hand-edited path)
+        return ""
+
+
+def _same_file(one: Path, other: str) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except (OSError, ValueError):  # either is missing: nothing there to overwrite
+        return False
 
 
 def value_text(value: Any) -> str:

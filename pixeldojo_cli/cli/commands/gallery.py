@@ -145,7 +145,7 @@ def gallery(
             return
         groups = tuple(group_by or ())
         check_group_keys(jobs, groups)
-        refuse_overwriting_outputs(jobs, page, *([grid] if grid is not None else []))
+        refuse_overwriting_outputs(page, *([grid] if grid is not None else []))
         request = SheetRequest(page, title, groups)
         _write(state, jobs, request, grid)
         if query.limit and len(jobs) == query.limit:
