@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
+from pixeldojo_cli.store.contact_sheet import Group, Media, Tile, render_sheet
 from tests.conftest import FAST, Invoke
-from tests.test_gallery import run_job
+from tests.test_gallery import Page, gallery, run_job
 
 
 def sha(path: Path | str) -> str:
@@ -149,3 +150,93 @@ def test_a_wrong_typed_value_reads_as_unknown_from_the_ledger(cli: Invoke) -> No
         (job,) = ledger.jobs()
     assert (job.duration, job.charged_credits, job.estimated_credits) == (None, None, None)
     assert (job.model, job.output_dir, job.status, job.files) == ("", "", "unknown", ())
+
+
+# --- the page: what it links, how it shows text ------------------------------------
+
+
+@pytest.mark.parametrize("name", ["served.html", "served.svg", "served.xhtml", "served"])
+def test_an_output_a_browser_would_run_is_shown_by_name_never_linked(
+    cli: Invoke, name: str
+) -> None:
+    png = Path(run_job(cli, "flux-dev", "x"))
+    served = png.with_name(name)
+    served.write_bytes(b"<script>document.title='PWN'</script>")
+    png.unlink()
+    edit_ledger("UPDATE files SET path = ?", str(served.resolve()))
+    _, page = gallery(cli, "-o", "p.html")
+    assert not any(name in link for link in page.links())
+    assert f"{name}: not linked" in page.joined
+
+
+def test_an_inert_output_of_another_kind_is_still_linked(tmp_path: Path) -> None:
+    media = Media(tmp_path / "model.glb", "./model.glb", "other", True)
+    page = Page(render_sheet("t", [Group("", (Tile("job_1", "m", "completed", media=media),))]))
+    assert "./model.glb" in page.links()
+
+
+def test_control_characters_in_a_prompt_show_as_escapes_on_the_page() -> None:
+    prompt = "line one\nline two\ttab\u2028sep\x1cfs\x1b[31m"
+    page = Page(render_sheet("a\nb", [Group("", (Tile("job_1", "m", "completed", prompt),))]))
+    assert "line one\\nline two\\ttab\\u2028sep\\u001cfs\\u001b[31m" in page.joined
+    assert "a\\nb" in page.joined  # the title too
+
+
+def test_pictures_load_lazily_as_they_near_the_window(cli: Invoke) -> None:
+    run_job(cli, "flux-dev", "x")
+    _, page = gallery(cli, "-o", "p.html")
+    (picture,) = page.all("img")
+    assert picture["loading"] == "lazy" and picture["decoding"] == "async"
+
+
+def test_open_hands_the_opener_an_absolute_path_never_a_dash_name(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import typer
+
+    opened: list[str] = []
+    monkeypatch.setattr(typer, "launch", lambda path, **kw: opened.append(path) or 0)
+    monkeypatch.setattr("sys.platform", "linux")
+    monkeypatch.setenv("DISPLAY", ":0")
+    run_job(cli, "flux-dev", "x")
+    result = cli("gallery", "-o", "./-x.html", "--open")
+    assert result.exit_code == 0, result.output
+    assert opened == [str(tmp_path / "-x.html")]
+
+
+# --- wording and order -------------------------------------------------------------
+
+
+def test_a_fifo_at_an_outputs_name_is_not_said_to_be_gone(cli: Invoke) -> None:
+    output = Path(run_job(cli, "flux-dev", "x"))
+    output.unlink()
+    os.mkfifo(output)
+    _, page = gallery(cli, "-o", "p.html")
+    assert f"{output.name} in {output.parent.resolve()} is not a regular file" in page.joined
+    assert "is gone" not in page.joined
+
+
+def test_the_newest_one_job_is_said_in_the_singular(cli: Invoke) -> None:
+    run_job(cli, "flux-dev", "x")
+    result = cli("gallery", "-o", "p.html", "--limit", "1")
+    assert result.exit_code == 0, result.output
+    assert "The newest job; more with --limit N or --all." in result.stderr
+
+
+def test_tiles_within_a_group_are_in_seed_order(cli: Invoke) -> None:
+    for seed in ("3", "1", "10", "2"):
+        run_job(cli, "flux-dev", "x", "--seed", seed)
+    _, page = gallery(cli, "-o", "p.html", "--group-by", "model")
+    seeds = [page.text[n + 1] for n, text in enumerate(page.text) if text == "Seed"]
+    assert seeds == ["1", "2", "3", "10"]  # not newest first: 2, 10, 1, 3
+
+
+def test_a_data_folder_that_is_a_file_is_one_line_and_exit_10(cli: Invoke) -> None:
+    from pixeldojo_cli.store.settings import ledger_path
+
+    ledger_path().parent.write_bytes(b"")
+    result = cli("gallery", "-o", "p.html")
+    assert result.exit_code == 10, result.output
+    assert "is a file, not a folder" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not Path("p.html").exists()

@@ -41,6 +41,9 @@ class SheetRequest:
     path: Path
     title: str
     group_by: tuple[str, ...] = ()
+    # Within a group, tiles by seed (numbers as numbers), then oldest first, as a
+    # sweep ran them; else in the order the jobs are given.
+    by_seed: bool = False
 
 
 def find_jobs(query: JobQuery) -> list[LedgerJob]:
@@ -56,6 +59,12 @@ def _read_ledger(read: Callable[[Ledger], T], empty: T) -> T:
     from pixeldojo_cli.store.ledger import Ledger, ledger_path
 
     path = ledger_path()
+    if os.path.lexists(path.parent) and not path.parent.is_dir():
+        raise LedgerError(
+            f"{path.parent} is a file, not a folder: the job ledger that belongs in it "
+            "cannot be read. Move that file away.",
+            hint="",
+        )
     if not path.exists() and not path.is_symlink():
         return empty
     try:
@@ -117,14 +126,31 @@ def groups_for(jobs: Sequence[LedgerJob | str], request: SheetRequest) -> list[G
     folder = request.path.parent
     if not request.group_by:
         return [Group("", tuple(t for job in jobs for t in tiles_for(job, folder)))]
-    grouped: dict[tuple[str, ...], list[Tile]] = {}
+    grouped: dict[tuple[str, ...], list[LedgerJob | str]] = {}
     for job in jobs:
         key = tuple(group_value(job, name) for name in request.group_by)
-        grouped.setdefault(key, []).extend(tiles_for(job, folder))
+        grouped.setdefault(key, []).append(job)
     return [
-        Group(" · ".join(f"{n}: {v}" for n, v in zip(request.group_by, key, strict=True)), tuple(t))
-        for key, t in sorted(grouped.items(), key=lambda item: _natural(item[0]))
+        Group(
+            " · ".join(f"{n}: {v}" for n, v in zip(request.group_by, key, strict=True)),
+            tuple(t for job in _in_order(members, request) for t in tiles_for(job, folder)),
+        )
+        for key, members in sorted(grouped.items(), key=lambda item: _natural(item[0]))
     ]
+
+
+def _in_order(jobs: list[LedgerJob | str], request: SheetRequest) -> list[LedgerJob | str]:
+    """A group's jobs by seed, then oldest first (`request.by_seed`), else as given."""
+    from pixeldojo_cli.store.ledger.values import EPOCH
+
+    if not request.by_seed:
+        return jobs
+
+    def order(job: LedgerJob | str) -> tuple[tuple[tuple[int, float, str], ...], datetime]:
+        when = EPOCH if isinstance(job, str) else job.submitted_at
+        return _natural((group_value(job, "seed"),)), when
+
+    return sorted(jobs, key=order)
 
 
 def group_value(job: LedgerJob | str, name: str) -> str:
@@ -219,7 +245,7 @@ def tiles_for(job: LedgerJob | str, folder: Path) -> list[Tile]:
         path = Path(os.path.abspath(file.path))
         present = _is_file(path)
         media = Media(path, relative_href(path, folder), media_kind(path), present)
-        note = None if present else f"{path.name} is gone from {path.parent}."
+        note = None if present else _why_absent(path)
         output = (file.n, outputs) if outputs > 1 else None
         tiles.append(_replace(base, media=media, output=output, note=note))
     return tiles
@@ -248,6 +274,14 @@ def _job_tile(job: LedgerJob, folder: Path) -> Tile:
         seconds=duration_text(job.duration),
         sidecar_href=relative_href(sidecar, folder) if _is_file(sidecar) else None,
     )
+
+
+def _why_absent(path: Path) -> str:
+    try:
+        os.stat(path)
+    except (OSError, ValueError):
+        return f"{path.name} is gone from {path.parent}."
+    return f"{path.name} in {path.parent} is not a regular file: not shown."
 
 
 def _replace(tile: Tile, **changes: Any) -> Tile:
