@@ -4,6 +4,7 @@ The work itself (waiting, downloading, recording) is the engine's."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -112,7 +113,8 @@ def open_first(state: AppState, paths: Sequence[str]) -> None:
     if not has_display():
         state.render.warn(f"--open: no display here; the file is at {paths[0]}")
         return
-    typer.launch(paths[0])
+    # Absolute: a relative name such as `-x.html` would reach the opener as an option.
+    typer.launch(os.path.abspath(paths[0]))
 
 
 @dataclass(frozen=True)

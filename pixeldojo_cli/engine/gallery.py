@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pixeldojo_cli.core.errors import LedgerError, UsageError
 from pixeldojo_cli.core.suggest import close_matches, did_you_mean
@@ -25,11 +25,12 @@ from pixeldojo_cli.store.contact_sheet import Group, Media, Tile, media_kind, re
 
 if TYPE_CHECKING:
     from pixeldojo_cli.engine.recorder import Recorder
-    from pixeldojo_cli.store.ledger import JobQuery, LedgerJob
+    from pixeldojo_cli.store.ledger import JobQuery, Ledger, LedgerJob
 
 # What a sheet may be grouped by besides an input's name.
 MODEL_KEY = "model"
 NOT_SET = "(not set)"
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -40,25 +41,45 @@ class SheetRequest:
     path: Path
     title: str
     group_by: tuple[str, ...] = ()
+    # Within a group, tiles by seed (numbers as numbers), then oldest first, as a
+    # sweep ran them; else in the order the jobs are given.
+    by_seed: bool = False
 
 
 def find_jobs(query: JobQuery) -> list[LedgerJob]:
     """The ledger's jobs that `query` selects, newest first ([] when there is no
     ledger yet). `LedgerError` when it cannot be read, or was damaged (it is then
     moved aside, as every command does, and there is nothing to show)."""
+    return _read_ledger(lambda ledger: ledger.find(query), [])
+
+
+def _read_ledger(read: Callable[[Ledger], T], empty: T) -> T:
+    """What `read` finds in the ledger; `empty` when there is none yet."""
+    from pixeldojo_cli.core.ownfiles import ForeignFile
     from pixeldojo_cli.store.ledger import Ledger, ledger_path
 
     path = ledger_path()
+    if os.path.lexists(path.parent) and not path.parent.is_dir():
+        raise LedgerError(
+            f"{path.parent} is a file, not a folder: the job ledger that belongs in it "
+            "cannot be read. Move that file away.",
+            hint="",
+        )
     if not path.exists() and not path.is_symlink():
-        return []
-    with Ledger() as ledger:
-        if ledger.moved_aside is not None:
-            raise LedgerError(
-                f"The job ledger {path} was damaged: it was moved to {ledger.moved_aside} "
-                "and a new one started, so there are no jobs to show.",
-                hint="",
-            )
-        return ledger.find(query)
+        return empty
+    try:
+        with Ledger() as ledger:
+            if ledger.moved_aside is not None:
+                raise LedgerError(
+                    f"The job ledger {path} was damaged: it was moved to {ledger.moved_aside} "
+                    "and a new one started, so there are no jobs to show.",
+                    hint="",
+                )
+            return read(ledger)
+    except LedgerError as exc:
+        if isinstance(exc.__cause__, ForeignFile):  # its message says what to do
+            raise LedgerError(exc.message, hint="") from exc
+        raise
 
 
 def sheet_for_jobs(recorder: Recorder, job_ids: Sequence[str], request: SheetRequest) -> Path:
@@ -105,14 +126,31 @@ def groups_for(jobs: Sequence[LedgerJob | str], request: SheetRequest) -> list[G
     folder = request.path.parent
     if not request.group_by:
         return [Group("", tuple(t for job in jobs for t in tiles_for(job, folder)))]
-    grouped: dict[tuple[str, ...], list[Tile]] = {}
+    grouped: dict[tuple[str, ...], list[LedgerJob | str]] = {}
     for job in jobs:
         key = tuple(group_value(job, name) for name in request.group_by)
-        grouped.setdefault(key, []).extend(tiles_for(job, folder))
+        grouped.setdefault(key, []).append(job)
     return [
-        Group(" · ".join(f"{n}: {v}" for n, v in zip(request.group_by, key, strict=True)), tuple(t))
-        for key, t in sorted(grouped.items(), key=lambda item: _natural(item[0]))
+        Group(
+            " · ".join(f"{n}: {v}" for n, v in zip(request.group_by, key, strict=True)),
+            tuple(t for job in _in_order(members, request) for t in tiles_for(job, folder)),
+        )
+        for key, members in sorted(grouped.items(), key=lambda item: _natural(item[0]))
     ]
+
+
+def _in_order(jobs: list[LedgerJob | str], request: SheetRequest) -> list[LedgerJob | str]:
+    """A group's jobs by seed, then oldest first (`request.by_seed`), else as given."""
+    from pixeldojo_cli.store.ledger.values import EPOCH
+
+    if not request.by_seed:
+        return jobs
+
+    def order(job: LedgerJob | str) -> tuple[tuple[tuple[int, float, str], ...], datetime]:
+        when = EPOCH if isinstance(job, str) else job.submitted_at
+        return _natural((group_value(job, "seed"),)), when
+
+    return sorted(jobs, key=order)
 
 
 def group_value(job: LedgerJob | str, name: str) -> str:
@@ -150,13 +188,40 @@ def check_group_keys(jobs: Iterable[LedgerJob], group_by: Sequence[str]) -> None
             )
 
 
-def refuse_overwriting_outputs(jobs: Iterable[LedgerJob], *targets: Path) -> None:
-    """`UsageError` when the page or the grid would be written over a saved output."""
-    saved = {os.path.abspath(f.path): job.id for job in jobs for f in job.files}
-    for target in targets:
-        job_id = saved.get(os.path.abspath(target))
+def refuse_overwriting_outputs(*targets: Path) -> None:
+    """`UsageError` when the page or the grid would be written over a file the
+    ledger records as a saved output: of any job, API or profile, by its own path,
+    through a linked folder, or as a link to it."""
+    none: list[tuple[Path, str | None]] = []
+    found = _read_ledger(lambda ledger: [(t, _output_at(ledger, t)) for t in targets], none)
+    for target, job_id in found:
         if job_id is not None:
             raise UsageError(f"{target} is a saved output of job {job_id}: name another file.")
+
+
+def _output_at(ledger: Ledger, target: Path) -> str | None:
+    """The job whose recorded output `target` is (the same real path, or the same
+    file), if any."""
+    real = _real_path(target)
+    names = sorted({target.name, os.path.basename(real)} - {""})
+    for job_id, path in ledger.outputs_named(names):
+        if _real_path(Path(path)) == real or _same_file(target, path):
+            return job_id
+    return None
+
+
+def _real_path(path: Path) -> str:
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):  # (a NUL in a hand-edited path)
+        return ""
+
+
+def _same_file(one: Path, other: str) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except (OSError, ValueError):  # either is missing: nothing there to overwrite
+        return False
 
 
 def value_text(value: Any) -> str:
@@ -180,7 +245,7 @@ def tiles_for(job: LedgerJob | str, folder: Path) -> list[Tile]:
         path = Path(os.path.abspath(file.path))
         present = _is_file(path)
         media = Media(path, relative_href(path, folder), media_kind(path), present)
-        note = None if present else f"{path.name} is gone from {path.parent}."
+        note = None if present else _why_absent(path)
         output = (file.n, outputs) if outputs > 1 else None
         tiles.append(_replace(base, media=media, output=output, note=note))
     return tiles
@@ -209,6 +274,14 @@ def _job_tile(job: LedgerJob, folder: Path) -> Tile:
         seconds=duration_text(job.duration),
         sidecar_href=relative_href(sidecar, folder) if _is_file(sidecar) else None,
     )
+
+
+def _why_absent(path: Path) -> str:
+    try:
+        os.stat(path)
+    except (OSError, ValueError):
+        return f"{path.name} is gone from {path.parent}."
+    return f"{path.name} in {path.parent} is not a regular file: not shown."
 
 
 def _replace(tile: Tile, **changes: Any) -> Tile:

@@ -62,7 +62,7 @@ class SaveOptions:
         """The folder one job's outputs go to."""
         if self.folder is not None:
             return self.folder
-        if local is not None:
+        if local is not None and local.output_dir:  # (empty: damaged, hand-edited)
             return Path(local.output_dir)
         return self.default_folder
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from pixeldojo_cli.core.text import safe_text
 from pixeldojo_cli.store.contact_sheet import Group, Tile
 
 THUMB = 200  # a tile's picture area, square
@@ -147,7 +148,7 @@ def _fit(draw: Any, font: Any, text: str, width: int) -> str:
     """`text` on one line, printable in the font, cut with `…` to `width` pixels."""
     from PIL import ImageFont
 
-    line = " ".join(str(text).split())[:200]
+    line = safe_text(str(text))[:200]  # control characters as escapes, as on the page
     line = "".join(ch if ch.isprintable() else "?" for ch in line)
     if not isinstance(font, ImageFont.FreeTypeFont):  # the bitmap font: Latin-1 only
         line = line.encode("latin-1", "replace").decode("latin-1")

@@ -27,6 +27,11 @@ from pixeldojo_cli.core.text import safe_text
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".avif", ".bmp"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".webm", ".mov", ".m4v", ".ogv"})
+# Outputs of another kind are linked only when a browser opening them runs nothing:
+# a server-chosen .html, .svg or extensionless file (sniffed) could run its script.
+INERT_EXTENSIONS = frozenset(
+    {".json", ".txt", ".zip", ".glb", ".mp3", ".wav", ".ogg", ".oga", ".flac", ".m4a", ".aac"}
+)
 
 # What every href and src on the page must look like: a relative path we built,
 # each byte outside the unreserved set percent-encoded (so never a scheme).
@@ -46,6 +51,16 @@ class Media:
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def inert(self) -> bool:
+        """A browser opening it shows or plays it, and runs nothing in it."""
+        return self.kind != "other" or self.path.suffix.lower() in INERT_EXTENSIONS
+
+    @property
+    def linked(self) -> bool:
+        """The page links it: on disk, reachable by a relative path, and inert."""
+        return self.present and self.href is not None and self.inert
 
 
 @dataclass(frozen=True)
@@ -105,8 +120,9 @@ def checked_href(href: str) -> str:
 
 
 def text(value: object, limit: int | None = None) -> str:
-    """Any value as escaped HTML text on one line (controls made visible, cut at `limit`)."""
-    flat = safe_text(" ".join(str(value).split()))
+    """Any value as escaped HTML text on one line: control characters, line breaks
+    and tabs shown as escapes (`\\n`, `\\u001b`) as on a terminal, cut at `limit`."""
+    flat = safe_text(str(value))
     if limit is not None and len(flat) > limit:
         flat = flat[: limit - 1] + "…"
     return html.escape(flat, quote=True)
@@ -116,12 +132,16 @@ def text(value: object, limit: int | None = None) -> str:
 
 # Marks a picture that cannot be shown (its file gone since the page was written)
 # and says on <body> how many loaded: a browser test reads it back from the page.
+# Pictures load lazily (as they near the window), so each is marked as it loads
+# or fails (listening on `document`: a picture's events reach it when captured).
 SCRIPT = (
-    'addEventListener("load",function(){var ok=0,gone=0;'
-    "for(var i=0;i<document.images.length;i++){var p=document.images[i];"
-    'if(p.complete&&p.naturalWidth>0){p.dataset.state="loaded";ok++}'
-    'else{p.dataset.state="missing";gone++;p.parentNode.classList.add("gone")}}'
-    'document.body.dataset.pictures=ok+" loaded, "+gone+" missing"})'
+    "(function(){var ok=0,gone=0;"
+    'function count(){document.body.dataset.pictures=ok+" loaded, "+gone+" missing"}'
+    'function seen(e){var p=e.target;if(p.tagName!=="IMG"||p.dataset.state)return;'
+    'if(e.type==="load"&&p.naturalWidth>0){p.dataset.state="loaded";ok++}'
+    'else{p.dataset.state="missing";gone++;p.parentNode.classList.add("gone")}count()}'
+    'document.addEventListener("load",seen,true);document.addEventListener("error",seen,true);'
+    'document.addEventListener("DOMContentLoaded",count)})()'
 )
 _SCRIPT_HASH = base64.b64encode(hashlib.sha256(SCRIPT.encode()).digest()).decode()
 POLICY = (
@@ -219,21 +239,32 @@ def _tile(tile: Tile) -> str:
 
 def _media(tile: Tile) -> str:
     media = tile.media
-    if media is None or not media.present or media.href is None:
-        why = "No file" if media is None else f"{media.name}: not on disk"
-        if media is not None and media.present:
-            why = f"{media.name}: not reachable from this page"
-        return f'<div class="media"><span class="nomedia">{text(why)}</span></div>'
+    if media is None or media.href is None or not media.linked:
+        why = text(_why_not_linked(media))
+        return f'<div class="media"><span class="nomedia">{why}</span></div>'
     href = html.escape(checked_href(media.href))
     if media.kind == "image":
         alt = text(f"{tile.model}: {tile.prompt or tile.job_id}", 300)
-        return f'<a class="media" href="{href}"><img src="{href}" alt="{alt}"></a>'
+        return (
+            f'<a class="media" href="{href}"><img src="{href}" alt="{alt}" loading="lazy" '
+            'decoding="async"></a>'
+        )
     if media.kind == "video":
         return (
             f'<div class="media"><video src="{href}" preload="metadata" controls muted '
             "playsinline></video></div>"
         )
     return f'<a class="media" href="{href}"><span class="nomedia">{text(media.name)}</span></a>'
+
+
+def _why_not_linked(media: Media | None) -> str:
+    if media is None:
+        return "No file"
+    if not media.present:
+        return f"{media.name}: not on disk"
+    if not media.inert:
+        return f"{media.name}: not linked (opening a file of this kind could run a script in it)"
+    return f"{media.name}: not reachable from this page"
 
 
 def _facts(tile: Tile) -> str:
@@ -254,7 +285,7 @@ def _facts(tile: Tile) -> str:
 def _links(tile: Tile) -> str:
     links = []
     media = tile.media
-    if media is not None and media.present and media.href is not None:
+    if media is not None and media.href is not None and media.linked:
         links.append(f'<a href="{html.escape(checked_href(media.href))}">{text(media.name)}</a>')
     if tile.sidecar_href is not None:
         links.append(f'<a href="{html.escape(checked_href(tile.sidecar_href))}">sidecar</a>')

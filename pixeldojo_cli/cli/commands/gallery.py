@@ -145,11 +145,12 @@ def gallery(
             return
         groups = tuple(group_by or ())
         check_group_keys(jobs, groups)
-        refuse_overwriting_outputs(jobs, page, *([grid] if grid is not None else []))
-        request = SheetRequest(page, title, groups)
+        refuse_overwriting_outputs(page, *([grid] if grid is not None else []))
+        request = SheetRequest(page, title, groups, by_seed=True)
         _write(state, jobs, request, grid)
         if query.limit and len(jobs) == query.limit:
-            state.render.note(f"The newest {query.limit} jobs; more with --limit N or --all.")
+            newest = "job" if query.limit == 1 else f"{query.limit} jobs"
+            state.render.note(f"The newest {newest}; more with --limit N or --all.")
         if open_page:
             open_first(state, [str(page)])
 

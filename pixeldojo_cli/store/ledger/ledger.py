@@ -32,7 +32,13 @@ from pixeldojo_cli.store.ledger.locking import (
     is_read_only,
     ledger_error,
 )
-from pixeldojo_cli.store.ledger.queries import JOB_COLUMNS, JobQuery, LedgerJob, job_from_row
+from pixeldojo_cli.store.ledger.queries import (
+    JOB_COLUMNS,
+    JobQuery,
+    LedgerJob,
+    job_from_row,
+    outputs_named,
+)
 from pixeldojo_cli.store.ledger.records import (
     JobGroup,
     LedgerFile,
@@ -44,7 +50,7 @@ from pixeldojo_cli.store.ledger.records import (
 )
 from pixeldojo_cli.store.ledger.spending import Spend, SpentJob
 from pixeldojo_cli.store.ledger.values import now as _now
-from pixeldojo_cli.store.ledger.values import stamp
+from pixeldojo_cli.store.ledger.values import number_or_none, stamp
 from pixeldojo_cli.store.settings import ledger_path
 
 # At most this many durations are read back for one model (the history is bounded).
@@ -390,7 +396,8 @@ class Ledger:
 
         def read() -> list[LedgerJob]:
             rows = self._db.execute(query, args).fetchall()
-            return [job_from_row(self._db, row) for row in rows]
+            jobs = (job_from_row(self._db, row) for row in rows)
+            return [job for job in jobs if job is not None]
 
         return self._read(read)
 
@@ -432,7 +439,8 @@ class Ledger:
                 (base_url, model, limit),
             ).fetchall()
         )
-        return [float(duration) for (duration,) in rows]
+        seconds = (number_or_none(duration, least=0) for (duration,) in rows)
+        return [value for value in seconds if value is not None]
 
     def find_by_input(self, *, base_url: str, profile: str, input_hash: str) -> LedgerJob | None:
         """The newest job submitted for exactly this request, if any."""
@@ -442,6 +450,11 @@ class Ledger:
             (base_url, profile, input_hash),
         )
         return found[0] if found else None
+
+    def outputs_named(self, names: Sequence[str]) -> list[tuple[str, str]]:
+        """(job id, path) of the files recorded, of any API and profile, whose path
+        ends in one of `names` (ASCII case ignored)."""
+        return self._read(lambda: outputs_named(self._db, names))
 
     def groups_of(self, base_url: str, job_ids: Sequence[str]) -> dict[str, list[JobGroup]]:
         """The sweeps and comparisons each of `job_ids` belongs to (jobs in none

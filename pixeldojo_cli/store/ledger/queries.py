@@ -15,7 +15,17 @@ from pixeldojo_cli.api.results import DEFAULT_OUTPUT_LIFETIME, FAILED_STATUSES
 from pixeldojo_cli.core.ownfolders import check_folder
 from pixeldojo_cli.store.ledger.guard import claim_ledger, connect_ledger, opened_as_checked
 from pixeldojo_cli.store.ledger.records import LOST_REFUSED, LedgerFile
-from pixeldojo_cli.store.ledger.values import EPOCH, iso, json_column, parse_time, stamp
+from pixeldojo_cli.store.ledger.values import (
+    EPOCH,
+    iso,
+    json_column,
+    number_or_none,
+    parse_time,
+    stamp,
+    text_or,
+    text_or_none,
+    whole_or_none,
+)
 from pixeldojo_cli.store.settings import ledger_path
 
 # The `jobs` columns a `LedgerJob` is read from, in `job_from_row`'s order.
@@ -71,19 +81,32 @@ class LedgerJob:
 
 
 def files_of(db: sqlite3.Connection, base_url: str, job_id: str) -> tuple[LedgerFile, ...]:
-    """The files recorded for one job, by output number."""
+    """The files recorded for one job, by output number. A file whose path is not
+    text (a hand-edited row) is left out; its other damaged values read as unknown."""
     rows = db.execute(
         "SELECT n, path, size, sha256, url, mtime_ns FROM files"
         " WHERE base_url = ? AND job_id = ? ORDER BY n",
         (base_url, job_id),
     ).fetchall()
-    return tuple(LedgerFile(*row) for row in rows)
+    return tuple(
+        LedgerFile(
+            n=whole_or_none(n) or position,
+            path=path,
+            size=whole_or_none(size) or 0,
+            sha256=text_or_none(sha256),
+            url=text_or(url, ""),
+            mtime_ns=whole_or_none(mtime_ns),
+        )
+        for position, (n, path, size, sha256, url, mtime_ns) in enumerate(rows, 1)
+        if isinstance(path, str) and path
+    )
 
 
 def input_files_of(
     db: sqlite3.Connection, base_url: str, job_id: str
 ) -> tuple[dict[str, Any], ...]:
-    """A job's file inputs as sent, in order (none for a ledger without the table)."""
+    """A job's file inputs as sent, in order (none for a ledger without the table;
+    a damaged value reads as None, a row without its input's name or URL is left out)."""
     try:
         rows = db.execute(
             "SELECT input, item, path, source_job, sha256, size, mime, url FROM input_files"
@@ -93,33 +116,64 @@ def input_files_of(
     except sqlite3.OperationalError:  # a read-only ledger of an older version
         return ()
     keys = ("input", "index", "path", "job", "sha256", "size", "type", "url")
-    return tuple(dict(zip(keys, row, strict=True)) for row in rows)
+    wholes = ("index", "size")
+    return tuple(
+        {
+            key: whole_or_none(value) if key in wholes else text_or_none(value)
+            for key, value in zip(keys, row, strict=True)
+        }
+        for row in rows
+        if isinstance(row[0], str) and isinstance(row[-1], str)
+    )
 
 
-def job_from_row(db: sqlite3.Connection, row: Sequence[Any]) -> LedgerJob:
-    """A `LedgerJob` from a row of `JOB_COLUMNS` (damaged values read as empty)."""
+def job_from_row(db: sqlite3.Connection, row: Sequence[Any]) -> LedgerJob | None:
+    """A `LedgerJob` from a row of `JOB_COLUMNS`. Each value is read as the type its
+    column holds: a damaged one (a hand-edited row: text for a number, a BLOB for
+    text, infinity) reads as unknown, so no reader of the ledger meets it. None for
+    a row without a text API and id: nothing could find it again."""
     (base_url, job_id, profile, model, inputs, estimated, charged, submitted, status,
      expires, urls, output_dir, lost, completed, duration) = row  # fmt: skip
+    if not (isinstance(base_url, str) and isinstance(job_id, str)):
+        return None
     return LedgerJob(
         base_url=base_url,
         id=job_id,
-        profile=profile,
-        model=model,
+        profile=text_or(profile, ""),
+        model=text_or(model, ""),
         inputs=json_column(inputs, dict),
-        estimated_credits=estimated,
-        charged_credits=charged,
+        estimated_credits=number_or_none(estimated, least=0),
+        charged_credits=number_or_none(charged, least=0),
         submitted_at=parse_time(submitted) or EPOCH,
-        status=status,
+        status=text_or(status, "unknown"),
         expires_at=parse_time(expires),
         output_urls=[str(url) for url in json_column(urls, list)],
-        output_dir=output_dir,
+        output_dir=text_or(output_dir, ""),
         lost=lost == 1,
         refused=lost == LOST_REFUSED,
         files=files_of(db, base_url, job_id),
         input_files=input_files_of(db, base_url, job_id),
         completed_at=parse_time(completed),
-        duration=duration,
+        duration=number_or_none(duration, least=0),
     )
+
+
+def outputs_named(db: sqlite3.Connection, names: Sequence[str]) -> list[tuple[str, str]]:
+    """(job id, path) of every file the ledger records, of any API and profile,
+    whose path ends in one of `names` (ASCII case ignored, as a case-insensitive
+    file system would): the candidates for "is this path a saved output?"."""
+    if not names:
+        return []
+    where = " OR ".join("path LIKE ? ESCAPE '\\'" for _ in names)
+    rows = db.execute(
+        f"SELECT job_id, path FROM files WHERE {where}", [f"%{like_escaped(n)}" for n in names]
+    ).fetchall()
+    return [(text_or(job_id, "?"), path) for job_id, path in rows if isinstance(path, str)]
+
+
+def like_escaped(text: str) -> str:
+    """`text` matched literally by `LIKE ? ESCAPE '\\'`."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 @dataclass(frozen=True)
@@ -178,8 +232,7 @@ class JobQuery:
                 "EXISTS (SELECT 1 FROM json_tree(jobs.inputs) AS t"
                 " WHERE t.type = 'text' AND t.value LIKE ? ESCAPE '\\')"
             )
-            escaped = self.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            args.append(f"%{escaped}%")
+            args.append(f"%{like_escaped(self.search)}%")
         return " AND ".join(clauses) or "1 = 1", args
 
 

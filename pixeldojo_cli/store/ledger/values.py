@@ -6,6 +6,7 @@ never as an exception that would stop `jobs list` or a batch's resume.
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -65,3 +66,29 @@ def json_column(text: Any, kind: type[Column]) -> Column:
         if isinstance(value, kind):
             return value
     return kind()
+
+
+def text_or(value: Any, default: str) -> str:
+    """A stored text column; `default` for a value of another type (a hand-edited
+    BLOB or number where text belongs reads as unknown, never as `b'...'`)."""
+    return value if isinstance(value, str) else default
+
+
+def text_or_none(value: Any) -> str | None:
+    """A stored text column that may be empty; None for a value of another type."""
+    return value if isinstance(value, str) else None
+
+
+def number_or_none(value: Any, *, least: float = -math.inf) -> float | None:
+    """A stored number as a float; None when it is not a finite number of at least
+    `least` (text, a BLOB, infinity or NaN in a hand-edited row: unknown)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and number >= least else None
+
+
+def whole_or_none(value: Any) -> int | None:
+    """A stored integer; None for a value of another type (a REAL too: SQLite keeps
+    an integer too large for 64 bits as one)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
