@@ -217,15 +217,16 @@ def _saved_output(
     ledger or the sidecar has it. Exit 7 when it is gone or is another file now
     (its URL expired too: the output is no longer anywhere)."""
     shown = safe_text(saved.path[:200])
-    gone = f"{slot.label}: the outputs of job {text.split('/')[0]} have expired, and output"
+    job_id, n = text.rsplit("/", 1)
+    output = f"{slot.label}: job {job_id} has expired, and its output {n}, saved as {shown},"
     hint = "Run that job again, or name the file as it is now with @PATH."
     try:
         info = os.stat(saved.path)
     except FileNotFoundError:
-        raise ExpiredError(f"{gone} {text} saved as {shown} is gone.", hint=hint) from None
+        raise ExpiredError(f"{output} is gone.", hint=hint) from None
     except OSError:
         info = None  # the check below says why it cannot be read
-    changed = f"{gone} {text} saved as {shown} has changed since it was saved"
+    changed = f"{output} has changed since it was saved"
     if info is not None and stat.S_ISREG(info.st_mode) and info.st_size != saved.size:
         raise ExpiredError(f"{changed} ({info.st_size:,} bytes, not {saved.size:,}).", hint=hint)
     local = check_local_file(saved.path, slot.label, kinds=slot.kinds, max_bytes=upload.file_cap)
