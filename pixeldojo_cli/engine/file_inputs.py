@@ -14,11 +14,15 @@ returns the request with URLs in place. What was sent is noted on the
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pixeldojo_cli.core.errors import ExpiredError, NotFoundError, UsageError
+from pixeldojo_cli.core.text import safe_text
 from pixeldojo_cli.engine.events import EventSink, Notice, ignore
 from pixeldojo_cli.engine.file_plan import FileInputs, SentFile
 from pixeldojo_cli.engine.uploaders import UploadSettings, check_data_request, data_uri
@@ -27,8 +31,10 @@ from pixeldojo_cli.inputs.local_files import LocalFile, check_local_file
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
+    from pixeldojo_cli.api.results import Job
     from pixeldojo_cli.engine.recorder import Recorder
     from pixeldojo_cli.engine.submission import Submission
+    from pixeldojo_cli.store.ledger import LedgerFile
 
 # A job output that expires sooner than this is not sent by URL: the API may
 # fetch it a little after the request.
@@ -118,8 +124,15 @@ def _upload(
 
     assert local is not None
     job = slot.ref.text.removeprefix("job:") if isinstance(slot.ref, JobRef) else None
-    file = check_local_file(
-        str(local.path), slot.label, kinds=slot.kinds, max_bytes=upload.file_cap
+    # A local file is checked again (it may have changed since it was planned); a
+    # job's saved output was checked against what was saved a moment ago, and
+    # what is sent is read (and checked) against that.
+    file = (
+        local
+        if job is not None
+        else check_local_file(
+            str(local.path), slot.label, kinds=slot.kinds, max_bytes=upload.file_cap
+        )
     )
     if upload.way == "data":
         url = data_uri(file)
@@ -142,19 +155,7 @@ def _job_output(
     ref = slot.ref
     assert isinstance(ref, JobRef)
     local_job = recorder.get(ref.job_id) if recorder is not None else None
-    job = None
-    try:
-        job = client.get_job(ref.job_id)
-    except NotFoundError:
-        if local_job is None:
-            raise NotFoundError(
-                f"{slot.label}: job {ref.job_id} is known neither to the job ledger nor to "
-                "the API.",
-                hint="`pixeldojo jobs list` shows the jobs there are.",
-            ) from None
-    except ExpiredError:
-        if local_job is None:
-            raise
+    job = _api_job(client, slot, ref, local_job is not None)
     if job is not None and not job.succeeded:
         raise UsageError(
             f"{slot.label}: job {ref.job_id} has no outputs to use (status: {job.status}).",
@@ -165,14 +166,21 @@ def _job_output(
         if job is not None
         else list(local_job.output_urls if local_job else [])
     )
-    n = _output_number(slot, ref, len(urls))
+    saved_files = {f.n: f for f in (local_job.files if local_job else ())}
+    if job is None and not urls and not saved_files:  # expired before this machine saw any
+        raise ExpiredError(
+            f"{slot.label}: job {ref.job_id} has expired, and none of its outputs was seen "
+            "or saved on this machine.",
+            hint="Run that job again, or name a saved file with @PATH.",
+        )
+    n = _output_number(slot, ref, max(len(urls), max(saved_files, default=0)))
     expires = job.output_expiry() if job is not None else None
     if expires is None and local_job is not None:
         expires = local_job.deadline()
     text = f"{ref.job_id}/{n}"
     if job is not None and expires is not None and expires - _URL_MARGIN > datetime.now(UTC):
         return SentFile(slot.input, slot.index, urls[n - 1], job=text), None
-    saved = next((f for f in (local_job.files if local_job else ()) if f.n == n), None)
+    saved = saved_files.get(n)
     if saved is None:
         raise ExpiredError(
             f"{slot.label}: the outputs of job {ref.job_id} have expired, and output {n} was "
@@ -180,8 +188,67 @@ def _job_output(
             hint="Run that job again, or name a saved file with @PATH.",
         )
     upload.check_ready(f"{slot.label}=@job:{text} (expired; saved as {saved.path})")
+    return None, _saved_output(recorder, slot, text, saved, upload)
+
+
+def _api_job(client: Client, slot: RefSlot, ref: JobRef, known_here: bool) -> Job | None:
+    """The job as the API sees it; None when it no longer knows it but the
+    ledger does (expired, or gone). Exit 6 when neither knows it."""
+    try:
+        return client.get_job(ref.job_id)
+    except NotFoundError:
+        if not known_here:
+            raise NotFoundError(
+                f"{slot.label}: job {ref.job_id} is known neither to the job ledger nor to "
+                "the API.",
+                hint="`pixeldojo jobs list` shows the jobs there are.",
+            ) from None
+    except ExpiredError:
+        if not known_here:
+            raise
+    return None
+
+
+def _saved_output(
+    recorder: Recorder | None, slot: RefSlot, text: str, saved: LedgerFile, upload: UploadSettings
+) -> LocalFile:
+    """The file an expired output was saved as, checked to be still that file:
+    the size the ledger recorded, and the SHA-256 of the file as saved when the
+    ledger or the sidecar has it. Exit 7 when it is gone or is another file now
+    (its URL expired too: the output is no longer anywhere)."""
+    shown = safe_text(saved.path[:200])
+    job_id, n = text.rsplit("/", 1)
+    output = f"{slot.label}: job {job_id} has expired, and its output {n}, saved as {shown},"
+    hint = "Run that job again, or name the file as it is now with @PATH."
+    try:
+        info = os.stat(saved.path)
+    except FileNotFoundError:
+        raise ExpiredError(f"{output} is gone.", hint=hint) from None
+    except OSError:
+        info = None  # the check below says why it cannot be read
+    changed = f"{output} has changed since it was saved"
+    if info is not None and stat.S_ISREG(info.st_mode) and info.st_size != saved.size:
+        raise ExpiredError(f"{changed} ({info.st_size:,} bytes, not {saved.size:,}).", hint=hint)
     local = check_local_file(saved.path, slot.label, kinds=slot.kinds, max_bytes=upload.file_cap)
-    return None, local
+    recorded = saved.sha256 or _saved_sha256(recorder, text, saved)
+    if local.size != saved.size or (recorded is not None and local.sha256 != recorded):
+        raise ExpiredError(f"{changed} (another SHA-256).", hint=hint)
+    return local
+
+
+def _saved_sha256(recorder: Recorder | None, text: str, saved: LedgerFile) -> str | None:
+    """The SHA-256 of the file as saved, from the job's sidecar beside it (kept
+    there without --checksum when metadata was written into the file)."""
+    from pixeldojo_cli.store.files import recorded_files
+
+    if recorder is None:
+        return None
+    job_id, n = text.rsplit("/", 1)
+    path = Path(saved.path)
+    entry = recorded_files(path.parent, job_id, recorder.base_url).get(int(n))
+    if entry is None or entry.path.name != path.name:
+        return None
+    return entry.saved_sha256 or entry.sha256
 
 
 def _output_number(slot: RefSlot, ref: JobRef, count: int) -> int:

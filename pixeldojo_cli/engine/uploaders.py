@@ -17,24 +17,30 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 from urllib.parse import urlsplit
 
 from pixeldojo_cli.core.errors import ConfigError, UploadError, UsageError
 from pixeldojo_cli.core.redact import redact
 from pixeldojo_cli.core.text import safe_text
-from pixeldojo_cli.inputs.local_files import LocalFile, read_checked
+from pixeldojo_cli.inputs.local_files import LocalFile, copy_checked, read_checked
 
 DATA_FILE_CAP = 10 * 1024 * 1024
 DATA_REQUEST_CAP = 20 * 1024 * 1024
 # The biggest file an upload command is handed (the API fetches it; no model takes more).
 COMMAND_FILE_CAP = 1024 * 1024 * 1024
 MAX_URL_LENGTH = 4096
+# What an upload command may print (stdout and stderr together) before it is stopped.
+OUTPUT_CAP = 16 * 1024 * 1024
 _TAIL_BYTES = 64 * 1024
 _PLACEHOLDER = re.compile(r"\{(path|name|sha256|mime)\}")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -71,10 +77,11 @@ class UploadSettings:
         if self.way is None:
             raise UsageError(
                 f"{label} names a local file, but no way to upload files is set.",
-                hint='Choose one in the config file: upload = "data" (the file goes inline in '
-                'the request) or upload = "command" with upload_command = ["my-upload", '
-                '"{path}"] (a command of yours that prints the URL); or `pixeldojo config set '
-                "upload data`, PIXELDOJO_UPLOAD=data, or --upload data.",
+                hint="Choose one in the config file, below its [defaults] line: "
+                'upload = "data" (the file goes inline in the request) or upload = "command" '
+                'with upload_command = ["my-upload", "{path}"] (a command of yours that prints '
+                "the URL); or `pixeldojo config set upload data`, PIXELDOJO_UPLOAD=data, or "
+                "--upload data.",
             )
         if self.way == "command" and not self.command:
             raise ConfigError(
@@ -108,10 +115,11 @@ def safe_name(file: LocalFile) -> str:
     return name or f"file-{file.sha256[:12]}"
 
 
-def command_args(words: tuple[str, ...], file: LocalFile) -> list[str]:
+def command_args(words: tuple[str, ...], file: LocalFile, path: Path | None = None) -> list[str]:
     """The command's words with the placeholders replaced, in one pass (a value
-    holding `{name}` is never replaced again); each word stays one argument."""
-    values = {"path": str(file.path), "name": safe_name(file), "sha256": file.sha256,
+    holding `{name}` is never replaced again); each word stays one argument.
+    `{path}` is `path` (the private copy the command reads) when given."""
+    values = {"path": str(path or file.path), "name": safe_name(file), "sha256": file.sha256,
               "mime": file.mime}  # fmt: skip
     return [_PLACEHOLDER.sub(lambda m: values[m.group(1)], word) for word in words]
 
@@ -129,25 +137,29 @@ def command_env(secret: str | None, env: Mapping[str, str] | None = None) -> dic
 
 def run_upload_command(settings: UploadSettings, file: LocalFile, secret: str | None) -> str:
     """Run `upload_command` for one file; the URL it printed, checked. `UploadError`
-    when it cannot start, fails, passes its deadline or prints no http(s) URL."""
-    args = command_args(settings.command, file)
-    program = safe_text(args[0][:80])
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        try:
-            process = subprocess.Popen(
-                args,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                env=command_env(secret),
-                start_new_session=True,  # its children are ended with it at the deadline
-            )
-        except OSError as exc:
-            raise UploadError(
-                f"The upload command {program!r} could not be started: {exc.strerror or exc}."
-            ) from None
-        code = _wait(process, settings.timeout, program)
-        stdout, stderr = _tail(out), _tail(err)
+    when it cannot start, fails, passes its deadline, prints too much or prints no
+    http(s) URL. The command reads a private copy of the file, made from the
+    bytes that hash to `file.sha256` (so what it uploads is what the ledger
+    records), deleted after."""
+    with private_copy(file) as copy:
+        args = command_args(settings.command, file, copy)
+        program = safe_text(args[0][:80])
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                process = subprocess.Popen(
+                    args,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=err,
+                    env=command_env(secret),
+                    start_new_session=True,  # its children are ended with it at the deadline
+                )
+            except OSError as exc:
+                raise UploadError(
+                    f"The upload command {program!r} could not be started: {exc.strerror or exc}."
+                ) from None
+            code = _wait(process, settings.timeout, program, (out, err))
+            stdout, stderr = _tail(out), _tail(err).decode("utf-8", "replace")
     if code != 0:
         said = _last_lines(stderr, secret) or "it printed nothing on stderr"
         raise UploadError(
@@ -156,35 +168,124 @@ def run_upload_command(settings: UploadSettings, file: LocalFile, secret: str | 
     return _printed_url(stdout, program, secret)
 
 
-def _wait(process: subprocess.Popen[bytes], timeout: float, program: str) -> int:
-    """The command's exit code; past the deadline (or on Ctrl-C) its whole process
-    group is killed."""
+@contextmanager
+def private_copy(file: LocalFile) -> Iterator[Path]:
+    """A copy of the checked file, mode 0600 in a new 0700 folder, checked to
+    hash to `file.sha256` as it is written (a usage error if the file changed);
+    deleted with its folder after. An `UploadError` when it cannot be written."""
     try:
-        return process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _kill(process)
-        raise UploadError(
-            f"The upload command {program!r} did not finish within {timeout:g} s; it was stopped.",
-            hint="Nothing was submitted. Raise `upload_timeout`, or check the command by hand.",
-        ) from None
+        folder = Path(tempfile.mkdtemp(prefix="pixeldojo-upload-"))
+    except OSError as exc:
+        why = exc.strerror or exc
+        raise UploadError(f"Cannot make a private temporary folder: {why}.") from None
+    try:
+        try:
+            path, fd = _create_private(folder, file)
+            with os.fdopen(fd, "wb") as handle:
+                copy_checked(file, handle.write, COMMAND_FILE_CAP)
+        except OSError as exc:
+            raise UploadError(
+                f"Cannot copy {file.path.name!r} for the upload command into {folder}: "
+                f"{exc.strerror or exc}.",
+                hint="Nothing was submitted. Free some space in the temporary folder ($TMPDIR).",
+            ) from None
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _create_private(folder: Path, file: LocalFile) -> tuple[Path, int]:
+    """A new 0600 file in `folder` named as the original (a command that names
+    the upload after `{path}` sees the same name), else by `{name}`."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        return folder / file.path.name, os.open(folder / file.path.name, flags, 0o600)
+    except OSError:  # a name this file system does not take
+        return folder / safe_name(file), os.open(folder / safe_name(file), flags, 0o600)
+
+
+def _wait(
+    process: subprocess.Popen[bytes], timeout: float, program: str, outputs: tuple[IO[bytes], ...]
+) -> int:
+    """The command's exit code; past the deadline, past `OUTPUT_CAP` of output
+    (or on Ctrl-C) it is killed with its process group (`_kill`)."""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                return process.wait(timeout=max(0.0, min(0.2, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                pass
+            if sum(os.fstat(stream.fileno()).st_size for stream in outputs) > OUTPUT_CAP:
+                raise UploadError(
+                    f"The upload command {program!r} printed more than "
+                    f"{OUTPUT_CAP // 2**20} MiB; it was stopped.",
+                    hint="Nothing was submitted. Its last line must be the URL.",
+                )
+            if time.monotonic() >= deadline:
+                raise UploadError(
+                    f"The upload command {program!r} did not finish within {timeout:g} s; "
+                    "it was stopped.",
+                    hint="Nothing was submitted. Raise `upload_timeout`, or check the command "
+                    "by hand.",
+                )
     except BaseException:
-        _kill(process)
+        _kill(process, outputs)
         raise
 
 
-def _kill(process: subprocess.Popen[bytes]) -> None:
+def _kill(process: subprocess.Popen[bytes], outputs: tuple[IO[bytes], ...]) -> None:
+    """Kill the command's process group, then (on Linux) any process still
+    holding its output files open: a child that left the group (`setsid`) but
+    kept the command's stdout or stderr. One that closed them too is out of
+    reach (the README says so)."""
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except OSError:
         process.kill()
     process.wait()
+    _kill_holders({_identity(stream) for stream in outputs})
 
 
-def _tail(stream: IO[bytes]) -> str:
-    """The last `_TAIL_BYTES` a command wrote, as text."""
+def _identity(stream: IO[bytes]) -> tuple[int, int]:
+    info = os.fstat(stream.fileno())
+    return info.st_dev, info.st_ino
+
+
+def _kill_holders(files: set[tuple[int, int]]) -> None:
+    """SIGKILL every other process (and its own group, when it leads one) with
+    one of `files` open, as /proc shows them (best effort; nothing elsewhere)."""
+    me = os.getpid()
+    try:
+        pids = [int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit()]
+    except OSError:
+        return
+    for pid in pids:
+        if pid != me and _holds(pid, files):
+            with suppress(OSError):
+                if os.getpgid(pid) == pid and pid != os.getpgrp():
+                    os.killpg(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
+
+
+def _holds(pid: int, files: set[tuple[int, int]]) -> bool:
+    try:
+        with os.scandir(f"/proc/{pid}/fd") as fds:
+            for fd in fds:
+                with suppress(OSError):
+                    info = os.stat(fd.path)
+                    if (info.st_dev, info.st_ino) in files:
+                        return True
+    except OSError:
+        pass
+    return False
+
+
+def _tail(stream: IO[bytes]) -> bytes:
+    """The last `_TAIL_BYTES` a command wrote."""
     size = stream.seek(0, os.SEEK_END)
     stream.seek(max(0, size - _TAIL_BYTES))
-    return stream.read().decode("utf-8", "replace")
+    return stream.read()
 
 
 def _last_lines(text: str, secret: str | None, count: int = 3) -> str:
@@ -194,12 +295,17 @@ def _last_lines(text: str, secret: str | None, count: int = 3) -> str:
     return safe_text(joined[-400:])
 
 
-def _printed_url(stdout: str, program: str, secret: str | None) -> str:
+def _printed_url(stdout: bytes, program: str, secret: str | None) -> str:
+    """The last non-empty line the command printed, as a checked URL: UTF-8
+    text (bytes that are not are never "repaired" into a URL), http(s)."""
     lines = [line.strip() for line in stdout.splitlines() if line.strip()]
     if not lines:
         raise UploadError(f"The upload command {program!r} printed no URL.")
-    url = lines[-1]
-    problem = url_problem(url)
+    try:
+        url = lines[-1].decode("utf-8").strip()
+        problem = url_problem(url)
+    except UnicodeDecodeError:
+        url, problem = lines[-1].decode("utf-8", "replace"), "is not UTF-8 text"
     if problem:
         shown = safe_text((redact(url, secret) if secret else url)[:120])
         raise UploadError(
@@ -216,11 +322,13 @@ def url_problem(url: str) -> str | None:
         return f"is longer than {MAX_URL_LENGTH} characters"
     try:
         parts = urlsplit(url)
-        host = parts.hostname
-    except ValueError:
-        return "is not an http(s) URL"
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number, or over 65535
+        return "is not an http(s) URL with a valid port"
     if parts.scheme.lower() not in ("http", "https") or not host:
         return "is not an http(s) URL"
+    if port == 0:
+        return "is not an http(s) URL with a valid port"
     if any(char.isspace() or not char.isprintable() for char in url):
         return "holds spaces or control characters"
     return None

@@ -11,7 +11,7 @@ import errno
 import hashlib
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +80,15 @@ _FTYP = {
 
 def _ftyp(brand: bytes) -> str:
     return _FTYP.get(brand, "video/mp4")  # isom, mp41, mp42, avc1, M4V, 3gp...
+
+
+# Every type `sniff` may say (the emulator takes the same list: a test checks).
+SNIFFED_TYPES = frozenset(
+    {"image/png", "image/jpeg", "image/gif", "image/tiff", "video/mp4", "video/webm"}
+    | {"video/x-matroska", "audio/ogg", "audio/flac", "audio/mpeg"}
+    | set(_RIFF.values())
+    | set(_FTYP.values())
+)
 
 
 def check_path_text(text: str, label: str) -> Path:
@@ -157,22 +166,37 @@ def _digest(fd: int, max_bytes: int) -> tuple[str, bytes]:
 def read_checked(file: LocalFile, max_bytes: int) -> bytes:
     """The bytes of a checked file, read again for sending: a usage error when it
     is no longer the file that was checked (another size or SHA-256)."""
+    data = bytearray()
+    copy_checked(file, data.extend, max_bytes)
+    return bytes(data)
+
+
+def copy_checked(file: LocalFile, write: Callable[[bytes], object], max_bytes: int) -> None:
+    """The bytes of a checked file, read again from one descriptor and handed to
+    `write` as they are read, hashed on the way: a usage error (after the fact:
+    `write` has seen them) when they are not the bytes that were checked, or
+    grow past `max_bytes`. Only the caller's copy of those bytes is ever sent."""
     label = safe_text(str(file.path)[:200])
     try:
         fd = open_regular(file.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise UsageError(f"{label} {why_not_readable(file.path, exc)}.") from None
+    sha, total = hashlib.sha256(), 0
     try:
-        data = bytearray()
-        while chunk := os.read(fd, _CHUNK):
-            data += chunk
-            if len(data) > max_bytes:
+        while total <= min(max_bytes, file.size):
+            try:
+                chunk = os.read(fd, _CHUNK)
+            except OSError as exc:
+                raise UsageError(f"{label} cannot be read: {exc.strerror or exc}.") from None
+            if not chunk:
                 break
+            total += len(chunk)
+            sha.update(chunk)
+            write(chunk)
     finally:
         os.close(fd)
-    if len(data) != file.size or hashlib.sha256(data).hexdigest() != file.sha256:
+    if total != file.size or sha.hexdigest() != file.sha256:
         raise UsageError(f"{label} changed after it was checked; nothing was sent.")
-    return bytes(data)
 
 
 def why_not_readable(path: Path, exc: OSError) -> str:

@@ -290,6 +290,7 @@ def validate_inputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any])
                 f"{name} is not valid Unicode text (bytes that are not UTF-8?).",
                 hint="Give it as UTF-8 text.",
             )
+    _check_webhook_url(inputs)
     inputs = checkable(schema, inputs)
     _check_common_rules(schema, inputs)
     if not isinstance(schema, Mapping):
@@ -302,6 +303,20 @@ def validate_inputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any])
         raise UsageError(
             "; ".join(str(problem) for problem in problems) + ".",
             hint="See `pixeldojo models show <model>` for the parameters.",
+        )
+
+
+def _check_webhook_url(inputs: Mapping[str, Any]) -> None:
+    """`webhook_url` among the inputs (`-p`, `--input`, a batch line, a sweep)
+    is checked as `--webhook-url` is: an http(s) URL, never a file or text."""
+    if "webhook_url" not in inputs:
+        return
+    url = inputs["webhook_url"]
+    if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
+        raise UsageError(
+            f"webhook_url must be an http(s) URL, got {str(url)[:60]!r}.",
+            hint="It is where the API posts the job's outcome (`--webhook-url URL`); "
+            "@PATH values go in inputs that take a picture.",
         )
 
 

@@ -400,6 +400,7 @@ def resolve_settings(
     env = os.environ if env is None else env
     path = path or config_path()
     config = load_config(path) if config is None else config
+    _refuse_top_level_settings(config, path)
     where = f"config:{path}"
     defaults = _table(config, "defaults")
     # The default profile is set with `auth switch` ([defaults] profile).
@@ -446,6 +447,17 @@ def resolve_settings(
         auto_seed=typed("auto_seed", ENV_AUTO_SEED, True),
         embed_metadata=typed("embed_metadata", ENV_EMBED_METADATA, True),
     )
+
+
+def _refuse_top_level_settings(config: Mapping[str, Any], path: Path) -> None:
+    """A setting above every table (`upload = "data"` on the first lines) is read
+    by nothing: a config error naming it, never silently ignored."""
+    for key in (k for k in config if k in CONFIG_KEYS or k in ("profile", "api_key")):
+        table = "[profiles.default]" if key == "api_key" else "[defaults]"
+        raise ConfigError(
+            f"In {path}: {key} is at the top of the file, outside any table, where it is not read.",
+            hint=f"Move the line below a {table} line (in TOML, the lines after it belong to it).",
+        )
 
 
 def _base_url_env(env: Mapping[str, str]) -> str:

@@ -47,6 +47,8 @@ seeds on every model, so a rerun is the same comparison), and --matrix sweeps
 an input as on `run`. An input a model does not take is left out for that
 model (one line says so); a model that needs an input not given is skipped
 (one line says why). Everything is checked before anything is spent.
+In an input that takes a URL, @PATH sends a local file and @job:ID/N an
+earlier job's output, as on `run` (the `upload` setting says how).
 
 The jobs run as a batch: at the rate limit, --concurrency at a time, within
 --max-credits; rerunning the same command skips jobs already done. More than

@@ -198,7 +198,8 @@ def show(
     Asks the API (`GET /jobs/{id}`) and adds what the local ledger knows: the
     inputs it was submitted with and the files this machine downloaded. When the
     API no longer knows the job (expired, not found), the local part is still
-    shown, and the exit code is the API's (7 or 6).
+    shown, and the exit code is the API's (7 or 6). A file input (@PATH or
+    @job:ID/N) is shown with its path or source job, SHA-256 and the URL sent.
     """
     from pixeldojo_cli.core.errors import ExpiredError, NotFoundError
 

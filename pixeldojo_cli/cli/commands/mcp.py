@@ -26,7 +26,9 @@ spent, and every output is saved to the output folder and recorded in the local
 ledger before its link expires; the answer gives the files' absolute paths, the
 <jobId>.json sidecar, the job id and the credits charged. Also job_status,
 wait_for_job, download_job and search_history (the ledger). Errors come back as
-tool errors with the CLI's error codes and messages.
+tool errors with the CLI's error codes and messages. In an input that takes a
+URL, the assistant may write @PATH (any file this server can read, uploaded as
+`upload` says) or @job:ID/N, as on `run`.
 
 --max-credits caps what one session may spend: a job whose estimate would pass
 it is refused before it is submitted. Jobs still running when the assistant
