@@ -209,7 +209,7 @@ def _execute(
         return
     job = _submit(state, client, submission, budget, download=options[1].download)
     if not request.wait:
-        _print_submitted(state, job, show)
+        _print_submitted(state, job, submission, show)
         return
     _follow_and_save(state, client, job, submission, options, show)
 
@@ -356,14 +356,24 @@ def _submit(
     return job
 
 
-def _print_submitted(state: AppState, job: Job, show: Presentation) -> None:
+def _print_submitted(state: AppState, job: Job, submission: Submission, show: Presentation) -> None:
     """--no-wait: the job id, or the job entity under --json."""
     from pixeldojo_cli.cli.documents import job_document
 
     if show.json_output:
-        state.render.json(job_document(job, saved=state.recorder().saved_state(job.id)))
+        document = job_document(job, saved=state.recorder().saved_state(job.id))
+        state.render.json(with_seed(document, submission))
     else:
         state.render.result(job.id)
+
+
+def with_seed(document: dict[str, Any], submission: Submission) -> dict[str, Any]:
+    """`run --json`'s job entity with `seed`: the seed sent (auto_seed's pick
+    or the user's), when one was and the API's own object names none."""
+    seed = submission.inputs.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool) and "seed" not in document:
+        document["seed"] = seed
+    return document
 
 
 def _follow_and_save(
@@ -392,7 +402,7 @@ def _follow_and_save(
     if result.error is not None:
         raise result.error
     if show.json_output:
-        state.render.json(result_document(result))
+        state.render.json(with_seed(result_document(result), submission))
     else:
         for line in result_lines(result):
             state.render.result(line)
