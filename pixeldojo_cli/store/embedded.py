@@ -37,6 +37,7 @@ from pixeldojo_cli.store.provenance import (
     from_document,
     from_sidecar,
     names_job,
+    sidecar_job,
     stem_of,
 )
 from pixeldojo_cli.store.xmp import JPEG_XMP_HEADER, document_in
@@ -148,8 +149,9 @@ def _not_believed(path: Path, found: Provenance, sidecar: Provenance | None) -> 
         return "the file's name is not <jobId>-<n>.<ext>, so its job cannot be checked"
     if not names_job(stem, found.job_id):
         return "it names another job than the file's name"
-    if sidecar is not None and sidecar.job_id != found.job_id:
-        return f"it names another job than the sidecar {sidecar.where}"
+    listed_by = sidecar.job_id if sidecar is not None else sidecar_job(path)
+    if listed_by is not None and listed_by != found.job_id:
+        return "it names another job than the sidecar beside it, which lists the file"
     return None
 
 

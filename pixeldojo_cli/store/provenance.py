@@ -189,6 +189,21 @@ def from_sidecar(path: Path, saved_sha256: str | None = None) -> Provenance | No
     )
 
 
+def sidecar_job(path: Path) -> str | None:
+    """The `jobId` of the sidecar beside the output at `path` (`<stem>.json`)
+    when that sidecar lists the file by name, whatever job it names; None
+    when there is none, or it does not list the file."""
+    from pixeldojo_cli.store.files import read_sidecar
+
+    stem = stem_of(path.name)
+    meta = read_sidecar(path.parent / f"{stem}.json") if stem is not None else None
+    if meta is None or not isinstance(meta.get("files"), list):
+        return None
+    listed = any(isinstance(f, dict) and f.get("path") == path.name for f in meta["files"])
+    job_id = meta.get("jobId")
+    return str(job_id) if listed else None
+
+
 def names_job(stem: str, job_id: str) -> bool:
     """Whether `stem` (a file name's job part) is the name this client gives
     job `job_id`'s files: `plain_stem(job_id)`, or that and the short hash
