@@ -227,6 +227,11 @@ class Renderer:
         character from the server shows as an escape and cannot break the line."""
         self._write_stdout(self.for_people(line))
 
+    def key_result(self, key: str) -> None:
+        """The one line that prints the key on purpose (`auth token`): made
+        safe, not masked (every other line masks it)."""
+        self._write_stdout(safe_text(key))
+
     def _write_stdout(self, text: str) -> None:
         self.stdout.write(text + "\n")
         self.stdout.flush()
