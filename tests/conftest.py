@@ -11,10 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from typer.testing import CliRunner, Result
 
 from pixeldojo_cli.cli.app import app
 from pixeldojo_cli.emulator import Emulator
+
+# Timed numbers never go in assertions: a property test is about its property,
+# not about how fast a loaded CI machine draws examples (no deadline, no "too slow").
+hypothesis_settings.register_profile(
+    "pixeldojo", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("pixeldojo")
 
 TEST_KEY = "test-key-0123456789abcdef"  # made up: never a real key
 

@@ -183,8 +183,9 @@ def test_another_programs_metadata_is_shown_as_safe_text_only(cli: Invoke) -> No
 
 def test_control_characters_in_our_own_document_are_shown_escaped(cli: Invoke) -> None:
     text = ours(inputs={"prompt": "fox\x1b[31m red\r\nnext", "seed": 3, "style\x1b": "\x9b1m"})
-    Path("ctl.png").write_bytes(png_with(chunk(b"iTXt", itxt(b"pixeldojo", text))))
-    result = cli("inspect", "ctl.png")
+    # (named as this client names job_x's file: a document is believed only then)
+    Path("job_x-1.png").write_bytes(png_with(chunk(b"iTXt", itxt(b"pixeldojo", text))))
+    result = cli("inspect", "job_x-1.png")
     assert result.exit_code == 0, result.stderr
     assert "\x1b" not in result.output and "\x9b" not in result.output and "\r" not in result.output
     assert "  Prompt:   fox\\u001b[31m red\\r\\nnext" in result.stdout.splitlines()
@@ -229,8 +230,8 @@ def test_hostile_metadata_is_ignored_with_one_line_and_exit_6(
 
 def test_a_truncated_picture_whose_metadata_survived_is_still_read(cli: Invoke) -> None:
     whole = png_with(chunk(b"iTXt", itxt(b"pixeldojo", ours(inputs={"seed": 8}))))
-    Path("cut.png").write_bytes(whole[:-20])
-    result = cli("inspect", "cut.png", "--json")
+    Path("job_x-1.png").write_bytes(whole[:-20])
+    result = cli("inspect", "job_x-1.png", "--json")
     assert result.exit_code == 0, result.stderr
     [document] = json.loads(result.stdout)
     assert document["seed"] == 8 and any("cut short" in p for p in document["problems"])

@@ -54,8 +54,10 @@ def one_line_error(result: Any, code: int) -> str:
 
 
 def hostile_png(tmp_path: Path, name: str = "job_x-1.png", **fields: Any) -> Path:
-    """A picture whose `pixeldojo` iTXt chunk holds the document `fields` make."""
-    document = {"pixeldojo": 1, "jobId": "job_x", "model": "flux-dev", "inputs": {}, **fields}
+    """A picture whose `pixeldojo` iTXt chunk holds the document `fields` make,
+    naming the job its file name names (else `inspect`/`rerun` do not believe it)."""
+    job_id = name.rsplit("-", 1)[0]
+    document = {"pixeldojo": 1, "jobId": job_id, "model": "flux-dev", "inputs": {}, **fields}
     path = tmp_path / name
     path.write_bytes(png_with(chunk(b"iTXt", itxt(b"pixeldojo", json.dumps(document).encode()))))
     return path

@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -127,6 +127,7 @@ class Renderer:
         self._stderr_console: Console | None = None
         self._stdout_console: Console | None = None
         self._secrets: set[str] = set()
+        self._secret_sources: list[Callable[[], Iterable[object]]] = []
         self._said_rich_needs_a_terminal = False
 
     def add_secret(self, secret: object) -> None:
@@ -134,13 +135,28 @@ class Renderer:
         if isinstance(secret, str) and secret:
             self._secrets.add(secret)
 
+    def add_secret_source(self, source: Callable[[], Iterable[object]]) -> None:
+        """Secrets known later (the configured key): `source` is asked once,
+        before the first line is masked; a source that fails adds nothing."""
+        self._secret_sources.append(source)
+
+    def _known_secrets(self) -> set[str]:
+        while self._secret_sources:
+            source = self._secret_sources.pop(0)
+            try:
+                for secret in source():
+                    self.add_secret(secret)
+            except Exception:  # (a broken config file: its error is said where it is read)
+                continue
+        return self._secrets
+
     def scrub(self, text: str) -> str:
         """`text` with every known secret masked (last 4 characters at most), in
         any of the forms it may take in a message (escaped, URL-encoded...)."""
         from pixeldojo_cli.core.redact import redact
 
         text = str(text)
-        for secret in self._secrets:
+        for secret in self._known_secrets():
             text = redact(text, secret)
         return text
 
@@ -210,6 +226,11 @@ class Renderer:
         """One line of result (a path, a URL, an id) on stdout, made safe: a control
         character from the server shows as an escape and cannot break the line."""
         self._write_stdout(self.for_people(line))
+
+    def key_result(self, key: str) -> None:
+        """The one line that prints the key on purpose (`auth token`): made
+        safe, not masked (every other line masks it)."""
+        self._write_stdout(safe_text(key))
 
     def _write_stdout(self, text: str) -> None:
         self.stdout.write(text + "\n")

@@ -62,6 +62,26 @@ class AppState:
     json_output: bool = False
     remind: bool = True
 
+    def __post_init__(self) -> None:
+        # Every command masks the key in force, whether or not it builds a client
+        # (`inspect` prints what a file holds, and a server may have put the key there).
+        self.render.add_secret(self.api_key)
+        self.render.add_secret_source(self._keys_in_force)
+
+    def _keys_in_force(self) -> Iterator[str | None]:
+        """The key of the environment, then the one the settings resolve to
+        (never the settings' warnings, nor their errors: those are said where
+        the settings are read)."""
+        import os
+
+        from pixeldojo_cli.store.settings import ENV_API_KEY, resolve_settings
+
+        yield os.environ.get(ENV_API_KEY)
+        settings = self._settings or resolve_settings(
+            api_key=self.api_key, base_url=self.base_url, profile=self.profile
+        )
+        yield settings.api_key.value
+
     def settings(self, *, output_dir: str | None = None) -> Settings:
         from pixeldojo_cli.store.settings import insecure_permissions_warning, resolve_settings
 
@@ -72,6 +92,7 @@ class AppState:
                 profile=self.profile,
                 output_dir=output_dir,
             )
+            self.render.add_secret(self._settings.api_key.value)
             if not self._checked_permissions:
                 self._checked_permissions = True
                 warning = insecure_permissions_warning(self._settings.config_file)

@@ -50,7 +50,7 @@ def run_one(
         return
     job = submit_one(state, client, submission, budget, download=options[1].download)
     if not wait:
-        print_submitted(state, job, show)
+        print_submitted(state, job, show, submission)
         return
     follow_and_save(state, client, job, submission, options, show)
 
@@ -105,12 +105,15 @@ def submit_one(
     return job
 
 
-def print_submitted(state: AppState, job: Job, show: Presentation) -> None:
+def print_submitted(
+    state: AppState, job: Job, show: Presentation, submission: Submission | None = None
+) -> None:
     """--no-wait: the job id, or the job entity under --json."""
     from pixeldojo_cli.cli.documents import job_document
 
     if show.json_output:
-        state.render.json(job_document(job, saved=state.recorder().saved_state(job.id)))
+        document = job_document(job, saved=state.recorder().saved_state(job.id))
+        state.render.json(with_seed(document, submission))
     else:
         state.render.result(job.id)
 
@@ -141,11 +144,20 @@ def follow_and_save(
     if result.error is not None:
         raise result.error
     if show.json_output:
-        state.render.json(result_document(result))
+        state.render.json(with_seed(result_document(result), submission))
     else:
         for line in result_lines(result):
             state.render.result(line)
     show.finish(state, [str(f.path) for f in result.files])
+
+
+def with_seed(document: dict[str, Any], submission: Submission | None) -> dict[str, Any]:
+    """`run --json`'s job entity with `seed`: the seed sent (auto_seed's pick
+    or the user's), when one was and the API's own object names none."""
+    seed = submission.inputs.get("seed") if submission is not None else None
+    if isinstance(seed, int) and not isinstance(seed, bool) and "seed" not in document:
+        document["seed"] = seed
+    return document
 
 
 def planned_file_lines(files: list[dict[str, Any]]) -> list[str]:

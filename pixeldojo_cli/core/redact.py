@@ -10,6 +10,7 @@ Masking covers the forms a key takes in other people's text too: the
 (in part or in full, either hex case, twice), HTML-escaped (named, decimal and
 hex character references, leading zeros, `;` left out), in any mix of those
 character by character, inside base64 (`Basic ...`), in any letter case,
+as plain hex of its bytes (either case),
 nested as deep as encoders nest them: up to 8 backslashes before an escape, 4
 levels of `%25` or `&amp;`. Masking takes time linear in the text, whatever the
 text: every repetition in the pattern is bounded (an unbounded one let a run of
@@ -203,6 +204,7 @@ def _pattern(key: str) -> tuple[re.Pattern[str], str] | None:
     inside_base64 = sorted(_base64_forms(core), key=len, reverse=True)
     alternatives = [_by_char_pattern(core)]
     alternatives += [re.escape(form) for form in inside_base64 if len(form) >= MIN_SECRET_LENGTH]
+    alternatives.append(core.encode("utf-8", "surrogatepass").hex())  # plain hex, either case
     return re.compile("|".join(alternatives), re.IGNORECASE), mask_key(core)
 
 
@@ -216,3 +218,11 @@ def redact(text: str, key: str | None) -> str:
         return text
     pattern, masked = compiled
     return pattern.sub(lambda _: masked, text)  # (not a template: a key may hold `\\`)
+
+
+def holds_key(text: str, key: str | None) -> bool:
+    """Whether `text` holds `key` in any form `redact` masks (same linear time)."""
+    if not key or not isinstance(key, str):
+        return False
+    compiled = _pattern(key)
+    return compiled is not None and compiled[0].search(text) is not None

@@ -10,6 +10,7 @@ the same characters, so `--json` stays exact JSON.
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -74,5 +75,30 @@ def dump_json(value: Any) -> str:
     other format characters and lone surrogates are written as `\\uXXXX`: the
     same JSON value, and nothing in it a terminal would act on.
     """
-    text = json.dumps(value, indent=2, ensure_ascii=False, default=str)
+    try:
+        text = json.dumps(value, indent=2, ensure_ascii=False, default=str, allow_nan=False)
+    except ValueError:  # a number that is not finite: JSON has none, so null
+        text = json.dumps(
+            _finite(value), indent=2, ensure_ascii=False, default=str, allow_nan=False
+        )
     return _UNSAFE_IN_JSON.sub(_escape, text)
+
+
+def json_line(value: Any, *, ensure_ascii: bool = False) -> str:
+    """One value as one line of JSON (`--json` lines), anything unknown as a
+    string, a number that is not finite as null (never NaN: JSON has none)."""
+    try:
+        return json.dumps(value, ensure_ascii=ensure_ascii, default=str, allow_nan=False)
+    except ValueError:
+        return json.dumps(_finite(value), ensure_ascii=ensure_ascii, default=str, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every float that is not finite (NaN, Infinity) made None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value

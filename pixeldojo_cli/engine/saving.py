@@ -101,7 +101,7 @@ def save(
     existing = {} if options.force else _known_files(local, folder, job.id, base_url)
     model = model or (local.model if local else None) or job.model or "unknown"
     inputs = inputs if inputs is not None else (local.inputs if local else {})
-    stamp = _stamp(client, job, model, inputs, base_url) if options.embed_metadata else None
+    stamp = _stamp(client, job, model, inputs, base_url, embed=options.embed_metadata)
     refused = False
     try:
         files = _download(
@@ -181,14 +181,19 @@ def _download(
         ) from None
 
 
-def _stamp(client: Client, job: Job, model: str, inputs: dict[str, Any], base_url: str) -> Rewrite:
+def _stamp(
+    client: Client, job: Job, model: str, inputs: dict[str, Any], base_url: str, *, embed: bool
+) -> Rewrite:
     """What writes the job into each saved picture (`store.embedding`): its
     model, inputs (the prompt and seed among them), id, API, creation time
-    and cost, the key masked wherever a server may have echoed it."""
+    and cost, the key masked wherever a server may have echoed it. With
+    `embed` off (embed_metadata) nothing is added, but what must not be kept
+    of the file as served still goes: metadata holding the key, a server's
+    claim to be our metadata."""
     from functools import partial
 
     from pixeldojo_cli.core.version import __version__
-    from pixeldojo_cli.store.embedding import embed
+    from pixeldojo_cli.store.embedding import embed as store_embed
     from pixeldojo_cli.store.provenance import Provenance
 
     when = job.created_at or job.completed_at
@@ -200,7 +205,12 @@ def _stamp(client: Client, job: Job, model: str, inputs: dict[str, Any], base_ur
         created=when.isoformat().replace("+00:00", "Z") if when is not None else None,
         credits=job.credit_cost,
     )
-    return partial(embed, made=made, tool=f"pixeldojo-cli {__version__}", secret=client.api_key)
+    return partial(
+        store_embed,
+        made=made if embed else None,
+        tool=f"pixeldojo-cli {__version__}",
+        secret=client.api_key,
+    )
 
 
 def _say_what_was_kept(job_id: str, files: list[DownloadedFile], notify: EventSink) -> None:

@@ -173,12 +173,14 @@ class SweepPlan:
     def total_estimate(self) -> float:
         return sum(value for value in self.estimates if not math.isnan(value))
 
+    def _key(self, index: int) -> str:
+        return bytes(self.keys[index * _KEY_BYTES : (index + 1) * _KEY_BYTES]).hex()
+
     def line(self, index: int) -> Line:
         """Job `index` as a batch line (numbered from 1)."""
-        key = bytes(self.keys[index * _KEY_BYTES : (index + 1) * _KEY_BYTES]).hex()
         return Line(
             index + 1,
-            key,
+            self._key(index),
             self.estimate(index),
             self,
             offset=index,
@@ -187,13 +189,14 @@ class SweepPlan:
         )
 
     def bodies(self) -> Iterator[tuple[int, str, dict[str, Any], dict[str, Any], float | None]]:
-        """(job number, model, what varied, inputs, estimate) of every job, in order."""
+        """(job number, model, what varied, inputs, estimate) of every job, in
+        order; the inputs as they will be sent (`seeded`: what `--dry-run` shows)."""
         for index in range(len(self)):
             yield (
                 index + 1,
                 self.model_at(index),
                 self.varied_at(index),
-                self.at(index, index + 1),
+                self.seeded(self.at(index, index + 1), self._key(index), index),
                 self.estimate(index),
             )
 

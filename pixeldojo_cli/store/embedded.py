@@ -12,6 +12,7 @@ decoded with a depth limit. What cannot be believed is ignored and said
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import zlib
@@ -31,7 +32,14 @@ from pixeldojo_cli.store.containers import (
     read_exact,
     webp_pieces,
 )
-from pixeldojo_cli.store.provenance import Provenance, from_document, from_sidecar
+from pixeldojo_cli.store.provenance import (
+    Provenance,
+    from_document,
+    from_sidecar,
+    names_job,
+    sidecar_job,
+    stem_of,
+)
 from pixeldojo_cli.store.xmp import JPEG_XMP_HEADER, document_in
 
 # A metadata piece bigger than this is not read (said in `problems`).
@@ -97,11 +105,54 @@ def read_embedded(path: Path) -> Embedded:
 
 
 def read_provenance(path: Path) -> Provenance | None:
-    """How the output at `path` was made: its embedded metadata, else the
-    sidecar beside it that names it; None when neither says. OSError when the
-    file cannot be read (a folder, a FIFO, a device, missing). For `rerun`:
-    `model` and `inputs` are what to submit again."""
-    return read_embedded(path).provenance or from_sidecar(path)
+    """How the output at `path` was made: its embedded metadata when it is
+    believed (`provenance_of`), else the sidecar beside it that names it;
+    None when neither says. OSError when the file cannot be read (a folder, a
+    FIFO, a device, missing). For `rerun`: `model` and `inputs` are what to
+    submit again."""
+    return provenance_of(path)[1]
+
+
+def provenance_of(path: Path) -> tuple[Embedded, Provenance | None]:
+    """What the file at `path` holds, and how it was made. Its embedded
+    document is believed only when its job is the one the file's name says
+    (`<jobId>-<n>.<ext>`) and, when a sidecar beside it lists the file, the
+    sidecar's job too: a document a server planted in a file saved as served
+    names another job, or none. One not believed is shown as another
+    program's text (and said in `problems`); the sidecar then answers."""
+    embedded = read_embedded(path)
+    sidecar = from_sidecar(path)
+    found = embedded.provenance
+    if found is None:
+        return embedded, sidecar
+    why = _not_believed(path, found, sidecar)
+    if why is None:
+        return embedded, found
+    summary = json.dumps(
+        {"jobId": found.job_id, "model": found.model, "inputs": found.inputs},
+        ensure_ascii=False,
+        default=str,
+    )
+    doubted = Embedded(
+        embedded.kind,
+        None,
+        (("pixeldojo (not verified)", _cut(summary)), *embedded.foreign)[:MAX_FOREIGN],
+        (*embedded.problems, f"the pixeldojo metadata in the file was not believed: {why}"),
+    )
+    return doubted, sidecar
+
+
+def _not_believed(path: Path, found: Provenance, sidecar: Provenance | None) -> str | None:
+    """Why the document `found` in the file at `path` is not believed; None if it is."""
+    stem = stem_of(path.name)
+    if stem is None:
+        return "the file's name is not <jobId>-<n>.<ext>, so its job cannot be checked"
+    if not names_job(stem, found.job_id):
+        return "it names another job than the file's name"
+    listed_by = sidecar.job_id if sidecar is not None else sidecar_job(path)
+    if listed_by is not None and listed_by != found.job_id:
+        return "it names another job than the sidecar beside it, which lists the file"
+    return None
 
 
 def _read_texts(kind: str, texts: list[_Text], problems: list[str]) -> Embedded:
@@ -129,7 +180,7 @@ def _ours(text: _Text, problems: list[str]) -> Provenance | None:
     if raw is None:
         return None
     try:
-        value = loads(raw, max_depth=DOCUMENT_DEPTH)
+        value = loads(raw, max_depth=DOCUMENT_DEPTH, parse_constant=_unknown)
     except ValueError as exc:
         problems.append(f"{text.where} is not a readable pixeldojo document ({exc}); ignored")
         return None
@@ -137,6 +188,11 @@ def _ours(text: _Text, problems: list[str]) -> Provenance | None:
     if made is None:
         problems.append(f"{text.where} is not a pixeldojo document of this version; ignored")
     return made
+
+
+def _unknown(_constant: str) -> None:
+    """NaN, Infinity and -Infinity in a document: not numbers JSON knows; unknown."""
+    return None
 
 
 def _bounded(texts: Iterator[_Text], problems: list[str]) -> Iterator[_Text]:

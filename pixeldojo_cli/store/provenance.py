@@ -12,6 +12,8 @@ tries both, in that order: what `inspect` shows and what `rerun` submits again.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,22 +71,22 @@ def document(made: Provenance, *, tool: str, secret: str | None) -> dict[str, An
 
 
 def encode(value: dict[str, Any], limit: int) -> bytes | None:
-    """The document as compact ASCII JSON of at most `limit` bytes: long input
-    values are cut (and `"truncated": true` says so) when the whole does not
-    fit; at worst only the job, model, seed, API and time are kept (None when
-    even that does not fit: nothing is embedded)."""
-    text = _dumps(value)
-    if len(text) <= limit:
-        return text
+    """The document as compact ASCII JSON of at most `limit` bytes: the first
+    of `encodings` that fits (None when even the smallest does not)."""
+    return next((text for text in encodings(value) if len(text) <= limit), None)
+
+
+def encodings(value: dict[str, Any]) -> Iterator[bytes]:
+    """The document as compact ASCII JSON, whole, then smaller: long input
+    values cut (and `"truncated": true` says so), then at worst only the job,
+    model, seed, API and time kept. A writer takes the first that fits where
+    it goes (sized as written there: a JPEG's XML escaping grows it)."""
+    yield _dumps(value)
     given = value.get("inputs")
     inputs: dict[str, Any] = given if isinstance(given, dict) else {}
-    cut = {k: _shrunk(v) for k, v in inputs.items()}
-    text = _dumps({**value, "inputs": cut, "truncated": True})
-    if len(text) <= limit:
-        return text
+    yield _dumps({**value, "inputs": {k: _shrunk(v) for k, v in inputs.items()}, "truncated": True})
     seed = {k: v for k, v in inputs.items() if k == "seed"}
-    text = _dumps({**value, "inputs": seed, "truncated": True})
-    return text if len(text) <= limit else None
+    yield _dumps({**value, "inputs": seed, "truncated": True})
 
 
 def _dumps(value: Any) -> bytes:
@@ -110,7 +112,7 @@ def from_document(value: Any, *, where: str) -> Provenance | None:
     return Provenance(
         job_id=job_id,
         model=model,
-        inputs=inputs,
+        inputs=finite(inputs),
         api=_text_or_none(value.get("api")),
         created=_text_or_none(value.get("createdAt")),
         credits=_number_or_none(value.get("credits")),
@@ -125,9 +127,26 @@ def _text_or_none(value: Any) -> str | None:
 
 
 def _number_or_none(value: Any) -> float | None:
+    """A number read from a file, None for anything else or one not finite."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float
+        return None
+    return number if math.isfinite(number) else None
+
+
+def finite(value: Any) -> Any:
+    """`value` (decoded JSON, of bounded depth) with every number that is not
+    finite (NaN, Infinity, `1e999`) made None: unknown, never printed."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [finite(item) for item in value]
+    return value
 
 
 # --- the sidecar, when the file's own metadata is gone ------------------------------
@@ -139,9 +158,9 @@ def from_sidecar(path: Path, saved_sha256: str | None = None) -> Provenance | No
     `<stem>.json`), believed only when its `jobId` is that name's job and it
     lists this file, by name or by hash (`saved_sha256`, the file's own, or
     computed here when the name does not match)."""
-    from pixeldojo_cli.store.files import plain_stem, read_sidecar
+    from pixeldojo_cli.store.files import read_sidecar
 
-    stem = _stem_of(path.name)
+    stem = stem_of(path.name)
     if stem is None:
         return None
     sidecar = path.parent / f"{stem}.json"
@@ -151,8 +170,7 @@ def from_sidecar(path: Path, saved_sha256: str | None = None) -> Provenance | No
     job_id, model, inputs = meta.get("jobId"), meta.get("model"), meta.get("inputs")
     if not isinstance(job_id, str) or not isinstance(model, str) or not isinstance(inputs, dict):
         return None
-    own = plain_stem(job_id)
-    if stem != own and not stem.startswith(own + "-"):
+    if not names_job(stem, job_id):
         return None
     if not _lists(meta.get("files"), path, saved_sha256):
         return None
@@ -162,7 +180,7 @@ def from_sidecar(path: Path, saved_sha256: str | None = None) -> Provenance | No
     return Provenance(
         job_id=job_id,
         model=model,
-        inputs=inputs,
+        inputs=finite(inputs),
         api=base_url if isinstance(base_url, str) else None,
         created=_text_or_none(job.get("createdAt")),
         credits=_number_or_none(job.get("creditCost")),
@@ -171,7 +189,35 @@ def from_sidecar(path: Path, saved_sha256: str | None = None) -> Provenance | No
     )
 
 
-def _stem_of(name: str) -> str | None:
+def sidecar_job(path: Path) -> str | None:
+    """The `jobId` of the sidecar beside the output at `path` (`<stem>.json`)
+    when that sidecar lists the file by name, whatever job it names; None
+    when there is none, or it does not list the file."""
+    from pixeldojo_cli.store.files import read_sidecar
+
+    stem = stem_of(path.name)
+    meta = read_sidecar(path.parent / f"{stem}.json") if stem is not None else None
+    if meta is None or not isinstance(meta.get("files"), list):
+        return None
+    listed = any(isinstance(f, dict) and f.get("path") == path.name for f in meta["files"])
+    job_id = meta.get("jobId")
+    return str(job_id) if listed else None
+
+
+def names_job(stem: str, job_id: str) -> bool:
+    """Whether `stem` (a file name's job part) is the name this client gives
+    job `job_id`'s files: `plain_stem(job_id)`, or that and the short hash
+    added when another job had the name (`files.job_stem`)."""
+    from pixeldojo_cli.store.files import plain_stem
+
+    own = plain_stem(job_id)
+    if stem == own:
+        return True
+    head, _, tail = stem.rpartition("-")
+    return head == own and len(tail) == 8 and all(c in "0123456789abcdef" for c in tail)
+
+
+def stem_of(name: str) -> str | None:
     """`job_1-2.png` -> `job_1`; None for a name that is not `<stem>-<n>.<ext>`."""
     base = name.rsplit(".", 1)[0] if "." in name else name
     stem, _, number = base.rpartition("-")

@@ -61,6 +61,30 @@ def packet(document: str, *, tool: str, prompt: str | None, created: str | None)
     return text.encode("utf-8")
 
 
+_OWN_DESCRIPTION = """
+  <rdf:Description rdf:about="" xmlns:pixeldojo="{namespace}">
+   <pixeldojo:json>{document}</pixeldojo:json>
+  </rdf:Description>
+ """
+_RDF_END = b"</rdf:RDF>"
+
+
+def merged(host: bytes, document: str) -> bytes | None:
+    """Another program's XMP packet `host` with our document added as an
+    `rdf:Description` of its own (theirs left as it was); None when the
+    packet has no `rdf:RDF` element to add it to."""
+    at = host.rfind(_RDF_END)
+    if at < 0:
+        return None
+    ours = _OWN_DESCRIPTION.format(namespace=NAMESPACE, document=_text(document))
+    return host[:at] + ours.encode("utf-8") + host[at:]
+
+
+def is_ours(data: bytes) -> bool:
+    """Whether an XMP packet holds a pixeldojo document (ours, or a claim to be)."""
+    return NAMESPACE.encode() in data or b"pixeldojo:json" in data
+
+
 def document_in(packet_text: str) -> str | None:
     """Our JSON document's text inside an XMP packet, None when it holds none."""
     match = _ELEMENT.search(packet_text) or _ATTRIBUTE.search(packet_text)

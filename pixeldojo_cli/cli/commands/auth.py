@@ -284,7 +284,7 @@ def token(ctx: typer.Context, profile: ProfileOption = None) -> None:
                 "this prints your API key in full; anyone who sees this screen or its "
                 "scrollback can use it."
             )
-        state.render.result(str(key))
+        state.render.key_result(str(key))
 
 
 def _profiles(state: AppState) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ line ends, and a summary table on stderr.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import typer
 from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState
 from pixeldojo_cli.core.errors import Outcome
+from pixeldojo_cli.core.text import json_line
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
@@ -176,7 +176,7 @@ def drive_plan(
                 raise
             # JSON Lines stay JSON Lines: the interruption is one more line.
             state.render.error(exc)
-            state.render.result(json.dumps(exc.to_json()))
+            state.render.result(json_line(exc.to_json(), ensure_ascii=True))
             raise typer.Exit(int(exc.exit_code)) from None
     return batch, first_files
 
@@ -194,7 +194,7 @@ def _print_plan(state: AppState, plan: Plan, options: BatchOptions) -> None:
         document = {"line": number, "body": body, "estimatedCredits": estimate}
         if files is not None:
             document["files"] = files.planned()  # what it would upload; nothing is
-        state.render.result(json.dumps(document))
+        state.render.result(json_line(document, ensure_ascii=True))
     total = plan.total_estimate()
     state.render.info(
         f"{plural(len(plan), 'job')}, estimated {plural(total, 'credit')} in all. "
@@ -238,7 +238,7 @@ def _line_done(
     error even under -q, as every command's errors)."""
     render = state.render
     if json_output:
-        render.result(json.dumps(hooks.document(line), ensure_ascii=False, default=str))
+        render.result(json_line(hooks.document(line)))
     elif line.outcome is Outcome.SUBMITTED:
         render.result(line.job_id or "")
     elif line.outcome is Outcome.LISTED and line.job is not None:

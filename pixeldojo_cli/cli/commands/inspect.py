@@ -78,12 +78,10 @@ def inspect(
 def _inspect_one(path: Path) -> tuple[dict[str, Any], PixelDojoError | None]:
     """One FILE's document, and the error that says why it holds nothing."""
     from pixeldojo_cli.cli.documents import provenance_document
-    from pixeldojo_cli.store.embedded import Embedded, read_embedded
-    from pixeldojo_cli.store.provenance import from_sidecar
+    from pixeldojo_cli.store.embedded import Embedded, provenance_of
 
     try:
-        embedded = read_embedded(path)
-        made = embedded.provenance or from_sidecar(path)
+        embedded, made = provenance_of(path)
     except OSError as exc:
         error: PixelDojoError = UsageError(f"Cannot read {str(path)[:200]!r}: {_reason(exc)}.")
         return provenance_document(path, Embedded(None), None, error), error

@@ -11,7 +11,6 @@ line's shape, see `batch.line_document`, plus `model`, `varied`, `seed`,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +22,7 @@ from pixeldojo_cli.cli.commands.batch import LineHooks, drive_plan, line_documen
 from pixeldojo_cli.cli.outputs import open_first
 from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState
+from pixeldojo_cli.core.text import json_line
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
@@ -59,7 +59,7 @@ def run_sweep(
     if show.json_output:
         document = summary_document(batch, plan, result)
         document["contactSheet"] = None if sheet is None else str(sheet)
-        state.render.result(json.dumps({"summary": document}, ensure_ascii=False))
+        state.render.result(json_line({"summary": document}))
     if sheet is not None and show.open_output:  # --open: the sheet, not the first picture
         open_first(state, [str(sheet)])
         show = replace(show, open_output=False)
@@ -182,7 +182,7 @@ def _print_plan(
             "body": body,
             "estimatedCredits": estimate,
         }
-        state.render.result(json.dumps(document, ensure_ascii=False))
+        state.render.result(json_line(document))
     models = len(plan.targets)
     over = f" over {plural(models, 'model')}" if plan.kind == "compare" else ""
     state.render.info(

@@ -224,11 +224,10 @@ class _Report:
     def _print(self, outcome: Delivery) -> None:
         render, job_id = self.state.render, outcome.job_id
         if self.json_output:
-            import json
-
             from pixeldojo_cli.cli.documents import delivery_document
+            from pixeldojo_cli.core.text import json_line
 
-            render.result(json.dumps(delivery_document(outcome), ensure_ascii=False, default=str))
+            render.result(json_line(delivery_document(outcome)))
         if outcome.outcome == "saved":
             if not self.json_output:
                 render.row([job_id, *outcome.paths])
@@ -294,7 +293,7 @@ class _Report:
     def handed_back(self, job_ids: list[str], in_ledger: set[str]) -> None:
         render = self.state.render
         if self.json_output:
-            import json
+            from pixeldojo_cli.core.text import json_line
 
             for job_id in job_ids:
                 document = {
@@ -303,7 +302,7 @@ class _Report:
                     "files": [],
                     "inLedger": job_id in in_ledger,
                 }
-                render.result(json.dumps(document))
+                render.result(json_line(document, ensure_ascii=True))
         if job_ids:
             render.warn(
                 f"Stopped with {plural(len(job_ids), 'job')} not saved: {' '.join(job_ids)}. "
