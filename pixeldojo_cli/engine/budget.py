@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 
+from pixeldojo_cli.core import interrupts
 from pixeldojo_cli.core.errors import (
     BadResponseError,
     BudgetExceededError,
@@ -36,6 +37,11 @@ if TYPE_CHECKING:
     from pixeldojo_cli.store.ledger import Ledger
 
 IGNORE_HINT = "--ignore-budget submits without checking it"
+# Said when a command is interrupted while its POST may have reached the server.
+SENDING_HINT = (
+    "The job may have been submitted and charged: check `pixeldojo jobs list` "
+    "before submitting it again."
+)
 
 
 @dataclass(frozen=True)
@@ -117,11 +123,34 @@ def _cost_text(cost: float, listed: bool) -> str:
 
 
 class Hold:
-    """The reservation made for one job, settled once its POST has answered."""
+    """The reservation made for one job (if any), settled once its POST has
+    answered; and what an interruption says while that POST is on its way."""
 
     def __init__(self, recorder: Recorder | None = None, reservation: int | None = None) -> None:
         self.recorder = recorder
         self.reservation = reservation
+        self.in_flight = False
+        self._hint_before: str | None = None
+
+    def sending(self) -> None:
+        """Right before the POST: from here on it may reach the server. The
+        reservation is marked `sending` in the ledger first (committed: a process
+        killed from now on leaves it counting), and an interruption says the job
+        may have been charged. Refused (nothing sent) when it cannot be marked."""
+        recorder, reservation = self.recorder, self.reservation
+        if recorder is not None and recorder.ledger is not None and reservation is not None:
+            try:
+                with recorder.lock:
+                    marked = recorder.ledger.mark_sending(reservation)
+            except PixelDojoError as exc:  # a ledger busy or read-only
+                raise _unchecked(f"{exc.message.rstrip('.')}.") from exc
+            if not marked:
+                raise _unchecked("its reservation in the job ledger was released meanwhile.")
+        before = interrupts.resume_hint()
+        self._hint_before = interrupts.set_resume_hint(
+            SENDING_HINT + (f" {before}" if before else "")
+        )
+        self.in_flight = True
 
     def submitted(self, job: Job) -> None:
         """The POST answered with `job`: the reservation now points at it."""
@@ -129,18 +158,25 @@ class Hold:
 
     def failed(self, error: BaseException) -> None:
         """The POST (or what came before it) failed: released, unless it may have
-        been taken (then it keeps counting). Anything but our error (Ctrl-C)
-        leaves it held: released once this process is gone."""
+        been taken (then it keeps counting, as `uncertain`). An interruption
+        (Ctrl-C, SIGTERM) or anything but our error once the POST was on its way
+        may have let the server take it: kept."""
         if isinstance(error, PixelDojoError):
             taken = isinstance(error, SubmissionUncertainError | BadResponseError | ServerError)
             self._settle(None, uncertain=taken)
+        else:
+            self._settle(None, uncertain=self.in_flight)
 
     def _settle(self, job_id: str | None, *, uncertain: bool) -> None:
+        if self.in_flight and not uncertain:  # answered, or certainly not taken
+            interrupts.set_resume_hint(self._hint_before)
+            self.in_flight = False
         recorder, reservation = self.recorder, self.reservation
         if recorder is None or recorder.ledger is None or reservation is None:
             return
         self.reservation = None
-        with contextlib.suppress(Exception), recorder.lock:  # held, it is released with us
+        # Unsettled, a `sending` reservation keeps counting: never fewer credits.
+        with contextlib.suppress(Exception), recorder.lock:
             recorder.ledger.settle_reservation(reservation, job_id, uncertain=uncertain)
 
 

@@ -1,0 +1,127 @@
+"""Budgets under attack (issue 27, parts 3-5, as an outside reviewer broke them):
+a process killed while its POST is in flight, a hostile model price, a bad value
+in the config file, a damaged ledger, `pixeldojo api POST models/X/run`, the same
+API spelled another way. Each must never let one more job through. Against the
+emulator over real sockets."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from pixeldojo_cli.emulator import Emulator
+from pixeldojo_cli.store.settings import ledger_path
+
+from conftest import Invoke, exit_code_within, run_subprocess_env
+
+NO_WAIT = ("--no-wait",)
+
+
+def posts(emulator: Emulator) -> int:
+    return len(emulator.requests_to("POST", r"/run$"))
+
+
+def daily(credits: str) -> dict[str, str]:
+    return {"PIXELDOJO_BUDGET_DAILY": credits}
+
+
+def states() -> list[str]:
+    with sqlite3.connect(ledger_path()) as db:
+        return [row[0] for row in db.execute("SELECT state FROM reservations")]
+
+
+def write_config(home: Path, text: str) -> Path:
+    folder = home / "xdg_config_home" / "pixeldojo"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "config.toml"
+    path.write_text(text)
+    path.chmod(0o600)
+    return path
+
+
+def start_run(emulator: Emulator, cwd: Path, prompt: str) -> subprocess.Popen[str]:
+    env = run_subprocess_env(emulator, PIXELDOJO_BUDGET_DAILY="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "pixeldojo_cli", "run", "flux-dev", prompt, *NO_WAIT],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def wait_for_post(emulator: Emulator, count: int) -> None:
+    """Until the server has received `count` POSTs (their answers held back)."""
+    deadline = time.monotonic() + 60
+    while posts(emulator) < count:
+        assert time.monotonic() < deadline, "the POST never reached the server"
+        time.sleep(0.05)
+    time.sleep(0.2)
+
+
+# --- #3/#4: killed while the POST is in flight -------------------------------------------
+
+
+def test_a_process_killed_while_its_post_is_in_flight_keeps_its_reservation(
+    cli: Invoke, emulator: Emulator, tmp_path: Path
+) -> None:
+    # The server holds each answer back: the POST has reached it when the kill lands.
+    emulator.add_fault("delay", method="POST", path=r"/run$", delay=3.0, count=-1)
+    proc = start_run(emulator, tmp_path, "fox")
+    wait_for_post(emulator, 1)
+    proc.kill()
+    proc.wait()
+    for _ in range(2):
+        refused = cli("run", "flux-dev", "a fox", *NO_WAIT, env=daily("1"))
+        assert refused.exit_code == 4 and "(budget_exceeded)" in refused.stderr
+    assert posts(emulator) == 1
+    assert states() == ["uncertain"]  # its process is gone: the POST may have been taken
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_post_keeps_its_reservation_and_says_the_job_may_be_charged(
+    cli: Invoke, emulator: Emulator, tmp_path: Path, signum: int, code: int
+) -> None:
+    emulator.add_fault("delay", method="POST", path=r"/run$", delay=3.0, count=-1)
+    proc = start_run(emulator, tmp_path, "fox")
+    wait_for_post(emulator, 1)
+    proc.send_signal(signum)
+    assert exit_code_within(proc, 60) == code
+    _, err = proc.communicate()
+    assert err.strip().splitlines() == [
+        "Interrupted. The job may have been submitted and charged: check "
+        "`pixeldojo jobs list` before submitting it again."
+    ]
+    assert states() == ["uncertain"]
+    refused = cli("run", "flux-dev", "a fox", *NO_WAIT, env=daily("1"))
+    assert refused.exit_code == 4 and posts(emulator) == 1
+
+
+def test_a_held_reservation_of_a_live_process_counts_however_old(
+    cli: Invoke, emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from pixeldojo_cli.store.ledger import Ledger, reservations
+    from pixeldojo_cli.store.ledger.claims import this_host
+
+    Ledger().close()
+    with sqlite3.connect(ledger_path()) as db:  # this (live) process's, its uploads slow
+        db.execute(
+            "INSERT INTO reservations (base_url, profile, credits, state, pid, host,"
+            " reserved_at) VALUES (?, 'default', 1, 'held', ?, ?, ?)",
+            (emulator.base_url, os.getpid(), this_host(), datetime.now(UTC).isoformat()),
+        )
+    later = datetime.now(UTC) + timedelta(hours=2)
+    monkeypatch.setattr(reservations, "now", lambda: later)
+    refused = cli("run", "flux-dev", "a fox", *NO_WAIT, env=daily("1"))
+    assert refused.exit_code == 4, refused.output
+    assert posts(emulator) == 0
