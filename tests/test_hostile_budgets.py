@@ -13,6 +13,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -125,3 +126,60 @@ def test_a_held_reservation_of_a_live_process_counts_however_old(
     refused = cli("run", "flux-dev", "a fox", *NO_WAIT, env=daily("1"))
     assert refused.exit_code == 4, refused.output
     assert posts(emulator) == 0
+
+
+# --- #11: a hostile model price -------------------------------------------------------------
+
+
+def priced(value: Any) -> Any:
+    """A `reshape` fault: every model's `creditCost` becomes `value`."""
+
+    def reshape(answer: Any) -> Any:
+        if isinstance(answer, dict) and isinstance(answer.get("model"), dict):
+            return {**answer, "model": {**answer["model"], "creditCost": value}}
+        if isinstance(answer, dict) and "creditCost" in answer and "jobId" not in answer:
+            return {**answer, "creditCost": value}
+        return answer
+
+    return reshape
+
+
+@pytest.mark.parametrize("price", [-1000, -1, {"default": -2, "type": "fixed"}])
+def test_a_negative_model_price_is_unknown_so_a_budget_refuses_the_job(
+    cli: Invoke, emulator: Emulator, price: Any
+) -> None:
+    emulator.add_fault("reshape", method="GET", path=r"/models/", other=priced(price), count=-1)
+    for _ in range(3):
+        refused = cli("run", "flux-dev", "a fox", *NO_WAIT, env=daily("2"))
+        assert refused.exit_code == 4, refused.output
+        assert "(budget_unchecked)" in refused.stderr and "unknown" in refused.stderr
+    assert posts(emulator) == 0
+
+
+def test_a_negative_price_or_duration_gives_no_estimate() -> None:
+    from pixeldojo_cli.api.results import parse_cost, parse_model
+    from pixeldojo_cli.inputs.schema import estimate_cost
+
+    for price in (-1, float("nan"), float("-inf"), {"perSecond": -3}):
+        assert parse_cost(price).default is None
+    assert parse_cost({"default": 1, "byResolution": {"1 MP": -100}}).by_resolution == {}
+    video = parse_model({"apiId": "v", "creditCost": {"perSecond": 2, "type": "per_second"}})
+    assert estimate_cost(video, None, {"duration": -5}) is None
+    assert estimate_cost(video, None, {"duration": 5}) == 10
+
+
+def test_a_negative_reservation_in_the_ledger_never_lowers_what_others_count(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    from pixeldojo_cli.store.ledger import Ledger
+
+    assert cli("run", "flux-dev", "a fox", *NO_WAIT, env=daily("1")).exit_code == 0
+    Ledger().close()
+    with sqlite3.connect(ledger_path()) as db:  # as a version that took a negative price left it
+        db.execute(
+            "INSERT INTO reservations (base_url, profile, credits, state, pid, host,"
+            " reserved_at) VALUES (?, 'default', -50, 'uncertain', 1, 'h', ?)",
+            (emulator.base_url, datetime.now(UTC).isoformat()),
+        )
+    refused = cli("run", "flux-dev", "a fox", *NO_WAIT, env=daily("1"))
+    assert refused.exit_code == 4 and posts(emulator) == 1

@@ -14,11 +14,12 @@ refuses too (`BudgetUncheckedError`): it never spends silently.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from pixeldojo_cli.core import interrupts
 from pixeldojo_cli.core.errors import (
@@ -107,9 +108,17 @@ def _local_midnight(day: date) -> datetime:
 def counted_cost(submission: Submission) -> tuple[float | None, bool]:
     """What a budget counts for a job: its estimate, else the model's listed
     cost (then True), else None (nobody knows)."""
-    if submission.estimate is not None:
+    if _a_cost(submission.estimate):
         return submission.estimate, False
-    return submission.listed_cost, submission.listed_cost is not None
+    if _a_cost(submission.listed_cost):
+        return submission.listed_cost, True
+    return None, False
+
+
+def _a_cost(value: float | None) -> TypeGuard[float]:
+    """A cost a job can have: finite, 0 or more (a negative one would make every
+    job fit and lower what the others count)."""
+    return value is not None and math.isfinite(value) and value >= 0
 
 
 def credits_text(value: float) -> str:
