@@ -183,3 +183,31 @@ def test_a_negative_reservation_in_the_ledger_never_lowers_what_others_count(
         )
     refused = cli("run", "flux-dev", "a fox", *NO_WAIT, env=daily("1"))
     assert refused.exit_code == 4 and posts(emulator) == 1
+
+
+# --- #24: a damaged ledger, moved aside ---------------------------------------------------
+
+
+def test_a_budget_refuses_to_spend_when_a_damaged_ledger_was_moved_aside_in_its_window(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    assert cli("run", "flux-dev", "a fox", *NO_WAIT, env=daily("1")).exit_code == 0
+    with open(ledger_path(), "r+b") as damaged:
+        damaged.write(b"garbage garbage garbage garbage!")
+    for suffix in ("-wal", "-shm"):
+        Path(f"{ledger_path()}{suffix}").unlink(missing_ok=True)
+    for _ in range(2):  # the command that moves it aside, and the next one
+        refused = cli("run", "flux-dev", "a fox", *NO_WAIT, env=daily("1"))
+        assert refused.exit_code == 4, refused.output
+        [line] = [x for x in refused.stderr.splitlines() if x.startswith("error:")]
+        assert "damaged" in line and "--ignore-budget" in line
+        assert line.endswith("(budget_unchecked)")
+    assert posts(emulator) == 1
+    dry = cli("run", "flux-dev", "a fox", "--dry-run", env=daily("1"))
+    assert dry.exit_code == 0 and "moved to" in dry.output
+    assert cli("run", "flux-dev", "a", *NO_WAIT, "--ignore-budget", env=daily("1")).exit_code == 0
+    [aside] = ledger_path().parent.glob("jobs.sqlite3.damaged-*")
+    aside.rename(aside.parent.parent / aside.name)  # the user moved it out: counted afresh
+    assert cli("run", "flux-dev", "a", *NO_WAIT, env=daily("2")).exit_code == 0
+    assert cli("run", "flux-dev", "a", *NO_WAIT, env=daily("2")).exit_code == 4
+    assert posts(emulator) == 3

@@ -229,6 +229,7 @@ def reserve(budget: Budget | None, submission: Submission, recorder: Recorder | 
         return Hold()
     ledger, recorder = _budget_ledger(recorder)
     found = windows(budget)
+    _check_not_damaged(ledger, found)
     try:
         with recorder.lock:
             made = ledger.reserve(
@@ -249,6 +250,19 @@ def _budget_ledger(recorder: Recorder | None) -> tuple[Ledger, Recorder]:
     if recorder is None or recorder.ledger is None:
         raise _unchecked("the job ledger, which keeps what was spent, could not be opened.")
     return recorder.ledger, recorder
+
+
+def _check_not_damaged(ledger: Ledger, found: list[Window]) -> None:
+    """Refused when a damaged ledger was moved aside in one of the windows: the
+    fresh one does not know what was spent before, so it would count 0."""
+    if not found:
+        return
+    aside = ledger.moved_aside_since(min(w.start for w in found))
+    if aside is not None:
+        raise _unchecked(
+            f"the job ledger was found damaged and moved to {aside}, so what was spent "
+            "before is unknown (moving that file out of its folder counts from the new one)."
+        )
 
 
 def _unchecked(reason: str) -> BudgetUncheckedError:
@@ -281,6 +295,7 @@ def budget_state(budget: Budget, recorder: Recorder | None) -> list[WindowState]
     if not found:
         return []
     ledger, recorder = _budget_ledger(recorder)
+    _check_not_damaged(ledger, found)
     try:
         with recorder.lock:
             return [

@@ -365,6 +365,10 @@ class Ledger:
             lambda db: reservations.reserve(db, base_url, profile, credits, windows)
         )
 
+    def moved_aside_since(self, since: datetime) -> Path | None:
+        """A damaged ledger moved aside at `since` or later (see `reservations`)."""
+        return reservations.moved_aside_since(self.path, since)
+
     def mark_sending(self, reservation: int) -> bool:
         """Right before the POST (see `reservations.mark_sending`); False: the
         reservation is gone, do not send."""

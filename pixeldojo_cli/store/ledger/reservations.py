@@ -21,7 +21,8 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pixeldojo_cli.store.ledger.claims import holder_alive, this_host
 from pixeldojo_cli.store.ledger.spending import spent_in_window
@@ -163,3 +164,23 @@ def settle(
         db.execute("UPDATE reservations SET state = 'uncertain' WHERE id = ?", (reservation,))
     else:
         db.execute("DELETE FROM reservations WHERE id = ?", (reservation,))
+
+
+def moved_aside_since(ledger: Path, since: datetime) -> Path | None:
+    """The latest damaged ledger moved aside (`jobs.sqlite3.damaged-<unix time>`,
+    see `Ledger._start_afresh`) at `since` or later: what was spent before it
+    is not in the fresh one, so a budget whose window began before it cannot be
+    checked. None when there is none."""
+    found: list[tuple[float, Path]] = []
+    prefix = f"{ledger.name}.damaged-"
+    try:
+        names = [entry.name for entry in os.scandir(ledger.parent)]
+    except OSError:
+        return None
+    for name in names:
+        stamp_text = name[len(prefix) :] if name.startswith(prefix) else ""
+        if stamp_text.isdigit() and len(stamp_text) < 15:
+            when = datetime.fromtimestamp(int(stamp_text), tz=UTC)
+            if when >= since:
+                found.append((when.timestamp(), ledger.parent / name))
+    return max(found)[1] if found else None
