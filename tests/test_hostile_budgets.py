@@ -211,3 +211,85 @@ def test_a_budget_refuses_to_spend_when_a_damaged_ledger_was_moved_aside_in_its_
     assert cli("run", "flux-dev", "a", *NO_WAIT, env=daily("2")).exit_code == 0
     assert cli("run", "flux-dev", "a", *NO_WAIT, env=daily("2")).exit_code == 4
     assert posts(emulator) == 3
+
+
+# --- #16/#15: a bad value in the config file ------------------------------------------------
+
+
+BAD_VALUES = [
+    ("[defaults]\nbudget_monthly = -1\n", "budget_monthly", "5"),
+    ('[profiles.default]\nbudget_daily = "ten"\n', "budget_daily", "5"),
+    ("[defaults]\nrate_limit = -1\n", "rate_limit", "30"),
+    ("[defaults]\npoll_interval = -1\n", "poll_interval", "3"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "good"), BAD_VALUES)
+def test_a_bad_value_in_the_config_file_is_one_line_that_names_the_fix(
+    cli: Invoke, emulator: Emulator, isolated_env: Path, text: str, key: str, good: str
+) -> None:
+    write_config(isolated_env, text)
+    result = cli("run", "flux-dev", "a fox", *NO_WAIT)
+    assert result.exit_code == 2 and posts(emulator) == 0
+    [line] = result.stderr.strip().splitlines()
+    assert f"{key} must be" in line and line.endswith(
+        f"Fix it with `pixeldojo config set {key} VALUE`. (config_error)"
+    )
+
+
+@pytest.mark.parametrize(("text", "key", "good"), BAD_VALUES)
+def test_config_set_replaces_a_bad_value_every_command_refuses(
+    cli: Invoke, emulator: Emulator, isolated_env: Path, text: str, key: str, good: str
+) -> None:
+    path = write_config(isolated_env, text)
+    fixed = cli("config", "set", key, good)
+    assert fixed.exit_code == 0, fixed.output
+    assert cli("config", "get", key).stdout.strip() == str(float(good))
+    assert cli("run", "flux-dev", "a fox", *NO_WAIT).exit_code == 0, path.read_text()
+
+
+@pytest.mark.parametrize(("text", "key", "good"), BAD_VALUES)
+def test_config_unset_removes_a_bad_value(
+    cli: Invoke, emulator: Emulator, isolated_env: Path, text: str, key: str, good: str
+) -> None:
+    path = write_config(isolated_env, text)
+    assert cli("config", "unset", key).exit_code == 0
+    assert key not in path.read_text()
+    assert cli("run", "flux-dev", "a fox", *NO_WAIT).exit_code == 0
+
+
+def test_config_get_and_list_report_a_bad_value_and_still_work(
+    cli: Invoke, isolated_env: Path
+) -> None:
+    import json
+
+    write_config(isolated_env, "[defaults]\nbudget_monthly = -1\n")
+    bad = cli("config", "get", "budget_monthly")
+    assert bad.exit_code == 2
+    [line] = bad.stderr.strip().splitlines()
+    assert "budget_monthly must be a number of credits, 0 or more; got '-1'" in line
+    assert "`pixeldojo config set budget_monthly VALUE`" in line
+    assert "`pixeldojo config unset budget_monthly`" in line
+    good = cli("config", "get", "output_dir")
+    assert good.exit_code == 0 and good.stdout.strip() == "."
+    listed = cli("config", "list")
+    assert listed.exit_code == 0 and "budget_monthly" in listed.stdout
+    assert "got '-1'" in listed.stderr
+    document = json.loads(cli("config", "list", "--json").stdout)
+    entry = document["settings"]["budget_monthly"]
+    assert entry["value"] == -1 and "0 or more" in entry["problem"]
+    assert "problem" not in document["settings"]["output_dir"]
+
+
+def test_an_unknown_profile_names_each_known_profile_once(cli: Invoke, isolated_env: Path) -> None:
+    write_config(isolated_env, "[profiles.default]\nbudget_daily = 1\n[profiles.ci]\nx = 1\n")
+    refused = cli("--profile", "nope", "config", "set", "budget_daily", "5")
+    assert refused.exit_code == 2 and "(known: default, ci)" in refused.stderr
+
+
+@pytest.mark.parametrize("blank", [" ", "\n", " \t "])
+def test_a_blank_budget_variable_is_unset_as_an_empty_one_is(
+    cli: Invoke, emulator: Emulator, blank: str
+) -> None:
+    assert cli("run", "flux-dev", "a", *NO_WAIT, env=daily(blank)).exit_code == 0
+    assert cli("run", "flux-dev", "a", *NO_WAIT, env=daily("1\n")).exit_code == 4
