@@ -293,3 +293,48 @@ def test_a_blank_budget_variable_is_unset_as_an_empty_one_is(
 ) -> None:
     assert cli("run", "flux-dev", "a", *NO_WAIT, env=daily(blank)).exit_code == 0
     assert cli("run", "flux-dev", "a", *NO_WAIT, env=daily("1\n")).exit_code == 4
+
+
+# --- #33: the same API spelled another way ------------------------------------------------
+
+
+def test_the_same_api_spelled_another_way_shares_one_budget(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    port = emulator.base_url.split(":")[2].split("/")[0]
+    spellings = [
+        emulator.base_url,
+        f"HTTP://127.0.0.1:{port}/api/v1",
+        f"http://127.0.0.1:{port}//api/v1/",
+        f"http://127.0.0.1:{port}/api/v1/.",
+        f"http://127.0.0.1:{port}/api/x/../v1",
+        f"http://2130706433:{port}/api/v1",
+        f"http://[::ffff:127.0.0.1]:{port}/api/v1",
+    ]
+    codes = [
+        cli(
+            "run", "flux-dev", "a", *NO_WAIT, env={**daily("1"), "PIXELDOJO_BASE_URL": url}
+        ).exit_code
+        for url in spellings
+    ]
+    assert codes == [0] + [4] * (len(spellings) - 1)
+    assert posts(emulator) == 1
+    with sqlite3.connect(ledger_path()) as db:
+        assert db.execute("SELECT DISTINCT base_url FROM jobs").fetchall() == [(emulator.base_url,)]
+
+
+def test_a_base_url_has_one_spelling_and_the_default_keeps_its_own() -> None:
+    from pixeldojo_cli.api.base_url import canonical_base_url
+    from pixeldojo_cli.store.settings import DEFAULT_BASE_URL, parse_setting, resolve_settings
+
+    assert canonical_base_url(DEFAULT_BASE_URL) == DEFAULT_BASE_URL  # old ledgers still found
+    for spelling in (
+        "HTTPS://PixelDojo.AI/api/v1",
+        "https://pixeldojo.ai:443/api/v1/",
+        "https://pixeldojo.ai//api//v1/./",
+    ):
+        assert canonical_base_url(spelling) == DEFAULT_BASE_URL
+        assert parse_setting("base_url", spelling) == DEFAULT_BASE_URL
+        settings = resolve_settings(env={"PIXELDOJO_BASE_URL": spelling}, config={})
+        assert settings.base_url.value == DEFAULT_BASE_URL
+    assert canonical_base_url("http://h:8080/api") == "http://h:8080/api"  # not the default

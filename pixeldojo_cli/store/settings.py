@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pixeldojo_cli.api.base_url import canonical_base_url
 from pixeldojo_cli.api.defaults import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from pixeldojo_cli.core import durations
 from pixeldojo_cli.core.errors import ConfigError
@@ -371,7 +372,7 @@ def resolve_settings(
         # Whitespace around a key (a pasted key, a file's last newline) is never part of it.
         api_key=Setting(clean_api_key(key.value), key.source),
         base_url=checked(
-            _text,
+            _url,
             pick(base_url, env, _base_url_env(env), both, "base_url", DEFAULT_BASE_URL),
             "base_url",
         ),
@@ -482,6 +483,15 @@ def _text(setting: Setting, key: str) -> Setting:
     )
 
 
+def _url(setting: Setting, key: str) -> Setting:
+    """The base URL: text, in its one spelling (`api.base_url`): the ledger, the
+    budgets and the rate budget know an API by it."""
+    setting = _text(setting, key)
+    if not isinstance(setting.value, str):
+        return setting
+    return Setting(canonical_base_url(setting.value), setting.source)
+
+
 def _typed(setting: Setting, key: str) -> Setting:
     """A value from the config file or the environment is checked as `config set`
     would have checked it."""
@@ -501,7 +511,7 @@ def config_value_problem(key: str, value: Any) -> str | None:
     command would say), or None when it is fine."""
     setting = Setting(value, "config:the config file")
     checks: dict[str, Callable[[Setting, str], Setting]] = {
-        "base_url": _text,
+        "base_url": _url,
         "output_dir": _text,
         "upload_command": _command,
     }
@@ -522,9 +532,9 @@ def parse_setting(key: str, raw: str) -> Any:
             hint="API keys are set with `pixeldojo auth login`.",
         )
     if kind == "url":
-        if not raw.startswith(("http://", "https://")):
+        if not raw.lower().startswith(("http://", "https://")):
             raise ConfigError(f"{key} must be an http(s) URL, got {raw!r}.")
-        return raw.rstrip("/")
+        return canonical_base_url(raw)
     if kind == "upload_way":
         if raw.strip().lower() not in UPLOAD_WAYS:
             raise ConfigError(f"{key} must be command or data, got {raw[:60]!r}.")
