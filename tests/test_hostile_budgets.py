@@ -338,3 +338,32 @@ def test_a_base_url_has_one_spelling_and_the_default_keeps_its_own() -> None:
         settings = resolve_settings(env={"PIXELDOJO_BASE_URL": spelling}, config={})
         assert settings.base_url.value == DEFAULT_BASE_URL
     assert canonical_base_url("http://h:8080/api") == "http://h:8080/api"  # not the default
+
+
+# --- #28: what --dry-run says --------------------------------------------------------------
+
+
+def test_compare_and_matrix_dry_runs_show_the_budget_as_a_batch_does(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    compare = cli("compare", "flux-dev,seedream-4", "a fox", "--dry-run", env=daily("3"))
+    assert compare.exit_code == 0, compare.output
+    assert "Daily budget: 0 of 3 credits spent today; the comparison's 2 credits " in (
+        compare.stderr
+    )
+    matrix = cli("run", "flux-dev", "a fox", "-m", "seed=1..4", "--dry-run", env=daily("3"))
+    assert matrix.exit_code == 0, matrix.output
+    assert "the sweep's 4 credits (estimated) would pass it" in matrix.stderr
+    assert posts(emulator) == 0
+
+
+def test_a_refusal_says_spent_or_reserved_and_many_credits_fit(
+    cli: Invoke, emulator: Emulator, tmp_path: Path
+) -> None:
+    assert cli("run", "flux-dev", "a", *NO_WAIT, env=daily("1")).exit_code == 0
+    refused = cli("run", "flux-dev", "a", *NO_WAIT, env=daily("1"))
+    assert "error: 1 credit spent or reserved today + this job's" in refused.stderr
+    lines = tmp_path / "b.txt"
+    lines.write_text("one\ntwo\nthree\n")
+    dry = cli("run", "flux-dev", "--batch", str(lines), "--dry-run", env=daily("10"))
+    assert "the batch's 3 credits (estimated) fit." in dry.stderr, dry.stderr

@@ -275,13 +275,14 @@ def _unchecked(reason: str) -> BudgetUncheckedError:
 def _exceeded(
     found: list[Window], spent: tuple[float, ...], cost: float, listed: bool
 ) -> BudgetExceededError:
-    """The first window the job would pass, as one line: spent, this job's cost,
-    the budget, when it resets."""
+    """The first window the job would pass, as one line: spent (with what other
+    processes reserved for jobs on their way), this job's cost, the budget, when
+    it resets."""
     window, used = next(
         (w, s) for w, s in zip(found, spent, strict=True) if s + cost > w.limit + 1e-9
     )
     return BudgetExceededError(
-        f"{credits_text(round(used, 4))} spent {window.period} + this job's "
+        f"{credits_text(round(used, 4))} spent or reserved {window.period} + this job's "
         f"{_cost_text(cost, listed)} would pass the {window.name} budget of "
         f"{credits_text(window.limit)} (it resets {window.resets_text()}); nothing was submitted.",
         hint="",
