@@ -6,6 +6,7 @@ emulator over real sockets."""
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import subprocess
@@ -367,3 +368,32 @@ def test_a_refusal_says_spent_or_reserved_and_many_credits_fit(
     lines.write_text("one\ntwo\nthree\n")
     dry = cli("run", "flux-dev", "--batch", str(lines), "--dry-run", env=daily("10"))
     assert "the batch's 3 credits (estimated) fit." in dry.stderr, dry.stderr
+
+
+# --- #31: `pixeldojo api POST models/X/run` -----------------------------------------------
+
+
+def test_api_post_to_a_run_route_is_budgeted_and_recorded_however_spelled(
+    cli: Invoke, emulator: Emulator
+) -> None:
+    first = cli("api", "POST", "models/flux-dev/run", "-f", "prompt=a fox", env=daily("2"))
+    assert first.exit_code == 0, first.output
+    job_id = json.loads(first.stdout)["jobId"]
+    with sqlite3.connect(ledger_path()) as db:
+        assert db.execute("SELECT id, model FROM jobs").fetchall() == [(job_id, "flux-dev")]
+    assert cli("run", "flux-dev", "a fox", *NO_WAIT, env=daily("2")).exit_code == 0
+    for words in (
+        ("POST", "models/flux-dev/run"),
+        ("POST", "/api/v1/models/flux-dev/run"),
+        ("POST", f"{emulator.base_url}/MODELS/flux-dev/run/"),
+        ("POST", "models%2Fflux-dev%2Frun"),
+        ("-X", "PUT", "models/flux-dev//run"),
+    ):
+        refused = cli("api", *words, "-f", "prompt=a fox", env=daily("2"))
+        assert refused.exit_code == 4, (words, refused.output)
+        assert "(budget_exceeded)" in refused.stderr
+    assert posts(emulator) == 2
+    ignored = cli(
+        "api", "POST", "models/flux-dev/run", "-f", "prompt=x", "--ignore-budget", env=daily("2")
+    )
+    assert ignored.exit_code == 0 and posts(emulator) == 3
