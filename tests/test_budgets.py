@@ -59,7 +59,9 @@ def test_a_run_past_the_daily_budget_is_refused_with_one_line_and_exit_4(
     assert refused.exit_code == 4, refused.output
     assert posts(emulator) == 2
     [line] = refused.stderr.strip().splitlines()
-    assert line.startswith("error: 2 credits spent today + this job's 1 credit (estimated)")
+    assert line.startswith(
+        "error: 2 credits spent or reserved today + this job's 1 credit (estimated)"
+    )
     assert "the daily budget of 2 credits" in line and "(budget_exceeded)" in line
     tomorrow = (datetime.now().astimezone() + timedelta(days=1)).strftime("%Y-%m-%d 00:00")
     assert f"it resets {tomorrow}" in line
@@ -88,7 +90,7 @@ def test_the_monthly_budget_counts_the_whole_calendar_month(
     assert cli("run", "flux-dev", "a", "-p", "num_outputs=3", *NO_WAIT).exit_code == 0
     refused = cli("run", "flux-dev", "a", *NO_WAIT)
     assert refused.exit_code == 4 and posts(emulator) == 1
-    assert "5 credits spent this month" in refused.stderr
+    assert "5 credits spent or reserved this month" in refused.stderr
     assert "monthly budget of 5 credits" in refused.stderr
 
 
@@ -161,8 +163,9 @@ def test_a_job_without_an_estimate_counts_at_the_models_listed_cost_and_says_so(
         submit(client, unknown, recorder=recorder, budget=budget)  # counts 2; charged 1
         with pytest.raises(BudgetExceededError) as refused:
             submit(client, unknown, recorder=recorder, budget=budget)
-    assert "1 credit spent today + this job's 2 credits (the model's listed cost: it could " in (
-        refused.value.message
+    assert (
+        "1 credit spent or reserved today + this job's 2 credits (the model's listed cost: it could "
+        in (refused.value.message)
     )
     assert refused.value.exit_code == 4 and posts(emulator) == 1
 
@@ -282,7 +285,7 @@ def test_a_post_that_may_have_been_taken_keeps_its_reservation(
     assert cli("run", "flux-dev", "a", *NO_WAIT, env=daily("1")).exit_code == 10
     assert [state for state, *_ in reservations()] == ["uncertain"]
     refused = cli("run", "flux-dev", "a", *NO_WAIT, env=daily("1"))
-    assert refused.exit_code == 4 and "1 credit spent today" in refused.stderr
+    assert refused.exit_code == 4 and "1 credit spent or reserved today" in refused.stderr
 
 
 def test_a_reservation_of_a_process_gone_or_stale_is_released(
@@ -309,7 +312,7 @@ def test_a_reservation_of_a_process_gone_or_stale_is_released(
     result = cli("run", "flux-dev", "a", *NO_WAIT, env=daily("2"))
     assert result.exit_code == 0, result.output
     refused = cli("run", "flux-dev", "a", *NO_WAIT, env=daily("2"))
-    assert refused.exit_code == 4 and "2 credits spent today" in refused.stderr
+    assert refused.exit_code == 4 and "2 credits spent or reserved today" in refused.stderr
 
 
 # --- part 5: bad input ------------------------------------------------------------------

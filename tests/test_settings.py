@@ -172,7 +172,8 @@ def test_a_bad_unknown_status_timeout_is_one_clear_error(raw: str) -> None:
         resolve_settings(
             env={}, config={"defaults": {"unknown_status_timeout": raw or "x"}}, path=FILE
         )
-    assert info.value.exit_code == 2 and "config set unknown_status_timeout" in info.value.hint
+    # (the fix is part of the one line: issue 27 review #15)
+    assert info.value.exit_code == 2 and "config set unknown_status_timeout" in info.value.message
 
 
 def test_the_engine_waits_for_an_unknown_status_as_long_as_the_setting_says() -> None:

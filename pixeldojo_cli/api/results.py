@@ -41,6 +41,14 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def _price(value: Any) -> float | None:
+    """A price as a job can have one: a finite number, 0 or more. A negative one
+    (from a hostile or broken server) is unknown: it would make every job fit a
+    budget and lower what others count."""
+    number = _number(value)
+    return number if number is not None and number >= 0 else None
+
+
 @dataclass(frozen=True)
 class Cost:
     """A model's price: `default` credits per image (or per second for video)."""
@@ -65,23 +73,25 @@ class Cost:
 
 
 def parse_cost(value: Any) -> Cost:
-    """`creditCost` as a number or as an object (`{"default", "type", ...}`)."""
-    number = _number(value)
+    """`creditCost` as a number or as an object (`{"default", "type", ...}`); a
+    price that is negative or not a finite number is unknown (None, or left out
+    of `by_resolution`)."""
+    number = _price(value)
     if number is not None:
         return Cost(default=number, raw=value)
     if not isinstance(value, dict):
         return Cost(default=None, raw=value)
-    default = _number(value.get("default"))
+    default = _price(value.get("default"))
     if default is None:
-        default = _number(value.get("amount"))
+        default = _price(value.get("amount"))
     if default is None:
-        default = _number(value.get("perSecond"))
+        default = _price(value.get("perSecond"))
     kind = _str(value.get("type")) or ("per_second" if "perSecond" in value else "fixed")
     table: dict[str, float] = {}
     raw_table = value.get("byResolution") or value.get("resolutions")
     if isinstance(raw_table, dict):
         for key, price in raw_table.items():
-            price_number = _number(price)
+            price_number = _price(price)
             if isinstance(key, str) and price_number is not None:
                 table[key] = price_number
     return Cost(default=default, kind=kind, by_resolution=table, raw=value)

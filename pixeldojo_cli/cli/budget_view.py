@@ -72,19 +72,34 @@ def budget_lines(
         )
         return [unknown]
     this = f"{what} {credits_text(cost)} ({'listed cost' if listed else 'estimated'})"
+    fit = "fits" if cost == 1 else "fit"  # (its credits fit)
     lines = []
     if budget.max_credits is not None:
         fits = cost <= budget.max_credits + 1e-9
-        verdict = "fits" if fits else "would pass it"
+        verdict = fit if fits else "would pass it"
         lines.append(f"--max-credits {budget.max_credits:g}: {this} {verdict}.")
     states, problem = _states(state, budget)
     if problem is not None:
         lines.append(problem.replace("Nothing was submitted", "A job would be refused"))
     for s in states:
         window = s.window
-        verdict = "fits" if s.spent + cost <= window.limit + 1e-9 else "would pass it"
+        verdict = fit if s.spent + cost <= window.limit + 1e-9 else "would pass it"
         lines.append(
             f"{window.name.capitalize()} budget: {s.spent:g} of {credits_text(window.limit)} "
             f"spent {window.period}; {this} {verdict}. It resets {window.resets_text()}."
         )
     return lines
+
+
+def whole_budget_lines(
+    state: AppState, total: float, budget: Budget | None, what: str
+) -> list[str]:
+    """`--dry-run` of many jobs (a batch, a sweep, a comparison): the budgets
+    against their estimated `total`, as if it were one job."""
+    from pathlib import Path
+
+    from pixeldojo_cli.engine import Submission
+
+    if budget is None:
+        return []
+    return budget_lines(state, Submission("", {}, Path("."), total), budget, what=what)

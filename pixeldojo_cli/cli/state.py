@@ -82,23 +82,29 @@ class AppState:
         )
         yield settings.api_key.value
 
-    def settings(self, *, output_dir: str | None = None) -> Settings:
+    def settings(self, *, output_dir: str | None = None, lenient: bool = False) -> Settings:
+        """The settings of this command. `lenient` (`config`): a bad value is kept
+        with its `problem`, not raised, and these settings are not kept."""
         from pixeldojo_cli.store.settings import insecure_permissions_warning, resolve_settings
 
-        if self._settings is None or output_dir is not None:
-            self._settings = resolve_settings(
-                api_key=self.api_key,
-                base_url=self.base_url,
-                profile=self.profile,
-                output_dir=output_dir,
-            )
-            self.render.add_secret(self._settings.api_key.value)
-            if not self._checked_permissions:
-                self._checked_permissions = True
-                warning = insecure_permissions_warning(self._settings.config_file)
-                if warning:
-                    self.render.warn(warning)
-        return self._settings
+        if self._settings is not None and output_dir is None:
+            return self._settings
+        resolved = resolve_settings(
+            api_key=self.api_key,
+            base_url=self.base_url,
+            profile=self.profile,
+            output_dir=output_dir,
+            lenient=lenient,
+        )
+        self.render.add_secret(resolved.api_key.value)
+        if not lenient:
+            self._settings = resolved
+        if not self._checked_permissions:
+            self._checked_permissions = True
+            warning = insecure_permissions_warning(resolved.config_file)
+            if warning:
+                self.render.warn(warning)
+        return resolved
 
     def use_profile(self, name: str | None) -> None:
         """A subcommand's own `--profile` wins over the global one."""

@@ -35,11 +35,13 @@ _signal: int | None = None
 _terminated = False
 
 
-def set_resume_hint(text: str | None) -> None:
+def set_resume_hint(text: str | None) -> str | None:
     """The line that tells the user how to pick the work up again (e.g.
-    `Resume with: pixeldojo jobs wait job_1`); None clears it."""
+    `Resume with: pixeldojo jobs wait job_1`); None clears it. Returns the one
+    it replaces."""
     global _hint
-    _hint = text
+    before, _hint = _hint, text
+    return before
 
 
 def resume_hint() -> str | None:

@@ -14,12 +14,14 @@ refuses too (`BudgetUncheckedError`): it never spends silently.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
+from pixeldojo_cli.core import interrupts
 from pixeldojo_cli.core.errors import (
     BadResponseError,
     BudgetExceededError,
@@ -36,6 +38,11 @@ if TYPE_CHECKING:
     from pixeldojo_cli.store.ledger import Ledger
 
 IGNORE_HINT = "--ignore-budget submits without checking it"
+# Said when a command is interrupted while its POST may have reached the server.
+SENDING_HINT = (
+    "The job may have been submitted and charged: check `pixeldojo jobs list` "
+    "before submitting it again."
+)
 
 
 @dataclass(frozen=True)
@@ -101,9 +108,17 @@ def _local_midnight(day: date) -> datetime:
 def counted_cost(submission: Submission) -> tuple[float | None, bool]:
     """What a budget counts for a job: its estimate, else the model's listed
     cost (then True), else None (nobody knows)."""
-    if submission.estimate is not None:
+    if _a_cost(submission.estimate):
         return submission.estimate, False
-    return submission.listed_cost, submission.listed_cost is not None
+    if _a_cost(submission.listed_cost):
+        return submission.listed_cost, True
+    return None, False
+
+
+def _a_cost(value: float | None) -> TypeGuard[float]:
+    """A cost a job can have: finite, 0 or more (a negative one would make every
+    job fit and lower what the others count)."""
+    return value is not None and math.isfinite(value) and value >= 0
 
 
 def credits_text(value: float) -> str:
@@ -117,11 +132,34 @@ def _cost_text(cost: float, listed: bool) -> str:
 
 
 class Hold:
-    """The reservation made for one job, settled once its POST has answered."""
+    """The reservation made for one job (if any), settled once its POST has
+    answered; and what an interruption says while that POST is on its way."""
 
     def __init__(self, recorder: Recorder | None = None, reservation: int | None = None) -> None:
         self.recorder = recorder
         self.reservation = reservation
+        self.in_flight = False
+        self._hint_before: str | None = None
+
+    def sending(self) -> None:
+        """Right before the POST: from here on it may reach the server. The
+        reservation is marked `sending` in the ledger first (committed: a process
+        killed from now on leaves it counting), and an interruption says the job
+        may have been charged. Refused (nothing sent) when it cannot be marked."""
+        recorder, reservation = self.recorder, self.reservation
+        if recorder is not None and recorder.ledger is not None and reservation is not None:
+            try:
+                with recorder.lock:
+                    marked = recorder.ledger.mark_sending(reservation)
+            except PixelDojoError as exc:  # a ledger busy or read-only
+                raise _unchecked(f"{exc.message.rstrip('.')}.") from exc
+            if not marked:
+                raise _unchecked("its reservation in the job ledger was released meanwhile.")
+        before = interrupts.resume_hint()
+        self._hint_before = interrupts.set_resume_hint(
+            SENDING_HINT + (f" {before}" if before else "")
+        )
+        self.in_flight = True
 
     def submitted(self, job: Job) -> None:
         """The POST answered with `job`: the reservation now points at it."""
@@ -129,18 +167,25 @@ class Hold:
 
     def failed(self, error: BaseException) -> None:
         """The POST (or what came before it) failed: released, unless it may have
-        been taken (then it keeps counting). Anything but our error (Ctrl-C)
-        leaves it held: released once this process is gone."""
+        been taken (then it keeps counting, as `uncertain`). An interruption
+        (Ctrl-C, SIGTERM) or anything but our error once the POST was on its way
+        may have let the server take it: kept."""
         if isinstance(error, PixelDojoError):
             taken = isinstance(error, SubmissionUncertainError | BadResponseError | ServerError)
             self._settle(None, uncertain=taken)
+        else:
+            self._settle(None, uncertain=self.in_flight)
 
     def _settle(self, job_id: str | None, *, uncertain: bool) -> None:
+        if self.in_flight and not uncertain:  # answered, or certainly not taken
+            interrupts.set_resume_hint(self._hint_before)
+            self.in_flight = False
         recorder, reservation = self.recorder, self.reservation
         if recorder is None or recorder.ledger is None or reservation is None:
             return
         self.reservation = None
-        with contextlib.suppress(Exception), recorder.lock:  # held, it is released with us
+        # Unsettled, a `sending` reservation keeps counting: never fewer credits.
+        with contextlib.suppress(Exception), recorder.lock:
             recorder.ledger.settle_reservation(reservation, job_id, uncertain=uncertain)
 
 
@@ -184,6 +229,7 @@ def reserve(budget: Budget | None, submission: Submission, recorder: Recorder | 
         return Hold()
     ledger, recorder = _budget_ledger(recorder)
     found = windows(budget)
+    _check_not_damaged(ledger, found)
     try:
         with recorder.lock:
             made = ledger.reserve(
@@ -206,6 +252,19 @@ def _budget_ledger(recorder: Recorder | None) -> tuple[Ledger, Recorder]:
     return recorder.ledger, recorder
 
 
+def _check_not_damaged(ledger: Ledger, found: list[Window]) -> None:
+    """Refused when a damaged ledger was moved aside in one of the windows: the
+    fresh one does not know what was spent before, so it would count 0."""
+    if not found:
+        return
+    aside = ledger.moved_aside_since(min(w.start for w in found))
+    if aside is not None:
+        raise _unchecked(
+            f"the job ledger was found damaged and moved to {aside}, so what was spent "
+            "before is unknown (moving that file out of its folder counts from the new one)."
+        )
+
+
 def _unchecked(reason: str) -> BudgetUncheckedError:
     return BudgetUncheckedError(
         f"The budget cannot be checked: {reason} Nothing was submitted ({IGNORE_HINT}).",
@@ -216,13 +275,14 @@ def _unchecked(reason: str) -> BudgetUncheckedError:
 def _exceeded(
     found: list[Window], spent: tuple[float, ...], cost: float, listed: bool
 ) -> BudgetExceededError:
-    """The first window the job would pass, as one line: spent, this job's cost,
-    the budget, when it resets."""
+    """The first window the job would pass, as one line: spent (with what other
+    processes reserved for jobs on their way), this job's cost, the budget, when
+    it resets."""
     window, used = next(
         (w, s) for w, s in zip(found, spent, strict=True) if s + cost > w.limit + 1e-9
     )
     return BudgetExceededError(
-        f"{credits_text(round(used, 4))} spent {window.period} + this job's "
+        f"{credits_text(round(used, 4))} spent or reserved {window.period} + this job's "
         f"{_cost_text(cost, listed)} would pass the {window.name} budget of "
         f"{credits_text(window.limit)} (it resets {window.resets_text()}); nothing was submitted.",
         hint="",
@@ -236,6 +296,7 @@ def budget_state(budget: Budget, recorder: Recorder | None) -> list[WindowState]
     if not found:
         return []
     ledger, recorder = _budget_ledger(recorder)
+    _check_not_damaged(ledger, found)
     try:
         with recorder.lock:
             return [

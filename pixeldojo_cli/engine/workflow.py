@@ -234,6 +234,7 @@ def submit(
     next (nothing is submitted when one cannot be), then the POST."""
     with budget_hold(budget, submission, recorder) as hold:
         submission = send_files(client, submission, recorder=recorder, notify=notify)
+        hold.sending()
         job = client.run(submission.model, submission.inputs, webhook_url=submission.webhook_url)
         hold.submitted(job)
     # Paid for now: whatever interrupts what follows, the user gets its id.

@@ -360,7 +360,7 @@ def estimate_cost(
     the API's `creditCost` in the submit answer is the truth.
     """
     cost = model.cost
-    if cost.default is None:
+    if cost.default is None or not math.isfinite(cost.default) or cost.default < 0:
         return None
     defaults = {p.name: p.default for p in parameters(schema) if p.default is not None}
     values = {**defaults, **inputs}
@@ -388,7 +388,8 @@ def estimate_cost(
     except OverflowError:
         return None
     estimate = round(unit * count, 4)
-    return estimate if math.isfinite(estimate) else None
+    # (negative: a negative price or duration; never a cost, never under a budget)
+    return estimate if math.isfinite(estimate) and estimate >= 0 else None
 
 
 def inputs_object(text: str, where: str) -> dict[str, Any]:

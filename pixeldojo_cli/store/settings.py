@@ -10,10 +10,10 @@ written atomically with tomli-w, mode 0600 in a 0700 folder.
 from __future__ import annotations
 
 import errno
+import functools
 import math
 import os
 import stat
-import sys
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pixeldojo_cli.api.base_url import canonical_base_url
 from pixeldojo_cli.api.defaults import DEFAULT_BASE_URL as DEFAULT_BASE_URL
 from pixeldojo_cli.core import durations
 from pixeldojo_cli.core.errors import ConfigError
@@ -28,8 +29,16 @@ from pixeldojo_cli.core.ownfiles import open_private, read_at_most, tighten
 from pixeldojo_cli.core.ownfolders import check_folder, private_folder
 from pixeldojo_cli.core.redact import clean_api_key
 from pixeldojo_cli.core.untrusted import open_regular
+from pixeldojo_cli.store.folders import APP_NAME as APP_NAME
+from pixeldojo_cli.store.folders import ENV_SHARED_BUDGET as ENV_SHARED_BUDGET
+from pixeldojo_cli.store.folders import cache_dir as cache_dir
+from pixeldojo_cli.store.folders import config_dir as config_dir
+from pixeldojo_cli.store.folders import config_path as config_path
+from pixeldojo_cli.store.folders import data_dir as data_dir
+from pixeldojo_cli.store.folders import ledger_path as ledger_path
+from pixeldojo_cli.store.folders import rate_budget_dir as rate_budget_dir
+from pixeldojo_cli.store.folders import state_dir as state_dir
 
-APP_NAME = "pixeldojo"
 DEFAULT_PROFILE = "default"
 DEFAULT_RATE_LIMIT = 60.0
 DEFAULT_POLL_INTERVAL = 2.0
@@ -48,7 +57,6 @@ ENV_EMULATOR = "PIXELDOJO_EMULATOR"
 ENV_CHECKSUM = "PIXELDOJO_CHECKSUM"
 ENV_UNKNOWN_STATUS_TIMEOUT = "PIXELDOJO_UNKNOWN_STATUS_TIMEOUT"
 ENV_PREVIEW = "PIXELDOJO_PREVIEW"
-ENV_SHARED_BUDGET = "PIXELDOJO_SHARED_RATE_BUDGET"
 ENV_ALLOW_PRIVATE_OUTPUTS = "PIXELDOJO_ALLOW_PRIVATE_OUTPUTS"
 ENV_BUDGET_DAILY = "PIXELDOJO_BUDGET_DAILY"
 ENV_BUDGET_MONTHLY = "PIXELDOJO_BUDGET_MONTHLY"
@@ -99,72 +107,6 @@ DEFAULT_UPLOAD_TIMEOUT = 120.0
 
 # The settings that belong to a profile (`[profiles.NAME]`), not to [defaults].
 PROFILE_KEYS = frozenset({"base_url", "budget_daily", "budget_monthly"})
-
-
-# Where each folder goes when its XDG variable is set to a relative path (ignored, as
-# the XDG spec says) on a system whose platformdirs may still read it.
-_XDG_DEFAULTS = {
-    "XDG_CONFIG_HOME": ".config",
-    "XDG_DATA_HOME": ".local/share",
-    "XDG_CACHE_HOME": ".cache",
-    "XDG_STATE_HOME": ".local/state",
-}
-
-
-def _user_dir(variable: str, platform_dir: Callable[..., str]) -> Path:
-    """`$XDG_..._HOME/pixeldojo` when that variable is an absolute path, on every OS
-    (macOS and Windows included, as git and gh do); else the platform's folder."""
-    value = os.environ.get(variable, "")
-    if value and os.path.isabs(value):
-        return Path(value) / APP_NAME
-    if value and sys.platform not in ("win32", "darwin"):
-        return Path.home() / _XDG_DEFAULTS[variable] / APP_NAME
-    return Path(platform_dir(APP_NAME, appauthor=False))
-
-
-def config_dir() -> Path:
-    from platformdirs import user_config_dir
-
-    return _user_dir("XDG_CONFIG_HOME", user_config_dir)
-
-
-def config_path() -> Path:
-    return config_dir() / "config.toml"
-
-
-def data_dir() -> Path:
-    from platformdirs import user_data_dir
-
-    return _user_dir("XDG_DATA_HOME", user_data_dir)
-
-
-def ledger_path() -> Path:
-    """`jobs.sqlite3` in the user's data folder (here, so that asking where it is
-    does not import sqlite3)."""
-    return data_dir() / "jobs.sqlite3"
-
-
-def cache_dir() -> Path:
-    from platformdirs import user_cache_dir
-
-    return _user_dir("XDG_CACHE_HOME", user_cache_dir)
-
-
-def state_dir() -> Path:
-    """The user's state folder (`$XDG_STATE_HOME/pixeldojo` when set). Nothing is kept
-    there yet: the ledger is data, the rate budget cache."""
-    from platformdirs import user_state_dir
-
-    return _user_dir("XDG_STATE_HOME", user_state_dir)
-
-
-def rate_budget_dir(env: Mapping[str, str] | None = None) -> Path | None:
-    """Where `pixeldojo` processes share one rate budget per API and key (a folder
-    in the user cache); None when PIXELDOJO_SHARED_RATE_BUDGET=0 turns sharing off."""
-    env = os.environ if env is None else env
-    if env.get(ENV_SHARED_BUDGET, "").strip().lower() in _FALSY:
-        return None
-    return cache_dir() / "ratelimit"
 
 
 def load_config(path: Path | None = None) -> dict[str, Any]:
@@ -334,6 +276,8 @@ class Setting:
 
     value: Any
     source: str
+    # Why the value is no good (a `lenient` resolve keeps it instead of raising).
+    problem: str | None = None
 
 
 def _table(config: Mapping[str, Any], *keys: str) -> Mapping[str, Any]:
@@ -395,8 +339,11 @@ def resolve_settings(
     env: Mapping[str, str] | None = None,
     config: Mapping[str, Any] | None = None,
     path: Path | None = None,
+    lenient: bool = False,
 ) -> Settings:
-    """Every setting, resolved once by the same rule. Flags are the arguments."""
+    """Every setting, resolved once by the same rule. Flags are the arguments.
+    `lenient` (`config` itself): a bad value is kept with its `problem` instead
+    of raising, so that `config set/unset` can replace it."""
     env = os.environ if env is None else env
     path = path or config_path()
     config = load_config(path) if config is None else config
@@ -413,18 +360,25 @@ def resolve_settings(
         pick(api_key, env, ENV_API_KEY, [(profile_table, where)], "api_key", None), "api_key"
     )
 
+    # (a variable of only spaces or a newline is unset, as an empty one is)
+    typed_env = {k: v for k, v in env.items() if k.startswith("PIXELDOJO_") and v.strip()}
+    checked = functools.partial(_check, lenient=lenient, profile=str(chosen_profile.value))
+
     def typed(name: str, env_name: str | None, default: Any) -> Setting:
         """A number or switch: environment (if it has a name) > profile > defaults."""
-        return _typed(pick(None, env, env_name, both, name, default), name)
+        return checked(_typed, pick(None, typed_env, env_name, both, name, default), name)
 
     return Settings(
         profile=chosen_profile,
         # Whitespace around a key (a pasted key, a file's last newline) is never part of it.
         api_key=Setting(clean_api_key(key.value), key.source),
-        base_url=_text(
-            pick(base_url, env, _base_url_env(env), both, "base_url", DEFAULT_BASE_URL), "base_url"
+        base_url=checked(
+            _url,
+            pick(base_url, env, _base_url_env(env), both, "base_url", DEFAULT_BASE_URL),
+            "base_url",
         ),
-        output_dir=_text(
+        output_dir=checked(
+            _text,
             pick(output_dir, env, ENV_OUTPUT_DIR, [(defaults, where)], "output_dir", "."),
             "output_dir",
         ),
@@ -441,7 +395,9 @@ def resolve_settings(
         budget_daily=typed("budget_daily", ENV_BUDGET_DAILY, None),
         budget_monthly=typed("budget_monthly", ENV_BUDGET_MONTHLY, None),
         upload=typed("upload", ENV_UPLOAD, None),
-        upload_command=_command(pick(None, env, None, both, "upload_command", None)),
+        upload_command=checked(
+            _command, pick(None, env, None, both, "upload_command", None), "upload_command"
+        ),
         upload_ttl=typed("upload_ttl", None, DEFAULT_UPLOAD_TTL),
         upload_timeout=typed("upload_timeout", None, DEFAULT_UPLOAD_TIMEOUT),
         auto_seed=typed("auto_seed", ENV_AUTO_SEED, True),
@@ -460,13 +416,35 @@ def _refuse_top_level_settings(config: Mapping[str, Any], path: Path) -> None:
         )
 
 
+def _check(
+    check: Callable[[Setting, str], Setting],
+    setting: Setting,
+    name: str,
+    *,
+    lenient: bool,
+    profile: str,
+) -> Setting:
+    """`check(setting, name)`: a bad value raises, as one line that says how to
+    fix it when it is in the config file; `lenient` keeps it with its `problem`."""
+    try:
+        return check(setting, name)
+    except ConfigError as exc:
+        if lenient:
+            return Setting(setting.value, setting.source, problem=exc.message)
+        if not setting.source.startswith("config:"):
+            raise
+        named = "" if profile == DEFAULT_PROFILE else f"--profile {profile} "
+        fix = f"Fix it with `pixeldojo {named}config set {name} VALUE`."
+        raise ConfigError(f"{exc.message} {fix}", hint="") from None
+
+
 def _base_url_env(env: Mapping[str, str]) -> str:
     """The variable the base URL is read from: PIXELDOJO_BASE_URL, or its alias
     PIXELDOJO_API_BASE when only that one is set."""
     return ENV_API_BASE if env.get(ENV_API_BASE) and not env.get(ENV_BASE_URL) else ENV_BASE_URL
 
 
-def _command(setting: Setting) -> Setting:
+def _command(setting: Setting, _: str = "upload_command") -> Setting:
     """`upload_command`: a TOML array of strings (the words as they are), or one
     string split as a POSIX shell splits words (no shell runs it); as a list."""
     value = setting.value
@@ -517,6 +495,15 @@ def _text(setting: Setting, key: str) -> Setting:
     )
 
 
+def _url(setting: Setting, key: str) -> Setting:
+    """The base URL: text, in its one spelling (`api.base_url`): the ledger, the
+    budgets and the rate budget know an API by it."""
+    setting = _text(setting, key)
+    if not isinstance(setting.value, str):
+        return setting
+    return Setting(canonical_base_url(setting.value), setting.source)
+
+
 def _typed(setting: Setting, key: str) -> Setting:
     """A value from the config file or the environment is checked as `config set`
     would have checked it."""
@@ -528,10 +515,24 @@ def _typed(setting: Setting, key: str) -> Setting:
     except ConfigError as exc:
         if source.startswith("env:"):
             raise ConfigError(f"In ${source[len('env:') :]}: {exc.message}") from None
-        raise ConfigError(
-            f"In {source[len('config:') :]}: {exc.message}",
-            hint=f"Fix it with `pixeldojo config set {key} VALUE`.",
-        ) from None
+        raise ConfigError(f"In {source[len('config:') :]}: {exc.message}", hint="") from None
+
+
+def config_value_problem(key: str, value: Any) -> str | None:
+    """Why `value`, written for `key` in the config file, is no good (as every
+    command would say), or None when it is fine."""
+    setting = Setting(value, "config:the config file")
+    checks: dict[str, Callable[[Setting, str], Setting]] = {
+        "base_url": _url,
+        "output_dir": _text,
+        "upload_command": _command,
+    }
+    check = checks.get(key, _typed)
+    try:
+        check(setting, key)
+    except ConfigError as exc:
+        return exc.message
+    return None
 
 
 def parse_setting(key: str, raw: str) -> Any:
@@ -543,9 +544,9 @@ def parse_setting(key: str, raw: str) -> Any:
             hint="API keys are set with `pixeldojo auth login`.",
         )
     if kind == "url":
-        if not raw.startswith(("http://", "https://")):
+        if not raw.lower().startswith(("http://", "https://")):
             raise ConfigError(f"{key} must be an http(s) URL, got {raw!r}.")
-        return raw.rstrip("/")
+        return canonical_base_url(raw)
     if kind == "upload_way":
         if raw.strip().lower() not in UPLOAD_WAYS:
             raise ConfigError(f"{key} must be command or data, got {raw[:60]!r}.")

@@ -10,10 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from pixeldojo_cli.cli.commands.run_flags import IgnoreBudgetOption
 from pixeldojo_cli.cli.state import AppState, get_state, read_text_argument
 from pixeldojo_cli.core.errors import UsageError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pixeldojo_cli.api.client import Client
     from pixeldojo_cli.core.errors import ApiResponse
 
 HELP = """\
@@ -31,6 +35,11 @@ false, null, numbers, JSON arrays and objects; @FILE reads the value from
 a file, @- from stdin). Fields go into the query string for GET and HEAD
 (and with --input), into a JSON object body otherwise. --input FILE (or
 -) sends the file as the body.
+
+A request that can create a job (POST models/ID/run, however the path is
+spelled) is a paid one: the budgets (budget_daily, budget_monthly) are
+checked and its cost reserved first, as `run` does (--ignore-budget skips
+them), and the job goes into the local ledger.
 
 The body goes to stdout: indented JSON on a terminal, as received
 otherwise; -i prints the status line and headers first. An error answer
@@ -227,6 +236,7 @@ def api(
     input_file: InputOption = None,
     header: HeaderOption = None,
     include: IncludeOption = False,
+    ignore_budget: IgnoreBudgetOption = False,
 ) -> None:
     from pixeldojo_cli.core.errors import APIError
 
@@ -241,8 +251,9 @@ def api(
         verb = (given_method or ("POST" if fields or content is not None else "GET")).upper()
         in_query = verb in ("GET", "HEAD") or content is not None
         client = state.client()
-        try:
-            response = client.request(
+
+        def send() -> ApiResponse:
+            return client.request(
                 verb,
                 path,
                 params=as_query(fields) if fields and in_query else None,
@@ -250,11 +261,46 @@ def api(
                 content=content,
                 headers=headers or None,
             )
+
+        try:
+            body = fields or _json_of(content)
+            response = _paid(state, client, (verb, path), body, send, ignore_budget)
+            if response is None:
+                response = send()
         except APIError as exc:
             if exc.response is not None:
                 _write(state, exc.response, include)
             raise
         _write(state, response, include)
+
+
+def _paid(
+    state: AppState,
+    client: Client,
+    request: tuple[str, str],
+    body: Any,
+    send: Callable[[], ApiResponse],
+    ignore_budget: bool,
+) -> ApiResponse | None:
+    """A request that can create a job goes through the budgets and into the
+    ledger (`engine.raw_runs`); None for any other (not sent)."""
+    from pixeldojo_cli.engine.raw_runs import run_route_model, send_run
+
+    model_id = run_route_model(client, *request)
+    if model_id is None:
+        return None
+    budget = state.budget(ignore=ignore_budget)
+    return send_run(client, model_id, body, send, recorder=state.recorder(), budget=budget)
+
+
+def _json_of(content: bytes | None) -> Any:
+    """--input's body as JSON (for the job's estimate), or None."""
+    from pixeldojo_cli.core.untrusted import loads
+
+    try:
+        return None if content is None else loads(content.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def _body(input_file: str | None, headers: dict[str, str]) -> bytes | None:

@@ -62,8 +62,45 @@ def _table_path(state: AppState, key: str) -> tuple[str, ...]:
     from pixeldojo_cli.store.settings import PROFILE_KEYS
 
     if key in PROFILE_KEYS:
-        return ("profiles", str(state.settings().profile.value))
+        return ("profiles", str(state.settings(lenient=True).profile.value))
     return ("defaults",)
+
+
+def _drop_bad_elsewhere(
+    config: dict[str, Any], key: str, where: tuple[str, ...], profile: str
+) -> list[str]:
+    """Remove a bad value of `key` (one every command refuses) from the other
+    table this profile reads it from ([defaults] or [profiles.NAME]): `config
+    set`/`unset` of a key is how the error says to fix it. Returns the tables."""
+    from pixeldojo_cli.store.settings import config_value_problem
+
+    dropped = []
+    for other in (("defaults",), ("profiles", profile)):
+        node: Any = config
+        for name in other:
+            node = node.get(name) if isinstance(node, dict) else None
+        if other == where or not isinstance(node, dict) or node.get(key) in (None, ""):
+            continue
+        if config_value_problem(key, node[key]) is not None:
+            del node[key]
+            dropped.append("[" + ".".join(other) + "]")
+    return dropped
+
+
+def _settings_of(state: AppState, key: str) -> Setting:
+    """`key`'s setting in effect; a bad value is its error, with the way out."""
+    from pixeldojo_cli.core.errors import ConfigError
+
+    settings = state.settings(lenient=True)
+    setting: Setting = getattr(settings, key)
+    if setting.problem is not None:
+        fix = ""
+        if setting.source.startswith("config:"):
+            named = state.profile is not None and settings.profile.source == "flag"
+            me = f"pixeldojo --profile {settings.profile.value}" if named else "pixeldojo"
+            fix = f" Fix it with `{me} config set {key} VALUE` or `{me} config unset {key}`."
+        raise ConfigError(setting.problem + fix, hint="")
+    return setting
 
 
 def _check_profile_exists(config: dict[str, Any], where: tuple[str, ...], file: Any) -> None:
@@ -74,7 +111,7 @@ def _check_profile_exists(config: dict[str, Any], where: tuple[str, ...], file: 
 
     name = where[-1]
     profiles = config.get("profiles")
-    known = sorted(profiles) if isinstance(profiles, dict) else []
+    known = sorted(set(profiles) - {DEFAULT_PROFILE}) if isinstance(profiles, dict) else []
     if name == DEFAULT_PROFILE or name in known:
         return
     raise ConfigError(
@@ -103,6 +140,14 @@ def _shown(value: Any) -> str:
 
         return shlex.join(str(word) for word in value)
     return "" if value is None else str(value)
+
+
+def _listed(setting: Setting) -> dict[str, Any]:
+    """A setting in `config list --json`; `problem` only for a bad value."""
+    listed = {"value": setting.value, "source": _describe_source(setting)}
+    if setting.problem is not None:
+        listed["problem"] = setting.problem
+    return listed
 
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
@@ -138,7 +183,7 @@ def get(ctx: typer.Context, key: KeyArgument, json_output: JsonOption = False) -
     state = get_state(ctx)
     with state.guard(json_output=json_output):
         _check_key(key)
-        setting: Setting = getattr(state.settings(), key)
+        setting = _settings_of(state, key)
         if json_output:
             state.render.json(
                 {"key": key, "value": setting.value, "source": _describe_source(setting)}
@@ -173,18 +218,22 @@ def set_(ctx: typer.Context, key: KeyArgument, value: Annotated[str, typer.Argum
     with state.guard():
         _check_key(key)
         typed = parse_setting(key, value)
-        file = state.settings().config_file
+        settings = state.settings(lenient=True)
+        file, profile = settings.config_file, str(settings.profile.value)
         where = _table_path(state, key)
+        dropped: list[str] = []
 
         def set_value(config: dict[str, Any]) -> bool:
             if key in _BUDGET_KEYS:
                 _check_profile_exists(config, where, file)
             config_table(config, *where, path=file)[key] = typed
+            dropped.extend(_drop_bad_elsewhere(config, key, where, profile))
             return True
 
         update_config(set_value, file)
         shown = _shown(typed) if isinstance(typed, bool) else repr(typed)  # `true`, as in TOML
-        state.render.info(f"{key} = {shown} saved in {file}.")
+        also = f" (its bad value in {', '.join(dropped)} removed)" if dropped else ""
+        state.render.info(f"{key} = {shown} saved in {file}{also}.")
 
 
 @app.command(
@@ -201,11 +250,13 @@ def unset(ctx: typer.Context, key: KeyArgument) -> None:
     state = get_state(ctx)
     with state.guard():
         _check_key(key)
-        file = state.settings().config_file
+        settings = state.settings(lenient=True)
+        file, profile = settings.config_file, str(settings.profile.value)
         where = _table_path(state, key)
 
         def remove_value(config: dict[str, Any]) -> bool:
             found = config_table(config, *where, path=file).pop(key, None) is not None
+            found = bool(_drop_bad_elsewhere(config, key, where, profile)) or found
             prune_empty_tables(config)
             return found
 
@@ -229,20 +280,23 @@ def list_(ctx: typer.Context, json_output: JsonOption = False) -> None:
 
     state = get_state(ctx)
     with state.guard(json_output=json_output):
-        settings = state.settings()
+        settings = state.settings(lenient=True)
         values = {key: getattr(settings, key) for key in CONFIG_KEYS}
         if json_output:
             state.render.json(
                 {
                     "profile": settings.profile.value,
                     "configFile": str(settings.config_file),
-                    "settings": {
-                        key: {"value": s.value, "source": _describe_source(s)}
-                        for key, s in values.items()
-                    },
+                    "settings": {key: _listed(s) for key, s in values.items()},
                 }
             )
             return
-        rows = [[key, _shown(s.value), _describe_source(s)] for key, s in values.items()]
+        rows = [
+            [key, _shown(s.value), _describe_source(s) + (" (bad)" if s.problem else "")]
+            for key, s in values.items()
+        ]
         state.render.table(["KEY", "VALUE", "SOURCE"], rows)
+        for s in values.values():
+            if s.problem is not None:
+                state.render.warn(s.problem)
         state.render.note(f"Profile {settings.profile.value!r}; file {settings.config_file}")

@@ -50,7 +50,12 @@ def run_sweep(
 
     plan = plan_sweep(models, replace(ask, confirmed=ask.confirmed or dry_run), state.render.warn)
     if dry_run:
+        from pixeldojo_cli.cli.budget_view import whole_budget_lines
+
         _print_plan(state, plan, batch_options.webhook_url, confirmed=ask.confirmed)
+        whole = "the comparison's" if plan.kind == "compare" else "the sweep's"
+        for line in whole_budget_lines(state, plan.total_estimate(), batch_options.budget, whole):
+            state.render.info(line)
         return
     batch, result, first_files = _run(state, client, plan, batch_options, options, show)
     sheet = None

@@ -376,6 +376,15 @@ class Ledger:
             lambda db: reservations.reserve(db, base_url, profile, credits, windows)
         )
 
+    def moved_aside_since(self, since: datetime) -> Path | None:
+        """A damaged ledger moved aside at `since` or later (see `reservations`)."""
+        return reservations.moved_aside_since(self.path, since)
+
+    def mark_sending(self, reservation: int) -> bool:
+        """Right before the POST (see `reservations.mark_sending`); False: the
+        reservation is gone, do not send."""
+        return self._transaction(lambda db: reservations.mark_sending(db, reservation))
+
     def settle_reservation(
         self, reservation: int, job_id: str | None, *, uncertain: bool = False
     ) -> None:
