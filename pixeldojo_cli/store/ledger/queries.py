@@ -15,7 +15,14 @@ from pixeldojo_cli.api.results import DEFAULT_OUTPUT_LIFETIME, FAILED_STATUSES
 from pixeldojo_cli.core.ownfolders import check_folder
 from pixeldojo_cli.store.ledger.guard import claim_ledger, connect_ledger, opened_as_checked
 from pixeldojo_cli.store.ledger.records import LOST_REFUSED, LedgerFile
-from pixeldojo_cli.store.ledger.values import EPOCH, iso, json_column, parse_time, stamp
+from pixeldojo_cli.store.ledger.values import (
+    EPOCH,
+    iso,
+    json_column,
+    json_readable,
+    parse_time,
+    stamp,
+)
 from pixeldojo_cli.store.settings import ledger_path
 
 # The `jobs` columns a `LedgerJob` is read from, in `job_from_row`'s order.
@@ -49,6 +56,8 @@ class LedgerJob:
     refused: bool = False
     # Its `@` inputs as sent: `input`, `index`, `path` or `job`, `sha256`, `size`, `type`, `url`.
     input_files: tuple[dict[str, Any], ...] = ()
+    # Its `inputs` column is damaged (not a JSON object): `inputs` reads as {}.
+    inputs_damaged: bool = False
 
     @property
     def downloaded(self) -> bool:
@@ -119,6 +128,7 @@ def job_from_row(db: sqlite3.Connection, row: Sequence[Any]) -> LedgerJob:
         input_files=input_files_of(db, base_url, job_id),
         completed_at=parse_time(completed),
         duration=duration,
+        inputs_damaged=not json_readable(inputs, dict),
     )
 
 

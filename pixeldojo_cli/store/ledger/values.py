@@ -65,3 +65,14 @@ def json_column(text: Any, kind: type[Column]) -> Column:
         if isinstance(value, kind):
             return value
     return kind()
+
+
+def json_readable(text: Any, kind: type[Column]) -> bool:
+    """Whether a stored JSON column holds a value of the type `kind` (False:
+    damaged, which `json_column` reads as empty)."""
+    if not isinstance(text, str | bytes):
+        return False
+    try:
+        return isinstance(loads(text), kind)
+    except ValueError:
+        return False
