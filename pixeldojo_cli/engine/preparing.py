@@ -22,7 +22,8 @@ class JobAsk:
     assignments, the `--input` object they override, `--seed`, `--webhook-url`;
     how `@PATH` files are uploaded (`upload`; None: they are refused); and
     `auto_seed` (the setting, on by default): pick a seed when the model takes
-    one and none was given."""
+    one and none was given; `prompt_argument`: the command takes a PROMPT
+    (else a missing prompt's hint says `-p prompt=...`)."""
 
     prompt: str | None = None
     assignments: tuple[str, ...] = ()
@@ -31,6 +32,7 @@ class JobAsk:
     webhook_url: str | None = None
     upload: UploadSettings | None = None
     auto_seed: bool = True
+    prompt_argument: bool = True
 
 
 def prepare(model: Model, schema: dict[str, Any], ask: JobAsk, folder: Path) -> Submission:
@@ -47,7 +49,7 @@ def prepare(model: Model, schema: dict[str, Any], ask: JobAsk, folder: Path) -> 
         base=ask.base_inputs,
         seed=ask.seed,
     )
-    validate_inputs(schema, inputs)
+    validate_inputs(schema, inputs, prompt_argument=ask.prompt_argument)
     if ask.auto_seed:
         inputs = _with_random_seed(schema, inputs)
     inputs, files = check_file_inputs(schema, inputs, ask.upload)

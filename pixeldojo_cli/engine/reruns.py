@@ -6,11 +6,13 @@ What is found is untrusted when it comes from a file (another program, a
 hostile server, a picture someone sent): its claims are checked (a model id
 that can be one), `@` in its URL inputs is sent as the literal text it is,
 and which local file or earlier job a file input came from is believed only
-from the job ledger, for the job it names, where the value recorded is the
-one the ledger kept. A `data:TYPE;sha256,HEX` stand-in (what the ledger and
-the sidecar keep instead of a file sent inline) is never sent: it becomes the
-local file's `@PATH` again (that file still there and unchanged), or a usage
-error, before anything is spent.
+from the job ledger. A file that names a job the ledger knows on the API in
+force is a pointer to that job: the ledger's record (model and inputs) is run
+again, with a warning when the file says otherwise; any other file restores
+no local file (a job on another API is another job). A `data:TYPE;sha256,HEX`
+stand-in (what the ledger and the sidecar keep instead of a file sent inline)
+is never sent: it becomes the local file's `@PATH` again (that file still
+there and unchanged), or a usage error, before anything is spent.
 """
 
 from __future__ import annotations
@@ -63,6 +65,10 @@ class Recorded:
     input_files: tuple[dict[str, Any], ...] = field(default=(), hash=False)
     source: str = "ledger"
     where: str = ""
+    # A file named a job the ledger knows: the ledger's record is what is run.
+    pointer: bool = False
+    # The file's metadata says otherwise than the ledger (one warning line).
+    warning: str | None = field(default=None, hash=False)
 
     def described(self) -> str:
         """`job X (model M, from the job ledger)`, for the line said before submitting."""
@@ -71,6 +77,8 @@ class Recorded:
             "embedded": f"the metadata in {self.where}",
             "sidecar": f"the sidecar {self.where}",
         }.get(self.source, self.where)
+        if self.pointer:
+            origin += ", as the job ledger records it"
         return f"job {shown(self.job_id)} ({shown(self.model)}, from {shown(origin, 240)})"
 
 
@@ -114,6 +122,12 @@ def recorded_job(job_id: str, recorder: Recorder) -> Recorded:
 
 
 def _from_ledger(known: LedgerJob) -> Recorded:
+    if known.inputs_damaged:
+        raise UsageError(
+            f"The job ledger's record of job {shown(known.id)} is damaged (its inputs are "
+            "not a JSON object); nothing was submitted.",
+            hint="Run it again from a saved output (pixeldojo rerun FILE), or with pixeldojo run.",
+        )
     return Recorded(
         job_id=known.id,
         model=known.model,
@@ -129,32 +143,64 @@ def recorded_file(path: Path, recorder: Recorder) -> Recorded:
     sidecar (`read_provenance`). Exit 2 when it cannot be read, exit 6 when it
     says nothing (not an output of this tool); its claims are checked."""
     from pixeldojo_cli.inputs.local_files import why_not_readable
-    from pixeldojo_cli.store.embedded import read_provenance
+    from pixeldojo_cli.store.embedded import read_embedded
+    from pixeldojo_cli.store.provenance import from_sidecar
 
     name = shown(str(path), 200)
     try:
-        made = read_provenance(path)
+        embedded = read_embedded(path)
+        made = embedded.provenance or from_sidecar(path)
     except OSError as exc:
         raise UsageError(f"{name} {why_not_readable(path, exc)}.") from None
     if made is None:
         raise NotFoundError(
             f"{name} holds no pixeldojo metadata, and no sidecar beside it names it: it is "
             "not an output of this tool, so there is nothing to run again.",
-            hint=_why_none(path, name),
+            hint=_why_none(path, name, embedded.problems),
         )
     _check_claims(made, name)
-    known = recorder.find(made.job_id)
-    if known is not None and made.api is not None and known.base_url != made.api.rstrip("/"):
-        known = None  # the same id on another API: another job
-    if made.truncated:
-        return _whole(made, path, known, name)
-    files = known.input_files if known is not None else ()
     where = path.name if made.source == "embedded" else made.where
-    return Recorded(made.job_id, made.model, dict(made.inputs), made.api, files,
+    known = _known_here(made, recorder)
+    if known is not None:
+        return _pointer(made, known, where)
+    if made.truncated:
+        return _whole(made, path, name)
+    # Not the ledger's job on this API: no local file is restored from it.
+    return Recorded(made.job_id, made.model, dict(made.inputs), made.api, (),
                     made.source, where)  # fmt: skip
 
 
-def _why_none(path: Path, name: str) -> str:
+def _known_here(made: Provenance, recorder: Recorder) -> LedgerJob | None:
+    """The ledger's job the file names, only on the API in force (and the
+    file's own API, when it says one): a job of that id elsewhere is another job."""
+    known = recorder.find(made.job_id)
+    if known is None or known.base_url != recorder.base_url:
+        return None
+    if made.api is not None and made.api.rstrip("/") != known.base_url:
+        return None
+    return known
+
+
+def _pointer(made: Provenance, known: LedgerJob, where: str) -> Recorded:
+    """The ledger's record of the job a file names, said to come from that file;
+    a warning when the file's model or inputs are not the ledger's."""
+    recorded = _from_ledger(known)
+    differs = made.model != known.model or (
+        not made.truncated and dict(made.inputs) != dict(known.inputs)
+    )
+    warning = None
+    if differs:
+        warning = (
+            f"The metadata of {shown(where, 200)} does not match the job ledger's record of "
+            f"job {shown(known.id)}: the ledger's record ({shown(known.model)}) is run again."
+        )
+    return Recorded(known.id, known.model, recorded.inputs, known.base_url,
+                    known.input_files, made.source, where, True, warning)  # fmt: skip
+
+
+def _why_none(path: Path, name: str, problems: tuple[str, ...] = ()) -> str:
+    if problems:  # ours, but refused (nested too deep, a model that is not text...)
+        return shown("Ignored: " + "; ".join(problems) + ".", 400)
     if path.suffix.lower() == ".json":
         return "A sidecar is not an output: give one of the files it lists, or its job id."
     return f"See what it holds with: pixeldojo inspect {name}"
@@ -170,13 +216,11 @@ def _check_claims(made: Provenance, name: str) -> None:
         )
 
 
-def _whole(made: Provenance, path: Path, known: LedgerJob | None, name: str) -> Recorded:
-    """Metadata cut to fit the file: the whole inputs from the ledger, else from
-    the sidecar beside the file, else a usage error (a cut prompt is another job)."""
+def _whole(made: Provenance, path: Path, name: str) -> Recorded:
+    """Metadata cut to fit the file (the ledger does not know its job): the whole
+    inputs from the sidecar beside it, else a usage error (a cut prompt is another job)."""
     from pixeldojo_cli.store.provenance import from_sidecar
 
-    if known is not None:
-        return _from_ledger(known)
     beside = from_sidecar(path)
     if beside is not None and beside.job_id == made.job_id:
         _check_claims(beside, name)

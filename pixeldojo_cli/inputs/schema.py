@@ -272,7 +272,9 @@ def _encodable(value: Any) -> bool:
     return True
 
 
-def validate_inputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any]) -> None:
+def validate_inputs(
+    schema: Mapping[str, Any] | None, inputs: Mapping[str, Any], *, prompt_argument: bool = True
+) -> None:
     """Check inputs against the schema before anything is spent.
 
     Raises `UsageError` for an unknown parameter (with a suggestion), a wrong
@@ -280,7 +282,9 @@ def validate_inputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any])
     else the whole JSON Schema refuses (an empty prompt under `minLength`, too
     many images under `maxItems`, a `pattern`, a `format`, nested objects...).
     A `@PATH` or `@job:ID` value stands as a URL here (`file_refs.checkable`);
-    a `@` value where no URL goes is a usage error.
+    a `@` value where no URL goes is a usage error. `prompt_argument`: the
+    command takes a PROMPT argument (the hint for a missing prompt names it;
+    else `-p prompt=...`).
     """
     from pixeldojo_cli.inputs.file_refs import checkable
 
@@ -292,7 +296,7 @@ def validate_inputs(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any])
             )
     _check_webhook_url(inputs)
     inputs = checkable(schema, inputs)
-    _check_common_rules(schema, inputs)
+    _check_common_rules(schema, inputs, prompt_argument)
     if not isinstance(schema, Mapping):
         return
     from pixeldojo_cli.inputs.validator import schema_problems
@@ -320,7 +324,9 @@ def _check_webhook_url(inputs: Mapping[str, Any]) -> None:
         )
 
 
-def _check_common_rules(schema: Mapping[str, Any] | None, inputs: Mapping[str, Any]) -> None:
+def _check_common_rules(
+    schema: Mapping[str, Any] | None, inputs: Mapping[str, Any], prompt_argument: bool = True
+) -> None:
     """The usual mistakes, each with its friendliest message and hint."""
     params = {p.name: p for p in parameters(schema)}
     if not params:
@@ -339,7 +345,8 @@ def _check_common_rules(schema: Mapping[str, Any] | None, inputs: Mapping[str, A
             )
     missing = [p.name for p in params.values() if p.required and p.name not in inputs]
     if missing:
-        example = "PROMPT" if missing == ["prompt"] else f"-p {missing[0]}=..."
+        by_argument = prompt_argument and missing == ["prompt"]
+        example = "PROMPT" if by_argument else f"-p {missing[0]}=..."
         raise UsageError(
             f"Missing required input: {', '.join(missing)}.",
             hint=f"Give it as {example}.",

@@ -193,7 +193,9 @@ def _rerun(
     from pixeldojo_cli.cli.submitting import run_one
     from pixeldojo_cli.engine.reruns import file_or_job_id, other_api, recorded_file, recorded_job
 
-    request.replaced()  # a malformed -p is a usage error before anything is read
+    # replaced(): a malformed -p is a usage error before anything is read
+    if "seed" in request.replaced() and request.new_seed:
+        raise UsageError("Give -p seed=N or --new-seed, not both.")
     found = file_or_job_id(request.target)
     recorder = state.recorder()
     if isinstance(found, Path):
@@ -205,9 +207,9 @@ def _rerun(
         from pixeldojo_cli.core.errors import MissingAPIKeyError
 
         raise MissingAPIKeyError("No API key is set.")
-    warning = other_api(recorded, str(client.base_url))
-    if warning:
-        state.render.warn(warning)
+    for warning in (recorded.warning, other_api(recorded, str(client.base_url))):
+        if warning:
+            state.render.warn(warning)
     model, schema = _model(state, client, recorded, request.model_id)
     other = f" on {model.id}" if model.id != recorded.model else ""
     state.render.info(f"Running {recorded.described()} again{other}.")
@@ -268,6 +270,7 @@ def _submission(
         webhook_url=request.webhook_url,
         upload=request.upload,
         auto_seed=request.auto_seed,
+        prompt_argument=False,
     )
     submission = prepare(found, schema, ask, save_options.folder_for(None))
     check_unchanged(recorded, expected, submission)

@@ -19,6 +19,7 @@ from pixeldojo_cli.store.ledger.values import (
     EPOCH,
     iso,
     json_column,
+    json_readable,
     number_or_none,
     parse_time,
     stamp,
@@ -59,6 +60,8 @@ class LedgerJob:
     refused: bool = False
     # Its `@` inputs as sent: `input`, `index`, `path` or `job`, `sha256`, `size`, `type`, `url`.
     input_files: tuple[dict[str, Any], ...] = ()
+    # Its `inputs` column is damaged (not a JSON object): `inputs` reads as {}.
+    inputs_damaged: bool = False
 
     @property
     def downloaded(self) -> bool:
@@ -155,6 +158,7 @@ def job_from_row(db: sqlite3.Connection, row: Sequence[Any]) -> LedgerJob | None
         input_files=input_files_of(db, base_url, job_id),
         completed_at=parse_time(completed),
         duration=number_or_none(duration, least=0),
+        inputs_damaged=not json_readable(inputs, dict),
     )
 
 

@@ -92,3 +92,14 @@ def whole_or_none(value: Any) -> int | None:
     """A stored integer; None for a value of another type (a REAL too: SQLite keeps
     an integer too large for 64 bits as one)."""
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def json_readable(text: Any, kind: type[Column]) -> bool:
+    """Whether a stored JSON column holds a value of the type `kind` (False:
+    damaged, which `json_column` reads as empty)."""
+    if not isinstance(text, str | bytes):
+        return False
+    try:
+        return isinstance(loads(text), kind)
+    except ValueError:
+        return False
