@@ -7,7 +7,7 @@ import signal
 import sys
 from types import FrameType
 
-from pixeldojo_cli.cli.argv import hoist_global_options
+from pixeldojo_cli.cli.argv import hoist_global_options, json_lines_command
 from pixeldojo_cli.core import interrupts
 
 
@@ -159,7 +159,7 @@ def _command() -> None:
     try:
         code = app(args=args, prog_name="pixeldojo", standalone_mode=False)
     except typer.TyperException as exc:
-        sys.exit(_json_usage_error(exc))
+        sys.exit(_json_usage_error(exc, one_line=json_lines_command(args)))
     except typer.Abort:
         sys.exit(interrupts.exit_code())
     sys.exit(code if isinstance(code, int) else 0)
@@ -196,8 +196,11 @@ def _typer_bash_complete() -> int:
     return code if isinstance(code, int) else 0
 
 
-def _json_usage_error(exc: Exception) -> int:
-    """Print a command-line usage error for people (stderr) and scripts (stdout)."""
+def _json_usage_error(exc: Exception, *, one_line: bool = False) -> int:
+    """Print a command-line usage error for people (stderr) and scripts (stdout:
+    `one_line` for a command that prints JSON Lines)."""
+    import json
+
     from pixeldojo_cli.core.text import dump_json, safe_text
 
     format_message = getattr(exc, "format_message", None)
@@ -207,5 +210,5 @@ def _json_usage_error(exc: Exception) -> int:
     command = getattr(ctx, "command_path", None) or "pixeldojo"
     sys.stderr.write(f"error: {safe_text(message)} (usage_error)\nTry '{command} --help'.\n")
     document = {"error": {"code": "usage_error", "message": message, "exit_code": exit_code}}
-    sys.stdout.write(dump_json(document) + "\n")
+    sys.stdout.write((json.dumps(document) if one_line else dump_json(document)) + "\n")
     return int(exit_code)

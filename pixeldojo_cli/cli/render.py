@@ -296,13 +296,20 @@ class Renderer:
         if exc.hint:
             self.err_console.print(f"  {self.scrub(exc.hint)}", markup=False)
 
-    def error(self, exc: PixelDojoError, *, json_output: bool = False) -> None:
-        """The error on stderr (one sentence, then what to do next); under --json, on stdout too."""
+    def error(
+        self, exc: PixelDojoError, *, json_output: bool = False, one_line: bool = False
+    ) -> None:
+        """The error on stderr (one sentence, then what to do next); under --json, on
+        stdout too (`one_line`: as one line, among JSON Lines)."""
         line, hint = self.error_text(exc)
         self.err_console.print(line, style="bold red", markup=False)
         if hint:
             self.err_console.print(hint, markup=False)
-        if json_output:
+        if json_output and one_line:
+            import json
+
+            self._write_stdout(self.scrub(json.dumps(self.error_document(exc))))
+        elif json_output:
             self.json(self.error_document(exc))
 
     def error_text(self, exc: PixelDojoError) -> tuple[str, str]:

@@ -60,6 +60,8 @@ class AppState:
     _ledger: Ledger | None = None
     _ledger_failed: bool = False
     json_output: bool = False
+    json_lines: bool = False  # --json prints JSON Lines: an error too is one line
+    arguments: dict[str, Any] = field(default_factory=dict)  # the command's parameters
     remind: bool = True
 
     def __post_init__(self) -> None:
@@ -314,12 +316,15 @@ class AppState:
             self._emulator = None
 
     @contextmanager
-    def guard(self, *, json_output: bool = False) -> Iterator[None]:
+    def guard(self, *, json_output: bool = False, json_lines: bool = False) -> Iterator[None]:
         """Run a command body: our errors become one message and their exit code;
         anything else is a bug, reported as such (exit 1). A reader that went
-        away (`| head -1`) ends the command quietly, as SIGPIPE ends Unix tools."""
+        away (`| head -1`) ends the command quietly, as SIGPIPE ends Unix tools.
+        `json_lines`: the command prints JSON Lines under --json (its error is one line)."""
         self.json_output = self.json_output or json_output
+        self.json_lines = self.json_lines or json_lines
         try:
+            _refuse_undecodable_ids(self.arguments)
             yield
         except PixelDojoError as exc:
             self._report(exc, json_output)
@@ -349,7 +354,7 @@ class AppState:
     def _report(self, exc: PixelDojoError, json_output: bool) -> None:
         """Print an error; the reporting itself must never fail with a traceback."""
         try:
-            self.render.error(exc, json_output=json_output)
+            self.render.error(exc, json_output=json_output, one_line=self.json_lines)
         except BrokenPipeError:
             from pixeldojo_cli.cli.render import silence_broken_pipe
 
@@ -364,6 +369,22 @@ class AppState:
                 sys.stderr.write(f"error: {safe_text(line)} ({exc.code})\n")
             except Exception:
                 return
+
+
+def _refuse_undecodable_ids(arguments: dict[str, Any]) -> None:
+    """A model or job id argument that is not text (bytes that are not UTF-8) names
+    nothing and cannot go into a URL: a usage error for every command, before
+    any request (see `argv.ID_ARGUMENTS`)."""
+    from pixeldojo_cli.cli.argv import undecodable_id
+
+    found = undecodable_id(arguments)
+    if found is not None:
+        metavar, value = found
+        kind = "model" if metavar.startswith("MODEL") else "job"
+        raise UsageError(
+            f"{metavar} {value[:60]!r} is not valid text (bytes that are not UTF-8?): "
+            f"no {kind} has such an id. Nothing was sent."
+        )
 
 
 def unexpected_error(exc: Exception) -> PixelDojoError:
@@ -392,6 +413,7 @@ def get_state(ctx: typer.Context) -> AppState:
     if not isinstance(state, AppState):  # a command invoked without the root callback
         state = AppState()
         ctx.find_root().obj = state
+    state.arguments = ctx.params  # the command's own, checked by `guard`
     return state
 
 

@@ -359,11 +359,12 @@ class Batch:
         elif claim.outcome == "taken":
             self._held.append(line)  # its job id comes soon: look again
         else:
+            unit = getattr(line.source, "unit", "line")  # a sweep's lines are its jobs
             line.error = SubmissionUncertainError(
-                f"Line {line.number} may have been submitted by an earlier run that stopped "
-                "before it recorded a job; it is not submitted again.",
+                f"{unit.capitalize()} {line.number} may have been submitted by an earlier run "
+                "that stopped before it recorded a job; it is not submitted again.",
                 hint="Check `pixeldojo jobs list` for it; to pay for it again anyway, "
-                "run that line on its own with `pixeldojo run`.",
+                f"run that {unit} on its own with `pixeldojo run`.",
             )
             self._finish(line, Outcome.UNCERTAIN)
         return False
@@ -473,10 +474,12 @@ class Batch:
         left = self.lines.unfinished()
         for line in left:
             if line.error is None:
+                unit = getattr(line.source, "unit", "line")
                 line.error = WaitTimeoutError(
-                    f"Line {line.number} was not submitted before --timeout was reached.",
+                    f"{unit.capitalize()} {line.number} was not submitted before --timeout "
+                    "was reached.",
                     job_id="",
-                    hint="Rerun the same command to resume: finished lines are skipped.",
+                    hint=f"Rerun the same command to resume: finished {unit}s are skipped.",
                 )
             line.note = "timeout"
             self._finish(line, Outcome.TIMED_OUT)

@@ -40,8 +40,14 @@ def prepare(model: Model, schema: dict[str, Any], ask: JobAsk, folder: Path) -> 
     error (nothing spent) for anything the schema refuses, then for any `@`
     file that cannot be sent."""
     from pixeldojo_cli.engine.file_inputs import check_file_inputs
-    from pixeldojo_cli.inputs.schema import build_inputs, estimate_cost, validate_inputs
+    from pixeldojo_cli.inputs.schema import (
+        build_inputs,
+        estimate_cost,
+        refuse_given_twice,
+        validate_inputs,
+    )
 
+    refuse_given_twice(ask.assignments, webhook_url=ask.webhook_url is not None)
     inputs = build_inputs(
         schema,
         prompt=ask.prompt,

@@ -41,7 +41,8 @@ class SweepAsk:
     """A sweep as asked: PROMPT (with `{a|b}` groups), the `-p` assignments, the
     `--input` object, `--seed`, every `--matrix`, `--seeds N` (seeds 1..N), and
     whether a product past the confirmation limit was confirmed (`--yes`).
-    `kind`: `sweep` (`run`) or `compare` (several models)."""
+    `kind`: `sweep` (`run`) or `compare` (several models). `webhook_url`:
+    whether `--webhook-url` was given (it goes with every job, beside the inputs)."""
 
     prompt: str | None = None
     assignments: tuple[str, ...] = ()
@@ -53,6 +54,7 @@ class SweepAsk:
     kind: str = "sweep"
     upload: UploadSettings | None = None
     auto_seed: bool = False
+    webhook_url: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,6 +89,8 @@ class SweepResult:
 class SweepPlan:
     """Every job of a sweep, compactly: a key and an estimate per job; its model,
     inputs and what varied are made again from its index (`at`, `model_at`)."""
+
+    unit = "job"  # what the batch calls each of its lines
 
     def __init__(self, targets: Sequence[SweepTarget], kind: str) -> None:
         self.targets = list(targets)
@@ -244,20 +248,33 @@ def plan_sweep(
 
 def read_ask(ask: SweepAsk) -> tuple[PromptTemplate | None, list[MatrixSpec]]:
     """The PROMPT's groups and the `--matrix` specs (`--seeds N` as seed=1..N),
-    refusing a key given twice: the checks that need no schema."""
+    refusing a key given twice (two sweeps of it, or a sweep and a fixed value:
+    one of them would be dropped, or paid for under the other's label) and a
+    sweep of `webhook_url`: the checks that need no schema."""
+    from pixeldojo_cli.inputs.schema import refuse_given_twice
     from pixeldojo_cli.inputs.sweeps import MatrixSpec, parse_matrix, parse_prompt
 
     template = parse_prompt(ask.prompt) if ask.prompt is not None else None
     specs = [parse_matrix(text) for text in ask.matrix]
     if ask.seeds is not None:
         specs.append(MatrixSpec("seed", (f"1..{ask.seeds}",)))
-    fixed = {"prompt"} if ask.prompt is not None else set()
-    fixed |= _assigned_names(ask)
+    refuse_given_twice(
+        ask.assignments,
+        prompt=ask.prompt is not None,
+        seed=ask.seed is not None,
+        webhook_url=ask.webhook_url,
+    )
+    fixed = _assigned_names(ask)
     seen: set[str] = set()
     for spec in specs:
         if spec.key in seen:
             raise UsageError(f"{spec.key} is swept twice (--matrix, --seeds): give it once.")
-        if spec.key in fixed:
+        if spec.key == "webhook_url":
+            raise UsageError(
+                "webhook_url cannot be swept: it says where the API reports, not what it "
+                "makes; give one with --webhook-url."
+            )
+        if spec.key in fixed or (spec.key == "prompt" and ask.prompt is not None):
             given = "PROMPT" if spec.key == "prompt" else "-p or --seed"
             raise UsageError(f"{spec.key} is given by both --matrix (or --seeds) and {given}.")
         seen.add(spec.key)
@@ -287,7 +304,11 @@ def _refuse_unknown(names: list[str], models: Sequence[tuple[Model, dict[str, An
     for name in names:
         if not any(takes_input(schema, name) for _, schema in models):
             known = {p.name for _, schema in models for p in parameters(schema)}
-            raise unknown_parameter(name, known)
+            error = unknown_parameter(name, known)
+            if len(models) > 1:  # not "This model takes": the list is every model's
+                listing = ", ".join(sorted(known)[:12]) + (", ..." if len(known) > 12 else "")
+                error.hint = f"None of the {len(models)} models takes it; they take: {listing}."
+            raise error
 
 
 def _target(
@@ -351,11 +372,13 @@ def _check_axes(target: SweepTarget, *, several: bool) -> None:
 
 
 def _fill(plan: SweepPlan) -> None:
-    """Check every job's whole request, key it (`request_key`'s kind), price it."""
+    """Check every job's whole request, key it (`request_key`'s kind), price it.
+    Two jobs that are the same request (`{x|xy}{yz|z}` makes `xyz` twice) are
+    a usage error: the second would pay for the same pictures again."""
     from pixeldojo_cli.engine.file_inputs import check_file_inputs
     from pixeldojo_cli.inputs.schema import estimate_cost, validate_inputs
 
-    seen: dict[bytes, int] = {}
+    first: dict[bytes, int] = {}
     files_seen: dict[Any, Any] = {}  # a file named by many jobs is read once
     for at, target in enumerate(plan.targets):
         for index in range(plan.starts[at], plan.starts[at + 1]):
@@ -366,15 +389,27 @@ def _fill(plan: SweepPlan) -> None:
             except UsageError as exc:
                 raise _bad_job(plan, index, exc) from None
             digest = key_digest(target.model.id, inputs, 0)
-            occurrence = seen.get(digest, 0)
-            seen[digest] = occurrence + 1
-            if occurrence:
-                digest = key_digest(target.model.id, inputs, occurrence)
+            if digest in first:
+                raise _same_job(plan, first[digest], index)
+            first[digest] = index
             plan.keys += digest
-            plan.occurrences.append(occurrence)
+            plan.occurrences.append(0)
             estimate = estimate_cost(target.model, target.schema, inputs)
             plan.estimates.append(math.nan if estimate is None else estimate)
     plan.seal()
+
+
+def _same_job(plan: SweepPlan, earlier: int, index: int) -> UsageError:
+    def varied(at: int) -> str:
+        return ", ".join(f"{k}={v}" for k, v in plan.varied_at(at).items())
+
+    prompt = plan.at(index, index + 1).get("prompt")
+    what = f" (prompt {prompt[:80]!r})" if isinstance(prompt, str) else ""
+    return UsageError(
+        f"Jobs {earlier + 1} ({varied(earlier)}) and {index + 1} ({varied(index)}) of the "
+        f"{plan.kind} are the same request{what}: it would be paid for twice.",
+        hint="Change the alternatives or values so that each job differs.",
+    )
 
 
 def _bad_job(plan: SweepPlan, index: int, exc: UsageError) -> UsageError:

@@ -170,9 +170,12 @@ def build_inputs(
     """Merge `--input`, PROMPT, `-p` and `--seed` into one inputs object.
 
     Precedence: `-p` and `--seed` override `--input`; PROMPT fills `prompt`.
+    PROMPT and `-p prompt=`, or `--seed` and `-p seed=`, together are a usage
+    error (one of them would be dropped without a word).
     `-p` values are coerced to the schema's type; an array parameter given
     several times collects the values. Unknown names are errors here.
     """
+    refuse_given_twice(assignments, prompt=prompt is not None, seed=seed is not None)
     params = {p.name: p for p in parameters(schema)}
     open_schema = not params or (schema or {}).get("additionalProperties") is True
     inputs: dict[str, Any] = dict(base or {})
@@ -196,6 +199,35 @@ def build_inputs(
     if seed is not None:
         inputs["seed"] = seed
     return inputs
+
+
+def refuse_given_twice(
+    assignments: Iterable[str],
+    *,
+    prompt: bool = False,
+    seed: bool = False,
+    webhook_url: bool = False,
+) -> None:
+    """A usage error when an input given by PROMPT, `--seed` or `--webhook-url`
+    (as the flags say) is given by `-p` too: one of the two would be dropped
+    without a word (or, swept, paid for with the other's value)."""
+    names = {parse_assignment(text)[0] for text in assignments}
+    for name, given, by in (
+        ("prompt", prompt, "PROMPT"),
+        ("seed", seed, "--seed"),
+        ("webhook_url", webhook_url, "--webhook-url"),
+    ):
+        if given and name in names:
+            raise UsageError(f"{name} is given by both {by} and -p {name}=...: give it once.")
+
+
+def webhook_url_problem(value: Any) -> str | None:
+    """What is wrong with a `webhook_url` (from `--webhook-url`, `-p`, `--input`
+    or a batch line): it must be an http(s) URL; None when it is one."""
+    if isinstance(value, str) and value.startswith(("http://", "https://")):
+        return None
+    shown = value[:60] if isinstance(value, str) else value
+    return f"webhook_url must be an http(s) URL, got {shown!r}."
 
 
 def _type_ok(kind: str | None, value: Any) -> bool:
@@ -282,9 +314,10 @@ def validate_inputs(
     else the whole JSON Schema refuses (an empty prompt under `minLength`, too
     many images under `maxItems`, a `pattern`, a `format`, nested objects...).
     A `@PATH` or `@job:ID` value stands as a URL here (`file_refs.checkable`);
-    a `@` value where no URL goes is a usage error. `prompt_argument`: the
-    command takes a PROMPT argument (the hint for a missing prompt names it;
-    else `-p prompt=...`).
+    a `@` value where no URL goes is a usage error. A `webhook_url` (from `-p`,
+    `--input` or a batch line) must be an http(s) URL, as `--webhook-url` must.
+    `prompt_argument`: the command takes a PROMPT argument (the hint for a
+    missing prompt names it; else `-p prompt=...`).
     """
     from pixeldojo_cli.inputs.file_refs import checkable
 
@@ -294,7 +327,9 @@ def validate_inputs(
                 f"{name} is not valid Unicode text (bytes that are not UTF-8?).",
                 hint="Give it as UTF-8 text.",
             )
-    _check_webhook_url(inputs)
+    problem = webhook_url_problem(inputs["webhook_url"]) if "webhook_url" in inputs else None
+    if problem:  # the rule --webhook-url keeps, whichever way it came
+        raise UsageError(problem)
     inputs = checkable(schema, inputs)
     _check_common_rules(schema, inputs, prompt_argument)
     if not isinstance(schema, Mapping):
@@ -307,20 +342,6 @@ def validate_inputs(
         raise UsageError(
             "; ".join(str(problem) for problem in problems) + ".",
             hint="See `pixeldojo models show <model>` for the parameters.",
-        )
-
-
-def _check_webhook_url(inputs: Mapping[str, Any]) -> None:
-    """`webhook_url` among the inputs (`-p`, `--input`, a batch line, a sweep)
-    is checked as `--webhook-url` is: an http(s) URL, never a file or text."""
-    if "webhook_url" not in inputs:
-        return
-    url = inputs["webhook_url"]
-    if not (isinstance(url, str) and url.startswith(("http://", "https://"))):
-        raise UsageError(
-            f"webhook_url must be an http(s) URL, got {str(url)[:60]!r}.",
-            hint="It is where the API posts the job's outcome (`--webhook-url URL`); "
-            "@PATH values go in inputs that take a picture.",
         )
 
 

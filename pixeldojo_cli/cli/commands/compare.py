@@ -3,17 +3,14 @@ as one batch (the engine's `sweeps` on the batch engine)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from pixeldojo_cli.cli.commands.run_flags import (
-    ConcurrencyOption,
-    DryRunOption,
     IgnoreBudgetOption,
     InputFileOption,
     MatrixOption,
-    MaxCreditsOption,
     NoDownloadOption,
     OpenOption,
     OutputDirOption,
@@ -22,6 +19,7 @@ from pixeldojo_cli.cli.commands.run_flags import (
     ProgressOption,
     PromptArgument,
     YesOption,
+    parse_credits,
     read_input_file,
     read_prompt_from_stdin,
     upload_settings,
@@ -37,6 +35,10 @@ from pixeldojo_cli.cli.outputs import (
 from pixeldojo_cli.cli.state import get_state
 from pixeldojo_cli.core.durations import parse_duration
 from pixeldojo_cli.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.api.client import Client
+    from pixeldojo_cli.api.results import Model
 
 HELP = """\
 Run one prompt on several models, side by side, as one batch.
@@ -85,6 +87,34 @@ SeedsOption = Annotated[
         help="N jobs per model, with seeds 1..N (the same on every model).",
     ),
 ]
+# `run`'s flags of these names speak of --batch and of one request: said for compare.
+DryRunOption = Annotated[
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Print every job (one JSON line each) and the estimated total; submit nothing.",
+    ),
+]
+MaxCreditsOption = Annotated[
+    float | None,
+    typer.Option(
+        "--max-credits",
+        metavar="CREDITS",
+        parser=parse_credits,
+        help="The most the comparison may spend (estimated): jobs past it are skipped, exit 4.",
+    ),
+]
+ConcurrencyOption = Annotated[
+    int | None,
+    typer.Option(
+        "--concurrency",
+        metavar="N",
+        min=1,
+        max=100,
+        show_default=False,
+        help="Jobs in flight at once (default 50).",
+    ),
+]
 JsonLinesOption = Annotated[
     bool,
     typer.Option("--json", help="One JSON object per job as it ends, then a summary object."),
@@ -114,7 +144,7 @@ def compare(
     progress: ProgressOption = ProgressMode.auto,
 ) -> None:
     state = get_state(ctx)
-    with state.guard(json_output=json_output):
+    with state.guard(json_output=json_output, json_lines=True):
         from pixeldojo_cli.cli.commands.sweeping import run_sweep
         from pixeldojo_cli.engine import JobFlags
         from pixeldojo_cli.engine.batch import DEFAULT_CONCURRENCY, BatchOptions
@@ -148,7 +178,7 @@ def compare(
                 from pixeldojo_cli.core.errors import MissingAPIKeyError
 
                 raise MissingAPIKeyError("No API key is set.")
-            found = [client.model_with_schema(model_id) for model_id in model_ids]
+            found = models_with_schemas(client, model_ids)
             batch_options = BatchOptions(
                 concurrency=concurrency or DEFAULT_CONCURRENCY,
                 max_credits=max_credits,
@@ -168,3 +198,24 @@ def model_list(text: str) -> list[str]:
             hint="For example: pixeldojo compare flux-dev,seedream-4 PROMPT",
         )
     return list(dict.fromkeys(ids))
+
+
+def models_with_schemas(client: Client, model_ids: list[str]) -> list[tuple[Model, dict[str, Any]]]:
+    """Each model and its schema; every id not found named in one error (exit 6),
+    each with its did-you-mean, not only the first."""
+    from pixeldojo_cli.core.errors import NotFoundError
+
+    found, missing = [], []
+    for model_id in model_ids:
+        try:
+            found.append(client.model_with_schema(model_id))
+        except NotFoundError as exc:
+            missing.append(exc)
+    if len(missing) == 1:
+        raise missing[0]
+    if missing:
+        raise NotFoundError(
+            " ".join(exc.message.strip() for exc in missing) + " Nothing was submitted.",
+            status=missing[0].status,
+        )
+    return found

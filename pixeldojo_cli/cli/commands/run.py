@@ -136,7 +136,8 @@ def run(
     upload: UploadOption = None,
 ) -> None:
     state = get_state(ctx)
-    with state.guard(json_output=json_output):
+    many = batch_file is not None or bool(matrix) or "{" in (prompt or "")  # JSON Lines
+    with state.guard(json_output=json_output, json_lines=many):
         follow = FollowFlags(
             timeout=timeout,
             poll_interval=poll_interval,
@@ -239,6 +240,7 @@ def _run_sweep(
         confirmed=request.yes,
         upload=request.upload,
         auto_seed=request.auto_seed,
+        webhook_url=request.webhook_url is not None,
     )
     run_sweep(state, client, [model], ask, batch_options, options, show, dry_run=request.dry_run)
 

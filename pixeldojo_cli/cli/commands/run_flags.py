@@ -264,6 +264,10 @@ class RunRequest:
 
     def check(self) -> None:
         """Refuse what cannot go together, before anything is read or spent."""
+        from pixeldojo_cli.inputs.schema import refuse_given_twice
+
+        given = {"prompt": self.prompt is not None, "seed": self.seed is not None}
+        refuse_given_twice(self.assignments, **given, webhook_url=self.webhook_url is not None)
         if self.batch_file is not None and self.prompt is not None:
             raise UsageError("Give a PROMPT or --batch FILE, not both.")
         if self.batch_file is not None and self.matrix:
