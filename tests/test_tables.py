@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.tables import Column, fit_columns, human_size, number_text
+from pixeldojo_cli.core.text import plural
 from pixeldojo_cli.emulator import Emulator
 
 from conftest import FAST, PYTHON, Invoke, run_in_pty, run_subprocess_env

@@ -90,12 +90,6 @@ def printable(text: str) -> str:
     )
 
 
-def plural(count: float, word: str) -> str:
-    """`1 credit`, `2 credits`, `1.5 credits`, `0 jobs`."""
-    number = f"{count:g}" if isinstance(count, float) else str(count)
-    return f"{number} {word}" if count == 1 else f"{number} {word}s"
-
-
 def _is_tty(stream: TextIO) -> bool:
     try:
         return stream.isatty()

@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from pixeldojo_cli.cli.render import Renderer, plural
+from pixeldojo_cli.cli.render import Renderer
 from pixeldojo_cli.core.errors import ExitCode, PixelDojoError, UsageError
+from pixeldojo_cli.core.text import plural
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client

@@ -102,3 +102,9 @@ def _finite(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_finite(item) for item in value]
     return value
+
+
+def plural(count: float, word: str) -> str:
+    """`1 credit`, `2 credits`, `1.5 credits`, `0 jobs`."""
+    number = f"{count:g}" if isinstance(count, float) else str(count)
+    return f"{number} {word}" if count == 1 else f"{number} {word}s"

@@ -30,6 +30,7 @@ from pixeldojo_cli.core.errors import (
     ServerError,
     SubmissionUncertainError,
 )
+from pixeldojo_cli.core.text import plural
 from pixeldojo_cli.engine.submission import Submission
 
 if TYPE_CHECKING:
@@ -122,7 +123,8 @@ def _a_cost(value: float | None) -> TypeGuard[float]:
 
 
 def credits_text(value: float) -> str:
-    return f"{value:g} credit" + ("" if value == 1 else "s")
+    """`1 credit`, `2.5 credits`."""
+    return plural(float(value), "credit")
 
 
 def _cost_text(cost: float, listed: bool) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from pixeldojo_cli.core.errors import WriteError
-from pixeldojo_cli.store.files import DownloadedFile, set_output_mode
+from pixeldojo_cli.store.files import DownloadedFile, file_sha256, set_output_mode
 
 
 class ChunkWorker:
@@ -134,7 +134,7 @@ class PartFile:
         target = _Hashing(os.fdopen(fd, "w+b"), hashing=True)
         done = False
         try:
-            served_sha256 = self.hasher.hexdigest() if self.checksum else _sha256_of(self.path)
+            served_sha256 = self.hasher.hexdigest() if self.checksum else file_sha256(self.path)
             with open(self.path, "rb") as source:
                 done = transform(source, target, self.size)  # type: ignore[arg-type]
             if done:
@@ -192,15 +192,6 @@ class PartFile:
         if not self.handle.closed:
             self.handle.close()
         self.path.unlink(missing_ok=True)
-
-
-def _sha256_of(path: Path) -> str:
-    """The SHA-256 of the bytes at `path` (the part file, as served)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class _Hashing:

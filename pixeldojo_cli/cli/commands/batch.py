@@ -15,10 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState
 from pixeldojo_cli.core.errors import Outcome
-from pixeldojo_cli.core.text import json_line
+from pixeldojo_cli.core.text import json_line, plural
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client

@@ -8,7 +8,6 @@ import typer
 
 from pixeldojo_cli.cli.completion.complete import complete_job
 from pixeldojo_cli.cli.outputs import OPEN_HELP, ChecksumOption, open_first, print_results
-from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState, get_state
 from pixeldojo_cli.core.errors import (
     Outcome,
@@ -16,6 +15,7 @@ from pixeldojo_cli.core.errors import (
     UsageError,
     combined_exit_code,
 )
+from pixeldojo_cli.core.text import plural
 
 if TYPE_CHECKING:
     from pixeldojo_cli.engine import SaveOptions

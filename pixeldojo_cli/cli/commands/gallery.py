@@ -12,9 +12,9 @@ import typer
 
 from pixeldojo_cli.cli.commands.jobs_list import ledger_filter, local_query
 from pixeldojo_cli.cli.outputs import open_first
-from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState, get_state
 from pixeldojo_cli.core.errors import LedgerError, UsageError
+from pixeldojo_cli.core.text import plural
 
 if TYPE_CHECKING:
     from pixeldojo_cli.engine.gallery import SheetRequest

@@ -11,9 +11,9 @@ import typer
 from pixeldojo_cli.cli.completion.complete import complete_model
 from pixeldojo_cli.cli.documents import model_summary
 from pixeldojo_cli.cli.help import PixelDojoCommand, PixelDojoGroup
-from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import get_state
 from pixeldojo_cli.cli.tables import Column, number_text
+from pixeldojo_cli.core.text import plural
 
 
 class ModelType(StrEnum):

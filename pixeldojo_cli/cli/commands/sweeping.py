@@ -20,9 +20,8 @@ import typer
 
 from pixeldojo_cli.cli.commands.batch import LineHooks, drive_plan, line_document, summary
 from pixeldojo_cli.cli.outputs import open_first
-from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState
-from pixeldojo_cli.core.text import json_line
+from pixeldojo_cli.core.text import json_line, plural
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client

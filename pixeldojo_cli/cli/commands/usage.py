@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from pixeldojo_cli.cli.render import plural
 from pixeldojo_cli.cli.state import AppState, get_state
 from pixeldojo_cli.cli.tables import Column
 from pixeldojo_cli.core import durations, timestamps
 from pixeldojo_cli.core.errors import UsageError
+from pixeldojo_cli.core.text import plural
 
 if TYPE_CHECKING:
     from pixeldojo_cli.store.ledger import Balance, Ledger, Spend, SpentJob

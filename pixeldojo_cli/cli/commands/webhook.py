@@ -15,11 +15,12 @@ import typer
 
 from pixeldojo_cli.cli.completion.complete import complete_job
 from pixeldojo_cli.cli.help import PixelDojoCommand, PixelDojoGroup
-from pixeldojo_cli.cli.render import plural, printable
+from pixeldojo_cli.cli.render import printable
 from pixeldojo_cli.cli.state import AppState, get_state
 from pixeldojo_cli.core import interrupts
 from pixeldojo_cli.core.durations import parse_duration
 from pixeldojo_cli.core.errors import OutputRefusedError, PixelDojoError, UsageError
+from pixeldojo_cli.core.text import plural
 
 if TYPE_CHECKING:
     from pixeldojo_cli.api.client import Client
