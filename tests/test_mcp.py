@@ -44,7 +44,7 @@ def posts(emulator: Emulator) -> int:
 
 @asynccontextmanager
 async def session(
-    *args: str, emulator: Emulator | None, errlog: Path
+    *args: str, emulator: Emulator | None, errlog: Path, env: dict[str, str] | None = None
 ) -> AsyncIterator[ClientSession]:
     """`python -m pixeldojo_cli [ARGS] mcp` (ARGS before `mcp` are global flags;
     `--` separates them from the command's), initialised, its stderr in `errlog`."""
@@ -52,7 +52,7 @@ async def session(
     params = StdioServerParameters(
         command=PYTHON,
         args=["-m", "pixeldojo_cli", *global_args, "mcp", *command_args],
-        env=run_subprocess_env(emulator),
+        env=run_subprocess_env(emulator, **(env or {})),
     )
     with errlog.open("w") as log:
         async with (
@@ -75,11 +75,12 @@ def drive(
     *args: str,
     emulator: Emulator | None,
     errlog: Path,
+    env: dict[str, str] | None = None,
 ) -> T:
-    """Run one scenario against a fresh server session."""
+    """Run one scenario against a fresh server session (`env`: more variables)."""
 
     async def main() -> T:
-        async with session(*args, emulator=emulator, errlog=errlog) as client:
+        async with session(*args, emulator=emulator, errlog=errlog, env=env) as client:
             return await scenario(client)
 
     return asyncio.run(main())
@@ -209,6 +210,31 @@ def test_max_credits_refuses_a_job_that_would_pass_it_before_submitting(
     assert error["code"] == "max_credits" and error["exit_code"] == 4
     assert "--max-credits 1.5" in error["message"]
     assert posts(emulator) == 1
+
+
+def test_max_credits_that_is_not_a_number_of_credits_is_refused_as_run_refuses_it(
+    tmp_path: Path,
+) -> None:
+    for value in ("nan", "inf", "-1", "lots"):
+        done = pixeldojo("mcp", "--max-credits", value, env=run_subprocess_env(), cwd=tmp_path)
+        assert done.returncode == 2, done.stderr
+        assert "--max-credits must be a number of credits" in done.stderr
+
+
+def test_the_budget_holds_in_a_session_and_ignore_budget_skips_it(
+    emulator: Emulator, tmp_path: Path
+) -> None:
+    async def scenario(client: ClientSession) -> CallToolResult:
+        return await client.call_tool(
+            "generate", {"model": "flux-dev", "prompt": "x", "wait": False}
+        )
+
+    none_left = {"PIXELDOJO_BUDGET_DAILY": "0"}
+    refused = drive(scenario, "-o", "out", emulator=emulator, errlog=tmp_path / "e", env=none_left)
+    assert error_of(refused)["code"] == "budget_exceeded" and posts(emulator) == 0
+    allowed = drive(scenario, "-o", "out", "--ignore-budget", emulator=emulator,
+                    errlog=tmp_path / "e", env=none_left)  # fmt: skip
+    assert answer(allowed)["jobId"] and posts(emulator) == 1
 
 
 def test_estimate_cost_prices_the_request_and_submits_nothing(

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
         Submission,
         WaitOptions,
     )
+    from pixeldojo_cli.engine.budget import Budget
 
 HISTORY_LIMIT = 20
 MAX_HISTORY_LIMIT = 1000
@@ -152,14 +153,14 @@ class Tools:
         self,
         state: AppState,
         options: tuple[WaitOptions, SaveOptions],
-        cap: SpendCap,
+        spend: tuple[SpendCap, Budget],
         stop: threading.Event,
     ) -> None:
         self.state = state
         self.client: Client = state.client()
         self.recorder: Recorder = state.recorder()
         self.wait_options, self.save_options = options
-        self.cap = cap
+        self.cap, self.budget = spend
         self.stop = stop
         self._calls: set[threading.Event] = set()
         self._calls_lock = threading.Lock()
@@ -295,7 +296,7 @@ class Tools:
                 submission,
                 recorder=self.recorder,
                 notify=self._notice,
-                budget=self.state.budget(),
+                budget=self.budget,
             )
         except SubmissionUncertainError:
             raise  # it may have been taken: it stays counted

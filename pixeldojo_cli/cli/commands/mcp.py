@@ -7,13 +7,17 @@ The MCP SDK (the `[mcp]` extra) is imported here, inside the command, and by
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from pixeldojo_cli.cli.commands.run_flags import IgnoreBudgetOption, parse_credits
 from pixeldojo_cli.cli.outputs import ChecksumOption
 from pixeldojo_cli.cli.state import AppState, get_state
 from pixeldojo_cli.core.errors import UsageError
+
+if TYPE_CHECKING:
+    from pixeldojo_cli.engine.budget import Budget
 
 INSTALL_HINT = "pip install 'pixeldojo-cli[mcp]'"
 
@@ -55,7 +59,7 @@ MaxCreditsOption = Annotated[
     typer.Option(
         "--max-credits",
         metavar="CREDITS",
-        min=0,
+        parser=parse_credits,  # run's rule: a finite number, 0 or more
         help="The most this server session may spend (estimated before each job).",
     ),
 ]
@@ -90,6 +94,7 @@ def require_sdk() -> None:
 def mcp(
     ctx: typer.Context,
     max_credits: MaxCreditsOption = None,
+    ignore_budget: IgnoreBudgetOption = False,
     output_dir: OutputDirOption = None,
     timeout: WaitTimeoutOption = None,
     checksum: ChecksumOption = None,
@@ -97,12 +102,13 @@ def mcp(
     state = get_state(ctx)
     with state.guard():
         require_sdk()
-        _serve(state, max_credits, output_dir, timeout, checksum)
+        budget = state.budget(ignore=ignore_budget)  # --max-credits is the session's
+        _serve(state, (max_credits, budget), output_dir, timeout, checksum)
 
 
 def _serve(
     state: AppState,
-    max_credits: float | None,
+    spend: tuple[float | None, Budget],
     output_dir: str | None,
     timeout: str | None,
     checksum: bool | None,
@@ -120,7 +126,8 @@ def _serve(
     # Absolute from the start: an assistant starts the server in a folder of its choosing.
     folder = save.folder.resolve() if save.folder is not None else None
     save = dataclasses.replace(save, folder=folder, default_folder=save.default_folder.resolve())
-    tools = Tools(state, (wait, save), SpendCap(max_credits), threading.Event())
+    max_credits, budget = spend
+    tools = Tools(state, (wait, save), (SpendCap(max_credits), budget), threading.Event())
     cap = f", at most {max_credits:g} credits" if max_credits is not None else ""
     state.render.info(
         f"MCP server on stdio: outputs go to {save.folder_for(None)}{cap}. "
